@@ -1,0 +1,1 @@
+//! fluent.conf parsing (lexer, parser, typed values).

@@ -1,0 +1,1 @@
+//! Tag routing: match patterns and the per-tag pipeline cache.
