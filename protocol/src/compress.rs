@@ -1,0 +1,125 @@
+//! Bounded decompression (gzip with several members back to back, zstd with several
+//! frames) and gzip compression for CompressedPackedForward.
+//!
+//! Inflation stops with an error as soon as the output would pass the limit, so a
+//! compression bomb costs at most `limit + 1` bytes of memory.
+
+use std::io::Read;
+
+use crate::error::ErrorKind;
+
+/// Compression named by `option.compressed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// `"text"`: entries are not compressed.
+    Text,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn parse(name: &[u8]) -> Result<Self, ErrorKind> {
+        match name {
+            b"text" => Ok(Compression::Text),
+            b"gzip" => Ok(Compression::Gzip),
+            b"zstd" => Ok(Compression::Zstd),
+            other => Err(ErrorKind::UnsupportedCompression(String::from_utf8_lossy(other).into_owned())),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Text => "text",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+fn read_bounded<R: Read>(r: R, limit: usize, hint: usize) -> Result<Vec<u8>, ErrorKind> {
+    let mut out = Vec::with_capacity(hint.min(limit).min(64 << 20));
+    let n = r
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ErrorKind::Inflate(e.to_string()))?;
+    if n > limit {
+        return Err(ErrorKind::InflateTooLarge { limit: limit as u64 });
+    }
+    Ok(out)
+}
+
+/// Inflates `data` (gzip or zstd, one or several members/frames) into at most `limit`
+/// bytes.
+pub fn inflate(kind: Compression, data: &[u8], limit: usize) -> Result<Vec<u8>, ErrorKind> {
+    // Compressed logs typically inflate 5-10x; start there to avoid regrowth.
+    let hint = data.len().saturating_mul(8);
+    match kind {
+        Compression::Text => {
+            if data.len() > limit {
+                return Err(ErrorKind::InflateTooLarge { limit: limit as u64 });
+            }
+            Ok(data.to_vec())
+        }
+        Compression::Gzip => {
+            if data.is_empty() {
+                return Ok(Vec::new());
+            }
+            read_bounded(flate2::bufread::MultiGzDecoder::new(data), limit, hint)
+        }
+        Compression::Zstd => {
+            if data.is_empty() {
+                return Ok(Vec::new());
+            }
+            let dec = zstd::stream::read::Decoder::with_buffer(data).map_err(|e| ErrorKind::Inflate(e.to_string()))?;
+            read_bounded(dec, limit, hint)
+        }
+    }
+}
+
+/// Gzip-compresses `data` as one member (what fluentd's out_forward sends per chunk).
+pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), flate2::Compression::new(level));
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
+}
+
+/// Zstd-compresses `data` as one frame.
+pub fn zstd_compress(data: &[u8], level: i32) -> Vec<u8> {
+    zstd::bulk::compress(data, level).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_members_back_to_back() {
+        let mut both = gzip(b"hello ", 6);
+        both.extend(gzip(b"world", 6));
+        assert_eq!(inflate(Compression::Gzip, &both, 100).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn zstd_frames_back_to_back() {
+        let mut both = zstd_compress(b"hello ", 3);
+        both.extend(zstd_compress(b"world", 3));
+        assert_eq!(inflate(Compression::Zstd, &both, 100).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn bombs_stop_at_the_limit() {
+        let zeros = vec![0u8; 10 << 20];
+        let g = gzip(&zeros, 9);
+        assert!(g.len() < 100_000);
+        assert_eq!(inflate(Compression::Gzip, &g, 1 << 20), Err(ErrorKind::InflateTooLarge { limit: 1 << 20 }));
+        let z = zstd_compress(&zeros, 3);
+        assert_eq!(inflate(Compression::Zstd, &z, 1 << 20), Err(ErrorKind::InflateTooLarge { limit: 1 << 20 }));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(matches!(inflate(Compression::Gzip, b"not gzip", 100), Err(ErrorKind::Inflate(_))));
+        assert!(matches!(inflate(Compression::Zstd, b"not zstd", 100), Err(ErrorKind::Inflate(_))));
+    }
+}

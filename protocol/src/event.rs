@@ -1,0 +1,540 @@
+//! Events as views into received bytes: [`EventTime`], the entry iterator [`Events`],
+//! and lazy record access ([`RecordRef`], [`ValueRef`]) that walks msgpack in place.
+//!
+//! Iterating events never allocates; rendering a record as JSON writes into a caller's
+//! buffer.
+
+use crate::msgpack::{self, Head, Kind, MAX_DEPTH};
+
+/// Fluentd's EventTime: seconds and nanoseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct EventTime {
+    pub sec: u32,
+    pub nsec: u32,
+}
+
+impl EventTime {
+    pub const fn new(sec: u32, nsec: u32) -> Self {
+        EventTime { sec, nsec }
+    }
+
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        EventTime { sec: d.as_secs() as u32, nsec: d.subsec_nanos() }
+    }
+
+    /// Nanoseconds since the epoch.
+    pub fn as_nanos(&self) -> u64 {
+        self.sec as u64 * 1_000_000_000 + self.nsec as u64
+    }
+
+    /// Parses a time value as the Forward protocol allows it: EventTime (ext type 0,
+    /// fixext8 or ext8), a non-negative integer of seconds that fits 32 bits, a float of
+    /// seconds (fluentd rejects floats; spate accepts them), or fluent-bit's
+    /// `[time, {metadata}]` array. Returns `None` for anything else (an invalid event).
+    pub fn from_msgpack(v: &[u8]) -> Option<EventTime> {
+        match *v.first()? {
+            0xd7 | 0xc7 => {
+                let (ty, p) = msgpack::read_ext(v)?;
+                if ty != 0 || p.len() != 8 {
+                    return None;
+                }
+                let sec = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+                let nsec = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+                Some(EventTime { sec, nsec })
+            }
+            0xca | 0xcb => {
+                let f = msgpack::read_float(v)?;
+                if !(0.0..4_294_967_296.0).contains(&f) {
+                    return None;
+                }
+                let sec = f.trunc();
+                let nsec = ((f - sec) * 1e9).round().min(999_999_999.0);
+                Some(EventTime { sec: sec as u32, nsec: nsec as u32 })
+            }
+            0x92 => {
+                // fluent-bit's [EventTime, metadata] form.
+                let inner = &v[1..];
+                if inner.first() == Some(&0x92) {
+                    return None; // one level of [time, metadata] only
+                }
+                let n = msgpack::skip(inner).ok()?;
+                EventTime::from_msgpack(&inner[..n])
+            }
+            _ => {
+                let i = msgpack::read_int(v)?;
+                u32::try_from(i).ok().map(|sec| EventTime { sec, nsec: 0 })
+            }
+        }
+    }
+}
+
+/// How a batch's `entries` bytes are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntriesFormat {
+    /// `[time, record]` arrays back to back (PackedForward, Forward body, inflated
+    /// CompressedPackedForward).
+    Packed,
+    /// One event: `time` then `record`, not wrapped in an array (Message mode).
+    Message,
+}
+
+/// One event, borrowing the batch's bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    pub time: EventTime,
+    /// The encoded time value exactly as received.
+    pub time_raw: &'a [u8],
+    pub record: RecordRef<'a>,
+    /// The whole encoded entry: `[time, record]` for packed entries; `time record` (two
+    /// values, no array header) in Message mode.
+    pub raw: &'a [u8],
+}
+
+/// Result of checking one entry.
+pub(crate) enum EntryCheck<'a> {
+    Valid(Event<'a>),
+    /// Structurally sound msgpack, but not a `[time, record]` pair (skip_invalid_event).
+    Invalid,
+}
+
+/// Reads one entry at the start of `buf`; returns it and the bytes it used. Errors only
+/// on malformed msgpack.
+#[inline]
+pub(crate) fn read_entry(buf: &[u8], format: EntriesFormat, max_depth: usize) -> crate::Result<(EntryCheck<'_>, usize)> {
+    match format {
+        EntriesFormat::Packed => {
+            let len = msgpack::value_len(buf, max_depth)?;
+            let raw = &buf[..len];
+            if raw[0] != 0x92 {
+                return Ok((EntryCheck::Invalid, len));
+            }
+            // Children are complete: value_len proved it.
+            let body = &raw[1..];
+            let tlen = msgpack::skip(body)?;
+            Ok((check_pair(&body[..tlen], &body[tlen..], raw), len))
+        }
+        EntriesFormat::Message => {
+            let tlen = msgpack::value_len(buf, max_depth)?;
+            let rlen = msgpack::value_len(&buf[tlen..], max_depth).map_err(|e| e.at(tlen))?;
+            let raw = &buf[..tlen + rlen];
+            Ok((check_pair(&raw[..tlen], &raw[tlen..], raw), tlen + rlen))
+        }
+    }
+}
+
+#[inline]
+fn check_pair<'a>(time_raw: &'a [u8], rec: &'a [u8], raw: &'a [u8]) -> EntryCheck<'a> {
+    let Some(time) = EventTime::from_msgpack(time_raw) else { return EntryCheck::Invalid };
+    if !matches!(rec.first(), Some(0x80..=0x8f | 0xde | 0xdf)) {
+        return EntryCheck::Invalid;
+    }
+    EntryCheck::Valid(Event { time, time_raw, record: RecordRef { raw: rec }, raw })
+}
+
+/// Iterator over the valid events of a batch; invalid entries are skipped (they were
+/// counted when the frame was decoded).
+#[derive(Debug, Clone)]
+pub struct Events<'a> {
+    buf: &'a [u8],
+    format: EntriesFormat,
+}
+
+impl<'a> Events<'a> {
+    /// Iterates entries that were validated by the decoder. On bytes that were not
+    /// validated, iteration simply stops at the first malformed entry.
+    pub fn new(buf: &'a [u8], format: EntriesFormat) -> Self {
+        Events { buf, format }
+    }
+}
+
+impl<'a> Iterator for Events<'a> {
+    type Item = Event<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Event<'a>> {
+        loop {
+            if self.buf.is_empty() {
+                return None;
+            }
+            match read_entry(self.buf, self.format, MAX_DEPTH) {
+                Ok((check, used)) => {
+                    self.buf = &self.buf[used..];
+                    if self.format == EntriesFormat::Message {
+                        self.buf = &[];
+                    }
+                    if let EntryCheck::Valid(ev) = check {
+                        return Some(ev);
+                    }
+                }
+                Err(_) => {
+                    self.buf = &[];
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// A msgpack map (an event record) read in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> RecordRef<'a> {
+    /// Wraps the encoding of a map. Returns `None` if `raw` is not exactly one complete,
+    /// well-formed map within the nesting limit.
+    pub fn new(raw: &'a [u8]) -> Option<Self> {
+        match msgpack::head(raw) {
+            Ok(Some(Head::Map { .. })) => {}
+            _ => return None,
+        }
+        (msgpack::value_len(raw, MAX_DEPTH).ok()? == raw.len()).then_some(RecordRef { raw })
+    }
+
+    /// The encoded map, exactly as received.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// Number of key/value pairs.
+    pub fn len(&self) -> usize {
+        match msgpack::head(self.raw) {
+            Ok(Some(Head::Map { n, .. })) => n as usize,
+            _ => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Iterates `(key, value)` pairs in wire order.
+    pub fn fields(&self) -> Fields<'a> {
+        match msgpack::head(self.raw) {
+            Ok(Some(Head::Map { hdr, n })) => Fields { buf: &self.raw[hdr..], left: n },
+            _ => Fields { buf: &[], left: 0 },
+        }
+    }
+
+    /// Looks up a string key. With duplicate keys the last one wins, as when fluentd
+    /// decodes the map into a Ruby Hash.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<ValueRef<'a>> {
+        let mut found = None;
+        for (k, v) in self.fields() {
+            if k.as_str() == Some(key) {
+                found = Some(v);
+            }
+        }
+        found
+    }
+
+    /// Renders the record as JSON (Ruby `JSON.generate`-compatible for common values).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        ValueRef { raw: self.raw }.write_json(out)
+    }
+}
+
+/// Iterator over a map's fields.
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    buf: &'a [u8],
+    left: u32,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (ValueRef<'a>, ValueRef<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let kl = msgpack::skip(self.buf).ok()?;
+        let (k, rest) = self.buf.split_at(kl);
+        let vl = msgpack::skip(rest).ok()?;
+        let (v, rest) = rest.split_at(vl);
+        self.buf = rest;
+        Some((ValueRef { raw: k }, ValueRef { raw: v }))
+    }
+}
+
+/// One msgpack value read in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueRef<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> ValueRef<'a> {
+    /// Wraps one complete, well-formed value.
+    pub fn new(raw: &'a [u8]) -> Option<Self> {
+        (msgpack::value_len(raw, MAX_DEPTH).ok()? == raw.len()).then_some(ValueRef { raw })
+    }
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+    pub fn kind(&self) -> Kind {
+        msgpack::head(self.raw).ok().flatten().map(|h| h.kind()).unwrap_or(Kind::Nil)
+    }
+    /// String (or binary) payload.
+    #[inline]
+    pub fn as_str(&self) -> Option<&'a [u8]> {
+        msgpack::read_bytes(self.raw)
+    }
+    pub fn as_i64(&self) -> Option<i64> {
+        msgpack::read_int(self.raw).and_then(|i| i64::try_from(i).ok())
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        msgpack::read_float(self.raw)
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.raw.first() {
+            Some(0xc2) => Some(false),
+            Some(0xc3) => Some(true),
+            _ => None,
+        }
+    }
+    pub fn is_nil(&self) -> bool {
+        self.raw.first() == Some(&0xc0)
+    }
+    pub fn as_map(&self) -> Option<RecordRef<'a>> {
+        matches!(self.kind(), Kind::Map).then_some(RecordRef { raw: self.raw })
+    }
+    /// Elements of an array value.
+    pub fn as_array(&self) -> Option<ArrayIter<'a>> {
+        match msgpack::head(self.raw) {
+            Ok(Some(Head::Array { hdr, n })) => Some(ArrayIter { buf: &self.raw[hdr..], left: n }),
+            _ => None,
+        }
+    }
+
+    /// Text of the value as Ruby's `to_s` would give it for scalars (strings as is,
+    /// numbers in decimal, nil as empty, booleans as true/false); containers as JSON.
+    /// Used by filters that match patterns against field values.
+    pub fn write_text(&self, out: &mut Vec<u8>) {
+        if let Some(s) = self.as_str() {
+            out.extend_from_slice(s);
+        } else if self.is_nil() {
+        } else {
+            self.write_json(out)
+        }
+    }
+
+    /// Renders the value as JSON.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        write_json(self.raw, out, 0);
+    }
+}
+
+/// Iterator over array elements.
+#[derive(Debug, Clone)]
+pub struct ArrayIter<'a> {
+    buf: &'a [u8],
+    left: u32,
+}
+
+impl<'a> Iterator for ArrayIter<'a> {
+    type Item = ValueRef<'a>;
+    fn next(&mut self) -> Option<ValueRef<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let n = msgpack::skip(self.buf).ok()?;
+        let (v, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Some(ValueRef { raw: v })
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes a JSON string literal: escapes `"`, `\` and control characters; valid UTF-8
+/// passes through; invalid UTF-8 bytes become U+FFFD.
+pub fn write_json_str(s: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    let mut rest = s;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(valid) => {
+                escape_into(valid.as_bytes(), out);
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                escape_into(good, out);
+                out.extend_from_slice("\u{fffd}".as_bytes());
+                let skip = e.error_len().unwrap_or(bad.len());
+                rest = &bad[skip..];
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[inline]
+fn escape_into(s: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f | 0x7f => {
+                out.extend_from_slice(&s[start..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 15) as usize]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&s[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+fn write_float(f: f64, out: &mut Vec<u8>) {
+    if !f.is_finite() {
+        out.extend_from_slice(b"null");
+    } else if f == f.trunc() && f.abs() < 1e16 {
+        // Ruby prints whole floats with a trailing ".0".
+        out.extend_from_slice(format!("{f:.1}").as_bytes());
+    } else {
+        out.extend_from_slice(format!("{f}").as_bytes());
+    }
+}
+
+fn write_json(v: &[u8], out: &mut Vec<u8>, depth: usize) {
+    let Ok(Some(h)) = msgpack::head(v) else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    match h {
+        Head::Map { hdr, n } => {
+            if depth >= MAX_DEPTH {
+                out.extend_from_slice(b"null");
+                return;
+            }
+            out.push(b'{');
+            let mut f = Fields { buf: &v[hdr..], left: n };
+            let mut first = true;
+            while let Some((k, val)) = f.next() {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                match k.as_str() {
+                    Some(s) => write_json_str(s, out),
+                    None => {
+                        // JSON keys must be strings: render the key's JSON as a string.
+                        let mut tmp = Vec::new();
+                        write_json(k.raw, &mut tmp, depth + 1);
+                        write_json_str(&tmp, out);
+                    }
+                }
+                out.push(b':');
+                write_json(val.raw, out, depth + 1);
+            }
+            out.push(b'}');
+        }
+        Head::Array { hdr, n } => {
+            if depth >= MAX_DEPTH {
+                out.extend_from_slice(b"null");
+                return;
+            }
+            out.push(b'[');
+            let it = ArrayIter { buf: &v[hdr..], left: n };
+            for (i, e) in it.enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(e.raw, out, depth + 1);
+            }
+            out.push(b']');
+        }
+        Head::Scalar { kind, .. } => match kind {
+            Kind::Nil => out.extend_from_slice(b"null"),
+            Kind::Bool => out.extend_from_slice(if v[0] == 0xc3 { b"true" } else { b"false" }),
+            Kind::UInt | Kind::NegInt => match msgpack::read_int(v) {
+                Some(i) => out.extend_from_slice(i.to_string().as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            },
+            Kind::F32 | Kind::F64 => write_float(msgpack::read_float(v).unwrap_or(f64::NAN), out),
+            Kind::Str | Kind::Bin => write_json_str(msgpack::read_bytes(v).unwrap_or(b""), out),
+            Kind::Ext => match EventTime::from_msgpack(v) {
+                // Fluent::EventTime#to_json is its integer seconds.
+                Some(t) => out.extend_from_slice(t.sec.to_string().as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            },
+            Kind::Array | Kind::Map => out.extend_from_slice(b"null"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec() -> Vec<u8> {
+        // {"a": 1, "msg": "hi\n", "n": {"x": [true, nil, -3, 1.5]}}
+        let mut v = vec![0x83, 0xa1, b'a', 0x01, 0xa3, b'm', b's', b'g', 0xa3, b'h', b'i', b'\n', 0xa1, b'n', 0x81, 0xa1, b'x', 0x94, 0xc3, 0xc0, 0xfd, 0xcb];
+        v.extend_from_slice(&1.5f64.to_be_bytes());
+        v
+    }
+
+    #[test]
+    fn record_get_and_json() {
+        let r = rec();
+        let rr = RecordRef::new(&r).unwrap();
+        assert_eq!(rr.len(), 3);
+        assert_eq!(rr.get(b"a").unwrap().as_i64(), Some(1));
+        assert_eq!(rr.get(b"msg").unwrap().as_str(), Some(&b"hi\n"[..]));
+        assert!(rr.get(b"zz").is_none());
+        let mut out = Vec::new();
+        rr.write_json(&mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":1,"msg":"hi\n","n":{"x":[true,null,-3,1.5]}}"#);
+    }
+
+    #[test]
+    fn record_new_rejects_non_maps_and_trailing() {
+        assert!(RecordRef::new(&[0x90]).is_none());
+        assert!(RecordRef::new(&[0x80, 0x00]).is_none());
+        assert!(RecordRef::new(&[0x81, 0xa1]).is_none());
+    }
+
+    #[test]
+    fn json_strings_escape_and_repair_utf8() {
+        let mut out = Vec::new();
+        write_json_str(b"a\"b\\c\x01\xff\xc3\xa9", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\u0001\u{fffd}é\"");
+    }
+
+    #[test]
+    fn times() {
+        let et = [0xd7, 0x00, 0, 0, 0, 10, 0, 0, 0, 20];
+        assert_eq!(EventTime::from_msgpack(&et), Some(EventTime::new(10, 20)));
+        let ext8 = [0xc7, 8, 0x00, 0, 0, 0, 10, 0, 0, 0, 20];
+        assert_eq!(EventTime::from_msgpack(&ext8), Some(EventTime::new(10, 20)));
+        assert_eq!(EventTime::from_msgpack(&[0xce, 0, 0, 1, 0]), Some(EventTime::new(256, 0)));
+        assert_eq!(EventTime::from_msgpack(&[0xff]), None);
+        let mut f = vec![0xcb];
+        f.extend_from_slice(&1.25f64.to_be_bytes());
+        assert_eq!(EventTime::from_msgpack(&f), Some(EventTime::new(1, 250_000_000)));
+        let mut arr = vec![0x92];
+        arr.extend_from_slice(&et);
+        arr.push(0x80);
+        assert_eq!(EventTime::from_msgpack(&arr), Some(EventTime::new(10, 20)));
+        assert_eq!(EventTime::from_msgpack(&[0xd7, 0x01, 0, 0, 0, 10, 0, 0, 0, 20]), None);
+    }
+}

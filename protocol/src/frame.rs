@@ -1,0 +1,329 @@
+//! The incremental Forward frame decoder: bytes in (a `BytesMut` the caller reads into),
+//! frames out. A [`Frame`]'s tag, entries and options are `Bytes` slices of the input
+//! buffer: decoding copies nothing except gzip/zstd inflation and JSON conversion.
+//!
+//! Mode detection follows the spec: the type of the second array element decides between
+//! Message (`[tag, time, record(, option)]`), Forward (`[tag, [[time, record]...](, option)]`)
+//! and PackedForward (`[tag, bin|str(, option)]`, CompressedPackedForward when
+//! `option.compressed` is gzip or zstd). A msgpack `nil` is a heartbeat.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::compress::{self, Compression};
+use crate::error::{DecodeError, ErrorKind, Result};
+use crate::event::{read_entry, EntriesFormat, EntryCheck, Events};
+use crate::json::{self, JsonScanner};
+use crate::msgpack::{Cursor, Head, Kind, Skipper, MAX_DEPTH};
+
+/// Limits applied while decoding. Defaults match fluentd's defaults where fluentd has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame accepted (fluentd's `chunk_size_limit`, unset by default there).
+    /// Default: 256 MiB + 64 KiB, so the largest chunk fluentd's file buffer produces by
+    /// default (256 MiB) fits with its header.
+    pub max_frame_size: usize,
+    /// Largest decompressed entries (fluentd's `decompression_size_limit`, 256 MiB).
+    pub max_inflated_size: usize,
+    /// Deepest array/map nesting accepted, at most [`MAX_DEPTH`].
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_frame_size: (256 << 20) + (64 << 10), max_inflated_size: 256 << 20, max_depth: MAX_DEPTH }
+    }
+}
+
+/// Which Forward mode a frame used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Message,
+    Forward,
+    PackedForward,
+    CompressedPackedForward,
+}
+
+/// The `option` map of a frame. Unknown keys are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `chunk`: the client wants `{"ack": chunk}` back. Kept byte for byte.
+    pub chunk: Option<Bytes>,
+    /// `size`: the number of events the client says it sent.
+    pub size: Option<u64>,
+    pub compressed: Option<Compression>,
+    /// fluent-bit's `fluent_signal` (0 logs, 1 metrics, 2 traces).
+    pub fluent_signal: Option<i64>,
+    /// fluent-bit's `metadata`, raw msgpack.
+    pub metadata: Option<Bytes>,
+}
+
+/// Events of one tag from one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventBatch {
+    pub tag: Bytes,
+    /// Entries as received (inflated if the frame was compressed); see [`EntriesFormat`].
+    pub entries: Bytes,
+    pub format: EntriesFormat,
+    /// Number of valid events.
+    pub count: u32,
+    /// Entries that are well-formed msgpack but not `[time, record]` with a valid time
+    /// and a map record. [`EventBatch::events`] skips them.
+    pub invalid: u32,
+    pub mode: Mode,
+    pub option: Options,
+    /// Size of the frame on the wire.
+    pub wire_len: usize,
+}
+
+impl EventBatch {
+    /// Iterates the valid events, borrowing `entries`. Allocation-free.
+    pub fn events(&self) -> Events<'_> {
+        Events::new(&self.entries, self.format)
+    }
+
+    /// Validates `entries` and builds a batch (used by decoders and by tests/tools that
+    /// assemble batches directly).
+    pub fn from_entries(tag: Bytes, entries: Bytes, format: EntriesFormat, mode: Mode, option: Options, max_depth: usize) -> Result<Self> {
+        let (count, invalid) = count_entries(&entries, format, max_depth)?;
+        Ok(EventBatch { tag, entries, format, count, invalid, mode, option, wire_len: 0 })
+    }
+}
+
+/// A decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Events(EventBatch),
+    /// A msgpack `nil`: a keepalive from old clients; nothing to do.
+    Heartbeat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    Unknown,
+    Msgpack,
+    Json,
+}
+
+/// Incremental decoder for one connection.
+///
+/// Call [`FrameDecoder::decode`] after every read with the connection's buffer; it
+/// returns `Ok(None)` when the buffer holds only part of a frame (nothing is consumed
+/// then, and the bytes already scanned are not scanned again on the next call).
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    limits: Limits,
+    kind: StreamKind,
+    skipper: Skipper,
+    json: JsonScanner,
+    /// Bytes consumed from the stream so far, for error offsets.
+    consumed: u64,
+}
+
+impl FrameDecoder {
+    pub fn new(limits: Limits) -> Self {
+        FrameDecoder { limits, kind: StreamKind::Unknown, skipper: Skipper::new(), json: JsonScanner::default(), consumed: 0 }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// True once the connection turned out to speak JSON (acks must then be JSON).
+    pub fn is_json(&self) -> bool {
+        self.kind == StreamKind::Json
+    }
+
+    /// Bytes of the stream consumed so far.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Bytes of the pending, incomplete frame scanned so far.
+    pub fn pending(&self) -> usize {
+        self.skipper.pos()
+    }
+
+    fn detect(&mut self, buf: &BytesMut) -> Result<bool> {
+        if self.kind != StreamKind::Unknown {
+            return Ok(true);
+        }
+        let Some(&b) = buf.first() else { return Ok(false) };
+        self.kind = match b {
+            b'{' | b'[' => StreamKind::Json,
+            0x90..=0x9f | 0xdc | 0xdd | 0xc0 => StreamKind::Msgpack,
+            _ => return Err(DecodeError::new(0, ErrorKind::BadFirstByte(b))),
+        };
+        Ok(true)
+    }
+
+    /// Splits the next complete msgpack value off `buf`, without interpreting it (used
+    /// for handshake messages). JSON streams are converted to msgpack.
+    pub fn next_value(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>> {
+        if !self.detect(buf)? {
+            return Ok(None);
+        }
+        let base = self.consumed;
+        let rebase = |mut e: DecodeError| {
+            e.offset += base;
+            e
+        };
+        match self.kind {
+            StreamKind::Json => {
+                if self.json_pending_start(buf) {
+                    return Ok(None);
+                }
+                match self.json.advance(buf, self.limits.max_frame_size).map_err(rebase)? {
+                    None => Ok(None),
+                    Some(len) => {
+                        let raw = buf.split_to(len);
+                        self.consumed += len as u64;
+                        Ok(Some(Bytes::from(json::to_msgpack(&raw).map_err(rebase)?)))
+                    }
+                }
+            }
+            _ => match self.skipper.advance(buf, self.limits.max_frame_size, self.limits.max_depth).map_err(rebase)? {
+                None => Ok(None),
+                Some(len) => {
+                    self.consumed += len as u64;
+                    Ok(Some(buf.split_to(len).freeze()))
+                }
+            },
+        }
+    }
+
+    /// Drops whitespace between JSON values; returns true if nothing else is buffered.
+    fn json_pending_start(&mut self, buf: &mut BytesMut) -> bool {
+        let ws = JsonScanner::leading_ws(buf);
+        if ws > 0 {
+            let _ = buf.split_to(ws);
+            self.consumed += ws as u64;
+        }
+        buf.is_empty()
+    }
+
+    /// Decodes the next frame from `buf`. `Ok(None)`: more bytes needed.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>> {
+        let base = self.consumed;
+        let Some(raw) = self.next_value(buf)? else { return Ok(None) };
+        parse_frame(raw, &self.limits).map(Some).map_err(|mut e| {
+            e.offset += base;
+            e
+        })
+    }
+}
+
+/// Parses one complete frame. Tag and entries are slices of `raw`.
+pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
+    let wire_len = raw.len();
+    let mut c = Cursor::new(&raw);
+    let n = match c.peek()? {
+        Head::Scalar { kind: Kind::Nil, .. } => return Ok(Frame::Heartbeat),
+        Head::Array { n, .. } if (2..=4).contains(&n) => c.array_len()?,
+        Head::Array { n, .. } => return Err(DecodeError::new(0, ErrorKind::BadArity(n))),
+        h => return Err(DecodeError::new(0, ErrorKind::WrongType { expected: "a frame array", found: h.kind().name() })),
+    };
+    let tag = raw.slice_ref(c.bytes("the tag (a string)")?);
+    let second = c.pos;
+    let (mode, entries, format, opt_count) = match c.peek()? {
+        Head::Array { hdr, .. } => {
+            let v = c.value()?;
+            (Mode::Forward, raw.slice_ref(&v[hdr..]), EntriesFormat::Packed, n - 2)
+        }
+        Head::Scalar { kind: Kind::Str | Kind::Bin, .. } => {
+            let p = c.bytes("entries")?;
+            (Mode::PackedForward, raw.slice_ref(p), EntriesFormat::Packed, n - 2)
+        }
+        _ => {
+            if n < 3 {
+                return Err(DecodeError::new(second, ErrorKind::Invalid { what: "Message-mode frame", why: "it needs a time and a record" }));
+            }
+            c.value()?;
+            c.value()?;
+            (Mode::Message, raw.slice(second..c.pos), EntriesFormat::Message, n - 3)
+        }
+    };
+    let mut option = Options::default();
+    match opt_count {
+        0 => {}
+        1 => option = parse_options(&mut c, &raw)?,
+        _ => return Err(DecodeError::new(0, ErrorKind::BadArity(n))),
+    }
+    if !c.at_end() {
+        return Err(DecodeError::new(c.pos, ErrorKind::Trailing));
+    }
+    let (mode, entries) = match option.compressed {
+        Some(kind @ (Compression::Gzip | Compression::Zstd)) if mode == Mode::PackedForward => {
+            let inflated = compress::inflate(kind, &entries, limits.max_inflated_size).map_err(|k| DecodeError::new(second, k))?;
+            (Mode::CompressedPackedForward, Bytes::from(inflated))
+        }
+        _ => (mode, entries),
+    };
+    let entries_offset = if mode == Mode::CompressedPackedForward { 0 } else { (entries.as_ptr() as usize).saturating_sub(raw.as_ptr() as usize) };
+    let (count, invalid) = count_entries(&entries, format, limits.max_depth).map_err(|e| e.at(entries_offset))?;
+    Ok(Frame::Events(EventBatch { tag, entries, format, count, invalid, mode, option, wire_len }))
+}
+
+/// Walks every entry once: proves the entries are well-formed msgpack within the depth
+/// limit, and counts valid and invalid events.
+fn count_entries(entries: &[u8], format: EntriesFormat, max_depth: usize) -> Result<(u32, u32)> {
+    let (mut valid, mut invalid) = (0u32, 0u32);
+    let mut pos = 0;
+    while pos < entries.len() {
+        let (check, used) = read_entry(&entries[pos..], format, max_depth).map_err(|e| e.at(pos))?;
+        match check {
+            EntryCheck::Valid(_) => valid += 1,
+            EntryCheck::Invalid => invalid += 1,
+        }
+        pos += used;
+        if format == EntriesFormat::Message && pos != entries.len() {
+            return Err(DecodeError::new(pos, ErrorKind::Trailing));
+        }
+    }
+    Ok((valid, invalid))
+}
+
+fn parse_options(c: &mut Cursor<'_>, raw: &Bytes) -> Result<Options> {
+    let mut o = Options::default();
+    if let Head::Scalar { kind: Kind::Nil, .. } = c.peek()? {
+        c.value()?;
+        return Ok(o);
+    }
+    let n = c.map_len()?;
+    for _ in 0..n {
+        let key = match c.peek()? {
+            Head::Scalar { kind: Kind::Str | Kind::Bin, .. } => c.bytes("an option key")?,
+            _ => {
+                // Non-string keys are not ours: skip key and value.
+                c.value()?;
+                c.value()?;
+                continue;
+            }
+        };
+        match key {
+            b"chunk" => {
+                let v = c.bytes("option.chunk (a string)")?;
+                o.chunk = Some(raw.slice_ref(v));
+            }
+            b"size" => {
+                let v = c.int()?;
+                o.size = u64::try_from(v).ok();
+            }
+            b"compressed" => {
+                let at = c.pos;
+                let v = c.bytes("option.compressed (a string)")?;
+                o.compressed = Some(Compression::parse(v).map_err(|k| DecodeError::new(at, k))?);
+            }
+            b"fluent_signal" => {
+                let v = c.int()?;
+                o.fluent_signal = i64::try_from(v).ok();
+            }
+            b"metadata" => {
+                o.metadata = Some(raw.slice_ref(c.value()?));
+            }
+            _ => {
+                c.value()?;
+            }
+        }
+    }
+    Ok(o)
+}
