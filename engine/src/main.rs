@@ -1,5 +1,124 @@
-//! `spate` binary: thin wrapper over the `spate_engine` library.
-fn main() {
-    eprintln!("spate: the engine is not built yet (see issue 3)");
-    std::process::exit(2);
+//! `spate`: a Fluentd-compatible log aggregator. Thin CLI over `spate_engine`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use argh::FromArgs;
+use spate_engine::{build, config, log, runtime};
+
+/// spate: a Fluentd-compatible log aggregator (Forward protocol, fluent.conf).
+#[derive(FromArgs)]
+struct Cli {
+    /// configuration file (fluentd's fluent.conf syntax); without it, the embedded
+    /// default: in_forward on 127.0.0.1:24224 -> stdout
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// parse and validate the configuration, print the plugin graph, and exit
+    #[argh(switch)]
+    dry_run: bool,
+    /// number of shards (overrides <system> workers; default: one per CPU)
+    #[argh(option)]
+    workers: Option<usize>,
+    /// verbose logging (debug level)
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+    /// quiet logging (warnings and errors only)
+    #[argh(switch, short = 'q')]
+    quiet: bool,
+    /// log format: text (fluentd style, default) or json
+    #[argh(option, default = "String::from(\"text\")")]
+    log_format: String,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    if cli.version {
+        println!("spate {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    match cli.log_format.as_str() {
+        "text" => {}
+        "json" => log::set_json(true),
+        other => {
+            eprintln!("spate: --log-format {other:?}: expected text or json");
+            return ExitCode::from(2);
+        }
+    }
+    let cli_level = if cli.verbose {
+        Some(log::Level::Debug)
+    } else if cli.quiet {
+        Some(log::Level::Warn)
+    } else {
+        None
+    };
+    if let Some(l) = cli_level {
+        log::set_level(l);
+    }
+    if cli.workers == Some(0) {
+        eprintln!("spate: --workers must be at least 1");
+        return ExitCode::from(2);
+    }
+
+    let ctx = config::EvalContext::from_process();
+    let hostname = ctx.hostname.clone();
+    let parsed = match &cli.config {
+        Some(path) => config::parse_file(path, &ctx),
+        None => config::parse_str(
+            spate_engine::DEFAULT_CONFIG,
+            "(embedded default config)",
+            std::path::Path::new("."),
+            &ctx,
+        ),
+    };
+    let root = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            spate_engine::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let plan = match build::plan(&root, cli.workers, &hostname) {
+        Ok(p) => p,
+        Err(e) => {
+            spate_engine::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli_level.is_none() {
+        if let Some(l) = plan.log_level {
+            log::set_level(l);
+        }
+    }
+    if cli.dry_run {
+        print!("{}", build::describe(&plan));
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let control = runtime::Control::new();
+    if let Err(e) = runtime::install_signals(control.clone()) {
+        spate_engine::error!("{e}");
+        return ExitCode::FAILURE;
+    }
+    let workers = plan.workers;
+    spate_engine::info!("starting spate {} with {} shard(s)", env!("CARGO_PKG_VERSION"), workers);
+    let r = runtime::run(Arc::new(plan), control, |s| {
+        for a in &s.listening {
+            spate_engine::info!("listening on {a} (forward)");
+        }
+        spate_engine::info!("spate is ready");
+    });
+    match r {
+        Ok(()) => {
+            spate_engine::info!("spate stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            spate_engine::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -37,10 +37,7 @@ impl Compression {
 
 fn read_bounded<R: Read>(r: R, limit: usize, hint: usize) -> Result<Vec<u8>, ErrorKind> {
     let mut out = Vec::with_capacity(hint.min(limit).min(64 << 20));
-    let n = r
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| ErrorKind::Inflate(e.to_string()))?;
+    let n = r.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| ErrorKind::Inflate(e.to_string()))?;
     if n > limit {
         return Err(ErrorKind::InflateTooLarge { limit: limit as u64 });
     }
@@ -78,7 +75,8 @@ pub fn inflate(kind: Compression, data: &[u8], limit: usize) -> Result<Vec<u8>, 
 /// Gzip-compresses `data` as one member (what fluentd's out_forward sends per chunk).
 pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
     use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), flate2::Compression::new(level));
+    let mut enc =
+        flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), flate2::Compression::new(level));
     // Writing into a Vec cannot fail.
     let _ = enc.write_all(data);
     enc.finish().unwrap_or_default()

@@ -279,5 +279,8 @@ pub fn parse_ack(v: &[u8]) -> crate::Result<&[u8]> {
             c.value()?;
         }
     }
-    found.ok_or(crate::DecodeError { offset: 0, kind: crate::ErrorKind::Invalid { what: "ack response", why: "no \"ack\" key" } })
+    found.ok_or(crate::DecodeError {
+        offset: 0,
+        kind: crate::ErrorKind::Invalid { what: "ack response", why: "no \"ack\" key" },
+    })
 }

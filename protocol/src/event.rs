@@ -101,7 +101,11 @@ pub(crate) enum EntryCheck<'a> {
 /// Reads one entry at the start of `buf`; returns it and the bytes it used. Errors only
 /// on malformed msgpack.
 #[inline]
-pub(crate) fn read_entry(buf: &[u8], format: EntriesFormat, max_depth: usize) -> crate::Result<(EntryCheck<'_>, usize)> {
+pub(crate) fn read_entry(
+    buf: &[u8],
+    format: EntriesFormat,
+    max_depth: usize,
+) -> crate::Result<(EntryCheck<'_>, usize)> {
     match format {
         EntriesFormat::Packed => {
             let len = msgpack::value_len(buf, max_depth)?;
@@ -427,9 +431,9 @@ fn write_json(v: &[u8], out: &mut Vec<u8>, depth: usize) {
                 return;
             }
             out.push(b'{');
-            let mut f = Fields { buf: &v[hdr..], left: n };
+            let f = Fields { buf: &v[hdr..], left: n };
             let mut first = true;
-            while let Some((k, val)) = f.next() {
+            for (k, val) in f {
                 if !first {
                     out.push(b',');
                 }
@@ -488,7 +492,10 @@ mod tests {
 
     fn rec() -> Vec<u8> {
         // {"a": 1, "msg": "hi\n", "n": {"x": [true, nil, -3, 1.5]}}
-        let mut v = vec![0x83, 0xa1, b'a', 0x01, 0xa3, b'm', b's', b'g', 0xa3, b'h', b'i', b'\n', 0xa1, b'n', 0x81, 0xa1, b'x', 0x94, 0xc3, 0xc0, 0xfd, 0xcb];
+        let mut v = vec![
+            0x83, 0xa1, b'a', 0x01, 0xa3, b'm', b's', b'g', 0xa3, b'h', b'i', b'\n', 0xa1, b'n', 0x81, 0xa1, b'x',
+            0x94, 0xc3, 0xc0, 0xfd, 0xcb,
+        ];
         v.extend_from_slice(&1.5f64.to_be_bytes());
         v
     }

@@ -83,7 +83,14 @@ impl EventBatch {
 
     /// Validates `entries` and builds a batch (used by decoders and by tests/tools that
     /// assemble batches directly).
-    pub fn from_entries(tag: Bytes, entries: Bytes, format: EntriesFormat, mode: Mode, option: Options, max_depth: usize) -> Result<Self> {
+    pub fn from_entries(
+        tag: Bytes,
+        entries: Bytes,
+        format: EntriesFormat,
+        mode: Mode,
+        option: Options,
+        max_depth: usize,
+    ) -> Result<Self> {
         let (count, invalid) = count_entries(&entries, format, max_depth)?;
         Ok(EventBatch { tag, entries, format, count, invalid, mode, option, wire_len: 0 })
     }
@@ -121,7 +128,13 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     pub fn new(limits: Limits) -> Self {
-        FrameDecoder { limits, kind: StreamKind::Unknown, skipper: Skipper::new(), json: JsonScanner::default(), consumed: 0 }
+        FrameDecoder {
+            limits,
+            kind: StreamKind::Unknown,
+            skipper: Skipper::new(),
+            json: JsonScanner::default(),
+            consumed: 0,
+        }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -220,7 +233,9 @@ pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
         Head::Scalar { kind: Kind::Nil, .. } => return Ok(Frame::Heartbeat),
         Head::Array { n, .. } if (2..=4).contains(&n) => c.array_len()?,
         Head::Array { n, .. } => return Err(DecodeError::new(0, ErrorKind::BadArity(n))),
-        h => return Err(DecodeError::new(0, ErrorKind::WrongType { expected: "a frame array", found: h.kind().name() })),
+        h => {
+            return Err(DecodeError::new(0, ErrorKind::WrongType { expected: "a frame array", found: h.kind().name() }))
+        }
     };
     let tag = raw.slice_ref(c.bytes("the tag (a string)")?);
     let second = c.pos;
@@ -235,7 +250,10 @@ pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
         }
         _ => {
             if n < 3 {
-                return Err(DecodeError::new(second, ErrorKind::Invalid { what: "Message-mode frame", why: "it needs a time and a record" }));
+                return Err(DecodeError::new(
+                    second,
+                    ErrorKind::Invalid { what: "Message-mode frame", why: "it needs a time and a record" },
+                ));
             }
             c.value()?;
             c.value()?;
@@ -253,12 +271,17 @@ pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
     }
     let (mode, entries) = match option.compressed {
         Some(kind @ (Compression::Gzip | Compression::Zstd)) if mode == Mode::PackedForward => {
-            let inflated = compress::inflate(kind, &entries, limits.max_inflated_size).map_err(|k| DecodeError::new(second, k))?;
+            let inflated =
+                compress::inflate(kind, &entries, limits.max_inflated_size).map_err(|k| DecodeError::new(second, k))?;
             (Mode::CompressedPackedForward, Bytes::from(inflated))
         }
         _ => (mode, entries),
     };
-    let entries_offset = if mode == Mode::CompressedPackedForward { 0 } else { (entries.as_ptr() as usize).saturating_sub(raw.as_ptr() as usize) };
+    let entries_offset = if mode == Mode::CompressedPackedForward {
+        0
+    } else {
+        (entries.as_ptr() as usize).saturating_sub(raw.as_ptr() as usize)
+    };
     let (count, invalid) = count_entries(&entries, format, limits.max_depth).map_err(|e| e.at(entries_offset))?;
     Ok(Frame::Events(EventBatch { tag, entries, format, count, invalid, mode, option, wire_len }))
 }

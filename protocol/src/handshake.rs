@@ -86,7 +86,14 @@ pub fn encode_helo(out: &mut Vec<u8>, h: &Helo<'_>) {
 
 /// Builds a PING answering `helo`. `user` is `(username, password)` when the server
 /// asked for user auth (its HELO carried a non-empty `auth` salt).
-pub fn encode_ping(out: &mut Vec<u8>, helo: &Helo<'_>, hostname: &[u8], shared_key_salt: &[u8], shared_key: &[u8], user: Option<(&[u8], &[u8])>) {
+pub fn encode_ping(
+    out: &mut Vec<u8>,
+    helo: &Helo<'_>,
+    hostname: &[u8],
+    shared_key_salt: &[u8],
+    shared_key: &[u8],
+    user: Option<(&[u8], &[u8])>,
+) {
     raw::array_header(out, 6);
     raw::str(out, b"PING");
     raw::str(out, hostname);
@@ -105,7 +112,13 @@ pub fn encode_ping(out: &mut Vec<u8>, helo: &Helo<'_>, hostname: &[u8], shared_k
 }
 
 /// A successful PONG: the server proves it knows the shared key too.
-pub fn encode_pong_ok(out: &mut Vec<u8>, shared_key_salt: &[u8], server_hostname: &[u8], nonce: &[u8], shared_key: &[u8]) {
+pub fn encode_pong_ok(
+    out: &mut Vec<u8>,
+    shared_key_salt: &[u8],
+    server_hostname: &[u8],
+    nonce: &[u8],
+    shared_key: &[u8],
+) {
     raw::array_header(out, 5);
     raw::str(out, b"PONG");
     raw::bool(out, true);
@@ -175,7 +188,12 @@ pub fn parse_pong(v: &[u8]) -> Result<Pong<'_>> {
         return Err(DecodeError::new(0, ErrorKind::Invalid { what: "PONG", why: "expected an array of 5 elements" }));
     }
     expect_word(&mut c, b"PONG", "PONG")?;
-    Ok(Pong { ok: c.bool()?, reason: c.bytes("PONG reason")?, hostname: c.bytes("PONG hostname")?, shared_key_digest: c.bytes("PONG digest")? })
+    Ok(Pong {
+        ok: c.bool()?,
+        reason: c.bytes("PONG reason")?,
+        hostname: c.bytes("PONG hostname")?,
+        shared_key_digest: c.bytes("PONG digest")?,
+    })
 }
 
 #[cfg(test)]

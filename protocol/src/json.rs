@@ -29,7 +29,12 @@ impl JsonScanner {
             match buf.first() {
                 None => return Ok(None),
                 Some(b'[' | b'{') => {}
-                Some(&b) => return Err(DecodeError::new(0, ErrorKind::Json(format!("expected '[' or '{{' to start a message, found byte 0x{b:02x}")))),
+                Some(&b) => {
+                    return Err(DecodeError::new(
+                        0,
+                        ErrorKind::Json(format!("expected '[' or '{{' to start a message, found byte 0x{b:02x}")),
+                    ))
+                }
             }
         }
         while self.pos < buf.len() {

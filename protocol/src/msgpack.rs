@@ -14,9 +14,19 @@ pub const MAX_DEPTH: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Head {
     /// A value without children; `len` is its whole encoded size (header + payload).
-    Scalar { kind: Kind, hdr: usize, len: u64 },
-    Array { hdr: usize, n: u32 },
-    Map { hdr: usize, n: u32 },
+    Scalar {
+        kind: Kind,
+        hdr: usize,
+        len: u64,
+    },
+    Array {
+        hdr: usize,
+        n: u32,
+    },
+    Map {
+        hdr: usize,
+        n: u32,
+    },
 }
 
 /// Kind of a scalar value, for type checks and messages.
@@ -203,10 +213,7 @@ impl Skipper {
                     // Every child takes at least one byte.
                     if body_start as u64 + count > limit as u64 {
                         let what = if matches!(h, Head::Map { .. }) { "map" } else { "array" };
-                        return Err(DecodeError::new(
-                            self.pos,
-                            ErrorKind::CountTooLarge { what, count: n as u64 },
-                        ));
+                        return Err(DecodeError::new(self.pos, ErrorKind::CountTooLarge { what, count: n as u64 }));
                     }
                     self.pos = body_start;
                     if count > 0 {

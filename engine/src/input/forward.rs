@@ -1,0 +1,429 @@
+//! `in_forward`: the Forward protocol server. Every shard binds its own listener on the
+//! same port (SO_REUSEPORT; the kernel spreads connections), reads into a per-connection
+//! `BytesMut`, decodes frames in place with `spate-protocol`, routes each batch, and
+//! sends `{"ack": chunk}` only after every matched output accepted the batch. A bad
+//! frame closes that connection with a log line naming the peer and the reason;
+//! everything else keeps running. Shard 0 also answers fluentd's UDP heartbeat on the
+//! same port (one `\0` byte back).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::task::JoinHandle;
+use spate_protocol::encode;
+use spate_protocol::{EntriesFormat, EventBatch, Frame, FrameDecoder, Limits};
+
+use crate::router::Router;
+
+/// in_forward parameters, fluentd's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardInConf {
+    pub id: String,
+    pub bind: String,
+    pub port: u16,
+    pub backlog: Option<i32>,
+    pub linger_timeout: Duration,
+    pub resolve_hostname: bool,
+    pub deny_keepalive: bool,
+    pub send_keepalive_packet: bool,
+    pub chunk_size_limit: Option<usize>,
+    pub chunk_size_warn_limit: Option<usize>,
+    pub decompression_size_limit: usize,
+    pub skip_invalid_event: bool,
+    pub source_address_key: Option<String>,
+    pub source_hostname_key: Option<String>,
+    pub tag: Option<String>,
+    pub add_tag_prefix: Option<String>,
+    /// Index of the label events go to (0: the top level).
+    pub label: usize,
+}
+
+impl Default for ForwardInConf {
+    fn default() -> Self {
+        ForwardInConf {
+            id: "forward".into(),
+            bind: "0.0.0.0".into(),
+            port: 24224,
+            backlog: None,
+            linger_timeout: Duration::ZERO,
+            resolve_hostname: false,
+            deny_keepalive: false,
+            send_keepalive_packet: false,
+            chunk_size_limit: None,
+            chunk_size_warn_limit: None,
+            decompression_size_limit: 256 << 20,
+            skip_invalid_event: true,
+            source_address_key: None,
+            source_hostname_key: None,
+            tag: None,
+            add_tag_prefix: None,
+            label: 0,
+        }
+    }
+}
+
+impl ForwardInConf {
+    pub fn limits(&self) -> Limits {
+        let mut l = Limits { max_inflated_size: self.decompression_size_limit, ..Limits::default() };
+        if let Some(c) = self.chunk_size_limit {
+            // The limit is on the chunk; leave room for the frame's header and options.
+            l.max_frame_size = c.saturating_add(64 << 10);
+        }
+        l
+    }
+
+    pub fn addr(&self) -> Result<SocketAddr, String> {
+        let ip: std::net::IpAddr = match self.bind.as_str() {
+            "" | "*" => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            s => s.parse().map_err(|_| format!("bind {s:?} is not an IP address"))?,
+        };
+        Ok(SocketAddr::new(ip, self.port))
+    }
+}
+
+/// Per-input counters (shard-local).
+#[derive(Debug, Default)]
+pub struct InputMetrics {
+    pub connections: Cell<u64>,
+    pub active: Cell<u64>,
+    pub frames: Cell<u64>,
+    pub events: Cell<u64>,
+    pub bytes: Cell<u64>,
+    pub invalid_events: Cell<u64>,
+    pub bad_frames: Cell<u64>,
+    pub rejected_batches: Cell<u64>,
+    pub acks: Cell<u64>,
+}
+
+fn inc(c: &Cell<u64>, n: u64) {
+    c.set(c.get() + n);
+}
+
+/// One in_forward instance on one shard.
+pub struct ForwardInput {
+    pub conf: ForwardInConf,
+    pub metrics: InputMetrics,
+    router: Rc<Router>,
+    conns: RefCell<HashMap<u64, JoinHandle<()>>>,
+    next_conn: Cell<u64>,
+    stopping: Cell<bool>,
+    tasks: RefCell<Vec<JoinHandle<()>>>,
+}
+
+/// Binds a listening socket with SO_REUSEPORT (every shard binds the same port).
+pub fn bind_listener(addr: SocketAddr, backlog: Option<i32>) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    // fluentd's default backlog is the OS default (SOMAXCONN).
+    s.listen(backlog.unwrap_or(libc::SOMAXCONN))?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+impl ForwardInput {
+    pub fn new(conf: ForwardInConf, router: Rc<Router>) -> Rc<Self> {
+        Rc::new(ForwardInput {
+            conf,
+            metrics: InputMetrics::default(),
+            router,
+            conns: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(0),
+            stopping: Cell::new(false),
+            tasks: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Starts accepting on this shard. `udp` binds the heartbeat socket (one shard).
+    pub fn start(self: &Rc<Self>, listener: std::net::TcpListener, udp: bool) -> std::io::Result<SocketAddr> {
+        let local = listener.local_addr()?;
+        // SAFETY: the fd comes from a listening, non-blocking socket we own.
+        let l = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+        let me = self.clone();
+        let t = glommio::spawn_local(async move { me.accept_loop(l).await }).detach();
+        self.tasks.borrow_mut().push(t);
+        if udp {
+            match glommio::net::UdpSocket::bind(local) {
+                Ok(sock) => {
+                    let t = glommio::spawn_local(heartbeat_loop(sock)).detach();
+                    self.tasks.borrow_mut().push(t);
+                }
+                Err(e) => crate::warn!("{}: UDP heartbeat socket on {local} not bound: {e}", self.conf.id),
+            }
+        }
+        Ok(local)
+    }
+
+    async fn accept_loop(self: Rc<Self>, l: TcpListener) {
+        loop {
+            match l.accept().await {
+                Ok(stream) => {
+                    if self.stopping.get() {
+                        break;
+                    }
+                    let id = self.next_conn.get();
+                    self.next_conn.set(id + 1);
+                    inc(&self.metrics.connections, 1);
+                    inc(&self.metrics.active, 1);
+                    let me = self.clone();
+                    let h = glommio::spawn_local(async move {
+                        let peer = stream.peer_addr().ok();
+                        me.serve(stream, peer).await;
+                        me.metrics.active.set(me.metrics.active.get().saturating_sub(1));
+                        me.conns.borrow_mut().remove(&id);
+                    })
+                    .detach();
+                    self.conns.borrow_mut().insert(id, h);
+                }
+                Err(e) => {
+                    crate::warn!("{}: accept failed: {e}", self.conf.id);
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Stops accepting, lets connections finish what they are reading for `grace`,
+    /// then closes the rest.
+    pub async fn stop(&self, grace: Duration) {
+        self.stopping.set(true);
+        for t in self.tasks.borrow_mut().drain(..) {
+            t.cancel();
+        }
+        let end = std::time::Instant::now() + grace;
+        while !self.conns.borrow().is_empty() && std::time::Instant::now() < end {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        for (_, h) in self.conns.borrow_mut().drain() {
+            h.cancel();
+        }
+    }
+
+    fn tune(&self, stream: &TcpStream) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the fd stays open for the duration of this borrow (we hold `stream`).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        let s = socket2::SockRef::from(&fd);
+        let _ = s.set_nodelay(true);
+        if self.conf.send_keepalive_packet {
+            let _ = s.set_keepalive(true);
+        }
+        if !self.conf.linger_timeout.is_zero() {
+            let _ = s.set_linger(Some(self.conf.linger_timeout));
+        }
+    }
+
+    async fn serve(&self, mut stream: TcpStream, peer: Option<SocketAddr>) {
+        self.tune(&stream);
+        let peer_s = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
+        let mut dec = FrameDecoder::new(self.conf.limits());
+        let mut buf = BytesMut::with_capacity(READ_SIZE);
+        let mut acks: Vec<u8> = Vec::new();
+        let source_ip: Option<Bytes> = peer.map(|p| Bytes::from(p.ip().to_string()));
+        loop {
+            if buf.capacity() - buf.len() < READ_SIZE / 2 {
+                buf.reserve(READ_SIZE);
+            }
+            let n = match read_into(&mut stream, &mut buf).await {
+                Ok(0) => {
+                    if !buf.is_empty() {
+                        crate::warn!(
+                            "{}: connection from {peer_s} closed with {} bytes of an incomplete frame",
+                            self.conf.id,
+                            buf.len()
+                        );
+                    }
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    crate::debug!("{}: read from {peer_s} failed: {e}", self.conf.id);
+                    return;
+                }
+            };
+            inc(&self.metrics.bytes, n as u64);
+            let mut close = false;
+            loop {
+                match dec.decode(&mut buf) {
+                    Ok(Some(Frame::Events(batch))) => {
+                        inc(&self.metrics.frames, 1);
+                        let json = dec.is_json();
+                        if !self.handle(batch, &peer_s, source_ip.as_ref(), json, &mut acks) {
+                            close = true;
+                            break;
+                        }
+                        if self.conf.deny_keepalive {
+                            close = true;
+                            break;
+                        }
+                    }
+                    Ok(Some(Frame::Heartbeat)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        inc(&self.metrics.bad_frames, 1);
+                        crate::warn!(
+                            "{}: closing connection from {peer_s}: {e} (stream bytes seen: {})",
+                            self.conf.id,
+                            dec.consumed() + buf.len() as u64
+                        );
+                        close = true;
+                        break;
+                    }
+                }
+            }
+            if !acks.is_empty() {
+                let w = stream.write_all(&acks).await;
+                acks.clear();
+                if let Err(e) = w {
+                    crate::debug!("{}: writing acks to {peer_s} failed: {e}", self.conf.id);
+                    return;
+                }
+            }
+            if close || (self.stopping.get() && buf.is_empty()) {
+                let _ = stream.close().await;
+                return;
+            }
+        }
+    }
+
+    /// Routes one batch; appends its ack if accepted. Returns false to close the
+    /// connection (the batch was rejected: the client must resend).
+    fn handle(
+        &self,
+        mut batch: EventBatch,
+        peer: &str,
+        source_ip: Option<&Bytes>,
+        json: bool,
+        acks: &mut Vec<u8>,
+    ) -> bool {
+        if let Some(w) = self.conf.chunk_size_warn_limit {
+            if batch.entries.len() > w {
+                crate::warn!(
+                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{peer}\" limit={w} size={}",
+                    self.conf.id,
+                    String::from_utf8_lossy(&batch.tag),
+                    batch.entries.len()
+                );
+            }
+        }
+        if batch.invalid > 0 {
+            inc(&self.metrics.invalid_events, batch.invalid as u64);
+            if self.conf.skip_invalid_event {
+                crate::warn!(
+                    "{}: skip invalid event: {} entries without a valid time or record, tag=\"{}\" host=\"{peer}\"",
+                    self.conf.id,
+                    batch.invalid,
+                    String::from_utf8_lossy(&batch.tag)
+                );
+            }
+        }
+        inc(&self.metrics.events, batch.count as u64);
+        if let Some(t) = &self.conf.tag {
+            batch.tag = Bytes::copy_from_slice(t.as_bytes());
+        }
+        if let Some(p) = &self.conf.add_tag_prefix {
+            let mut t = Vec::with_capacity(p.len() + 1 + batch.tag.len());
+            t.extend_from_slice(p.as_bytes());
+            t.push(b'.');
+            t.extend_from_slice(&batch.tag);
+            batch.tag = Bytes::from(t);
+        }
+        let mut extra: Vec<(&[u8], &[u8])> = Vec::new();
+        if let (Some(k), Some(ip)) = (&self.conf.source_address_key, source_ip) {
+            extra.push((k.as_bytes(), ip));
+        }
+        if let (Some(k), Some(ip)) = (&self.conf.source_hostname_key, source_ip) {
+            // resolve_hostname would need a blocking DNS lookup; the address is used.
+            extra.push((k.as_bytes(), ip));
+        }
+        if !extra.is_empty() {
+            batch = add_fields(&batch, &extra);
+        }
+        let chunk = batch.option.chunk.clone();
+        match self.router.emit(self.conf.label, batch) {
+            Ok(()) => {
+                if let Some(c) = chunk {
+                    if json {
+                        encode::ack_json(acks, &c);
+                    } else {
+                        encode::ack(acks, &c);
+                    }
+                    inc(&self.metrics.acks, 1);
+                }
+                true
+            }
+            Err(e) => {
+                inc(&self.metrics.rejected_batches, 1);
+                crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                false
+            }
+        }
+    }
+}
+
+const READ_SIZE: usize = 256 << 10;
+
+/// Reads into the spare capacity of `buf` (zero-filled once per read, which is cheap next
+/// to the syscall and keeps this free of `unsafe`).
+async fn read_into(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let len = buf.len();
+    let spare = (buf.capacity() - len).min(READ_SIZE);
+    buf.resize(len + spare, 0);
+    let r = stream.read(&mut buf[len..]).await;
+    let n = *r.as_ref().unwrap_or(&0);
+    buf.truncate(len + n);
+    r
+}
+
+/// Adds string fields to every record (source_address_key and friends): re-encodes the
+/// records, so it is only done when configured.
+fn add_fields(batch: &EventBatch, fields: &[(&[u8], &[u8])]) -> EventBatch {
+    use spate_protocol::encode::raw;
+    let mut out = Vec::with_capacity(batch.entries.len() + batch.count as usize * 32);
+    for ev in batch.events() {
+        out.push(0x92);
+        out.extend_from_slice(ev.time_raw);
+        raw::map_header(&mut out, (ev.record.len() + fields.len()) as u32);
+        for (k, v) in ev.record.fields() {
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(v.as_bytes());
+        }
+        for (k, v) in fields {
+            raw::str(&mut out, k);
+            raw::str(&mut out, v);
+        }
+    }
+    EventBatch {
+        tag: batch.tag.clone(),
+        entries: Bytes::from(out),
+        format: EntriesFormat::Packed,
+        count: batch.count,
+        invalid: 0,
+        mode: batch.mode,
+        option: batch.option.clone(),
+        wire_len: batch.wire_len,
+    }
+}
+
+/// fluentd's UDP heartbeat: answer every datagram with one `\0` byte.
+async fn heartbeat_loop(sock: glommio::net::UdpSocket) {
+    let mut buf = [0u8; 128];
+    loop {
+        match sock.recv_from(&mut buf).await {
+            Ok((_, from)) => {
+                let _ = sock.send_to(b"\0", from).await;
+            }
+            Err(_) => glommio::timer::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Test harness shared by the engine's integration tests: start the `spate` binary on a
+//! config, a Forward test sink that records every event it receives (acking when asked),
+//! and a small blocking Forward client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use spate_protocol::{encode, EventTime, Frame, FrameDecoder, Limits};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+pub struct Spate {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempdir::Dir,
+}
+
+pub mod tempdir {
+    /// A temporary directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new(name: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!("spate-test-{name}-{}-{}", std::process::id(), super::nanos()));
+            std::fs::create_dir_all(&p).expect("mkdir");
+            Dir(p)
+        }
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+impl Spate {
+    /// Starts spate on `config` (with `{PORT}` replaced by a free port) and waits until
+    /// it accepts connections.
+    pub fn start(name: &str, config: &str, stdout: Stdio) -> Spate {
+        let port = free_port();
+        let dir = tempdir::Dir::new(name);
+        let path = dir.path().join("fluent.conf");
+        std::fs::write(&path, config.replace("{PORT}", &port.to_string())).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(["-c", path.to_str().unwrap(), "--workers", "2"])
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn spate");
+        let s = Spate { child, port, dir };
+        s.wait_listening();
+        s
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn wait_listening(&self) {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if TcpStream::connect(self.addr()).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("spate did not listen on {}", self.addr());
+    }
+
+    /// SIGTERM, then waits for exit; returns (exit status, stdout, stderr).
+    pub fn stop(mut self) -> (std::process::ExitStatus, String, String) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let mut out = String::new();
+                let mut err = String::new();
+                if let Some(mut o) = self.child.stdout.take() {
+                    let _ = o.read_to_string(&mut out);
+                }
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return (st, out, err);
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!("spate did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+/// One event as a sink received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub tag: Vec<u8>,
+    pub time: EventTime,
+    pub record: Vec<u8>,
+}
+
+/// A Forward server that records events and acks when asked.
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub events: Arc<Mutex<Vec<Received>>>,
+    pub acks_sent: Arc<Mutex<u64>>,
+}
+
+impl Sink {
+    pub fn start() -> Sink {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let acks_sent = Arc::new(Mutex::new(0));
+        let (ev, ac) = (events.clone(), acks_sent.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let (ev, ac) = (ev.clone(), ac.clone());
+                std::thread::spawn(move || {
+                    let mut dec = FrameDecoder::new(Limits::default());
+                    let mut buf = BytesMut::new();
+                    let mut tmp = vec![0u8; 65536];
+                    loop {
+                        let n = match s.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        buf.extend_from_slice(&tmp[..n]);
+                        while let Ok(Some(f)) = dec.decode(&mut buf) {
+                            if let Frame::Events(b) = f {
+                                let mut g = ev.lock().unwrap();
+                                for e in b.events() {
+                                    g.push(Received {
+                                        tag: b.tag.to_vec(),
+                                        time: e.time,
+                                        record: e.record.as_bytes().to_vec(),
+                                    });
+                                }
+                                drop(g);
+                                if let Some(c) = &b.option.chunk {
+                                    let mut a = Vec::new();
+                                    encode::ack(&mut a, c);
+                                    if s.write_all(&a).is_err() {
+                                        return;
+                                    }
+                                    *ac.lock().unwrap() += 1;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Sink { addr, events, acks_sent }
+    }
+
+    pub fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+        let end = Instant::now() + within;
+        loop {
+            let g = self.events.lock().unwrap();
+            if g.len() >= n || Instant::now() > end {
+                return g.clone();
+            }
+            drop(g);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A blocking Forward client for tests.
+pub struct Client {
+    pub s: TcpStream,
+    buf: BytesMut,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { s, buf: BytesMut::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.s.write_all(bytes)
+    }
+
+    /// Reads one ack and returns its chunk id, or an error (timeout, closed).
+    pub fn read_ack(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut tmp = [0u8; 4096];
+        loop {
+            let mut sk = spate_protocol::msgpack::Skipper::new();
+            if let Ok(Some(n)) = sk.advance(&self.buf, 1 << 20, 8) {
+                let v = self.buf.split_to(n);
+                return encode::parse_ack(&v).map(|c| c.to_vec()).map_err(|e| std::io::Error::other(e.to_string()));
+            }
+            let n = self.s.read(&mut tmp)?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+            }
+            self.buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+}
+
+/// `{"k": <i>, "msg": "event <i>"}`
+pub fn record(i: u64) -> Vec<u8> {
+    let mut r = Vec::new();
+    encode::raw::map_header(&mut r, 2);
+    encode::raw::str(&mut r, b"k");
+    encode::raw::uint(&mut r, i);
+    encode::raw::str(&mut r, b"msg");
+    encode::raw::str(&mut r, format!("event {i}").as_bytes());
+    r
+}
+
+pub fn packed_entries(n: u64, base: u64) -> Vec<u8> {
+    let mut e = Vec::new();
+    for i in base..base + n {
+        encode::entry(
+            &mut e,
+            EventTime::new(1_700_000_000 + i as u32, i as u32 * 7),
+            encode::TimeFormat::EventTime,
+            &record(i),
+        );
+    }
+    e
+}
+
+/// Python with the given modules, or a skip reason (a failure when SPATE_REQUIRE_PY=1).
+pub fn python_with(modules: &[&str]) -> Option<String> {
+    let script = modules.iter().map(|m| format!("import {m}")).collect::<Vec<_>>().join("; ");
+    let ok = Command::new("python3")
+        .args(["-c", &script])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        return Some("python3".into());
+    }
+    let why = format!("python3 with {modules:?} not available (pip install fluent-logger msgpack)");
+    if std::env::var("SPATE_REQUIRE_PY").as_deref() == Ok("1") {
+        panic!("{why}, and SPATE_REQUIRE_PY=1");
+    }
+    eprintln!("skipped: {why}");
+    None
+}

@@ -1,0 +1,309 @@
+//! End-to-end tests of the `spate` binary: real clients in, stdout and a Forward sink
+//! out, acks on both hops, signals.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use spate_protocol::encode::{self, EntriesType, OptionsOut, TimeFormat};
+use spate_protocol::{Compression, EventTime};
+
+fn relay_config(sink: std::net::SocketAddr, flush: &str) -> String {
+    format!(
+        r#"
+<source>
+  @type forward
+  bind 127.0.0.1
+  port {{PORT}}
+</source>
+<match **>
+  @type forward
+  require_ack_response true
+  ack_response_timeout 5s
+  <server>
+    host 127.0.0.1
+    port {}
+  </server>
+  <buffer>
+    flush_interval {flush}
+  </buffer>
+</match>
+"#,
+        sink.port()
+    )
+}
+
+/// Collects a child's stdout in a background thread.
+fn collect_stdout(child: &mut std::process::Child) -> Arc<Mutex<String>> {
+    let out = Arc::new(Mutex::new(String::new()));
+    let mut so = child.stdout.take().unwrap();
+    let o = out.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match so.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => o.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    });
+    out
+}
+
+#[test]
+fn python_fluent_logger_to_stdout_line_by_line() {
+    let Some(py) = python_with(&["fluent.sender", "msgpack"]) else { return };
+    let cfg =
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n<match **>\n  @type stdout\n</match>\n";
+    let port = free_port();
+    let dir = tempdir::Dir::new("stdout");
+    let path = dir.path().join("fluent.conf");
+    std::fs::write(&path, cfg.replace("{PORT}", &port.to_string())).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(["-c", path.to_str().unwrap(), "--workers", "1"])
+        .env("TZ", "UTC")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = collect_stdout(&mut child);
+    let end = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "spate did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let script = format!(
+        r#"
+from fluent import sender
+ns = sender.FluentSender('app', host='127.0.0.1', port={port}, nanosecond_precision=True)
+assert ns.emit_with_time('web', 1700000000.5, {{'a': 1, 's': 'h\u00e9llo "q"\n', 'n': None, 'f': 1.5, 'b': True, 'arr': [1, 2], 'm': {{'x': 'y'}}}}), ns.last_error
+ns.close()
+s = sender.FluentSender('app', host='127.0.0.1', port={port})
+assert s.emit_with_time('int', 1700000001, {{'level': 'info', 'big': 12345678901234}}), s.last_error
+assert s.emit_with_time('int', 1700000002, {{'neg': -5}}), s.last_error
+s.close()
+"#
+    );
+    let st = Command::new(py).args(["-c", &script]).status().unwrap();
+    assert!(st.success(), "python client failed");
+    let want = [
+        "2023-11-14 22:13:20.500000000 +0000 app.web: {\"a\":1,\"s\":\"héllo \\\"q\\\"\\n\",\"n\":null,\"f\":1.5,\"b\":true,\"arr\":[1,2],\"m\":{\"x\":\"y\"}}",
+        "2023-11-14 22:13:21.000000000 +0000 app.int: {\"level\":\"info\",\"big\":12345678901234}",
+        "2023-11-14 22:13:22.000000000 +0000 app.int: {\"neg\":-5}",
+    ];
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = out.lock().unwrap().clone();
+        let lines: Vec<&str> = got.lines().collect();
+        if lines.len() >= want.len() {
+            assert_eq!(lines, want);
+            break;
+        }
+        assert!(Instant::now() < end, "stdout so far: {got:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = child.wait().unwrap();
+    assert!(st.success(), "spate exit status {st:?}");
+}
+
+#[test]
+fn every_mode_relayed_event_by_event_with_acks_on_both_hops() {
+    let sink = Sink::start();
+    let spate = Spate::start("relay", &relay_config(sink.addr, "100ms"), Stdio::null());
+    let mut c = Client::connect(spate.addr());
+    let mut sent = Vec::new();
+    let mut base = 0u64;
+    let modes = ["message", "forward", "packed-bin", "packed-str", "gzip", "zstd"];
+    for (i, mode) in modes.iter().enumerate() {
+        let tag = format!("test.{mode}");
+        let chunk = format!("chunk-{i}\n");
+        let opt = OptionsOut { chunk: Some(chunk.as_bytes()), ..Default::default() };
+        let n = if *mode == "message" { 1 } else { 50 };
+        let entries = packed_entries(n, base);
+        let mut frame = Vec::new();
+        match *mode {
+            "message" => {
+                let r = record(base);
+                encode::message(
+                    &mut frame,
+                    tag.as_bytes(),
+                    EventTime::new(1_700_000_000 + base as u32, base as u32 * 7),
+                    TimeFormat::EventTime,
+                    &r,
+                    &opt,
+                )
+            }
+            "forward" => encode::forward(&mut frame, tag.as_bytes(), &entries, n as u32, &opt),
+            "packed-bin" => encode::packed_forward(&mut frame, tag.as_bytes(), &entries, EntriesType::Bin, &opt),
+            "packed-str" => encode::packed_forward(&mut frame, tag.as_bytes(), &entries, EntriesType::Str32, &opt),
+            "gzip" => encode::compressed_packed_forward(&mut frame, tag.as_bytes(), &entries, &opt),
+            "zstd" => {
+                let z = spate_protocol::compress::zstd_compress(&entries, 3);
+                let o = OptionsOut { compressed: Some(Compression::Zstd), ..opt };
+                encode::packed_forward(&mut frame, tag.as_bytes(), &z, EntriesType::Bin, &o)
+            }
+            _ => unreachable!(),
+        }
+        for j in base..base + n {
+            sent.push(Received {
+                tag: tag.clone().into_bytes(),
+                time: EventTime::new(1_700_000_000 + j as u32, j as u32 * 7),
+                record: record(j),
+            });
+        }
+        base += n;
+        c.send(&frame).unwrap();
+        assert_eq!(c.read_ack().unwrap(), chunk.as_bytes(), "ack for {mode} echoes the chunk id byte for byte");
+    }
+    let got = sink.wait_for(sent.len(), Duration::from_secs(15));
+    let mut got_sorted = got.clone();
+    got_sorted.sort_by_key(|r| (r.time, r.tag.clone()));
+    sent.sort_by_key(|r| (r.time, r.tag.clone()));
+    assert_eq!(got_sorted, sent, "every event arrives with its tag, nanosecond time and record bytes");
+    assert!(*sink.acks_sent.lock().unwrap() >= 1, "out_forward asked the sink for acks");
+    let (st, _, _) = spate.stop();
+    assert!(st.success());
+}
+
+#[test]
+fn json_stream_on_the_forward_port_gets_json_acks() {
+    let sink = Sink::start();
+    let spate = Spate::start("json", &relay_config(sink.addr, "50ms"), Stdio::null());
+    let mut s = std::net::TcpStream::connect(spate.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::Write;
+    s.write_all(br#"["json.test", 1700000000, {"a": 1, "b": "x"}, {"chunk": "j1"}]"#).unwrap();
+    s.write_all(b"\n").unwrap();
+    s.write_all(br#"["json.test", [[1700000001, {"a": 2}], [1700000002, {"a": 3}]], {"chunk": "j2"}]"#).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&got).contains("j2") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(String::from_utf8_lossy(&got), r#"{"ack":"j1"}{"ack":"j2"}"#);
+    let ev = sink.wait_for(3, Duration::from_secs(10));
+    assert_eq!(ev.len(), 3);
+    assert_eq!(ev[0].tag, b"json.test");
+    spate.stop();
+}
+
+#[test]
+fn udp_heartbeat_is_answered_with_a_zero_byte() {
+    let spate = Spate::start(
+        "udp",
+        "<source>\n@type forward\nbind 127.0.0.1\nport {PORT}\n</source>\n<match **>\n@type null\n</match>\n",
+        Stdio::null(),
+    );
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut buf = [0u8; 8];
+    let mut ok = false;
+    for _ in 0..10 {
+        u.send_to(b"\0", spate.addr()).unwrap();
+        if let Ok((n, _)) = u.recv_from(&mut buf) {
+            assert_eq!(&buf[..n], b"\0");
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "no heartbeat reply");
+    spate.stop();
+}
+
+#[test]
+fn sigusr1_flushes_and_sigterm_flushes_memory_buffers_before_exit() {
+    let sink = Sink::start();
+    let spate = Spate::start("signals", &relay_config(sink.addr, "1h"), Stdio::null());
+    let mut c = Client::connect(spate.addr());
+    let mut f = Vec::new();
+    encode::packed_forward(
+        &mut f,
+        b"sig.a",
+        &packed_entries(10, 0),
+        EntriesType::Bin,
+        &OptionsOut { chunk: Some(b"c1"), ..Default::default() },
+    );
+    c.send(&f).unwrap();
+    assert_eq!(c.read_ack().unwrap(), b"c1");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sink.events.lock().unwrap().is_empty(), "flush_interval 1h: nothing flushed yet");
+    spate.signal(libc::SIGUSR1);
+    assert_eq!(sink.wait_for(10, Duration::from_secs(10)).len(), 10, "SIGUSR1 flushed the buffer");
+    let mut f = Vec::new();
+    encode::packed_forward(
+        &mut f,
+        b"sig.b",
+        &packed_entries(20, 100),
+        EntriesType::Bin,
+        &OptionsOut { chunk: Some(b"c2"), ..Default::default() },
+    );
+    c.send(&f).unwrap();
+    assert_eq!(c.read_ack().unwrap(), b"c2");
+    drop(c);
+    let (st, _, err) = spate.stop();
+    assert!(st.success(), "exit status {st:?}: {err}");
+    assert_eq!(sink.events.lock().unwrap().len(), 30, "SIGTERM flushed the memory buffer before exit; stderr: {err}");
+}
+
+#[test]
+fn dry_run_prints_the_graph_and_rejects_unknown_types_with_file_line() {
+    let dir = tempdir::Dir::new("dry");
+    let good = dir.path().join("good.conf");
+    std::fs::write(&good, "<source>\n  @type forward\n</source>\n<filter app.**>\n  @type grep\n  <regexp>\n    key message\n    pattern /error/\n  </regexp>\n</filter>\n<match app.**>\n  @type null\n</match>\n").unwrap();
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_spate")).args(["--dry-run", "-c", good.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("<match app.**> null"), "{out}");
+    assert!(out.contains("grep"), "{out}");
+
+    let bad = dir.path().join("bad.conf");
+    std::fs::write(&bad, "<source>\n  @type forward\n</source>\n\n<match **>\n  @type elasticsearch\n</match>\n")
+        .unwrap();
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_spate")).args(["--dry-run", "-c", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.conf:5"), "{err}");
+    assert!(err.contains("elasticsearch") && err.contains("forward") && err.contains("stdout"), "{err}");
+}
+
+#[test]
+fn fluentd_example_configs_are_accepted_or_rejected_with_file_line() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/fluentd-examples");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        eprintln!("skipped: {dir} not found");
+        return;
+    };
+    let mut files: Vec<_> =
+        rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "conf")).collect();
+    files.sort();
+    assert!(files.len() > 20);
+    let mut accepted = 0;
+    for f in &files {
+        let o =
+            Command::new(env!("CARGO_BIN_EXE_spate")).args(["--dry-run", "-c", f.to_str().unwrap()]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        match o.status.code() {
+            Some(0) => accepted += 1,
+            Some(1) => {
+                assert!(err.contains(&format!("{name}:")), "{name}: rejection must name file:line: {err}");
+                assert!(
+                    err.contains("not supported") || err.contains("spate supports"),
+                    "{name}: rejection must say what is unsupported: {err}"
+                );
+            }
+            other => panic!("{name}: exit {other:?} (a crash?): {err}"),
+        }
+    }
+    eprintln!("{accepted} of {} fluentd example configs accepted", files.len());
+    assert!(accepted >= 5);
+}
