@@ -252,35 +252,7 @@ impl ForwardInput {
                 }
             };
             inc(&self.metrics.bytes, n as u64);
-            let mut close = false;
-            loop {
-                match dec.decode(&mut buf) {
-                    Ok(Some(Frame::Events(batch))) => {
-                        inc(&self.metrics.frames, 1);
-                        let json = dec.is_json();
-                        if !self.handle(batch, &peer_s, source_ip.as_ref(), json, &mut acks) {
-                            close = true;
-                            break;
-                        }
-                        if self.conf.deny_keepalive {
-                            close = true;
-                            break;
-                        }
-                    }
-                    Ok(Some(Frame::Heartbeat)) => {}
-                    Ok(None) => break,
-                    Err(e) => {
-                        inc(&self.metrics.bad_frames, 1);
-                        crate::warn!(
-                            "{}: closing connection from {peer_s}: {e} (stream bytes seen: {})",
-                            self.conf.id,
-                            dec.consumed() + buf.len() as u64
-                        );
-                        close = true;
-                        break;
-                    }
-                }
-            }
+            let close = !self.process(&mut dec, &mut buf, &peer_s, source_ip.as_ref(), &mut acks);
             if !acks.is_empty() {
                 let w = stream.write_all(&acks).await;
                 acks.clear();
@@ -292,6 +264,41 @@ impl ForwardInput {
             if close || (self.stopping.get() && buf.is_empty()) {
                 let _ = stream.close().await;
                 return;
+            }
+        }
+    }
+
+    /// Decodes and routes every complete frame in `buf`, appending acks to `acks`.
+    /// Returns false when the connection must be closed (bad frame, rejected batch,
+    /// deny_keepalive). This is the whole per-read data path, without I/O.
+    pub fn process(
+        &self,
+        dec: &mut FrameDecoder,
+        buf: &mut BytesMut,
+        peer: &str,
+        source_ip: Option<&Bytes>,
+        acks: &mut Vec<u8>,
+    ) -> bool {
+        loop {
+            match dec.decode(buf) {
+                Ok(Some(Frame::Events(batch))) => {
+                    inc(&self.metrics.frames, 1);
+                    let json = dec.is_json();
+                    if !self.handle(batch, peer, source_ip, json, acks) || self.conf.deny_keepalive {
+                        return false;
+                    }
+                }
+                Ok(Some(Frame::Heartbeat)) => {}
+                Ok(None) => return true,
+                Err(e) => {
+                    inc(&self.metrics.bad_frames, 1);
+                    crate::warn!(
+                        "{}: closing connection from {peer}: {e} (stream bytes seen: {})",
+                        self.conf.id,
+                        dec.consumed() + buf.len() as u64
+                    );
+                    return false;
+                }
             }
         }
     }

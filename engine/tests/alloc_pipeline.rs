@@ -1,0 +1,100 @@
+//! With a counting allocator: a 1000-event PackedForward frame through in_forward ->
+//! router -> out_null makes the same small number of allocations as a 10-event frame.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::Path;
+
+use bytes::BytesMut;
+use spate_engine::build::{build_shard, plan};
+use spate_engine::config::{parse_str, EvalContext};
+use spate_protocol::encode::{self, raw, EntriesType, OptionsOut};
+use spate_protocol::{EventTime, FrameDecoder};
+
+struct Counting;
+
+thread_local! {
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn allocs() -> u64 {
+    COUNT.with(|c| c.get())
+}
+
+fn frame(n: u32, chunk: &[u8]) -> Vec<u8> {
+    let mut e = Vec::new();
+    for i in 0..n {
+        let mut r = Vec::new();
+        raw::map_header(&mut r, 4);
+        raw::str(&mut r, b"host");
+        raw::str(&mut r, b"web-01");
+        raw::str(&mut r, b"level");
+        raw::str(&mut r, b"info");
+        raw::str(&mut r, b"status");
+        raw::uint(&mut r, 200);
+        raw::str(&mut r, b"message");
+        raw::str(&mut r, format!("GET /item/{i} served in {}ms by upstream pool a", i % 97).as_bytes());
+        encode::entry(&mut e, EventTime::new(1_700_000_000 + i, i), encode::TimeFormat::EventTime, &r);
+    }
+    let mut f = Vec::new();
+    encode::packed_forward(
+        &mut f,
+        b"app.web",
+        &e,
+        EntriesType::Str32,
+        &OptionsOut { chunk: Some(chunk), size: Some(n as u64), ..Default::default() },
+    );
+    f
+}
+
+#[test]
+fn pipeline_allocations_do_not_grow_with_events() {
+    let ctx = EvalContext { hostname: "h".into(), worker_id: None, env: Box::new(|_| None) };
+    let root = parse_str(
+        "<source>\n@type forward\nport 0\n</source>\n<match **>\n@type null\n</match>\n",
+        "t.conf",
+        Path::new("."),
+        &ctx,
+    )
+    .unwrap();
+    let p = plan(&root, Some(1), "h").unwrap();
+    let g = build_shard(&p, 0);
+    let input = &g.inputs[0];
+    let mut acks = Vec::with_capacity(1024);
+    let mut measure = |n: u32| {
+        let bytes = frame(n, b"Y2h1bmstaWQ=\n");
+        let mut buf = BytesMut::with_capacity(bytes.len());
+        buf.extend_from_slice(&bytes);
+        let mut dec = FrameDecoder::new(Default::default());
+        acks.clear();
+        let before = allocs();
+        assert!(input.process(&mut dec, &mut buf, "test", None, &mut acks));
+        let used = allocs() - before;
+        assert!(!acks.is_empty(), "acked");
+        used
+    };
+    measure(10); // warm the route cache
+    let a10 = measure(10);
+    let a1000 = measure(1000);
+    eprintln!("allocations: 10 events {a10}, 1000 events {a1000}");
+    assert_eq!(a10, a1000, "allocations per frame must not depend on the event count");
+    assert!(a10 <= 4, "a small constant per frame, got {a10}");
+    assert_eq!(input.metrics.events.get(), 1020);
+}

@@ -1,0 +1,188 @@
+//! Routing semantics in process: fluent.conf -> plan -> one shard's router, batches
+//! emitted and counted per output (`@id`): patterns, first match wins, filter order,
+//! labels with `@label`, `@type relabel`, `@type copy`, `<worker N>`.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use spate_engine::build::{build_shard, plan, ShardGraph};
+use spate_engine::config::{parse_str, EvalContext};
+use spate_protocol::encode::{self, raw};
+use spate_protocol::{EntriesFormat, EventBatch, EventTime, Mode, Options};
+
+fn graph(conf: &str, shard: usize) -> ShardGraph {
+    let ctx = EvalContext { hostname: "h".into(), worker_id: None, env: Box::new(|_| None) };
+    let root = parse_str(conf, "t.conf", Path::new("."), &ctx).unwrap();
+    let p = plan(&root, Some(2), "h").unwrap();
+    build_shard(&p, shard)
+}
+
+fn batch(tag: &str, msgs: &[&str]) -> EventBatch {
+    let mut e = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let mut r = Vec::new();
+        raw::map_header(&mut r, 1);
+        raw::str(&mut r, b"message");
+        raw::str(&mut r, m.as_bytes());
+        encode::entry(&mut e, EventTime::new(i as u32, 0), encode::TimeFormat::EventTime, &r);
+    }
+    EventBatch::from_entries(
+        Bytes::copy_from_slice(tag.as_bytes()),
+        Bytes::from(e),
+        EntriesFormat::Packed,
+        Mode::PackedForward,
+        Options::default(),
+        100,
+    )
+    .unwrap()
+}
+
+fn count(g: &ShardGraph, id: &str) -> u64 {
+    g.router
+        .outputs()
+        .iter()
+        .find(|o| o.id() == id)
+        .map(|o| o.metrics().emit_records.get())
+        .unwrap_or_else(|| panic!("no output {id}"))
+}
+
+#[test]
+fn first_matching_match_wins_and_patterns_follow_fluentd() {
+    let g = graph(
+        "<match app.web>\n@type null\n@id web\n</match>\n<match app.*>\n@type null\n@id app_one\n</match>\n<match app.** {x,y}.z>\n@type null\n@id app_all\n</match>\n<match **>\n@type null\n@id rest\n</match>\n",
+        0,
+    );
+    for t in ["app.web", "app.db", "app", "app.a.b", "x.z", "y.z", "other"] {
+        g.router.emit(0, batch(t, &["m"])).unwrap();
+    }
+    assert_eq!(count(&g, "web"), 1);
+    assert_eq!(count(&g, "app_one"), 1);
+    assert_eq!(count(&g, "app_all"), 4, "app, app.a.b, x.z, y.z");
+    assert_eq!(count(&g, "rest"), 1);
+    assert_eq!(g.router.cached_routes(), 7);
+}
+
+#[test]
+fn filters_apply_in_order_before_the_first_match_only() {
+    let g = graph(
+        r#"
+<filter app.**>
+  @type grep
+  <exclude>
+    key message
+    pattern /debug/
+  </exclude>
+</filter>
+<filter app.**>
+  @type record_transformer
+  <record>
+    tag_was ${tag}
+  </record>
+</filter>
+<match app.**>
+  @type null
+  @id out
+</match>
+<filter app.**>
+  @type grep
+  <regexp>
+    key message
+    pattern /never/
+  </regexp>
+</filter>
+"#,
+        0,
+    );
+    g.router.emit(0, batch("app.x", &["info a", "debug b", "warn c"])).unwrap();
+    assert_eq!(count(&g, "out"), 2, "the grep after the <match> does not apply");
+}
+
+#[test]
+fn labels_relabel_and_copy() {
+    let g = graph(
+        r#"
+<source>
+  @type forward
+  @label @IN
+  port 0
+</source>
+<match **>
+  @type null
+  @id top
+</match>
+<label @IN>
+  <match keep.**>
+    @type copy
+    <store>
+      @type null
+      @id store1
+    </store>
+    <store>
+      @type relabel
+      @label @OUT
+    </store>
+  </match>
+  <match **>
+    @type null
+    @id in_rest
+  </match>
+</label>
+<label @OUT>
+  <filter **>
+    @type grep
+    <regexp>
+      key message
+      pattern /x/
+    </regexp>
+  </filter>
+  <match **>
+    @type null
+    @id out
+  </match>
+</label>
+"#,
+        0,
+    );
+    assert_eq!(g.inputs.len(), 1);
+    assert_eq!(g.inputs[0].conf.label, 1, "@label @IN on the source");
+    g.router.emit(1, batch("keep.a", &["x1", "y", "x2"])).unwrap();
+    g.router.emit(1, batch("drop.a", &["x"])).unwrap();
+    g.router.emit(0, batch("top", &["t"])).unwrap();
+    assert_eq!(count(&g, "store1"), 3);
+    assert_eq!(count(&g, "out"), 2);
+    assert_eq!(count(&g, "in_rest"), 1);
+    assert_eq!(count(&g, "top"), 1);
+}
+
+#[test]
+fn worker_sections_place_plugins_on_shards() {
+    let conf = "<worker 1>\n<source>\n@type forward\nport 0\n</source>\n<match **>\n@type null\n@id w1\n</match>\n</worker>\n<match **>\n@type null\n@id all\n</match>\n";
+    let g0 = graph(conf, 0);
+    let g1 = graph(conf, 1);
+    assert_eq!(g0.inputs.len(), 0);
+    assert_eq!(g1.inputs.len(), 1);
+    g0.router.emit(0, batch("a", &["m"])).unwrap();
+    g1.router.emit(0, batch("a", &["m"])).unwrap();
+    assert_eq!(count(&g0, "all"), 1);
+    assert_eq!(count(&g1, "w1"), 1, "worker 1's match comes first on shard 1");
+    assert!(g0.router.outputs().iter().all(|o| o.id() != "w1"));
+}
+
+#[test]
+fn unknown_labels_types_and_bad_workers_are_config_errors() {
+    let ctx = EvalContext { hostname: "h".into(), worker_id: None, env: Box::new(|_| None) };
+    for (conf, want) in [
+        ("<source>\n@type forward\n@label @NOPE\n</source>\n", "t.conf:1:1: @label @NOPE refers to no <label @NOPE> section"),
+        ("<match **>\n@type s3\n</match>\n", "t.conf:1:1: unknown output plugin type 's3' in <match **>; spate supports: copy, forward, null, relabel, stdout"),
+        ("<filter **>\n@type parser\n</filter>\n", "unknown filter plugin type 'parser'"),
+        ("<worker 5>\n</worker>\n", "worker ids must be within 0..1"),
+        ("<match {a>\n@type null\n</match>\n<match /(/>\n@type null\n</match>\n", "invalid match pattern"),
+        ("<filter **>\n@type record_transformer\nenable_ruby true\n</filter>\n", "enable_ruby is not supported"),
+    ] {
+        let root = parse_str(conf, "t.conf", Path::new("."), &ctx).unwrap();
+        let e = plan(&root, Some(2), "h").unwrap_err().to_string();
+        assert!(e.contains(want), "{conf}: {e}");
+    }
+    let _ = Rc::new(());
+}
