@@ -27,7 +27,7 @@ pub fn message(i: u64, len: usize) -> Vec<u8> {
         x ^= x >> 7;
         x ^= x << 17;
         let w = WORDS[(x % WORDS.len() as u64) as usize];
-        let w = if w == "error" && i % 8 != 0 { "event" } else { w };
+        let w = if w == "error" && !i.is_multiple_of(8) { "event" } else { w };
         s.extend_from_slice(w.as_bytes());
         s.push(b' ');
     }
