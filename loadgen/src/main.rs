@@ -1,1 +1,270 @@
-fn main() {}
+//! `spate-loadgen`: CLI over the `spate_loadgen` library (`run` generator, `sink`).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use spate_loadgen::generator::{self, RunConfig};
+use spate_loadgen::records::{RecordSource, SendMode};
+use spate_loadgen::report::RunReport;
+use spate_loadgen::{parse_duration, sink};
+use spate_protocol::encode::TimeFormat;
+
+/// spate-loadgen: Forward protocol load generator and sink for fluentd, fluent-bit,
+/// Vector and spate.
+#[derive(FromArgs)]
+struct Cli {
+    #[argh(subcommand)]
+    cmd: Sub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Sub {
+    Run(RunArgs),
+    Sink(SinkArgs),
+}
+
+/// generate load against one or more Forward servers
+#[derive(FromArgs)]
+#[argh(subcommand, name = "run")]
+struct RunArgs {
+    /// target HOST:PORT (repeatable: connections are spread over targets)
+    #[argh(option)]
+    target: Vec<String>,
+    /// connections (default 1)
+    #[argh(option, default = "1")]
+    connections: u32,
+    /// message, forward, packed or compressed (default packed)
+    #[argh(option, default = "SendMode::Packed")]
+    mode: SendMode,
+    /// events per frame (default 1000; message mode: frames per write)
+    #[argh(option, default = "1000")]
+    batch: u32,
+    /// r1, r2, or a file of JSON lines used as templates (default r1)
+    #[argh(option, default = "RecordSource::R1")]
+    record: RecordSource,
+    /// tag (default spate.loadgen)
+    #[argh(option, default = "String::from(\"spate.loadgen\")")]
+    tag: String,
+    /// eventtime (nanoseconds, default) or int
+    #[argh(option, default = "String::from(\"eventtime\")")]
+    time: String,
+    /// open-loop rate in events/s (default: as fast as the target takes it)
+    #[argh(option)]
+    rate: Option<f64>,
+    /// request an ack per frame
+    #[argh(switch)]
+    ack: bool,
+    /// frames in flight per connection when acking (default 8)
+    #[argh(option, default = "8")]
+    inflight: u32,
+    /// an ack missing after this long is an error (default 10s)
+    #[argh(option, default = "String::from(\"10s\")")]
+    ack_timeout: String,
+    /// measured duration, e.g. 30s (default 10s unless --events)
+    #[argh(option)]
+    duration: Option<String>,
+    /// events to send in the measured phase
+    #[argh(option)]
+    events: Option<u64>,
+    /// warmup before measuring, not counted (default 0s)
+    #[argh(option, default = "String::from(\"0s\")")]
+    warmup: String,
+    /// record field carrying the send time in ns (default _spate_ts)
+    #[argh(option, default = "String::from(\"_spate_ts\")")]
+    stamp_field: String,
+    /// no live line on stderr
+    #[argh(switch)]
+    quiet: bool,
+    /// write the JSON report here
+    #[argh(option)]
+    report: Option<PathBuf>,
+}
+
+/// receive Forward traffic: ack, count, measure end-to-end latency
+#[derive(FromArgs)]
+#[argh(subcommand, name = "sink")]
+struct SinkArgs {
+    /// listen address (default 127.0.0.1:24224)
+    #[argh(option, default = "String::from(\"127.0.0.1:24224\")")]
+    bind: String,
+    /// exit 0 once this many events arrived
+    #[argh(option)]
+    expect: Option<u64>,
+    /// give up (exit 1) after this long, e.g. 60s
+    #[argh(option)]
+    timeout: Option<String>,
+    /// record field carrying the send time in ns (default _spate_ts)
+    #[argh(option, default = "String::from(\"_spate_ts\")")]
+    stamp_field: String,
+    /// count bytes only (no decoding, no acks): the loopback ceiling
+    #[argh(switch)]
+    raw: bool,
+    /// never send acks
+    #[argh(switch)]
+    no_ack: bool,
+    /// no line per second
+    #[argh(switch)]
+    quiet: bool,
+    /// write the JSON report here
+    #[argh(option)]
+    report: Option<PathBuf>,
+}
+
+fn resolve(t: &str) -> Result<SocketAddr, String> {
+    t.to_socket_addrs()
+        .map_err(|e| format!("--target {t}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--target {t}: no address"))
+}
+
+fn write_report<T: serde::Serialize>(path: &Option<PathBuf>, r: &T) -> Result<(), String> {
+    if let Some(p) = path {
+        let text = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
+        std::fs::write(p, text + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn summary(r: &RunReport) {
+    eprintln!("events sent     {:>14}", r.events_sent);
+    eprintln!("events acked    {:>14}", r.events_acked);
+    eprintln!("errors          {:>14}  (ack timeouts {})", r.errors, r.ack_timeouts);
+    eprintln!("reconnects      {:>14}", r.reconnects);
+    eprintln!("duration        {:>14.2} s", r.duration_s);
+    eprintln!("events/s        {:>14.0}", r.events_per_sec);
+    eprintln!("bytes/s         {:>14.0}", r.bytes_per_sec);
+    if let Some(o) = r.offered_rate {
+        eprintln!("offered/achieved {:>13.0} / {:.0} events/s", o, r.achieved_rate);
+    }
+    if r.ack {
+        let l = r.ack_latency_us;
+        eprintln!("ack latency us  p50 {} p90 {} p99 {} p99.9 {} max {}", l.p50, l.p90, l.p99, l.p999, l.max);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    match cli.cmd {
+        Sub::Run(a) => {
+            let go = || -> Result<RunReport, String> {
+                if a.target.is_empty() {
+                    return Err("at least one --target HOST:PORT is required".into());
+                }
+                let targets = a.target.iter().map(|t| resolve(t)).collect::<Result<Vec<_>, _>>()?;
+                let time = match a.time.as_str() {
+                    "eventtime" => TimeFormat::EventTime,
+                    "int" => TimeFormat::Integer,
+                    o => return Err(format!("--time {o:?}: expected eventtime or int")),
+                };
+                let cfg = RunConfig {
+                    targets,
+                    connections: a.connections,
+                    mode: a.mode,
+                    batch: a.batch.max(1),
+                    record: a.record.clone(),
+                    tag: a.tag.clone(),
+                    time,
+                    rate: a.rate,
+                    ack: a.ack,
+                    inflight: a.inflight.max(1),
+                    ack_timeout: parse_duration(&a.ack_timeout)?,
+                    duration: a.duration.as_deref().map(parse_duration).transpose()?,
+                    events: a.events,
+                    warmup: parse_duration(&a.warmup)?,
+                    stamp_field: a.stamp_field.clone(),
+                    quiet: a.quiet,
+                    connect_timeout: Duration::from_secs(3),
+                };
+                let r = generator::run(cfg).map_err(|e| e.to_string())?;
+                write_report(&a.report, &r)?;
+                Ok(r)
+            };
+            match go() {
+                Ok(r) => {
+                    summary(&r);
+                    if r.errors > 0 {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("spate-loadgen run: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Sub::Sink(a) => {
+            let bind = match resolve(&a.bind) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("spate-loadgen sink: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let timeout = match a.timeout.as_deref().map(parse_duration).transpose() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("spate-loadgen sink: --timeout: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let cfg = sink::SinkConfig { bind, stamp_field: a.stamp_field.clone(), raw: a.raw, no_ack: a.no_ack };
+            let h = match sink::start(cfg) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("spate-loadgen sink: cannot listen on {bind}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            eprintln!("listening on {}", h.addr());
+            let start = Instant::now();
+            let mut last = (0u64, 0u64);
+            let mut next = start + Duration::from_secs(1);
+            let ok = loop {
+                if a.expect.is_some_and(|n| h.events() >= n) {
+                    break true;
+                }
+                if timeout.is_some_and(|t| start.elapsed() >= t) {
+                    break a.expect.is_none();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+                if Instant::now() >= next {
+                    next += Duration::from_secs(1);
+                    let (e, b) = (h.events(), h.bytes());
+                    if !a.quiet {
+                        let r = h.report();
+                        eprintln!(
+                            "[{:>3}s] {:>10} ev/s {:>12} B/s total {} e2e p50 {}us p99 {}us",
+                            start.elapsed().as_secs(),
+                            e - last.0,
+                            b - last.1,
+                            e,
+                            r.e2e_latency_us.p50,
+                            r.e2e_latency_us.p99
+                        );
+                    }
+                    last = (e, b);
+                }
+            };
+            let r = h.stop();
+            if let Err(e) = write_report(&a.report, &r) {
+                eprintln!("spate-loadgen sink: {e}");
+            }
+            eprintln!(
+                "events received {} ({} bytes), e2e p50 {}us p99 {}us",
+                r.events_received, r.bytes_received, r.e2e_latency_us.p50, r.e2e_latency_us.p99
+            );
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("spate-loadgen sink: timeout before {} events arrived", a.expect.unwrap_or(0));
+                ExitCode::from(1)
+            }
+        }
+    }
+}

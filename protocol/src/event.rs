@@ -52,10 +52,14 @@ impl EventTime {
                 let nsec = ((f - sec) * 1e9).round().min(999_999_999.0);
                 Some(EventTime { sec: sec as u32, nsec: nsec as u32 })
             }
-            0x92 => {
+            0x92 | 0xdc | 0xdd => {
                 // fluent-bit's [EventTime, metadata] form.
-                let inner = &v[1..];
-                if inner.first() == Some(&0x92) {
+                let hdr = match msgpack::head(v).ok()?? {
+                    Head::Array { hdr, n: 2 } => hdr,
+                    _ => return None,
+                };
+                let inner = &v[hdr..];
+                if matches!(inner.first(), Some(0x92 | 0xdc | 0xdd)) {
                     return None; // one level of [time, metadata] only
                 }
                 let n = msgpack::skip(inner).ok()?;
@@ -110,11 +114,16 @@ pub(crate) fn read_entry(
         EntriesFormat::Packed => {
             let len = msgpack::value_len(buf, max_depth)?;
             let raw = &buf[..len];
-            if raw[0] != 0x92 {
-                return Ok((EntryCheck::Invalid, len));
-            }
+            // Usually fixarray 0x92; fluent-bit encodes entries as array32.
+            let hdr = match raw[0] {
+                0x92 => 1,
+                _ => match msgpack::head(raw) {
+                    Ok(Some(Head::Array { hdr, n: 2 })) => hdr,
+                    _ => return Ok((EntryCheck::Invalid, len)),
+                },
+            };
             // Children are complete: value_len proved it.
-            let body = &raw[1..];
+            let body = &raw[hdr..];
             let tlen = msgpack::skip(body)?;
             Ok((check_pair(&body[..tlen], &body[tlen..], raw), len))
         }

@@ -249,26 +249,64 @@ impl Skipper {
 /// truncated or nested deeper than `max_depth`.
 #[inline]
 pub fn value_len(buf: &[u8], max_depth: usize) -> Result<usize> {
-    // Fast path for scalars: no skipper state needed.
-    if let Ok(Some(Head::Scalar { len, .. })) = head(buf) {
-        if len <= buf.len() as u64 {
-            return Ok(len as usize);
-        }
-        return Err(DecodeError::new(0, ErrorKind::Truncated { missing: len - buf.len() as u64 }));
+    match skip_at(buf, 0, 0, max_depth.min(MAX_DEPTH)) {
+        Ok(end) => Ok(end),
+        Err((at, kind)) => Err(DecodeError::new(at, kind)),
     }
-    let mut sk = Skipper::new();
-    match sk.advance(buf, buf.len(), max_depth) {
-        Ok(Some(n)) => Ok(n),
-        Ok(None) => Err(DecodeError::new(buf.len(), ErrorKind::Truncated { missing: 1 })),
-        // Within a complete buffer, "beyond the limit" means the value is cut short.
-        Err(DecodeError { offset, kind: ErrorKind::FrameTooLarge { size, limit } }) => {
-            Err(DecodeError { offset, kind: ErrorKind::Truncated { missing: size - limit } })
+}
+
+/// Recursive skipper for complete buffers: returns the end offset of the value at
+/// `pos`. Recursion is bounded by `max_depth` (at most [`MAX_DEPTH`] frames), and the
+/// common small types are decoded inline: this is the per-event hot path.
+#[inline]
+fn skip_at(buf: &[u8], pos: usize, depth: usize, max_depth: usize) -> std::result::Result<usize, (usize, ErrorKind)> {
+    let truncated = |need: u64| (pos, ErrorKind::Truncated { missing: need });
+    let Some(&m) = buf.get(pos) else { return Err(truncated(1)) };
+    let end = match m {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => pos + 1,
+        0xa0..=0xbf => pos + 1 + (m & 0x1f) as usize,
+        0x80..=0x9f => {
+            let n = (m & 0x0f) as usize * if m < 0x90 { 2 } else { 1 };
+            if n > 0 && depth >= max_depth {
+                return Err((pos, ErrorKind::TooDeep { limit: max_depth }));
+            }
+            let mut p = pos + 1;
+            for _ in 0..n {
+                p = skip_at(buf, p, depth + 1, max_depth)?;
+            }
+            return Ok(p);
         }
-        Err(DecodeError { offset, kind: ErrorKind::CountTooLarge { .. } }) => {
-            Err(DecodeError { offset, kind: ErrorKind::Truncated { missing: 1 } })
-        }
-        Err(e) => Err(e),
+        _ => match head(&buf[pos..]) {
+            Ok(Some(Head::Scalar { len, .. })) => {
+                let end = pos as u64 + len;
+                if end > buf.len() as u64 {
+                    return Err(truncated(end - buf.len() as u64));
+                }
+                end as usize
+            }
+            Ok(Some(Head::Array { hdr, n }) | Some(Head::Map { hdr, n })) => {
+                let count = if m == 0xde || m == 0xdf { 2 * n as u64 } else { n as u64 };
+                // Every child takes at least one byte.
+                if count > (buf.len() - pos - hdr) as u64 {
+                    return Err(truncated(count));
+                }
+                if count > 0 && depth >= max_depth {
+                    return Err((pos, ErrorKind::TooDeep { limit: max_depth }));
+                }
+                let mut p = pos + hdr;
+                for _ in 0..count {
+                    p = skip_at(buf, p, depth + 1, max_depth)?;
+                }
+                return Ok(p);
+            }
+            Ok(None) => return Err(truncated(1)),
+            Err(k) => return Err((pos, k)),
+        },
+    };
+    if end > buf.len() {
+        return Err(truncated((end - buf.len()) as u64));
     }
+    Ok(end)
 }
 
 /// Unchecked-depth variant used on data already validated (depth was checked on decode).

@@ -170,3 +170,17 @@ fn float_times_are_accepted() {
     let Some(Frame::Events(b)) = decode(&f, Limits::default()).unwrap() else { panic!() };
     assert_eq!(b.events().next().unwrap().time, EventTime::new(1, 500_000_000));
 }
+
+#[test]
+fn entries_encoded_as_array32_are_valid_like_fluent_bit_sends_them() {
+    // fluent-bit 4.2's out_forward: [tag, [ [0xdd 00000002 time record], ... ]]
+    let mut f = vec![0x92];
+    raw::str(&mut f, b"fb");
+    f.push(0x91);
+    f.extend_from_slice(&[0xdd, 0, 0, 0, 2]);
+    raw::event_time(&mut f, EventTime::new(9, 9));
+    f.extend_from_slice(&rec());
+    let Some(Frame::Events(b)) = decode(&f, Limits::default()).unwrap() else { panic!() };
+    assert_eq!((b.count, b.invalid), (1, 0));
+    assert_eq!(b.events().next().unwrap().time, EventTime::new(9, 9));
+}

@@ -1,0 +1,146 @@
+//! spate-loadgen -> spate -> sink with exact counts in every mode; and real peers on
+//! either side when installed: fluentd's and fluent-bit's out_forward sending into
+//! spate (generator -> peer -> spate -> sink). Peers are found via `$FLUENTD` /
+//! `$FLUENT_BIT` or PATH; otherwise those tests print why they were skipped.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use spate_loadgen::generator::{run, RunConfig};
+use spate_loadgen::records::SendMode;
+use spate_loadgen::sink::{self, SinkConfig};
+
+fn relay_conf(sink_port: u16) -> String {
+    format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<match **>\n  @type forward\n  require_ack_response true\n  <server>\n    host 127.0.0.1\n    port {sink_port}\n  </server>\n  <buffer>\n    flush_interval 50ms\n  </buffer>\n</match>\n")
+}
+
+fn ours(s: &sink::SinkHandle) -> u64 {
+    s.report().by_tag.get("spate.loadgen").map_or(0, |t| t.events)
+}
+
+fn wait_ours(s: &sink::SinkHandle, n: u64) -> u64 {
+    let end = Instant::now() + Duration::from_secs(30);
+    while ours(s) < n && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ours(s)
+}
+
+#[test]
+fn loadgen_through_spate_exact_counts_every_mode() {
+    let s = sink::start(SinkConfig::default()).unwrap();
+    let spate = Spate::start("lg-relay", &relay_conf(s.addr().port()), Stdio::null());
+    let mut total = 0;
+    for mode in [SendMode::Message, SendMode::Forward, SendMode::Packed, SendMode::Compressed] {
+        for ack in [true, false] {
+            let batch = if mode == SendMode::Message { 20 } else { 500 };
+            let cfg = RunConfig {
+                targets: vec![spate.addr()],
+                connections: 4,
+                mode,
+                batch,
+                ack,
+                events: Some(20_000),
+                quiet: true,
+                ..Default::default()
+            };
+            let r = run(cfg).unwrap();
+            assert_eq!(r.events_sent, 20_000, "{mode:?} ack={ack}");
+            assert_eq!(r.errors, 0);
+            if ack {
+                assert_eq!(r.events_acked, 20_000, "{mode:?}");
+            }
+            total += 20_000;
+            assert_eq!(wait_ours(&s, total), total, "{mode:?} ack={ack}: exactly once at the sink");
+        }
+    }
+    // Latency samples are merged every 500 ms.
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(s.report().e2e_latency_us.count, total, "every record kept its send stamp through spate");
+    let (st, _, _) = spate.stop();
+    assert!(st.success());
+}
+
+fn find(env: &str, bin: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(bin)).find(|p| p.is_file())
+}
+
+struct Peer(Child);
+impl Drop for Peer {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// generator -> peer (its out_forward, acks on) -> spate -> sink.
+fn peer_into_spate(name: &str, cmd: PathBuf, conf_name: &str, conf: impl Fn(u16, u16) -> String) {
+    let s = sink::start(SinkConfig::default()).unwrap();
+    let spate = Spate::start(&format!("peer-{name}"), &relay_conf(s.addr().port()), Stdio::null());
+    let p = free_port();
+    let dir = tempdir::Dir::new(name);
+    let cf = dir.path().join(conf_name);
+    std::fs::write(&cf, conf(p, spate.port)).unwrap();
+    let mut peer =
+        Peer(Command::new(&cmd).arg("-c").arg(&cf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let end = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+        assert!(Instant::now() < end && peer.0.try_wait().unwrap().is_none(), "{name} did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let cfg = RunConfig {
+        targets: vec![format!("127.0.0.1:{p}").parse().unwrap()],
+        connections: 2,
+        batch: 100,
+        ack: true,
+        events: Some(5000),
+        quiet: true,
+        ..Default::default()
+    };
+    let r = run(cfg).unwrap();
+    assert_eq!((r.events_acked, r.errors), (5000, 0), "{name} accepted everything");
+    assert_eq!(wait_ours(&s, 5000), 5000, "{name} -> spate -> sink");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ours(&s), 5000, "no duplicates");
+    drop(peer);
+    spate.stop();
+}
+
+#[test]
+fn ruby_fluentd_out_forward_into_spate() {
+    let Some(cmd) = find("FLUENTD", "fluentd") else {
+        eprintln!("skipped: fluentd not found on PATH or $FLUENTD");
+        return;
+    };
+    peer_into_spate("fluentd", cmd, "fluent.conf", |p, sp| {
+        format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port {p}\n</source>\n<match spate.**>\n  @type forward\n  require_ack_response true\n  <server>\n    host 127.0.0.1\n    port {sp}\n  </server>\n  <buffer>\n    flush_interval 0.1\n  </buffer>\n</match>\n")
+    });
+}
+
+#[test]
+fn fluent_bit_out_forward_into_spate() {
+    let Some(cmd) = find("FLUENT_BIT", "fluent-bit") else {
+        eprintln!("skipped: fluent-bit not found on PATH or $FLUENT_BIT");
+        return;
+    };
+    peer_into_spate("fluent-bit", cmd, "fluent-bit.conf", |p, sp| {
+        format!("[SERVICE]\n    Flush 1\n    Log_Level warn\n\n[INPUT]\n    Name forward\n    Listen 127.0.0.1\n    Port {p}\n\n[OUTPUT]\n    Name forward\n    Match *\n    Host 127.0.0.1\n    Port {sp}\n    Require_ack_response true\n")
+    });
+}

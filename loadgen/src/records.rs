@@ -1,0 +1,336 @@
+//! Record templates and pre-encoded frames. Records carry the send stamp as a
+//! fixed-width uint64 (`0xcf` + 8 bytes) and frames carry a fixed-width chunk id, so a
+//! frame is encoded once per connection and only patched in place per send.
+
+use spate_protocol::encode::{self, raw, EntriesType, OptionsOut, TimeFormat};
+use spate_protocol::{Compression, EventTime};
+
+/// Where records come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordSource {
+    R1,
+    R2,
+    /// JSON lines used as templates, cycled.
+    File(std::path::PathBuf),
+}
+
+impl std::str::FromStr for RecordSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "r1" | "R1" => RecordSource::R1,
+            "r2" | "R2" => RecordSource::R2,
+            path => RecordSource::File(path.into()),
+        })
+    }
+}
+
+/// Forward protocol mode to send in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendMode {
+    Message,
+    Forward,
+    Packed,
+    Compressed,
+}
+
+impl std::str::FromStr for SendMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "message" => Ok(SendMode::Message),
+            "forward" => Ok(SendMode::Forward),
+            "packed" => Ok(SendMode::Packed),
+            "compressed" => Ok(SendMode::Compressed),
+            o => Err(format!("unknown mode {o:?}; expected message, forward, packed or compressed")),
+        }
+    }
+}
+
+const WORDS: &[&str] = &[
+    "GET", "POST", "user", "login", "served", "cache", "miss", "upstream", "timeout", "error", "retry", "db", "query",
+    "ok", "slow", "api", "v1", "items", "id", "session", "token", "refresh", "200", "404", "503", "ms", "bytes",
+    "from", "to",
+];
+
+fn message(i: u64, len: usize) -> Vec<u8> {
+    let mut s = Vec::with_capacity(len + 16);
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while s.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.extend_from_slice(WORDS[(x % WORDS.len() as u64) as usize].as_bytes());
+        s.push(b' ');
+    }
+    s.truncate(len);
+    s
+}
+
+/// A record template: its map fields without the header and without the stamp.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub fields: u32,
+    pub body: Vec<u8>,
+}
+
+fn r1(i: u64) -> Template {
+    let mut b = Vec::new();
+    for (k, v) in [("host", "web-01"), ("level", "info")] {
+        raw::str(&mut b, k.as_bytes());
+        raw::str(&mut b, v.as_bytes());
+    }
+    raw::str(&mut b, b"status");
+    raw::uint(&mut b, 200);
+    raw::str(&mut b, b"message");
+    raw::str(&mut b, &message(i, 80));
+    Template { fields: 4, body: b }
+}
+
+fn r2(i: u64) -> Template {
+    let mut t = r1(i);
+    // Replace the 80-byte message with a 700-byte one and add a nested map.
+    let mut b = Vec::new();
+    for (k, v) in [("host", "web-01"), ("level", "info")] {
+        raw::str(&mut b, k.as_bytes());
+        raw::str(&mut b, v.as_bytes());
+    }
+    raw::str(&mut b, b"status");
+    raw::uint(&mut b, 200);
+    raw::str(&mut b, b"kubernetes");
+    raw::map_header(&mut b, 4);
+    for (k, v) in
+        [("namespace", "production"), ("pod", "web-7d9f8c6b5-x2x9q"), ("container", "app"), ("node", "ip-10-0-12-34")]
+    {
+        raw::str(&mut b, k.as_bytes());
+        raw::str(&mut b, v.as_bytes());
+    }
+    raw::str(&mut b, b"message");
+    raw::str(&mut b, &message(i, 700));
+    t.fields = 5;
+    t.body = b;
+    t
+}
+
+/// Loads the templates for a source (64 varied ones for R1/R2).
+pub fn templates(src: &RecordSource) -> Result<Vec<Template>, String> {
+    match src {
+        RecordSource::R1 => Ok((0..64).map(r1).collect()),
+        RecordSource::R2 => Ok((0..64).map(r2).collect()),
+        RecordSource::File(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let mut out = Vec::new();
+            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", p.display(), n + 1))?;
+                let serde_json::Value::Object(m) = &v else {
+                    return Err(format!("{}:{}: each line must be a JSON object", p.display(), n + 1));
+                };
+                let mp = spate_protocol::json::to_msgpack(line.as_bytes())
+                    .map_err(|e| format!("{}:{}: {e}", p.display(), n + 1))?;
+                let hdr = spate_protocol::msgpack::head(&mp).ok().flatten().map_or(1, |h| h.hdr());
+                out.push(Template { fields: m.len() as u32, body: mp[hdr..].to_vec() });
+            }
+            if out.is_empty() {
+                return Err(format!("{}: no records", p.display()));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Width of chunk ids (fixed, so they can be patched in place).
+pub const CHUNK_LEN: usize = 24;
+
+/// A frame encoded once, with the offsets to patch per send.
+#[derive(Debug, Clone)]
+pub struct FrameTemplate {
+    /// For packed/forward/message: the whole frame(s). For compressed: the plain entries.
+    pub bytes: Vec<u8>,
+    pub stamp_offsets: Vec<usize>,
+    pub chunk_offsets: Vec<usize>,
+    pub events: u32,
+    /// Frames in `bytes` (message mode sends several per write).
+    pub frames: u32,
+    mode: SendMode,
+    tag: Vec<u8>,
+    ack: bool,
+}
+
+/// Encodes `[time, record+stamp]` and returns where the 8 stamp bytes are.
+fn entry_with_stamp(out: &mut Vec<u8>, t: EventTime, tf: TimeFormat, tpl: &Template, stamp_field: &[u8]) -> usize {
+    out.push(0x92);
+    encode::time(out, t, tf);
+    record_with_stamp(out, tpl, stamp_field)
+}
+
+fn record_with_stamp(out: &mut Vec<u8>, tpl: &Template, stamp_field: &[u8]) -> usize {
+    raw::map_header(out, tpl.fields + 1);
+    out.extend_from_slice(&tpl.body);
+    raw::str(out, stamp_field);
+    out.push(0xcf);
+    let at = out.len();
+    out.extend_from_slice(&[0; 8]);
+    at
+}
+
+impl FrameTemplate {
+    /// Builds the frame for `events` events; `ack` adds a chunk id slot.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        mode: SendMode,
+        tag: &[u8],
+        tpls: &[Template],
+        first: usize,
+        events: u32,
+        tf: TimeFormat,
+        stamp_field: &[u8],
+        ack: bool,
+    ) -> FrameTemplate {
+        let now = EventTime::now();
+        let placeholder = [b'0'; CHUNK_LEN];
+        let opt = OptionsOut { chunk: ack.then_some(&placeholder[..]), size: None, compressed: None };
+        let mut ft = FrameTemplate {
+            bytes: Vec::new(),
+            stamp_offsets: Vec::new(),
+            chunk_offsets: Vec::new(),
+            events,
+            frames: 1,
+            mode,
+            tag: tag.to_vec(),
+            ack,
+        };
+        match mode {
+            SendMode::Message => {
+                ft.frames = events;
+                for i in 0..events as usize {
+                    let tpl = &tpls[(first + i) % tpls.len()];
+                    let f = &mut ft.bytes;
+                    f.push(if ack { 0x94 } else { 0x93 });
+                    raw::str(f, tag);
+                    encode::time(f, now, tf);
+                    let at = record_with_stamp(f, tpl, stamp_field);
+                    ft.stamp_offsets.push(at);
+                    if ack {
+                        raw::map_header(f, 1);
+                        raw::str(f, b"chunk");
+                        raw::str_header(f, CHUNK_LEN);
+                        ft.chunk_offsets.push(f.len());
+                        f.extend_from_slice(&placeholder);
+                    }
+                }
+            }
+            SendMode::Forward | SendMode::Packed | SendMode::Compressed => {
+                let mut entries = Vec::new();
+                let mut offs = Vec::new();
+                for i in 0..events as usize {
+                    offs.push(entry_with_stamp(&mut entries, now, tf, &tpls[(first + i) % tpls.len()], stamp_field));
+                }
+                if mode == SendMode::Compressed {
+                    ft.bytes = entries;
+                    ft.stamp_offsets = offs;
+                    return ft;
+                }
+                let mut f = Vec::new();
+                let base = match mode {
+                    SendMode::Forward => {
+                        f.push(if ack { 0x93 } else { 0x92 });
+                        raw::str(&mut f, tag);
+                        raw::array_header(&mut f, events);
+                        f.len()
+                    }
+                    _ => {
+                        encode::packed_forward_header(&mut f, tag, entries.len(), EntriesType::Bin, &opt);
+                        f.len()
+                    }
+                };
+                f.extend_from_slice(&entries);
+                ft.stamp_offsets = offs.iter().map(|o| o + base).collect();
+                if ack {
+                    raw::map_header(&mut f, 1);
+                    raw::str(&mut f, b"chunk");
+                    raw::str_header(&mut f, CHUNK_LEN);
+                    ft.chunk_offsets.push(f.len());
+                    f.extend_from_slice(&placeholder);
+                }
+                ft.bytes = f;
+            }
+        }
+        ft
+    }
+
+    /// Patches stamps (send time, ns) and chunk ids; returns the bytes to send. For
+    /// compressed mode the entries are gzipped into `scratch`.
+    pub fn render<'a>(
+        &'a mut self,
+        stamp_ns: u64,
+        chunk_ids: &[[u8; CHUNK_LEN]],
+        scratch: &'a mut Vec<u8>,
+    ) -> &'a [u8] {
+        let s = stamp_ns.to_be_bytes();
+        for &o in &self.stamp_offsets {
+            self.bytes[o..o + 8].copy_from_slice(&s);
+        }
+        if self.mode == SendMode::Compressed {
+            scratch.clear();
+            let opt = OptionsOut {
+                chunk: if self.ack { chunk_ids.first().map(|c| &c[..]) } else { None },
+                size: Some(self.events as u64),
+                compressed: Some(Compression::Gzip),
+            };
+            let z = spate_protocol::compress::gzip(&self.bytes, 1);
+            encode::packed_forward(scratch, &self.tag, &z, EntriesType::Bin, &opt);
+            return scratch;
+        }
+        for (o, id) in self.chunk_offsets.iter().zip(chunk_ids) {
+            self.bytes[*o..*o + CHUNK_LEN].copy_from_slice(id);
+        }
+        &self.bytes
+    }
+}
+
+/// A chunk id: fixed-width, unique per connection and sequence number.
+pub fn chunk_id(conn: u32, seq: u64) -> [u8; CHUNK_LEN] {
+    let s = format!("{conn:08x}{seq:016x}");
+    let mut id = [b'0'; CHUNK_LEN];
+    id.copy_from_slice(&s.as_bytes()[..CHUNK_LEN]);
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use spate_protocol::{Frame, FrameDecoder, Limits};
+
+    #[test]
+    fn templates_patch_in_place_and_decode() {
+        let tpls = templates(&RecordSource::R1).unwrap();
+        for mode in [SendMode::Message, SendMode::Forward, SendMode::Packed, SendMode::Compressed] {
+            let mut ft = FrameTemplate::new(mode, b"lg", &tpls, 0, 3, TimeFormat::EventTime, b"_spate_ts", true);
+            let ids: Vec<_> = (0..ft.frames as u64).map(|s| chunk_id(7, s)).collect();
+            let mut scratch = Vec::new();
+            let bytes = ft.render(123_456_789, &ids, &mut scratch).to_vec();
+            let mut buf = BytesMut::from(&bytes[..]);
+            let mut dec = FrameDecoder::new(Limits::default());
+            let mut n = 0;
+            while let Some(Frame::Events(b)) = dec.decode(&mut buf).unwrap() {
+                assert_eq!(b.option.chunk.as_deref().map(<[u8]>::len), Some(CHUNK_LEN));
+                for e in b.events() {
+                    assert_eq!(e.record.get(b"_spate_ts").and_then(|v| v.as_i64()), Some(123_456_789));
+                    n += 1;
+                }
+            }
+            assert_eq!(n, 3, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn r1_is_about_140_bytes() {
+        let t = &templates(&RecordSource::R1).unwrap()[0];
+        let mut r = Vec::new();
+        record_with_stamp(&mut r, t, b"_spate_ts");
+        assert!((120..180).contains(&r.len()), "{}", r.len());
+    }
+}

@@ -1,0 +1,219 @@
+//! Generator -> sink over loopback: exact counts in every mode, with and without acks,
+//! at a fixed rate and at max rate; the stamp survives; latency histograms are filled
+//! and ordered; missing acks and dropped connections are counted; the binary's JSON
+//! report has the documented keys.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use spate_loadgen::generator::{run, RunConfig};
+use spate_loadgen::records::{RecordSource, SendMode};
+use spate_loadgen::report::Latency;
+use spate_loadgen::sink::{self, SinkConfig};
+
+fn ordered(l: &Latency) {
+    assert!(l.count > 0, "histogram is empty");
+    assert!(l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max, "{l:?}");
+}
+
+#[test]
+fn exact_counts_every_mode_with_and_without_acks() {
+    for mode in [SendMode::Message, SendMode::Forward, SendMode::Packed, SendMode::Compressed] {
+        for ack in [false, true] {
+            let s = sink::start(SinkConfig::default()).unwrap();
+            let batch = if mode == SendMode::Message { 10 } else { 100 };
+            let cfg = RunConfig {
+                targets: vec![s.addr()],
+                connections: 2,
+                mode,
+                batch,
+                ack,
+                events: Some(5000),
+                quiet: true,
+                ..Default::default()
+            };
+            let r = run(cfg).unwrap();
+            assert_eq!(r.events_sent, 5000, "{mode:?} ack={ack}");
+            assert_eq!(r.errors, 0);
+            if ack {
+                assert_eq!(r.events_acked, 5000, "{mode:?}");
+                ordered(&r.ack_latency_us);
+            }
+            assert!(s.wait_for(5000, Duration::from_secs(10)), "{mode:?} ack={ack}: sink got {}", s.events());
+            std::thread::sleep(Duration::from_millis(50));
+            let rep = s.stop();
+            assert_eq!(rep.events_received, 5000, "{mode:?} ack={ack}: exactly, no duplicates");
+            assert_eq!(rep.by_tag.get("spate.loadgen").map(|t| t.events), Some(5000));
+            // The stamp survived the trip: every event gave an end-to-end sample.
+            assert_eq!(rep.e2e_latency_us.count, 5000, "{mode:?}");
+            ordered(&rep.e2e_latency_us);
+        }
+    }
+}
+
+#[test]
+fn fixed_rate_is_open_loop_and_reaches_the_offered_rate() {
+    let s = sink::start(SinkConfig::default()).unwrap();
+    let cfg = RunConfig {
+        targets: vec![s.addr()],
+        connections: 2,
+        batch: 100,
+        ack: true,
+        rate: Some(20_000.0),
+        duration: Some(Duration::from_secs(2)),
+        quiet: true,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let r = run(cfg).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?} {r:?}", t.elapsed());
+    assert_eq!(r.offered_rate, Some(20_000.0));
+    let ratio = r.achieved_rate / 20_000.0;
+    assert!((0.9..1.1).contains(&ratio), "achieved {} of 20000", r.achieved_rate);
+    assert_eq!(r.events_acked, r.events_sent);
+    ordered(&r.ack_latency_us);
+    assert!(s.wait_for(r.events_sent, Duration::from_secs(5)));
+}
+
+#[test]
+fn max_rate_with_r2_and_a_template_file() {
+    let dir = std::env::temp_dir().join(format!("lg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("recs.jsonl");
+    std::fs::write(&f, "{\"a\": 1, \"msg\": \"one\"}\n{\"b\": [1, 2], \"msg\": \"two\"}\n").unwrap();
+    for record in [RecordSource::R2, RecordSource::File(f.clone())] {
+        let s = sink::start(SinkConfig::default()).unwrap();
+        let cfg = RunConfig {
+            targets: vec![s.addr()],
+            connections: 2,
+            batch: 50,
+            ack: true,
+            record,
+            duration: Some(Duration::from_millis(500)),
+            quiet: true,
+            ..Default::default()
+        };
+        let r = run(cfg).unwrap();
+        assert!(r.events_sent > 0 && r.events_acked == r.events_sent && r.errors == 0, "{r:?}");
+        assert!(s.wait_for(r.events_sent_total, Duration::from_secs(5)));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn missing_acks_are_errors_and_the_run_still_ends() {
+    let s = sink::start(SinkConfig { no_ack: true, ..Default::default() }).unwrap();
+    let cfg = RunConfig {
+        targets: vec![s.addr()],
+        batch: 10,
+        ack: true,
+        inflight: 2,
+        ack_timeout: Duration::from_millis(300),
+        duration: Some(Duration::from_millis(500)),
+        quiet: true,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let r = run(cfg).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3), "bounded: {:?}", t.elapsed());
+    assert_eq!(r.events_acked, 0);
+    assert!(r.errors > 0 && r.ack_timeouts > 0, "{r:?}");
+}
+
+#[test]
+fn dropped_connections_are_reconnected_and_counted() {
+    // A server that closes every connection after reading a little.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(50) {
+            let Ok(mut s) = s else { break };
+            let mut b = [0u8; 1024];
+            let _ = std::io::Read::read(&mut s, &mut b);
+        }
+    });
+    let cfg = RunConfig {
+        targets: vec![addr],
+        batch: 10,
+        ack: true,
+        ack_timeout: Duration::from_millis(500),
+        duration: Some(Duration::from_millis(800)),
+        quiet: true,
+        ..Default::default()
+    };
+    let r = run(cfg).unwrap();
+    assert!(r.reconnects > 0, "{r:?}");
+    assert!(r.errors > 0);
+}
+
+#[test]
+fn binary_writes_the_documented_json_report() {
+    let dir = std::env::temp_dir().join(format!("lg-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = env!("CARGO_BIN_EXE_spate-loadgen");
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sink_report = dir.join("sink.json");
+    let mut sink = std::process::Command::new(bin)
+        .args([
+            "sink",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--expect",
+            "3000",
+            "--timeout",
+            "20s",
+            "--quiet",
+            "--report",
+            sink_report.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let gen_report = dir.join("gen.json");
+    let st = std::process::Command::new(bin)
+        .args([
+            "run",
+            "--target",
+            &format!("127.0.0.1:{port}"),
+            "--connections",
+            "3",
+            "--mode",
+            "forward",
+            "--batch",
+            "100",
+            "--ack",
+            "--events",
+            "3000",
+            "--quiet",
+            "--report",
+            gen_report.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(sink.wait().unwrap().success(), "sink saw all 3000 events");
+    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&gen_report).unwrap()).unwrap();
+    for k in [
+        "events_sent",
+        "events_acked",
+        "errors",
+        "reconnects",
+        "duration_s",
+        "events_per_sec",
+        "bytes_per_sec",
+        "offered_rate",
+        "ack_latency_us",
+    ] {
+        assert!(g.get(k).is_some(), "generator report lacks {k}: {g}");
+    }
+    for k in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(g["ack_latency_us"].get(k).is_some());
+    }
+    assert_eq!(g["events_sent"], 3000);
+    assert_eq!(g["events_acked"], 3000);
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&sink_report).unwrap()).unwrap();
+    assert_eq!(s["events_received"], 3000);
+    assert_eq!(s["by_tag"]["spate.loadgen"]["events"], 3000);
+    assert!(s["e2e_latency_us"]["p99"].as_u64().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
