@@ -6,7 +6,6 @@
 mod compare;
 mod procstat;
 mod report;
-mod sink;
 mod systems;
 
 use std::path::{Path, PathBuf};
@@ -216,8 +215,30 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn hist_json(h: &hdrhistogram::Histogram<u64>) -> Value {
-    json!({"p50": h.value_at_quantile(0.5), "p90": h.value_at_quantile(0.9), "p99": h.value_at_quantile(0.99), "p999": h.value_at_quantile(0.999), "max": h.max(), "count": h.len()})
+/// Pins the calling thread (and the threads it starts from now on) to `cpu`, or lets it
+/// run anywhere with `None`.
+fn pin_current(cpu: Option<usize>) {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        match cpu {
+            Some(c) => libc::CPU_SET(c, &mut set),
+            None => {
+                for c in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+                    libc::CPU_SET(c, &mut set);
+                }
+            }
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Starts a spate-loadgen sink whose threads run on `cpu`.
+fn start_sink(cpu: Option<usize>) -> Result<spate_loadgen::sink::SinkHandle, String> {
+    pin_current(cpu);
+    let s = spate_loadgen::sink::start(spate_loadgen::sink::SinkConfig::default()).map_err(|e| e.to_string());
+    pin_current(None);
+    s
 }
 
 struct Ctx {
@@ -234,7 +255,7 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
         if pipeline_kind == "relay" { Some(sink::Sink::start("_spate_ts").map_err(|e| e.to_string())?) } else { None };
     let pipeline = match (pipeline_kind, &sink) {
         ("grep", _) => Pipeline::GrepNull,
-        ("relay", Some(s)) => Pipeline::Relay { sink_port: s.addr.port() },
+        ("relay", Some(s)) => Pipeline::Relay { sink_port: s.addr().port() },
         _ => Pipeline::Null,
     };
     let dir = ctx.dir.join(format!("{}-{}-{}", sc, sys.kind.name(), port));
@@ -277,14 +298,18 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     let mut e2e = Value::Null;
     if let Some(s) = sink {
         // Everything acked must reach the sink (flush 100 ms; allow slow systems time).
-        let want = if g.ack { acked } else { sent };
+        // Counted by tag: fluentd also routes its own logs (fluent.*) to `**`.
+        let ours = |s: &spate_loadgen::sink::SinkHandle| s.report().by_tag.get("spate.loadgen").map_or(0, |t| t.events);
+        let want = f(&gen, "events_sent_total") as u64;
         let end = Instant::now() + Duration::from_secs(60);
-        while s.count() < want && Instant::now() < end {
+        while ours(&s) < want && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(50));
         }
-        received = Some(s.count());
+        // Let a late duplicate show up, then take the final count.
+        std::thread::sleep(Duration::from_millis(600));
+        received = Some(ours(&s));
         stop(&mut child);
-        e2e = hist_json(&s.stop());
+        e2e = serde_json::to_value(s.stop().e2e_latency_us).unwrap_or(Value::Null);
     } else {
         stop(&mut child);
     }
@@ -293,10 +318,11 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     let total_sent = f(&gen, "events_sent_total").max(sent as f64);
     let cpu = (cpu1 - cpu0).max(0.0);
     let eps = f(&gen, "events_per_sec");
+    let total_sent_u = f(&gen, "events_sent_total") as u64;
     let lost = match (g.ack, received) {
-        (true, Some(r)) => acked.saturating_sub(r) as i64,
+        // The sink sees warmup events too: compare with everything sent.
+        (_, Some(r)) => total_sent_u.saturating_sub(r) as i64,
         (true, None) => (sent.saturating_sub(acked)) as i64,
-        (false, Some(r)) => sent.saturating_sub(r) as i64,
         (false, None) => -1,
     };
     let errors = f(&gen, "errors") as u64;
@@ -335,11 +361,12 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
 
 /// Generator -> in-process sink over loopback: the measuring tools' own ceiling.
 fn ceiling(ctx: &Ctx) -> Value {
-    let s = match sink::Sink::start("_spate_ts") {
+    // The sink takes the CPU the system under test gets in the scenarios.
+    let s = match start_sink(cpus().0) {
         Ok(s) => s,
-        Err(e) => return json!({"error": e.to_string()}),
+        Err(e) => return json!({"error": e}),
     };
-    let r = drive(s.addr.port(), &Gen::s1(), ctx.warmup, ctx.duration, &ctx.dir);
+    let r = drive(s.addr().port(), &Gen::s1(), ctx.warmup, ctx.duration, &ctx.dir);
     let _ = s.stop();
     let memcpy = memcpy_bandwidth();
     match r {
