@@ -251,8 +251,8 @@ struct Ctx {
 /// One measured run of one scenario on one system.
 fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> Result<Value, String> {
     let port = free_port();
-    let sink =
-        if pipeline_kind == "relay" { Some(sink::Sink::start("_spate_ts").map_err(|e| e.to_string())?) } else { None };
+    // The relay sink shares the load generator's CPU; the system under test has its own.
+    let sink = if pipeline_kind == "relay" { Some(start_sink(cpus().1)?) } else { None };
     let pipeline = match (pipeline_kind, &sink) {
         ("grep", _) => Pipeline::GrepNull,
         ("relay", Some(s)) => Pipeline::Relay { sink_port: s.addr().port() },
