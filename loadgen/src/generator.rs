@@ -86,6 +86,7 @@ struct Counters {
     sent_bytes: AtomicU64,
     sent_frames: AtomicU64,
     acked_events: AtomicU64,
+    acked_total: AtomicU64,
     errors: AtomicU64,
     ack_timeouts: AtomicU64,
     reconnects: AtomicU64,
@@ -174,6 +175,7 @@ fn ack_reader(
                     let mut p = st.pending.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(i) = p.iter().position(|x| x.seq == seq) {
                         if let Some(x) = p.remove(i) {
+                            c.acked_total.fetch_add(x.events as u64, Ordering::Relaxed);
                             if x.measured {
                                 c.acked_events.fetch_add(x.events as u64, Ordering::Relaxed);
                                 let _ = local.record((now_ns.saturating_sub(x.intended_ns) / 1000).max(1));
@@ -472,6 +474,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, Error> {
         achieved_rate: sent as f64 / secs,
         ack_latency_us: lat,
         events_sent_total: c.sent_total.load(Ordering::Relaxed),
+        events_acked_total: c.acked_total.load(Ordering::Relaxed),
         rate_per_sec,
         mode: format!("{:?}", cfg.mode).to_lowercase(),
         connections: cfg.connections,

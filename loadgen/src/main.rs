@@ -106,6 +106,9 @@ struct SinkArgs {
     /// never send acks
     #[argh(switch)]
     no_ack: bool,
+    /// read send stamps in every Nth frame only (default 1: all)
+    #[argh(option, default = "1")]
+    sample: u32,
     /// no line per second
     #[argh(switch)]
     quiet: bool,
@@ -213,7 +216,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let cfg = sink::SinkConfig { bind, stamp_field: a.stamp_field.clone(), raw: a.raw, no_ack: a.no_ack };
+            let cfg = sink::SinkConfig {
+                bind,
+                stamp_field: a.stamp_field.clone(),
+                raw: a.raw,
+                no_ack: a.no_ack,
+                sample_every: a.sample,
+            };
             let h = match sink::start(cfg) {
                 Ok(h) => h,
                 Err(e) => {

@@ -56,6 +56,8 @@ pub struct RunReport {
     pub ack_latency_us: Latency,
     /// Events sent including the warmup.
     pub events_sent_total: u64,
+    /// Events acked including the warmup.
+    pub events_acked_total: u64,
     /// Events sent in each second of the measured phase.
     pub rate_per_sec: Vec<u64>,
     pub mode: String,

@@ -25,6 +25,9 @@ pub struct SinkConfig {
     pub raw: bool,
     /// Never send acks (for testing clients' ack timeouts).
     pub no_ack: bool,
+    /// Read the send stamps of every Nth frame only (1: every frame). Sampling keeps the
+    /// sink much faster than what it measures; the histogram stays representative.
+    pub sample_every: u32,
 }
 
 impl Default for SinkConfig {
@@ -34,6 +37,7 @@ impl Default for SinkConfig {
             stamp_field: "_spate_ts".into(),
             raw: false,
             no_ack: false,
+            sample_every: 1,
         }
     }
 }
@@ -101,6 +105,10 @@ fn serve(mut s: TcpStream, sh: Arc<Shared>, cfg: SinkConfig) {
     let mut last_merge = Instant::now();
     let mut acks = Vec::new();
     let stamp = cfg.stamp_field.as_bytes().to_vec();
+    let every = cfg.sample_every.max(1) as u64;
+    let mut nframe = 0u64;
+    let mut tags: HashMap<Vec<u8>, TagCount> = HashMap::new();
+    let mut last_tags = Instant::now();
     while !sh.stop.load(Ordering::Relaxed) {
         if last_merge.elapsed() > Duration::from_millis(500) {
             merge(&sh, &mut local);
@@ -109,7 +117,10 @@ fn serve(mut s: TcpStream, sh: Arc<Shared>, cfg: SinkConfig) {
         let n = match s.read(&mut tmp) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                flush_tags(&sh, &mut tags);
+                continue;
+            }
             Err(_) => break,
         };
         sh.bytes.fetch_add(n as u64, Ordering::Relaxed);
@@ -120,19 +131,31 @@ fn serve(mut s: TcpStream, sh: Arc<Shared>, cfg: SinkConfig) {
         loop {
             match dec.decode(&mut buf) {
                 Ok(Some(Frame::Events(b))) => {
-                    let now = wall_ns();
-                    for e in b.events() {
-                        if let Some(ts) = e.record.get(&stamp).and_then(|v| v.as_i64()) {
-                            let _ = local.record((now.saturating_sub(ts as u64) / 1000).max(1));
+                    if nframe.is_multiple_of(every) {
+                        let now = wall_ns();
+                        for e in b.events() {
+                            if let Some(ts) = e.record.get(&stamp).and_then(|v| v.as_i64()) {
+                                let _ = local.record((now.saturating_sub(ts as u64) / 1000).max(1));
+                            }
                         }
                     }
-                    sh.events.fetch_add(b.count as u64, Ordering::Relaxed);
-                    sh.frames.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut t) = sh.by_tag.lock() {
-                        let e = t.entry(b.tag.to_vec()).or_default();
-                        e.events += b.count as u64;
-                        e.bytes += b.wire_len as u64;
+                    nframe += 1;
+                    // Per-tag counts are published before the events counter, so a
+                    // reader that sees N events also sees their tags.
+                    match tags.get_mut(&b.tag[..]) {
+                        Some(t) => {
+                            t.events += b.count as u64;
+                            t.bytes += b.wire_len as u64;
+                        }
+                        None => {
+                            tags.insert(b.tag.to_vec(), TagCount { events: b.count as u64, bytes: b.wire_len as u64 });
+                        }
                     }
+                    if last_tags.elapsed() > Duration::from_millis(20) {
+                        flush_tags(&sh, &mut tags);
+                        last_tags = Instant::now();
+                    }
+                    sh.frames.fetch_add(1, Ordering::Relaxed);
                     if let Some(c) = &b.option.chunk {
                         if !cfg.no_ack {
                             if dec.is_json() {
@@ -147,6 +170,7 @@ fn serve(mut s: TcpStream, sh: Arc<Shared>, cfg: SinkConfig) {
                 Ok(None) => break,
                 Err(_) => {
                     sh.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    flush_tags(&sh, &mut tags);
                     merge(&sh, &mut local);
                     return;
                 }
@@ -160,7 +184,25 @@ fn serve(mut s: TcpStream, sh: Arc<Shared>, cfg: SinkConfig) {
             acks.clear();
         }
     }
+    flush_tags(&sh, &mut tags);
     merge(&sh, &mut local);
+}
+
+/// Publishes this connection's per-tag counts (and the event total) to the shared view.
+fn flush_tags(sh: &Shared, tags: &mut HashMap<Vec<u8>, TagCount>) {
+    if tags.is_empty() {
+        return;
+    }
+    let mut n = 0;
+    if let Ok(mut t) = sh.by_tag.lock() {
+        for (k, v) in tags.drain() {
+            let e = t.entry(k).or_default();
+            e.events += v.events;
+            e.bytes += v.bytes;
+            n += v.events;
+        }
+    }
+    sh.events.fetch_add(n, Ordering::Relaxed);
 }
 
 fn merge(sh: &Shared, local: &mut Histogram<u64>) {
