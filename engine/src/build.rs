@@ -106,7 +106,8 @@ fn err(e: &Element, msg: String) -> ConfigError {
     ConfigError::at(&e.pos, msg)
 }
 
-fn warn_unused(e: &Element) {
+/// Warns about parameters nothing read (fluentd warns too), with file:line.
+pub fn warn_unused(e: &Element) {
     for a in e.unused_attrs() {
         crate::warn!(
             "{}: parameter '{}' in <{}{}{}> is not used.",
@@ -347,7 +348,7 @@ fn source(e: &Element, ctx: &mut Ctx) -> Result<SourcePlan, ConfigError> {
                 warn_unused(t);
             }
             if let Some(s) = e.elements_named("security").next() {
-                return Err(err(s, "<security> (shared_key / user authentication) is not supported yet".into()));
+                c.security = Some(crate::security::server_from_element(s)?);
             }
             SourcePlan::Forward(c)
         }
@@ -510,9 +511,16 @@ fn forward_conf(e: &Element) -> Result<ForwardConf, ConfigError> {
         None | Some("tcp") => {}
         Some(t) => return Err(err(e, format!("out_forward transport {t} is not supported yet; supported: tcp"))),
     }
-    if let Some(s) = e.elements_named("security").next() {
-        return Err(err(s, "<security> (shared_key / user authentication) in out_forward is not supported yet".into()));
-    }
+    let security = match e.elements_named("security").next() {
+        Some(s) => {
+            let host =
+                s.str("self_hostname").ok_or_else(|| err(s, "<security> needs self_hostname".into()))?.to_string();
+            let key = s.str("shared_key").unwrap_or("").to_string();
+            warn_unused(s);
+            Some((host, key))
+        }
+        None => None,
+    };
     for k in [
         "heartbeat_type",
         "heartbeat_interval",
@@ -543,16 +551,31 @@ fn forward_conf(e: &Element) -> Result<ForwardConf, ConfigError> {
         let weight = s.int("weight")?.unwrap_or(60).clamp(0, 1_000_000) as u32;
         let standby = s.bool("standby")?.unwrap_or(false);
         let name = s.str("name").map_or_else(|| format!("{host}:{port}"), str::to_string);
-        if s.str("shared_key").is_some() || s.str("username").is_some() {
-            return Err(err(s, "<server> shared_key / username (authentication) is not supported yet".into()));
-        }
+        let cred = match &security {
+            Some((host, key)) => Some(crate::security::ClientCredentials {
+                self_hostname: host.clone(),
+                shared_key: s.str("shared_key").map_or_else(|| key.clone(), str::to_string),
+                username: s.str("username").unwrap_or("").to_string(),
+                password: s.str("password").unwrap_or("").to_string(),
+            }),
+            None => {
+                if s.str("shared_key").is_some() || s.str("username").is_some() {
+                    return Err(err(
+                        s,
+                        "<server> shared_key / username need a <security> section (self_hostname) in out_forward"
+                            .into(),
+                    ));
+                }
+                None
+            }
+        };
         let addrs: Vec<_> = (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|x| err(s, format!("cannot resolve host {host:?}: {x}")))?
             .collect();
         let _ = i;
         warn_unused(s);
-        c.servers.push(ServerConf { name, host, port, weight, standby, addrs });
+        c.servers.push(ServerConf { name, host, port, weight, standby, addrs, cred });
     }
     if c.servers.is_empty() {
         return Err(err(e, "out_forward needs at least one <server>".into()));

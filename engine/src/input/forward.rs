@@ -43,6 +43,8 @@ pub struct ForwardInConf {
     pub add_tag_prefix: Option<String>,
     /// Index of the label events go to (0: the top level).
     pub label: usize,
+    /// `<security>`: the shared-key handshake before any event is accepted.
+    pub security: Option<crate::security::ServerSecurity>,
 }
 
 impl Default for ForwardInConf {
@@ -65,6 +67,7 @@ impl Default for ForwardInConf {
             tag: None,
             add_tag_prefix: None,
             label: 0,
+            security: None,
         }
     }
 }
@@ -100,6 +103,7 @@ pub struct InputMetrics {
     pub bad_frames: Cell<u64>,
     pub rejected_batches: Cell<u64>,
     pub acks: Cell<u64>,
+    pub auth_failures: Cell<u64>,
 }
 
 fn inc(c: &Cell<u64>, n: u64) {
@@ -230,6 +234,24 @@ impl ForwardInput {
         let mut buf = BytesMut::with_capacity(READ_SIZE);
         let mut acks: Vec<u8> = Vec::new();
         let source_ip: Option<Bytes> = peer.map(|p| Bytes::from(p.ip().to_string()));
+        if let Some(sec) = &self.conf.security {
+            let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), crate::security::peer_ip);
+            let r = glommio::timer::timeout(HANDSHAKE_TIMEOUT, async {
+                Ok(self.handshake(&mut stream, &mut buf, sec, ip).await)
+            })
+            .await;
+            let reason = match r {
+                Ok(Ok(())) => None,
+                Ok(Err(reason)) => Some(reason),
+                Err(_) => Some(format!("no PING within {HANDSHAKE_TIMEOUT:?}")),
+            };
+            if let Some(reason) = reason {
+                inc(&self.metrics.auth_failures, 1);
+                crate::warn!("{}: authentication of {peer_s} failed, closing the connection: {reason}", self.conf.id);
+                let _ = stream.close().await;
+                return;
+            }
+        }
         loop {
             if buf.capacity() - buf.len() < READ_SIZE / 2 {
                 buf.reserve(READ_SIZE);
@@ -266,6 +288,41 @@ impl ForwardInput {
                 return;
             }
         }
+    }
+
+    /// The server side of the handshake: HELO, read the PING, answer PONG. Bytes after
+    /// the PING stay in `buf` for the frame decoder.
+    async fn handshake(
+        &self,
+        stream: &mut TcpStream,
+        buf: &mut BytesMut,
+        sec: &crate::security::ServerSecurity,
+        ip: std::net::IpAddr,
+    ) -> Result<(), String> {
+        let hs = crate::security::ServerHandshake::new();
+        let mut out = Vec::new();
+        hs.helo(!self.conf.deny_keepalive, &mut out);
+        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        let mut dec = FrameDecoder::new(Limits { max_frame_size: 64 << 10, ..Limits::default() });
+        let ping = loop {
+            match dec.next_value(buf) {
+                Ok(Some(v)) => break v,
+                Ok(None) => {}
+                Err(e) => return Err(format!("invalid ping message: {e}")),
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(4096);
+            }
+            match read_into(stream, buf).await {
+                Ok(0) => return Err("connection closed before PING".into()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        out.clear();
+        let r = hs.check(sec, &ping, ip, &mut out);
+        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        r
     }
 
     /// Decodes and routes every complete frame in `buf`, appending acks to `acks`.
@@ -379,6 +436,8 @@ impl ForwardInput {
 }
 
 const READ_SIZE: usize = 256 << 10;
+/// A client must send its PING this soon after the HELO.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads into the spare capacity of `buf` (zero-filled once per read, which is cheap next
 /// to the syscall and keeps this free of `unsafe`).

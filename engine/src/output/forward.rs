@@ -34,6 +34,8 @@ pub struct ServerConf {
     pub standby: bool,
     /// Resolved when the configuration was loaded.
     pub addrs: Vec<SocketAddr>,
+    /// Shared-key/user credentials when out_forward has `<security>`.
+    pub cred: Option<crate::security::ClientCredentials>,
 }
 
 /// out_forward parameters (fluentd defaults).
@@ -129,6 +131,8 @@ enum SendError {
     BadAck(SocketAddr, String),
     #[error("no server has an address")]
     NoServer,
+    #[error("handshake with {0} failed: {1}")]
+    Handshake(SocketAddr, String),
 }
 
 impl ForwardOutput {
@@ -166,9 +170,16 @@ impl ForwardOutput {
         if self.stopping.get() && self.done.get() {
             return Err(EmitError::Write { id: self.id.clone(), reason: "output is shut down".into() });
         }
-        let queued_before = self.buffer.borrow().queued_chunks();
+        let (queued_before, staged_before) = {
+            let b = self.buffer.borrow();
+            (b.queued_chunks(), b.staged_chunks())
+        };
         self.buffer.borrow_mut().append(batch).map_err(|source| EmitError::Buffer { id: self.id.clone(), source })?;
-        if self.buffer.borrow().queued_chunks() > queued_before {
+        // Wake the flusher when a chunk is ready, or when a new chunk starts (so it
+        // schedules that chunk's flush_interval instead of sleeping its idle second).
+        let b = self.buffer.borrow();
+        if b.queued_chunks() > queued_before || b.staged_chunks() > staged_before {
+            drop(b);
             self.notify.notify();
         }
         Ok(())
@@ -324,7 +335,25 @@ impl ForwardOutput {
             match TcpStream::connect_timeout(addr, self.conf.connect_timeout).await {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    return Ok(Conn { stream, rbuf: BytesMut::with_capacity(256) });
+                    let mut conn = Conn { stream, rbuf: BytesMut::with_capacity(256) };
+                    if let Some(cred) = &s.cred {
+                        let hs = glommio::timer::timeout(self.conf.connect_timeout, async {
+                            Ok(handshake(&mut conn, cred).await)
+                        })
+                        .await;
+                        match hs {
+                            Ok(Ok(())) => {}
+                            Ok(Err(reason)) => {
+                                last = SendError::Handshake(addr, reason);
+                                continue;
+                            }
+                            Err(_) => {
+                                last = SendError::Handshake(addr, "timed out".into());
+                                continue;
+                            }
+                        }
+                    }
+                    return Ok(conn);
                 }
                 Err(e) => last = SendError::Connect(addr, e.to_string()),
             }
@@ -413,6 +442,34 @@ impl ForwardOutput {
             Err(_) => Err(SendError::AckTimeout(addr, timeout)),
         }
     }
+}
+
+/// Reads one complete msgpack value from the connection (handshake messages).
+async fn read_value(conn: &mut Conn) -> Result<bytes::Bytes, String> {
+    loop {
+        let mut sk = Skipper::new();
+        match sk.advance(&conn.rbuf, 1 << 16, 8) {
+            Ok(Some(n)) => return Ok(conn.rbuf.split_to(n).freeze()),
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let mut tmp = [0u8; 1024];
+        match conn.stream.read(&mut tmp).await {
+            Ok(0) => return Err("connection closed during the handshake".into()),
+            Ok(n) => conn.rbuf.extend_from_slice(&tmp[..n]),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// HELO -> PING -> PONG as fluentd's out_forward does it.
+async fn handshake(conn: &mut Conn, cred: &crate::security::ClientCredentials) -> Result<(), String> {
+    let helo = read_value(conn).await?;
+    let mut ping = Vec::new();
+    let hs = crate::security::ClientHandshake::ping(cred, &helo, &mut ping)?;
+    conn.stream.write_all(&ping).await.map_err(|e| e.to_string())?;
+    let pong = read_value(conn).await?;
+    hs.verify(cred, &pong)
 }
 
 /// Re-encodes packed entries with integer-second times (`time_as_integer true`).

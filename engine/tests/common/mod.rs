@@ -189,10 +189,18 @@ impl Sink {
 /// A blocking Forward client for tests.
 pub struct Client {
     pub s: TcpStream,
-    buf: BytesMut,
+    pub buf: BytesMut,
 }
 
 impl Client {
+    /// A placeholder to fill with `Client { s, ..Client::connect_unused() }`.
+    pub fn connect_unused() -> Client {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { s, buf: BytesMut::new() }
+    }
+
     pub fn connect(addr: SocketAddr) -> Client {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

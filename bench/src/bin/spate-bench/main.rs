@@ -449,7 +449,8 @@ fn run(a: RunArgs) -> i32 {
     for sc in &scenarios {
         let (pipeline, g) = match *sc {
             "S1" => ("null", Gen::s1()),
-            "S2" => ("null", Gen { mode: "message", connections: 16, inflight: 1, batch: 1, ack: false, rate: None }),
+            // One event per frame; the generator writes 64 frames per syscall.
+            "S2" => ("null", Gen { mode: "message", connections: 16, inflight: 1, batch: 64, ack: false, rate: None }),
             "S3" => ("grep", Gen::s1()),
             "S4" => ("relay", Gen::s1()),
             "S5" => {

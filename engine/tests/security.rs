@@ -1,0 +1,245 @@
+//! The shared-key / user handshake on a live server, with our client and, when
+//! installed, with Ruby fluentd on both sides (fluentd -> spate and spate -> fluentd).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::*;
+use spate_engine::security::{ClientCredentials, ClientHandshake};
+use spate_loadgen::generator::{run, RunConfig};
+use spate_loadgen::sink::{self, SinkConfig};
+use spate_protocol::encode::{self, EntriesType, OptionsOut};
+
+fn secure_conf(sink_port: u16) -> String {
+    format!(
+        r#"
+<source>
+  @type forward
+  bind 127.0.0.1
+  port {{PORT}}
+  <security>
+    self_hostname spate.server
+    shared_key s3cret
+    user_auth true
+    <user>
+      username alice
+      password wonderland
+    </user>
+  </security>
+</source>
+<match **>
+  @type forward
+  <server>
+    host 127.0.0.1
+    port {sink_port}
+  </server>
+  <buffer>
+    flush_interval 50ms
+  </buffer>
+</match>
+"#
+    )
+}
+
+fn read_value(s: &mut TcpStream, buf: &mut BytesMut) -> Option<Vec<u8>> {
+    let mut tmp = [0u8; 1024];
+    loop {
+        let mut sk = spate_protocol::msgpack::Skipper::new();
+        if let Ok(Some(n)) = sk.advance(buf, 1 << 16, 8) {
+            return Some(buf.split_to(n).to_vec());
+        }
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
+/// Connects, authenticates with `cred`, and returns the stream and the PONG verdict.
+fn login(addr: std::net::SocketAddr, cred: &ClientCredentials) -> (TcpStream, Result<(), String>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = BytesMut::new();
+    let helo = read_value(&mut s, &mut buf).expect("HELO");
+    let mut ping = Vec::new();
+    let hs = ClientHandshake::ping(cred, &helo, &mut ping).unwrap();
+    s.write_all(&ping).unwrap();
+    let pong = read_value(&mut s, &mut buf).expect("PONG");
+    let v = hs.verify(cred, &pong);
+    (s, v)
+}
+
+fn cred(key: &str, pw: &str) -> ClientCredentials {
+    ClientCredentials {
+        self_hostname: "client.host".into(),
+        shared_key: key.into(),
+        username: "alice".into(),
+        password: pw.into(),
+    }
+}
+
+#[test]
+fn shared_key_and_user_auth_gate_the_events() {
+    let s = sink::start(SinkConfig::default()).unwrap();
+    let spate = Spate::start("security", &secure_conf(s.addr().port()), Stdio::null());
+
+    // Right key and password: events flow and are acked.
+    let (mut c, v) = login(spate.addr(), &cred("s3cret", "wonderland"));
+    assert_eq!(v, Ok(()));
+    let mut f = Vec::new();
+    encode::packed_forward(
+        &mut f,
+        b"secure",
+        &packed_entries(10, 0),
+        EntriesType::Bin,
+        &OptionsOut { chunk: Some(b"c1"), ..Default::default() },
+    );
+    c.write_all(&f).unwrap();
+    let mut cl = Client { s: c, ..Client::connect_unused() };
+    assert_eq!(cl.read_ack().unwrap(), b"c1");
+
+    // Wrong key, wrong password: PONG says why and the connection is closed.
+    for (k, pw, why) in
+        [("nope", "wonderland", "shared_key mismatch"), ("s3cret", "nope", "username/password mismatch")]
+    {
+        let (mut c, v) = login(spate.addr(), &cred(k, pw));
+        assert_eq!(v, Err(format!("authentication failed: {why}")));
+        let mut b = [0u8; 16];
+        let _ = c.write_all(&f);
+        assert!(matches!(c.read(&mut b), Ok(0) | Err(_)), "closed after a failed handshake");
+    }
+    // A client that sends events without a handshake is refused too.
+    let mut raw = TcpStream::connect(spate.addr()).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    raw.write_all(&f).unwrap();
+    let mut b = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while let Ok(n) = raw.read(&mut b) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&b[..n]);
+    }
+    assert!(!String::from_utf8_lossy(&got).contains("c1"), "no ack without authentication");
+
+    assert!(s.wait_for(10, Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.events(), 10, "only the authenticated client's events arrived");
+    let (st, _, err) = spate.stop();
+    assert!(st.success());
+    assert!(
+        err.contains("shared_key mismatch") && err.contains("username/password mismatch"),
+        "failures are logged: {err}"
+    );
+}
+
+fn fluentd() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FLUENTD") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join("fluentd")).find(|p| p.is_file())
+}
+
+struct Peer(Child);
+impl Drop for Peer {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_fluentd(cmd: &PathBuf, dir: &std::path::Path, conf: &str, port: u16) -> Peer {
+    let cf = dir.join("fluent.conf");
+    std::fs::write(&cf, conf).unwrap();
+    let mut p = Peer(Command::new(cmd).arg("-c").arg(&cf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let end = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end && p.0.try_wait().unwrap().is_none(), "fluentd did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    p
+}
+
+fn ours(s: &sink::SinkHandle) -> u64 {
+    s.report().by_tag.get("spate.loadgen").map_or(0, |t| t.events)
+}
+
+/// generator -> fluentd (out_forward with shared key + user) -> spate (in_forward
+/// <security>) -> sink.
+#[test]
+fn ruby_fluentd_authenticates_to_spate() {
+    let Some(cmd) = fluentd() else {
+        eprintln!("skipped: fluentd not found on PATH or $FLUENTD");
+        return;
+    };
+    let s = sink::start(SinkConfig::default()).unwrap();
+    let spate = Spate::start("sec-fluentd-in", &secure_conf(s.addr().port()), Stdio::null());
+    let p = free_port();
+    let dir = tempdir::Dir::new("fluentd-sec");
+    let conf = format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port {p}\n</source>\n<match spate.**>\n  @type forward\n  require_ack_response true\n  <security>\n    self_hostname fluentd.client\n    shared_key s3cret\n  </security>\n  <server>\n    host 127.0.0.1\n    port {}\n    username alice\n    password wonderland\n  </server>\n  <buffer>\n    flush_interval 0.1\n  </buffer>\n</match>\n", spate.port);
+    let _f = start_fluentd(&cmd, dir.path(), &conf, p);
+    let r = run(RunConfig {
+        targets: vec![format!("127.0.0.1:{p}").parse().unwrap()],
+        batch: 100,
+        ack: true,
+        events: Some(3000),
+        quiet: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(r.events_acked, 3000);
+    let end = Instant::now() + Duration::from_secs(30);
+    while ours(&s) < 3000 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ours(&s), 3000, "fluentd's authenticated out_forward delivered everything through spate");
+    spate.stop();
+}
+
+/// generator -> spate (out_forward <security>) -> fluentd (in_forward <security>) -> sink.
+#[test]
+fn spate_authenticates_to_ruby_fluentd() {
+    let Some(cmd) = fluentd() else {
+        eprintln!("skipped: fluentd not found on PATH or $FLUENTD");
+        return;
+    };
+    let s = sink::start(SinkConfig::default()).unwrap();
+    let p = free_port();
+    let dir = tempdir::Dir::new("fluentd-sec2");
+    let fconf = format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port {p}\n  <security>\n    self_hostname fluentd.server\n    shared_key s3cret\n    user_auth true\n    <user>\n      username bob\n      password builder\n    </user>\n  </security>\n</source>\n<match spate.**>\n  @type forward\n  <server>\n    host 127.0.0.1\n    port {}\n  </server>\n  <buffer>\n    flush_interval 0.1\n  </buffer>\n</match>\n", s.addr().port());
+    let _f = start_fluentd(&cmd, dir.path(), &fconf, p);
+    let sconf = format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<match **>\n  @type forward\n  require_ack_response true\n  <security>\n    self_hostname spate.client\n    shared_key s3cret\n  </security>\n  <server>\n    host 127.0.0.1\n    port {p}\n    username bob\n    password builder\n  </server>\n  <buffer>\n    flush_interval 50ms\n  </buffer>\n</match>\n");
+    let spate = Spate::start("sec-fluentd-out", &sconf, Stdio::null());
+    let r = run(RunConfig {
+        targets: vec![spate.addr()],
+        batch: 100,
+        ack: true,
+        events: Some(3000),
+        quiet: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(r.events_acked, 3000);
+    let end = Instant::now() + Duration::from_secs(30);
+    while ours(&s) < 3000 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ours(&s), 3000, "spate's authenticated out_forward delivered everything through fluentd");
+    spate.stop();
+}
