@@ -36,7 +36,7 @@ fn on_shard(w: Workers, shard: usize) -> bool {
 
 #[derive(Debug, Clone)]
 pub enum SourcePlan {
-    Forward(ForwardInConf),
+    Forward(Box<ForwardInConf>),
     Sample(SampleConf),
 }
 
@@ -350,7 +350,7 @@ fn source(e: &Element, ctx: &mut Ctx) -> Result<SourcePlan, ConfigError> {
             if let Some(s) = e.elements_named("security").next() {
                 c.security = Some(crate::security::server_from_element(s)?);
             }
-            SourcePlan::Forward(c)
+            SourcePlan::Forward(Box::new(c))
         }
         "sample" | "dummy" => {
             let id = ctx.id(e, "sample");
@@ -736,7 +736,7 @@ pub fn build_shard(plan: &Plan, shard: usize) -> ShardGraph {
             continue;
         }
         match s {
-            SourcePlan::Forward(c) => inputs.push(ForwardInput::new(c.clone(), router.clone())),
+            SourcePlan::Forward(c) => inputs.push(ForwardInput::new((**c).clone(), router.clone())),
             SourcePlan::Sample(c) => samples.push(SampleInput::new(c.clone(), router.clone())),
         }
     }

@@ -307,3 +307,22 @@ fn fluentd_example_configs_are_accepted_or_rejected_with_file_line() {
     eprintln!("{accepted} of {} fluentd example configs accepted", files.len());
     assert!(accepted >= 5);
 }
+
+#[test]
+fn json_log_format_and_version() {
+    let dir = tempdir::Dir::new("jsonlog");
+    let bad = dir.path().join("bad.conf");
+    std::fs::write(&bad, "<match **>\n  @type nope\n</match>\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(["--log-format", "json", "--dry-run", "-c", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err.lines().next().unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["level"], "error");
+    assert!(v["message"].as_str().unwrap().contains("unknown output plugin type 'nope'"));
+    let o = Command::new(env!("CARGO_BIN_EXE_spate")).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("spate "));
+}

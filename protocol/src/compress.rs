@@ -2,7 +2,8 @@
 //! frames) and gzip compression for CompressedPackedForward.
 //!
 //! Inflation stops with an error as soon as the output would pass the limit, so a
-//! compression bomb costs at most `limit + 1` bytes of memory.
+//! compression bomb costs at most `limit + 1` bytes of output buffer (see [`inflate`]
+//! for the decoders' own state).
 
 use std::io::Read;
 
@@ -35,17 +36,47 @@ impl Compression {
     }
 }
 
-fn read_bounded<R: Read>(r: R, limit: usize, hint: usize) -> Result<Vec<u8>, ErrorKind> {
-    let mut out = Vec::with_capacity(hint.min(limit).min(64 << 20));
-    let n = r.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| ErrorKind::Inflate(e.to_string()))?;
-    if n > limit {
-        return Err(ErrorKind::InflateTooLarge { limit: limit as u64 });
+/// Reads `r` to the end into a buffer that never grows past `limit + 1` bytes (one byte
+/// over proves the data is too large). Growth doubles from `hint`, with exact
+/// reservations so capacity stays within the bound.
+fn read_bounded<R: Read>(mut r: R, limit: usize, hint: usize) -> Result<Vec<u8>, ErrorKind> {
+    let cap = limit.saturating_add(1);
+    let mut out = Vec::new();
+    let mut len = 0;
+    loop {
+        if len == out.len() {
+            if len >= cap {
+                return Err(ErrorKind::InflateTooLarge { limit: limit as u64 });
+            }
+            let grow_to = if len == 0 { hint.max(4096) } else { len.saturating_mul(2) }.min(cap);
+            out.reserve_exact(grow_to - len);
+            out.resize(grow_to, 0);
+        }
+        match r.read(&mut out[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ErrorKind::Inflate(e.to_string())),
+        }
     }
+    out.truncate(len);
     Ok(out)
 }
 
+/// The largest zstd window accepted for `limit`: frames whose window is larger than
+/// needed for `limit` bytes of output are refused before zstd allocates the window (a
+/// tiny frame can declare a 2 GiB window). Never below 2^23 (8 MiB), the largest
+/// window zstd's standard levels use when streaming without a known size, so every
+/// ordinary frame decodes whatever the limit.
+fn zstd_window_log_max(limit: usize) -> u32 {
+    let need = usize::BITS - limit.saturating_sub(1).leading_zeros();
+    need.clamp(23, 30)
+}
+
 /// Inflates `data` (gzip or zstd, one or several members/frames) into at most `limit`
-/// bytes.
+/// bytes. Memory: the output (at most `limit + 1` bytes while finding out that it is too
+/// large) plus the decoder's state (gzip: about 40 KiB; zstd: its window, at most
+/// `max(limit rounded up to a power of two, 8 MiB)`).
 pub fn inflate(kind: Compression, data: &[u8], limit: usize) -> Result<Vec<u8>, ErrorKind> {
     // Compressed logs typically inflate 5-10x; start there to avoid regrowth.
     let hint = data.len().saturating_mul(8);
@@ -66,7 +97,9 @@ pub fn inflate(kind: Compression, data: &[u8], limit: usize) -> Result<Vec<u8>, 
             if data.is_empty() {
                 return Ok(Vec::new());
             }
-            let dec = zstd::stream::read::Decoder::with_buffer(data).map_err(|e| ErrorKind::Inflate(e.to_string()))?;
+            let inflate_err = |e: std::io::Error| ErrorKind::Inflate(e.to_string());
+            let mut dec = zstd::stream::read::Decoder::with_buffer(data).map_err(inflate_err)?;
+            dec.window_log_max(zstd_window_log_max(limit)).map_err(inflate_err)?;
             read_bounded(dec, limit, hint)
         }
     }

@@ -400,7 +400,7 @@ fn escape_into(s: &[u8], out: &mut Vec<u8>) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0x00..=0x1f | 0x7f => {
+            0x00..=0x1f => {
                 out.extend_from_slice(&s[start..i]);
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[(b >> 4) as usize]);
@@ -417,15 +417,75 @@ fn escape_into(s: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&s[start..]);
 }
 
+/// Writes a float as Ruby's `Float#to_s` (what `JSON.generate` uses): the shortest
+/// digits that round-trip; fixed notation with at least one decimal (`2.0`, `0.0001`,
+/// `123456789012345.0`) for magnitudes from 1e-4 below 1e15 (and 1e15..1e16 when there
+/// are fractional digits), otherwise `1.0e+15`, `2.5e-05`. Non-finite
+/// values (which JSON cannot carry) become `null`.
 fn write_float(f: f64, out: &mut Vec<u8>) {
+    use std::io::Write;
     if !f.is_finite() {
         out.extend_from_slice(b"null");
-    } else if f == f.trunc() && f.abs() < 1e16 {
-        // Ruby prints whole floats with a trailing ".0".
-        out.extend_from_slice(format!("{f:.1}").as_bytes());
-    } else {
-        out.extend_from_slice(format!("{f}").as_bytes());
+        return;
     }
+    // Rust's `{:e}` gives the shortest round-trip digits: "-1.2345e-5", "1e16", "0e0".
+    let start = out.len();
+    let _ = write!(out, "{f:e}");
+    let mut digits = [0u8; 24];
+    let (mut nd, mut exp, mut neg) = (0usize, 0i32, false);
+    let mut in_exp = false;
+    let mut exp_neg = false;
+    for &b in &out[start..] {
+        match b {
+            b'-' if !in_exp => neg = true,
+            b'-' => exp_neg = true,
+            b'e' => in_exp = true,
+            b'0'..=b'9' if in_exp => exp = exp * 10 + (b - b'0') as i32,
+            b'0'..=b'9' if nd < digits.len() => {
+                digits[nd] = b;
+                nd += 1;
+            }
+            _ => {}
+        }
+    }
+    out.truncate(start);
+    let digits = &digits[..nd.max(1)];
+    // Position of the decimal point relative to the digits (0.d1d2... x 10^decpt).
+    let decpt = if exp_neg { -exp } else { exp } + 1;
+    if neg {
+        out.push(b'-');
+    }
+    let nd = digits.len();
+    if decpt > 0 && decpt <= 16 && (decpt as usize) < nd {
+        let int_len = decpt as usize;
+        out.extend_from_slice(&digits[..int_len]);
+        out.push(b'.');
+        out.extend_from_slice(&digits[int_len..]);
+    } else if decpt > 0 && decpt <= 15 {
+        out.extend_from_slice(digits);
+        out.resize(out.len() + decpt as usize - nd, b'0');
+        out.extend_from_slice(b".0");
+    } else if decpt <= 0 && decpt > -4 {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + (-decpt) as usize, b'0');
+        out.extend_from_slice(digits);
+    } else {
+        out.push(digits[0]);
+        out.push(b'.');
+        if digits.len() > 1 {
+            out.extend_from_slice(&digits[1..]);
+        } else {
+            out.push(b'0');
+        }
+        let e = decpt - 1;
+        let _ = write!(out, "e{}{:02}", if e < 0 { '-' } else { '+' }, e.unsigned_abs());
+    }
+}
+
+/// Decimal integer, without allocating.
+fn write_int(i: i128, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = write!(out, "{i}");
 }
 
 fn write_json(v: &[u8], out: &mut Vec<u8>, depth: usize) {
@@ -480,14 +540,14 @@ fn write_json(v: &[u8], out: &mut Vec<u8>, depth: usize) {
             Kind::Nil => out.extend_from_slice(b"null"),
             Kind::Bool => out.extend_from_slice(if v[0] == 0xc3 { b"true" } else { b"false" }),
             Kind::UInt | Kind::NegInt => match msgpack::read_int(v) {
-                Some(i) => out.extend_from_slice(i.to_string().as_bytes()),
+                Some(i) => write_int(i, out),
                 None => out.extend_from_slice(b"null"),
             },
             Kind::F32 | Kind::F64 => write_float(msgpack::read_float(v).unwrap_or(f64::NAN), out),
             Kind::Str | Kind::Bin => write_json_str(msgpack::read_bytes(v).unwrap_or(b""), out),
             Kind::Ext => match EventTime::from_msgpack(v) {
                 // Fluent::EventTime#to_json is its integer seconds.
-                Some(t) => out.extend_from_slice(t.sec.to_string().as_bytes()),
+                Some(t) => write_int(t.sec as i128, out),
                 None => out.extend_from_slice(b"null"),
             },
             Kind::Array | Kind::Map => out.extend_from_slice(b"null"),

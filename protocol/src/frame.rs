@@ -13,7 +13,7 @@ use crate::compress::{self, Compression};
 use crate::error::{DecodeError, ErrorKind, Result};
 use crate::event::{read_entry, EntriesFormat, EntryCheck, Events};
 use crate::json::{self, JsonScanner};
-use crate::msgpack::{Cursor, Head, Kind, Skipper, MAX_DEPTH};
+use crate::msgpack::{read_int, Cursor, Head, Kind, Skipper, MAX_DEPTH};
 
 /// Limits applied while decoding. Defaults match fluentd's defaults where fluentd has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,8 @@ pub struct EventBatch {
     pub invalid: u32,
     pub mode: Mode,
     pub option: Options,
-    /// Size of the frame on the wire.
+    /// Size of the frame on the wire (set by [`FrameDecoder::decode`]; for a JSON frame,
+    /// the JSON text's size).
     pub wire_len: usize,
 }
 
@@ -116,6 +117,11 @@ enum StreamKind {
 /// Call [`FrameDecoder::decode`] after every read with the connection's buffer; it
 /// returns `Ok(None)` when the buffer holds only part of a frame (nothing is consumed
 /// then, and the bytes already scanned are not scanned again on the next call).
+///
+/// Error offsets from this decoder count from the start of the connection's stream.
+/// An error in a complete frame (wrong types, bad entries, failed inflation) consumes
+/// that frame, so decoding could go on with the next one; an error in finding a frame's
+/// end (malformed msgpack, a limit) leaves the stream unusable: close the connection.
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
     limits: Limits,
@@ -124,6 +130,11 @@ pub struct FrameDecoder {
     json: JsonScanner,
     /// Bytes consumed from the stream so far, for error offsets.
     consumed: u64,
+    /// JSON bytes scanned for frame boundaries (see [`FrameDecoder::scan_steps`]).
+    json_steps: u64,
+    /// Wire size of the last value [`FrameDecoder::next_value`] returned (for JSON, the
+    /// JSON text, not the msgpack it became).
+    last_wire_len: usize,
 }
 
 impl FrameDecoder {
@@ -134,6 +145,8 @@ impl FrameDecoder {
             skipper: Skipper::new(),
             json: JsonScanner::default(),
             consumed: 0,
+            json_steps: 0,
+            last_wire_len: 0,
         }
     }
 
@@ -151,9 +164,21 @@ impl FrameDecoder {
         self.consumed
     }
 
-    /// Bytes of the pending, incomplete frame scanned so far.
+    /// Bytes of the pending, incomplete frame scanned so far. Between calls it only
+    /// grows until the frame completes (nothing already scanned is scanned again).
     pub fn pending(&self) -> usize {
-        self.skipper.pos()
+        match self.kind {
+            StreamKind::Json => self.json.pos(),
+            _ => self.skipper.pos(),
+        }
+    }
+
+    /// Scanning work done so far on this connection, for tests and diagnostics: msgpack
+    /// value headers examined while finding frame boundaries, plus JSON bytes scanned.
+    /// Feeding a frame in pieces costs at most one extra step per call, so this stays
+    /// linear in the stream's size however it is split.
+    pub fn scan_steps(&self) -> u64 {
+        self.skipper.steps() + self.json_steps
     }
 
     fn detect(&mut self, buf: &BytesMut) -> Result<bool> {
@@ -185,11 +210,19 @@ impl FrameDecoder {
                 if self.json_pending_start(buf) {
                     return Ok(None);
                 }
-                match self.json.advance(buf, self.limits.max_frame_size).map_err(rebase)? {
+                let before = self.json.pos();
+                let res = self.json.advance(buf, self.limits.max_frame_size);
+                // The scanner resets to 0 when a value completes.
+                self.json_steps += match res {
+                    Ok(Some(len)) => len.saturating_sub(before),
+                    _ => self.json.pos().saturating_sub(before),
+                } as u64;
+                match res.map_err(rebase)? {
                     None => Ok(None),
                     Some(len) => {
                         let raw = buf.split_to(len);
                         self.consumed += len as u64;
+                        self.last_wire_len = len;
                         Ok(Some(Bytes::from(json::to_msgpack(&raw).map_err(rebase)?)))
                     }
                 }
@@ -198,6 +231,7 @@ impl FrameDecoder {
                 None => Ok(None),
                 Some(len) => {
                     self.consumed += len as u64;
+                    self.last_wire_len = len;
                     Ok(Some(buf.split_to(len).freeze()))
                 }
             },
@@ -214,18 +248,30 @@ impl FrameDecoder {
         buf.is_empty()
     }
 
-    /// Decodes the next frame from `buf`. `Ok(None)`: more bytes needed.
+    /// Decodes the next frame from `buf`. `Ok(None)`: more bytes needed. Error offsets
+    /// count from the start of the stream (for a JSON frame whose content is wrong: the
+    /// offset of that JSON value).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>> {
         let base = self.consumed;
         let Some(raw) = self.next_value(buf)? else { return Ok(None) };
-        parse_frame(raw, &self.limits).map(Some).map_err(|mut e| {
-            e.offset += base;
+        let start = self.consumed - self.last_wire_len as u64;
+        let json = self.is_json();
+        let mut frame = parse_frame(raw, &self.limits).map_err(|mut e| {
+            // Offsets into the msgpack a JSON value became mean nothing on the wire:
+            // point at the JSON value instead.
+            e.offset = if json { start } else { base + e.offset };
             e
-        })
+        })?;
+        if let Frame::Events(b) = &mut frame {
+            b.wire_len = self.last_wire_len;
+        }
+        Ok(Some(frame))
     }
 }
 
-/// Parses one complete frame. Tag and entries are slices of `raw`.
+/// Parses one complete frame. Tag and entries are slices of `raw`. Error offsets count
+/// from the start of `raw` (for compressed entries: from the start of the inflated
+/// entries).
 pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
     let wire_len = raw.len();
     let mut c = Cursor::new(&raw);
@@ -294,8 +340,8 @@ fn count_entries(entries: &[u8], format: EntriesFormat, max_depth: usize) -> Res
     while pos < entries.len() {
         let (check, used) = read_entry(&entries[pos..], format, max_depth).map_err(|e| e.at(pos))?;
         match check {
-            EntryCheck::Valid(_) => valid += 1,
-            EntryCheck::Invalid => invalid += 1,
+            EntryCheck::Valid(_) => valid = valid.saturating_add(1),
+            EntryCheck::Invalid => invalid = invalid.saturating_add(1),
         }
         pos += used;
         if format == EntriesFormat::Message && pos != entries.len() {
@@ -322,14 +368,28 @@ fn parse_options(c: &mut Cursor<'_>, raw: &Bytes) -> Result<Options> {
                 continue;
             }
         };
+        // Like fluentd, a nil option is an absent option, and `size` and
+        // `fluent_signal` are advisory: a value of another type is ignored.
+        // (With duplicate keys the last one wins, as in the Ruby Hash fluentd decodes.)
+        if let Head::Scalar { kind: Kind::Nil, .. } = c.peek()? {
+            c.value()?;
+            match key {
+                b"chunk" => o.chunk = None,
+                b"size" => o.size = None,
+                b"compressed" => o.compressed = None,
+                b"fluent_signal" => o.fluent_signal = None,
+                b"metadata" => o.metadata = None,
+                _ => {}
+            }
+            continue;
+        }
         match key {
             b"chunk" => {
                 let v = c.bytes("option.chunk (a string)")?;
                 o.chunk = Some(raw.slice_ref(v));
             }
             b"size" => {
-                let v = c.int()?;
-                o.size = u64::try_from(v).ok();
+                o.size = read_int(c.value()?).and_then(|v| u64::try_from(v).ok());
             }
             b"compressed" => {
                 let at = c.pos;
@@ -337,8 +397,7 @@ fn parse_options(c: &mut Cursor<'_>, raw: &Bytes) -> Result<Options> {
                 o.compressed = Some(Compression::parse(v).map_err(|k| DecodeError::new(at, k))?);
             }
             b"fluent_signal" => {
-                let v = c.int()?;
-                o.fluent_signal = i64::try_from(v).ok();
+                o.fluent_signal = read_int(c.value()?).and_then(|v| i64::try_from(v).ok());
             }
             b"metadata" => {
                 o.metadata = Some(raw.slice_ref(c.value()?));

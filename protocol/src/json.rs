@@ -3,9 +3,11 @@
 //! finds value boundaries incrementally (resumable, one pass) and converts a complete
 //! value to msgpack so the same frame parser handles both.
 
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
 use crate::encode::raw;
 use crate::error::{DecodeError, ErrorKind, Result};
-use crate::msgpack::MAX_DEPTH;
+use crate::msgpack::{self, Head, MAX_DEPTH};
 
 /// Resumable scanner for the end of one top-level JSON array or object.
 #[derive(Debug, Default, Clone)]
@@ -22,8 +24,14 @@ impl JsonScanner {
         buf.iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')).count()
     }
 
+    /// Bytes of the current value scanned so far.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
     /// Continues scanning `buf` (starting at the value's first byte). Returns the
-    /// value's length once complete.
+    /// value's length once complete. A value longer than `limit` is an error, whether
+    /// it arrives in pieces or in one read; nothing past `limit + 1` bytes is scanned.
     pub fn advance(&mut self, buf: &[u8], limit: usize) -> Result<Option<usize>> {
         if self.pos == 0 {
             match buf.first() {
@@ -37,7 +45,8 @@ impl JsonScanner {
                 }
             }
         }
-        while self.pos < buf.len() {
+        let end = buf.len().min(limit.saturating_add(1));
+        while self.pos < end {
             let b = buf[self.pos];
             self.pos += 1;
             if self.in_str {
@@ -61,9 +70,7 @@ impl JsonScanner {
                 b']' | b'}' => {
                     self.depth = self.depth.saturating_sub(1);
                     if self.depth == 0 {
-                        let len = self.pos;
-                        *self = JsonScanner::default();
-                        return Ok(Some(len));
+                        break;
                     }
                 }
                 _ => {}
@@ -72,48 +79,149 @@ impl JsonScanner {
         if self.pos > limit {
             return Err(DecodeError::new(0, ErrorKind::FrameTooLarge { size: self.pos as u64, limit: limit as u64 }));
         }
+        if self.depth == 0 && self.pos > 0 {
+            let len = self.pos;
+            *self = JsonScanner::default();
+            return Ok(Some(len));
+        }
         Ok(None)
     }
 }
 
-/// Parses one complete JSON value and re-encodes it as msgpack.
+/// Parses one complete JSON value and re-encodes it as msgpack (smallest encodings, as
+/// msgpack-ruby writes them; object keys keep their order, duplicates included).
+///
+/// The conversion streams: no value tree is built, so memory is the output (at most a
+/// few times the JSON's size, e.g. `0.5` becomes a 9-byte float64) plus a constant.
+/// Errors carry the byte offset in `json`.
 pub fn to_msgpack(json: &[u8]) -> Result<Vec<u8>> {
-    let v: serde_json::Value =
-        serde_json::from_slice(json).map_err(|e| DecodeError::new(e.column(), ErrorKind::Json(e.to_string())))?;
     let mut out = Vec::with_capacity(json.len());
-    write_value(&v, &mut out);
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let res = ToMsgpack { out: &mut out }.deserialize(&mut de).and_then(|()| de.end());
+    if let Err(e) = res {
+        return Err(DecodeError::new(byte_offset(json, e.line(), e.column()), ErrorKind::Json(e.to_string())));
+    }
+    canonicalize(&mut out);
     Ok(out)
 }
 
-fn write_value(v: &serde_json::Value, out: &mut Vec<u8>) {
-    use serde_json::Value;
-    match v {
-        Value::Null => raw::nil(out),
-        Value::Bool(b) => raw::bool(out, *b),
-        Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                raw::uint(out, u)
-            } else if let Some(i) = n.as_i64() {
-                raw::int(out, i)
-            } else {
-                raw::f64(out, n.as_f64().unwrap_or(0.0))
-            }
+/// serde_json reports 1-based line and column; turn them into a byte offset.
+fn byte_offset(json: &[u8], line: usize, column: usize) -> usize {
+    let line_start =
+        if line <= 1 { 0 } else { memchr::memchr_iter(b'\n', json).nth(line - 2).map_or(json.len(), |i| i + 1) };
+    (line_start + column.saturating_sub(1)).min(json.len())
+}
+
+/// Writes each visited JSON value as msgpack. Containers get a 5-byte array32/map32
+/// header whose count is patched when the container ends ([`canonicalize`] shrinks them).
+struct ToMsgpack<'o> {
+    out: &'o mut Vec<u8>,
+}
+
+impl<'de> DeserializeSeed<'de> for ToMsgpack<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ToMsgpack<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        raw::nil(self.out);
+        Ok(())
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<(), E> {
+        raw::bool(self.out, v);
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<(), E> {
+        raw::uint(self.out, v);
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<(), E> {
+        raw::int(self.out, v);
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<(), E> {
+        raw::f64(self.out, v);
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<(), E> {
+        raw::str(self.out, v.as_bytes());
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        let at = self.out.len();
+        self.out.extend_from_slice(&[0xdd, 0, 0, 0, 0]);
+        let mut n = 0u32;
+        while seq.next_element_seed(ToMsgpack { out: &mut *self.out })?.is_some() {
+            n = n.saturating_add(1);
         }
-        Value::String(s) => raw::str(out, s.as_bytes()),
-        Value::Array(a) => {
-            raw::array_header(out, a.len() as u32);
-            for e in a {
-                write_value(e, out);
-            }
+        self.out[at + 1..at + 5].copy_from_slice(&n.to_be_bytes());
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let at = self.out.len();
+        self.out.extend_from_slice(&[0xdf, 0, 0, 0, 0]);
+        let mut n = 0u32;
+        while map.next_key_seed(ToMsgpack { out: &mut *self.out })?.is_some() {
+            map.next_value_seed(ToMsgpack { out: &mut *self.out })?;
+            n = n.saturating_add(1);
         }
-        Value::Object(m) => {
-            raw::map_header(out, m.len() as u32);
-            for (k, e) in m {
-                raw::str(out, k.as_bytes());
-                write_value(e, out);
+        self.out[at + 1..at + 5].copy_from_slice(&n.to_be_bytes());
+        Ok(())
+    }
+}
+
+/// Rewrites the array32/map32 headers [`ToMsgpack`] wrote with the smallest header for
+/// their count, in place, in one pass (a smaller header never overtakes the reader).
+fn canonicalize(buf: &mut Vec<u8>) {
+    let (mut r, mut w) = (0, 0);
+    while r < buf.len() {
+        match msgpack::head(&buf[r..]) {
+            Ok(Some(Head::Array { hdr, n })) | Ok(Some(Head::Map { hdr, n })) => {
+                let map = buf[r] == 0xdf;
+                let mut h = [0u8; 5];
+                let len = match (n, map) {
+                    (0..=15, false) => {
+                        h[0] = 0x90 | n as u8;
+                        1
+                    }
+                    (0..=15, true) => {
+                        h[0] = 0x80 | n as u8;
+                        1
+                    }
+                    (16..=0xffff, _) => {
+                        h[0] = if map { 0xde } else { 0xdc };
+                        h[1..3].copy_from_slice(&(n as u16).to_be_bytes());
+                        3
+                    }
+                    _ => {
+                        h[0] = if map { 0xdf } else { 0xdd };
+                        h[1..5].copy_from_slice(&n.to_be_bytes());
+                        5
+                    }
+                };
+                buf[w..w + len].copy_from_slice(&h[..len]);
+                r += hdr;
+                w += len;
             }
+            Ok(Some(Head::Scalar { len, .. })) => {
+                let len = len as usize;
+                buf.copy_within(r..r + len, w);
+                r += len;
+                w += len;
+            }
+            // Cannot happen: the buffer holds complete values written by raw::*.
+            Ok(None) | Err(_) => break,
         }
     }
+    buf.truncate(w);
 }
 
 #[cfg(test)]

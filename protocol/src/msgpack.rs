@@ -151,19 +151,25 @@ pub fn head(buf: &[u8]) -> std::result::Result<Option<Head>, ErrorKind> {
 pub struct Skipper {
     pos: usize,
     depth: usize,
+    /// Value headers examined over the skipper's life (a measure of work done).
+    steps: u64,
     /// Remaining child values of each open container.
     stack: [u64; MAX_DEPTH],
 }
 
 impl Default for Skipper {
     fn default() -> Self {
-        Skipper { pos: 0, depth: 0, stack: [0; MAX_DEPTH] }
+        Skipper { pos: 0, depth: 0, steps: 0, stack: [0; MAX_DEPTH] }
     }
 }
 
 impl std::fmt::Debug for Skipper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Skipper").field("pos", &self.pos).field("depth", &self.depth).finish()
+        f.debug_struct("Skipper")
+            .field("pos", &self.pos)
+            .field("depth", &self.depth)
+            .field("steps", &self.steps)
+            .finish()
     }
 }
 
@@ -177,6 +183,13 @@ impl Skipper {
         self.pos
     }
 
+    /// Value headers examined since the skipper was made, over all values: at most one
+    /// per value plus one per [`Skipper::advance`] call that ran out of bytes.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Forgets the current value (the step count is kept).
     pub fn reset(&mut self) {
         self.pos = 0;
         self.depth = 0;
@@ -188,6 +201,7 @@ impl Skipper {
     pub fn advance(&mut self, buf: &[u8], limit: usize, max_depth: usize) -> Result<Option<usize>> {
         let max_depth = max_depth.min(MAX_DEPTH);
         loop {
+            self.steps += 1;
             let h = match head(&buf[self.pos.min(buf.len())..]) {
                 Ok(Some(h)) => h,
                 Ok(None) => return Ok(None),

@@ -1,17 +1,29 @@
-//! Property tests: encode -> decode round trips for every mode; arbitrary bytes and
-//! mutated frames never panic; a stream split anywhere decodes to exactly the frames of
-//! the whole stream; a large frame arriving in small reads is scanned once.
+//! Property tests of the decoder:
+//!
+//! - encode -> decode round trips for every mode (Message, Forward, PackedForward with
+//!   bin and str32 entries, CompressedPackedForward with gzip and zstd) with arbitrary
+//!   tags, records, times, chunk ids and sizes;
+//! - arbitrary bytes, and arbitrary mutations of valid frames, decoded with small limits
+//!   return `Ok` or `Err` and never panic, and the decoder never holds more than its
+//!   limits;
+//! - a stream of several frames split anywhere (every byte boundary, random cuts, one
+//!   byte at a time) decodes to exactly the frames of the whole stream, for msgpack and
+//!   for JSON streams;
+//! - a large frame arriving in 4 KiB reads is scanned once: `pending()` only grows, and
+//!   the decoder's scanning work (`scan_steps()`) is linear in the frame's size.
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use spate_protocol::encode::{self, raw, EntriesType, OptionsOut, TimeFormat};
-use spate_protocol::{Compression, EventBatch, EventTime, Frame, FrameDecoder, Limits, Mode};
+use spate_protocol::{Compression, DecodeError, EventBatch, EventTime, Frame, FrameDecoder, Limits, Mode};
 
+/// A msgpack value to generate records from.
 #[derive(Debug, Clone)]
 enum V {
     Nil,
     Bool(bool),
     Int(i64),
+    UInt(u64),
     F(f64),
     Str(String),
     Bin(Vec<u8>),
@@ -24,6 +36,7 @@ fn write(v: &V, out: &mut Vec<u8>) {
         V::Nil => raw::nil(out),
         V::Bool(b) => raw::bool(out, *b),
         V::Int(i) => raw::int(out, *i),
+        V::UInt(u) => raw::uint(out, *u),
         V::F(f) => raw::f64(out, *f),
         V::Str(s) => raw::str(out, s.as_bytes()),
         V::Bin(b) => raw::bin(out, b),
@@ -46,24 +59,39 @@ fn value() -> impl Strategy<Value = V> {
         Just(V::Nil),
         any::<bool>().prop_map(V::Bool),
         any::<i64>().prop_map(V::Int),
+        any::<u64>().prop_map(V::UInt),
         any::<f64>().prop_map(V::F),
-        ".{0,40}".prop_map(V::Str),
+        "\\PC{0,40}".prop_map(V::Str),
+        ".{250,300}".prop_map(V::Str),
         proptest::collection::vec(any::<u8>(), 0..40).prop_map(V::Bin),
     ];
-    leaf.prop_recursive(4, 32, 6, |inner| {
+    // Containers up to 18 elements, so array16/map16 headers appear too.
+    leaf.prop_recursive(3, 24, 18, |inner| {
         prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..6).prop_map(V::Arr),
-            proptest::collection::vec(("[a-z]{1,8}", inner), 0..6).prop_map(V::Map),
+            3 => proptest::collection::vec(inner.clone(), 0..4).prop_map(V::Arr),
+            3 => proptest::collection::vec(("[a-z]{1,8}", inner.clone()), 0..4).prop_map(V::Map),
+            1 => proptest::collection::vec(inner, 16..18).prop_map(V::Arr),
         ]
     })
 }
 
+/// An encoded map: the record of an event.
 fn record() -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(("[a-z_]{1,10}", value()), 0..8).prop_map(|m| {
+    proptest::collection::vec(("\\PC{1,10}", value()), 0..8).prop_map(|m| {
         let mut out = Vec::new();
         write(&V::Map(m), &mut out);
         out
     })
+}
+
+/// Tags: short ASCII ones like real tags, and arbitrary text up to str16 lengths.
+fn tag() -> impl Strategy<Value = String> {
+    prop_oneof!["[a-z][a-z0-9_.]{0,30}", "\\PC{0,40}", "\\PC{200,300}"]
+}
+
+/// Chunk ids: fluentd's are base64 with a trailing newline; anything must round-trip.
+fn chunk() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(prop_oneof!["[A-Za-z0-9+/]{22}==\n", "\\PC{0,64}"])
 }
 
 fn time() -> impl Strategy<Value = (EventTime, TimeFormat)> {
@@ -76,65 +104,95 @@ fn time() -> impl Strategy<Value = (EventTime, TimeFormat)> {
     })
 }
 
-#[derive(Debug, Clone, Copy)]
+type Events = Vec<((EventTime, TimeFormat), Vec<u8>)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum M {
     Message,
     Forward,
     PackedBin,
     PackedStr,
     Gzip,
+    Zstd,
 }
+
+const MODES: [M; 6] = [M::Message, M::Forward, M::PackedBin, M::PackedStr, M::Gzip, M::Zstd];
 
 fn mode() -> impl Strategy<Value = M> {
-    prop_oneof![Just(M::Message), Just(M::Forward), Just(M::PackedBin), Just(M::PackedStr), Just(M::Gzip)]
+    proptest::sample::select(&MODES[..])
 }
 
-/// Encodes a frame and returns it with the events it carries.
-fn build(m: M, tag: &str, events: &[((EventTime, TimeFormat), Vec<u8>)], chunk: Option<&str>) -> Vec<u8> {
-    let opt = OptionsOut { chunk: chunk.map(str::as_bytes), ..Default::default() };
+/// Encodes one frame of `events` (Message mode: the first event only).
+fn build(m: M, tag: &str, events: &[((EventTime, TimeFormat), Vec<u8>)], opt: OptionsOut<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     let mut entries = Vec::new();
     for ((t, f), r) in events {
         encode::entry(&mut entries, *t, *f, r);
     }
+    let tag = tag.as_bytes();
     match m {
         M::Message => {
             let ((t, f), r) = &events[0];
-            encode::message(&mut out, tag.as_bytes(), *t, *f, r, &opt);
+            encode::message(&mut out, tag, *t, *f, r, &opt);
         }
-        M::Forward => encode::forward(&mut out, tag.as_bytes(), &entries, events.len() as u32, &opt),
-        M::PackedBin => encode::packed_forward(&mut out, tag.as_bytes(), &entries, EntriesType::Bin, &opt),
-        M::PackedStr => encode::packed_forward(&mut out, tag.as_bytes(), &entries, EntriesType::Str32, &opt),
-        M::Gzip => encode::compressed_packed_forward(&mut out, tag.as_bytes(), &entries, &opt),
+        M::Forward => encode::forward(&mut out, tag, &entries, events.len() as u32, &opt),
+        M::PackedBin => encode::packed_forward(&mut out, tag, &entries, EntriesType::Bin, &opt),
+        M::PackedStr => encode::packed_forward(&mut out, tag, &entries, EntriesType::Str32, &opt),
+        M::Gzip => encode::compressed_packed_forward(&mut out, tag, &entries, &opt),
+        M::Zstd => {
+            let z = spate_protocol::compress::zstd_compress(&entries, 3);
+            let opt = OptionsOut { compressed: Some(Compression::Zstd), ..opt };
+            encode::packed_forward(&mut out, tag, &z, EntriesType::Bin, &opt)
+        }
     }
     out
 }
 
-fn decode_stream(bytes: &[u8], pieces: &[usize]) -> Result<Vec<Frame>, spate_protocol::DecodeError> {
-    let mut dec = FrameDecoder::new(Limits::default());
+/// Decodes `bytes` fed in pieces cut at `cuts` (any order, any values: taken modulo the
+/// length), draining every complete frame after each piece.
+fn decode_stream(bytes: &[u8], cuts: &[usize], limits: Limits) -> Result<Vec<Frame>, DecodeError> {
+    let mut dec = FrameDecoder::new(limits);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
-    let mut pos = 0;
-    let mut cuts: Vec<usize> = pieces.iter().map(|c| c % (bytes.len() + 1)).collect();
-    cuts.sort();
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    cuts.sort_unstable();
     cuts.push(bytes.len());
+    let mut pos = 0;
     for c in cuts {
-        if c < pos {
-            continue;
-        }
-        buf.extend_from_slice(&bytes[pos..c]);
-        pos = c;
+        buf.extend_from_slice(&bytes[pos..c.max(pos)]);
+        pos = c.max(pos);
         while let Some(f) = dec.decode(&mut buf)? {
             out.push(f);
         }
     }
+    assert!(buf.is_empty(), "{} bytes of an incomplete frame left", buf.len());
+    assert_eq!(dec.consumed(), bytes.len() as u64);
     Ok(out)
 }
 
-fn key(f: &Frame) -> Option<(Bytes, Bytes, u32, Mode, Option<Bytes>)> {
-    match f {
-        Frame::Events(b) => Some((b.tag.clone(), b.entries.clone(), b.count, b.mode, b.option.chunk.clone())),
-        Frame::Heartbeat => None,
+fn whole(bytes: &[u8]) -> Vec<Frame> {
+    decode_stream(bytes, &[], Limits::default()).unwrap()
+}
+
+fn one_batch(frames: &[Frame]) -> &EventBatch {
+    assert_eq!(frames.len(), 1);
+    match &frames[0] {
+        Frame::Events(b) => b,
+        Frame::Heartbeat => panic!("a heartbeat"),
+    }
+}
+
+/// Decodes and uses everything a frame offers, as an output would.
+fn touch(f: &Frame) {
+    if let Frame::Events(b) = f {
+        let mut o = Vec::new();
+        for e in b.events() {
+            e.record.write_json(&mut o);
+            let _ = e.record.get(b"k");
+            for (k, v) in e.record.fields() {
+                let _ = (k.as_str(), v.kind(), v.as_f64(), v.as_array().map(Iterator::count));
+            }
+        }
     }
 }
 
@@ -142,168 +200,342 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn round_trip_every_mode(m in mode(), tag in "[a-z.]{1,20}", events in proptest::collection::vec((time(), record()), 1..8), chunk in proptest::option::of("[A-Za-z0-9+/=\n]{1,24}")) {
-        let events = if matches!(m, M::Message) { events[..1].to_vec() } else { events };
-        let bytes = build(m, &tag, &events, chunk.as_deref());
-        let frames = decode_stream(&bytes, &[]).unwrap();
-        prop_assert_eq!(frames.len(), 1);
-        let Frame::Events(b) = &frames[0] else { panic!("heartbeat") };
+    fn round_trip_every_mode(
+        m in mode(),
+        tag in tag(),
+        events in proptest::collection::vec((time(), record()), 1..10),
+        chunk in chunk(),
+        size in proptest::option::of(any::<u64>()),
+    ) {
+        let events: Events = if m == M::Message { events[..1].to_vec() } else { events };
+        let opt = OptionsOut { chunk: chunk.as_deref().map(str::as_bytes), size, ..Default::default() };
+        let bytes = build(m, &tag, &events, opt);
+        let frames = whole(&bytes);
+        let b = one_batch(&frames);
         prop_assert_eq!(&b.tag[..], tag.as_bytes());
-        prop_assert_eq!(b.count as usize, events.len());
-        prop_assert_eq!(b.invalid, 0);
+        prop_assert_eq!((b.count as usize, b.invalid), (events.len(), 0));
         prop_assert_eq!(b.option.chunk.as_deref(), chunk.as_deref().map(str::as_bytes));
-        let want_mode = match m { M::Message => Mode::Message, M::Forward => Mode::Forward, M::PackedBin | M::PackedStr => Mode::PackedForward, M::Gzip => Mode::CompressedPackedForward };
+        prop_assert_eq!(b.option.size, size);
+        prop_assert_eq!(b.wire_len, bytes.len());
+        let (want_mode, want_compressed) = match m {
+            M::Message => (Mode::Message, None),
+            M::Forward => (Mode::Forward, None),
+            M::PackedBin | M::PackedStr => (Mode::PackedForward, None),
+            M::Gzip => (Mode::CompressedPackedForward, Some(Compression::Gzip)),
+            M::Zstd => (Mode::CompressedPackedForward, Some(Compression::Zstd)),
+        };
         prop_assert_eq!(b.mode, want_mode);
-        if matches!(m, M::Gzip) {
-            prop_assert_eq!(b.option.compressed, Some(Compression::Gzip));
-        }
-        for (ev, ((t, _), r)) in b.events().zip(&events) {
-            prop_assert_eq!(ev.time, *t);
-            prop_assert_eq!(ev.record.as_bytes(), &r[..]);
-        }
-    }
-
-    #[test]
-    fn split_anywhere_equals_whole(frames in proptest::collection::vec((mode(), "[a-z]{1,6}", proptest::collection::vec((time(), record()), 1..4)), 1..5), cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
-        let mut stream = Vec::new();
-        for (m, tag, evs) in &frames {
-            let evs = if matches!(m, M::Message) { evs[..1].to_vec() } else { evs.clone() };
-            stream.extend(build(*m, tag, &evs, Some("c")));
-            stream.push(0xc0); // heartbeat between frames
-        }
-        let whole: Vec<_> = decode_stream(&stream, &[]).unwrap().iter().map(key).collect();
-        let split: Vec<_> = decode_stream(&stream, &cuts).unwrap().iter().map(key).collect();
-        prop_assert_eq!(whole.len(), frames.len() * 2);
-        prop_assert_eq!(split, whole);
-    }
-
-    #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), cuts in proptest::collection::vec(any::<usize>(), 0..4)) {
-        let limits = Limits { max_frame_size: 4096, max_inflated_size: 4096, max_depth: 16 };
-        let mut dec = FrameDecoder::new(limits);
-        let mut buf = BytesMut::new();
-        let mut pos = 0;
-        let mut cs: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-        cs.sort();
-        cs.push(bytes.len());
-        'outer: for c in cs {
-            if c < pos { continue; }
-            buf.extend_from_slice(&bytes[pos..c]);
-            pos = c;
-            loop {
-                match dec.decode(&mut buf) {
-                    Ok(Some(Frame::Events(b))) => { for e in b.events() { let mut o = Vec::new(); e.record.write_json(&mut o); } }
-                    Ok(Some(Frame::Heartbeat)) => {}
-                    Ok(None) => break,
-                    Err(_) => break 'outer,
-                }
+        prop_assert_eq!(b.option.compressed, want_compressed);
+        let got: Vec<_> = b.events().map(|e| (e.time, e.record.as_bytes().to_vec())).collect();
+        let want: Vec<_> = events.iter().map(|((t, _), r)| (*t, r.clone())).collect();
+        prop_assert_eq!(got, want);
+        // Entries are the encoded [time, record] pairs byte for byte (Message mode: time
+        // then record), so pass-through can forward them unchanged.
+        let mut entries = Vec::new();
+        for ((t, f), r) in &events {
+            if m == M::Message {
+                encode::time(&mut entries, *t, *f);
+                entries.extend_from_slice(r);
+            } else {
+                encode::entry(&mut entries, *t, *f, r);
             }
         }
-        // Never holds more than the limit plus one read of unconsumed bytes.
-        prop_assert!(dec.pending() <= 4096);
+        prop_assert_eq!(&b.entries[..], &entries[..]);
+        // The ack echoes the chunk id byte for byte.
+        if let Some(c) = &b.option.chunk {
+            let mut ack = Vec::new();
+            encode::ack(&mut ack, c);
+            prop_assert_eq!(encode::parse_ack(&ack).unwrap(), chunk.as_deref().unwrap().as_bytes());
+        }
     }
 
     #[test]
-    fn mutated_valid_frames_never_panic(m in mode(), events in proptest::collection::vec((time(), record()), 1..4), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>()) {
-        let events = if matches!(m, M::Message) { events[..1].to_vec() } else { events };
-        let mut bytes = build(m, "t", &events, Some("c"));
+    fn split_anywhere_equals_whole(
+        frames in proptest::collection::vec((mode(), tag(), proptest::collection::vec((time(), record()), 1..4), chunk()), 1..6),
+        cuts in proptest::collection::vec(any::<usize>(), 0..16),
+    ) {
+        let mut stream = Vec::new();
+        for (i, (m, tag, evs, chunk)) in frames.iter().enumerate() {
+            let evs = if *m == M::Message { evs[..1].to_vec() } else { evs.clone() };
+            let opt = OptionsOut { chunk: chunk.as_deref().map(str::as_bytes), ..Default::default() };
+            stream.extend(build(*m, tag, &evs, opt));
+            if i % 2 == 0 {
+                stream.push(0xc0); // a heartbeat between frames
+            }
+        }
+        let whole = whole(&stream);
+        prop_assert_eq!(whole.len(), frames.len() + frames.len().div_ceil(2));
+        let split = decode_stream(&stream, &cuts, Limits::default()).unwrap();
+        prop_assert_eq!(&split, &whole);
+        // And a few single cuts, spread over the stream.
+        for k in 1..8 {
+            let split = decode_stream(&stream, &[stream.len() * k / 8], Limits::default()).unwrap();
+            prop_assert_eq!(&split, &whole);
+        }
+    }
+
+    #[test]
+    fn json_streams_split_anywhere_equal_whole(
+        frames in proptest::collection::vec(("[a-z.]{1,10}", 0u32..2_000_000_000, "\\PC{0,20}", "[ \\n\\r\\t]{0,3}", any::<bool>()), 1..6),
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+    ) {
+        // fluentd's in_forward takes JSON arrays on the same port: Message and Forward
+        // frames, with whitespace between them.
+        let mut stream = String::new();
+        for (i, (tag, t, msg, ws, forward)) in frames.iter().enumerate() {
+            let msg = serde_json::to_string(msg).unwrap();
+            if *forward {
+                stream += &format!(r#"["{tag}",[[{t},{{"msg":{msg}}}],[{t},{{"n":{i}}}]],{{"chunk":"c{i}"}}]"#);
+            } else {
+                stream += &format!(r#"["{tag}", {t}, {{"msg": {msg}, "n": [{i}, 1.5, null, true]}}]"#);
+            }
+            stream += ws;
+        }
+        let bytes = stream.as_bytes();
+        let whole = whole(bytes);
+        prop_assert_eq!(whole.len(), frames.len());
+        for (f, (tag, t, msg, _, forward)) in whole.iter().zip(&frames) {
+            let Frame::Events(b) = f else { panic!() };
+            prop_assert_eq!(&b.tag[..], tag.as_bytes());
+            prop_assert_eq!(b.mode, if *forward { Mode::Forward } else { Mode::Message });
+            let ev = b.events().next().unwrap();
+            prop_assert_eq!(ev.time, EventTime::new(*t, 0));
+            prop_assert_eq!(ev.record.get(b"msg").unwrap().as_str(), Some(msg.as_bytes()));
+        }
+        prop_assert_eq!(decode_stream(bytes, &cuts, Limits::default()).unwrap(), whole);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        prefix in prop_oneof![Just(vec![]), Just(vec![0x92]), Just(vec![0x93, 0xa1, b't']), Just(b"[\"t\",".to_vec()), Just(vec![0xdd])],
+        body in proptest::collection::vec(any::<u8>(), 0..600),
+        cuts in proptest::collection::vec(any::<usize>(), 0..4),
+    ) {
+        let bytes = [prefix, body].concat();
+        let limits = Limits { max_frame_size: 256, max_inflated_size: 512, max_depth: 8 };
+        let mut dec = FrameDecoder::new(limits);
+        let mut buf = BytesMut::new();
+        let mut cs: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        cs.sort_unstable();
+        cs.push(bytes.len());
+        let mut pos = 0;
+        'feed: for c in cs {
+            buf.extend_from_slice(&bytes[pos..c.max(pos)]);
+            pos = c.max(pos);
+            loop {
+                let before = dec.consumed();
+                match dec.decode(&mut buf) {
+                    Ok(Some(f)) => {
+                        touch(&f);
+                        let Frame::Events(b) = f else { continue };
+                        // What a frame holds is bounded by the limits (JSON converted
+                        // to msgpack may grow: "0.5" becomes a 9-byte float).
+                        prop_assert!(b.wire_len <= 256);
+                        let max_entries = if dec.is_json() { 3 * 256 } else { 512 };
+                        prop_assert!(b.entries.len() <= max_entries);
+                        prop_assert!(dec.consumed() - before >= b.wire_len as u64);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        prop_assert!(!e.to_string().is_empty());
+                        break 'feed;
+                    }
+                }
+                // An incomplete frame is never scanned past the frame size limit.
+                prop_assert!(dec.pending() <= 256);
+            }
+            prop_assert!(dec.pending() <= 256);
+        }
+        prop_assert_eq!(dec.consumed() + buf.len() as u64, pos as u64);
+    }
+
+    #[test]
+    fn mutated_valid_frames_never_panic(
+        m in mode(),
+        events in proptest::collection::vec((time(), record()), 1..4),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        insert in proptest::option::of((any::<usize>(), proptest::collection::vec(any::<u8>(), 1..8))),
+        cut in any::<usize>(),
+        split in any::<usize>(),
+    ) {
+        let events = if m == M::Message { events[..1].to_vec() } else { events };
+        let mut bytes = build(m, "t", &events, OptionsOut { chunk: Some(b"c"), ..Default::default() });
         for (i, b) in flips {
             let n = bytes.len();
             bytes[i % n] = b;
         }
+        if let Some((at, ins)) = insert {
+            let at = at % (bytes.len() + 1);
+            bytes.splice(at..at, ins);
+        }
         let n = bytes.len();
         bytes.truncate(cut % (n + 1));
-        let limits = Limits { max_frame_size: 1 << 16, max_inflated_size: 1 << 16, max_depth: 16 };
-        let mut dec = FrameDecoder::new(limits);
-        let mut buf = BytesMut::from(&bytes[..]);
-        while let Ok(Some(f)) = dec.decode(&mut buf) {
-            if let Frame::Events(b) = f {
-                for e in b.events() { let mut o = Vec::new(); e.record.write_json(&mut o); let _ = e.record.get(b"x"); }
+        let limits = Limits { max_frame_size: 1 << 14, max_inflated_size: 1 << 14, max_depth: 16 };
+        // Whole and in two pieces: the same outcome, and no panic either way.
+        let a = decode_stream_lossy(&bytes, &[], limits);
+        let b = decode_stream_lossy(&bytes, &[split], limits);
+        prop_assert_eq!(a, b);
+    }
+}
+
+/// Like [`decode_stream`], but stops at the first error (returned with the frames
+/// before it) and tolerates an incomplete frame at the end.
+fn decode_stream_lossy(bytes: &[u8], cuts: &[usize], limits: Limits) -> (Vec<Frame>, Option<DecodeError>) {
+    let mut dec = FrameDecoder::new(limits);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    cuts.sort_unstable();
+    cuts.push(bytes.len());
+    let mut pos = 0;
+    for c in cuts {
+        buf.extend_from_slice(&bytes[pos..c.max(pos)]);
+        pos = c.max(pos);
+        loop {
+            match dec.decode(&mut buf) {
+                Ok(Some(f)) => {
+                    touch(&f);
+                    out.push(f);
+                }
+                Ok(None) => break,
+                Err(e) => return (out, Some(e)),
             }
         }
     }
+    (out, None)
+}
+
+fn kv(k: &[u8], v: &[u8]) -> Vec<u8> {
+    let mut r = Vec::new();
+    raw::map_header(&mut r, 1);
+    raw::str(&mut r, k);
+    raw::str(&mut r, v);
+    r
 }
 
 #[test]
 fn every_byte_boundary_of_a_mixed_stream() {
-    let mut stream = Vec::new();
-    let r = {
-        let mut r = Vec::new();
-        raw::map_header(&mut r, 1);
-        raw::str(&mut r, b"k");
-        raw::str(&mut r, b"v");
-        r
-    };
     let evs = vec![
-        ((EventTime::new(1, 2), TimeFormat::EventTime), r.clone()),
-        ((EventTime::new(3, 0), TimeFormat::Integer), r),
+        ((EventTime::new(1, 2), TimeFormat::EventTime), kv(b"k", b"v")),
+        ((EventTime::new(3, 0), TimeFormat::Integer), kv(b"message", &[b'm'; 300])),
     ];
-    for m in [M::Message, M::Forward, M::PackedBin, M::PackedStr, M::Gzip] {
-        let e = if matches!(m, M::Message) { evs[..1].to_vec() } else { evs.clone() };
-        stream.extend(build(m, "tag.x", &e, Some("id\n")));
+    let mut stream = Vec::new();
+    for m in MODES {
+        let e = if m == M::Message { evs[..1].to_vec() } else { evs.clone() };
+        stream.extend(build(m, "tag.x", &e, OptionsOut { chunk: Some(b"id\n"), size: Some(2), compressed: None }));
+        stream.push(0xc0);
     }
-    let whole: Vec<_> = decode_stream(&stream, &[]).unwrap().iter().map(key).collect();
-    assert_eq!(whole.len(), 5);
+    let whole = whole(&stream);
+    assert_eq!(whole.len(), 2 * MODES.len());
     for cut in 0..=stream.len() {
-        let split: Vec<_> = decode_stream(&stream, &[cut]).unwrap().iter().map(key).collect();
-        assert_eq!(split, whole, "split at {cut}");
+        assert_eq!(decode_stream(&stream, &[cut], Limits::default()).unwrap(), whole, "split at {cut}");
     }
-    // And one byte at a time.
-    let all: Vec<usize> = (0..stream.len()).collect();
-    let split: Vec<_> = decode_stream(&stream, &all).unwrap().iter().map(key).collect();
-    assert_eq!(split, whole);
+    let every: Vec<usize> = (0..stream.len()).collect();
+    assert_eq!(decode_stream(&stream, &every, Limits::default()).unwrap(), whole, "one byte at a time");
 }
 
 #[test]
-fn large_frame_in_small_reads_is_scanned_once() {
-    // ~8 MiB PackedForward frame fed in 4 KiB reads: the decoder's scan position only
-    // moves forward (no rescans from the frame start), and each call does work
-    // proportional to the new bytes.
+fn every_byte_boundary_of_a_json_stream() {
+    let stream = br#"["a", 1, {"k": "v\"]}"}] ["b", [[2, {"x": [1, {"y": null}]}], [3, {}]], {"chunk": "q"}]
+{"not": "a frame"}"#;
+    let full = decode_stream_lossy(stream, &[], Limits::default());
+    assert_eq!(full.0.len(), 2);
+    assert!(full.1.is_some(), "the object is not a frame");
+    for cut in 0..=stream.len() {
+        assert_eq!(decode_stream_lossy(stream, &[cut], Limits::default()), full, "split at {cut}");
+    }
+}
+
+/// Feeds `frame` in 4 KiB reads, checking after each that the scan only moved forward
+/// and kept up with the data (it stops at most `max_lag` bytes short of what arrived).
+/// Returns the frame, the total scanning steps and the number of reads.
+fn feed_in_reads(frame: &[u8], max_lag: usize) -> (EventBatch, u64, u64) {
+    let mut dec = FrameDecoder::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let (mut last, mut calls, mut got) = (0, 0u64, None);
+    for chunk in frame.chunks(4096) {
+        buf.extend_from_slice(chunk);
+        calls += 1;
+        match dec.decode(&mut buf).unwrap() {
+            None => {
+                let p = dec.pending();
+                assert!(p >= last, "the scan went back: {p} < {last}");
+                assert!(p <= buf.len(), "scanned past the data");
+                assert!(buf.len() - p <= max_lag, "the scan lags: at {p} of {}", buf.len());
+                last = p;
+            }
+            Some(Frame::Events(b)) => got = Some(b),
+            Some(f) => panic!("{f:?}"),
+        }
+    }
+    assert!(buf.is_empty());
+    (got.expect("the frame"), dec.scan_steps(), calls)
+}
+
+#[test]
+fn large_frames_in_small_reads_are_scanned_once() {
+    // ~8 MiB of entries with 140-byte records.
+    let r = kv(b"message", &[b'x'; 128]);
     let mut entries = Vec::new();
-    let mut r = Vec::new();
-    raw::map_header(&mut r, 1);
-    raw::str(&mut r, b"message");
-    raw::str(&mut r, &[b'x'; 100]);
     let mut n = 0u32;
     while entries.len() < 8 << 20 {
         encode::entry(&mut entries, EventTime::new(n, 0), TimeFormat::EventTime, &r);
         n += 1;
     }
-    // Forward mode: the decoder must walk every entry (PackedForward is one length jump).
+
+    // Forward mode: finding the frame's end walks every value (array, entry, time,
+    // map, key, value: 5 headers per event, after the frame's array, tag and entries
+    // array). The scan examines each header once, plus at most one per read for a value
+    // cut by the read's end.
     let mut frame = Vec::new();
     encode::forward(&mut frame, b"big", &entries, n, &OptionsOut::default());
-    let mut dec = FrameDecoder::new(Limits::default());
-    let mut buf = BytesMut::new();
-    let mut last = 0;
-    let mut got = None;
-    for chunk in frame.chunks(4096) {
-        buf.extend_from_slice(chunk);
-        match dec.decode(&mut buf).unwrap() {
-            None => {
-                let p = dec.pending();
-                assert!(p >= last, "scan position went back: {p} < {last}");
-                assert!(p <= buf.len(), "scanned past the data");
-                // Scanning stops at most one entry short of the received data.
-                assert!(buf.len() - p < 4096 + 200, "scan lagging behind: {} of {}", p, buf.len());
-                last = p;
-            }
-            Some(f) => got = Some(f),
-        }
-    }
-    let Some(Frame::Events(b)) = got else { panic!("no frame") };
+    let (b, steps, calls) = feed_in_reads(&frame, r.len() + 16);
     assert_eq!(b.count, n);
+    let values = 3 + 5 * n as u64;
+    assert!(steps <= values + calls, "{steps} steps for {values} values in {calls} reads: rescanned");
+    assert!(steps >= values);
+
+    // PackedForward: the entries are one bin value, skipped by its length; the scan
+    // sits at the bin's header until the last read, one step per read.
+    let mut frame = Vec::new();
+    encode::packed_forward(&mut frame, b"big", &entries, EntriesType::Str32, &OptionsOut::default());
+    let (b, packed_steps, calls) = feed_in_reads(&frame, frame.len());
+    assert_eq!(b.count, n);
+    assert!(packed_steps <= 3 + calls, "{packed_steps} steps in {calls} reads");
+
+    // (A decoder that rescanned from the frame's start on every read would take about
+    // calls * values / 2 steps for the Forward frame: hundreds of times more.)
+    assert!(calls * values / 2 > 100 * steps);
+}
+
+#[test]
+fn large_json_frame_in_small_reads_is_scanned_once() {
+    let mut s = String::from(r#"["big", ["#);
+    for i in 0..40_000 {
+        if i > 0 {
+            s.push(',');
+        }
+        s += &format!(r#"[{i}, {{"message": "{}"}}]"#, "y".repeat(100));
+    }
+    s += "]]";
+    let (b, steps, _) = feed_in_reads(s.as_bytes(), 0);
+    assert_eq!(b.count, 40_000);
+    assert_eq!(steps, s.len() as u64, "each JSON byte is scanned exactly once");
 }
 
 #[test]
 fn batch_from_entries_counts_invalid_events() {
     let mut e = Vec::new();
-    let mut r = Vec::new();
-    raw::map_header(&mut r, 0);
-    encode::entry(&mut e, EventTime::new(1, 0), TimeFormat::EventTime, &r);
+    let empty = {
+        let mut r = Vec::new();
+        raw::map_header(&mut r, 0);
+        r
+    };
+    encode::entry(&mut e, EventTime::new(1, 0), TimeFormat::EventTime, &empty);
     // [ "not a time", {} ]
     e.push(0x92);
     raw::str(&mut e, b"x");
-    e.extend_from_slice(&r);
+    e.extend_from_slice(&empty);
     // [ 5, "not a map" ]
     e.push(0x92);
     raw::uint(&mut e, 5);

@@ -3,6 +3,7 @@
 //! one when nothing changed, so pass-through stays zero-copy), or `None` when every
 //! event was dropped.
 
+pub mod error;
 pub mod grep;
 pub mod record_transformer;
 pub mod stdout;

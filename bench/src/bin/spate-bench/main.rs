@@ -80,6 +80,8 @@ struct CompareArgs {
 }
 
 fn main() {
+    // Remember the CPUs we may use before anything pins a thread.
+    let _ = initial_cpus();
     let cli: Cli = argh::from_env();
     let code = match cli.cmd {
         Sub::Run(a) => run(a),
@@ -95,11 +97,31 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The CPUs this process could use when it started (before any pinning of our own).
+fn initial_cpus() -> &'static Vec<usize> {
+    static CPUS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    CPUS.get_or_init(|| {
+        // SAFETY: sched_getaffinity fills the zeroed set we own.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+        let v: Vec<usize> = if ok {
+            (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+        } else {
+            vec![]
+        };
+        if v.is_empty() {
+            vec![0]
+        } else {
+            v
+        }
+    })
+}
+
 /// CPU for the system under test and for the load generator.
 fn cpus() -> (Option<usize>, Option<usize>) {
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if n >= 2 {
-        (Some(1), Some(0))
+    let c = initial_cpus();
+    if c.len() >= 2 {
+        (Some(c[1]), Some(c[0]))
     } else {
         (None, None)
     }
@@ -224,7 +246,7 @@ fn pin_current(cpu: Option<usize>) {
         match cpu {
             Some(c) => libc::CPU_SET(c, &mut set),
             None => {
-                for c in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+                for &c in initial_cpus() {
                     libc::CPU_SET(c, &mut set);
                 }
             }
@@ -528,6 +550,7 @@ fn run(a: RunArgs) -> i32 {
     });
     let doc = json!({
         "date": date,
+        "timestamp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         "machine": procstat::machine(),
         "pinning": match cpus() { (Some(s), Some(g)) => format!("system under test on CPU {s}, load generator and sink on CPU {g} (taskset)"), _ => "none (single CPU)".into() },
         "quick": a.quick,
