@@ -78,11 +78,15 @@ pub fn write(dir: &Path) -> Result<(), String> {
             m["kernel"].as_str().unwrap_or("?"),
             doc["pinning"].as_str().unwrap_or("?")
         );
+    }
+    let _ = writeln!(md, "Ceilings, measured at the start of each run:\n");
+    for (_, f, doc) in &docs {
         let c = &doc["ceilings"];
         if let Some(e) = num(c, "gen_to_sink_events_per_sec") {
             let _ = writeln!(
                 md,
-                "Ceilings measured in the same run: generator -> sink (R1, packed 1000, acks) {} events/s ({}B/s); loopback TCP, one connection into a byte-counting sink {}B/s; memcpy {}B/s.\n",
+                "- `{}`: generator -> sink (R1, packed 1000, acks) {} events/s ({}B/s); loopback TCP, one connection into a byte-counting sink {}B/s; memcpy {}B/s.",
+                f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
                 human(e),
                 human(num(c, "gen_to_sink_bytes_per_sec").unwrap_or(0.0)),
                 human(num(c, "loopback_one_connection_bytes_per_sec").unwrap_or(0.0)),
@@ -90,6 +94,7 @@ pub fn write(dir: &Path) -> Result<(), String> {
             );
         }
     }
+    let _ = writeln!(md);
     let mut scenarios: Vec<String> = latest.keys().map(|k| k.0.clone()).collect();
     scenarios.dedup();
     for sc in &scenarios {
@@ -175,19 +180,20 @@ fn chart(sc: &str, rows: &[&Value]) -> String {
         let max = rows.iter().filter_map(|r| get(r)).fold(0.0f64, f64::max).max(1e-9);
         for r in rows {
             let sys = r["system"].as_str().unwrap_or("?");
+            let ver = r["version"].as_str().and_then(|v| v.split_whitespace().last()).unwrap_or("");
             let v = get(r);
-            let len = v.map_or(0.0, |x| (x / max) * (w - 260.0));
-            let _ = writeln!(s, "<text x=\"10\" y=\"{}\">{sys}</text>", y + 15.0);
+            let len = v.map_or(0.0, |x| (x / max) * (w - 300.0));
+            let _ = writeln!(s, "<text x=\"10\" y=\"{}\">{} {}</text>", y + 15.0, sys, xml(ver));
             let _ = writeln!(
                 s,
-                "<rect x=\"100\" y=\"{y}\" width=\"{len:.1}\" height=\"{bar_h}\" fill=\"{}\"/>",
+                "<rect x=\"140\" y=\"{y}\" width=\"{len:.1}\" height=\"{bar_h}\" fill=\"{}\"/>",
                 colors(sys)
             );
             let label = v.map_or_else(
                 || r["status"].as_str().unwrap_or("-").chars().take(40).collect(),
                 |x| format!("{}{unit}", human(x)),
             );
-            let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{}\">{}</text>", 105.0 + len, y + 15.0, xml(&label));
+            let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{}\">{}</text>", 145.0 + len, y + 15.0, xml(&label));
             y += bar_h + 6.0;
         }
         y += 10.0;
