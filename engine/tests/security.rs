@@ -142,6 +142,46 @@ fn shared_key_and_user_auth_gate_the_events() {
     );
 }
 
+#[test]
+fn loadgen_authenticates_with_a_shared_key() {
+    let s = sink::start(SinkConfig::default()).unwrap();
+    let spate = Spate::start("sec-loadgen", &secure_conf(s.addr().port()), Stdio::null());
+    let auth = |pw: &str| spate_loadgen::generator::Auth {
+        self_hostname: "lg".into(),
+        shared_key: "s3cret".into(),
+        username: "alice".into(),
+        password: pw.into(),
+    };
+    let good = RunConfig {
+        targets: vec![spate.addr()],
+        connections: 2,
+        batch: 100,
+        ack: true,
+        events: Some(2000),
+        quiet: true,
+        auth: Some(auth("wonderland")),
+        ..Default::default()
+    };
+    let r = run(good).unwrap();
+    assert_eq!((r.events_acked, r.errors), (2000, 0));
+    assert!(s.wait_for(2000, Duration::from_secs(10)));
+    let bad = RunConfig {
+        targets: vec![spate.addr()],
+        batch: 100,
+        ack: true,
+        duration: Some(Duration::from_millis(500)),
+        quiet: true,
+        auth: Some(auth("wrong")),
+        ..Default::default()
+    };
+    let r = run(bad).unwrap();
+    assert_eq!(r.events_acked, 0);
+    assert!(r.errors > 0, "refused handshakes are counted");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.events(), 2000);
+    spate.stop();
+}
+
 fn fluentd() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("FLUENTD") {
         return Some(PathBuf::from(p));

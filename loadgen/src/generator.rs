@@ -43,6 +43,18 @@ pub struct RunConfig {
     pub stamp_field: String,
     pub quiet: bool,
     pub connect_timeout: Duration,
+    /// Authenticate with fluentd's shared-key handshake (and user/password if the
+    /// server asks), as out_forward does.
+    pub auth: Option<Auth>,
+}
+
+/// Credentials for the HELO/PING/PONG handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    pub self_hostname: String,
+    pub shared_key: String,
+    pub username: String,
+    pub password: String,
 }
 
 impl Default for RunConfig {
@@ -65,6 +77,7 @@ impl Default for RunConfig {
             stamp_field: "_spate_ts".into(),
             quiet: false,
             connect_timeout: Duration::from_secs(3),
+            auth: None,
         }
     }
 }
@@ -223,15 +236,75 @@ fn ack_reader(
 fn connect(addr: SocketAddr, cfg: &RunConfig, c: &Counters) -> Option<TcpStream> {
     let mut backoff = Duration::from_millis(50);
     while !c.stop.load(Ordering::Relaxed) {
-        if let Ok(s) = TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
             let _ = s.set_nodelay(true);
             let _ = s.set_write_timeout(Some(cfg.ack_timeout.max(Duration::from_secs(1))));
-            return Some(s);
+            match &cfg.auth {
+                None => return Some(s),
+                Some(a) => match handshake(&mut s, a, cfg.connect_timeout) {
+                    Ok(()) => return Some(s),
+                    Err(e) => {
+                        if !cfg.quiet {
+                            eprintln!("spate-loadgen: handshake with {addr} failed: {e}");
+                        }
+                        c.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+            }
         }
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
     None
+}
+
+/// Reads one complete msgpack value (a handshake message).
+fn read_value(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+    let mut tmp = [0u8; 1024];
+    loop {
+        let mut sk = Skipper::new();
+        match sk.advance(buf, 1 << 16, 8) {
+            Ok(Some(n)) => return Ok(buf.drain(..n).collect()),
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        match s.read(&mut tmp) {
+            Ok(0) => return Err("connection closed during the handshake".into()),
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// fluentd's client handshake: HELO in, PING out, PONG in and verified.
+fn handshake(s: &mut TcpStream, a: &Auth, timeout: Duration) -> Result<(), String> {
+    use spate_protocol::handshake as hs;
+    let _ = s.set_read_timeout(Some(timeout));
+    let mut buf = Vec::new();
+    let helo_raw = read_value(s, &mut buf)?;
+    let helo = hs::parse_helo(&helo_raw).map_err(|e| format!("invalid HELO: {e}"))?;
+    let salt = format!("{:032x}", wall_ns() as u128 ^ ((std::process::id() as u128) << 64));
+    let mut ping = Vec::new();
+    hs::encode_ping(
+        &mut ping,
+        &helo,
+        a.self_hostname.as_bytes(),
+        salt.as_bytes(),
+        a.shared_key.as_bytes(),
+        Some((a.username.as_bytes(), a.password.as_bytes())),
+    );
+    s.write_all(&ping).map_err(|e| e.to_string())?;
+    let pong_raw = read_value(s, &mut buf)?;
+    let pong = hs::parse_pong(&pong_raw).map_err(|e| format!("invalid PONG: {e}"))?;
+    if !pong.ok {
+        return Err(format!("authentication failed: {}", String::from_utf8_lossy(pong.reason)));
+    }
+    let want = hs::shared_key_digest(salt.as_bytes(), pong.hostname, helo.nonce, a.shared_key.as_bytes());
+    if !hs::digest_eq(pong.shared_key_digest, want.as_bytes()) {
+        return Err("the server's shared key digest does not match".into());
+    }
+    let _ = s.set_read_timeout(None);
+    Ok(())
 }
 
 /// Fails every pending frame of a broken connection.

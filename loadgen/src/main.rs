@@ -82,6 +82,18 @@ struct RunArgs {
     /// write the JSON report here
     #[argh(option)]
     report: Option<PathBuf>,
+    /// authenticate with this shared key (fluentd's <security> handshake)
+    #[argh(option)]
+    shared_key: Option<String>,
+    /// username for user_auth servers (with --shared-key)
+    #[argh(option, default = "String::new()")]
+    username: String,
+    /// password for user_auth servers (with --shared-key)
+    #[argh(option, default = "String::new()")]
+    password: String,
+    /// hostname sent in the handshake (default spate-loadgen)
+    #[argh(option, default = "String::from(\"spate-loadgen\")")]
+    self_hostname: String,
 }
 
 /// receive Forward traffic: ack, count, measure end-to-end latency
@@ -181,6 +193,12 @@ fn main() -> ExitCode {
                     stamp_field: a.stamp_field.clone(),
                     quiet: a.quiet,
                     connect_timeout: Duration::from_secs(3),
+                    auth: a.shared_key.clone().map(|k| generator::Auth {
+                        self_hostname: a.self_hostname.clone(),
+                        shared_key: k,
+                        username: a.username.clone(),
+                        password: a.password.clone(),
+                    }),
                 };
                 let r = generator::run(cfg).map_err(|e| e.to_string())?;
                 write_report(&a.report, &r)?;
