@@ -329,6 +329,13 @@ fn source(e: &Element, ctx: &mut Ctx) -> Result<SourcePlan, ConfigError> {
             c.source_hostname_key = e.str("source_hostname_key").map(str::to_string);
             c.tag = e.str("tag").map(str::to_string);
             c.add_tag_prefix = e.str("add_tag_prefix").map(str::to_string);
+            if let Some(m) = e.int("max_connections")? {
+                c.max_connections = usize::try_from(m)
+                    .ok()
+                    .filter(|m| *m > 0)
+                    .ok_or_else(|| err(e, format!("max_connections must be at least 1, got {m}")))?;
+            }
+            c.idle_timeout = e.time("idle_timeout")?.filter(|d| !d.is_zero());
             c.label = label_ref(e, ctx)?.unwrap_or(0);
             if c.addr().is_err() {
                 return Err(err(

@@ -158,3 +158,45 @@ fn hostile_connections_are_dropped_and_a_good_client_is_served_throughout() {
     assert!(st.success());
     assert!(err.contains("closing connection from 127.0.0.1:"), "bad frames are logged with the peer: {err}");
 }
+
+#[test]
+fn connection_limit_per_shard_and_idle_timeout() {
+    let sink = Sink::start();
+    let conf = CONFIG
+        .replace("SINKPORT", &sink.addr.port().to_string())
+        .replace("  chunk_size_limit 1m\n", "  chunk_size_limit 1m\n  max_connections 5\n  idle_timeout 500ms\n");
+    let spate = Spate::start("limits", &conf, Stdio::null());
+    // 40 idle connections against 2 shards x 5: most are refused at once.
+    let conns: Vec<TcpStream> = (0..40).map(|_| TcpStream::connect(spate.addr()).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(150));
+    let mut open = 0;
+    for mut c in conns.iter() {
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut b = [0u8; 8];
+        match c.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                open += 1
+            }
+            _ => {}
+        }
+    }
+    assert!((1..=10).contains(&open), "{open} connections stayed open; the limit is 5 per shard on 2 shards");
+    // The idle ones are closed after idle_timeout, which frees the slots.
+    std::thread::sleep(Duration::from_millis(900));
+    for mut c in conns.iter() {
+        c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut b = [0u8; 8];
+        assert!(matches!(c.read(&mut b), Ok(0) | Err(_)), "idle connection closed");
+    }
+    drop(conns);
+    // A client that keeps talking is not idle, and is served.
+    let mut good = Client::connect(spate.addr());
+    for i in 0..5 {
+        good_round(&mut good, i);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (st, _, err) = spate.stop();
+    assert!(st.success());
+    assert!(err.contains("max_connections 5 reached"), "{err}");
+}

@@ -45,6 +45,10 @@ pub struct ForwardInConf {
     pub label: usize,
     /// `<security>`: the shared-key handshake before any event is accepted.
     pub security: Option<crate::security::ServerSecurity>,
+    /// spate: connections per shard beyond this are closed at once (counted, logged).
+    pub max_connections: usize,
+    /// spate: a connection that sends nothing for this long is closed (None: never).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ForwardInConf {
@@ -68,6 +72,8 @@ impl Default for ForwardInConf {
             add_tag_prefix: None,
             label: 0,
             security: None,
+            max_connections: 10_000,
+            idle_timeout: None,
         }
     }
 }
@@ -104,6 +110,8 @@ pub struct InputMetrics {
     pub rejected_batches: Cell<u64>,
     pub acks: Cell<u64>,
     pub auth_failures: Cell<u64>,
+    pub refused_connections: Cell<u64>,
+    pub idle_closed: Cell<u64>,
 }
 
 fn inc(c: &Cell<u64>, n: u64) {
@@ -174,6 +182,17 @@ impl ForwardInput {
                 Ok(stream) => {
                     if self.stopping.get() {
                         break;
+                    }
+                    if self.metrics.active.get() as usize >= self.conf.max_connections {
+                        let n = self.metrics.refused_connections.get() + 1;
+                        self.metrics.refused_connections.set(n);
+                        // Log the first refusal and then every 1000th: a flood must not flood the log.
+                        if n == 1 || n.is_multiple_of(1000) {
+                            let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |p| p.to_string());
+                            crate::warn!("{}: refusing connection from {peer}: max_connections {} reached on this shard ({n} refused so far)", self.conf.id, self.conf.max_connections);
+                        }
+                        drop(stream);
+                        continue;
                     }
                     let id = self.next_conn.get();
                     self.next_conn.set(id + 1);
@@ -256,7 +275,23 @@ impl ForwardInput {
             if buf.capacity() - buf.len() < READ_SIZE / 2 {
                 buf.reserve(READ_SIZE);
             }
-            let n = match read_into(&mut stream, &mut buf).await {
+            let read = match self.conf.idle_timeout {
+                None => read_into(&mut stream, &mut buf).await,
+                Some(t) => match glommio::timer::timeout(t, async {
+                    read_into(&mut stream, &mut buf).await.map_err(glommio::GlommioError::from)
+                })
+                .await
+                {
+                    Ok(n) => Ok(n),
+                    Err(glommio::GlommioError::TimedOut(_)) => {
+                        inc(&self.metrics.idle_closed, 1);
+                        crate::info!("{}: closing connection from {peer_s}: idle for {t:?}", self.conf.id);
+                        return;
+                    }
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                },
+            };
+            let n = match read {
                 Ok(0) => {
                     if !buf.is_empty() {
                         crate::warn!(
