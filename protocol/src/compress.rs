@@ -149,6 +149,25 @@ mod tests {
     }
 
     #[test]
+    fn output_capacity_never_passes_the_limit() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let g = gzip(&data, 1);
+        let out = inflate(Compression::Gzip, &g, 3_000_000).unwrap();
+        assert_eq!(out, data);
+        assert!(out.capacity() <= 3_000_001, "capacity {}", out.capacity());
+        assert_eq!(inflate(Compression::Gzip, &g, 2_999_999), Err(ErrorKind::InflateTooLarge { limit: 2_999_999 }));
+    }
+
+    #[test]
+    fn zstd_window_follows_the_limit() {
+        assert_eq!(zstd_window_log_max(0), 23);
+        assert_eq!(zstd_window_log_max(1 << 20), 23);
+        assert_eq!(zstd_window_log_max((8 << 20) + 1), 24);
+        assert_eq!(zstd_window_log_max(256 << 20), 28);
+        assert_eq!(zstd_window_log_max(usize::MAX), 30);
+    }
+
+    #[test]
     fn garbage_is_an_error() {
         assert!(matches!(inflate(Compression::Gzip, b"not gzip", 100), Err(ErrorKind::Inflate(_))));
         assert!(matches!(inflate(Compression::Zstd, b"not zstd", 100), Err(ErrorKind::Inflate(_))));

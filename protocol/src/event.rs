@@ -32,7 +32,15 @@ impl EventTime {
     /// fixext8 or ext8), a non-negative integer of seconds that fits 32 bits, a float of
     /// seconds (fluentd rejects floats; spate accepts them), or fluent-bit's
     /// `[time, {metadata}]` array. Returns `None` for anything else (an invalid event).
+    #[inline]
     pub fn from_msgpack(v: &[u8]) -> Option<EventTime> {
+        // The common case first: fixext8 type 0.
+        if let [0xd7, 0x00, s0, s1, s2, s3, n0, n1, n2, n3] = *v {
+            return Some(EventTime {
+                sec: u32::from_be_bytes([s0, s1, s2, s3]),
+                nsec: u32::from_be_bytes([n0, n1, n2, n3]),
+            });
+        }
         match *v.first()? {
             0xd7 | 0xc7 => {
                 let (ty, p) = msgpack::read_ext(v)?;
@@ -112,6 +120,12 @@ pub(crate) fn read_entry(
 ) -> crate::Result<(EntryCheck<'_>, usize)> {
     match format {
         EntriesFormat::Packed => {
+            // Usually fixarray 0x92: walk time and record once, in place.
+            if buf.first() == Some(&0x92) && max_depth > 0 {
+                let tend = msgpack::value_end(buf, 1, 1, max_depth)?;
+                let rend = msgpack::value_end(buf, tend, 1, max_depth)?;
+                return Ok((check_pair(&buf[1..tend], &buf[tend..rend], &buf[..rend]), rend));
+            }
             let len = msgpack::value_len(buf, max_depth)?;
             let raw = &buf[..len];
             // Usually fixarray 0x92; fluent-bit encodes entries as array32.
@@ -235,11 +249,27 @@ impl<'a> RecordRef<'a> {
     /// decodes the map into a Ruby Hash.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<ValueRef<'a>> {
+        let raw = self.raw;
+        let (mut pos, n) = match raw.first() {
+            Some(&m @ 0x80..=0x8f) => (1, (m & 0x0f) as u32),
+            _ => match msgpack::head(raw) {
+                Ok(Some(Head::Map { hdr, n })) => (hdr, n),
+                _ => return None,
+            },
+        };
         let mut found = None;
-        for (k, v) in self.fields() {
-            if k.as_str() == Some(key) {
-                found = Some(v);
+        for _ in 0..n {
+            let kend = msgpack::skip_from(raw, pos)?;
+            let k = &raw[pos..kend];
+            let hit = match k[0] {
+                m @ 0xa0..=0xbf => (m & 0x1f) as usize == key.len() && &k[1..] == key,
+                _ => msgpack::read_bytes(k) == Some(key),
+            };
+            let vend = msgpack::skip_from(raw, kend)?;
+            if hit {
+                found = Some(ValueRef { raw: &raw[kend..vend] });
             }
+            pos = vend;
         }
         found
     }
@@ -266,9 +296,9 @@ impl<'a> Iterator for Fields<'a> {
             return None;
         }
         self.left -= 1;
-        let kl = msgpack::skip(self.buf).ok()?;
+        let kl = msgpack::skip_from(self.buf, 0)?;
         let (k, rest) = self.buf.split_at(kl);
-        let vl = msgpack::skip(rest).ok()?;
+        let vl = msgpack::skip_from(rest, 0)?;
         let (v, rest) = rest.split_at(vl);
         self.buf = rest;
         Some((ValueRef { raw: k }, ValueRef { raw: v }))
@@ -356,7 +386,7 @@ impl<'a> Iterator for ArrayIter<'a> {
             return None;
         }
         self.left -= 1;
-        let n = msgpack::skip(self.buf).ok()?;
+        let n = msgpack::skip_from(self.buf, 0)?;
         let (v, rest) = self.buf.split_at(n);
         self.buf = rest;
         Some(ValueRef { raw: v })
@@ -594,6 +624,53 @@ mod tests {
         let mut out = Vec::new();
         write_json_str(b"a\"b\\c\x01\xff\xc3\xa9", &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\u0001\u{fffd}é\"");
+    }
+
+    fn float_json(f: f64) -> String {
+        let mut out = Vec::new();
+        write_float(f, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn floats_render_as_ruby_does() {
+        // Expected strings from Ruby 3 `Float#to_s` (what JSON.generate prints).
+        for (f, ruby) in [
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (2.0, "2.0"),
+            (-2.5, "-2.5"),
+            (100.0, "100.0"),
+            (0.1, "0.1"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (1e-4, "0.0001"),
+            (1.5e-4, "0.00015"),
+            (1e-5, "1.0e-05"),
+            (2.5e-7, "2.5e-07"),
+            (123456789012345.0, "123456789012345.0"),
+            (999999999999999.9, "999999999999999.9"),
+            (1e15, "1.0e+15"),
+            (1.25e15, "1.25e+15"),
+            (1234567890123456.0, "1.234567890123456e+15"),
+            (1234567890123456.5, "1234567890123456.5"),
+            (1e16, "1.0e+16"),
+            (1.0000000000000002e16, "1.0000000000000002e+16"),
+            (1e300, "1.0e+300"),
+            (-1e-300, "-1.0e-300"),
+            (5e-324, "5.0e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::NAN, "null"),
+            (f64::INFINITY, "null"),
+        ] {
+            assert_eq!(float_json(f), ruby, "{f:e}");
+        }
+    }
+
+    #[test]
+    fn json_escapes_controls_but_not_del() {
+        let mut out = Vec::new();
+        write_json_str(b"\x08\x0c\x1f\x7f/", &mut out);
+        assert_eq!(out, b"\"\\b\\f\\u001f\x7f/\"");
     }
 
     #[test]

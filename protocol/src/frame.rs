@@ -175,8 +175,9 @@ impl FrameDecoder {
 
     /// Scanning work done so far on this connection, for tests and diagnostics: msgpack
     /// value headers examined while finding frame boundaries, plus JSON bytes scanned.
-    /// Feeding a frame in pieces costs at most one extra step per call, so this stays
-    /// linear in the stream's size however it is split.
+    /// A frame that arrives whole costs one step per value in it; one that arrives in
+    /// pieces, at most two per value plus one per call (see [`Skipper::steps`]), so this
+    /// stays linear in the stream's size however it is split.
     pub fn scan_steps(&self) -> u64 {
         self.skipper.steps() + self.json_steps
     }
@@ -200,6 +201,9 @@ impl FrameDecoder {
         if !self.detect(buf)? {
             return Ok(None);
         }
+        if self.kind == StreamKind::Json && self.json_pending_start(buf) {
+            return Ok(None);
+        }
         let base = self.consumed;
         let rebase = |mut e: DecodeError| {
             e.offset += base;
@@ -207,9 +211,6 @@ impl FrameDecoder {
         };
         match self.kind {
             StreamKind::Json => {
-                if self.json_pending_start(buf) {
-                    return Ok(None);
-                }
                 let before = self.json.pos();
                 let res = self.json.advance(buf, self.limits.max_frame_size);
                 // The scanner resets to 0 when a value completes.
@@ -275,24 +276,47 @@ impl FrameDecoder {
 pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
     let wire_len = raw.len();
     let mut c = Cursor::new(&raw);
-    let n = match c.peek()? {
-        Head::Scalar { kind: Kind::Nil, .. } => return Ok(Frame::Heartbeat),
-        Head::Array { n, .. } if (2..=4).contains(&n) => c.array_len()?,
-        Head::Array { n, .. } => return Err(DecodeError::new(0, ErrorKind::BadArity(n))),
-        h => {
-            return Err(DecodeError::new(0, ErrorKind::WrongType { expected: "a frame array", found: h.kind().name() }))
+    // The usual first byte: a fixarray of 2 to 4.
+    let n = match raw.first() {
+        Some(&m @ 0x92..=0x94) => {
+            c.pos = 1;
+            (m & 0x0f) as u32
         }
+        _ => match c.peek()? {
+            Head::Scalar { kind: Kind::Nil, .. } => return Ok(Frame::Heartbeat),
+            Head::Array { n, .. } if (2..=4).contains(&n) => c.array_len()?,
+            Head::Array { n, .. } => return Err(DecodeError::new(0, ErrorKind::BadArity(n))),
+            h => {
+                return Err(DecodeError::new(
+                    0,
+                    ErrorKind::WrongType { expected: "a frame array", found: h.kind().name() },
+                ))
+            }
+        },
     };
     let tag = raw.slice_ref(c.bytes("the tag (a string)")?);
     let second = c.pos;
-    let (mode, entries, format, opt_count) = match c.peek()? {
-        Head::Array { hdr, .. } => {
-            let v = c.value()?;
-            (Mode::Forward, raw.slice_ref(&v[hdr..]), EntriesFormat::Packed, n - 2)
+    // Forward and Message entries are checked (and counted) as they are walked: one
+    // pass over them. PackedForward's are counted below, after inflation if need be.
+    let (mode, entries, format, opt_count, counts) = match c.peek()? {
+        Head::Array { hdr, n: len } => {
+            let body = c.pos + hdr;
+            let (mut pos, mut valid, mut invalid) = (body, 0u32, 0u32);
+            for _ in 0..len {
+                let (check, used) =
+                    read_entry(&raw[pos..], EntriesFormat::Packed, limits.max_depth).map_err(|e| e.at(pos))?;
+                match check {
+                    EntryCheck::Valid(_) => valid = valid.saturating_add(1),
+                    EntryCheck::Invalid => invalid = invalid.saturating_add(1),
+                }
+                pos += used;
+            }
+            c.pos = pos;
+            (Mode::Forward, raw.slice(body..pos), EntriesFormat::Packed, n - 2, Some((valid, invalid)))
         }
         Head::Scalar { kind: Kind::Str | Kind::Bin, .. } => {
             let p = c.bytes("entries")?;
-            (Mode::PackedForward, raw.slice_ref(p), EntriesFormat::Packed, n - 2)
+            (Mode::PackedForward, raw.slice_ref(p), EntriesFormat::Packed, n - 2, None)
         }
         _ => {
             if n < 3 {
@@ -301,9 +325,14 @@ pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
                     ErrorKind::Invalid { what: "Message-mode frame", why: "it needs a time and a record" },
                 ));
             }
-            c.value()?;
-            c.value()?;
-            (Mode::Message, raw.slice(second..c.pos), EntriesFormat::Message, n - 3)
+            let (check, used) =
+                read_entry(&raw[second..], EntriesFormat::Message, limits.max_depth).map_err(|e| e.at(second))?;
+            c.pos = second + used;
+            let counts = match check {
+                EntryCheck::Valid(_) => (1, 0),
+                EntryCheck::Invalid => (0, 1),
+            };
+            (Mode::Message, raw.slice(second..c.pos), EntriesFormat::Message, n - 3, Some(counts))
         }
     };
     let mut option = Options::default();
@@ -323,12 +352,17 @@ pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
         }
         _ => (mode, entries),
     };
-    let entries_offset = if mode == Mode::CompressedPackedForward {
-        0
-    } else {
-        (entries.as_ptr() as usize).saturating_sub(raw.as_ptr() as usize)
+    let (count, invalid) = match counts {
+        Some(counts) => counts,
+        None => {
+            let entries_offset = if mode == Mode::CompressedPackedForward {
+                0
+            } else {
+                (entries.as_ptr() as usize).saturating_sub(raw.as_ptr() as usize)
+            };
+            count_entries(&entries, format, limits.max_depth).map_err(|e| e.at(entries_offset))?
+        }
     };
-    let (count, invalid) = count_entries(&entries, format, limits.max_depth).map_err(|e| e.at(entries_offset))?;
     Ok(Frame::Events(EventBatch { tag, entries, format, count, invalid, mode, option, wire_len }))
 }
 
@@ -353,14 +387,14 @@ fn count_entries(entries: &[u8], format: EntriesFormat, max_depth: usize) -> Res
 
 fn parse_options(c: &mut Cursor<'_>, raw: &Bytes) -> Result<Options> {
     let mut o = Options::default();
-    if let Head::Scalar { kind: Kind::Nil, .. } = c.peek()? {
-        c.value()?;
+    if c.rest().first() == Some(&0xc0) {
+        c.pos += 1;
         return Ok(o);
     }
     let n = c.map_len()?;
     for _ in 0..n {
-        let key = match c.peek()? {
-            Head::Scalar { kind: Kind::Str | Kind::Bin, .. } => c.bytes("an option key")?,
+        let key = match c.rest().first() {
+            Some(0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6) => c.bytes("an option key")?,
             _ => {
                 // Non-string keys are not ours: skip key and value.
                 c.value()?;
@@ -371,8 +405,8 @@ fn parse_options(c: &mut Cursor<'_>, raw: &Bytes) -> Result<Options> {
         // Like fluentd, a nil option is an absent option, and `size` and
         // `fluent_signal` are advisory: a value of another type is ignored.
         // (With duplicate keys the last one wins, as in the Ruby Hash fluentd decodes.)
-        if let Head::Scalar { kind: Kind::Nil, .. } = c.peek()? {
-            c.value()?;
+        if c.rest().first() == Some(&0xc0) {
+            c.pos += 1;
             match key {
                 b"chunk" => o.chunk = None,
                 b"size" => o.size = None,

@@ -239,9 +239,48 @@ mod tests {
     }
 
     #[test]
-    fn converts_to_msgpack() {
-        let m = to_msgpack(br#"["t", 5, {"a": [1, -2, 1.5, null, true]}]"#).unwrap();
-        assert_eq!(m[0], 0x93);
-        assert!(to_msgpack(b"[1,").is_err());
+    fn converts_to_canonical_msgpack() {
+        let m = to_msgpack(br#"["t", 5, {"a": [1, -2, 1.5, null, true, "\u00e9\n"]}, []]"#).unwrap();
+        let mut want = vec![0x94, 0xa1, b't', 0x05, 0x81, 0xa1, b'a', 0x96, 0x01, 0xfe, 0xcb];
+        want.extend_from_slice(&1.5f64.to_be_bytes());
+        want.extend_from_slice(&[0xc0, 0xc3, 0xa3, 0xc3, 0xa9, b'\n', 0x90]);
+        assert_eq!(m, want);
+        // 16 and 65536 elements: array16 and array32 headers; maps alike.
+        let j = format!("[{}]", vec!["0"; 16].join(","));
+        assert_eq!(to_msgpack(j.as_bytes()).unwrap()[..3], [0xdc, 0, 16]);
+        let j = format!("[{}]", vec!["{}"; 65536].join(","));
+        let m = to_msgpack(j.as_bytes()).unwrap();
+        assert_eq!((m[..5].to_vec(), m.len()), (vec![0xdd, 0, 1, 0, 0], 5 + 65536));
+        let j = format!("{{{}}}", (0..16).map(|i| format!("\"{i}\":{i}")).collect::<Vec<_>>().join(","));
+        assert_eq!(to_msgpack(j.as_bytes()).unwrap()[..3], [0xde, 0, 16]);
+        // Integers past u64 become floats, as serde_json (and Ruby's JSON into msgpack) do.
+        assert_eq!(to_msgpack(b"[18446744073709551616]").unwrap()[1], 0xcb);
+        assert_eq!(to_msgpack(b"[-9223372036854775808]").unwrap()[1], 0xd3);
+    }
+
+    #[test]
+    fn errors_carry_byte_offsets() {
+        // serde_json points at the last byte it read: the offending one, or the last
+        // byte of a truncated value.
+        let e = to_msgpack(b"[1,").unwrap_err();
+        assert_eq!(e.offset, 2);
+        let e = to_msgpack(b"[1,\n  2,\n  x]").unwrap_err();
+        assert_eq!(e.offset, 11);
+        let e = to_msgpack(b"[1] 2").unwrap_err();
+        assert_eq!(e.offset, 4);
+    }
+
+    #[test]
+    fn scanner_enforces_the_limit_in_one_read() {
+        let s = br#"["tag", 1, {"k": "v"}]"#;
+        let mut sc = JsonScanner::default();
+        assert_eq!(sc.advance(s, s.len()).unwrap(), Some(s.len()));
+        let e = JsonScanner::default().advance(s, s.len() - 1).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::FrameTooLarge { size: s.len() as u64, limit: s.len() as u64 - 1 });
+        // Nothing past limit + 1 is scanned, however much is buffered.
+        let mut big = s.to_vec();
+        big.extend(std::iter::repeat_n(b' ', 1000));
+        let mut sc = JsonScanner::default();
+        assert!(sc.advance(&big[..5], 4).is_err());
     }
 }

@@ -87,7 +87,7 @@ fn be32(b: &[u8]) -> u64 {
 
 /// Reads the header of the value starting at `buf[0]`. `Ok(None)` means more bytes are
 /// needed to read the header itself (payloads are not required to be present).
-#[inline]
+#[inline(always)]
 pub fn head(buf: &[u8]) -> std::result::Result<Option<Head>, ErrorKind> {
     let Some(&m) = buf.first() else { return Ok(None) };
     // Header sizes first, so the slice reads below are always in bounds.
@@ -151,6 +151,8 @@ pub fn head(buf: &[u8]) -> std::result::Result<Option<Head>, ErrorKind> {
 pub struct Skipper {
     pos: usize,
     depth: usize,
+    /// The one-pass walk was tried on the current value and found it incomplete.
+    walked: bool,
     /// Value headers examined over the skipper's life (a measure of work done).
     steps: u64,
     /// Remaining child values of each open container.
@@ -159,7 +161,7 @@ pub struct Skipper {
 
 impl Default for Skipper {
     fn default() -> Self {
-        Skipper { pos: 0, depth: 0, steps: 0, stack: [0; MAX_DEPTH] }
+        Skipper { pos: 0, depth: 0, walked: false, steps: 0, stack: [0; MAX_DEPTH] }
     }
 }
 
@@ -183,8 +185,10 @@ impl Skipper {
         self.pos
     }
 
-    /// Value headers examined since the skipper was made, over all values: at most one
-    /// per value plus one per [`Skipper::advance`] call that ran out of bytes.
+    /// Value headers examined since the skipper was made, over all values. A value that
+    /// arrives whole takes one step per value in it; one that arrives in pieces, at most
+    /// two per value (a first one-pass walk that ran out of bytes, then the resumable
+    /// walk) plus one per [`Skipper::advance`] call.
     pub fn steps(&self) -> u64 {
         self.steps
     }
@@ -193,6 +197,7 @@ impl Skipper {
     pub fn reset(&mut self) {
         self.pos = 0;
         self.depth = 0;
+        self.walked = false;
     }
 
     /// Continues scanning `buf` (which always starts at the value's first byte). Returns
@@ -200,6 +205,18 @@ impl Skipper {
     /// `limit` bounds the value's total size: declared lengths beyond it fail at once.
     pub fn advance(&mut self, buf: &[u8], limit: usize, max_depth: usize) -> Result<Option<usize>> {
         let max_depth = max_depth.min(MAX_DEPTH);
+        // Usually the whole value is already buffered: find its end in one recursive
+        // pass (several times faster than the resumable walk below). Tried once per
+        // value, from its start, over at most `limit` bytes (so a value it finds is
+        // within the limit). If the value is incomplete, too large or malformed, the
+        // resumable walk takes over and gives the same answer as if this had not run.
+        if self.pos == 0 && !self.walked {
+            self.walked = true;
+            if let Some(len) = skip_at(&buf[..buf.len().min(limit)], 0, 0, max_depth, &mut self.steps, &mut ()) {
+                self.reset();
+                return Ok(Some(len));
+            }
+        }
         loop {
             self.steps += 1;
             let h = match head(&buf[self.pos.min(buf.len())..]) {
@@ -229,11 +246,11 @@ impl Skipper {
                         let what = if matches!(h, Head::Map { .. }) { "map" } else { "array" };
                         return Err(DecodeError::new(self.pos, ErrorKind::CountTooLarge { what, count: n as u64 }));
                     }
+                    if count > 0 && self.depth >= max_depth {
+                        return Err(DecodeError::new(self.pos, ErrorKind::TooDeep { limit: max_depth }));
+                    }
                     self.pos = body_start;
                     if count > 0 {
-                        if self.depth >= max_depth {
-                            return Err(DecodeError::new(self.pos, ErrorKind::TooDeep { limit: max_depth }));
-                        }
                         self.stack[self.depth] = count;
                         self.depth += 1;
                         continue;
@@ -263,64 +280,163 @@ impl Skipper {
 /// truncated or nested deeper than `max_depth`.
 #[inline]
 pub fn value_len(buf: &[u8], max_depth: usize) -> Result<usize> {
-    match skip_at(buf, 0, 0, max_depth.min(MAX_DEPTH)) {
-        Ok(end) => Ok(end),
-        Err((at, kind)) => Err(DecodeError::new(at, kind)),
-    }
+    value_end(buf, 0, 0, max_depth)
 }
 
 /// Recursive skipper for complete buffers: returns the end offset of the value at
-/// `pos`. Recursion is bounded by `max_depth` (at most [`MAX_DEPTH`] frames), and the
-/// common small types are decoded inline: this is the per-event hot path.
+/// `pos`, or `None` after telling `err` what is wrong and where. Recursion is bounded by
+/// `max_depth` (at most [`MAX_DEPTH`] frames). Every marker is decoded inline, without
+/// building a [`Head`]: this is the per-event hot path (validation on decode,
+/// iteration, field lookup), so it returns a plain `Option` (two registers) and leaves
+/// building errors to a sink that the fast paths make a no-op.
 #[inline]
-fn skip_at(buf: &[u8], pos: usize, depth: usize, max_depth: usize) -> std::result::Result<usize, (usize, ErrorKind)> {
-    let truncated = |need: u64| (pos, ErrorKind::Truncated { missing: need });
-    let Some(&m) = buf.get(pos) else { return Err(truncated(1)) };
-    let end = match m {
-        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => pos + 1,
-        0xa0..=0xbf => pos + 1 + (m & 0x1f) as usize,
-        0x80..=0x9f => {
-            let n = (m & 0x0f) as usize * if m < 0x90 { 2 } else { 1 };
-            if n > 0 && depth >= max_depth {
-                return Err((pos, ErrorKind::TooDeep { limit: max_depth }));
-            }
-            let mut p = pos + 1;
-            for _ in 0..n {
-                p = skip_at(buf, p, depth + 1, max_depth)?;
-            }
-            return Ok(p);
-        }
-        _ => match head(&buf[pos..]) {
-            Ok(Some(Head::Scalar { len, .. })) => {
-                let end = pos as u64 + len;
-                if end > buf.len() as u64 {
-                    return Err(truncated(end - buf.len() as u64));
-                }
-                end as usize
-            }
-            Ok(Some(Head::Array { hdr, n }) | Some(Head::Map { hdr, n })) => {
-                let count = if m == 0xde || m == 0xdf { 2 * n as u64 } else { n as u64 };
-                // Every child takes at least one byte.
-                if count > (buf.len() - pos - hdr) as u64 {
-                    return Err(truncated(count));
-                }
-                if count > 0 && depth >= max_depth {
-                    return Err((pos, ErrorKind::TooDeep { limit: max_depth }));
-                }
-                let mut p = pos + hdr;
-                for _ in 0..count {
-                    p = skip_at(buf, p, depth + 1, max_depth)?;
-                }
-                return Ok(p);
-            }
-            Ok(None) => return Err(truncated(1)),
-            Err(k) => return Err((pos, k)),
-        },
+fn skip_at<T: Tally, E: ErrSink>(
+    buf: &[u8],
+    pos: usize,
+    depth: usize,
+    max_depth: usize,
+    tally: &mut T,
+    err: &mut E,
+) -> Option<usize> {
+    tally.add();
+    let Some(&m) = buf.get(pos) else {
+        err.set(pos, || ErrorKind::Truncated { missing: 1 });
+        return None;
     };
-    if end > buf.len() {
-        return Err(truncated((end - buf.len()) as u64));
+    let (body, count) = match m {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => return Some(pos + 1),
+        0xa0..=0xbf => return scalar_end(buf, pos, 1 + (m & 0x1f) as usize, err),
+        0xcc | 0xd0 => return scalar_end(buf, pos, 2, err),
+        0xcd | 0xd1 => return scalar_end(buf, pos, 3, err),
+        0xd4 => return scalar_end(buf, pos, 3, err),
+        0xd5 => return scalar_end(buf, pos, 4, err),
+        0xca | 0xce | 0xd2 => return scalar_end(buf, pos, 5, err),
+        0xd6 => return scalar_end(buf, pos, 6, err),
+        0xcb | 0xcf | 0xd3 => return scalar_end(buf, pos, 9, err),
+        0xd7 => return scalar_end(buf, pos, 10, err),
+        0xd8 => return scalar_end(buf, pos, 18, err),
+        0xc4 | 0xd9 => return scalar_end(buf, pos, len_at(buf, pos, 1, err)?.saturating_add(2), err),
+        0xc5 | 0xda => return scalar_end(buf, pos, len_at(buf, pos, 2, err)?.saturating_add(3), err),
+        0xc6 | 0xdb => return scalar_end(buf, pos, len_at(buf, pos, 4, err)?.saturating_add(5), err),
+        0xc7 => return scalar_end(buf, pos, len_at(buf, pos, 1, err)?.saturating_add(3), err),
+        0xc8 => return scalar_end(buf, pos, len_at(buf, pos, 2, err)?.saturating_add(4), err),
+        0xc9 => return scalar_end(buf, pos, len_at(buf, pos, 4, err)?.saturating_add(6), err),
+        0x80..=0x8f => (pos + 1, 2 * (m & 0x0f) as usize),
+        0x90..=0x9f => (pos + 1, (m & 0x0f) as usize),
+        0xdc..=0xdf => {
+            let wide = matches!(m, 0xdd | 0xdf);
+            let n = len_at(buf, pos, if wide { 4 } else { 2 }, err)?;
+            let body = pos + if wide { 5 } else { 3 };
+            let count = if matches!(m, 0xde | 0xdf) { n.saturating_mul(2) } else { n };
+            // Every child takes at least one byte.
+            if count > buf.len() - body {
+                err.set(pos, || ErrorKind::Truncated { missing: count as u64 });
+                return None;
+            }
+            (body, count)
+        }
+        0xc1 => {
+            err.set(pos, || ErrorKind::ReservedMarker(m));
+            return None;
+        }
+    };
+    if count > 0 && depth >= max_depth {
+        err.set(pos, || ErrorKind::TooDeep { limit: max_depth });
+        return None;
     }
-    Ok(end)
+    let mut p = body;
+    for _ in 0..count {
+        p = skip_at(buf, p, depth + 1, max_depth, tally, err)?;
+    }
+    Some(p)
+}
+
+/// A big-endian length of `n` (1, 2 or 4) bytes after the marker at `pos`.
+#[inline(always)]
+fn len_at<E: ErrSink>(buf: &[u8], pos: usize, n: usize, err: &mut E) -> Option<usize> {
+    let Some(b) = buf.get(pos + 1..pos + 1 + n) else {
+        err.set(pos, || ErrorKind::Truncated { missing: (pos + 1 + n - buf.len()) as u64 });
+        return None;
+    };
+    Some(match n {
+        1 => b[0] as usize,
+        2 => u16::from_be_bytes([b[0], b[1]]) as usize,
+        _ => u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize,
+    })
+}
+
+/// The end of a scalar of `len` encoded bytes at `pos`, if it fits in `buf`.
+#[inline(always)]
+fn scalar_end<E: ErrSink>(buf: &[u8], pos: usize, len: usize, err: &mut E) -> Option<usize> {
+    let end = pos.saturating_add(len);
+    if end > buf.len() {
+        err.set(pos, || ErrorKind::Truncated { missing: (end - buf.len()) as u64 });
+        return None;
+    }
+    Some(end)
+}
+
+/// Counts the values [`skip_at`] visits, or not: `()` counts nothing and costs nothing.
+trait Tally {
+    fn add(&mut self);
+}
+
+impl Tally for () {
+    #[inline(always)]
+    fn add(&mut self) {}
+}
+
+impl Tally for u64 {
+    #[inline(always)]
+    fn add(&mut self) {
+        *self += 1;
+    }
+}
+
+/// Where [`skip_at`] reports what went wrong: `()` drops it (fast paths, which walk
+/// again with a real sink to explain a failure), `Option<(offset, kind)>` keeps it.
+trait ErrSink {
+    fn set(&mut self, at: usize, kind: impl FnOnce() -> ErrorKind);
+}
+
+impl ErrSink for () {
+    #[inline(always)]
+    fn set(&mut self, _: usize, _: impl FnOnce() -> ErrorKind) {}
+}
+
+impl ErrSink for Option<(usize, ErrorKind)> {
+    #[cold]
+    fn set(&mut self, at: usize, kind: impl FnOnce() -> ErrorKind) {
+        *self = Some((at, kind()));
+    }
+}
+
+/// End offset of the complete value at `buf[pos..]`, nested at `depth` (containers
+/// deeper than `max_depth` are an error). Error offsets are positions in `buf`.
+#[inline]
+pub(crate) fn value_end(buf: &[u8], pos: usize, depth: usize, max_depth: usize) -> Result<usize> {
+    let max_depth = max_depth.min(MAX_DEPTH);
+    match skip_at(buf, pos, depth, max_depth, &mut (), &mut ()) {
+        Some(end) => Ok(end),
+        None => Err(explain(buf, pos, depth, max_depth)),
+    }
+}
+
+/// Walks a value known to be bad again, this time recording why.
+#[cold]
+#[inline(never)]
+fn explain(buf: &[u8], pos: usize, depth: usize, max_depth: usize) -> DecodeError {
+    let mut err = None;
+    let _ = skip_at(buf, pos, depth, max_depth, &mut (), &mut err);
+    let (at, kind) = err.unwrap_or((pos, ErrorKind::Truncated { missing: 1 }));
+    DecodeError::new(at, kind)
+}
+
+/// End offset of the complete value at `buf[pos..]`, or `None` if it is malformed or
+/// truncated. For walking values already validated (nesting bounded by [`MAX_DEPTH`]).
+#[inline]
+pub(crate) fn skip_from(buf: &[u8], pos: usize) -> Option<usize> {
+    skip_at(buf, pos, 0, MAX_DEPTH, &mut (), &mut ())
 }
 
 /// Unchecked-depth variant used on data already validated (depth was checked on decode).
@@ -344,13 +460,16 @@ impl<'a> Cursor<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
         Cursor { buf, pos: 0 }
     }
+    #[inline]
     pub fn at_end(&self) -> bool {
         self.pos >= self.buf.len()
     }
+    #[inline]
     pub fn rest(&self) -> &'a [u8] {
         &self.buf[self.pos.min(self.buf.len())..]
     }
 
+    #[inline]
     pub fn peek(&self) -> Result<Head> {
         match head(self.rest()) {
             Ok(Some(h)) => Ok(h),
@@ -360,6 +479,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skips one whole value and returns its bytes.
+    #[inline]
     pub fn value(&mut self) -> Result<&'a [u8]> {
         let start = self.pos;
         let n = skip(self.rest()).map_err(|e| e.at(start))?;
@@ -367,6 +487,7 @@ impl<'a> Cursor<'a> {
         Ok(&self.buf[start..self.pos])
     }
 
+    #[inline]
     pub fn array_len(&mut self) -> Result<u32> {
         match self.peek()? {
             Head::Array { hdr, n } => {
@@ -377,6 +498,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline]
     pub fn map_len(&mut self) -> Result<u32> {
         match self.peek()? {
             Head::Map { hdr, n } => {
@@ -388,7 +510,20 @@ impl<'a> Cursor<'a> {
     }
 
     /// A str or bin payload, borrowed.
+    #[inline]
     pub fn bytes(&mut self, expected: &'static str) -> Result<&'a [u8]> {
+        // Tags, option keys and chunk ids are usually fixstr.
+        if let Some(&m @ 0xa0..=0xbf) = self.buf.get(self.pos) {
+            let end = self.pos + 1 + (m & 0x1f) as usize;
+            if let Some(s) = self.buf.get(self.pos + 1..end) {
+                self.pos = end;
+                return Ok(s);
+            }
+        }
+        self.bytes_slow(expected)
+    }
+
+    fn bytes_slow(&mut self, expected: &'static str) -> Result<&'a [u8]> {
         match self.peek()? {
             Head::Scalar { kind: Kind::Str | Kind::Bin, hdr, len } => {
                 let start = self.pos;

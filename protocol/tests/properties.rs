@@ -203,7 +203,7 @@ proptest! {
     fn round_trip_every_mode(
         m in mode(),
         tag in tag(),
-        events in proptest::collection::vec((time(), record()), 1..10),
+        events in proptest::collection::vec((time(), record()), 1..20),
         chunk in chunk(),
         size in proptest::option::of(any::<u64>()),
     ) {
@@ -247,6 +247,27 @@ proptest! {
             encode::ack(&mut ack, c);
             prop_assert_eq!(encode::parse_ack(&ack).unwrap(), chunk.as_deref().unwrap().as_bytes());
         }
+    }
+
+    #[test]
+    fn record_lookup_matches_a_linear_scan(
+        fields in proptest::collection::vec((prop_oneof!["[ab]", "k{31,33}", "\\PC{0,12}"], value()), 0..20),
+        probe in prop_oneof!["[ab]", "k{31,33}", "\\PC{0,12}"],
+    ) {
+        // Short keys repeat (the last one wins, as in fluentd's Ruby Hash); 31 to 33
+        // bytes cross from fixstr to str8.
+        let mut r = Vec::new();
+        write(&V::Map(fields.clone()), &mut r);
+        let rr = spate_protocol::RecordRef::new(&r).expect("a record");
+        prop_assert_eq!(rr.len(), fields.len());
+        let scan = rr.fields().filter(|(k, _)| k.as_str() == Some(probe.as_bytes())).last().map(|(_, v)| v);
+        prop_assert_eq!(rr.get(probe.as_bytes()), scan);
+        let want = fields.iter().rev().find(|(k, _)| *k == probe).map(|(_, v)| {
+            let mut b = Vec::new();
+            write(v, &mut b);
+            b
+        });
+        prop_assert_eq!(rr.get(probe.as_bytes()).map(|v| v.as_bytes().to_vec()), want);
     }
 
     #[test]
@@ -485,23 +506,28 @@ fn large_frames_in_small_reads_are_scanned_once() {
 
     // Forward mode: finding the frame's end walks every value (array, entry, time,
     // map, key, value: 5 headers per event, after the frame's array, tag and entries
-    // array). The scan examines each header once, plus at most one per read for a value
-    // cut by the read's end.
+    // array). Whole, the frame is walked once, in one pass.
     let mut frame = Vec::new();
     encode::forward(&mut frame, b"big", &entries, n, &OptionsOut::default());
+    let values = 3 + 5 * n as u64;
+    let mut dec = FrameDecoder::new(Limits::default());
+    assert!(dec.decode(&mut BytesMut::from(&frame[..])).unwrap().is_some());
+    assert_eq!(dec.scan_steps(), values, "a whole frame is walked once");
+    // In 4 KiB reads: the one-pass walk runs out of bytes in the first read (at most
+    // 4096 values), then the resumable walk examines each header once, plus at most
+    // one per read for a value cut by the read's end.
     let (b, steps, calls) = feed_in_reads(&frame, r.len() + 16);
     assert_eq!(b.count, n);
-    let values = 3 + 5 * n as u64;
-    assert!(steps <= values + calls, "{steps} steps for {values} values in {calls} reads: rescanned");
+    assert!(steps <= values + calls + 4096, "{steps} steps for {values} values in {calls} reads: rescanned");
     assert!(steps >= values);
 
-    // PackedForward: the entries are one bin value, skipped by its length; the scan
-    // sits at the bin's header until the last read, one step per read.
+    // PackedForward: the entries are one str32 value, skipped by its length; the scan
+    // sits at its header until the last read, one step per read.
     let mut frame = Vec::new();
     encode::packed_forward(&mut frame, b"big", &entries, EntriesType::Str32, &OptionsOut::default());
     let (b, packed_steps, calls) = feed_in_reads(&frame, frame.len());
     assert_eq!(b.count, n);
-    assert!(packed_steps <= 3 + calls, "{packed_steps} steps in {calls} reads");
+    assert!(packed_steps <= 3 + 3 + calls, "{packed_steps} steps in {calls} reads");
 
     // (A decoder that rescanned from the frame's start on every read would take about
     // calls * values / 2 steps for the Forward frame: hundreds of times more.)
