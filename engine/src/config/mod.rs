@@ -1,13 +1,14 @@
 //! fluent.conf: the element tree ([`Element`], [`Attr`] with file:line:col), typed value
-//! accessors with fluentd's rules (sizes, times, booleans, arrays, hashes), and the
-//! entry points [`parse_file`] / [`parse_str`]. The grammar lives in `parser.rs`, the
-//! supported embedded-Ruby idioms in `ruby.rs`.
+//! accessors with fluentd's rules (sizes, times, booleans, arrays, hashes; see
+//! `types.rs`), and the entry points [`parse_file`] / [`parse_str`]. The grammar lives in
+//! `parser.rs`, the supported embedded-Ruby idioms in `ruby.rs`.
 //!
 //! Accessors record which parameters were read, so the caller can warn about unknown
 //! ones with their location (fluentd warns too; it does not fail).
 
 mod parser;
 mod ruby;
+mod types;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -15,9 +16,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use ruby::EvalContext;
+pub use parser::{MAX_INCLUDE_DEPTH, MAX_NESTING};
+pub use ruby::{hostname, EnvFn, EvalContext};
+pub use types::{parse_array, parse_bool, parse_float, parse_hash, parse_int, parse_size, parse_time};
 
-/// A position in a config file (1-based line and column).
+/// A position in a config file (1-based line and column; columns count characters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pos {
     pub file: Arc<str>,
@@ -31,32 +34,33 @@ impl fmt::Display for Pos {
     }
 }
 
-/// A configuration error, located when possible.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A configuration error; its text always starts with `file:line:col: `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{pos}: {msg}")]
 pub struct ConfigError {
-    pub pos: Option<Pos>,
+    pub pos: Pos,
     pub msg: String,
 }
 
 impl ConfigError {
     pub fn at(pos: &Pos, msg: impl Into<String>) -> Self {
-        ConfigError { pos: Some(pos.clone()), msg: msg.into() }
-    }
-    pub fn new(msg: impl Into<String>) -> Self {
-        ConfigError { pos: None, msg: msg.into() }
+        ConfigError { pos: pos.clone(), msg: msg.into() }
     }
 }
 
-impl fmt::Display for ConfigError {
+/// Something fluentd accepts but that is probably a mistake (a key given twice, an
+/// `@include` matching no file, ...). Display: `file:line:col: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub pos: Pos,
+    pub msg: String,
+}
+
+impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.pos {
-            Some(p) => write!(f, "{p}: {}", self.msg),
-            None => f.write_str(&self.msg),
-        }
+        write!(f, "{}: {}", self.pos, self.msg)
     }
 }
-
-impl std::error::Error for ConfigError {}
 
 /// One `key value` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,10 +69,13 @@ pub struct Attr {
     /// The value after unquoting, escapes and `#{}` expansion (JSON values are kept as
     /// compact JSON text, as fluentd does).
     pub value: String,
+    /// Where the key is written (for a key given twice: the later one).
     pub pos: Pos,
 }
 
-/// A section (`<source>`, `<match x>`, `<buffer>`...) or the root.
+/// A section (`<source>`, `<match x>`, `<buffer>`...) or the root (`ROOT`).
+///
+/// `attrs` behaves like fluentd's Hash: keys are unique, in first-appearance order.
 #[derive(Debug, Clone)]
 pub struct Element {
     pub name: String,
@@ -76,6 +83,7 @@ pub struct Element {
     pub attrs: Vec<Attr>,
     pub elements: Vec<Element>,
     pub pos: Pos,
+    /// Which of `attrs` an accessor has read.
     used: RefCell<Vec<bool>>,
 }
 
@@ -85,22 +93,30 @@ impl PartialEq for Element {
     }
 }
 
+/// fluentd's Element#[] falls back from the reserved names to the v0.12 ones.
+const RESERVED_COMPAT: &[(&str, &str)] = &[("@type", "type"), ("@id", "id"), ("@log_level", "log_level")];
+
 impl Element {
     pub fn new(name: String, arg: String, attrs: Vec<Attr>, elements: Vec<Element>, pos: Pos) -> Self {
         let used = RefCell::new(vec![false; attrs.len()]);
         Element { name, arg, attrs, elements, pos, used }
     }
 
-    /// The attribute for `key` (the last one wins, as in fluentd's hash), marked used.
+    fn lookup(&self, key: &str) -> Option<usize> {
+        self.attrs.iter().position(|a| a.key == key)
+    }
+
+    /// The parameter `key`, marked used. `@type`, `@id` and `@log_level` fall back to
+    /// the old `type`, `id` and `log_level`, as fluentd's Element#[] does.
     pub fn get(&self, key: &str) -> Option<&Attr> {
-        let i = self.attrs.iter().rposition(|a| a.key == key)?;
-        let mut used = self.used.borrow_mut();
-        for (j, a) in self.attrs.iter().enumerate() {
-            if a.key == key {
-                used[j] = true;
-            }
+        let i = self.lookup(key).or_else(|| {
+            let (_, old) = RESERVED_COMPAT.iter().find(|(new, _)| *new == key)?;
+            self.lookup(old)
+        })?;
+        if let Some(u) = self.used.borrow_mut().get_mut(i) {
+            *u = true;
         }
-        Some(&self.attrs[i])
+        self.attrs.get(i)
     }
 
     pub fn str(&self, key: &str) -> Option<&str> {
@@ -111,39 +127,39 @@ impl Element {
         self.str(key).unwrap_or(default).to_string()
     }
 
-    fn typed<T>(&self, key: &str, what: &str, f: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, ConfigError> {
+    fn typed<T>(&self, key: &str, f: impl FnOnce(&str) -> Result<T, String>) -> Result<Option<T>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
-            Some(a) => f(a.value.trim())
-                .map(Some)
-                .ok_or_else(|| ConfigError::at(&a.pos, format!("{key}: invalid {what} value {:?}", a.value))),
+            Some(a) => f(&a.value).map(Some).map_err(|m| ConfigError::at(&a.pos, format!("{key} {:?}: {m}", a.value))),
         }
     }
 
-    /// `true`/`yes`, `false`/`no`; an empty value means true (fluentd).
+    /// `true`/`yes`, `false`/`no` (lowercase); a key without a value means true.
     pub fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        self.typed(key, "boolean (expected true or false)", parse_bool)
+        self.typed(key, types::parse_bool)
     }
 
+    /// A decimal integer (`_` separators allowed).
     pub fn int(&self, key: &str) -> Result<Option<i64>, ConfigError> {
-        self.typed(key, "integer", parse_int)
+        self.typed(key, types::parse_int)
     }
 
+    /// A finite number.
     pub fn float(&self, key: &str) -> Result<Option<f64>, ConfigError> {
-        self.typed(key, "number", |s| s.parse::<f64>().ok().filter(|f| f.is_finite()))
+        self.typed(key, types::parse_float)
     }
 
-    /// Bytes, with `k`/`m`/`g`/`t` (binary, case-insensitive) suffixes.
+    /// Bytes, with `k`/`m`/`g`/`t` suffixes (powers of 1024, case-insensitive; `1.5m`).
     pub fn size(&self, key: &str) -> Result<Option<u64>, ConfigError> {
-        self.typed(key, "size (e.g. 8m, 512k, 1g)", parse_size)
+        self.typed(key, types::parse_size)
     }
 
-    /// A duration: seconds, or with `s`/`m`/`h`/`d` (and `ms`) suffixes; fractions allowed.
+    /// Seconds, or a number with an `ms`/`s`/`m`/`h`/`d` suffix (fractions allowed).
     pub fn time(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
-        self.typed(key, "time (e.g. 10s, 5m, 0.1)", parse_time)
+        self.typed(key, types::parse_time)
     }
 
-    /// One of `choices`.
+    /// One of `choices` (case-sensitive); the error lists them, as fluentd's does.
     pub fn enum_of(&self, key: &str, choices: &[&str]) -> Result<Option<String>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
@@ -157,128 +173,76 @@ impl Element {
 
     /// A JSON array, or the comma form `a,b,c`.
     pub fn array(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
-        self.typed(key, "array (JSON or a,b,c)", parse_array)
+        self.typed(key, types::parse_array)
     }
 
     /// A JSON object, or the comma form `k1:v1,k2:v2`.
     pub fn hash(&self, key: &str) -> Result<Option<Vec<(String, String)>>, ConfigError> {
-        self.typed(key, "hash (JSON or k1:v1,k2:v2)", parse_hash)
+        self.typed(key, types::parse_hash)
     }
 
     /// `@type`, or the old `type`.
     pub fn plugin_type(&self) -> Option<&str> {
-        self.str("@type").or_else(|| self.str("type"))
+        self.str("@type")
     }
 
-    /// Parameters never read through the accessors.
+    /// Parameters never read through the accessors (the caller warns "unknown
+    /// parameter" with each one's position).
     pub fn unused_attrs(&self) -> Vec<&Attr> {
         let used = self.used.borrow();
-        self.attrs.iter().enumerate().filter(|(i, _)| !used[*i]).map(|(_, a)| a).collect()
+        self.attrs.iter().enumerate().filter(|(i, _)| !used.get(*i).copied().unwrap_or(false)).map(|(_, a)| a).collect()
     }
 
+    /// Marks every parameter as read (for sections whose parameters are free-form, such
+    /// as `<record>`, or that spate ignores on purpose).
     pub fn mark_all_used(&self) {
         self.used.borrow_mut().iter_mut().for_each(|u| *u = true);
     }
 
+    /// The subsections called `name`, in order.
     pub fn elements_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
         self.elements.iter().filter(move |e| e.name == name)
     }
 }
 
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "true" | "yes" | "" => Some(true),
-        "false" | "no" => Some(false),
-        _ => None,
+fn log_warnings(r: Result<(Element, Vec<Warning>), ConfigError>) -> Result<Element, ConfigError> {
+    let (root, warnings) = r?;
+    for w in warnings {
+        crate::warn!("{w}");
     }
+    Ok(root)
 }
 
-pub fn parse_int(s: &str) -> Option<i64> {
-    let t = s.replace('_', "");
-    if let Some(h) = t.strip_prefix("0x") {
-        return i64::from_str_radix(h, 16).ok();
-    }
-    t.parse().ok()
-}
-
-fn split_num(s: &str) -> Option<(f64, &str)> {
-    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let n: f64 = s[..end].parse().ok()?;
-    (n.is_finite() && n >= 0.0).then_some((n, s[end..].trim()))
-}
-
-pub fn parse_size(s: &str) -> Option<u64> {
-    let (n, suffix) = split_num(s)?;
-    let mult: f64 = match suffix.to_ascii_lowercase().as_str() {
-        "" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" | "tib" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    let v = n * mult;
-    (v < u64::MAX as f64).then_some(v as u64)
-}
-
-pub fn parse_time(s: &str) -> Option<Duration> {
-    let (n, suffix) = split_num(s)?;
-    let secs = match suffix {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => return None,
-    };
-    (secs < 1e12).then(|| Duration::from_secs_f64(secs))
-}
-
-fn json_to_string(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-pub fn parse_array(s: &str) -> Option<Vec<String>> {
-    if s.starts_with('[') {
-        let v: serde_json::Value = serde_json::from_str(s).ok()?;
-        return Some(v.as_array()?.iter().map(json_to_string).collect());
-    }
-    if s.is_empty() {
-        return Some(Vec::new());
-    }
-    Some(s.split(',').map(|x| x.trim().to_string()).collect())
-}
-
-pub fn parse_hash(s: &str) -> Option<Vec<(String, String)>> {
-    if s.starts_with('{') {
-        let v: serde_json::Value = serde_json::from_str(s).ok()?;
-        return Some(v.as_object()?.iter().map(|(k, v)| (k.clone(), json_to_string(v))).collect());
-    }
-    if s.is_empty() {
-        return Some(Vec::new());
-    }
-    s.split(',')
-        .map(|kv| {
-            let (k, v) = kv.split_once(':')?;
-            Some((k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect()
-}
-
-/// Parses a config file (following `@include`s relative to it).
+/// Parses a config file, following `@include`s relative to it, and logs the warnings.
+/// Positions name the file as `path` spells it (included files by their joined path).
 pub fn parse_file(path: &Path, ctx: &EvalContext) -> Result<Element, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(format!("{}: cannot read config: {e}", path.display())))?;
+    log_warnings(parse_file_with_warnings(path, ctx))
+}
+
+/// Parses config text (`file_name` is used in positions, `base_dir` for `@include`) and
+/// logs the warnings.
+pub fn parse_str(text: &str, file_name: &str, base_dir: &Path, ctx: &EvalContext) -> Result<Element, ConfigError> {
+    log_warnings(parse_str_with_warnings(text, file_name, base_dir, ctx))
+}
+
+/// [`parse_file`], returning the warnings instead of logging them.
+pub fn parse_file_with_warnings(path: &Path, ctx: &EvalContext) -> Result<(Element, Vec<Warning>), ConfigError> {
+    let name = path.to_string_lossy();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::at(&Pos { file: Arc::from(&*name), line: 1, col: 1 }, format!("cannot read config file: {e}"))
+    })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    parser::parse(&text, &path.display().to_string(), &base, ctx, vec![canon])
+    parser::parse(&text, &name, &base, ctx, vec![canon])
 }
 
-/// Parses config text; `file_name` is used in positions, `base_dir` for `@include`.
-pub fn parse_str(text: &str, file_name: &str, base_dir: &Path, ctx: &EvalContext) -> Result<Element, ConfigError> {
+/// [`parse_str`], returning the warnings instead of logging them.
+pub fn parse_str_with_warnings(
+    text: &str,
+    file_name: &str,
+    base_dir: &Path,
+    ctx: &EvalContext,
+) -> Result<(Element, Vec<Warning>), ConfigError> {
     parser::parse(text, file_name, base_dir, ctx, Vec::new())
 }
 
@@ -286,31 +250,75 @@ pub fn parse_str(text: &str, file_name: &str, base_dir: &Path, ctx: &EvalContext
 mod tests {
     use super::*;
 
+    fn ctx() -> EvalContext {
+        EvalContext::with_env("h", None, Default::default())
+    }
+
+    fn section(body: &str) -> Element {
+        let (root, _) =
+            parse_str_with_warnings(&format!("<s>\n{body}</s>\n"), "t.conf", Path::new("."), &ctx()).unwrap();
+        root.elements.into_iter().next().unwrap()
+    }
+
     #[test]
-    fn value_types() {
-        assert_eq!(parse_size("8m"), Some(8 << 20));
-        assert_eq!(parse_size("512K"), Some(512 << 10));
-        assert_eq!(parse_size("1g"), Some(1 << 30));
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("1.5k"), Some(1536));
-        assert_eq!(parse_size("x"), None);
-        assert_eq!(parse_time("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_time("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_time("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_time("2d"), Some(Duration::from_secs(172800)));
-        assert_eq!(parse_time("0.1"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_time("100ms"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_time("-1"), None);
-        assert_eq!(parse_bool(""), Some(true));
-        assert_eq!(parse_bool("yes"), Some(true));
-        assert_eq!(parse_bool("no"), Some(false));
-        assert_eq!(parse_bool("maybe"), None);
-        assert_eq!(parse_array(r#"["a", 1]"#), Some(vec!["a".to_string(), "1".to_string()]));
-        assert_eq!(parse_array("a, b,c"), Some(vec!["a".into(), "b".into(), "c".into()]));
-        assert_eq!(parse_hash(r#"{"k":"v","n":2}"#), Some(vec![("k".into(), "v".into()), ("n".into(), "2".into())]));
-        assert_eq!(parse_hash("k1:v1, k2:v2"), Some(vec![("k1".into(), "v1".into()), ("k2".into(), "v2".into())]));
-        assert_eq!(parse_hash("nocolon"), None);
-        assert_eq!(parse_int("0x10"), Some(16));
-        assert_eq!(parse_int("1_000"), Some(1000));
+    fn typed_accessors() {
+        let s = section(
+            "  b1 yes\n  b2 false\n  b3\n  n 42\n  f 0.25\n  sz 8m\n  t 1h\n  t2 0.5\n  e json\n  a a, b\n  ja [\"x\", 2]\n  h k1:v1,k2:v2\n  jh {\"k\": [1]}\n",
+        );
+        assert_eq!(s.bool("b1").unwrap(), Some(true));
+        assert_eq!(s.bool("b2").unwrap(), Some(false));
+        assert_eq!(s.bool("b3").unwrap(), Some(true));
+        assert_eq!(s.bool("missing").unwrap(), None);
+        assert_eq!(s.int("n").unwrap(), Some(42));
+        assert_eq!(s.float("f").unwrap(), Some(0.25));
+        assert_eq!(s.size("sz").unwrap(), Some(8 << 20));
+        assert_eq!(s.time("t").unwrap(), Some(Duration::from_secs(3600)));
+        assert_eq!(s.time("t2").unwrap(), Some(Duration::from_millis(500)));
+        assert_eq!(s.enum_of("e", &["json", "msgpack"]).unwrap(), Some("json".to_string()));
+        assert_eq!(s.array("a").unwrap(), Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(s.array("ja").unwrap(), Some(vec!["x".to_string(), "2".to_string()]));
+        assert_eq!(s.hash("h").unwrap(), Some(vec![("k1".into(), "v1".into()), ("k2".into(), "v2".into())]));
+        assert_eq!(s.hash("jh").unwrap(), Some(vec![("k".into(), "[1]".into())]));
+        assert_eq!(s.string_or("missing", "d"), "d");
+        assert_eq!(s.string_or("e", "d"), "json");
+        assert!(s.unused_attrs().is_empty());
+    }
+
+    #[test]
+    fn typed_errors_name_the_place_and_what_was_expected() {
+        let s = section("  b maybe\n  n 12abc\n  sz 12q\n  t 5 minutes\n  e xml\n  h nocolon\n");
+        let err = |r: Result<(), ConfigError>| r.unwrap_err().to_string();
+        assert_eq!(err(s.bool("b").map(drop)), "t.conf:2:3: b \"maybe\": expected true, false, yes or no (lowercase)");
+        assert_eq!(err(s.int("n").map(drop)), "t.conf:3:3: n \"12abc\": expected an integer");
+        assert_eq!(
+            err(s.size("sz").map(drop)),
+            "t.conf:4:3: sz \"12q\": expected a size such as 1024, 512k, 8m, 1g (powers of 1024)"
+        );
+        assert!(err(s.time("t").map(drop)).starts_with("t.conf:5:3: t \"5 minutes\": expected a time"));
+        assert_eq!(
+            err(s.enum_of("e", &["json", "msgpack"]).map(drop)),
+            "t.conf:6:3: e: valid options are json,msgpack but got xml"
+        );
+        assert!(err(s.hash("h").map(drop)).starts_with("t.conf:7:3: h \"nocolon\": expected key:value pairs"));
+    }
+
+    #[test]
+    fn reserved_names_fall_back_to_v0_names() {
+        let s = section("  type forward\n  id in1\n  log_level debug\n");
+        assert_eq!(s.plugin_type(), Some("forward"));
+        assert_eq!(s.str("@id"), Some("in1"));
+        assert_eq!(s.str("@log_level"), Some("debug"));
+        assert!(s.unused_attrs().is_empty());
+        let s = section("  @type a\n  type b\n");
+        assert_eq!(s.plugin_type(), Some("a"));
+        assert_eq!(s.unused_attrs().iter().map(|a| a.key.as_str()).collect::<Vec<_>>(), ["type"]);
+        s.mark_all_used();
+        assert!(s.unused_attrs().is_empty());
+    }
+
+    #[test]
+    fn unreadable_file_is_located() {
+        let e = parse_file(Path::new("/nonexistent/fluent.conf"), &ctx()).unwrap_err().to_string();
+        assert!(e.starts_with("/nonexistent/fluent.conf:1:1: cannot read config file: "), "{e}");
     }
 }
