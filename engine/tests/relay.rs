@@ -6,8 +6,8 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use common::*;
 use spate_loadgen::generator::{run, RunConfig};
@@ -16,18 +16,6 @@ use spate_loadgen::sink::{self, SinkConfig};
 
 fn relay_conf(sink_port: u16) -> String {
     format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<match **>\n  @type forward\n  require_ack_response true\n  <server>\n    host 127.0.0.1\n    port {sink_port}\n  </server>\n  <buffer>\n    flush_interval 50ms\n  </buffer>\n</match>\n")
-}
-
-fn ours(s: &sink::SinkHandle) -> u64 {
-    s.report().by_tag.get("spate.loadgen").map_or(0, |t| t.events)
-}
-
-fn wait_ours(s: &sink::SinkHandle, n: u64) -> u64 {
-    let end = Instant::now() + Duration::from_secs(30);
-    while ours(s) < n && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    ours(s)
 }
 
 #[test]
@@ -65,30 +53,6 @@ fn loadgen_through_spate_exact_counts_every_mode() {
     assert!(st.success());
 }
 
-fn find(env: &str, bin: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env) {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(bin)).find(|p| p.is_file())
-}
-
-struct Peer(Child);
-impl Drop for Peer {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// generator -> peer (its out_forward, acks on) -> spate -> sink.
 fn peer_into_spate(name: &str, cmd: PathBuf, conf_name: &str, conf: impl Fn(u16, u16) -> String) {
     let s = sink::start(SinkConfig::default()).unwrap();
@@ -97,14 +61,7 @@ fn peer_into_spate(name: &str, cmd: PathBuf, conf_name: &str, conf: impl Fn(u16,
     let dir = tempdir::Dir::new(name);
     let cf = dir.path().join(conf_name);
     std::fs::write(&cf, conf(p, spate.port)).unwrap();
-    let mut peer =
-        Peer(Command::new(&cmd).arg("-c").arg(&cf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-    let end = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
-        assert!(Instant::now() < end && peer.0.try_wait().unwrap().is_none(), "{name} did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(2));
+    let peer = Peer::start(name, &cmd, &cf, p);
     let cfg = RunConfig {
         targets: vec![format!("127.0.0.1:{p}").parse().unwrap()],
         connections: 2,
@@ -125,7 +82,7 @@ fn peer_into_spate(name: &str, cmd: PathBuf, conf_name: &str, conf: impl Fn(u16,
 
 #[test]
 fn ruby_fluentd_out_forward_into_spate() {
-    let Some(cmd) = find("FLUENTD", "fluentd") else {
+    let Some(cmd) = find_peer("FLUENTD", "fluentd") else {
         eprintln!("skipped: fluentd not found on PATH or $FLUENTD");
         return;
     };
@@ -136,7 +93,7 @@ fn ruby_fluentd_out_forward_into_spate() {
 
 #[test]
 fn fluent_bit_out_forward_into_spate() {
-    let Some(cmd) = find("FLUENT_BIT", "fluent-bit") else {
+    let Some(cmd) = find_peer("FLUENT_BIT", "fluent-bit") else {
         eprintln!("skipped: fluent-bit not found on PATH or $FLUENT_BIT");
         return;
     };

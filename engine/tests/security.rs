@@ -5,9 +5,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use common::*;
@@ -182,52 +181,17 @@ fn loadgen_authenticates_with_a_shared_key() {
     spate.stop();
 }
 
-fn fluentd() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("FLUENTD") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join("fluentd")).find(|p| p.is_file())
-}
-
-struct Peer(Child);
-impl Drop for Peer {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_fluentd(cmd: &PathBuf, dir: &std::path::Path, conf: &str, port: u16) -> Peer {
+fn start_fluentd(cmd: &std::path::Path, dir: &std::path::Path, conf: &str, port: u16) -> Peer {
     let cf = dir.join("fluent.conf");
     std::fs::write(&cf, conf).unwrap();
-    let mut p = Peer(Command::new(cmd).arg("-c").arg(&cf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-    let end = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end && p.0.try_wait().unwrap().is_none(), "fluentd did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    p
-}
-
-fn ours(s: &sink::SinkHandle) -> u64 {
-    s.report().by_tag.get("spate.loadgen").map_or(0, |t| t.events)
+    Peer::start("fluentd", cmd, &cf, port)
 }
 
 /// generator -> fluentd (out_forward with shared key + user) -> spate (in_forward
 /// <security>) -> sink.
 #[test]
 fn ruby_fluentd_authenticates_to_spate() {
-    let Some(cmd) = fluentd() else {
+    let Some(cmd) = find_peer("FLUENTD", "fluentd") else {
         eprintln!("skipped: fluentd not found on PATH or $FLUENTD");
         return;
     };
@@ -247,18 +211,14 @@ fn ruby_fluentd_authenticates_to_spate() {
     })
     .unwrap();
     assert_eq!(r.events_acked, 3000);
-    let end = Instant::now() + Duration::from_secs(30);
-    while ours(&s) < 3000 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(ours(&s), 3000, "fluentd's authenticated out_forward delivered everything through spate");
+    assert_eq!(wait_ours(&s, 3000), 3000, "fluentd's authenticated out_forward delivered everything through spate");
     spate.stop();
 }
 
 /// generator -> spate (out_forward <security>) -> fluentd (in_forward <security>) -> sink.
 #[test]
 fn spate_authenticates_to_ruby_fluentd() {
-    let Some(cmd) = fluentd() else {
+    let Some(cmd) = find_peer("FLUENTD", "fluentd") else {
         eprintln!("skipped: fluentd not found on PATH or $FLUENTD");
         return;
     };
@@ -279,10 +239,6 @@ fn spate_authenticates_to_ruby_fluentd() {
     })
     .unwrap();
     assert_eq!(r.events_acked, 3000);
-    let end = Instant::now() + Duration::from_secs(30);
-    while ours(&s) < 3000 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(ours(&s), 3000, "spate's authenticated out_forward delivered everything through fluentd");
+    assert_eq!(wait_ours(&s, 3000), 3000, "spate's authenticated out_forward delivered everything through fluentd");
     spate.stop();
 }

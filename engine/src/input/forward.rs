@@ -18,7 +18,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::task::JoinHandle;
 use spate_protocol::encode;
-use spate_protocol::{EntriesFormat, EventBatch, Frame, FrameDecoder, Limits};
+use spate_protocol::{EventBatch, Frame, FrameDecoder, Limits};
 
 use crate::router::Router;
 
@@ -504,16 +504,8 @@ fn add_fields(batch: &EventBatch, fields: &[(&[u8], &[u8])]) -> EventBatch {
             raw::str(&mut out, v);
         }
     }
-    EventBatch {
-        tag: batch.tag.clone(),
-        entries: Bytes::from(out),
-        format: EntriesFormat::Packed,
-        count: batch.count,
-        invalid: 0,
-        mode: batch.mode,
-        option: batch.option.clone(),
-        wire_len: batch.wire_len,
-    }
+    // An empty batch (nothing valid to extend) stays as it is.
+    crate::filter::rebuild(batch, out, batch.count).unwrap_or_else(|| batch.clone())
 }
 
 /// fluentd's UDP heartbeat: answer every datagram with one `\0` byte.

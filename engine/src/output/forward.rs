@@ -412,27 +412,15 @@ impl ForwardOutput {
         let want = ack_id.as_bytes();
         let wait = async {
             loop {
-                // Parse whatever acks are buffered.
-                while !conn.rbuf.is_empty() {
-                    let mut sk = Skipper::new();
-                    match sk.advance(&conn.rbuf, 1 << 16, 8) {
-                        Ok(Some(n)) => {
-                            let v = conn.rbuf.split_to(n);
-                            match encode::parse_ack(&v) {
-                                Ok(id) if id == want => return Ok(()),
-                                Ok(_) => continue, // a stale ack for an earlier attempt
-                                Err(e) => return Err(SendError::BadAck(addr, e.to_string())),
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => return Err(SendError::BadAck(addr, e.to_string())),
-                    }
-                }
-                let mut tmp = [0u8; 512];
-                match conn.stream.read(&mut tmp).await {
-                    Ok(0) => return Err(SendError::Closed(addr)),
-                    Ok(n) => conn.rbuf.extend_from_slice(&tmp[..n]),
-                    Err(e) => return Err(SendError::Write(addr, e.to_string())),
+                let v = read_value(conn).await.map_err(|e| match e {
+                    ReadError::Closed => SendError::Closed(addr),
+                    ReadError::Io(m) => SendError::Write(addr, m),
+                    ReadError::Malformed(m) => SendError::BadAck(addr, m),
+                })?;
+                match encode::parse_ack(&v) {
+                    Ok(id) if id == want => return Ok(()),
+                    Ok(_) => continue, // a stale ack for an earlier attempt
+                    Err(e) => return Err(SendError::BadAck(addr, e.to_string())),
                 }
             }
         };
@@ -445,30 +433,41 @@ impl ForwardOutput {
 }
 
 /// Reads one complete msgpack value from the connection (handshake messages).
-async fn read_value(conn: &mut Conn) -> Result<bytes::Bytes, String> {
+async fn read_value(conn: &mut Conn) -> Result<bytes::Bytes, ReadError> {
     loop {
         let mut sk = Skipper::new();
         match sk.advance(&conn.rbuf, 1 << 16, 8) {
             Ok(Some(n)) => return Ok(conn.rbuf.split_to(n).freeze()),
             Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(ReadError::Malformed(e.to_string())),
         }
         let mut tmp = [0u8; 1024];
         match conn.stream.read(&mut tmp).await {
-            Ok(0) => return Err("connection closed during the handshake".into()),
+            Ok(0) => return Err(ReadError::Closed),
             Ok(n) => conn.rbuf.extend_from_slice(&tmp[..n]),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(ReadError::Io(e.to_string())),
         }
     }
 }
 
+/// Why reading a message from the server (ack, HELO, PONG) failed.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("connection closed")]
+    Closed,
+    #[error("{0}")]
+    Io(String),
+    #[error("malformed msgpack: {0}")]
+    Malformed(String),
+}
+
 /// HELO -> PING -> PONG as fluentd's out_forward does it.
 async fn handshake(conn: &mut Conn, cred: &crate::security::ClientCredentials) -> Result<(), String> {
-    let helo = read_value(conn).await?;
+    let helo = read_value(conn).await.map_err(|e| format!("reading HELO: {e}"))?;
     let mut ping = Vec::new();
     let hs = crate::security::ClientHandshake::ping(cred, &helo, &mut ping)?;
     conn.stream.write_all(&ping).await.map_err(|e| e.to_string())?;
-    let pong = read_value(conn).await?;
+    let pong = read_value(conn).await.map_err(|e| format!("reading PONG: {e}"))?;
     hs.verify(cred, &pong)
 }
 

@@ -272,3 +272,61 @@ pub fn python_with(modules: &[&str]) -> Option<String> {
     eprintln!("skipped: {why}");
     None
 }
+
+/// A peer (fluentd, fluent-bit) found via `$ENV` or on PATH.
+pub fn find_peer(env: &str, bin: &str) -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(std::path::PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(bin)).find(|p| p.is_file())
+}
+
+/// A running peer process, stopped with SIGTERM (then SIGKILL) when dropped.
+pub struct Peer(pub Child);
+
+impl Peer {
+    /// Starts `cmd -c conf`, waits until it listens on `port`, then lets fluentd's
+    /// worker finish booting.
+    pub fn start(name: &str, cmd: &std::path::Path, conf: &std::path::Path, port: u16) -> Peer {
+        let mut p =
+            Peer(Command::new(cmd).arg("-c").arg(conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+        let end = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end && p.0.try_wait().unwrap().is_none(), "{name} did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        p
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Events of the load generator's tag at a spate-loadgen sink (peers also route their
+/// own `fluent.*` logs to `**`, so counting by tag keeps the totals exact).
+pub fn ours(s: &spate_loadgen::sink::SinkHandle) -> u64 {
+    s.report().by_tag.get("spate.loadgen").map_or(0, |t| t.events)
+}
+
+/// Waits up to 30 s for `n` of our events; returns how many arrived.
+pub fn wait_ours(s: &spate_loadgen::sink::SinkHandle, n: u64) -> u64 {
+    let end = Instant::now() + Duration::from_secs(30);
+    while ours(s) < n && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ours(s)
+}
