@@ -326,3 +326,32 @@ fn json_log_format_and_version() {
     let o = Command::new(env!("CARGO_BIN_EXE_spate")).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("spate "));
 }
+
+#[test]
+fn source_address_key_and_tag_options_rewrite_events() {
+    let sink = Sink::start();
+    let conf = relay_config(sink.addr, "50ms")
+        .replace("  port {PORT}\n", "  port {PORT}\n  source_address_key client_ip\n  add_tag_prefix relayed\n");
+    let spate = Spate::start("srcaddr", &conf, Stdio::null());
+    let mut c = Client::connect(spate.addr());
+    let mut f = Vec::new();
+    encode::packed_forward(
+        &mut f,
+        b"app",
+        &packed_entries(3, 0),
+        EntriesType::Bin,
+        &OptionsOut { chunk: Some(b"s1"), ..Default::default() },
+    );
+    c.send(&f).unwrap();
+    assert_eq!(c.read_ack().unwrap(), b"s1");
+    let got = sink.wait_for(3, Duration::from_secs(10));
+    assert_eq!(got.len(), 3);
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r.tag, b"relayed.app");
+        let rec = spate_protocol::RecordRef::new(&r.record).unwrap();
+        assert_eq!(rec.get(b"client_ip").and_then(|v| v.as_str()), Some(&b"127.0.0.1"[..]));
+        assert_eq!(rec.get(b"k").and_then(|v| v.as_i64()), Some(i as i64), "original fields kept");
+        assert_eq!(r.time, EventTime::new(1_700_000_000 + i as u32, i as u32 * 7), "time kept to the nanosecond");
+    }
+    spate.stop();
+}
