@@ -43,7 +43,7 @@ fn routing(c: &mut Criterion) {
         conf.push_str(&format!("<match {p}>\n@type null\n</match>\n"));
     }
     let root = parse_str(&conf, "bench.conf", Path::new("."), &ctx()).unwrap();
-    let shard = build_shard(&plan(&root, Some(1), "bench").unwrap(), 0);
+    let shard = build_shard(&plan(&root, Some(1), "bench").unwrap(), 0).unwrap();
     let batches: Vec<EventBatch> = tags
         .iter()
         .take(100)
@@ -114,7 +114,7 @@ fn pipeline(c: &mut Criterion) {
         &ctx(),
     )
     .unwrap();
-    let shard = build_shard(&plan(&root, Some(1), "bench").unwrap(), 0);
+    let shard = build_shard(&plan(&root, Some(1), "bench").unwrap(), 0).unwrap();
     let input = &shard.inputs[0];
     let mut g = c.benchmark_group("pipeline");
     for (name, mode) in [("packed", FrameMode::Packed), ("message", FrameMode::Message)] {

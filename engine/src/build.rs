@@ -9,7 +9,7 @@ use std::net::ToSocketAddrs;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::buffer::{BufferConf, FlushMode, OverflowAction, RetryType};
+use crate::buffer::{BufferConf, FlushMode, OverflowAction, RetryType, TimeKey};
 use crate::config::{ConfigError, Element};
 use crate::filter::grep::{GrepConf, GrepFilter};
 use crate::filter::record_transformer::{RecordTransformer, RecordTransformerConf};
@@ -17,14 +17,17 @@ use crate::filter::stdout::StdoutFilter;
 use crate::filter::Filter;
 use crate::input::forward::{ForwardInConf, ForwardInput};
 use crate::input::sample::{SampleConf, SampleInput};
-use crate::output::forward::{ForwardConf, ForwardOutput, ServerConf};
+use crate::output::buffered::{BufferedOutput, Writer};
+use crate::output::forward::{ForwardConf, ForwardSender, HeartbeatType, ServerConf};
 use crate::output::null::NullOutput;
+use crate::output::secondary_file::SecondaryFile;
 use crate::output::stdout::StdoutOutput;
 use crate::output::Output;
 use crate::router::{Label, MatchPattern, Router, Rule, Target};
 
 pub const INPUT_TYPES: &[&str] = &["dummy", "forward", "sample"];
 pub const OUTPUT_TYPES: &[&str] = &["copy", "forward", "null", "relabel", "stdout"];
+pub const SECONDARY_TYPES: &[&str] = &["forward", "secondary_file"];
 pub const FILTER_TYPES: &[&str] = &["grep", "record_transformer", "stdout"];
 
 /// Which shards a plugin runs on (`<worker N>` / `<worker N-M>`); `None` = all.
@@ -51,9 +54,41 @@ pub enum FilterPlan {
 pub enum OutputPlan {
     Null(String),
     Stdout(String),
-    Forward(String, Box<ForwardConf>),
+    Buffered(Box<BufferedPlan>),
     Copy(Vec<OutputPlan>),
     Relabel(usize),
+}
+
+/// What a buffered output writes chunks with.
+#[derive(Debug, Clone)]
+pub enum WriterPlan {
+    Forward(ForwardConf),
+    SecondaryFile(SecondaryFile),
+}
+
+impl WriterPlan {
+    fn build(&self, id: &str) -> Writer {
+        match self {
+            WriterPlan::Forward(c) => Writer::Forward(ForwardSender::new(id.to_string(), c.clone())),
+            WriterPlan::SecondaryFile(c) => Writer::SecondaryFile(c.clone()),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            WriterPlan::Forward(_) => "forward",
+            WriterPlan::SecondaryFile(_) => "secondary_file",
+        }
+    }
+}
+
+/// A buffered output: its writer, `<buffer>` and `<secondary>`.
+#[derive(Debug, Clone)]
+pub struct BufferedPlan {
+    pub id: String,
+    pub writer: WriterPlan,
+    pub buffer: BufferConf,
+    pub secondary: Option<WriterPlan>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +121,8 @@ pub struct ShardGraph {
 }
 
 struct Ctx {
+    /// File-buffer paths in use (two outputs may not share one).
+    paths: Vec<std::path::PathBuf>,
     labels: HashMap<String, usize>,
     counters: HashMap<&'static str, usize>,
     hostname: String,
@@ -99,6 +136,18 @@ impl Ctx {
         let n = self.counters.entry(ty).or_insert(0);
         *n += 1;
         format!("{ty}#{}", *n - 1)
+    }
+}
+
+impl Ctx {
+    fn check_path(&mut self, e: &Element, b: &BufferConf) -> Result<(), ConfigError> {
+        if let Some(p) = &b.path {
+            if self.paths.contains(p) {
+                return Err(err(e, format!("Other 'file' buffer already uses the same buffer path {}", p.display())));
+            }
+            self.paths.push(p.clone());
+        }
+        Ok(())
     }
 }
 
@@ -122,7 +171,8 @@ pub fn warn_unused(e: &Element) {
 
 /// Validates the configuration. `workers_override` is `--workers`.
 pub fn plan(root: &Element, workers_override: Option<usize>, hostname: &str) -> Result<Plan, ConfigError> {
-    let mut ctx = Ctx { labels: HashMap::new(), counters: HashMap::new(), hostname: hostname.to_string() };
+    let mut ctx =
+        Ctx { paths: Vec::new(), labels: HashMap::new(), counters: HashMap::new(), hostname: hostname.to_string() };
     let mut workers = None;
     let mut log_level = None;
     // Labels first, so @label references can be checked in any order.
@@ -474,7 +524,15 @@ fn output(e: &Element, ctx: &mut Ctx) -> Result<OutputPlan, ConfigError> {
         }
         "forward" => {
             let id = ctx.id(e, "forward");
-            OutputPlan::Forward(id, Box::new(forward_conf(e)?))
+            let writer = WriterPlan::Forward(forward_conf(e)?);
+            let mut buffer = BufferConf::default();
+            for b in e.elements_named("buffer") {
+                buffer = buffer_conf(b, &["tag"], true)?;
+            }
+            v012_buffer_params(e, &mut buffer)?;
+            ctx.check_path(e, &buffer)?;
+            let secondary = secondary(e)?;
+            OutputPlan::Buffered(Box::new(BufferedPlan { id, writer, buffer, secondary }))
         }
         "copy" => {
             let _ = e.str("copy_mode");
@@ -528,26 +586,34 @@ fn forward_conf(e: &Element) -> Result<ForwardConf, ConfigError> {
         }
         None => None,
     };
-    for k in [
-        "heartbeat_type",
-        "heartbeat_interval",
-        "phi_threshold",
-        "phi_failure_detector",
-        "hard_timeout",
-        "expire_dns_cache",
-        "dns_round_robin",
-        "keepalive",
-        "keepalive_timeout",
-        "recover_wait",
-        "ignore_network_errors_at_startup",
-        "verify_connection_at_startup",
-    ] {
-        if e.str(k).is_some() {
-            crate::warn!(
-                "{}: out_forward parameter '{k}' is accepted but not implemented yet; it has no effect",
-                e.pos
-            );
+    c.heartbeat_type = match e.str("heartbeat_type") {
+        None | Some("transport") => HeartbeatType::Transport,
+        Some("tcp") => {
+            crate::warn!("{}: 'heartbeat_type tcp' is deprecated. use 'transport' instead.", e.pos);
+            HeartbeatType::Transport
         }
+        Some("none") => HeartbeatType::None,
+        Some(o) => {
+            return Err(err(e, format!("heartbeat_type {o:?} is not supported; supported: transport, tcp, none")))
+        }
+    };
+    c.heartbeat_interval = e.time("heartbeat_interval")?.unwrap_or(c.heartbeat_interval);
+    if c.heartbeat_interval.is_zero() {
+        return Err(err(e, "heartbeat_interval must be greater than 0".into()));
+    }
+    c.phi_failure_detector = e.bool("phi_failure_detector")?.unwrap_or(true);
+    c.phi_threshold = e.int("phi_threshold")?.map_or(c.phi_threshold, |v| v as f64);
+    c.hard_timeout = e.time("hard_timeout")?.unwrap_or(c.hard_timeout);
+    c.recover_wait = e.time("recover_wait")?.unwrap_or(c.recover_wait);
+    c.keepalive = e.bool("keepalive")?.unwrap_or(false);
+    c.keepalive_timeout = e.time("keepalive_timeout")?;
+    if !c.keepalive && c.keepalive_timeout.is_some() {
+        crate::warn!("{}: The value of keepalive_timeout is ignored. if you want to use keepalive, please add `keepalive true` to your conf.", e.pos);
+    }
+    c.expire_dns_cache = e.time("expire_dns_cache")?;
+    c.dns_round_robin = e.bool("dns_round_robin")?.unwrap_or(false);
+    for k in ["ignore_network_errors_at_startup", "verify_connection_at_startup", "read_interval_msec", "read_length"] {
+        let _ = e.str(k);
     }
     for (i, s) in e.elements_named("server").enumerate() {
         let host = s.str("host").ok_or_else(|| err(s, "<server> needs host".into()))?.to_string();
@@ -587,14 +653,30 @@ fn forward_conf(e: &Element) -> Result<ForwardConf, ConfigError> {
     if c.servers.is_empty() {
         return Err(err(e, "out_forward needs at least one <server>".into()));
     }
-    if let Some(s) = e.elements_named("secondary").next() {
-        return Err(err(s, "<secondary> is not supported yet".into()));
-    }
-    for b in e.elements_named("buffer") {
-        c.buffer = buffer_conf(b)?;
-    }
-    v012_buffer_params(e, &mut c.buffer)?;
     Ok(c)
+}
+
+/// `<secondary>`: where chunks go when retries run out.
+fn secondary(e: &Element) -> Result<Option<WriterPlan>, ConfigError> {
+    let mut it = e.elements_named("secondary");
+    let Some(s) = it.next() else { return Ok(None) };
+    if let Some(x) = it.next() {
+        return Err(err(x, "only one <secondary> is allowed".into()));
+    }
+    let ty = plugin_type(s, "secondary", SECONDARY_TYPES)?;
+    let w = match ty {
+        "secondary_file" => WriterPlan::SecondaryFile(crate::output::secondary_file::conf(s)?),
+        "forward" => {
+            if s.elements_named("buffer").next().is_some() {
+                return Err(err(s, "<secondary> cannot have its own <buffer>: it writes the primary's chunks".into()));
+            }
+            let c = forward_conf(s)?;
+            warn_unused(s);
+            WriterPlan::Forward(c)
+        }
+        other => return Err(unknown(s, "secondary", other, SECONDARY_TYPES)),
+    };
+    Ok(Some(w))
 }
 
 /// fluentd v0.12's flat buffer parameters, which fluentd v1 still maps onto `<buffer>`.
@@ -602,12 +684,16 @@ fn v012_buffer_params(e: &Element, b: &mut BufferConf) -> Result<(), ConfigError
     match e.str("buffer_type") {
         None | Some("memory") => {}
         Some("file") => {
-            return Err(err(e, "buffer_type file (a file buffer) is not supported yet; supported: memory".into()))
+            let path = e.str("buffer_path").ok_or_else(|| err(e, "buffer_type file needs buffer_path".into()))?;
+            b.path = Some(std::path::PathBuf::from(path));
+            b.chunk_limit_size = crate::buffer::FILE_CHUNK_LIMIT_SIZE;
+            b.total_limit_size = crate::buffer::FILE_TOTAL_LIMIT_SIZE;
+            b.flush_at_shutdown = false;
         }
-        Some(o) => return Err(err(e, format!("unknown buffer_type '{o}'; supported: memory"))),
+        Some(o) => return Err(err(e, format!("unknown buffer_type '{o}'; supported: memory, file"))),
     }
-    if e.str("buffer_path").is_some() {
-        return Err(err(e, "buffer_path (a file buffer) is not supported yet; supported: memory".into()));
+    if let Some(v) = e.bool("flush_at_shutdown")? {
+        b.flush_at_shutdown = v;
     }
     if let Some(v) = e.time("flush_interval")? {
         b.flush_interval = v;
@@ -634,19 +720,71 @@ fn v012_buffer_params(e: &Element, b: &mut BufferConf) -> Result<(), ConfigError
     Ok(())
 }
 
-pub fn buffer_conf(b: &Element) -> Result<BufferConf, ConfigError> {
-    let d = BufferConf::default();
+/// Parses `<buffer>`. `default_keys` are the plugin's chunk keys when the section
+/// has no argument; `tag` is required for out_forward (as in fluentd).
+pub fn buffer_conf(b: &Element, default_keys: &[&str], tag_required: bool) -> Result<BufferConf, ConfigError> {
+    let mut d = BufferConf::default();
     match b.plugin_type() {
         None | Some("memory") => {}
-        Some("file") => return Err(err(b, "<buffer @type file> is not supported yet; supported: memory".into())),
-        Some(other) => return Err(err(b, format!("unknown buffer type '{other}'; supported: memory"))),
+        Some("file") => {
+            let path = b.str("path").ok_or_else(|| {
+                err(b, "<buffer @type file> needs path (the directory for this output's chunk files)".into())
+            })?;
+            d.path = Some(std::path::PathBuf::from(path));
+            d.chunk_limit_size = crate::buffer::FILE_CHUNK_LIMIT_SIZE;
+            d.total_limit_size = crate::buffer::FILE_TOTAL_LIMIT_SIZE;
+            // fluentd: persistent buffers keep their chunks over a restart by default.
+            d.flush_at_shutdown = false;
+            for k in ["path_suffix", "file_permission", "dir_permission"] {
+                let _ = b.str(k);
+            }
+        }
+        Some(other) => return Err(err(b, format!("unknown buffer type '{other}'; supported: memory, file"))),
     }
-    let keys: Vec<&str> = b.arg.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let keys: Vec<&str> = if b.arg.trim().is_empty() {
+        default_keys.to_vec()
+    } else {
+        b.arg.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+    };
     for k in &keys {
-        if *k != "tag" {
-            return Err(err(b, format!("<buffer {}>: chunk key '{k}' is not supported yet; supported: tag", b.arg)));
+        if *k != "tag" && *k != "time" {
+            return Err(err(
+                b,
+                format!("<buffer {}>: chunk key '{k}' is not supported yet; supported: tag, time", b.arg),
+            ));
         }
     }
+    if tag_required && !keys.contains(&"tag") {
+        return Err(err(b, "buffer chunk key must include 'tag' for forward output".into()));
+    }
+    let timekey = if keys.contains(&"time") {
+        let secs = b.time("timekey")?.ok_or_else(|| {
+            err(b, format!("<buffer {}> argument includes 'time', but timekey is not configured", b.arg))
+        })?;
+        if secs.as_secs() == 0 {
+            return Err(err(b, "timekey must be at least 1 second".into()));
+        }
+        let use_utc = b.bool("timekey_use_utc")?.unwrap_or(false);
+        let utc_offset = match b.str("timekey_zone") {
+            _ if use_utc => 0,
+            None => local_utc_offset(),
+            Some(z) => parse_zone(z).ok_or_else(|| {
+                err(b, format!("timekey_zone {z:?}: expected +HHMM, -HH:MM, UTC or Z (named zones are not supported)"))
+            })?,
+        };
+        Some(TimeKey {
+            secs: secs.as_secs() as i64,
+            wait: b.time("timekey_wait")?.unwrap_or(std::time::Duration::from_secs(600)),
+            utc_offset,
+        })
+    } else {
+        for k in ["timekey", "timekey_wait", "timekey_use_utc", "timekey_zone"] {
+            if b.str(k).is_some() {
+                crate::warn!("{}: {k} has no effect: 'time' is not a chunk key of <buffer {}>", b.pos, b.arg);
+            }
+        }
+        None
+    };
     let flush_mode = match b.str("flush_mode") {
         None | Some("default") => FlushMode::Default,
         Some("interval") => FlushMode::Interval,
@@ -673,6 +811,9 @@ pub fn buffer_conf(b: &Element) -> Result<BufferConf, ConfigError> {
         }
     }
     let c = BufferConf {
+        path: d.path.clone(),
+        timekey,
+        retry_secondary_threshold: b.float("retry_secondary_threshold")?.unwrap_or(d.retry_secondary_threshold),
         chunk_limit_size: b.size("chunk_limit_size")?.map_or(d.chunk_limit_size, |v| v as usize),
         chunk_limit_records: b.int("chunk_limit_records")?.map(|v| v.clamp(1, u32::MAX as i64) as u32),
         total_limit_size: b.size("total_limit_size")?.map_or(d.total_limit_size, |v| v as usize),
@@ -700,17 +841,56 @@ pub fn buffer_conf(b: &Element) -> Result<BufferConf, ConfigError> {
             ),
         ));
     }
-    for k in
-        ["queued_chunks_limit_size", "compress", "delayed_commit_timeout", "overflow_action", "disable_chunk_backup"]
-    {
+    for k in [
+        "queued_chunks_limit_size",
+        "compress",
+        "delayed_commit_timeout",
+        "disable_chunk_backup",
+        "chunk_full_threshold",
+    ] {
         let _ = b.str(k);
     }
     warn_unused(b);
     Ok(c)
 }
 
-/// Instantiates one shard's plugins.
-pub fn build_shard(plan: &Plan, shard: usize) -> ShardGraph {
+/// The local time zone's offset from UTC in seconds (for time slices).
+fn local_utc_offset() -> i64 {
+    // SAFETY: localtime_r writes only into the tm we pass.
+    unsafe {
+        let t = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            0
+        } else {
+            tm.tm_gmtoff
+        }
+    }
+}
+
+/// `+0900`, `-07:00`, `UTC`, `Z`.
+fn parse_zone(z: &str) -> Option<i64> {
+    let z = z.trim();
+    if z.eq_ignore_ascii_case("utc") || z == "Z" || z.eq_ignore_ascii_case("gmt") {
+        return Some(0);
+    }
+    let (sign, rest) = match z.as_bytes().first()? {
+        b'+' => (1, &z[1..]),
+        b'-' => (-1, &z[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let h: i64 = digits[..2].parse().ok()?;
+    let m: i64 = digits[2..].parse().ok()?;
+    Some(sign * (h * 3600 + m * 60))
+}
+
+/// Instantiates one shard's plugins. Fails only when a file buffer's directory cannot
+/// be opened or recovered.
+pub fn build_shard(plan: &Plan, shard: usize) -> Result<ShardGraph, crate::buffer::BufferError> {
     let mut labels = Vec::new();
     for l in &plan.labels {
         let mut rules = Vec::new();
@@ -728,7 +908,7 @@ pub fn build_shard(plan: &Plan, shard: usize) -> ShardGraph {
                     }
                 }
                 RulePlan::Match { pattern, output, workers, .. } if on_shard(*workers, shard) => {
-                    rules.push(Rule::Match { pattern: pattern.clone(), target: target(output, shard) });
+                    rules.push(Rule::Match { pattern: pattern.clone(), target: target(output, shard, plan.workers)? });
                 }
                 _ => {}
             }
@@ -747,19 +927,35 @@ pub fn build_shard(plan: &Plan, shard: usize) -> ShardGraph {
             SourcePlan::Sample(c) => samples.push(SampleInput::new(c.clone(), router.clone())),
         }
     }
-    ShardGraph { router, inputs, samples }
+    Ok(ShardGraph { router, inputs, samples })
 }
 
-fn target(o: &OutputPlan, shard: usize) -> Target {
-    match o {
+fn target(o: &OutputPlan, shard: usize, workers: usize) -> Result<Target, crate::buffer::BufferError> {
+    Ok(match o {
         OutputPlan::Null(id) => Target::Output(Rc::new(Output::Null(NullOutput::new(id.clone())))),
         OutputPlan::Stdout(id) => Target::Output(Rc::new(Output::Stdout(StdoutOutput::new(id.clone())))),
-        OutputPlan::Forward(id, c) => {
-            Target::Output(Rc::new(Output::Forward(ForwardOutput::new(id.clone(), (**c).clone(), shard as u32))))
+        OutputPlan::Buffered(p) => {
+            let buffer = match &p.buffer.path {
+                None => crate::buffer::Buffer::new(p.buffer.clone(), shard as u32),
+                Some(path) => {
+                    let (store, recovered) = crate::buffer::file::FileStore::open(
+                        path,
+                        shard as u32,
+                        workers as u32,
+                        crate::buffer::sync::shard(),
+                    )?;
+                    crate::buffer::Buffer::with_store(p.buffer.clone(), shard as u32, store, recovered)
+                }
+            };
+            let writer = p.writer.build(&p.id);
+            let secondary = p.secondary.as_ref().map(|w| w.build(&format!("{}.secondary", p.id)));
+            Target::Output(Rc::new(Output::Buffered(BufferedOutput::new(p.id.clone(), buffer, writer, secondary))))
         }
-        OutputPlan::Copy(stores) => Target::Copy(stores.iter().map(|s| target(s, shard)).collect()),
+        OutputPlan::Copy(stores) => {
+            Target::Copy(stores.iter().map(|s| target(s, shard, workers)).collect::<Result<Vec<_>, _>>()?.into())
+        }
         OutputPlan::Relabel(l) => Target::Relabel(*l),
-    }
+    })
 }
 
 /// A human-readable plugin graph (`--dry-run`).
@@ -795,17 +991,29 @@ pub fn describe(plan: &Plan) -> String {
         match o {
             OutputPlan::Null(id) => format!("null {id}"),
             OutputPlan::Stdout(id) => format!("stdout {id}"),
-            OutputPlan::Forward(id, c) => {
-                let servers: Vec<String> = c
-                    .servers
-                    .iter()
-                    .map(|s| format!("{}:{}{}", s.host, s.port, if s.standby { " (standby)" } else { "" }))
-                    .collect();
+            OutputPlan::Buffered(p) => {
+                let dest = match &p.writer {
+                    WriterPlan::Forward(c) => {
+                        let servers: Vec<String> = c
+                            .servers
+                            .iter()
+                            .map(|s| format!("{}:{}{}", s.host, s.port, if s.standby { " (standby)" } else { "" }))
+                            .collect();
+                        format!("{}{}", servers.join(", "), if c.require_ack_response { ", acks" } else { "" })
+                    }
+                    WriterPlan::SecondaryFile(c) => format!("{}/{}", c.directory, c.basename),
+                };
+                let buf = match &p.buffer.path {
+                    Some(path) => format!("file buffer {}", path.display()),
+                    None => "memory buffer".to_string(),
+                };
+                let sec = p.secondary.as_ref().map_or(String::new(), |w| format!(", secondary {}", w.name()));
                 format!(
-                    "forward {id} -> {} (memory buffer, flush every {:?}{})",
-                    servers.join(", "),
-                    c.buffer.flush_interval,
-                    if c.require_ack_response { ", acks" } else { "" }
+                    "{} {} -> {dest} ({buf}, flush {:?} every {:?}{sec})",
+                    p.writer.name(),
+                    p.id,
+                    p.buffer.effective_flush_mode(),
+                    p.buffer.flush_interval
                 )
             }
             OutputPlan::Copy(stores) => {

@@ -49,6 +49,8 @@ pub enum RuntimeError {
     Executor { shard: usize, reason: String },
     #[error("signal handling: {0}")]
     Signals(std::io::Error),
+    #[error("shard {shard}: {reason}")]
+    Build { shard: usize, reason: String },
 }
 
 /// CPUs this process may run on.
@@ -162,7 +164,13 @@ pub fn run(plan: Arc<Plan>, control: Arc<Control>, on_start: impl FnOnce(Started
 type Ready = mpsc::Sender<Result<(usize, Vec<std::net::SocketAddr>), RuntimeError>>;
 
 async fn shard_main(shard: usize, plan: Arc<Plan>, control: Arc<Control>, ready: Ready) {
-    let graph = build_shard(&plan, shard);
+    let graph = match build_shard(&plan, shard) {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = ready.send(Err(RuntimeError::Build { shard, reason: e.to_string() }));
+            return;
+        }
+    };
     for o in graph.router.outputs() {
         o.start();
     }

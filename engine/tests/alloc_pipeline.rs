@@ -8,6 +8,7 @@ use std::path::Path;
 use bytes::BytesMut;
 use spate_engine::build::{build_shard, plan};
 use spate_engine::config::{parse_str, EvalContext};
+use spate_engine::input::forward::Step;
 use spate_protocol::encode::{self, raw, EntriesType, OptionsOut};
 use spate_protocol::{EventTime, FrameDecoder};
 
@@ -75,7 +76,7 @@ fn pipeline_allocations_do_not_grow_with_events() {
     )
     .unwrap();
     let p = plan(&root, Some(1), "h").unwrap();
-    let g = build_shard(&p, 0);
+    let g = build_shard(&p, 0).expect("shard builds");
     let input = &g.inputs[0];
     let mut acks = Vec::with_capacity(1024);
     let mut measure = |n: u32| {
@@ -85,7 +86,7 @@ fn pipeline_allocations_do_not_grow_with_events() {
         let mut dec = FrameDecoder::new(Default::default());
         acks.clear();
         let before = allocs();
-        assert!(input.process(&mut dec, &mut buf, "test", None, &mut acks));
+        assert!(matches!(input.process(&mut dec, &mut buf, "test", None, &mut acks), Step::More));
         let used = allocs() - before;
         assert!(!acks.is_empty(), "acked");
         used

@@ -15,7 +15,7 @@ fn graph(conf: &str, shard: usize) -> ShardGraph {
     let ctx = EvalContext { hostname: "h".into(), worker_id: None, env: Box::new(|_| None) };
     let root = parse_str(conf, "t.conf", Path::new("."), &ctx).unwrap();
     let p = plan(&root, Some(2), "h").unwrap();
-    build_shard(&p, shard)
+    build_shard(&p, shard).expect("shard builds")
 }
 
 fn batch(tag: &str, msgs: &[&str]) -> EventBatch {

@@ -1,9 +1,12 @@
-//! The memory buffer: one staged chunk per tag (appended to by emits), a queue of
+//! The buffer proper: one staged chunk per chunk key (appended to by emits), a queue of
 //! chunks waiting for the output, and byte accounting against `total_limit_size`
 //! (in-flight chunks count until they are committed).
 //!
 //! Appending copies a batch's entries once into the staged chunk (one memcpy per batch,
-//! never per event) so the receive buffer is released right away.
+//! never per event) so the receive buffer is released right away. With a file store
+//! (`<buffer @type file>`), a chunk's `data` holds only the entries not yet written to
+//! its file; the shard's group commit ([`super::sync`]) moves them to disk, and a chunk
+//! is handed to the output only once everything in it is durable.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -11,37 +14,57 @@ use std::time::Instant;
 use bytes::Bytes;
 use spate_protocol::{EntriesFormat, EventBatch};
 
+use super::file::{ChunkDisk, FileStore};
 use super::{BufferConf, BufferError, OverflowAction};
 
-/// A chunk of packed `[time, record]` entries of one tag.
+/// A chunk of packed `[time, record]` entries of one tag (and time slice).
 #[derive(Debug)]
 pub struct Chunk {
     pub id: [u8; 16],
     pub tag: Bytes,
+    /// Start of the chunk's time slice when `time` is a chunk key.
+    pub timekey: Option<i64>,
+    /// Memory buffer: all entries. File buffer: entries not yet written to the file
+    /// (after [`super::file::load`], all entries).
     pub data: Vec<u8>,
     pub count: u32,
+    /// Entry bytes in the chunk (in memory and on disk).
+    pub size: usize,
     pub created: Instant,
     /// Failed send attempts so far.
     pub retries: u32,
     pub first_failure: Option<Instant>,
+    pub(crate) disk: Option<ChunkDisk>,
 }
 
 impl Chunk {
-    fn new(id: [u8; 16], tag: Bytes, cap: usize) -> Self {
+    pub(crate) fn new(id: [u8; 16], tag: Bytes, timekey: Option<i64>, cap: usize) -> Self {
         Chunk {
             id,
             tag,
+            timekey,
             data: Vec::with_capacity(cap),
             count: 0,
+            size: 0,
             created: Instant::now(),
             retries: 0,
             first_failure: None,
+            disk: None,
         }
+    }
+
+    /// Whether every entry is in `data` or durable on disk (nothing in flight).
+    fn ready(&self) -> bool {
+        self.disk.as_ref().is_none_or(|d| !d.syncing && self.data.is_empty())
+    }
+
+    /// Whether the chunk lives in a file (its entries must be loaded before sending).
+    pub fn on_disk(&self) -> bool {
+        self.disk.is_some()
     }
 }
 
-#[derive(Debug)]
-pub struct MemoryBuffer {
+pub struct Buffer {
     conf: BufferConf,
     staged: HashMap<Bytes, Chunk>,
     queue: VecDeque<Chunk>,
@@ -49,9 +72,23 @@ pub struct MemoryBuffer {
     bytes: usize,
     seq: u64,
     shard: u32,
-    /// Chunks dropped by `drop_oldest_chunk`.
+    /// Chunk-key scratch (tag + time slice) so lookups do not allocate.
+    key: Vec<u8>,
+    /// Chunks dropped by `drop_oldest_chunk` or given up after retries.
     pub dropped_chunks: u64,
     pub dropped_events: u64,
+    pub(crate) store: Option<FileStore>,
+}
+
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffer")
+            .field("bytes", &self.bytes)
+            .field("staged", &self.staged.len())
+            .field("queued", &self.queue.len())
+            .field("file", &self.store.as_ref().map(|s| s.dir.display().to_string()))
+            .finish()
+    }
 }
 
 /// Encoded size of a batch once appended as packed entries.
@@ -62,22 +99,40 @@ fn packed_size(batch: &EventBatch) -> usize {
     }
 }
 
-impl MemoryBuffer {
+impl Buffer {
+    /// A memory buffer.
     pub fn new(conf: BufferConf, shard: u32) -> Self {
-        MemoryBuffer {
+        Buffer {
             conf,
             staged: HashMap::new(),
             queue: VecDeque::new(),
             bytes: 0,
             seq: 0,
             shard,
+            key: Vec::new(),
             dropped_chunks: 0,
             dropped_events: 0,
+            store: None,
         }
+    }
+
+    /// A file buffer over `store`, with the chunks a previous run left queued first.
+    pub(crate) fn with_store(conf: BufferConf, shard: u32, store: FileStore, recovered: Vec<Chunk>) -> Self {
+        let mut b = Buffer::new(conf, shard);
+        for c in recovered {
+            b.bytes += c.size;
+            b.queue.push_back(c);
+        }
+        b.store = Some(store);
+        b
     }
 
     pub fn conf(&self) -> &BufferConf {
         &self.conf
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.store.is_some()
     }
 
     /// Bytes held (staged, queued and in flight).
@@ -97,14 +152,19 @@ impl MemoryBuffer {
         self.queue.is_empty() && self.staged.is_empty()
     }
 
+    /// Whether `add` more bytes fit.
+    pub fn has_room(&self, add: usize) -> bool {
+        self.bytes + add <= self.conf.total_limit_size
+    }
+
     fn next_id(&mut self) -> [u8; 16] {
         self.seq += 1;
+        // Creation time first, so file names sort in creation order on recovery.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let mut id = [0u8; 16];
-        id[..4].copy_from_slice(&self.shard.to_be_bytes());
-        id[4..12].copy_from_slice(&self.seq.to_be_bytes());
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-        id[12..].copy_from_slice(&nanos.to_be_bytes());
+        id[..8].copy_from_slice(&(now.as_nanos() as u64).to_be_bytes());
+        id[8..12].copy_from_slice(&self.shard.to_be_bytes());
+        id[12..].copy_from_slice(&(self.seq as u32).to_be_bytes());
         id
     }
 
@@ -113,25 +173,30 @@ impl MemoryBuffer {
         let limit = self.conf.total_limit_size;
         while self.bytes + add > limit {
             if self.conf.overflow_action == OverflowAction::DropOldestChunk {
-                if let Some(old) = self.queue.pop_front() {
-                    self.bytes -= old.data.len();
-                    self.dropped_chunks += 1;
-                    self.dropped_events += old.count as u64;
-                    crate::warn!(
-                        "buffer full: dropping oldest chunk tag={:?} events={} (overflow_action drop_oldest_chunk)",
-                        String::from_utf8_lossy(&old.tag),
-                        old.count
-                    );
-                    continue;
+                // A chunk whose tail is still being written stays (its file is in use).
+                if let Some(pos) = self.queue.iter().position(Chunk::ready) {
+                    if let Some(old) = self.queue.remove(pos) {
+                        self.dropped_chunks += 1;
+                        self.dropped_events += old.count as u64;
+                        crate::warn!(
+                            "buffer full: dropping oldest chunk tag={:?} events={} (overflow_action drop_oldest_chunk; {} chunks / {} events dropped so far)",
+                            String::from_utf8_lossy(&old.tag),
+                            old.count,
+                            self.dropped_chunks,
+                            self.dropped_events
+                        );
+                        self.release(old);
+                        continue;
+                    }
                 }
             }
-            return Err(BufferError::Overflow { limit });
+            return Err(BufferError::Overflow { limit, block: self.conf.overflow_action == OverflowAction::Block });
         }
         Ok(())
     }
 
-    /// Appends a batch's valid events under its tag. All or nothing: on error nothing
-    /// was appended.
+    /// Appends a batch's valid events under its chunk key. All or nothing: on error
+    /// nothing was appended.
     pub fn append(&mut self, batch: &EventBatch) -> Result<(), BufferError> {
         if batch.count == 0 {
             return Ok(());
@@ -140,99 +205,192 @@ impl MemoryBuffer {
         self.make_room(add)?;
         let limit = self.conf.chunk_limit_size;
         let rec_limit = self.conf.chunk_limit_records.unwrap_or(u32::MAX);
-        let clean = batch.invalid == 0 && batch.format == EntriesFormat::Packed;
+        let clean = batch.invalid == 0 && batch.format == EntriesFormat::Packed && self.conf.timekey.is_none();
         if clean && add <= limit && batch.count <= rec_limit {
-            let chunk = self.staged_for(&batch.tag, add);
-            if !chunk.data.is_empty()
-                && (chunk.data.len() + add > limit || chunk.count.saturating_add(batch.count) > rec_limit)
-            {
-                self.rotate(&batch.tag);
+            self.set_key(&batch.tag, None);
+            let chunk = self.staged_for(&batch.tag, None, add);
+            if chunk.count > 0 && (chunk.size + add > limit || chunk.count.saturating_add(batch.count) > rec_limit) {
+                self.rotate_key();
             }
-            let chunk = self.staged_for(&batch.tag, add);
+            let chunk = self.staged_for(&batch.tag, None, add);
             chunk.data.extend_from_slice(&batch.entries);
             chunk.count += batch.count;
+            chunk.size += add;
+            if let Some(d) = &mut chunk.disk {
+                d.pending_count += batch.count;
+            }
         } else {
-            // Slow path: per event (invalid entries to skip, Message-mode layout, or a
-            // batch larger than one chunk that must be split).
+            // Slow path: per event (invalid entries to skip, Message-mode layout, time
+            // slices, or a batch larger than one chunk that must be split).
+            let tk = self.conf.timekey.clone();
             for ev in batch.events() {
                 let len = ev.raw.len() + usize::from(batch.format == EntriesFormat::Message);
-                let chunk = self.staged_for(&batch.tag, len);
-                if !chunk.data.is_empty() && (chunk.data.len() + len > limit || chunk.count >= rec_limit) {
-                    self.rotate(&batch.tag);
+                let slice = tk.as_ref().map(|k| k.of(ev.time.sec as i64));
+                self.set_key(&batch.tag, slice);
+                let chunk = self.staged_for(&batch.tag, slice, len);
+                if chunk.count > 0 && (chunk.size + len > limit || chunk.count >= rec_limit) {
+                    self.rotate_key();
                 }
-                let chunk = self.staged_for(&batch.tag, len);
+                let chunk = self.staged_for(&batch.tag, slice, len);
                 if batch.format == EntriesFormat::Message {
                     chunk.data.push(0x92);
                 }
                 chunk.data.extend_from_slice(ev.raw);
                 chunk.count += 1;
+                chunk.size += len;
+                if let Some(d) = &mut chunk.disk {
+                    d.pending_count += 1;
+                }
             }
         }
         self.bytes += add;
+        if let Some(s) = &self.store {
+            s.syncer.written();
+        }
         if self.conf.effective_flush_mode() == super::FlushMode::Immediate {
-            self.rotate(&batch.tag);
+            self.set_key(&batch.tag, None);
+            if self.conf.timekey.is_none() {
+                self.rotate_key();
+            } else {
+                self.enqueue_due(Instant::now(), true);
+            }
         }
         Ok(())
     }
 
-    fn staged_for(&mut self, tag: &Bytes, hint: usize) -> &mut Chunk {
-        if !self.staged.contains_key(&tag[..]) {
+    /// Sets the chunk-key scratch: the tag, then `\xff` and the slice for time keys.
+    #[inline]
+    fn set_key(&mut self, tag: &[u8], slice: Option<i64>) {
+        self.key.clear();
+        self.key.extend_from_slice(tag);
+        if let Some(s) = slice {
+            self.key.push(0xff);
+            self.key.extend_from_slice(&s.to_be_bytes());
+        }
+    }
+
+    /// The staged chunk for the key in the scratch (created if missing).
+    fn staged_for(&mut self, tag: &Bytes, slice: Option<i64>, hint: usize) -> &mut Chunk {
+        if !self.staged.contains_key(&self.key[..]) {
             let id = self.next_id();
             // Own the tag so the chunk does not pin the receive buffer.
             let owned = Bytes::copy_from_slice(tag);
             let cap = hint.max(4096).min(self.conf.chunk_limit_size);
-            self.staged.insert(owned.clone(), Chunk::new(id, owned, cap));
+            let mut c = Chunk::new(id, owned, slice, cap);
+            if let Some(s) = &self.store {
+                c.disk = Some(s.new_chunk(&id));
+            }
+            self.staged.insert(Bytes::copy_from_slice(&self.key), c);
         }
         // Present: inserted above if it was missing.
-        self.staged.get_mut(&tag[..]).expect("staged chunk present")
+        self.staged.get_mut(&self.key[..]).expect("staged chunk present")
     }
 
-    /// Moves the staged chunk of `tag` to the queue.
-    fn rotate(&mut self, tag: &[u8]) {
-        if let Some(c) = self.staged.remove(tag) {
-            if c.count > 0 {
-                self.queue.push_back(c);
-            }
+    /// Moves the staged chunk of the key in the scratch to the queue.
+    fn rotate_key(&mut self) {
+        if let Some(c) = self.staged.remove(&self.key[..]) {
+            self.push_queue(c);
+        }
+    }
+
+    fn push_queue(&mut self, c: Chunk) {
+        if c.count > 0 {
+            self.queue.push_back(c);
+        } else {
+            self.release(c);
         }
     }
 
     /// Queues staged chunks that are due: older than `flush_interval` (interval mode),
-    /// or all of them when `force` (flush now, shutdown).
+    /// past their slice's end plus `timekey_wait` (time keys), or all of them when
+    /// `force` (flush now, shutdown).
     pub fn enqueue_due(&mut self, now: Instant, force: bool) {
+        if self.staged.is_empty() {
+            return;
+        }
         let interval = self.conf.flush_interval;
-        let lazy = self.conf.effective_flush_mode() == super::FlushMode::Lazy;
+        let mode = self.conf.effective_flush_mode();
+        let wall = unix_now();
+        let tk = self.conf.timekey.clone();
         let due: Vec<Bytes> = self
             .staged
             .iter()
-            .filter(|(_, c)| force || (!lazy && now.duration_since(c.created) >= interval))
+            .filter(|(_, c)| {
+                force
+                    || match mode {
+                        super::FlushMode::Lazy => match (&tk, c.timekey) {
+                            (Some(k), Some(s)) => wall >= s + k.secs + k.wait.as_secs() as i64,
+                            _ => false,
+                        },
+                        _ => now.duration_since(c.created) >= interval,
+                    }
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for k in due {
-            self.rotate(&k);
+            if let Some(c) = self.staged.remove(&k) {
+                self.push_queue(c);
+            }
         }
     }
 
-    /// Time until the oldest staged chunk becomes due (interval mode).
+    /// Time until the oldest staged chunk becomes due.
     pub fn next_due(&self, now: Instant) -> Option<std::time::Duration> {
-        if self.conf.effective_flush_mode() == super::FlushMode::Lazy {
-            return None;
+        match self.conf.effective_flush_mode() {
+            super::FlushMode::Lazy => {
+                let k = self.conf.timekey.as_ref()?;
+                let wall = unix_now();
+                self.staged
+                    .values()
+                    .filter_map(|c| c.timekey)
+                    .map(
+                        |s| std::time::Duration::from_secs((s + k.secs + k.wait.as_secs() as i64 - wall).max(0) as u64),
+                    )
+                    .min()
+            }
+            _ => self
+                .staged
+                .values()
+                .map(|c| (c.created + self.conf.flush_interval).saturating_duration_since(now))
+                .min(),
         }
-        self.staged.values().map(|c| (c.created + self.conf.flush_interval).saturating_duration_since(now)).min()
     }
 
     /// Takes the next queued chunk for sending; its bytes stay accounted until
-    /// [`MemoryBuffer::commit`] or [`MemoryBuffer::requeue`].
+    /// [`Buffer::commit`] or [`Buffer::requeue`]. A file chunk whose tail is not durable
+    /// yet is not handed out (the queue keeps its order); a file chunk comes with empty
+    /// `data`: load it with [`super::file::load`].
     pub fn take(&mut self) -> Option<Chunk> {
-        self.queue.pop_front()
+        if self.queue.front().is_some_and(Chunk::ready) {
+            self.queue.pop_front()
+        } else {
+            None
+        }
     }
 
-    /// The chunk was delivered: release its bytes.
+    /// Whether the queue holds a chunk that waits only for the group commit.
+    pub fn waiting_for_sync(&self) -> bool {
+        self.queue.front().is_some_and(|c| !c.ready())
+    }
+
+    /// The chunk was delivered: release its bytes (and its file).
     pub fn commit(&mut self, chunk: Chunk) {
-        self.bytes = self.bytes.saturating_sub(chunk.data.len());
+        self.release(chunk);
     }
 
-    /// The chunk failed: put it back at the front to retry.
-    pub fn requeue(&mut self, chunk: Chunk) {
+    fn release(&mut self, mut chunk: Chunk) {
+        self.bytes = self.bytes.saturating_sub(chunk.size);
+        if let Some(d) = chunk.disk.take() {
+            d.remove();
+        }
+    }
+
+    /// The chunk failed: put it back at the front to retry. Loaded file data is
+    /// dropped (it is on disk) so a long outage does not hold it in memory.
+    pub fn requeue(&mut self, mut chunk: Chunk) {
+        if chunk.disk.is_some() {
+            chunk.data = Vec::new();
+        }
         self.queue.push_front(chunk);
     }
 
@@ -240,8 +398,47 @@ impl MemoryBuffer {
     pub fn discard(&mut self, chunk: Chunk) {
         self.dropped_chunks += 1;
         self.dropped_events += chunk.count as u64;
-        self.commit(chunk);
+        self.release(chunk);
     }
+
+    /// Every chunk with entries not yet on disk (for the group commit).
+    pub(crate) fn dirty_chunks(&mut self) -> impl Iterator<Item = &mut Chunk> {
+        self.staged
+            .values_mut()
+            .chain(self.queue.iter_mut())
+            .filter(|c| c.disk.as_ref().is_some_and(|d| !d.syncing) && !c.data.is_empty())
+    }
+
+    /// Finds a staged or queued chunk by id (group-commit results).
+    pub(crate) fn chunk_mut(&mut self, id: &[u8; 16]) -> Option<&mut Chunk> {
+        self.staged.values_mut().chain(self.queue.iter_mut()).find(|c| &c.id == id)
+    }
+
+    /// Forgets `bytes` that a failed write took out of a chunk.
+    pub(crate) fn unaccount(&mut self, bytes: usize) {
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+}
+
+/// Wall-clock seconds (time slices are wall-clock based, as in fluentd).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+// Used by file.rs to build chunks from recovered files.
+pub(crate) fn recovered_chunk(
+    id: [u8; 16],
+    tag: Bytes,
+    timekey: Option<i64>,
+    count: u32,
+    size: usize,
+    disk: ChunkDisk,
+) -> Chunk {
+    let mut c = Chunk::new(id, tag, timekey, 0);
+    c.count = count;
+    c.size = size;
+    c.disk = Some(disk);
+    c
 }
 
 #[cfg(test)]
@@ -249,10 +446,10 @@ mod tests {
     use super::*;
     use spate_protocol::{encode, EventTime, Mode, Options};
 
-    fn batch(tag: &str, n: u32) -> EventBatch {
+    pub(crate) fn batch_at(tag: &str, n: u32, t0: u32) -> EventBatch {
         let mut e = Vec::new();
         for i in 0..n {
-            encode::entry(&mut e, EventTime::new(i, 0), encode::TimeFormat::EventTime, &[0x81, 0xa1, b'k', 0x01]);
+            encode::entry(&mut e, EventTime::new(t0 + i, 0), encode::TimeFormat::EventTime, &[0x81, 0xa1, b'k', 0x01]);
         }
         EventBatch::from_entries(
             Bytes::copy_from_slice(tag.as_bytes()),
@@ -265,10 +462,14 @@ mod tests {
         .unwrap()
     }
 
+    fn batch(tag: &str, n: u32) -> EventBatch {
+        batch_at(tag, n, 0)
+    }
+
     #[test]
     fn appends_rotate_and_account() {
         let conf = BufferConf { chunk_limit_size: 100, total_limit_size: 1000, ..Default::default() };
-        let mut b = MemoryBuffer::new(conf, 0);
+        let mut b = Buffer::new(conf, 0);
         let one = batch("a", 5); // 5 * 15 = 75 bytes
         b.append(&one).unwrap();
         b.append(&one).unwrap(); // does not fit: first chunk queued
@@ -278,6 +479,7 @@ mod tests {
         assert_eq!(b.queued_chunks(), 2);
         let c = b.take().unwrap();
         assert_eq!(c.count, 5);
+        assert_eq!(c.size, 75);
         b.commit(c);
         assert_eq!(b.total_bytes(), 75);
     }
@@ -285,10 +487,23 @@ mod tests {
     #[test]
     fn overflow_rejects_whole_batch() {
         let conf = BufferConf { chunk_limit_size: 100, total_limit_size: 100, ..Default::default() };
-        let mut b = MemoryBuffer::new(conf, 0);
+        let mut b = Buffer::new(conf, 0);
         b.append(&batch("a", 5)).unwrap();
-        assert_eq!(b.append(&batch("a", 5)), Err(BufferError::Overflow { limit: 100 }));
+        assert_eq!(b.append(&batch("a", 5)), Err(BufferError::Overflow { limit: 100, block: false }));
         assert_eq!(b.total_bytes(), 75);
+    }
+
+    #[test]
+    fn block_is_reported() {
+        let conf = BufferConf {
+            chunk_limit_size: 100,
+            total_limit_size: 100,
+            overflow_action: OverflowAction::Block,
+            ..Default::default()
+        };
+        let mut b = Buffer::new(conf, 0);
+        b.append(&batch("a", 5)).unwrap();
+        assert!(b.append(&batch("a", 5)).unwrap_err().is_block());
     }
 
     #[test]
@@ -299,18 +514,19 @@ mod tests {
             overflow_action: OverflowAction::DropOldestChunk,
             ..Default::default()
         };
-        let mut b = MemoryBuffer::new(conf, 0);
+        let mut b = Buffer::new(conf, 0);
         for _ in 0..3 {
             b.append(&batch("a", 5)).unwrap();
         }
         assert_eq!(b.dropped_chunks, 1);
+        assert_eq!(b.dropped_events, 5);
         assert_eq!(b.total_bytes(), 150);
     }
 
     #[test]
     fn oversized_batch_is_split() {
         let conf = BufferConf { chunk_limit_size: 30, ..Default::default() };
-        let mut b = MemoryBuffer::new(conf, 0);
+        let mut b = Buffer::new(conf, 0);
         b.append(&batch("a", 5)).unwrap();
         b.enqueue_due(Instant::now(), true);
         let mut total = 0;
@@ -319,5 +535,28 @@ mod tests {
             total += c.count;
         }
         assert_eq!(total, 5);
+    }
+
+    #[test]
+    fn time_key_splits_by_slice_and_waits() {
+        let tk = super::super::TimeKey { secs: 10, wait: std::time::Duration::ZERO, utc_offset: 0 };
+        let conf = BufferConf { timekey: Some(tk), ..Default::default() };
+        let mut b = Buffer::new(conf, 0);
+        // Times 5..=14 span slices 0 and 10; both are long past, so lazy mode flushes them.
+        b.append(&batch_at("a", 10, 5)).unwrap();
+        assert_eq!(b.staged_chunks(), 2);
+        b.enqueue_due(Instant::now(), false);
+        let mut got = Vec::new();
+        while let Some(c) = b.take() {
+            got.push((c.timekey, c.count));
+        }
+        got.sort();
+        assert_eq!(got, vec![(Some(0), 5), (Some(10), 5)]);
+        // A slice in the future stays staged.
+        let now = unix_now() as u32;
+        b.append(&batch_at("a", 1, now + 100)).unwrap();
+        b.enqueue_due(Instant::now(), false);
+        assert!(b.take().is_none());
+        assert_eq!(b.staged_chunks(), 1);
     }
 }

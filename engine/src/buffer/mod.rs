@@ -1,12 +1,24 @@
-//! Output buffering: chunks of packed `[time, record]` entries per tag, staged until
-//! they are due, then queued for the output's flush task. One buffer per output per
-//! shard; nothing here is shared between shards.
+//! Output buffering: chunks of packed `[time, record]` entries per chunk key (tag, and
+//! the time slice when `time` is a chunk key), staged until they are due, then queued
+//! for the output's flush task. One buffer per output per shard; nothing here is shared
+//! between shards.
+//!
+//! [`Buffer`] is both of fluentd's buffer types: `memory` keeps chunk bytes in memory;
+//! `file` (see [`file`]) writes every append through to a chunk file, made durable by
+//! the shard's group commit ([`sync`]) before in_forward acks it, and keeps only the
+//! not-yet-written tail of each chunk in memory.
 
+pub mod file;
 pub mod memory;
+pub mod sync;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-pub use memory::{Chunk, MemoryBuffer};
+pub use memory::{Buffer, Chunk};
+
+/// The memory buffer is a [`Buffer`] without a file store (name kept for callers).
+pub type MemoryBuffer = Buffer;
 
 /// What to do when a buffer is full (fluentd's `overflow_action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +51,31 @@ pub enum RetryType {
     Periodic,
 }
 
-/// `<buffer>` parameters with fluentd's defaults for a memory buffer.
+/// `time` as a chunk key: events are split into chunks per time slice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeKey {
+    /// Slice length in seconds (`timekey`).
+    pub secs: i64,
+    /// `timekey_wait`: a slice's chunk is flushed this long after the slice ends.
+    pub wait: Duration,
+    /// Offset of the time zone slices are aligned to (0 with `timekey_use_utc`).
+    pub utc_offset: i64,
+}
+
+impl TimeKey {
+    /// Start of the slice holding `t` (fluentd's `calculate_timekey`).
+    #[inline]
+    pub fn of(&self, t: i64) -> i64 {
+        t - (t + self.utc_offset).rem_euclid(self.secs.max(1))
+    }
+}
+
+/// `<buffer>` parameters. `Default` gives fluentd's memory-buffer defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BufferConf {
+    /// `Some(dir)`: a file buffer with its chunk files under `dir`.
+    pub path: Option<PathBuf>,
+    pub timekey: Option<TimeKey>,
     pub chunk_limit_size: usize,
     pub chunk_limit_records: Option<u32>,
     pub total_limit_size: usize,
@@ -57,11 +91,16 @@ pub struct BufferConf {
     pub retry_max_times: Option<u32>,
     pub retry_forever: bool,
     pub retry_randomize: bool,
+    /// `retry_secondary_threshold`: share of `retry_timeout` after which a chunk goes to
+    /// `<secondary>` (fluentd: 0.8).
+    pub retry_secondary_threshold: f64,
 }
 
 impl Default for BufferConf {
     fn default() -> Self {
         BufferConf {
+            path: None,
+            timekey: None,
             chunk_limit_size: 8 << 20,
             chunk_limit_records: None,
             total_limit_size: 512 << 20,
@@ -77,14 +116,20 @@ impl Default for BufferConf {
             retry_max_times: None,
             retry_forever: false,
             retry_randomize: true,
+            retry_secondary_threshold: 0.8,
         }
     }
 }
 
+/// fluentd's file-buffer defaults (buf_file.rb): 256 MiB chunks, 64 GiB in all.
+pub const FILE_CHUNK_LIMIT_SIZE: usize = 256 << 20;
+pub const FILE_TOTAL_LIMIT_SIZE: usize = 64 << 30;
+
 impl BufferConf {
-    /// The effective flush mode (`default` resolved as fluentd does, without time keys).
+    /// The effective flush mode (`default` resolved as fluentd does).
     pub fn effective_flush_mode(&self) -> FlushMode {
         match self.flush_mode {
+            FlushMode::Default if self.timekey.is_some() => FlushMode::Lazy,
             FlushMode::Default => FlushMode::Interval,
             m => m,
         }
@@ -114,5 +159,14 @@ impl BufferConf {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BufferError {
     #[error("buffer space has too many data (total_limit_size {limit} bytes reached)")]
-    Overflow { limit: usize },
+    Overflow { limit: usize, block: bool },
+    #[error("file buffer {path}: {reason}")]
+    Io { path: String, reason: String },
+}
+
+impl BufferError {
+    /// The input should wait for room and retry instead of rejecting (`overflow_action block`).
+    pub fn is_block(&self) -> bool {
+        matches!(self, BufferError::Overflow { block: true, .. })
+    }
 }

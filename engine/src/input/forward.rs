@@ -108,6 +108,8 @@ pub struct InputMetrics {
     pub invalid_events: Cell<u64>,
     pub bad_frames: Cell<u64>,
     pub rejected_batches: Cell<u64>,
+    /// Times a full buffer with `overflow_action block` paused reading.
+    pub blocked: Cell<u64>,
     pub acks: Cell<u64>,
     pub auth_failures: Cell<u64>,
     pub refused_connections: Cell<u64>,
@@ -309,8 +311,43 @@ impl ForwardInput {
                 }
             };
             inc(&self.metrics.bytes, n as u64);
-            let close = !self.process(&mut dec, &mut buf, &peer_s, source_ip.as_ref(), &mut acks);
+            let mut close = false;
+            loop {
+                match self.process(&mut dec, &mut buf, &peer_s, source_ip.as_ref(), &mut acks) {
+                    Step::More => break,
+                    Step::Close => {
+                        close = true;
+                        break;
+                    }
+                    Step::Blocked(batch, chunk, json) => {
+                        // overflow_action block: stop reading (TCP back-pressure) until
+                        // the buffer has room, then retry the batch.
+                        if !self.wait_for_room(batch, chunk, json, &peer_s, &mut acks).await {
+                            close = true;
+                            break;
+                        }
+                        if self.conf.deny_keepalive {
+                            close = true;
+                            break;
+                        }
+                    }
+                }
+            }
             if !acks.is_empty() {
+                // A file buffer's events are acked only once the shard's group commit
+                // has made them durable.
+                let sync = crate::buffer::sync::shard();
+                if let Some(epoch) = sync.pending() {
+                    if let Err(e) = sync.wait(epoch).await {
+                        inc(&self.metrics.rejected_batches, 1);
+                        crate::warn!(
+                            "{}: events from {peer_s} could not be stored ({e}); no ack sent, closing the connection so the client retries",
+                            self.conf.id
+                        );
+                        let _ = stream.close().await;
+                        return;
+                    }
+                }
                 let w = stream.write_all(&acks).await;
                 acks.clear();
                 if let Err(e) = w {
@@ -322,6 +359,54 @@ impl ForwardInput {
                 let _ = stream.close().await;
                 return;
             }
+        }
+    }
+
+    /// Retries a batch an output refused with `overflow_action block` until it is
+    /// accepted (true) or the input stops or it fails otherwise (false).
+    async fn wait_for_room(
+        &self,
+        batch: Box<EventBatch>,
+        chunk: Option<Bytes>,
+        json: bool,
+        peer: &str,
+        acks: &mut Vec<u8>,
+    ) -> bool {
+        inc(&self.metrics.blocked, 1);
+        crate::warn!(
+            "{}: buffer full, not reading from {peer} until it has room (overflow_action block)",
+            self.conf.id
+        );
+        let mut pause = Duration::from_millis(5);
+        loop {
+            glommio::timer::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+            if self.stopping.get() {
+                return false;
+            }
+            match self.router.emit(self.conf.label, (*batch).clone()) {
+                Ok(()) => {
+                    self.ack(chunk.as_ref(), json, acks);
+                    return true;
+                }
+                Err(e) if e.is_block() => continue,
+                Err(e) => {
+                    inc(&self.metrics.rejected_batches, 1);
+                    crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn ack(&self, chunk: Option<&Bytes>, json: bool, acks: &mut Vec<u8>) {
+        if let Some(c) = chunk {
+            if json {
+                encode::ack_json(acks, c);
+            } else {
+                encode::ack(acks, c);
+            }
+            inc(&self.metrics.acks, 1);
         }
     }
 
@@ -361,8 +446,9 @@ impl ForwardInput {
     }
 
     /// Decodes and routes every complete frame in `buf`, appending acks to `acks`.
-    /// Returns false when the connection must be closed (bad frame, rejected batch,
-    /// deny_keepalive). This is the whole per-read data path, without I/O.
+    /// Stops at a frame an output wants to block on, and when the connection must be
+    /// closed (bad frame, rejected batch, deny_keepalive). This is the whole per-read
+    /// data path, without I/O.
     pub fn process(
         &self,
         dec: &mut FrameDecoder,
@@ -370,18 +456,20 @@ impl ForwardInput {
         peer: &str,
         source_ip: Option<&Bytes>,
         acks: &mut Vec<u8>,
-    ) -> bool {
+    ) -> Step {
         loop {
             match dec.decode(buf) {
                 Ok(Some(Frame::Events(batch))) => {
                     inc(&self.metrics.frames, 1);
                     let json = dec.is_json();
-                    if !self.handle(batch, peer, source_ip, json, acks) || self.conf.deny_keepalive {
-                        return false;
+                    match self.handle(batch, peer, source_ip, json, acks) {
+                        Step::More if !self.conf.deny_keepalive => {}
+                        Step::More => return Step::Close,
+                        other => return other,
                     }
                 }
                 Ok(Some(Frame::Heartbeat)) => {}
-                Ok(None) => return true,
+                Ok(None) => return Step::More,
                 Err(e) => {
                     inc(&self.metrics.bad_frames, 1);
                     crate::warn!(
@@ -389,14 +477,14 @@ impl ForwardInput {
                         self.conf.id,
                         dec.consumed() + buf.len() as u64
                     );
-                    return false;
+                    return Step::Close;
                 }
             }
         }
     }
 
-    /// Routes one batch; appends its ack if accepted. Returns false to close the
-    /// connection (the batch was rejected: the client must resend).
+    /// Routes one batch; appends its ack if accepted. `Close`: the batch was rejected
+    /// (the client must resend); `Blocked`: an output asks the input to wait for room.
     fn handle(
         &self,
         mut batch: EventBatch,
@@ -404,7 +492,7 @@ impl ForwardInput {
         source_ip: Option<&Bytes>,
         json: bool,
         acks: &mut Vec<u8>,
-    ) -> bool {
+    ) -> Step {
         if let Some(w) = self.conf.chunk_size_warn_limit {
             if batch.entries.len() > w {
                 crate::warn!(
@@ -449,25 +537,32 @@ impl ForwardInput {
             batch = add_fields(&batch, &extra);
         }
         let chunk = batch.option.chunk.clone();
+        // Kept for a retry under overflow_action block (a few refcounts, no copy).
+        let keep = batch.clone();
         match self.router.emit(self.conf.label, batch) {
             Ok(()) => {
-                if let Some(c) = chunk {
-                    if json {
-                        encode::ack_json(acks, &c);
-                    } else {
-                        encode::ack(acks, &c);
-                    }
-                    inc(&self.metrics.acks, 1);
-                }
-                true
+                self.ack(chunk.as_ref(), json, acks);
+                Step::More
             }
+            Err(e) if e.is_block() => Step::Blocked(Box::new(keep), chunk, json),
             Err(e) => {
                 inc(&self.metrics.rejected_batches, 1);
                 crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
-                false
+                Step::Close
             }
         }
     }
+}
+
+/// What [`ForwardInput::process`] did with the bytes it had.
+pub enum Step {
+    /// Everything complete was handled: read more.
+    More,
+    /// Close the connection.
+    Close,
+    /// An output is full with `overflow_action block`: wait for room, retry this batch
+    /// (with its ack chunk id and JSON flag), then process the rest.
+    Blocked(Box<EventBatch>, Option<Bytes>, bool),
 }
 
 const READ_SIZE: usize = 256 << 10;

@@ -1,17 +1,25 @@
-//! `out_forward` (first version): a memory buffer flushed to `<server>`s as
-//! PackedForward frames (or CompressedPackedForward with `compress gzip`), weighted
-//! round-robin over primary servers with standby servers as fallback, and with
-//! `require_ack_response` a chunk leaves the buffer only after the server acked it;
-//! unacked chunks are resent after `ack_response_timeout` (at least once).
+//! `out_forward`'s sender: hands buffered chunks to `<server>`s as PackedForward frames
+//! (CompressedPackedForward with `compress gzip`), as fluentd does:
+//!
+//! - servers are chosen round-robin over a weight array (`weight`); `standby` servers
+//!   enter the array only while regular servers are detached;
+//! - heartbeats (`heartbeat_type transport`, the default: a TCP connect, plus the
+//!   shared-key handshake when `<security>` is set, every `heartbeat_interval`) feed a
+//!   phi accrual failure detector (`phi_threshold`, `phi_failure_detector`) and
+//!   `hard_timeout`; a detached server is used again after `recover_wait` of good
+//!   heartbeats. `heartbeat_type none` keeps every server available;
+//! - with `require_ack_response` a chunk leaves the buffer only after the server acked
+//!   it; no ack within `ack_response_timeout` detaches the server and resends the chunk
+//!   at once (fluentd's rollback), to another server when there is one;
+//! - `keepalive` keeps connections open (`keepalive_timeout` closes idle ones); without
+//!   it each chunk gets its own connection, as in fluentd;
+//! - `expire_dns_cache` re-resolves host names (off the shard thread).
 //!
 //! Pass-through: a chunk's entries are the received entries copied once into the
 //! buffer, and are written to the socket as they are: records are never re-encoded.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -19,10 +27,9 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use spate_protocol::encode::{self, EntriesType, OptionsOut};
 use spate_protocol::msgpack::Skipper;
-use spate_protocol::{Compression, EntriesFormat, EventBatch, Events};
+use spate_protocol::{Compression, EntriesFormat, Events};
 
-use super::{EmitError, OutputMetrics};
-use crate::buffer::{BufferConf, Chunk, MemoryBuffer};
+use crate::buffer::Chunk;
 
 /// One `<server>`.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +45,14 @@ pub struct ServerConf {
     pub cred: Option<crate::security::ClientCredentials>,
 }
 
+/// `heartbeat_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatType {
+    /// TCP connect (and handshake) as the heartbeat (`transport`, or the deprecated `tcp`).
+    Transport,
+    None,
+}
+
 /// out_forward parameters (fluentd defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForwardConf {
@@ -48,7 +63,17 @@ pub struct ForwardConf {
     pub send_timeout: Duration,
     pub connect_timeout: Duration,
     pub time_as_integer: bool,
-    pub buffer: BufferConf,
+    pub heartbeat_type: HeartbeatType,
+    pub heartbeat_interval: Duration,
+    pub phi_failure_detector: bool,
+    pub phi_threshold: f64,
+    pub hard_timeout: Duration,
+    pub recover_wait: Duration,
+    pub keepalive: bool,
+    pub keepalive_timeout: Option<Duration>,
+    /// None: resolve once (at load); zero: on every connect; else at most this old.
+    pub expire_dns_cache: Option<Duration>,
+    pub dns_round_robin: bool,
 }
 
 impl Default for ForwardConf {
@@ -61,281 +86,377 @@ impl Default for ForwardConf {
             send_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(60),
             time_as_integer: false,
-            buffer: BufferConf::default(),
+            heartbeat_type: HeartbeatType::Transport,
+            heartbeat_interval: Duration::from_secs(1),
+            phi_failure_detector: true,
+            phi_threshold: 16.0,
+            hard_timeout: Duration::from_secs(60),
+            recover_wait: Duration::from_secs(10),
+            keepalive: false,
+            keepalive_timeout: None,
+            expire_dns_cache: None,
+            dns_round_robin: false,
         }
     }
 }
 
-/// A one-shot wake-up for the flush task.
-#[derive(Default)]
-struct Notify {
-    flag: Cell<bool>,
-    waker: Cell<Option<Waker>>,
-}
-
-impl Notify {
-    fn notify(&self) {
-        self.flag.set(true);
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
-    }
-    /// Waits for a notification or `dur`, whichever comes first.
-    async fn wait(&self, dur: Duration) {
-        struct W<'a>(&'a Notify);
-        impl Future for W<'_> {
-            type Output = glommio::Result<(), ()>;
-            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-                if self.0.flag.replace(false) {
-                    Poll::Ready(Ok(()))
-                } else {
-                    self.0.waker.set(Some(cx.waker().clone()));
-                    Poll::Pending
-                }
-            }
-        }
-        let _ = glommio::timer::timeout(dur, W(self)).await;
-    }
-}
+/// Prefix of a write error that means "resend now without counting a retry".
+pub const ROLLBACK: &str = "rollback:";
 
 struct Conn {
     stream: TcpStream,
     rbuf: BytesMut,
+    last_used: Instant,
 }
 
-pub struct ForwardOutput {
+/// fluentd's phi accrual failure detector (out_forward/failure_detector.rb), in seconds.
+#[derive(Debug, Clone)]
+pub struct FailureDetector {
+    interval: f64,
+    hard_timeout: f64,
+    init_gap_us: i64,
+    last: f64,
+    window: std::collections::VecDeque<i64>,
+}
+
+impl FailureDetector {
+    const SAMPLE_SIZE: usize = 1000;
+
+    pub fn new(interval: f64, hard_timeout: f64, now: f64) -> Self {
+        let init_gap_us = (interval * 1e6) as i64;
+        FailureDetector { interval, hard_timeout, init_gap_us, last: now, window: [init_gap_us].into() }
+    }
+
+    pub fn hard_timeout(&self, now: f64) -> bool {
+        now - self.last > self.hard_timeout
+    }
+
+    pub fn add(&mut self, now: f64) {
+        if self.window.is_empty() {
+            self.window.push_back(self.init_gap_us);
+        } else {
+            self.window.push_back(((now - self.last) * 1e6) as i64);
+            if self.window.len() > Self::SAMPLE_SIZE {
+                self.window.pop_front();
+            }
+        }
+        self.last = now;
+    }
+
+    pub fn phi(&self, now: f64) -> f64 {
+        if self.window.is_empty() {
+            return 0.0;
+        }
+        let (mut sum, mut fact) = (0i128, 0i128);
+        for (i, g) in self.window.iter().enumerate() {
+            sum += *g as i128 * (i as i128 + 1);
+            fact += i as i128 + 1;
+        }
+        // Integer division, as in Ruby.
+        let mean_us = sum / fact;
+        let mean = mean_us as f64 / 1e6 - self.interval + 1.0;
+        let t = now - self.last - self.interval + 1.0;
+        (1.0 / std::f64::consts::LN_10) * t / mean
+    }
+
+    pub fn sample_size(&self) -> usize {
+        self.window.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.window.clear();
+        self.last = 0.0;
+    }
+}
+
+fn now_f64() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+struct Node {
+    available: bool,
+    failure: FailureDetector,
+    addrs: Vec<SocketAddr>,
+    resolved_at: Option<Instant>,
+    /// A kept-alive connection (`keepalive true`).
+    conn: Option<Conn>,
+}
+
+pub struct ForwardSender {
     pub id: String,
-    pub metrics: OutputMetrics,
     conf: ForwardConf,
-    buffer: RefCell<MemoryBuffer>,
-    notify: Notify,
-    force: Cell<bool>,
+    nodes: RefCell<Vec<Node>>,
+    /// Weighted order of node indexes (rebuilt when availability changes).
+    weights: RefCell<Vec<usize>>,
+    rr: Cell<usize>,
     stopping: Cell<bool>,
-    done: Cell<bool>,
-    /// Weighted schedule of primary server indexes.
-    schedule: Vec<usize>,
-    seq: Cell<u64>,
+    recover_samples: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
-enum SendError {
+pub enum SendError {
     #[error("connect to {0} failed: {1}")]
     Connect(SocketAddr, String),
     #[error("write to {0} failed: {1}")]
     Write(SocketAddr, String),
-    #[error("no ack from {0} within {1:?}")]
+    #[error("rollback: no ack from {0} within {1:?}")]
     AckTimeout(SocketAddr, Duration),
     #[error("connection to {0} closed while waiting for an ack")]
     Closed(SocketAddr),
     #[error("bad ack from {0}: {1}")]
     BadAck(SocketAddr, String),
-    #[error("no server has an address")]
-    NoServer,
+    #[error("no nodes are available")]
+    NoNodes,
+    #[error("cannot resolve {0}: {1}")]
+    Resolve(String, String),
     #[error("handshake with {0} failed: {1}")]
     Handshake(SocketAddr, String),
 }
 
-impl ForwardOutput {
-    pub fn new(id: String, conf: ForwardConf, shard: u32) -> Self {
-        let mut schedule = Vec::new();
-        // Interleave by weight so consecutive chunks spread across servers.
-        let max_w = conf.servers.iter().filter(|s| !s.standby).map(|s| s.weight).max().unwrap_or(0);
-        for round in 0..max_w.min(1000) {
-            for (i, s) in conf.servers.iter().enumerate() {
-                if !s.standby && s.weight > round {
-                    schedule.push(i);
-                }
-            }
-        }
-        let buffer = RefCell::new(MemoryBuffer::new(conf.buffer.clone(), shard));
-        ForwardOutput {
+impl ForwardSender {
+    pub fn new(id: String, conf: ForwardConf) -> Self {
+        let now = now_f64();
+        let hb = conf.heartbeat_interval.as_secs_f64().max(1e-3);
+        let nodes = conf
+            .servers
+            .iter()
+            .map(|s| Node {
+                available: true,
+                failure: FailureDetector::new(hb, conf.hard_timeout.as_secs_f64(), now),
+                addrs: s.addrs.clone(),
+                resolved_at: Some(Instant::now()),
+                conn: None,
+            })
+            .collect();
+        let recover_samples = (conf.recover_wait.as_secs_f64() / hb) as usize;
+        let s = ForwardSender {
             id,
-            metrics: OutputMetrics::default(),
             conf,
-            buffer,
-            notify: Notify::default(),
-            force: Cell::new(false),
+            nodes: RefCell::new(nodes),
+            weights: RefCell::new(Vec::new()),
+            rr: Cell::new(0),
             stopping: Cell::new(false),
-            done: Cell::new(false),
-            schedule,
-            seq: Cell::new(0),
-        }
+            recover_samples,
+        };
+        s.rebuild_weights();
+        s
     }
 
     pub fn conf(&self) -> &ForwardConf {
         &self.conf
     }
 
-    pub fn emit(&self, batch: &EventBatch) -> Result<(), EmitError> {
-        if self.stopping.get() && self.done.get() {
-            return Err(EmitError::Write { id: self.id.clone(), reason: "output is shut down".into() });
-        }
-        let (queued_before, staged_before) = {
-            let b = self.buffer.borrow();
-            (b.queued_chunks(), b.staged_chunks())
-        };
-        self.buffer.borrow_mut().append(batch).map_err(|source| EmitError::Buffer { id: self.id.clone(), source })?;
-        // Wake the flusher when a chunk is ready, or when a new chunk starts (so it
-        // schedules that chunk's flush_interval instead of sleeping its idle second).
-        let b = self.buffer.borrow();
-        if b.queued_chunks() > queued_before || b.staged_chunks() > staged_before {
-            drop(b);
-            self.notify.notify();
-        }
-        Ok(())
-    }
-
-    pub fn has_room(&self, bytes: usize) -> bool {
-        let b = self.buffer.borrow();
-        b.total_bytes() + bytes <= b.conf().total_limit_size
-    }
-
-    pub fn buffer_bytes(&self) -> usize {
-        self.buffer.borrow().total_bytes()
-    }
-
-    pub fn flush_now(&self) {
-        self.force.set(true);
-        self.notify.notify();
-    }
-
-    pub async fn shutdown(&self, deadline: Instant) {
+    pub fn stop(&self) {
         self.stopping.set(true);
-        self.notify.notify();
-        while !self.done.get() && Instant::now() < deadline {
-            glommio::timer::sleep(Duration::from_millis(5)).await;
-        }
-        let b = self.buffer.borrow();
-        if !b.is_empty() {
-            crate::warn!(
-                "{}: shutdown deadline reached with {} bytes still buffered (in {} queued chunks); they are lost with this memory buffer",
-                self.id,
-                b.total_bytes(),
-                b.queued_chunks()
-            );
+        for n in self.nodes.borrow_mut().iter_mut() {
+            n.conn = None;
         }
     }
 
-    /// The flush loop: runs until shutdown has flushed everything.
-    pub async fn run(&self) {
-        let mut conns: Vec<Option<Conn>> = (0..self.conf.servers.len()).map(|_| None).collect();
-        let mut rr = 0usize;
-        loop {
-            let now = Instant::now();
-            let stopping = self.stopping.get();
-            let force = self.force.replace(false) || (stopping && self.conf.buffer.flush_at_shutdown);
-            self.buffer.borrow_mut().enqueue_due(now, force);
-            let next = self.buffer.borrow_mut().take();
-            let Some(mut chunk) = next else {
-                if stopping {
-                    break;
-                }
-                let wait =
-                    self.buffer.borrow().next_due(now).unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
-                self.notify.wait(wait.max(Duration::from_millis(1))).await;
-                continue;
-            };
-            match self.send(&mut conns, &mut rr, &chunk).await {
-                Ok(bytes) => {
-                    OutputMetrics::add(&self.metrics.write_count, 1);
-                    OutputMetrics::add(&self.metrics.write_records, chunk.count as u64);
-                    OutputMetrics::add(&self.metrics.write_bytes, bytes as u64);
-                    self.buffer.borrow_mut().commit(chunk);
-                }
-                Err(e) => {
-                    let now = Instant::now();
-                    let first = *chunk.first_failure.get_or_insert(now);
-                    let bc = &self.conf.buffer;
-                    let over_times = bc.retry_max_times.is_some_and(|m| chunk.retries >= m);
-                    let over_time = now.duration_since(first) >= bc.retry_timeout;
-                    OutputMetrics::add(&self.metrics.retry_count, 1);
-                    if !bc.retry_forever && (over_times || over_time) {
-                        crate::error!(
-                            "{}: failed to flush the buffer, and hit limit for retries. dropping all chunks in the buffer queue. retry_times={} chunk_id={} events={} error=\"{}\"",
-                            self.id,
-                            chunk.retries,
-                            hex(&chunk.id),
-                            chunk.count,
-                            e
-                        );
-                        OutputMetrics::add(&self.metrics.dropped_records, chunk.count as u64);
-                        self.buffer.borrow_mut().discard(chunk);
-                        continue;
-                    }
-                    let jitter = (self.next_seq() % 1000) as f64 / 1000.0;
-                    let delay = bc.retry_delay(chunk.retries, jitter);
+    /// Whether server `i` is in use (not detached).
+    pub fn available(&self, i: usize) -> bool {
+        self.nodes.borrow().get(i).is_some_and(|n| n.available)
+    }
+
+    /// fluentd's LoadBalancer#rebuild_weight_array: regular servers by weight (reduced
+    /// by their gcd), standbys added while regular weight is lost.
+    fn rebuild_weights(&self) {
+        let nodes = self.nodes.borrow();
+        let servers = &self.conf.servers;
+        let mut regular: Vec<usize> =
+            (0..servers.len()).filter(|&i| servers[i].weight > 0 && !servers[i].standby).collect();
+        let mut lost: i64 = regular.iter().filter(|&&i| !nodes[i].available).map(|&i| servers[i].weight as i64).sum();
+        if lost > 0 {
+            for i in (0..servers.len()).filter(|&i| servers[i].weight > 0 && servers[i].standby) {
+                if nodes[i].available {
                     crate::warn!(
-                        "{}: failed to flush the buffer. retry_times={} next_retry_in={:.1}s chunk={} error=\"{}\"",
+                        "{}: using standby node {}:{} weight={}",
                         self.id,
-                        chunk.retries,
-                        delay.as_secs_f64(),
-                        hex(&chunk.id),
-                        e
+                        servers[i].host,
+                        servers[i].port,
+                        servers[i].weight
                     );
-                    chunk.retries += 1;
-                    self.buffer.borrow_mut().requeue(chunk);
-                    if stopping && self.conf.buffer.flush_at_shutdown {
-                        // Keep trying until the shutdown deadline, more briskly.
-                        glommio::timer::sleep(delay.min(Duration::from_millis(200))).await;
-                    } else {
-                        self.notify.wait(delay).await;
-                        // A notification here is not a reason to retry early.
+                    regular.push(i);
+                    lost -= servers[i].weight as i64;
+                    if lost <= 0 {
+                        break;
                     }
                 }
             }
         }
-        self.done.set(true);
-    }
-
-    fn next_seq(&self) -> u64 {
-        let s = self.seq.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        self.seq.set(s);
-        s >> 11
-    }
-
-    /// Server order for this attempt: primaries by weighted round-robin, then standbys.
-    fn order(&self, rr: usize) -> Vec<usize> {
-        let mut v = Vec::with_capacity(self.conf.servers.len());
-        if !self.schedule.is_empty() {
-            for k in 0..self.schedule.len() {
-                let i = self.schedule[(rr + k) % self.schedule.len()];
-                if !v.contains(&i) {
-                    v.push(i);
+        let mut w = Vec::new();
+        if regular.is_empty() {
+            crate::warn!("{}: No nodes are available", self.id);
+        } else {
+            let g = regular.iter().fold(0u32, |g, &i| gcd(g, servers[i].weight)).max(1);
+            // Interleave by weight so consecutive chunks spread across servers.
+            let max = regular.iter().map(|&i| servers[i].weight / g).max().unwrap_or(0).min(10_000);
+            for round in 0..max {
+                for &i in &regular {
+                    if servers[i].weight / g > round {
+                        w.push(i);
+                    }
                 }
             }
         }
-        for (i, s) in self.conf.servers.iter().enumerate() {
-            if s.standby {
-                v.push(i);
-            }
-        }
-        v
+        drop(nodes);
+        *self.weights.borrow_mut() = w;
     }
 
-    async fn send(&self, conns: &mut [Option<Conn>], rr: &mut usize, chunk: &Chunk) -> Result<usize, SendError> {
-        let order = self.order(*rr);
-        *rr = rr.wrapping_add(1);
-        let mut last = SendError::NoServer;
+    /// The heartbeat task: every `heartbeat_interval`, a heartbeat to each server, then
+    /// fluentd's Node#tick (phi / hard_timeout). Ends when the output stops.
+    pub async fn heartbeat_loop(&self) {
+        if self.conf.heartbeat_type == HeartbeatType::None {
+            return;
+        }
+        while !self.stopping.get() {
+            glommio::timer::sleep(self.conf.heartbeat_interval).await;
+            let mut rebuild = false;
+            for i in 0..self.conf.servers.len() {
+                if self.stopping.get() {
+                    return;
+                }
+                let t = self.conf.heartbeat_interval.max(Duration::from_millis(100));
+                let ok = glommio::timer::timeout(t, async { Ok(self.connect(i).await.is_ok()) }).await.unwrap_or(false);
+                let now = now_f64();
+                let mut nodes = self.nodes.borrow_mut();
+                let n = &mut nodes[i];
+                if ok {
+                    n.failure.add(now);
+                    if !n.available && n.failure.sample_size() > self.recover_samples {
+                        n.available = true;
+                        crate::warn!("{}: recovered forwarding server '{}'", self.id, self.conf.servers[i].name);
+                        rebuild = true;
+                    }
+                }
+                // Node#tick
+                if !n.available {
+                    if n.failure.hard_timeout(now) {
+                        n.failure.clear();
+                    }
+                    continue;
+                }
+                if n.failure.hard_timeout(now) {
+                    crate::warn!(
+                        "{}: detached forwarding server '{}' hard_timeout=true",
+                        self.id,
+                        self.conf.servers[i].name
+                    );
+                    self.detach(n);
+                    rebuild = true;
+                } else if self.conf.phi_failure_detector {
+                    let phi = n.failure.phi(now);
+                    if phi > self.conf.phi_threshold {
+                        crate::warn!(
+                            "{}: detached forwarding server '{}' phi={phi:.2} phi_threshold={}",
+                            self.id,
+                            self.conf.servers[i].name,
+                            self.conf.phi_threshold
+                        );
+                        self.detach(n);
+                        rebuild = true;
+                    }
+                }
+            }
+            if rebuild {
+                self.rebuild_weights();
+            }
+        }
+    }
+
+    fn detach(&self, n: &mut Node) {
+        n.available = false;
+        n.conn = None;
+        n.failure.clear();
+        if self.conf.expire_dns_cache.is_some() {
+            n.resolved_at = None;
+        }
+    }
+
+    /// Sends one chunk to the next available server in the weight array, trying the
+    /// others in turn (fluentd's select_healthy_node).
+    pub async fn write(&self, chunk: &Chunk) -> Result<usize, SendError> {
+        let order: Vec<usize> = {
+            let w = self.weights.borrow();
+            let len = w.len();
+            let start = self.rr.get();
+            self.rr.set(start.wrapping_add(1));
+            (0..len).map(|k| w[(start + k) % len]).collect()
+        };
+        let mut last = None;
+        let mut tried: Vec<usize> = Vec::new();
         for i in order {
-            match self.send_to(i, &mut conns[i], chunk).await {
+            if tried.contains(&i) || !self.available(i) {
+                continue;
+            }
+            tried.push(i);
+            match self.send_to(i, chunk).await {
                 Ok(n) => return Ok(n),
                 Err(e) => {
-                    conns[i] = None;
-                    last = e;
+                    if let SendError::AckTimeout(..) = e {
+                        if self.conf.heartbeat_type != HeartbeatType::None {
+                            let mut nodes = self.nodes.borrow_mut();
+                            self.detach(&mut nodes[i]);
+                            drop(nodes);
+                            crate::warn!(
+                                "{}: no response from node {}. regard it as unavailable.",
+                                self.id,
+                                self.conf.servers[i].name
+                            );
+                            self.rebuild_weights();
+                        }
+                        return Err(e);
+                    }
+                    last = Some(e);
                 }
             }
         }
-        Err(last)
+        Err(last.unwrap_or(SendError::NoNodes))
+    }
+
+    /// The server's addresses, re-resolved when `expire_dns_cache` says so.
+    async fn addrs(&self, i: usize) -> Result<Vec<SocketAddr>, SendError> {
+        let s = &self.conf.servers[i];
+        let fresh = {
+            let nodes = self.nodes.borrow();
+            let n = &nodes[i];
+            match (self.conf.expire_dns_cache, n.resolved_at) {
+                (None, Some(_)) => true,
+                (Some(ttl), Some(at)) => !ttl.is_zero() && at.elapsed() < ttl,
+                (_, None) => false,
+            }
+        };
+        if !fresh {
+            let (host, port) = (s.host.clone(), s.port);
+            let r = glommio::executor()
+                .spawn_blocking(move || (host.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()))
+                .await;
+            match r {
+                Ok(a) if !a.is_empty() => {
+                    let mut nodes = self.nodes.borrow_mut();
+                    nodes[i].addrs = a;
+                    nodes[i].resolved_at = Some(Instant::now());
+                }
+                Ok(_) => return Err(SendError::Resolve(s.host.clone(), "no addresses".into())),
+                Err(e) => return Err(SendError::Resolve(s.host.clone(), e.to_string())),
+            }
+        }
+        let mut a = self.nodes.borrow()[i].addrs.clone();
+        if self.conf.dns_round_robin && a.len() > 1 {
+            let k = self.rr.get() % a.len();
+            a.rotate_left(k);
+        }
+        Ok(a)
     }
 
     async fn connect(&self, i: usize) -> Result<Conn, SendError> {
         let s = &self.conf.servers[i];
-        let mut last = SendError::NoServer;
-        for &addr in &s.addrs {
+        let mut last = SendError::NoNodes;
+        for addr in self.addrs(i).await? {
             match TcpStream::connect_timeout(addr, self.conf.connect_timeout).await {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    let mut conn = Conn { stream, rbuf: BytesMut::with_capacity(256) };
+                    let mut conn = Conn { stream, rbuf: BytesMut::with_capacity(256), last_used: Instant::now() };
                     if let Some(cred) = &s.cred {
                         let hs = glommio::timer::timeout(self.conf.connect_timeout, async {
                             Ok(handshake(&mut conn, cred).await)
@@ -361,13 +482,27 @@ impl ForwardOutput {
         Err(last)
     }
 
-    async fn send_to(&self, i: usize, slot: &mut Option<Conn>, chunk: &Chunk) -> Result<usize, SendError> {
-        if slot.is_none() {
-            *slot = Some(self.connect(i).await?);
+    async fn send_to(&self, i: usize, chunk: &Chunk) -> Result<usize, SendError> {
+        // A kept-alive connection, unless it idled past keepalive_timeout.
+        let kept = {
+            let mut nodes = self.nodes.borrow_mut();
+            let c = nodes[i].conn.take();
+            c.filter(|c| self.conf.keepalive_timeout.is_none_or(|t| c.last_used.elapsed() < t))
+        };
+        let mut conn = match kept {
+            Some(c) => c,
+            None => self.connect(i).await?,
+        };
+        let r = self.send_on(&mut conn, chunk).await;
+        if r.is_ok() && self.conf.keepalive && !self.stopping.get() {
+            conn.last_used = Instant::now();
+            self.nodes.borrow_mut()[i].conn = Some(conn);
         }
-        let Some(conn) = slot.as_mut() else { return Err(SendError::NoServer) };
-        let addr = conn.stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        r
+    }
 
+    async fn send_on(&self, conn: &mut Conn, chunk: &Chunk) -> Result<usize, SendError> {
+        let addr = conn.stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let converted;
         let mut entries: &[u8] = &chunk.data;
         if self.conf.time_as_integer {
@@ -487,4 +622,68 @@ pub(crate) fn hex(b: &[u8]) -> String {
         s.push(char::from(b"0123456789abcdef"[(x & 15) as usize]));
     }
     s
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phi_grows_with_silence_as_in_fluentd() {
+        // Heartbeats every second, then silence.
+        let mut f = FailureDetector::new(1.0, 60.0, 0.0);
+        for t in 1..=20 {
+            f.add(t as f64);
+        }
+        // Ruby: mean = 1.0 - 1 + 1 = 1.0; phi = (1/ln 10) * (t - last - 1 + 1) / 1.0
+        assert!((f.phi(21.0) - 1.0 / std::f64::consts::LN_10).abs() < 1e-9);
+        assert!(f.phi(20.0 + 40.0) > 16.0);
+        assert!(f.phi(20.0 + 30.0) < 16.0);
+        assert!(!f.hard_timeout(80.0) && f.hard_timeout(80.5));
+        f.clear();
+        assert_eq!(f.sample_size(), 0);
+        f.add(100.0);
+        assert_eq!(f.sample_size(), 1);
+    }
+
+    fn server(name: &str, weight: u32, standby: bool) -> ServerConf {
+        ServerConf {
+            name: name.into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            weight,
+            standby,
+            addrs: vec![SocketAddr::from(([127, 0, 0, 1], 1))],
+            cred: None,
+        }
+    }
+
+    #[test]
+    fn weights_and_standby() {
+        let conf = ForwardConf {
+            servers: vec![server("a", 60, false), server("b", 30, false), server("s", 60, true)],
+            ..Default::default()
+        };
+        let s = ForwardSender::new("f".into(), conf);
+        // gcd 30: a twice, b once, standby not used.
+        let mut w = s.weights.borrow().clone();
+        w.sort();
+        assert_eq!(w, vec![0, 0, 1]);
+        s.nodes.borrow_mut()[0].available = false;
+        s.rebuild_weights();
+        let mut w = s.weights.borrow().clone();
+        w.sort();
+        w.dedup();
+        // As in fluentd, a detached node stays in the array (skipped when chosen) and
+        // the standby joins it.
+        assert_eq!(w, vec![0, 1, 2]);
+    }
 }

@@ -1,10 +1,17 @@
 //! Outputs: where a `<match>` sends events. Each shard owns its own instances
 //! (`Rc`, no locks). `emit` is synchronous: it either accepts the batch (stored in the
 //! output's buffer, or written, for unbuffered outputs) or rejects it, and in_forward
-//! acks only what every matched output accepted.
+//! acks only what every matched output accepted (for a file buffer: once the shard's
+//! group commit made it durable).
+//!
+//! Unbuffered outputs (`null`, `stdout`) have a file each; buffered ones are a
+//! [`buffered::BufferedOutput`] (buffer + flush task) around a [`buffered::Writer`]:
+//! `forward`, `file`, `secondary_file`.
 
+pub mod buffered;
 pub mod forward;
 pub mod null;
+pub mod secondary_file;
 pub mod stdout;
 
 use std::cell::Cell;
@@ -19,6 +26,13 @@ pub enum EmitError {
     Buffer { id: String, source: crate::buffer::BufferError },
     #[error("{id}: write failed: {reason}")]
     Write { id: String, reason: String },
+}
+
+impl EmitError {
+    /// A buffer with `overflow_action block` is full: the input should wait and retry.
+    pub fn is_block(&self) -> bool {
+        matches!(self, EmitError::Buffer { source, .. } if source.is_block())
+    }
 }
 
 /// Per-output counters (shard-local; summed across shards when read).
@@ -45,7 +59,7 @@ impl OutputMetrics {
 pub enum Output {
     Null(null::NullOutput),
     Stdout(stdout::StdoutOutput),
-    Forward(forward::ForwardOutput),
+    Buffered(buffered::BufferedOutput),
 }
 
 impl Output {
@@ -54,7 +68,7 @@ impl Output {
         match self {
             Output::Null(o) => &o.id,
             Output::Stdout(o) => &o.id,
-            Output::Forward(o) => &o.id,
+            Output::Buffered(o) => &o.id,
         }
     }
 
@@ -62,7 +76,7 @@ impl Output {
         match self {
             Output::Null(_) => "null",
             Output::Stdout(_) => "stdout",
-            Output::Forward(_) => "forward",
+            Output::Buffered(o) => o.type_name(),
         }
     }
 
@@ -70,7 +84,7 @@ impl Output {
         match self {
             Output::Null(o) => &o.metrics,
             Output::Stdout(o) => &o.metrics,
-            Output::Forward(o) => &o.metrics,
+            Output::Buffered(o) => &o.metrics,
         }
     }
 
@@ -80,7 +94,7 @@ impl Output {
         let r = match self {
             Output::Null(o) => o.emit(batch),
             Output::Stdout(o) => o.emit(batch),
-            Output::Forward(o) => o.emit(batch),
+            Output::Buffered(o) => o.emit(batch),
         };
         match r {
             Ok(()) => {
@@ -94,10 +108,11 @@ impl Output {
 
     /// Starts background tasks (flushers) on the current executor.
     pub fn start(self: &Rc<Self>) {
-        if let Output::Forward(_) = **self {
+        if let Output::Buffered(o) = &**self {
+            o.register();
             let me = self.clone();
             glommio::spawn_local(async move {
-                if let Output::Forward(o) = &*me {
+                if let Output::Buffered(o) = &*me {
                     o.run().await;
                 }
             })
@@ -107,7 +122,7 @@ impl Output {
 
     /// Flush buffers now (SIGUSR1).
     pub fn flush_now(&self) {
-        if let Output::Forward(o) = self {
+        if let Output::Buffered(o) = self {
             o.flush_now();
         }
     }
@@ -115,7 +130,7 @@ impl Output {
     /// Stops accepting, flushes what the buffer holds (if `flush_at_shutdown`), and
     /// returns once done or `deadline` passed.
     pub async fn shutdown(&self, deadline: std::time::Instant) {
-        if let Output::Forward(o) = self {
+        if let Output::Buffered(o) = self {
             o.shutdown(deadline).await;
         }
     }
@@ -123,7 +138,7 @@ impl Output {
     /// Whether a blocked input may retry (buffer has room again).
     pub fn has_room(&self, bytes: usize) -> bool {
         match self {
-            Output::Forward(o) => o.has_room(bytes),
+            Output::Buffered(o) => o.has_room(bytes),
             _ => true,
         }
     }

@@ -1,0 +1,553 @@
+//! The file buffer's disk side: one file per chunk under `<path>/shard<N>/`, its
+//! format, recovery on start, loading a chunk for sending, and the blocking write +
+//! fdatasync jobs the shard's group commit ([`super::sync`]) runs off the shard thread.
+//!
+//! A chunk file is a header, then segments, one per group commit that had entries for
+//! the chunk:
+//!
+//! ```text
+//! header:  "SPATECK1" | id (16) | timekey i64 LE (i64::MIN: none) | tag_len u16 LE | tag | crc32 u32 LE (of all before)
+//! segment: "SEG1" | len u32 LE | count u32 LE | crc32 u32 LE (of len, count, data) | data (packed [time, record] entries)
+//! ```
+//!
+//! A torn write (kill -9 or power loss during a commit) leaves a short or corrupt last
+//! segment: recovery cuts the file at the last good segment and says so in the log.
+//! Events in a cut segment were never acked: in_forward acks only after the commit that
+//! wrote them returned.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::memory::{recovered_chunk, Chunk};
+use super::sync::Syncer;
+
+const MAGIC: &[u8; 8] = b"SPATECK1";
+const SEG_MAGIC: &[u8; 4] = b"SEG1";
+const SEG_HEADER: usize = 16;
+const SUFFIX: &str = ".chunk";
+/// A segment longer than this is corrupt whatever its checksum says.
+const MAX_SEGMENT: u32 = 1 << 30;
+
+/// The file store of one buffer on one shard.
+pub struct FileStore {
+    /// This shard's chunk directory.
+    pub dir: PathBuf,
+    pub(crate) syncer: Rc<Syncer>,
+}
+
+/// A chunk's file (created by its first group commit).
+#[derive(Debug)]
+pub struct ChunkDisk {
+    pub path: PathBuf,
+    pub(crate) file: Option<Arc<File>>,
+    /// Durable length of the file (header and good segments).
+    pub(crate) len: u64,
+    /// Events in the chunk's `data` not yet written.
+    pub(crate) pending_count: u32,
+    /// A commit is writing this chunk's tail right now.
+    pub(crate) syncing: bool,
+}
+
+impl ChunkDisk {
+    /// Deletes the chunk file (delivered, dropped, or given up).
+    pub(crate) fn remove(self) {
+        if self.file.is_some() {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                crate::warn!("file buffer: cannot delete delivered chunk {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    crate::output::forward::hex(b)
+}
+
+fn header_bytes(id: &[u8; 16], tag: &[u8], timekey: Option<i64>) -> Vec<u8> {
+    let tag = &tag[..tag.len().min(u16::MAX as usize)];
+    let mut h = Vec::with_capacity(40 + tag.len());
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(id);
+    h.extend_from_slice(&timekey.unwrap_or(i64::MIN).to_le_bytes());
+    h.extend_from_slice(&(tag.len() as u16).to_le_bytes());
+    h.extend_from_slice(tag);
+    let crc = crc32fast::hash(&h);
+    h.extend_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn segment_header(data: &[u8], count: u32) -> [u8; SEG_HEADER] {
+    let mut h = [0u8; SEG_HEADER];
+    h[..4].copy_from_slice(SEG_MAGIC);
+    h[4..8].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&count.to_le_bytes());
+    let mut c = crc32fast::Hasher::new();
+    c.update(&h[4..12]);
+    c.update(data);
+    h[12..16].copy_from_slice(&c.finalize().to_le_bytes());
+    h
+}
+
+impl FileStore {
+    /// Opens (creating) `<path>/shard<shard>` and recovers every chunk a previous run
+    /// left under `<path>/shard<M>` with `M % workers == shard` (so a changed worker
+    /// count still recovers everything exactly once). Returns the recovered chunks in
+    /// creation order.
+    pub fn open(
+        path: &Path,
+        shard: u32,
+        workers: u32,
+        syncer: Rc<Syncer>,
+    ) -> Result<(FileStore, Vec<Chunk>), super::BufferError> {
+        let io = |p: &Path, e: std::io::Error| super::BufferError::Io {
+            path: p.display().to_string(),
+            reason: e.to_string(),
+        };
+        let dir = path.join(format!("shard{shard}"));
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let mut files = Vec::new();
+        let entries = std::fs::read_dir(path).map_err(|e| io(path, e))?;
+        for d in entries.flatten() {
+            let name = d.file_name();
+            let Some(n) = name.to_str().and_then(|s| s.strip_prefix("shard")).and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if n % workers.max(1) != shard {
+                continue;
+            }
+            let Ok(rd) = std::fs::read_dir(d.path()) else { continue };
+            for f in rd.flatten() {
+                let p = f.path();
+                if p.to_str().is_some_and(|s| s.ends_with(SUFFIX)) {
+                    files.push(p);
+                }
+            }
+        }
+        // Ids start with the creation time: name order is creation order.
+        files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        let mut chunks = Vec::new();
+        let (mut events, mut bytes) = (0u64, 0u64);
+        for p in files {
+            match recover(&p) {
+                Ok(Some(c)) => {
+                    events += c.count as u64;
+                    bytes += c.size as u64;
+                    chunks.push(c);
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    let aside = p.with_extension("corrupt");
+                    let _ = std::fs::rename(&p, &aside);
+                    crate::error!(
+                        "file buffer: chunk {} cannot be recovered ({reason}); moved aside to {}",
+                        p.display(),
+                        aside.display()
+                    );
+                }
+            }
+        }
+        if !chunks.is_empty() {
+            crate::info!(
+                "file buffer {}: recovered {} chunks ({events} events, {bytes} bytes) left by a previous run; flushing them first",
+                path.display(),
+                chunks.len()
+            );
+        }
+        Ok((FileStore { dir, syncer }, chunks))
+    }
+
+    /// Disk state for a new chunk (the file is created by its first commit).
+    pub(crate) fn new_chunk(&self, id: &[u8; 16]) -> ChunkDisk {
+        ChunkDisk {
+            path: self.dir.join(format!("{}{SUFFIX}", hex(id))),
+            file: None,
+            len: 0,
+            pending_count: 0,
+            syncing: false,
+        }
+    }
+}
+
+/// Reads a chunk file: header, then segments until the end or the first bad one, which
+/// is cut off (logged). `Ok(None)`: nothing recoverable in it (deleted).
+fn recover(p: &Path) -> Result<Option<Chunk>, String> {
+    let mut f = OpenOptions::new().read(true).write(true).open(p).map_err(|e| e.to_string())?;
+    let file_len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut head = [0u8; 34];
+    if f.read_exact(&mut head).is_err() {
+        // Killed before its first commit finished: nothing in it was acked.
+        crate::warn!("file buffer: chunk {} has no complete header ({file_len} bytes); deleted", p.display());
+        let _ = std::fs::remove_file(p);
+        return Ok(None);
+    }
+    if &head[..8] != MAGIC {
+        return Err("not a spate chunk file (bad magic)".into());
+    }
+    let tag_len = u16::from_le_bytes([head[32], head[33]]) as usize;
+    let mut rest = vec![0u8; tag_len + 4];
+    if f.read_exact(&mut rest).is_err() {
+        crate::warn!("file buffer: chunk {} has a torn header; deleted", p.display());
+        let _ = std::fs::remove_file(p);
+        return Ok(None);
+    }
+    let mut all = head.to_vec();
+    all.extend_from_slice(&rest[..tag_len]);
+    let crc = u32::from_le_bytes([rest[tag_len], rest[tag_len + 1], rest[tag_len + 2], rest[tag_len + 3]]);
+    if crc32fast::hash(&all) != crc {
+        return Err("header checksum mismatch".into());
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&head[8..24]);
+    let tk = i64::from_le_bytes(head[24..32].try_into().unwrap_or([0; 8]));
+    let timekey = (tk != i64::MIN).then_some(tk);
+    let tag = Bytes::copy_from_slice(&rest[..tag_len]);
+    let header_len = (34 + tag_len + 4) as u64;
+
+    let mut pos = header_len;
+    let (mut count, mut size) = (0u32, 0usize);
+    let mut buf = vec![0u8; 64 << 10];
+    let cut_reason = loop {
+        if pos == file_len {
+            break None;
+        }
+        let mut sh = [0u8; SEG_HEADER];
+        if f.read_exact(&mut sh).is_err() {
+            break Some(format!("incomplete segment header at offset {pos}"));
+        }
+        if &sh[..4] != SEG_MAGIC {
+            break Some(format!("bad segment marker at offset {pos}"));
+        }
+        let len = u32::from_le_bytes(sh[4..8].try_into().unwrap_or([0; 4]));
+        let n = u32::from_le_bytes(sh[8..12].try_into().unwrap_or([0; 4]));
+        let want = u32::from_le_bytes(sh[12..16].try_into().unwrap_or([0; 4]));
+        if len > MAX_SEGMENT || pos + SEG_HEADER as u64 + len as u64 > file_len {
+            break Some(format!("segment at offset {pos} declares {len} bytes past the end of the file"));
+        }
+        let mut c = crc32fast::Hasher::new();
+        c.update(&sh[4..12]);
+        let mut left = len as usize;
+        let mut ok = true;
+        while left > 0 {
+            let k = left.min(buf.len());
+            if f.read_exact(&mut buf[..k]).is_err() {
+                ok = false;
+                break;
+            }
+            c.update(&buf[..k]);
+            left -= k;
+        }
+        if !ok || c.finalize() != want {
+            break Some(format!("segment checksum mismatch at offset {pos}"));
+        }
+        count = count.saturating_add(n);
+        size += len as usize;
+        pos += SEG_HEADER as u64 + len as u64;
+    };
+    if let Some(reason) = cut_reason {
+        crate::warn!(
+            "file buffer: chunk {}: {reason}; cutting the file from {} to {pos} bytes ({} bytes of a torn write; those events were never acked)",
+            p.display(),
+            file_len,
+            file_len - pos
+        );
+        f.set_len(pos).map_err(|e| format!("cannot cut the torn tail: {e}"))?;
+        let _ = f.sync_data();
+    }
+    if count == 0 {
+        let _ = std::fs::remove_file(p);
+        return Ok(None);
+    }
+    let _ = f.seek(SeekFrom::Start(0));
+    let disk = ChunkDisk { path: p.to_path_buf(), file: Some(Arc::new(f)), len: pos, pending_count: 0, syncing: false };
+    Ok(Some(recovered_chunk(id, tag, timekey, count, size, disk)))
+}
+
+/// Reads a durable chunk's entries (segments joined, checksums verified). Runs on the
+/// blocking pool: a chunk can be large.
+pub fn load_blocking(path: &Path, file: Option<&Arc<File>>, len: u64) -> Result<Vec<u8>, String> {
+    let owned;
+    let f = match file {
+        Some(f) => &**f,
+        None => {
+            owned = File::open(path).map_err(|e| e.to_string())?;
+            &owned
+        }
+    };
+    let mut raw = vec![0u8; len as usize];
+    f.read_exact_at(&mut raw, 0).map_err(|e| format!("{}: {e}", path.display()))?;
+    if raw.len() < 34 {
+        return Err(format!("{}: truncated header", path.display()));
+    }
+    let tag_len = u16::from_le_bytes([raw[32], raw[33]]) as usize;
+    let mut pos = 34 + tag_len + 4;
+    let mut out = Vec::with_capacity(raw.len().saturating_sub(pos));
+    while pos < raw.len() {
+        let sh = raw.get(pos..pos + SEG_HEADER).ok_or_else(|| format!("{}: short segment", path.display()))?;
+        let n = u32::from_le_bytes(sh[4..8].try_into().unwrap_or([0; 4])) as usize;
+        let want = u32::from_le_bytes(sh[12..16].try_into().unwrap_or([0; 4]));
+        let data = raw
+            .get(pos + SEG_HEADER..pos + SEG_HEADER + n)
+            .ok_or_else(|| format!("{}: segment past the end", path.display()))?;
+        let mut c = crc32fast::Hasher::new();
+        c.update(&sh[4..12]);
+        c.update(data);
+        if c.finalize() != want {
+            return Err(format!("{}: segment checksum mismatch at offset {pos}", path.display()));
+        }
+        out.extend_from_slice(data);
+        pos += SEG_HEADER + n;
+    }
+    Ok(out)
+}
+
+/// Loads a taken file chunk's entries into `chunk.data`.
+pub async fn load(chunk: &mut Chunk) -> Result<(), String> {
+    let Some(d) = &chunk.disk else { return Ok(()) };
+    if !chunk.data.is_empty() {
+        return Ok(());
+    }
+    let (path, file, len) = (d.path.clone(), d.file.clone(), d.len);
+    let data = glommio::executor().spawn_blocking(move || load_blocking(&path, file.as_ref(), len)).await?;
+    chunk.data = data;
+    Ok(())
+}
+
+/// One chunk's share of a group commit.
+pub(crate) struct Job {
+    pub buffer: usize,
+    pub id: [u8; 16],
+    path: PathBuf,
+    file: Option<Arc<File>>,
+    header: Option<Vec<u8>>,
+    offset: u64,
+    data: Vec<u8>,
+    pub count: u32,
+}
+
+/// What a job did.
+pub(crate) struct Done {
+    pub buffer: usize,
+    pub id: [u8; 16],
+    pub file: Option<Arc<File>>,
+    pub len: u64,
+    pub count: u32,
+    pub bytes: usize,
+    pub err: Option<String>,
+    pub created: bool,
+}
+
+/// Takes a chunk's unwritten entries for a commit (marks the chunk as syncing).
+pub(crate) fn job_for(buffer: usize, c: &mut Chunk) -> Option<Job> {
+    let d = c.disk.as_mut()?;
+    if d.syncing || c.data.is_empty() {
+        return None;
+    }
+    d.syncing = true;
+    let header = d.file.is_none().then(|| header_bytes(&c.id, &c.tag, c.timekey));
+    let count = std::mem::take(&mut d.pending_count);
+    Some(Job {
+        buffer,
+        id: c.id,
+        path: d.path.clone(),
+        file: d.file.clone(),
+        header,
+        offset: d.len,
+        data: std::mem::take(&mut c.data),
+        count,
+    })
+}
+
+/// Applies a job's outcome to its chunk. Returns false if the chunk is gone.
+pub(crate) fn apply(c: &mut Chunk, done: &Done) {
+    let Some(d) = c.disk.as_mut() else { return };
+    d.syncing = false;
+    if done.err.is_none() {
+        d.file = done.file.clone();
+        d.len = done.len;
+    } else {
+        if done.file.is_some() && d.file.is_none() {
+            d.file = done.file.clone();
+            d.len = done.len;
+        }
+        c.count = c.count.saturating_sub(done.count);
+        c.size = c.size.saturating_sub(done.bytes);
+    }
+}
+
+/// Runs a group commit's writes, then one fdatasync per file touched and one fsync per
+/// directory that got a new file. Blocking: runs on glommio's blocking pool.
+pub(crate) fn run_jobs(jobs: Vec<Job>) -> Vec<Done> {
+    let mut done = Vec::with_capacity(jobs.len());
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for j in jobs {
+        let bytes = j.data.len();
+        let mut created = false;
+        let mut file = j.file.clone();
+        let mut offset = j.offset;
+        let r = (|| -> std::io::Result<()> {
+            if file.is_none() {
+                let mut f = OpenOptions::new().write(true).read(true).create_new(true).open(&j.path)?;
+                let h = j.header.as_deref().unwrap_or(&[]);
+                f.write_all(h)?;
+                offset = h.len() as u64;
+                file = Some(Arc::new(f));
+                created = true;
+                if let Some(parent) = j.path.parent() {
+                    if !dirs.iter().any(|d| d == parent) {
+                        dirs.push(parent.to_path_buf());
+                    }
+                }
+            }
+            let f = file.as_ref().ok_or_else(|| std::io::Error::other("no file"))?;
+            let sh = segment_header(&j.data, j.count);
+            f.write_all_at(&sh, offset)?;
+            f.write_all_at(&j.data, offset + SEG_HEADER as u64)?;
+            f.sync_data()?;
+            Ok(())
+        })();
+        let (len, err) = match r {
+            Ok(()) => (offset + (SEG_HEADER + bytes) as u64, None),
+            Err(e) => {
+                // Cut whatever part of the segment made it, so the file stays valid.
+                if let Some(f) = &file {
+                    let _ = f.set_len(offset);
+                }
+                (offset, Some(format!("{}: {e}", j.path.display())))
+            }
+        };
+        done.push(Done { buffer: j.buffer, id: j.id, file, len, count: j.count, bytes, err, created });
+    }
+    for d in dirs {
+        // A new file's name is durable only once its directory is synced.
+        if let Ok(f) = File::open(&d) {
+            let _ = f.sync_all();
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("spate-fb-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        p
+    }
+
+    fn write_chunk(dir: &Path, id: [u8; 16], tag: &[u8], segs: &[(&[u8], u32)]) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let p = dir.join(format!("{}{SUFFIX}", hex(&id)));
+        let mut f = File::create(&p).unwrap();
+        f.write_all(&header_bytes(&id, tag, None)).unwrap();
+        for (d, n) in segs {
+            f.write_all(&segment_header(d, *n)).unwrap();
+            f.write_all(d).unwrap();
+        }
+        p
+    }
+
+    #[test]
+    fn recovers_good_chunk_and_cuts_torn_tail() {
+        let root = tmp("torn");
+        let shard0 = root.join("shard0");
+        let good = write_chunk(&shard0, [1; 16], b"app.a", &[(b"abcdef", 2), (b"ghij", 1)]);
+        let torn = write_chunk(&shard0, [2; 16], b"app.b", &[(b"0123456789", 3)]);
+        // A second segment whose data was cut short by the kill.
+        let mut f = OpenOptions::new().append(true).open(&torn).unwrap();
+        f.write_all(&segment_header(b"xxxxxxxx", 4)).unwrap();
+        f.write_all(b"xxx").unwrap();
+        drop(f);
+        let torn_len_before = std::fs::metadata(&torn).unwrap().len();
+
+        let (_, chunks) = FileStore::open(&root, 0, 1, Rc::new(Syncer::default())).unwrap();
+        assert_eq!(chunks.len(), 2);
+        assert_eq!((chunks[0].count, chunks[0].size, &chunks[0].tag[..]), (3, 10, &b"app.a"[..]));
+        assert_eq!((chunks[1].count, chunks[1].size), (3, 10));
+        assert!(std::fs::metadata(&torn).unwrap().len() < torn_len_before);
+        let d = chunks[0].disk.as_ref().unwrap();
+        assert_eq!(load_blocking(&good, d.file.as_ref(), d.len).unwrap(), b"abcdefghij");
+        let d = chunks[1].disk.as_ref().unwrap();
+        assert_eq!(load_blocking(&torn, d.file.as_ref(), d.len).unwrap(), b"0123456789");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn corrupt_segment_is_cut_and_bad_header_moved_aside() {
+        let root = tmp("corrupt");
+        let shard0 = root.join("shard0");
+        let p = write_chunk(&shard0, [3; 16], b"t", &[(b"good", 1), (b"evil", 1)]);
+        // Flip a byte in the second segment's data.
+        let mut raw = std::fs::read(&p).unwrap();
+        let n = raw.len();
+        raw[n - 1] ^= 0xff;
+        std::fs::write(&p, &raw).unwrap();
+        let bad = write_chunk(&shard0, [4; 16], b"some.tag", &[(b"data", 1)]);
+        let mut raw = std::fs::read(&bad).unwrap();
+        raw[36] ^= 0x20; // inside the tag: the header checksum no longer matches
+        std::fs::write(&bad, &raw).unwrap();
+        let empty = shard0.join(format!("{}{SUFFIX}", hex(&[5; 16])));
+        std::fs::write(&empty, b"SPA").unwrap();
+
+        let (_, chunks) = FileStore::open(&root, 0, 1, Rc::new(Syncer::default())).unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!((chunks[0].count, chunks[0].size), (1, 4));
+        assert!(!bad.exists());
+        assert!(bad.with_extension("corrupt").exists());
+        assert!(!empty.exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn shards_recover_by_modulo() {
+        let root = tmp("modulo");
+        write_chunk(&root.join("shard0"), [6; 16], b"a", &[(b"x", 1)]);
+        write_chunk(&root.join("shard1"), [7; 16], b"b", &[(b"y", 1)]);
+        write_chunk(&root.join("shard2"), [8; 16], b"c", &[(b"z", 1)]);
+        // Two workers now: shard 0 takes shard0 and shard2, shard 1 takes shard1.
+        let (_, c0) = FileStore::open(&root, 0, 2, Rc::new(Syncer::default())).unwrap();
+        let (_, c1) = FileStore::open(&root, 1, 2, Rc::new(Syncer::default())).unwrap();
+        assert_eq!(c0.iter().map(|c| &c.tag[..]).collect::<Vec<_>>(), vec![&b"a"[..], &b"c"[..]]);
+        assert_eq!(c1.iter().map(|c| &c.tag[..]).collect::<Vec<_>>(), vec![&b"b"[..]]);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn jobs_write_segments_that_recover() {
+        let root = tmp("jobs");
+        let dir = root.join("shard0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = FileStore { dir: dir.clone(), syncer: Rc::new(Syncer::default()) };
+        let id = [9u8; 16];
+        let mut c =
+            super::super::memory::recovered_chunk(id, Bytes::from_static(b"tag"), None, 0, 0, store.new_chunk(&id));
+        c.data.extend_from_slice(b"first");
+        c.count = 1;
+        c.size = 5;
+        c.disk.as_mut().unwrap().pending_count = 1;
+        let j = job_for(0, &mut c).unwrap();
+        let d = run_jobs(vec![j]);
+        assert!(d[0].err.is_none() && d[0].created);
+        apply(&mut c, &d[0]);
+        c.data.extend_from_slice(b"second");
+        c.count += 2;
+        c.size += 6;
+        c.disk.as_mut().unwrap().pending_count = 2;
+        let d = run_jobs(vec![job_for(0, &mut c).unwrap()]);
+        apply(&mut c, &d[0]);
+        let disk = c.disk.as_ref().unwrap();
+        assert_eq!(load_blocking(&disk.path, None, disk.len).unwrap(), b"firstsecond");
+        drop(c);
+        let (_, chunks) = FileStore::open(&root, 0, 1, Rc::new(Syncer::default())).unwrap();
+        assert_eq!((chunks[0].count, chunks[0].size), (3, 11));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

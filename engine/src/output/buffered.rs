@@ -1,0 +1,314 @@
+//! A buffered output: a [`Buffer`] (memory or file) plus the flush task that hands its
+//! chunks to a [`Writer`] (out_forward, out_file, secondary_file), with fluentd's
+//! retry rules (`retry_type`, `retry_wait`, `retry_max_interval`, `retry_timeout`,
+//! `retry_max_times`, `retry_forever`) and `<secondary>`: a chunk whose retries run out
+//! (or pass `retry_secondary_threshold` of `retry_timeout`) goes to the secondary
+//! writer instead of being dropped.
+//!
+//! A chunk leaves the buffer only when a writer returned Ok for it (for out_forward
+//! with `require_ack_response`: after the server's ack), so delivery is at least once.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use spate_protocol::EventBatch;
+
+use super::{EmitError, OutputMetrics};
+use crate::buffer::sync::Notify;
+use crate::buffer::{Buffer, Chunk};
+
+/// Where chunks go.
+// One per output per shard: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Writer {
+    Forward(super::forward::ForwardSender),
+    SecondaryFile(super::secondary_file::SecondaryFile),
+}
+
+impl Writer {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Writer::Forward(_) => "forward",
+            Writer::SecondaryFile(_) => "secondary_file",
+        }
+    }
+
+    /// Writes one chunk (its `data` loaded). Returns the bytes written.
+    pub async fn write(&self, chunk: &Chunk) -> Result<usize, String> {
+        match self {
+            Writer::Forward(w) => w.write(chunk).await.map_err(|e| e.to_string()),
+            Writer::SecondaryFile(w) => {
+                let w = w.clone();
+                let (tag, data) = (chunk.tag.clone(), chunk.data.clone());
+                let n = data.len();
+                glommio::executor().spawn_blocking(move || w.write(&tag, &data)).await.map(|_| n)
+            }
+        }
+    }
+
+    fn start(self: &Rc<Self>) {
+        if let Writer::Forward(_) = &**self {
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                if let Writer::Forward(f) = &*me {
+                    f.heartbeat_loop().await;
+                }
+            })
+            .detach();
+        }
+    }
+
+    fn stop(&self) {
+        if let Writer::Forward(f) = self {
+            f.stop();
+        }
+    }
+}
+
+pub struct BufferedOutput {
+    pub id: String,
+    pub metrics: OutputMetrics,
+    buffer: Rc<RefCell<Buffer>>,
+    notify: Rc<Notify>,
+    force: Cell<bool>,
+    stopping: Cell<bool>,
+    done: Cell<bool>,
+    writer: Rc<Writer>,
+    secondary: Option<Writer>,
+    seq: Cell<u64>,
+}
+
+impl BufferedOutput {
+    pub fn new(id: String, buffer: Buffer, writer: Writer, secondary: Option<Writer>) -> Self {
+        BufferedOutput {
+            id,
+            metrics: OutputMetrics::default(),
+            buffer: Rc::new(RefCell::new(buffer)),
+            notify: Rc::new(Notify::default()),
+            force: Cell::new(false),
+            stopping: Cell::new(false),
+            done: Cell::new(false),
+            writer: Rc::new(writer),
+            secondary,
+            seq: Cell::new(0),
+        }
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        self.writer.type_name()
+    }
+
+    pub fn buffer(&self) -> std::cell::Ref<'_, Buffer> {
+        self.buffer.borrow()
+    }
+
+    pub fn emit(&self, batch: &EventBatch) -> Result<(), EmitError> {
+        if self.stopping.get() && self.done.get() {
+            return Err(EmitError::Write { id: self.id.clone(), reason: "output is shut down".into() });
+        }
+        let (queued_before, staged_before) = {
+            let b = self.buffer.borrow();
+            (b.queued_chunks(), b.staged_chunks())
+        };
+        self.buffer.borrow_mut().append(batch).map_err(|source| EmitError::Buffer { id: self.id.clone(), source })?;
+        // Wake the flusher when a chunk is ready, or when a new chunk starts (so it
+        // schedules that chunk's flush_interval instead of sleeping its idle second).
+        let b = self.buffer.borrow();
+        if b.queued_chunks() > queued_before || b.staged_chunks() > staged_before {
+            drop(b);
+            self.notify.notify();
+        }
+        Ok(())
+    }
+
+    pub fn has_room(&self, bytes: usize) -> bool {
+        self.buffer.borrow().has_room(bytes)
+    }
+
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffer.borrow().total_bytes()
+    }
+
+    pub fn flush_now(&self) {
+        self.force.set(true);
+        self.notify.notify();
+    }
+
+    /// Registers with the shard's group commit and starts the writer's own tasks
+    /// (heartbeats); the caller spawns [`BufferedOutput::run`].
+    pub(crate) fn register(&self) {
+        if self.buffer.borrow().is_file() {
+            crate::buffer::sync::shard().register(&self.buffer, &self.notify);
+        }
+        self.writer.start();
+    }
+
+    pub async fn shutdown(&self, deadline: Instant) {
+        self.stopping.set(true);
+        self.notify.notify();
+        while !self.done.get() && Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        self.writer.stop();
+        let file = self.buffer.borrow().is_file();
+        if file {
+            // Whatever was appended but not written yet goes to disk for the next run.
+            if let Err(e) = crate::buffer::sync::shard().sync_now().await {
+                crate::error!("{}: final write of the file buffer failed: {e}", self.id);
+            }
+        }
+        let b = self.buffer.borrow();
+        if !b.is_empty() {
+            if file {
+                crate::info!(
+                    "{}: {} bytes stay in the file buffer ({} queued chunks); they are sent after the next start",
+                    self.id,
+                    b.total_bytes(),
+                    b.queued_chunks() + b.staged_chunks()
+                );
+            } else {
+                crate::warn!(
+                    "{}: shutdown deadline reached with {} bytes still buffered (in {} queued chunks); they are lost with this memory buffer",
+                    self.id,
+                    b.total_bytes(),
+                    b.queued_chunks()
+                );
+            }
+        }
+    }
+
+    fn jitter(&self) -> f64 {
+        let s = self.seq.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.seq.set(s);
+        ((s >> 11) % 1000) as f64 / 1000.0
+    }
+
+    /// The flush loop: runs until shutdown has flushed what it should.
+    pub(crate) async fn run(&self) {
+        loop {
+            let now = Instant::now();
+            let stopping = self.stopping.get();
+            let flush_at_shutdown = self.buffer.borrow().conf().flush_at_shutdown;
+            let force = self.force.replace(false) || (stopping && flush_at_shutdown);
+            if stopping && !flush_at_shutdown {
+                break;
+            }
+            self.buffer.borrow_mut().enqueue_due(now, force);
+            let next = self.buffer.borrow_mut().take();
+            let Some(mut chunk) = next else {
+                let (waiting, empty) = {
+                    let b = self.buffer.borrow();
+                    (b.waiting_for_sync(), b.is_empty())
+                };
+                if stopping && (empty || !waiting) {
+                    break;
+                }
+                let wait =
+                    self.buffer.borrow().next_due(now).unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
+                self.notify.wait(wait.max(Duration::from_millis(1))).await;
+                continue;
+            };
+            if chunk.on_disk() {
+                if let Err(e) = crate::buffer::file::load(&mut chunk).await {
+                    crate::error!(
+                        "{}: cannot read chunk {}: {e}; it is set aside",
+                        self.id,
+                        super::forward::hex(&chunk.id)
+                    );
+                    OutputMetrics::add(&self.metrics.dropped_records, chunk.count as u64);
+                    self.buffer.borrow_mut().discard(chunk);
+                    continue;
+                }
+            }
+            match self.writer.write(&chunk).await {
+                Ok(bytes) => {
+                    OutputMetrics::add(&self.metrics.write_count, 1);
+                    OutputMetrics::add(&self.metrics.write_records, chunk.count as u64);
+                    OutputMetrics::add(&self.metrics.write_bytes, bytes as u64);
+                    self.buffer.borrow_mut().commit(chunk);
+                }
+                Err(e) if e.starts_with(super::forward::ROLLBACK) => {
+                    // fluentd's rollback without a retry count (ack timeout): resend now,
+                    // to another server if this one was detached.
+                    crate::warn!("{}: {e}; resending chunk {}", self.id, super::forward::hex(&chunk.id));
+                    self.buffer.borrow_mut().requeue(chunk);
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => self.failed(chunk, e, stopping).await,
+            }
+        }
+        self.done.set(true);
+    }
+
+    async fn failed(&self, mut chunk: Chunk, e: String, stopping: bool) {
+        let now = Instant::now();
+        let first = *chunk.first_failure.get_or_insert(now);
+        let bc = self.buffer.borrow().conf().clone();
+        OutputMetrics::add(&self.metrics.retry_count, 1);
+        let over_times = bc.retry_max_times.is_some_and(|m| chunk.retries >= m);
+        let elapsed = now.duration_since(first);
+        let over_time = elapsed >= bc.retry_timeout;
+        let to_secondary = self.secondary.is_some()
+            && !bc.retry_forever
+            && (over_times || elapsed.as_secs_f64() >= bc.retry_timeout.as_secs_f64() * bc.retry_secondary_threshold);
+        if to_secondary {
+            if let Some(sec) = &self.secondary {
+                match sec.write(&chunk).await {
+                    Ok(_) => {
+                        crate::warn!(
+                            "{}: retries exhausted for chunk {} ({} events; last error: {e}); written to <secondary> {}",
+                            self.id,
+                            super::forward::hex(&chunk.id),
+                            chunk.count,
+                            sec.type_name()
+                        );
+                        self.buffer.borrow_mut().commit(chunk);
+                        return;
+                    }
+                    Err(se) => {
+                        crate::error!("{}: <secondary> {} failed too: {se}", self.id, sec.type_name());
+                    }
+                }
+            }
+        }
+        if !bc.retry_forever && (over_times || over_time) {
+            crate::error!(
+                "{}: failed to flush the buffer, and hit limit for retries. dropping the chunk. retry_times={} chunk_id={} events={} error=\"{}\"",
+                self.id,
+                chunk.retries,
+                super::forward::hex(&chunk.id),
+                chunk.count,
+                e
+            );
+            OutputMetrics::add(&self.metrics.dropped_records, chunk.count as u64);
+            self.buffer.borrow_mut().discard(chunk);
+            return;
+        }
+        let delay = bc.retry_delay(chunk.retries, self.jitter());
+        crate::warn!(
+            "{}: failed to flush the buffer. retry_times={} next_retry_in={:.1}s chunk={} error=\"{}\"",
+            self.id,
+            chunk.retries,
+            delay.as_secs_f64(),
+            super::forward::hex(&chunk.id),
+            e
+        );
+        chunk.retries += 1;
+        self.buffer.borrow_mut().requeue(chunk);
+        if stopping {
+            // Keep trying until the shutdown deadline, more briskly.
+            glommio::timer::sleep(delay.min(Duration::from_millis(200))).await;
+        } else {
+            // A notification here is not a reason to retry early; a shutdown is.
+            let until = Instant::now() + delay;
+            while Instant::now() < until && !self.stopping.get() {
+                self.notify.wait(until.saturating_duration_since(Instant::now())).await;
+            }
+        }
+    }
+}
