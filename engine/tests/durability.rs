@@ -1,0 +1,515 @@
+//! Durability: acked clients -> spate (file buffer, out_forward with acks) -> a sink
+//! that can go away. spate is killed with SIGKILL during load and restarted on the same
+//! port and buffer directory; the sink is stopped for a while and restarted. At the end
+//! every event a client saw acked must have reached the sink at least once; duplicates
+//! and the time to deliver everything after the last restart are printed.
+//!
+//! Also: a truncated and a corrupted chunk file on start (recovered / cut / set aside
+//! with log lines), and `overflow_action` with a stalled downstream.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::*;
+use spate_protocol::encode::{self, EntriesType, OptionsOut};
+use spate_protocol::{EventTime, Frame, FrameDecoder, Limits, RecordRef};
+
+/// A Forward sink on a fixed port that can be stopped and started again; it records
+/// the `k` field of every event and acks every chunk.
+struct Sink {
+    port: u16,
+    seen: Arc<Mutex<HashMap<u64, u32>>>,
+    run: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sink {
+    fn new(port: u16) -> Sink {
+        Sink {
+            port,
+            seen: Arc::new(Mutex::new(HashMap::new())),
+            run: Arc::new(AtomicBool::new(false)),
+            conns: Arc::new(Mutex::new(Vec::new())),
+            thread: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let l = TcpListener::bind(("127.0.0.1", self.port)).expect("sink port");
+        l.set_nonblocking(true).unwrap();
+        self.run.store(true, Ordering::SeqCst);
+        let (run, seen, conns) = (self.run.clone(), self.seen.clone(), self.conns.clone());
+        self.thread = Some(std::thread::spawn(move || {
+            while run.load(Ordering::SeqCst) {
+                let s = match l.accept() {
+                    Ok((s, _)) => s,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                s.set_nonblocking(false).unwrap();
+                conns.lock().unwrap().push(s.try_clone().unwrap());
+                let seen = seen.clone();
+                std::thread::spawn(move || serve(s, seen));
+            }
+        }));
+    }
+
+    fn stop(&mut self) {
+        self.run.store(false, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn serve(mut s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>) {
+    let mut dec = FrameDecoder::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let mut tmp = vec![0u8; 1 << 16];
+    loop {
+        let n = match s.read(&mut tmp) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&tmp[..n]);
+        while let Ok(Some(f)) = dec.decode(&mut buf) {
+            if let Frame::Events(b) = f {
+                let mut g = seen.lock().unwrap();
+                for e in b.events() {
+                    if let Some(k) =
+                        RecordRef::new(e.record.as_bytes()).and_then(|r| r.get(b"k")).and_then(|v| v.as_i64())
+                    {
+                        *g.entry(k as u64).or_default() += 1;
+                    }
+                }
+                drop(g);
+                if let Some(c) = &b.option.chunk {
+                    let mut a = Vec::new();
+                    encode::ack(&mut a, c);
+                    if s.write_all(&a).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// spate on a fixed port and config; restartable.
+struct Proc {
+    conf: std::path::PathBuf,
+    port: u16,
+    child: Option<Child>,
+    log: std::path::PathBuf,
+    starts: u32,
+}
+
+impl Proc {
+    fn start(&mut self) {
+        self.starts += 1;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(["-c", self.conf.to_str().unwrap(), "--workers", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn spate");
+        self.child = Some(child);
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("spate did not listen on {}", self.port);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+            let _ = c.wait();
+        }
+    }
+
+    fn term(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn conf(port: u16, sink: u16, buf: &std::path::Path, extra: &str) -> String {
+    format!(
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {port}\n</source>\n\
+         <match **>\n  @type forward\n  require_ack_response true\n  ack_response_timeout 5s\n  heartbeat_type none\n  keepalive true\n\
+         <server>\n    host 127.0.0.1\n    port {sink}\n  </server>\n\
+         <buffer>\n    @type file\n    path {}\n    flush_interval 100ms\n    retry_wait 100ms\n    retry_max_interval 500ms\n    retry_forever true\n{extra}  </buffer>\n</match>\n",
+        buf.display()
+    )
+}
+
+/// An at-least-once client: frames of `batch` events with unique `k`, each resent
+/// (same chunk id) until acked, reconnecting as needed. Returns the acked `k`s.
+fn client(addr: SocketAddr, base: u64, batch: u64, stop: Arc<AtomicBool>, acked_n: Arc<AtomicU64>) -> Vec<u64> {
+    let mut acked = Vec::new();
+    let mut seq = 0u64;
+    let mut conn: Option<Client> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let k0 = base + seq * batch;
+        let mut entries = Vec::new();
+        for k in k0..k0 + batch {
+            encode::entry(&mut entries, EventTime::new(1_700_000_000, 0), encode::TimeFormat::EventTime, &record(k));
+        }
+        let id = format!("c{base}-{seq}");
+        let opt = OptionsOut { chunk: Some(id.as_bytes()), size: Some(batch), compressed: None };
+        let mut frame = Vec::new();
+        encode::packed_forward(&mut frame, b"chaos", &entries, EntriesType::Bin, &opt);
+        // Until acked (the client's promise: it resends what was not acked).
+        loop {
+            if conn.is_none() {
+                match TcpStream::connect(addr) {
+                    Ok(s) => {
+                        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                        conn = Some(Client { s, buf: BytesMut::new() });
+                    }
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            if c.send(&frame).is_err() {
+                conn = None;
+                continue;
+            }
+            match c.read_ack() {
+                Ok(got) if got == id.as_bytes() => break,
+                _ => conn = None,
+            }
+        }
+        acked.extend(k0..k0 + batch);
+        acked_n.fetch_add(batch, Ordering::Relaxed);
+        seq += 1;
+    }
+    acked
+}
+
+struct Outcome {
+    acked: usize,
+    lost: usize,
+    dups: u64,
+    deliver_secs: f64,
+}
+
+/// Runs load from two clients while `chaos` disturbs spate and the sink, then waits
+/// for every acked event at the sink.
+fn run_chaos(name: &str, load: Duration, chaos: impl FnOnce(&mut Proc, &mut Sink, &AtomicU64)) -> (Outcome, String) {
+    let dir = tempdir::Dir::new(name);
+    let (port, sink_port) = (free_port(), free_port());
+    let buf = dir.path().join("buffer");
+    let cf = dir.path().join("fluent.conf");
+    std::fs::write(&cf, conf(port, sink_port, &buf, "")).unwrap();
+    let mut sink = Sink::new(sink_port);
+    sink.start();
+    let mut spate = Proc { conf: cf, port, child: None, log: dir.path().join("spate.log"), starts: 0 };
+    spate.start();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked_n = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (stop, n) = (stop.clone(), acked_n.clone());
+            std::thread::spawn(move || client(addr, t * 1_000_000_000, 100, stop, n))
+        })
+        .collect();
+    let t0 = Instant::now();
+    chaos(&mut spate, &mut sink, &acked_n);
+    if let Some(rest) = load.checked_sub(t0.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut acked = Vec::new();
+    for c in clients {
+        acked.extend(c.join().unwrap());
+    }
+    let last = Instant::now();
+    let deadline = last + Duration::from_secs(60);
+    let lost = loop {
+        let g = sink.seen.lock().unwrap();
+        let lost = acked.iter().filter(|k| !g.contains_key(k)).count();
+        drop(g);
+        if lost == 0 || Instant::now() > deadline {
+            break lost;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let deliver_secs = last.elapsed().as_secs_f64();
+    let g = sink.seen.lock().unwrap();
+    let dups: u64 = g.values().map(|&n| u64::from(n.saturating_sub(1))).sum();
+    drop(g);
+    spate.term();
+    sink.stop();
+    let log = spate.log();
+    (Outcome { acked: acked.len(), lost, dups, deliver_secs }, log)
+}
+
+#[test]
+fn kill_9_three_times_under_acked_load_loses_nothing() {
+    let (o, log) = run_chaos("chaos-kill", Duration::from_secs(12), |spate, _sink, acked| {
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_secs(3));
+            let before = acked.load(Ordering::Relaxed);
+            spate.kill9();
+            std::thread::sleep(Duration::from_millis(200));
+            spate.start();
+            assert!(before > 0, "load was flowing before the kill");
+        }
+    });
+    println!(
+        "kill -9 x3: {} events acked, {} lost, {} duplicates ({:.3}% of acked), all delivered {:.2}s after the load stopped",
+        o.acked,
+        o.lost,
+        o.dups,
+        100.0 * o.dups as f64 / o.acked.max(1) as f64,
+        o.deliver_secs
+    );
+    assert!(o.acked > 10_000, "enough load to mean something: {}", o.acked);
+    assert_eq!(o.lost, 0, "acked events lost after kill -9; spate log:\n{log}");
+    assert!(log.contains("recovered"), "restarts recovered chunks from disk:\n{log}");
+}
+
+#[test]
+fn sink_down_for_a_while_loses_nothing() {
+    let (o, log) = run_chaos("chaos-sink", Duration::from_secs(8), |_spate, sink, _| {
+        std::thread::sleep(Duration::from_secs(2));
+        sink.stop();
+        std::thread::sleep(Duration::from_secs(3));
+        sink.start();
+    });
+    println!(
+        "sink down 3s: {} events acked, {} lost, {} duplicates ({:.3}%), all delivered {:.2}s after the load stopped",
+        o.acked,
+        o.lost,
+        o.dups,
+        100.0 * o.dups as f64 / o.acked.max(1) as f64,
+        o.deliver_secs
+    );
+    assert!(o.acked > 10_000, "enough load: {}", o.acked);
+    assert_eq!(o.lost, 0, "acked events lost while the sink was down; spate log:\n{log}");
+    assert!(log.contains("failed to flush the buffer"), "the outage was seen and retried:\n{log}");
+}
+
+/// A frame of `n` events with `k` from `k0`, acked under `id`.
+fn frame(tag: &[u8], k0: u64, n: u64, id: &str) -> Vec<u8> {
+    let mut entries = Vec::new();
+    for k in k0..k0 + n {
+        encode::entry(&mut entries, EventTime::new(1_700_000_000, 0), encode::TimeFormat::EventTime, &record(k));
+    }
+    let opt = OptionsOut { chunk: Some(id.as_bytes()), size: Some(n), compressed: None };
+    let mut f = Vec::new();
+    encode::packed_forward(&mut f, tag, &entries, EntriesType::Bin, &opt);
+    f
+}
+
+/// The chunk files under `buf` whose header holds `tag`.
+fn chunk_files(buf: &std::path::Path, tag: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for d in std::fs::read_dir(buf).unwrap().flatten() {
+        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+            let raw = std::fs::read(f.path()).unwrap();
+            let n = raw.len().min(34 + tag.len());
+            if raw.len() >= 34 && u16::from_le_bytes([raw[32], raw[33]]) as usize == tag.len() && &raw[34..n] == tag {
+                out.push(f.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn recovery_cuts_a_torn_chunk_and_sets_a_corrupt_one_aside() {
+    let dir = tempdir::Dir::new("recovery");
+    let (port, sink_port) = (free_port(), free_port());
+    let buf = dir.path().join("buffer");
+    let cf = dir.path().join("fluent.conf");
+    // Chunks stay staged (flush_interval 1h), so they are on disk when spate dies.
+    std::fs::write(
+        &cf,
+        conf(port, sink_port, &buf, "    flush_interval 1h\n").replace("    flush_interval 100ms\n", ""),
+    )
+    .unwrap();
+    let mut spate = Proc { conf: cf, port, child: None, log: dir.path().join("spate.log"), starts: 0 };
+    spate.start();
+    let mut c = Client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    // torn: two commits (two segments); corrupt: one; intact: one.
+    for (tag, k0, id) in
+        [(&b"torn"[..], 0, "t1"), (b"torn", 100, "t2"), (b"corrupt", 200, "c1"), (b"intact", 300, "i1")]
+    {
+        c.send(&frame(tag, k0, 100, id)).unwrap();
+        assert_eq!(c.read_ack().unwrap(), id.as_bytes(), "acked once durable");
+    }
+    spate.kill9();
+    let torn = chunk_files(&buf, b"torn");
+    let corrupt = chunk_files(&buf, b"corrupt");
+    assert_eq!((torn.len(), corrupt.len(), chunk_files(&buf, b"intact").len()), (1, 1, 1));
+    // A torn write: the last segment loses its tail.
+    let len = std::fs::metadata(&torn[0]).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&torn[0]).unwrap().set_len(len - 10).unwrap();
+    // A corrupt header (a flipped bit in the tag).
+    let mut raw = std::fs::read(&corrupt[0]).unwrap();
+    raw[35] ^= 0x01;
+    std::fs::write(&corrupt[0], &raw).unwrap();
+
+    let mut sink = Sink::new(sink_port);
+    sink.start();
+    spate.start();
+    let end = Instant::now() + Duration::from_secs(20);
+    let want: Vec<u64> = (0..100).chain(300..400).collect();
+    loop {
+        let g = sink.seen.lock().unwrap();
+        if want.iter().all(|k| g.contains_key(k)) || Instant::now() > end {
+            break;
+        }
+        drop(g);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    spate.term();
+    sink.stop();
+    let log = spate.log();
+    let g = sink.seen.lock().unwrap();
+    for k in &want {
+        assert_eq!(g.get(k), Some(&1), "event {k} from an intact segment delivered once; log:\n{log}");
+    }
+    assert!((100..300).all(|k| !g.contains_key(&k)), "the cut segment and the corrupt chunk are not sent");
+    assert!(log.contains("cutting the file"), "the torn tail is cut with a log line:\n{log}");
+    assert!(log.contains("cannot be recovered (header checksum mismatch); moved aside"), "{log}");
+    assert!(corrupt[0].with_extension("corrupt").exists(), "the corrupt chunk is kept aside for inspection");
+}
+
+/// A downstream that accepts connections and never reads (so never acks).
+fn stalled_sink() -> (u16, Arc<Mutex<Vec<TcpStream>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            h.lock().unwrap().push(s);
+        }
+    });
+    (port, held)
+}
+
+fn vm_hwm_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sends 1000-event frames for `dur` (one connection, acks, reconnecting), returns
+/// (acked frames, frames without an ack).
+fn push_for(addr: SocketAddr, dur: Duration) -> (u64, u64) {
+    let end = Instant::now() + dur;
+    let (mut acked, mut refused) = (0, 0);
+    let mut seq = 0u64;
+    while Instant::now() < end {
+        let Ok(s) = TcpStream::connect(addr) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut c = Client { s, buf: BytesMut::new() };
+        while Instant::now() < end {
+            seq += 1;
+            let id = format!("f{seq}");
+            if c.send(&frame(b"flood", seq * 1000, 1000, &id)).is_err() {
+                refused += 1;
+                break;
+            }
+            match c.read_ack() {
+                Ok(_) => acked += 1,
+                Err(_) => {
+                    refused += 1;
+                    break;
+                }
+            }
+        }
+    }
+    (acked, refused)
+}
+
+#[test]
+fn stalled_downstream_each_overflow_action_keeps_memory_bounded() {
+    for action in ["throw_exception", "block", "drop_oldest_chunk"] {
+        let (sink_port, _held) = stalled_sink();
+        let cfg = format!(
+            "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n\
+             <match **>\n  @type forward\n  heartbeat_type none\n  require_ack_response true\n  ack_response_timeout 60s\n\
+             <server>\n    host 127.0.0.1\n    port {sink_port}\n  </server>\n\
+             <buffer>\n    flush_interval 50ms\n    chunk_limit_size 1m\n    total_limit_size 8m\n    overflow_action {action}\n    retry_forever true\n  </buffer>\n</match>\n"
+        );
+        let spate = common::Spate::start(&format!("overflow-{action}"), &cfg, Stdio::null());
+        let pid = spate.child.id();
+        // ~70 MB of events at a downstream that takes none of them.
+        let (acked, refused) = push_for(spate.addr(), Duration::from_secs(4));
+        let hwm = vm_hwm_kb(pid);
+        // The downstream never acks, so a graceful stop would wait out its deadline.
+        let mut child = spate.child;
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut log = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut log);
+        }
+        println!("overflow_action {action}: {acked} frames acked, {refused} not acked, spate peak RSS {hwm} kB");
+        // 2 shards x 8 MiB of buffer, plus the process itself (debug build) and read buffers.
+        assert!(hwm < 80 * 1024, "{action}: peak RSS {hwm} kB is beyond the buffer limits");
+        match action {
+            "throw_exception" => {
+                assert!(refused > 0, "a full buffer refuses batches");
+                assert!(log.contains("not accepted, no ack sent"), "{log}");
+            }
+            "block" => {
+                assert!(refused > 0, "the client waits (no ack) while the input is blocked");
+                assert!(log.contains("not reading from"), "{log}");
+            }
+            _ => {
+                assert_eq!(refused, 0, "drop_oldest_chunk keeps accepting");
+                assert!(acked > 100);
+                assert!(log.contains("dropping oldest chunk"), "{log}");
+            }
+        }
+    }
+}
