@@ -48,6 +48,8 @@ pub enum Pipeline {
     GrepNull,
     /// forward -> forward (memory buffer, flush 100 ms) -> sink
     Relay { sink_port: u16 },
+    /// forward -> file buffer (flush 100 ms) -> forward with acks -> sink
+    DurableRelay { sink_port: u16 },
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -118,6 +120,10 @@ pub fn config(kind: Kind, p: Pipeline, port: u16, dir: &Path) -> std::io::Result
                 Pipeline::Relay { sink_port } => format!(
                     "<match **>\n  @type forward\n  <server>\n    host 127.0.0.1\n    port {sink_port}\n  </server>\n  <buffer>\n    flush_interval 0.1s\n    chunk_limit_size 8m\n    total_limit_size 512m\n  </buffer>\n</match>\n"
                 ),
+                Pipeline::DurableRelay { sink_port } => format!(
+                    "<match **>\n  @type forward\n  require_ack_response true\n  <server>\n    host 127.0.0.1\n    port {sink_port}\n  </server>\n  <buffer>\n    @type file\n    path {}\n    flush_interval 0.1s\n    chunk_limit_size 8m\n    total_limit_size 512m\n  </buffer>\n</match>\n",
+                    dir.join("buffer").display()
+                ),
             };
             let workers = if kind == Kind::Spate { "<system>\n  workers 1\n</system>\n" } else { "" };
             let conf = format!(
@@ -141,9 +147,20 @@ pub fn config(kind: Kind, p: Pipeline, port: u16, dir: &Path) -> std::io::Result
                 Pipeline::Relay { sink_port } => {
                     format!("[OUTPUT]\n    Name forward\n    Match *\n    Host 127.0.0.1\n    Port {sink_port}\n")
                 }
+                Pipeline::DurableRelay { sink_port } => format!(
+                    "[OUTPUT]\n    Name forward\n    Match *\n    Host 127.0.0.1\n    Port {sink_port}\n    Require_ack_response true\n"
+                ),
+            };
+            // Durable: chunks in the filesystem, written with fsync (storage.sync full).
+            let (storage, input_storage) = match p {
+                Pipeline::DurableRelay { .. } => (
+                    format!("    storage.path {}\n    storage.sync full\n", dir.join("flb-storage").display()),
+                    "    storage.type filesystem\n",
+                ),
+                _ => (String::new(), ""),
             };
             let conf = format!(
-                "[SERVICE]\n    Flush 0.1\n    Log_Level warn\n\n[INPUT]\n    Name forward\n    Listen 127.0.0.1\n    Port {port}\n\n{filter}{out}"
+                "[SERVICE]\n    Flush 0.1\n    Log_Level warn\n{storage}\n[INPUT]\n    Name forward\n    Listen 127.0.0.1\n    Port {port}\n{input_storage}\n{filter}{out}"
             );
             let path = dir.join("fluent-bit.conf");
             std::fs::write(&path, conf)?;
