@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,94 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use common::*;
 use spate_protocol::encode::{self, EntriesType, OptionsOut};
-use spate_protocol::{EventTime, Frame, FrameDecoder, Limits, RecordRef};
-
-/// A Forward sink on a fixed port that can be stopped and started again; it records
-/// the `k` field of every event and acks every chunk.
-struct Sink {
-    port: u16,
-    seen: Arc<Mutex<HashMap<u64, u32>>>,
-    run: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Sink {
-    fn new(port: u16) -> Sink {
-        Sink {
-            port,
-            seen: Arc::new(Mutex::new(HashMap::new())),
-            run: Arc::new(AtomicBool::new(false)),
-            conns: Arc::new(Mutex::new(Vec::new())),
-            thread: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let l = TcpListener::bind(("127.0.0.1", self.port)).expect("sink port");
-        l.set_nonblocking(true).unwrap();
-        self.run.store(true, Ordering::SeqCst);
-        let (run, seen, conns) = (self.run.clone(), self.seen.clone(), self.conns.clone());
-        self.thread = Some(std::thread::spawn(move || {
-            while run.load(Ordering::SeqCst) {
-                let s = match l.accept() {
-                    Ok((s, _)) => s,
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    }
-                };
-                s.set_nonblocking(false).unwrap();
-                conns.lock().unwrap().push(s.try_clone().unwrap());
-                let seen = seen.clone();
-                std::thread::spawn(move || serve(s, seen));
-            }
-        }));
-    }
-
-    fn stop(&mut self) {
-        self.run.store(false, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-fn serve(mut s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>) {
-    let mut dec = FrameDecoder::new(Limits::default());
-    let mut buf = BytesMut::new();
-    let mut tmp = vec![0u8; 1 << 16];
-    loop {
-        let n = match s.read(&mut tmp) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&tmp[..n]);
-        while let Ok(Some(f)) = dec.decode(&mut buf) {
-            if let Frame::Events(b) = f {
-                let mut g = seen.lock().unwrap();
-                for e in b.events() {
-                    if let Some(k) =
-                        RecordRef::new(e.record.as_bytes()).and_then(|r| r.get(b"k")).and_then(|v| v.as_i64())
-                    {
-                        *g.entry(k as u64).or_default() += 1;
-                    }
-                }
-                drop(g);
-                if let Some(c) = &b.option.chunk {
-                    let mut a = Vec::new();
-                    encode::ack(&mut a, c);
-                    if s.write_all(&a).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
+use spate_protocol::EventTime;
 
 /// spate on a fixed port and config; restartable.
 struct Proc {
@@ -230,13 +142,17 @@ struct Outcome {
 
 /// Runs load from two clients while `chaos` disturbs spate and the sink, then waits
 /// for every acked event at the sink.
-fn run_chaos(name: &str, load: Duration, chaos: impl FnOnce(&mut Proc, &mut Sink, &AtomicU64)) -> (Outcome, String) {
+fn run_chaos(
+    name: &str,
+    load: Duration,
+    chaos: impl FnOnce(&mut Proc, &mut FixedSink, &AtomicU64),
+) -> (Outcome, String) {
     let dir = tempdir::Dir::new(name);
     let (port, sink_port) = (free_port(), free_port());
     let buf = dir.path().join("buffer");
     let cf = dir.path().join("fluent.conf");
     std::fs::write(&cf, conf(port, sink_port, &buf, "")).unwrap();
-    let mut sink = Sink::new(sink_port);
+    let mut sink = FixedSink::new(sink_port);
     sink.start();
     let mut spate = Proc { conf: cf, port, child: None, log: dir.path().join("spate.log"), starts: 0 };
     spate.start();
@@ -387,7 +303,7 @@ fn recovery_cuts_a_torn_chunk_and_sets_a_corrupt_one_aside() {
     raw[35] ^= 0x01;
     std::fs::write(&corrupt[0], &raw).unwrap();
 
-    let mut sink = Sink::new(sink_port);
+    let mut sink = FixedSink::new(sink_port);
     sink.start();
     spate.start();
     let end = Instant::now() + Duration::from_secs(20);

@@ -3,14 +3,16 @@
 //! and a small blocking Forward client.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use spate_protocol::{encode, EventTime, Frame, FrameDecoder, Limits};
+use spate_protocol::{encode, EventTime, Frame, FrameDecoder, Limits, RecordRef};
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
@@ -329,4 +331,99 @@ pub fn wait_ours(s: &spate_loadgen::sink::SinkHandle, n: u64) -> u64 {
         std::thread::sleep(Duration::from_millis(20));
     }
     ours(s)
+}
+
+/// A Forward sink on a fixed port that can be stopped and started again; it records
+/// the `k` field of every event and acks every chunk.
+pub struct FixedSink {
+    pub port: u16,
+    /// How many times each `k` arrived.
+    pub seen: Arc<Mutex<HashMap<u64, u32>>>,
+    run: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FixedSink {
+    pub fn new(port: u16) -> FixedSink {
+        FixedSink {
+            port,
+            seen: Arc::new(Mutex::new(HashMap::new())),
+            run: Arc::new(AtomicBool::new(false)),
+            conns: Arc::new(Mutex::new(Vec::new())),
+            thread: None,
+        }
+    }
+
+    pub fn start(&mut self) {
+        let l = TcpListener::bind(("127.0.0.1", self.port)).expect("sink port");
+        l.set_nonblocking(true).unwrap();
+        self.run.store(true, Ordering::SeqCst);
+        let (run, seen, conns) = (self.run.clone(), self.seen.clone(), self.conns.clone());
+        self.thread = Some(std::thread::spawn(move || {
+            while run.load(Ordering::SeqCst) {
+                let s = match l.accept() {
+                    Ok((s, _)) => s,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                s.set_nonblocking(false).unwrap();
+                conns.lock().unwrap().push(s.try_clone().unwrap());
+                let seen = seen.clone();
+                std::thread::spawn(move || serve_fixed(s, seen));
+            }
+        }));
+    }
+
+    pub fn stop(&mut self) {
+        self.run.store(false, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn serve_fixed(mut s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>) {
+    let mut dec = FrameDecoder::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let mut tmp = vec![0u8; 1 << 16];
+    loop {
+        let n = match s.read(&mut tmp) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&tmp[..n]);
+        while let Ok(Some(f)) = dec.decode(&mut buf) {
+            if let Frame::Events(b) = f {
+                let mut g = seen.lock().unwrap();
+                for e in b.events() {
+                    if let Some(k) =
+                        RecordRef::new(e.record.as_bytes()).and_then(|r| r.get(b"k")).and_then(|v| v.as_i64())
+                    {
+                        *g.entry(k as u64).or_default() += 1;
+                    }
+                }
+                drop(g);
+                if let Some(c) = &b.option.chunk {
+                    let mut a = Vec::new();
+                    encode::ack(&mut a, c);
+                    if s.write_all(&a).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl FixedSink {
+    /// Events received (with duplicates).
+    pub fn total(&self) -> u64 {
+        self.seen.lock().unwrap().values().map(|&n| u64::from(n)).sum()
+    }
 }

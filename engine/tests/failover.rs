@@ -1,0 +1,87 @@
+//! out_forward's server selection with heartbeats, as fluentd does it: a primary that
+//! stops answering heartbeats is detached (hard_timeout), the standby takes over, and
+//! the primary is used again once it has answered `recover_wait` worth of heartbeats.
+//! No acked event is lost on the way.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use spate_protocol::encode::{self, EntriesType, OptionsOut};
+use spate_protocol::EventTime;
+
+fn send_acked(addr: SocketAddr, k0: u64, n: u64) {
+    let mut c = Client::connect(addr);
+    for (i, k) in (k0..k0 + n).step_by(100).enumerate() {
+        let mut entries = Vec::new();
+        for k in k..(k + 100).min(k0 + n) {
+            encode::entry(&mut entries, EventTime::new(1_700_000_000, 0), encode::TimeFormat::EventTime, &record(k));
+        }
+        let id = format!("fo-{k0}-{i}");
+        let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
+        let mut f = Vec::new();
+        encode::packed_forward(&mut f, b"failover", &entries, EntriesType::Bin, &opt);
+        c.send(&f).unwrap();
+        assert_eq!(c.read_ack().unwrap(), id.as_bytes());
+    }
+}
+
+/// Waits until `sink` holds every k in `k0..k0+n`; returns whether it did.
+fn arrived(sink: &FixedSink, k0: u64, n: u64, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if (k0..k0 + n).all(|k| sink.seen.lock().unwrap().contains_key(&k)) {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn standby_takes_over_while_the_primary_is_detached() {
+    let (pp, sp) = (free_port(), free_port());
+    let mut primary = FixedSink::new(pp);
+    let mut standby = FixedSink::new(sp);
+    primary.start();
+    standby.start();
+    let conf = format!(
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n\
+         <match **>\n  @type forward\n  require_ack_response true\n  heartbeat_interval 200ms\n  hard_timeout 1s\n  recover_wait 1s\n  connect_timeout 1s\n\
+         <server>\n    name primary\n    host 127.0.0.1\n    port {pp}\n  </server>\n\
+         <server>\n    name backup\n    host 127.0.0.1\n    port {sp}\n    standby true\n  </server>\n\
+         <buffer>\n    flush_interval 50ms\n    retry_wait 100ms\n    retry_max_interval 200ms\n    retry_forever true\n  </buffer>\n</match>\n"
+    );
+    let spate = Spate::start("failover", &conf, Stdio::null());
+
+    send_acked(spate.addr(), 0, 1000);
+    assert!(arrived(&primary, 0, 1000, Duration::from_secs(10)), "all at the primary first");
+    assert_eq!(standby.total(), 0, "the standby is not used while the primary is up");
+
+    primary.stop();
+    // Heartbeats fail; after hard_timeout (1 s) the primary is detached.
+    std::thread::sleep(Duration::from_millis(1800));
+    send_acked(spate.addr(), 1000, 1000);
+    assert!(arrived(&standby, 1000, 1000, Duration::from_secs(10)), "the standby took over");
+
+    primary.start();
+    // recover_wait 1 s of good heartbeats at 200 ms.
+    std::thread::sleep(Duration::from_millis(2500));
+    let before = standby.total();
+    send_acked(spate.addr(), 2000, 1000);
+    assert!(arrived(&primary, 2000, 1000, Duration::from_secs(10)), "the primary is used again");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(standby.total(), before, "the standby left the rotation");
+    let (_, _, log) = spate.stop();
+    for line in ["detached forwarding server 'primary'", "using standby node", "recovered forwarding server 'primary'"]
+    {
+        assert!(log.contains(line), "log says {line:?}:\n{log}");
+    }
+    primary.stop();
+    standby.stop();
+}
