@@ -1,4 +1,4 @@
-//! The file buffer's disk side: one file per chunk under `<path>/shard<N>/`, its
+//! The file buffer's disk side: one file per chunk under `<path>/shard-<N>/`, its
 //! format, recovery on start, loading a chunk for sending, and the blocking write +
 //! fdatasync jobs the shard's group commit ([`super::sync`]) runs off the shard thread.
 //!
@@ -95,8 +95,8 @@ fn segment_header(data: &[u8], count: u32) -> [u8; SEG_HEADER] {
 }
 
 impl FileStore {
-    /// Opens (creating) `<path>/shard<shard>` and recovers every chunk a previous run
-    /// left under `<path>/shard<M>` with `M % workers == shard` (so a changed worker
+    /// Opens (creating) `<path>/shard-<shard>` and recovers every chunk a previous run
+    /// left under `<path>/shard-<M>` with `M % workers == shard` (so a changed worker
     /// count still recovers everything exactly once). Returns the recovered chunks in
     /// creation order.
     pub fn open(
@@ -112,7 +112,7 @@ impl FileStore {
         let conf_path = path;
         let owned = spate_dir(path);
         let path = owned.as_path();
-        let dir = path.join(format!("shard{shard}"));
+        let dir = path.join(format!("shard-{shard}"));
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         if shard == 0 {
             import_fluentd(conf_path, &dir);
@@ -121,7 +121,7 @@ impl FileStore {
         let entries = std::fs::read_dir(path).map_err(|e| io(path, e))?;
         for d in entries.flatten() {
             let name = d.file_name();
-            let Some(n) = name.to_str().and_then(|s| s.strip_prefix("shard")).and_then(|s| s.parse::<u32>().ok())
+            let Some(n) = name.to_str().and_then(|s| s.strip_prefix("shard-")).and_then(|s| s.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -595,7 +595,7 @@ mod tests {
     #[test]
     fn recovers_good_chunk_and_cuts_torn_tail() {
         let root = tmp("torn");
-        let shard0 = root.join("shard0");
+        let shard0 = root.join("shard-0");
         let good = write_chunk(&shard0, [1; 16], b"app.a", &[(b"abcdef", 2), (b"ghij", 1)]);
         let torn = write_chunk(&shard0, [2; 16], b"app.b", &[(b"0123456789", 3)]);
         // A second segment whose data was cut short by the kill.
@@ -620,7 +620,7 @@ mod tests {
     #[test]
     fn corrupt_segment_is_cut_and_bad_header_moved_aside() {
         let root = tmp("corrupt");
-        let shard0 = root.join("shard0");
+        let shard0 = root.join("shard-0");
         let p = write_chunk(&shard0, [3; 16], b"t", &[(b"good", 1), (b"evil", 1)]);
         // Flip a byte in the second segment's data.
         let mut raw = std::fs::read(&p).unwrap();
@@ -690,10 +690,10 @@ mod tests {
     #[test]
     fn shards_recover_by_modulo() {
         let root = tmp("modulo");
-        write_chunk(&root.join("shard0"), [6; 16], b"a", &[(b"x", 1)]);
-        write_chunk(&root.join("shard1"), [7; 16], b"b", &[(b"y", 1)]);
-        write_chunk(&root.join("shard2"), [8; 16], b"c", &[(b"z", 1)]);
-        // Two workers now: shard 0 takes shard0 and shard2, shard 1 takes shard1.
+        write_chunk(&root.join("shard-0"), [6; 16], b"a", &[(b"x", 1)]);
+        write_chunk(&root.join("shard-1"), [7; 16], b"b", &[(b"y", 1)]);
+        write_chunk(&root.join("shard-2"), [8; 16], b"c", &[(b"z", 1)]);
+        // Two workers now: shard 0 takes shard-0 and shard-2, shard 1 takes shard-1.
         let (_, c0) = FileStore::open(&root, 0, 2, Rc::new(Syncer::default())).unwrap();
         let (_, c1) = FileStore::open(&root, 1, 2, Rc::new(Syncer::default())).unwrap();
         assert_eq!(c0.iter().map(|c| &c.tag[..]).collect::<Vec<_>>(), vec![&b"a"[..], &b"c"[..]]);
@@ -704,7 +704,7 @@ mod tests {
     #[test]
     fn jobs_write_segments_that_recover() {
         let root = tmp("jobs");
-        let dir = root.join("shard0");
+        let dir = root.join("shard-0");
         std::fs::create_dir_all(&dir).unwrap();
         let store = FileStore { dir: dir.clone(), syncer: Rc::new(Syncer::default()) };
         let id = [9u8; 16];
