@@ -18,6 +18,7 @@ use crate::filter::Filter;
 use crate::input::forward::{ForwardInConf, ForwardInput};
 use crate::input::sample::{SampleConf, SampleInput};
 use crate::output::buffered::{BufferedOutput, Writer};
+use crate::output::file::{FileOutConf, FileWriter};
 use crate::output::forward::{ForwardConf, ForwardSender, HeartbeatType, ServerConf};
 use crate::output::null::NullOutput;
 use crate::output::secondary_file::SecondaryFile;
@@ -26,8 +27,8 @@ use crate::output::Output;
 use crate::router::{Label, MatchPattern, Router, Rule, Target};
 
 pub const INPUT_TYPES: &[&str] = &["dummy", "forward", "sample"];
-pub const OUTPUT_TYPES: &[&str] = &["copy", "forward", "null", "relabel", "stdout"];
-pub const SECONDARY_TYPES: &[&str] = &["forward", "secondary_file"];
+pub const OUTPUT_TYPES: &[&str] = &["copy", "file", "forward", "null", "relabel", "stdout"];
+pub const SECONDARY_TYPES: &[&str] = &["file", "forward", "secondary_file"];
 pub const FILTER_TYPES: &[&str] = &["grep", "record_transformer", "stdout"];
 
 /// Which shards a plugin runs on (`<worker N>` / `<worker N-M>`); `None` = all.
@@ -63,6 +64,7 @@ pub enum OutputPlan {
 #[derive(Debug, Clone)]
 pub enum WriterPlan {
     Forward(ForwardConf),
+    File(FileOutConf),
     SecondaryFile(SecondaryFile),
 }
 
@@ -70,6 +72,7 @@ impl WriterPlan {
     fn build(&self, id: &str) -> Writer {
         match self {
             WriterPlan::Forward(c) => Writer::Forward(ForwardSender::new(id.to_string(), c.clone())),
+            WriterPlan::File(c) => Writer::File(FileWriter::new(id.to_string(), c.clone())),
             WriterPlan::SecondaryFile(c) => Writer::SecondaryFile(c.clone()),
         }
     }
@@ -77,6 +80,7 @@ impl WriterPlan {
     fn name(&self) -> &'static str {
         match self {
             WriterPlan::Forward(_) => "forward",
+            WriterPlan::File(_) => "file",
             WriterPlan::SecondaryFile(_) => "secondary_file",
         }
     }
@@ -534,6 +538,32 @@ fn output(e: &Element, ctx: &mut Ctx) -> Result<OutputPlan, ConfigError> {
             let secondary = secondary(e)?;
             OutputPlan::Buffered(Box::new(BufferedPlan { id, writer, buffer, secondary }))
         }
+        "file" => {
+            let id = ctx.id(e, "file");
+            let path = e.str("path").ok_or_else(|| err(e, "out_file needs path".into()))?.to_string();
+            let defaults = BufferDefaults {
+                keys: &["time"],
+                tag_required: false,
+                file_path: Some(&path),
+                timekey: Some(crate::output::file::DEFAULT_TIMEKEY),
+            };
+            let mut bufs = e.elements_named("buffer");
+            let buffer = match bufs.next() {
+                Some(b) => buffer_conf_with(b, &defaults)?,
+                None => buffer_conf_with(
+                    &Element::new("buffer".into(), "time".into(), Vec::new(), Vec::new(), e.pos.clone()),
+                    &defaults,
+                )?,
+            };
+            ctx.check_path(e, &buffer)?;
+            let (timekey, zone) = match &buffer.timekey {
+                Some(k) => (Some(k.secs), crate::format::Zone::Fixed(k.utc_offset)),
+                None => (None, crate::format::Zone::Local),
+            };
+            let fc = crate::output::file::file_conf(e, timekey, zone, &ctx.hostname)?;
+            let secondary = secondary(e)?;
+            OutputPlan::Buffered(Box::new(BufferedPlan { id, writer: WriterPlan::File(fc), buffer, secondary }))
+        }
         "copy" => {
             let _ = e.str("copy_mode");
             let mut stores = Vec::new();
@@ -666,6 +696,13 @@ fn secondary(e: &Element) -> Result<Option<WriterPlan>, ConfigError> {
     let ty = plugin_type(s, "secondary", SECONDARY_TYPES)?;
     let w = match ty {
         "secondary_file" => WriterPlan::SecondaryFile(crate::output::secondary_file::conf(s)?),
+        "file" => {
+            // As a secondary, out_file writes the primary's chunks; its own path has no
+            // time slice unless the placeholders are in it.
+            let fc = crate::output::file::file_conf(s, None, crate::format::Zone::Local, &crate::config::hostname())?;
+            warn_unused(s);
+            WriterPlan::File(fc)
+        }
         "forward" => {
             if s.elements_named("buffer").next().is_some() {
                 return Err(err(s, "<secondary> cannot have its own <buffer>: it writes the primary's chunks".into()));
@@ -723,11 +760,28 @@ fn v012_buffer_params(e: &Element, b: &mut BufferConf) -> Result<(), ConfigError
 /// Parses `<buffer>`. `default_keys` are the plugin's chunk keys when the section
 /// has no argument; `tag` is required for out_forward (as in fluentd).
 pub fn buffer_conf(b: &Element, default_keys: &[&str], tag_required: bool) -> Result<BufferConf, ConfigError> {
+    buffer_conf_with(b, &BufferDefaults { keys: default_keys, tag_required, file_path: None, timekey: None })
+}
+
+/// A plugin's `<buffer>` defaults (fluentd's `config_section :buffer` overrides).
+pub struct BufferDefaults<'a> {
+    pub keys: &'a [&'a str],
+    pub tag_required: bool,
+    /// `Some(path)`: the default type is `file` with this path (out_file).
+    pub file_path: Option<&'a str>,
+    /// Default `timekey` in seconds.
+    pub timekey: Option<u64>,
+}
+
+pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferConf, ConfigError> {
+    let default_keys = defaults.keys;
+    let tag_required = defaults.tag_required;
     let mut d = BufferConf::default();
-    match b.plugin_type() {
+    let ty = b.plugin_type().or(defaults.file_path.map(|_| "file"));
+    match ty {
         None | Some("memory") => {}
         Some("file") => {
-            let path = b.str("path").ok_or_else(|| {
+            let path = b.str("path").or(defaults.file_path).ok_or_else(|| {
                 err(b, "<buffer @type file> needs path (the directory for this output's chunk files)".into())
             })?;
             d.path = Some(std::path::PathBuf::from(path));
@@ -758,7 +812,7 @@ pub fn buffer_conf(b: &Element, default_keys: &[&str], tag_required: bool) -> Re
         return Err(err(b, "buffer chunk key must include 'tag' for forward output".into()));
     }
     let timekey = if keys.contains(&"time") {
-        let secs = b.time("timekey")?.ok_or_else(|| {
+        let secs = b.time("timekey")?.or(defaults.timekey.map(std::time::Duration::from_secs)).ok_or_else(|| {
             err(b, format!("<buffer {}> argument includes 'time', but timekey is not configured", b.arg))
         })?;
         if secs.as_secs() == 0 {
@@ -1002,6 +1056,7 @@ pub fn describe(plan: &Plan) -> String {
                         format!("{}{}", servers.join(", "), if c.require_ack_response { ", acks" } else { "" })
                     }
                     WriterPlan::SecondaryFile(c) => format!("{}/{}", c.directory, c.basename),
+                    WriterPlan::File(c) => c.template.clone(),
                 };
                 let buf = match &p.buffer.path {
                     Some(path) => format!("file buffer {}", path.display()),

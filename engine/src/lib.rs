@@ -13,6 +13,7 @@ pub mod buffer;
 pub mod build;
 pub mod config;
 pub mod filter;
+pub mod format;
 pub mod input;
 pub mod output;
 pub mod router;

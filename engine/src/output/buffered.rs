@@ -23,6 +23,7 @@ use crate::buffer::{Buffer, Chunk};
 #[allow(clippy::large_enum_variant)]
 pub enum Writer {
     Forward(super::forward::ForwardSender),
+    File(super::file::FileWriter),
     SecondaryFile(super::secondary_file::SecondaryFile),
 }
 
@@ -30,6 +31,7 @@ impl Writer {
     pub fn type_name(&self) -> &'static str {
         match self {
             Writer::Forward(_) => "forward",
+            Writer::File(_) => "file",
             Writer::SecondaryFile(_) => "secondary_file",
         }
     }
@@ -38,6 +40,20 @@ impl Writer {
     pub async fn write(&self, chunk: &Chunk) -> Result<usize, String> {
         match self {
             Writer::Forward(w) => w.write(chunk).await.map_err(|e| e.to_string()),
+            Writer::File(w) => {
+                // Formatting a chunk is CPU work and the write may block: off the shard.
+                let (w, id_s) = (w.clone(), w.id.clone());
+                let (tag, tk, id, data) = (chunk.tag.clone(), chunk.timekey, chunk.id, chunk.data.clone());
+                let n = data.len();
+                glommio::executor()
+                    .spawn_blocking(move || w.write_chunk(&tag, tk, &id, &data))
+                    .await
+                    .map(|p| {
+                        crate::debug!("{id_s}: wrote {n} bytes of entries to {}", p.display());
+                        n
+                    })
+                    .map_err(|e| e.to_string())
+            }
             Writer::SecondaryFile(w) => {
                 let w = w.clone();
                 let (tag, data) = (chunk.tag.clone(), chunk.data.clone());

@@ -9,6 +9,7 @@
 //! `forward`, `file`, `secondary_file`.
 
 pub mod buffered;
+pub mod file;
 pub mod forward;
 pub mod null;
 pub mod secondary_file;

@@ -45,7 +45,7 @@ pub fn conf(e: &Element) -> Result<SecondaryFile, ConfigError> {
 }
 
 /// `${tag}`, `${tag[N]}` (negative N counts from the end) and `${chunk_id}`.
-fn expand(s: &str, tag: &str, chunk_id: &str) -> String {
+pub(crate) fn expand(s: &str, tag: &str, chunk_id: &str) -> String {
     let parts: Vec<&str> = tag.split('.').collect();
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
