@@ -623,8 +623,9 @@ fn forward_conf(e: &Element) -> Result<ForwardConf, ConfigError> {
             HeartbeatType::Transport
         }
         Some("none") => HeartbeatType::None,
+        Some("udp") => HeartbeatType::Udp,
         Some(o) => {
-            return Err(err(e, format!("heartbeat_type {o:?} is not supported; supported: transport, tcp, none")))
+            return Err(err(e, format!("heartbeat_type {o:?} is not supported; supported: transport, tcp, udp, none")))
         }
     };
     c.heartbeat_interval = e.time("heartbeat_interval")?.unwrap_or(c.heartbeat_interval);
@@ -642,6 +643,12 @@ fn forward_conf(e: &Element) -> Result<ForwardConf, ConfigError> {
     }
     c.expire_dns_cache = e.time("expire_dns_cache")?;
     c.dns_round_robin = e.bool("dns_round_robin")?.unwrap_or(false);
+    if c.dns_round_robin && c.heartbeat_type == HeartbeatType::Udp {
+        return Err(err(
+            e,
+            "forward output heartbeat type must be 'transport' or 'none' to use dns_round_robin option".into(),
+        ));
+    }
     for k in ["ignore_network_errors_at_startup", "verify_connection_at_startup", "read_interval_msec", "read_length"] {
         let _ = e.str(k);
     }

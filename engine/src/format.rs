@@ -286,12 +286,14 @@ fn time_type(e: &Element) -> Result<Option<TimeType>, ConfigError> {
         Some("unixtime_micros") => Some(TimeType::UnixtimeMicros),
         Some("unixtime_nanos") => Some(TimeType::UnixtimeNanos),
         Some("string") => Some(TimeType::String),
-        Some(o) => return Err(err(
-            e,
-            format!(
+        Some(o) => {
+            return Err(err(
+                e,
+                format!(
                 "time_type {o:?}: expected float, unixtime, unixtime_millis, unixtime_micros, unixtime_nanos or string"
             ),
-        )),
+            ))
+        }
     })
 }
 

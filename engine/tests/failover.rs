@@ -85,3 +85,44 @@ fn standby_takes_over_while_the_primary_is_detached() {
     primary.stop();
     standby.stop();
 }
+
+#[test]
+fn udp_heartbeats_keep_a_live_spate_attached_and_detach_a_dead_one() {
+    let (pp, sp) = (free_port(), free_port());
+    let mut downstream = FixedSink::new(pp);
+    let mut standby = FixedSink::new(sp);
+    downstream.start();
+    standby.start();
+    // B: a spate in_forward (which answers UDP heartbeats) relaying to `downstream`.
+    let b_conf = format!(
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<match **>\n  @type forward\n  require_ack_response true\n  heartbeat_type none\n  <server>\n    host 127.0.0.1\n    port {pp}\n  </server>\n  <buffer>\n    flush_interval 50ms\n  </buffer>\n</match>\n"
+    );
+    let b = Spate::start("udp-hb-b", &b_conf, Stdio::null());
+    // C: the standby, also a spate (UDP heartbeats need an in_forward to answer them).
+    let c = Spate::start("udp-hb-c", &b_conf.replace(&format!("port {pp}\n"), &format!("port {sp}\n")), Stdio::null());
+    let a_conf = format!(
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n\
+         <match **>\n  @type forward\n  require_ack_response true\n  heartbeat_type udp\n  heartbeat_interval 200ms\n  hard_timeout 1s\n  connect_timeout 1s\n\
+         <server>\n    name b\n    host 127.0.0.1\n    port {}\n  </server>\n\
+         <server>\n    name backup\n    host 127.0.0.1\n    port {}\n    standby true\n  </server>\n\
+         <buffer>\n    flush_interval 50ms\n    retry_wait 100ms\n    retry_max_interval 200ms\n    retry_forever true\n  </buffer>\n</match>\n",
+        b.port, c.port
+    );
+    let a = Spate::start("udp-hb-a", &a_conf, Stdio::null());
+    // Several heartbeat intervals: B answers, so it stays attached.
+    std::thread::sleep(Duration::from_millis(1500));
+    send_acked(a.addr(), 0, 500);
+    assert!(arrived(&downstream, 0, 500, Duration::from_secs(10)), "A -> B -> downstream");
+    assert_eq!(standby.total(), 0, "B answered its UDP heartbeats: the standby stayed out");
+    b.stop();
+    std::thread::sleep(Duration::from_millis(1800));
+    send_acked(a.addr(), 500, 500);
+    let ok = arrived(&standby, 500, 500, Duration::from_secs(10));
+    let (_, _, log) = a.stop();
+    assert!(ok, "B stopped answering: detached, standby used; A's log:\n{log}");
+    assert!(log.contains("detached forwarding server 'b'"), "{log}");
+    assert!(!log.contains("detached forwarding server 'backup'"), "the standby answers its heartbeats: {log}");
+    c.stop();
+    downstream.stop();
+    standby.stop();
+}

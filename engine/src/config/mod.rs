@@ -130,6 +130,12 @@ impl Element {
     fn typed<T>(&self, key: &str, f: impl FnOnce(&str) -> Result<T, String>) -> Result<Option<T>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
+            // fluentd's examples write `expire_dns_cache nil` meaning "not set"; its
+            // non-strict number parsing reads that as 0. spate takes it as not set.
+            Some(a) if a.value == "nil" => {
+                crate::warn!("{}: {key} nil: treated as not set (the default)", a.pos);
+                Ok(None)
+            }
             Some(a) => f(&a.value).map(Some).map_err(|m| ConfigError::at(&a.pos, format!("{key} {:?}: {m}", a.value))),
         }
     }
@@ -282,6 +288,13 @@ mod tests {
         assert_eq!(s.string_or("missing", "d"), "d");
         assert_eq!(s.string_or("e", "d"), "json");
         assert!(s.unused_attrs().is_empty());
+    }
+
+    #[test]
+    fn nil_is_not_set() {
+        let s = section("  t nil\n  n nil\n");
+        assert_eq!(s.time("t").unwrap(), None);
+        assert_eq!(s.int("n").unwrap(), None);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - servers are chosen round-robin over a weight array (`weight`); `standby` servers
 //!   enter the array only while regular servers are detached;
 //! - heartbeats (`heartbeat_type transport`, the default: a TCP connect, plus the
-//!   shared-key handshake when `<security>` is set, every `heartbeat_interval`) feed a
+//!   shared-key handshake when `<security>` is set; or `udp`: a `\0` datagram that
+//!   in_forward answers; every `heartbeat_interval`) feed a
 //!   phi accrual failure detector (`phi_threshold`, `phi_failure_detector`) and
 //!   `hard_timeout`; a detached server is used again after `recover_wait` of good
 //!   heartbeats. `heartbeat_type none` keeps every server available;
@@ -50,6 +51,8 @@ pub struct ServerConf {
 pub enum HeartbeatType {
     /// TCP connect (and handshake) as the heartbeat (`transport`, or the deprecated `tcp`).
     Transport,
+    /// A `\0` datagram to the server's port; in_forward answers it.
+    Udp,
     None,
 }
 
@@ -309,16 +312,37 @@ impl ForwardSender {
         if self.conf.heartbeat_type == HeartbeatType::None {
             return;
         }
-        while !self.stopping.get() {
-            glommio::timer::sleep(self.conf.heartbeat_interval).await;
-            let mut rebuild = false;
-            for i in 0..self.conf.servers.len() {
-                if self.stopping.get() {
+        let udp = match self.conf.heartbeat_type {
+            HeartbeatType::Udp => match glommio::net::UdpSocket::bind("0.0.0.0:0") {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    crate::error!("{}: cannot open the UDP heartbeat socket: {e}; heartbeats are off", self.id);
                     return;
                 }
-                let t = self.conf.heartbeat_interval.max(Duration::from_millis(100));
-                let ok = glommio::timer::timeout(t, async { Ok(self.connect(i).await.is_ok()) }).await.unwrap_or(false);
-                let now = now_f64();
+            },
+            _ => None,
+        };
+        while !self.stopping.get() {
+            let alive = match &udp {
+                None => {
+                    glommio::timer::sleep(self.conf.heartbeat_interval).await;
+                    let mut alive = vec![false; self.conf.servers.len()];
+                    for (i, a) in alive.iter_mut().enumerate() {
+                        if self.stopping.get() {
+                            return;
+                        }
+                        let t = self.conf.heartbeat_interval.max(Duration::from_millis(100));
+                        *a = glommio::timer::timeout(t, async { Ok(self.connect(i).await.is_ok()) })
+                            .await
+                            .unwrap_or(false);
+                    }
+                    alive
+                }
+                Some(sock) => self.udp_round(sock).await,
+            };
+            let now = now_f64();
+            let mut rebuild = false;
+            for (i, ok) in alive.into_iter().enumerate() {
                 let mut nodes = self.nodes.borrow_mut();
                 let n = &mut nodes[i];
                 if ok {
@@ -362,6 +386,51 @@ impl ForwardSender {
                 self.rebuild_weights();
             }
         }
+    }
+
+    /// `heartbeat_type udp`: a `\0` to every server's port, then one interval of
+    /// listening for in_forward's `\0` replies (matched by source address).
+    async fn udp_round(&self, sock: &glommio::net::UdpSocket) -> Vec<bool> {
+        let mut alive = vec![false; self.conf.servers.len()];
+        let mut targets = Vec::new();
+        for i in 0..self.conf.servers.len() {
+            if let Ok(a) = self.addrs(i).await {
+                for addr in a {
+                    let _ = sock.send_to(&[0u8], addr).await;
+                    targets.push((addr, i));
+                }
+            }
+        }
+        let end = Instant::now() + self.conf.heartbeat_interval;
+        let mut buf = [0u8; 64];
+        while !self.stopping.get() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let r = glommio::timer::timeout(left, async {
+                sock.recv_from(&mut buf).await.map_err(glommio::GlommioError::from)
+            })
+            .await;
+            match r {
+                Ok((_, from)) => {
+                    for (addr, i) in &targets {
+                        if *addr == from
+                            || (addr.port() == from.port() && addr.ip().is_loopback() && from.ip().is_loopback())
+                        {
+                            alive[*i] = true;
+                        }
+                    }
+                }
+                Err(_) => {
+                    // A timeout, or an ICMP error surfacing as a failed receive: either
+                    // way, wait out the interval (never spin on an erroring socket).
+                    glommio::timer::sleep(end.saturating_duration_since(Instant::now())).await;
+                    break;
+                }
+            }
+        }
+        alive
     }
 
     fn detach(&self, n: &mut Node) {
