@@ -408,10 +408,7 @@ impl ForwardSender {
             if left.is_zero() {
                 break;
             }
-            let r = glommio::timer::timeout(left, async {
-                sock.recv_from(&mut buf).await.map_err(glommio::GlommioError::from)
-            })
-            .await;
+            let r = glommio::timer::timeout(left, async { sock.recv_from(&mut buf).await }).await;
             match r {
                 Ok((_, from)) => {
                     for (addr, i) in &targets {
