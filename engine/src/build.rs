@@ -397,16 +397,21 @@ fn source(e: &Element, ctx: &mut Ctx) -> Result<SourcePlan, ConfigError> {
                     format!("bind {:?} is not an IP address (spate does not resolve bind names)", c.bind),
                 ));
             }
-            for t in e.elements_named("transport") {
-                match t.arg.trim() {
-                    "" | "tcp" => {
-                        if let Some(l) = t.time("linger_timeout")? {
-                            c.linger_timeout = l;
-                        }
-                    }
-                    other => return Err(err(t, format!("<transport {other}> is not supported yet; supported: tcp"))),
+            if let Some(h) = e.time("handshake_timeout")? {
+                if h.is_zero() {
+                    return Err(err(e, "handshake_timeout must be greater than 0".into()));
                 }
-                warn_unused(t);
+                c.handshake_timeout = h;
+            }
+            for t in e.elements_named("transport") {
+                if let Some(l) = t.time("linger_timeout")? {
+                    c.linger_timeout = l;
+                }
+                // server_tls reports unused parameters of a tls section itself.
+                c.tls = crate::tls::server_tls(t)?;
+                if c.tls.is_none() {
+                    warn_unused(t);
+                }
             }
             if let Some(s) = e.elements_named("security").next() {
                 c.security = Some(crate::security::server_from_element(s)?);
@@ -602,10 +607,7 @@ fn forward_conf(e: &Element) -> Result<ForwardConf, ConfigError> {
         Some(other) => return Err(err(e, format!("compress {other:?} is not supported; expected text or gzip"))),
     }
     // Settings that change what goes on the wire must not be silently ignored.
-    match e.str("transport") {
-        None | Some("tcp") => {}
-        Some(t) => return Err(err(e, format!("out_forward transport {t} is not supported yet; supported: tcp"))),
-    }
+    c.tls = crate::tls::client_tls(e)?;
     let security = match e.elements_named("security").next() {
         Some(s) => {
             let host =

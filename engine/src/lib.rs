@@ -19,6 +19,7 @@ pub mod output;
 pub mod router;
 pub mod runtime;
 pub mod security;
+pub mod tls;
 
 /// The configuration used when spate runs without `-c`: in_forward on
 /// 127.0.0.1:24224, every event printed to stdout.

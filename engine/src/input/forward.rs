@@ -21,6 +21,7 @@ use spate_protocol::encode;
 use spate_protocol::{EventBatch, Frame, FrameDecoder, Limits};
 
 use crate::router::Router;
+use crate::tls::Stream;
 
 /// in_forward parameters, fluentd's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,11 @@ pub struct ForwardInConf {
     pub max_connections: usize,
     /// spate: a connection that sends nothing for this long is closed (None: never).
     pub idle_timeout: Option<Duration>,
+    /// `<transport tls>`.
+    pub tls: Option<crate::tls::ServerTls>,
+    /// spate: time a new connection has for its TLS handshake and, under `<security>`,
+    /// to send its PING (fluentd has no limit).
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ForwardInConf {
@@ -74,6 +80,8 @@ impl Default for ForwardInConf {
             security: None,
             max_connections: 10_000,
             idle_timeout: None,
+            tls: None,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -112,6 +120,8 @@ pub struct InputMetrics {
     pub blocked: Cell<u64>,
     pub acks: Cell<u64>,
     pub auth_failures: Cell<u64>,
+    /// TLS handshakes that failed (no TLS, wrong CA, no client certificate, timeout).
+    pub tls_failures: Cell<u64>,
     pub refused_connections: Cell<u64>,
     pub idle_closed: Cell<u64>,
 }
@@ -248,23 +258,39 @@ impl ForwardInput {
         }
     }
 
-    async fn serve(&self, mut stream: TcpStream, peer: Option<SocketAddr>) {
-        self.tune(&stream);
+    async fn serve(&self, tcp: TcpStream, peer: Option<SocketAddr>) {
+        self.tune(&tcp);
         let peer_s = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
+        let mut stream = match &self.conf.tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => match Stream::accept(tcp, tls, self.conf.handshake_timeout).await {
+                Ok(s) => s,
+                // Closed before a ClientHello: a TCP health check, not a TLS failure.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    crate::debug!("{}: {peer_s} closed the connection before a TLS handshake", self.conf.id);
+                    return;
+                }
+                Err(e) => {
+                    inc(&self.metrics.tls_failures, 1);
+                    crate::warn!("{}: TLS handshake with {peer_s} failed, closing the connection: {e}", self.conf.id);
+                    return;
+                }
+            },
+        };
         let mut dec = FrameDecoder::new(self.conf.limits());
         let mut buf = BytesMut::with_capacity(READ_SIZE);
         let mut acks: Vec<u8> = Vec::new();
         let source_ip: Option<Bytes> = peer.map(|p| Bytes::from(p.ip().to_string()));
         if let Some(sec) = &self.conf.security {
             let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), crate::security::peer_ip);
-            let r = glommio::timer::timeout(HANDSHAKE_TIMEOUT, async {
-                Ok(self.handshake(&mut stream, &mut buf, sec, ip).await)
-            })
-            .await;
+            let hs_timeout = self.conf.handshake_timeout;
+            let r =
+                glommio::timer::timeout(hs_timeout, async { Ok(self.handshake(&mut stream, &mut buf, sec, ip).await) })
+                    .await;
             let reason = match r {
                 Ok(Ok(())) => None,
                 Ok(Err(reason)) => Some(reason),
-                Err(_) => Some(format!("no PING within {HANDSHAKE_TIMEOUT:?}")),
+                Err(_) => Some(format!("no PING within {hs_timeout:?} (handshake_timeout)")),
             };
             if let Some(reason) = reason {
                 inc(&self.metrics.auth_failures, 1);
@@ -414,7 +440,7 @@ impl ForwardInput {
     /// the PING stay in `buf` for the frame decoder.
     async fn handshake(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut Stream,
         buf: &mut BytesMut,
         sec: &crate::security::ServerSecurity,
         ip: std::net::IpAddr,
@@ -566,12 +592,10 @@ pub enum Step {
 }
 
 const READ_SIZE: usize = 256 << 10;
-/// A client must send its PING this soon after the HELO.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads into the spare capacity of `buf` (zero-filled once per read, which is cheap next
 /// to the syscall and keeps this free of `unsafe`).
-async fn read_into(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+async fn read_into(stream: &mut Stream, buf: &mut BytesMut) -> std::io::Result<usize> {
     let len = buf.len();
     let spare = (buf.capacity() - len).min(READ_SIZE);
     buf.resize(len + spare, 0);

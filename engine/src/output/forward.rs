@@ -77,6 +77,8 @@ pub struct ForwardConf {
     /// None: resolve once (at load); zero: on every connect; else at most this old.
     pub expire_dns_cache: Option<Duration>,
     pub dns_round_robin: bool,
+    /// `transport tls`.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ForwardConf {
@@ -99,6 +101,7 @@ impl Default for ForwardConf {
             keepalive_timeout: None,
             expire_dns_cache: None,
             dns_round_robin: false,
+            tls: None,
         }
     }
 }
@@ -107,7 +110,8 @@ impl Default for ForwardConf {
 pub const ROLLBACK: &str = "rollback:";
 
 struct Conn {
-    stream: TcpStream,
+    stream: crate::tls::Stream,
+    addr: SocketAddr,
     rbuf: BytesMut,
     last_used: Instant,
 }
@@ -520,9 +524,21 @@ impl ForwardSender {
         let mut last = SendError::NoNodes;
         for addr in self.addrs(i).await? {
             match TcpStream::connect_timeout(addr, self.conf.connect_timeout).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    let mut conn = Conn { stream, rbuf: BytesMut::with_capacity(256), last_used: Instant::now() };
+                Ok(tcp) => {
+                    let _ = tcp.set_nodelay(true);
+                    let stream = match &self.conf.tls {
+                        None => crate::tls::Stream::Plain(tcp),
+                        Some(tls) => {
+                            match crate::tls::Stream::connect(tcp, tls, &s.host, self.conf.connect_timeout).await {
+                                Ok(st) => st,
+                                Err(e) => {
+                                    last = SendError::Handshake(addr, format!("TLS: {e}"));
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    let mut conn = Conn { stream, addr, rbuf: BytesMut::with_capacity(256), last_used: Instant::now() };
                     if let Some(cred) = &s.cred {
                         let hs = glommio::timer::timeout(self.conf.connect_timeout, async {
                             Ok(handshake(&mut conn, cred).await)
@@ -568,7 +584,7 @@ impl ForwardSender {
     }
 
     async fn send_on(&self, conn: &mut Conn, chunk: &Chunk) -> Result<usize, SendError> {
-        let addr = conn.stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let addr = conn.addr;
         let converted;
         let mut entries: &[u8] = &chunk.data;
         if self.conf.time_as_integer {

@@ -1,0 +1,342 @@
+//! TLS on in_forward (`<transport tls>`) and out_forward (`transport tls`) with
+//! certificates generated here: exact counts through TLS on both hops (with acks, and
+//! with the shared-key handshake inside TLS), client certificate authentication, a
+//! wrong CA, a plain-TCP client on a TLS port, a client that never completes its
+//! handshake (handshake_timeout); and Ruby fluentd's TLS out_forward/in_forward when it
+//! is installed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use spate_protocol::encode::{self, EntriesType, OptionsOut};
+use spate_protocol::EventTime;
+
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+    other_ca: String,
+}
+
+fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    let k = KeyPair::generate().unwrap();
+    (p.self_signed(&k).unwrap(), k)
+}
+
+/// A CA, a server certificate for localhost/127.0.0.1, a client certificate, and an
+/// unrelated CA, as PEM files in `dir`.
+fn pki(dir: &Path) -> Pki {
+    let (ca_cert, ca_key) = ca("spate test CA");
+    let mut sp = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    sp.distinguished_name.push(DnType::CommonName, "spate test server");
+    let sk = KeyPair::generate().unwrap();
+    let server = sp.signed_by(&sk, &ca_cert, &ca_key).unwrap();
+    let mut cp = CertificateParams::new(vec!["client.test".to_string()]).unwrap();
+    cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let ck = KeyPair::generate().unwrap();
+    let client = cp.signed_by(&ck, &ca_cert, &ca_key).unwrap();
+    let (other, _) = ca("some other CA");
+    let w = |name: &str, pem: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.display().to_string()
+    };
+    Pki {
+        ca: w("ca.pem", ca_cert.pem()),
+        server_cert: w("server.pem", server.pem()),
+        server_key: w("server.key", sk.serialize_pem()),
+        client_cert: w("client.pem", client.pem()),
+        client_key: w("client.key", ck.serialize_pem()),
+        other_ca: w("other-ca.pem", other.pem()),
+    }
+}
+
+/// A blocking TLS client (rustls) that sends acked PackedForward frames.
+fn tls_client(
+    addr: SocketAddr,
+    ca: &str,
+    client: Option<(&str, &str)>,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match client {
+        Some((c, k)) => b
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(c).unwrap().map(|x| x.unwrap()).collect(),
+                PrivateKeyDer::from_pem_file(k).unwrap(),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), "127.0.0.1".try_into().unwrap()).unwrap();
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    // Drive the handshake now so failures show here.
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    Ok(s)
+}
+
+fn frame(k0: u64, n: u64, id: &str) -> Vec<u8> {
+    let mut entries = Vec::new();
+    for k in k0..k0 + n {
+        encode::entry(&mut entries, EventTime::new(1_700_000_000, 1), encode::TimeFormat::EventTime, &record(k));
+    }
+    let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
+    let mut f = Vec::new();
+    encode::packed_forward(&mut f, b"tls.test", &entries, EntriesType::Bin, &opt);
+    f
+}
+
+fn send_acked<S: Read + Write>(s: &mut S, k0: u64, frames: u64) {
+    let mut buf = Vec::new();
+    for i in 0..frames {
+        let id = format!("tls-{k0}-{i}");
+        s.write_all(&frame(k0 + i * 100, 100, &id)).unwrap();
+        s.flush().unwrap();
+        // One ack: {"ack": id}
+        let mut tmp = [0u8; 256];
+        loop {
+            let mut sk = spate_protocol::msgpack::Skipper::new();
+            if let Ok(Some(n)) = sk.advance(&buf, 1 << 16, 8) {
+                let v: Vec<u8> = buf.drain(..n).collect();
+                assert_eq!(encode::parse_ack(&v).unwrap(), id.as_bytes());
+                break;
+            }
+            let n = s.read(&mut tmp).unwrap();
+            assert!(n > 0, "closed before the ack");
+            buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+}
+
+fn tls_source(p: &Pki, extra: &str) -> String {
+    format!(
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n  <transport tls>\n    cert_path {}\n    private_key_path {}\n{extra}  </transport>\n</source>\n",
+        p.server_cert, p.server_key
+    )
+}
+
+fn wait_all(sink: &FixedSink, n: u64) -> bool {
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end {
+        let g = sink.seen.lock().unwrap();
+        if (0..n).all(|k| g.contains_key(&k)) {
+            return true;
+        }
+        drop(g);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn tls_on_both_hops_with_acks_and_shared_key() {
+    let dir = tempdir::Dir::new("tls-chain");
+    let p = pki(dir.path());
+    let sink_port = free_port();
+    let mut sink = FixedSink::new(sink_port);
+    sink.start();
+    let sec = "<security>\n  self_hostname b\n  shared_key s3cr3t\n</security>\n";
+    // B: TLS + shared key in, plain out to the sink.
+    let b = Spate::start(
+        "tls-b",
+        &format!(
+            "{}<match **>\n  @type forward\n  require_ack_response true\n  heartbeat_type none\n  <server>\n    host 127.0.0.1\n    port {sink_port}\n  </server>\n  <buffer>\n    flush_interval 50ms\n  </buffer>\n</match>\n",
+            tls_source(&p, "").replace("</source>\n", &format!("{sec}</source>\n"))
+        ),
+        Stdio::null(),
+    );
+    // A: TLS in, TLS + shared key out to B.
+    let a = Spate::start(
+        "tls-a",
+        &format!(
+            "{}<match **>\n  @type forward\n  transport tls\n  tls_ca_cert_path {}\n  require_ack_response true\n  <security>\n    self_hostname a\n    shared_key s3cr3t\n  </security>\n  <server>\n    host 127.0.0.1\n    port {}\n  </server>\n  <buffer>\n    flush_interval 50ms\n  </buffer>\n</match>\n",
+            tls_source(&p, ""),
+            p.ca,
+            b.port
+        ),
+        Stdio::null(),
+    );
+    let mut c = tls_client(a.addr(), &p.ca, None).expect("TLS to spate A");
+    send_acked(&mut c, 0, 30);
+    assert!(wait_all(&sink, 3000), "3000 events through TLS (A) -> TLS + shared key (B) -> sink");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(sink.total(), 3000, "exactly once");
+    let (_, _, la) = a.stop();
+    let (_, _, lb) = b.stop();
+    assert!(!la.contains("failed") && !lb.contains("failed"), "no failures:\n{la}\n{lb}");
+    sink.stop();
+}
+
+#[test]
+fn client_certificates_plain_clients_and_stalled_handshakes() {
+    let dir = tempdir::Dir::new("tls-auth");
+    let p = pki(dir.path());
+    let conf = format!(
+        "{}<match **>\n  @type null\n</match>\n",
+        tls_source(&p, &format!("    client_cert_auth true\n    ca_path {}\n", p.ca))
+    )
+    .replace("  <transport tls>", "  handshake_timeout 1s\n  <transport tls>");
+    let s = Spate::start("tls-auth", &conf, Stdio::null());
+    // Without a client certificate: refused.
+    let r = tls_client(s.addr(), &p.ca, None).and_then(|mut c| {
+        c.write_all(&frame(0, 1, "x"))?;
+        let mut b = [0u8; 16];
+        c.read(&mut b)
+    });
+    assert!(!matches!(r, Ok(n) if n > 0), "no ack without a client certificate: {r:?}");
+    // A plain-TCP Forward client on the TLS port: closed, nothing acked.
+    let mut plain = Client::connect(s.addr());
+    plain.send(&frame(0, 1, "plain")).unwrap();
+    assert!(plain.read_ack().is_err(), "plain TCP gets no ack on a TLS port");
+    // A client that connects and says nothing: dropped after handshake_timeout.
+    let mut idle = TcpStream::connect(s.addr()).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t0 = Instant::now();
+    let mut b = [0u8; 1];
+    let _ = idle.read(&mut b);
+    let waited = t0.elapsed();
+    // With a certificate signed by the CA: served.
+    let mut c = tls_client(s.addr(), &p.ca, Some((&p.client_cert, &p.client_key))).expect("client cert accepted");
+    send_acked(&mut c, 0, 5);
+    drop(c);
+    let (_, _, log) = s.stop();
+    assert!(waited < Duration::from_secs(4), "the idle connection was closed by handshake_timeout ({waited:?})");
+    assert!(log.matches("TLS handshake with 127.0.0.1").count() >= 3, "each refusal is logged:\n{log}");
+}
+
+#[test]
+fn out_forward_refuses_a_server_its_ca_did_not_sign() {
+    let dir = tempdir::Dir::new("tls-wrongca");
+    let p = pki(dir.path());
+    let b = Spate::start(
+        "tls-wrongca-b",
+        &format!("{}<match **>\n  @type null\n</match>\n", tls_source(&p, "")),
+        Stdio::null(),
+    );
+    let a = Spate::start(
+        "tls-wrongca-a",
+        &format!(
+            "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<match **>\n  @type forward\n  transport tls\n  tls_ca_cert_path {}\n  heartbeat_type none\n  <server>\n    host 127.0.0.1\n    port {}\n  </server>\n  <buffer>\n    flush_interval 50ms\n    retry_wait 100ms\n    flush_at_shutdown false\n  </buffer>\n</match>\n",
+            p.other_ca, b.port
+        ),
+        Stdio::null(),
+    );
+    let mut c = Client::connect(a.addr());
+    c.send(&frame(0, 10, "w")).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let (_, _, la) = a.stop();
+    let (_, _, lb) = b.stop();
+    assert!(la.contains("TLS") && la.contains("failed to flush"), "A does not send to an unverified server:\n{la}");
+    assert!(lb.contains("TLS handshake with 127.0.0.1"), "B saw the aborted handshake:\n{lb}");
+}
+
+#[test]
+fn tls_config_errors_name_the_line() {
+    let dir = tempdir::Dir::new("tls-conf");
+    let p = pki(dir.path());
+    let cases = [
+        (format!("<source>\n  @type forward\n  <transport tls>\n    private_key_path {}\n  </transport>\n</source>\n", p.server_key), "needs cert_path"),
+        (format!("<source>\n  @type forward\n  <transport tls>\n    cert_path {}\n    private_key_path {}\n    version TLSv1_1\n  </transport>\n</source>\n", p.server_cert, p.server_key), "TLS version TLSv1_1 is not supported"),
+        (format!("<source>\n  @type forward\n  <transport tls>\n    cert_path /nonexistent.pem\n    private_key_path {}\n  </transport>\n</source>\n", p.server_key), "cert_path /nonexistent.pem"),
+        (format!("<source>\n  @type forward\n  <transport tls>\n    cert_path {}\n    private_key_path {}\n    private_key_passphrase x\n  </transport>\n</source>\n", p.server_cert, p.server_key), "encrypted private keys"),
+        ("<match **>\n  @type forward\n  transport tls\n  tls_ca_cert_path /nonexistent.pem\n  <server>\n    host 127.0.0.1\n  </server>\n</match>\n".to_string(), "tls_ca_cert_path /nonexistent.pem"),
+    ];
+    for (conf, want) in cases {
+        let f = dir.path().join("bad.conf");
+        std::fs::write(&f, &conf).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(["--dry-run", "-c", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{conf}");
+        assert!(err.contains(want) && err.contains("bad.conf:"), "{want}: {err}");
+    }
+}
+
+/// Ruby fluentd with TLS on both sides of spate: fluentd out_forward (TLS) -> spate
+/// (TLS in, TLS out) -> fluentd in_forward (TLS) -> out_forward -> sink. fluentd's
+/// side checks the CA but not the host name: Ruby 3.1's OpenSSL hostname check raises
+/// NoMethodError for an IP address against a certificate with DNS names.
+#[test]
+fn interop_with_ruby_fluentd_over_tls() {
+    let Some(fluentd) = find_peer("FLUENTD", "fluentd") else {
+        println!("skipped: Ruby fluentd not found ($FLUENTD unset and no `fluentd` on PATH)");
+        return;
+    };
+    let dir = tempdir::Dir::new("tls-fluentd");
+    let p = pki(dir.path());
+    let sink_port = free_port();
+    let mut sink = FixedSink::new(sink_port);
+    sink.start();
+    // Downstream fluentd: TLS in_forward -> plain forward to the sink.
+    let (down_port, up_port) = (free_port(), free_port());
+    let down = dir.path().join("down.conf");
+    std::fs::write(
+        &down,
+        format!(
+            "<source>\n  @type forward\n  bind 127.0.0.1\n  port {down_port}\n  <transport tls>\n    cert_path {}\n    private_key_path {}\n  </transport>\n</source>\n<match tls.**>\n  @type forward\n  <server>\n    host 127.0.0.1\n    port {sink_port}\n  </server>\n  <buffer>\n    flush_interval 0.1\n  </buffer>\n</match>\n",
+            p.server_cert, p.server_key
+        ),
+    )
+    .unwrap();
+    let down_peer = Peer::start("fluentd-down", &fluentd, &down, down_port);
+    // spate in the middle: TLS both ways.
+    let spate = Spate::start(
+        "tls-mid",
+        &format!(
+            "{}<match **>\n  @type forward\n  transport tls\n  tls_ca_cert_path {}\n  require_ack_response true\n  <server>\n    host 127.0.0.1\n    port {down_port}\n  </server>\n  <buffer>\n    flush_interval 50ms\n  </buffer>\n</match>\n",
+            tls_source(&p, ""),
+            p.ca
+        ),
+        Stdio::null(),
+    );
+    // Upstream fluentd: plain in_forward -> TLS out_forward to spate.
+    let up = dir.path().join("up.conf");
+    std::fs::write(
+        &up,
+        format!(
+            "<source>\n  @type forward\n  bind 127.0.0.1\n  port {up_port}\n</source>\n<match tls.**>\n  @type forward\n  transport tls\n  tls_cert_path {}\n  tls_verify_hostname false\n  require_ack_response true\n  <server>\n    host 127.0.0.1\n    port {}\n  </server>\n  <buffer>\n    flush_interval 0.1\n  </buffer>\n</match>\n",
+            p.ca, spate.port
+        ),
+    )
+    .unwrap();
+    let up_peer = Peer::start("fluentd-up", &fluentd, &up, up_port);
+    let mut c = Client::connect(SocketAddr::from(([127, 0, 0, 1], up_port)));
+    for i in 0..20u64 {
+        let id = format!("f{i}");
+        c.send(&frame(i * 100, 100, &id)).unwrap();
+        assert_eq!(c.read_ack().unwrap(), id.as_bytes());
+    }
+    let ok = wait_all(&sink, 2000);
+    let (_, _, log) = spate.stop();
+    drop(up_peer);
+    drop(down_peer);
+    sink.stop();
+    assert!(ok, "2000 events: fluentd -TLS-> spate -TLS-> fluentd -> sink; spate log:\n{log}");
+}
