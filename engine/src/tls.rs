@@ -186,7 +186,7 @@ pub fn server_tls(t: &Element) -> Result<Option<ServerTls>, ConfigError> {
         if t.str(k).is_some() {
             return Err(err(
                 t,
-                format!("{k} is not supported: spate does not generate certificates or run Ruby verifiers; give cert_path and private_key_path"),
+                format!("{k} is not supported: spate does not sign certificates with a CA or run Ruby verifiers; give cert_path and private_key_path"),
             ));
         }
     }
@@ -198,13 +198,14 @@ pub fn server_tls(t: &Element) -> Result<Option<ServerTls>, ConfigError> {
     {
         let _ = t.str(k);
     }
-    let cert_path = t.str("cert_path").ok_or_else(|| {
-        err(t, "<transport tls> needs cert_path and private_key_path (spate does not generate certificates)")
-    })?;
-    let key_path =
-        t.str("private_key_path").ok_or_else(|| err(t, "<transport tls> needs private_key_path with cert_path"))?;
-    let chain = certs(t, "cert_path", cert_path)?;
-    let key = private_key(t, "private_key_path", key_path, t.str("private_key_passphrase"))?;
+    let (chain, key) = match (t.str("cert_path"), t.str("private_key_path")) {
+        (Some(cert_path), Some(key_path)) => (
+            certs(t, "cert_path", cert_path)?,
+            private_key(t, "private_key_path", key_path, t.str("private_key_passphrase"))?,
+        ),
+        (None, None) => self_signed(t)?,
+        _ => return Err(err(t, "<transport tls>: cert_path and private_key_path go together")),
+    };
     let client_cert_auth = t.bool("client_cert_auth")?.unwrap_or(false);
     let p = provider();
     let b = ServerConfig::builder_with_provider(p.clone())
@@ -226,6 +227,27 @@ pub fn server_tls(t: &Element) -> Result<Option<ServerTls>, ConfigError> {
     let cfg = b.with_single_cert(chain, key).map_err(|x| err(t, format!("cert_path/private_key_path: {x}")))?;
     crate::build::warn_unused(t);
     Ok(Some(ServerTls { config: Arc::new(cfg), client_cert_auth }))
+}
+
+/// fluentd's `<transport tls>` without a certificate: a self-signed one, made at start
+/// (`generate_cert_common_name`, default the host name).
+fn self_signed(t: &Element) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
+    let host = crate::config::hostname();
+    let cn = t.str("generate_cert_common_name").map_or_else(|| host.clone(), str::to_string);
+    let mut names = vec![cn.clone(), "localhost".to_string(), "127.0.0.1".to_string()];
+    if host != cn {
+        names.push(host);
+    }
+    let mut p = rcgen::CertificateParams::new(names).map_err(|x| err(t, format!("generating a certificate: {x}")))?;
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let k = rcgen::KeyPair::generate().map_err(|x| err(t, format!("generating a key: {x}")))?;
+    let c = p.self_signed(&k).map_err(|x| err(t, format!("generating a certificate: {x}")))?;
+    crate::warn!(
+        "{}: <transport tls> has no cert_path: using a self-signed certificate generated at start (clients must run with tls_insecure_mode or trust it explicitly)",
+        t.pos
+    );
+    let key = PrivateKeyDer::try_from(k.serialize_der()).map_err(|x| err(t, format!("generated key: {x}")))?;
+    Ok((vec![c.der().clone()], key))
 }
 
 /// A verifier for `tls_insecure_mode`, `tls_verify_hostname false` and

@@ -260,7 +260,7 @@ fn tls_config_errors_name_the_line() {
     let dir = tempdir::Dir::new("tls-conf");
     let p = pki(dir.path());
     let cases = [
-        (format!("<source>\n  @type forward\n  <transport tls>\n    private_key_path {}\n  </transport>\n</source>\n", p.server_key), "needs cert_path"),
+        (format!("<source>\n  @type forward\n  <transport tls>\n    private_key_path {}\n  </transport>\n</source>\n", p.server_key), "cert_path and private_key_path go together"),
         (format!("<source>\n  @type forward\n  <transport tls>\n    cert_path {}\n    private_key_path {}\n    version TLSv1_1\n  </transport>\n</source>\n", p.server_cert, p.server_key), "TLS version TLSv1_1 is not supported"),
         (format!("<source>\n  @type forward\n  <transport tls>\n    cert_path /nonexistent.pem\n    private_key_path {}\n  </transport>\n</source>\n", p.server_key), "cert_path /nonexistent.pem"),
         (format!("<source>\n  @type forward\n  <transport tls>\n    cert_path {}\n    private_key_path {}\n    private_key_passphrase x\n  </transport>\n</source>\n", p.server_cert, p.server_key), "encrypted private keys"),
@@ -339,4 +339,37 @@ fn interop_with_ruby_fluentd_over_tls() {
     drop(down_peer);
     sink.stop();
     assert!(ok, "2000 events: fluentd -TLS-> spate -TLS-> fluentd -> sink; spate log:\n{log}");
+}
+
+/// fluentd's own examples in_forward_tls.conf / out_forward_tls.conf: a server with no
+/// certificate (a self-signed one is generated) and a client in `tls_insecure_mode`.
+#[test]
+fn self_signed_server_and_insecure_client_as_in_fluentd_examples() {
+    let b = Spate::start(
+        "tls-selfsigned",
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n  <transport tls>\n    insecure true\n  </transport>\n</source>\n<match test>\n  @type stdout\n</match>\n",
+        Stdio::piped(),
+    );
+    let a = Spate::start(
+        "tls-insecure",
+        &format!(
+            "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<match test>\n  @type forward\n  transport tls\n  tls_insecure_mode true\n  require_ack_response true\n  <server>\n    host 127.0.0.1\n    port {}\n  </server>\n  <buffer>\n    flush_interval 0\n  </buffer>\n</match>\n",
+            b.port
+        ),
+        Stdio::null(),
+    );
+    let mut c = Client::connect(a.addr());
+    let mut entries = Vec::new();
+    encode::entry(&mut entries, EventTime::new(1_700_000_000, 0), encode::TimeFormat::EventTime, &record(42));
+    let opt = OptionsOut { chunk: Some(b"s1"), size: None, compressed: None };
+    let mut f = Vec::new();
+    encode::packed_forward(&mut f, b"test", &entries, EntriesType::Bin, &opt);
+    c.send(&f).unwrap();
+    assert_eq!(c.read_ack().unwrap(), b"s1");
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, _, la) = a.stop();
+    let (_, out, lb) = b.stop();
+    assert!(out.contains("test: {\"k\":42,\"msg\":\"event 42\"}"), "delivered over TLS:\n{out}\n{la}\n{lb}");
+    assert!(lb.contains("self-signed certificate generated at start"), "{lb}");
+    assert!(la.contains("tls_insecure_mode true"), "{la}");
 }
