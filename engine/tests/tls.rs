@@ -373,3 +373,55 @@ fn self_signed_server_and_insecure_client_as_in_fluentd_examples() {
     assert!(lb.contains("self-signed certificate generated at start"), "{lb}");
     assert!(la.contains("tls_insecure_mode true"), "{la}");
 }
+
+/// spate-loadgen with TLS (and TLS + shared key) against spate: every event acked.
+#[test]
+fn loadgen_over_tls() {
+    use spate_loadgen::generator::{run, Auth, RunConfig};
+    use spate_loadgen::tls::TlsConf;
+    let dir = tempdir::Dir::new("tls-loadgen");
+    let p = pki(dir.path());
+    let s = Spate::start(
+        "tls-loadgen",
+        &format!(
+            "{}<match **>\n  @type null\n</match>\n",
+            tls_source(&p, "")
+                .replace("</source>\n", "<security>\n  self_hostname srv\n  shared_key k3y\n</security>\n</source>\n")
+        ),
+        Stdio::null(),
+    );
+    let tls = TlsConf::new(Some(Path::new(&p.ca)), None, false, None).unwrap();
+    let cfg = RunConfig {
+        targets: vec![s.addr()],
+        connections: 2,
+        batch: 500,
+        ack: true,
+        events: Some(50_000),
+        quiet: true,
+        tls: Some(tls),
+        auth: Some(Auth {
+            self_hostname: "lg".into(),
+            shared_key: "k3y".into(),
+            username: String::new(),
+            password: String::new(),
+        }),
+        ..Default::default()
+    };
+    let r = run(cfg).unwrap();
+    assert_eq!((r.events_sent, r.events_acked, r.errors), (50_000, 50_000, 0));
+    // The wrong CA: the generator refuses the server and counts errors.
+    let bad = TlsConf::new(Some(Path::new(&p.other_ca)), None, false, None).unwrap();
+    let cfg = RunConfig {
+        targets: vec![s.addr()],
+        ack: true,
+        events: Some(1000),
+        duration: Some(Duration::from_secs(1)),
+        quiet: true,
+        tls: Some(bad),
+        ..Default::default()
+    };
+    let r = run(cfg).unwrap();
+    assert_eq!(r.events_acked, 0);
+    assert!(r.errors > 0, "TLS failures are counted");
+    s.stop();
+}

@@ -19,6 +19,7 @@ use spate_protocol::msgpack::Skipper;
 
 use crate::records::{chunk_id, templates, FrameTemplate, RecordSource, SendMode, CHUNK_LEN};
 use crate::report::{new_hist, Latency, RunReport};
+use crate::tls::{Conn, TlsConf};
 
 /// Generator settings (the CLI maps onto this).
 #[derive(Debug, Clone)]
@@ -46,6 +47,8 @@ pub struct RunConfig {
     /// Authenticate with fluentd's shared-key handshake (and user/password if the
     /// server asks), as out_forward does.
     pub auth: Option<Auth>,
+    /// Speak TLS to the targets (before the handshake, as out_forward does).
+    pub tls: Option<TlsConf>,
 }
 
 /// Credentials for the HELO/PING/PONG handshake.
@@ -78,6 +81,7 @@ impl Default for RunConfig {
             quiet: false,
             connect_timeout: Duration::from_secs(3),
             auth: None,
+            tls: None,
         }
     }
 }
@@ -147,7 +151,7 @@ fn take_budget(c: &Counters, want: u64) -> u64 {
 
 /// Reads acks for one TCP connection until it closes or the run stops.
 fn ack_reader(
-    mut s: TcpStream,
+    mut s: Conn,
     st: Arc<ConnState>,
     c: Arc<Counters>,
     hist: Arc<Mutex<Histogram<u64>>>,
@@ -233,11 +237,26 @@ fn ack_reader(
     let _ = hist.lock().map(|mut h| h.add(&local));
 }
 
-fn connect(addr: SocketAddr, cfg: &RunConfig, c: &Counters) -> Option<TcpStream> {
+fn connect(addr: SocketAddr, cfg: &RunConfig, c: &Counters) -> Option<Conn> {
     let mut backoff = Duration::from_millis(50);
     while !c.stop.load(Ordering::Relaxed) {
-        if let Ok(mut s) = TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
-            let _ = s.set_nodelay(true);
+        if let Ok(tcp) = TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
+            let _ = tcp.set_nodelay(true);
+            let mut s = match &cfg.tls {
+                None => Conn::Tcp(tcp),
+                Some(t) => match t.connect(tcp, cfg.connect_timeout) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        if !cfg.quiet {
+                            eprintln!("spate-loadgen: TLS handshake with {addr} failed: {e}");
+                        }
+                        c.errors.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                },
+            };
             let _ = s.set_write_timeout(Some(cfg.ack_timeout.max(Duration::from_secs(1))));
             match &cfg.auth {
                 None => return Some(s),
@@ -259,7 +278,7 @@ fn connect(addr: SocketAddr, cfg: &RunConfig, c: &Counters) -> Option<TcpStream>
 }
 
 /// Reads one complete msgpack value (a handshake message).
-fn read_value(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+fn read_value(s: &mut Conn, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
     let mut tmp = [0u8; 1024];
     loop {
         let mut sk = Skipper::new();
@@ -277,7 +296,7 @@ fn read_value(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
 }
 
 /// fluentd's client handshake: HELO in, PING out, PONG in and verified.
-fn handshake(s: &mut TcpStream, a: &Auth, timeout: Duration) -> Result<(), String> {
+fn handshake(s: &mut Conn, a: &Auth, timeout: Duration) -> Result<(), String> {
     use spate_protocol::handshake as hs;
     let _ = s.set_read_timeout(Some(timeout));
     let mut buf = Vec::new();
@@ -443,7 +462,7 @@ fn connection(
             }
         }
         // Unacked frames of this connection are lost to us (counted as errors).
-        let _ = s.shutdown(std::net::Shutdown::Both);
+        s.shutdown();
         fail_pending(&st, &c);
         if let Some(r) = reader {
             let _ = r.join();

@@ -9,6 +9,7 @@ pub mod generator;
 pub mod records;
 pub mod report;
 pub mod sink;
+pub mod tls;
 
 /// Parses `30s`, `500ms`, `2m`, `1h` or plain seconds (`1.5`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

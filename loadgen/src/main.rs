@@ -96,6 +96,24 @@ struct RunArgs {
     /// hostname sent in the handshake (default spate-loadgen)
     #[argh(option, default = "String::from(\"spate-loadgen\")")]
     self_hostname: String,
+    /// speak TLS (implied by the other --tls-* options)
+    #[argh(switch)]
+    tls: bool,
+    /// CA certificate(s) (PEM) to verify the server with (default: the system bundle)
+    #[argh(option)]
+    tls_ca: Option<PathBuf>,
+    /// client certificate (PEM), for servers with client_cert_auth
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// client private key (PEM, unencrypted), with --tls-cert
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
+    /// do not verify the server's certificate
+    #[argh(switch)]
+    tls_insecure: bool,
+    /// name to verify and send as SNI (default: the target's IP address)
+    #[argh(option)]
+    tls_server_name: Option<String>,
 }
 
 /// receive Forward traffic: ack, count, measure end-to-end latency
@@ -201,6 +219,26 @@ fn main() -> ExitCode {
                         username: a.username.clone(),
                         password: a.password.clone(),
                     }),
+                    tls: if a.tls
+                        || a.tls_ca.is_some()
+                        || a.tls_cert.is_some()
+                        || a.tls_insecure
+                        || a.tls_server_name.is_some()
+                    {
+                        let ck = match (&a.tls_cert, &a.tls_key) {
+                            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                            (None, None) => None,
+                            _ => return Err("--tls-cert and --tls-key go together".to_string()),
+                        };
+                        Some(spate_loadgen::tls::TlsConf::new(
+                            a.tls_ca.as_deref(),
+                            ck,
+                            a.tls_insecure,
+                            a.tls_server_name.clone(),
+                        )?)
+                    } else {
+                        None
+                    },
                 };
                 let r = generator::run(cfg).map_err(|e| e.to_string())?;
                 write_report(&a.report, &r)?;
