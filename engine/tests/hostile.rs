@@ -1,0 +1,260 @@
+//! Hostile input against a live spate while a well-behaved client sends acked frames
+//! throughout: random bytes, every truncation of a valid frame, wrong types in each
+//! position, nesting beyond the limit, huge declared lengths with no data, a gzip bomb,
+//! invalid UTF-8 tags, a slow-loris client, and 1000 concurrent idle connections.
+//!
+//! Asserted: the process survives and keeps serving (a final frame is acked); the good
+//! client never loses its connection and its slowest ack is printed and must stay under
+//! 100 ms; spate's peak RSS (VmHWM) stays under 256 MiB; the rejections are in the log.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use spate_protocol::encode::{self, raw, EntriesType, OptionsOut};
+use spate_protocol::{Compression, EventTime};
+
+fn good_frame(seq: u64) -> (Vec<u8>, String) {
+    let id = format!("good-{seq}");
+    let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
+    let mut f = Vec::new();
+    encode::packed_forward(&mut f, b"good", &packed_entries(100, seq * 100), EntriesType::Bin, &opt);
+    (f, id)
+}
+
+/// Sends acked frames until `stop`, recording each frame's send -> ack time.
+fn good_client(addr: SocketAddr, stop: Arc<AtomicBool>, waits: Arc<Mutex<Vec<Duration>>>) -> Result<u64, String> {
+    let mut c = Client::connect(addr);
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let (f, id) = good_frame(seq);
+        let t0 = Instant::now();
+        c.send(&f).map_err(|e| format!("good client: send failed: {e}"))?;
+        let got = c.read_ack().map_err(|e| format!("good client: no ack for frame {seq}: {e}"))?;
+        let dt = t0.elapsed();
+        if got != id.as_bytes() {
+            return Err(format!("good client: ack {got:?} for {id}"));
+        }
+        waits.lock().unwrap().push(dt);
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(seq)
+}
+
+/// Connects, sends `bytes`, waits up to `wait` for the server to react (close), closes.
+fn hit_wait(addr: SocketAddr, bytes: &[u8], wait: Duration) {
+    if let Ok(mut s) = TcpStream::connect(addr) {
+        if wait.is_zero() {
+            let _ = s.write_all(bytes);
+            return;
+        }
+        let _ = s.set_read_timeout(Some(wait));
+        let _ = s.write_all(bytes);
+        let mut b = [0u8; 64];
+        let _ = s.read(&mut b);
+    }
+}
+
+fn hit(addr: SocketAddr, bytes: &[u8]) {
+    hit_wait(addr, bytes, Duration::from_millis(200))
+}
+
+fn rng(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Frames with a wrong type in each position.
+fn wrong_types() -> Vec<Vec<u8>> {
+    let entry = {
+        let mut e = Vec::new();
+        encode::entry(&mut e, EventTime::new(1, 0), encode::TimeFormat::EventTime, &record(1));
+        e
+    };
+    let mut v = Vec::new();
+    // tag is an integer
+    let mut f = Vec::new();
+    raw::array_header(&mut f, 2);
+    raw::uint(&mut f, 7);
+    raw::array_header(&mut f, 0);
+    v.push(f);
+    // entries is a map
+    let mut f = Vec::new();
+    raw::array_header(&mut f, 2);
+    raw::str(&mut f, b"t");
+    raw::map_header(&mut f, 1);
+    raw::str(&mut f, b"k");
+    raw::uint(&mut f, 1);
+    v.push(f);
+    // option is an array
+    let mut f = Vec::new();
+    raw::array_header(&mut f, 3);
+    raw::str(&mut f, b"t");
+    raw::bin(&mut f, &entry);
+    raw::array_header(&mut f, 1);
+    raw::uint(&mut f, 1);
+    v.push(f);
+    // time is a string (Message mode)
+    let mut f = Vec::new();
+    raw::array_header(&mut f, 3);
+    raw::str(&mut f, b"t");
+    raw::str(&mut f, b"yesterday");
+    f.extend_from_slice(&record(1));
+    v.push(f);
+    // record is an array (Message mode)
+    let mut f = Vec::new();
+    raw::array_header(&mut f, 3);
+    raw::str(&mut f, b"t");
+    raw::uint(&mut f, 1);
+    raw::array_header(&mut f, 1);
+    raw::uint(&mut f, 1);
+    v.push(f);
+    // the frame is a map, a nil, a bool, a float
+    for x in [&[0x81, 0xa1, b'a', 0x01][..], &[0xc0], &[0xc3], &[0xcb, 0, 0, 0, 0, 0, 0, 0, 0]] {
+        v.push(x.to_vec());
+    }
+    // chunk option is an integer
+    let mut f = Vec::new();
+    raw::array_header(&mut f, 3);
+    raw::str(&mut f, b"t");
+    raw::bin(&mut f, &entry);
+    raw::map_header(&mut f, 1);
+    raw::str(&mut f, b"chunk");
+    raw::uint(&mut f, 5);
+    v.push(f);
+    v
+}
+
+#[test]
+fn hostile_input_while_a_good_client_is_served() {
+    // 1000 idle connections plus everything else need file descriptors on both sides.
+    unsafe {
+        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_cur = l.rlim_max.min(16384);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    }
+    let conf = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n  chunk_size_limit 4m\n  decompression_size_limit 8m\n</source>\n<match **>\n  @type null\n</match>\n";
+    let spate = Spate::start("hostile", conf, Stdio::null());
+    let addr = spate.addr();
+    let pid = spate.child.id();
+    let stop = Arc::new(AtomicBool::new(false));
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let good = {
+        let (stop, waits) = (stop.clone(), waits.clone());
+        std::thread::spawn(move || good_client(addr, stop, waits))
+    };
+
+    // 1000 concurrent idle connections, held to the end.
+    let idle: Vec<TcpStream> = (0..1000).filter_map(|_| TcpStream::connect(addr).ok()).collect();
+    assert_eq!(idle.len(), 1000, "1000 idle connections open");
+
+    // A slow-loris client: a valid frame, one byte every 20 ms.
+    let loris = std::thread::spawn(move || {
+        let (f, _) = good_frame(1_000_000);
+        let mut s = TcpStream::connect(addr).unwrap();
+        for b in f.iter().take(150) {
+            if s.write_all(&[*b]).is_err() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    });
+
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    // Random bytes.
+    for _ in 0..100 {
+        let n = (rng(&mut seed) % 4096) as usize + 1;
+        let b: Vec<u8> = (0..n).map(|_| rng(&mut seed) as u8).collect();
+        hit_wait(addr, &b, Duration::from_millis(50));
+    }
+    // Every truncation of a valid frame.
+    let (f, _) = good_frame(7);
+    let small: Vec<u8> = f.iter().copied().take(2000).collect();
+    let step = (small.len() / 200).max(1);
+    for k in (1..small.len()).step_by(step) {
+        // A truncated frame gets no reaction: the server waits for the rest, then sees
+        // the connection close mid-frame.
+        hit_wait(addr, &small[..k], Duration::ZERO);
+    }
+    for f in wrong_types() {
+        hit(addr, &f);
+    }
+    // Nesting beyond the depth limit inside a record.
+    let mut deep = Vec::new();
+    raw::array_header(&mut deep, 3);
+    raw::str(&mut deep, b"deep");
+    raw::uint(&mut deep, 1);
+    raw::map_header(&mut deep, 1);
+    raw::str(&mut deep, b"k");
+    for _ in 0..5000 {
+        raw::array_header(&mut deep, 1);
+    }
+    raw::uint(&mut deep, 1);
+    hit(addr, &deep);
+    // Huge declared lengths with no data: str32, bin32, array32, map32 of ~4 GB.
+    for head in [0xdbu8, 0xc6, 0xdd, 0xdf] {
+        let mut f = vec![0x93, 0xa1, b't', head, 0xff, 0xff, 0xff, 0xf0];
+        f.extend_from_slice(&[0u8; 16]);
+        hit(addr, &f);
+    }
+    // A gzip bomb: 32 MiB of zeros in ~32 KiB, over an 8 MiB decompression limit.
+    let bomb = spate_protocol::compress::gzip(&vec![0u8; 32 << 20], 9);
+    let mut f = Vec::new();
+    let opt = OptionsOut { chunk: Some(b"bomb"), size: None, compressed: Some(Compression::Gzip) };
+    encode::packed_forward(&mut f, b"bomb", &bomb, EntriesType::Bin, &opt);
+    hit(addr, &f);
+    // Invalid UTF-8 in the tag.
+    let opt = OptionsOut { chunk: Some(b"utf8"), size: None, compressed: None };
+    let mut f = Vec::new();
+    encode::packed_forward(&mut f, &[0xff, 0xfe, b'.', 0xc3], &packed_entries(3, 0), EntriesType::Bin, &opt);
+    hit(addr, &f);
+
+    let loris_ok = loris.join().unwrap();
+    // Keep the idle connections a moment longer, then check the server still works.
+    std::thread::sleep(Duration::from_millis(300));
+    let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(0);
+    stop.store(true, Ordering::Relaxed);
+    let frames = good.join().unwrap();
+    drop(idle);
+    let mut c = Client::connect(addr);
+    let (f, id) = good_frame(99);
+    c.send(&f).unwrap();
+    assert_eq!(c.read_ack().unwrap(), id.as_bytes(), "still serving after everything");
+    let (st, _, log) = spate.stop();
+
+    let mut w = waits.lock().unwrap().clone();
+    w.sort();
+    let max = w.last().copied().unwrap_or_default();
+    let p99 = w.get(w.len() * 99 / 100).copied().unwrap_or_default();
+    println!(
+        "hostile: good client {} frames acked, ack wait p99 {:?}, max {:?}; spate peak RSS {} kB; slow-loris held its connection: {loris_ok}",
+        w.len(),
+        p99,
+        max,
+        hwm
+    );
+    let frames = frames.expect("the good client was served throughout");
+    assert!(frames > 20, "the good client kept going ({frames} frames)");
+    assert!(st.success(), "clean exit");
+    assert!(hwm < 256 * 1024, "peak RSS {hwm} kB stays under 256 MiB");
+    assert!(max < Duration::from_millis(100), "the good client's slowest ack took {max:?} (target < 100 ms)");
+    for want in ["closing connection from", "decompressed data exceeds", "nesting deeper"] {
+        assert!(log.to_lowercase().contains(want), "log mentions {want:?}:\n{}", &log[..log.len().min(4000)]);
+    }
+}
