@@ -14,6 +14,8 @@ pub mod build;
 pub mod config;
 pub mod filter;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod input;
 pub mod output;
 pub mod router;

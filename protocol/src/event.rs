@@ -519,6 +519,14 @@ fn write_int(i: i128, out: &mut Vec<u8>) {
 }
 
 fn write_json(v: &[u8], out: &mut Vec<u8>, depth: usize) {
+    write_json_in(v, out, depth, false)
+}
+
+/// `in_key`: rendering the text of a non-string map key, which is escaped once as a
+/// whole by the caller; keys nested inside it are written inline, not escaped again
+/// (escaping at every level would double the size per level: 40 nested map keys in a
+/// 125-byte record would need a terabyte).
+fn write_json_in(v: &[u8], out: &mut Vec<u8>, depth: usize, in_key: bool) {
     let Ok(Some(h)) = msgpack::head(v) else {
         out.extend_from_slice(b"null");
         return;
@@ -539,15 +547,16 @@ fn write_json(v: &[u8], out: &mut Vec<u8>, depth: usize) {
                 first = false;
                 match k.as_str() {
                     Some(s) => write_json_str(s, out),
+                    None if in_key => write_json_in(k.raw, out, depth + 1, true),
                     None => {
                         // JSON keys must be strings: render the key's JSON as a string.
                         let mut tmp = Vec::new();
-                        write_json(k.raw, &mut tmp, depth + 1);
+                        write_json_in(k.raw, &mut tmp, depth + 1, true);
                         write_json_str(&tmp, out);
                     }
                 }
                 out.push(b':');
-                write_json(val.raw, out, depth + 1);
+                write_json_in(val.raw, out, depth + 1, in_key);
             }
             out.push(b'}');
         }
@@ -562,7 +571,7 @@ fn write_json(v: &[u8], out: &mut Vec<u8>, depth: usize) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_json(e.raw, out, depth + 1);
+                write_json_in(e.raw, out, depth + 1, in_key);
             }
             out.push(b']');
         }
@@ -588,6 +597,27 @@ fn write_json(v: &[u8], out: &mut Vec<u8>, depth: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_map_keys_render_in_linear_size() {
+        // Found by the frame_decoder fuzz target: maps used as keys of maps, 40 deep.
+        let mut v = Vec::new();
+        for _ in 0..40 {
+            v.push(0x81);
+        }
+        v.extend_from_slice(&[0xa1, b'k', 0xa1, b'v']);
+        for _ in 0..40 {
+            v.push(0x01);
+        }
+        let mut out = Vec::new();
+        ValueRef { raw: &v }.write_json(&mut out);
+        assert!(out.len() < 1000, "{} bytes", out.len());
+        // One level: the key's JSON as an escaped string, as before.
+        let one = [0x81, 0x81, 0xa1, b'k', 0x01, 0x02];
+        let mut out = Vec::new();
+        ValueRef { raw: &one }.write_json(&mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"{\"k\":1}":2}"#);
+    }
 
     fn rec() -> Vec<u8> {
         // {"a": 1, "msg": "hi\n", "n": {"x": [true, nil, -3, 1.5]}}

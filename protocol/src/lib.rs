@@ -28,6 +28,8 @@ pub mod encode;
 pub mod error;
 pub mod event;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod handshake;
 pub mod json;
 pub mod msgpack;
