@@ -601,14 +601,9 @@ mod tests {
     #[test]
     fn nested_map_keys_render_in_linear_size() {
         // Found by the frame_decoder fuzz target: maps used as keys of maps, 40 deep.
-        let mut v = Vec::new();
-        for _ in 0..40 {
-            v.push(0x81);
-        }
+        let mut v = vec![0x81u8; 40];
         v.extend_from_slice(&[0xa1, b'k', 0xa1, b'v']);
-        for _ in 0..40 {
-            v.push(0x01);
-        }
+        v.extend(std::iter::repeat_n(0x01u8, 40));
         let mut out = Vec::new();
         ValueRef { raw: &v }.write_json(&mut out);
         assert!(out.len() < 1000, "{} bytes", out.len());
