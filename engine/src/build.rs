@@ -831,7 +831,7 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
         let utc_offset = match b.str("timekey_zone") {
             _ if use_utc => 0,
             None => local_utc_offset(),
-            Some(z) => parse_zone(z).ok_or_else(|| {
+            Some(z) => crate::format::parse_fixed_zone(z).ok_or_else(|| {
                 err(b, format!("timekey_zone {z:?}: expected +HHMM, -HH:MM, UTC or Z (named zones are not supported)"))
             })?,
         };
@@ -929,26 +929,6 @@ fn local_utc_offset() -> i64 {
             tm.tm_gmtoff
         }
     }
-}
-
-/// `+0900`, `-07:00`, `UTC`, `Z`.
-fn parse_zone(z: &str) -> Option<i64> {
-    let z = z.trim();
-    if z.eq_ignore_ascii_case("utc") || z == "Z" || z.eq_ignore_ascii_case("gmt") {
-        return Some(0);
-    }
-    let (sign, rest) = match z.as_bytes().first()? {
-        b'+' => (1, &z[1..]),
-        b'-' => (-1, &z[1..]),
-        _ => return None,
-    };
-    let digits: String = rest.chars().filter(|c| *c != ':').collect();
-    if digits.len() != 4 || !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let h: i64 = digits[..2].parse().ok()?;
-    let m: i64 = digits[2..].parse().ok()?;
-    Some(sign * (h * 3600 + m * 60))
 }
 
 /// Instantiates one shard's plugins. Fails only when a file buffer's directory cannot

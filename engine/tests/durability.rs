@@ -140,6 +140,19 @@ struct Outcome {
     deliver_secs: f64,
 }
 
+impl Outcome {
+    fn print(&self, what: &str) {
+        println!(
+            "{what}: {} events acked, {} lost, {} duplicates ({:.3}% of acked), all delivered {:.2}s after the load stopped",
+            self.acked,
+            self.lost,
+            self.dups,
+            100.0 * self.dups as f64 / self.acked.max(1) as f64,
+            self.deliver_secs
+        );
+    }
+}
+
 /// Runs load from two clients while `chaos` disturbs spate and the sink, then waits
 /// for every acked event at the sink.
 fn run_chaos(
@@ -208,14 +221,7 @@ fn kill_9_three_times_under_acked_load_loses_nothing() {
             assert!(before > 0, "load was flowing before the kill");
         }
     });
-    println!(
-        "kill -9 x3: {} events acked, {} lost, {} duplicates ({:.3}% of acked), all delivered {:.2}s after the load stopped",
-        o.acked,
-        o.lost,
-        o.dups,
-        100.0 * o.dups as f64 / o.acked.max(1) as f64,
-        o.deliver_secs
-    );
+    o.print("kill -9 x3");
     assert!(o.acked > 10_000, "enough load to mean something: {}", o.acked);
     assert_eq!(o.lost, 0, "acked events lost after kill -9; spate log:\n{log}");
     assert!(log.contains("recovered"), "restarts recovered chunks from disk:\n{log}");
@@ -229,14 +235,7 @@ fn sink_down_for_a_while_loses_nothing() {
         std::thread::sleep(Duration::from_secs(3));
         sink.start();
     });
-    println!(
-        "sink down 3s: {} events acked, {} lost, {} duplicates ({:.3}%), all delivered {:.2}s after the load stopped",
-        o.acked,
-        o.lost,
-        o.dups,
-        100.0 * o.dups as f64 / o.acked.max(1) as f64,
-        o.deliver_secs
-    );
+    o.print("sink down 3s");
     assert!(o.acked > 10_000, "enough load: {}", o.acked);
     assert_eq!(o.lost, 0, "acked events lost while the sink was down; spate log:\n{log}");
     assert!(log.contains("failed to flush the buffer"), "the outage was seen and retried:\n{log}");

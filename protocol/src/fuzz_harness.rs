@@ -41,3 +41,16 @@ pub fn frames(data: &[u8]) -> u64 {
     }
     events
 }
+
+/// The files of one cargo-fuzz corpus (`fuzz/corpus/<name>` under the workspace root
+/// `root`), in name order, for the corpus tests.
+pub fn corpus(root: &std::path::Path, name: &str) -> Vec<Vec<u8>> {
+    let dir = root.join("fuzz/corpus").join(name);
+    let mut v: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .filter_map(|f| std::fs::read(f.path()).ok().map(|b| (f.path(), b)))
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, b)| b).collect()
+}

@@ -9,14 +9,7 @@ use proptest::prelude::*;
 use spate_protocol::fuzz_harness::frames;
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/frame_decoder");
-    let mut v: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flatten()
-        .map(|f| (f.path(), std::fs::read(f.path()).unwrap()))
-        .collect();
-    v.sort();
-    v.into_iter().map(|(_, b)| b).collect()
+    spate_protocol::fuzz_harness::corpus(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."), "frame_decoder")
 }
 
 #[test]

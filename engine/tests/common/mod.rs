@@ -135,40 +135,23 @@ impl Sink {
         let (ev, ac) = (events.clone(), acks_sent.clone());
         std::thread::spawn(move || {
             for s in l.incoming() {
-                let Ok(mut s) = s else { continue };
+                let Ok(s) = s else { continue };
                 let (ev, ac) = (ev.clone(), ac.clone());
                 std::thread::spawn(move || {
-                    let mut dec = FrameDecoder::new(Limits::default());
-                    let mut buf = BytesMut::new();
-                    let mut tmp = vec![0u8; 65536];
-                    loop {
-                        let n = match s.read(&mut tmp) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        buf.extend_from_slice(&tmp[..n]);
-                        while let Ok(Some(f)) = dec.decode(&mut buf) {
-                            if let Frame::Events(b) = f {
-                                let mut g = ev.lock().unwrap();
-                                for e in b.events() {
-                                    g.push(Received {
-                                        tag: b.tag.to_vec(),
-                                        time: e.time,
-                                        record: e.record.as_bytes().to_vec(),
-                                    });
-                                }
-                                drop(g);
-                                if let Some(c) = &b.option.chunk {
-                                    let mut a = Vec::new();
-                                    encode::ack(&mut a, c);
-                                    if s.write_all(&a).is_err() {
-                                        return;
-                                    }
-                                    *ac.lock().unwrap() += 1;
-                                }
-                            }
+                    serve_acking(s, |b| {
+                        let mut g = ev.lock().unwrap();
+                        for e in b.events() {
+                            g.push(Received {
+                                tag: b.tag.to_vec(),
+                                time: e.time,
+                                record: e.record.as_bytes().to_vec(),
+                            });
                         }
-                    }
+                        drop(g);
+                        if b.option.chunk.is_some() {
+                            *ac.lock().unwrap() += 1;
+                        }
+                    })
                 });
             }
         });
@@ -388,7 +371,20 @@ impl FixedSink {
     }
 }
 
-fn serve_fixed(mut s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>) {
+fn serve_fixed(s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>) {
+    serve_acking(s, |b| {
+        let mut g = seen.lock().unwrap();
+        for e in b.events() {
+            if let Some(k) = RecordRef::new(e.record.as_bytes()).and_then(|r| r.get(b"k")).and_then(|v| v.as_i64()) {
+                *g.entry(k as u64).or_default() += 1;
+            }
+        }
+    })
+}
+
+/// Decodes Forward frames from `s`, hands each batch to `on` and then acks it (when the
+/// client asked), until the connection closes.
+pub fn serve_acking(mut s: TcpStream, mut on: impl FnMut(&spate_protocol::EventBatch)) {
     let mut dec = FrameDecoder::new(Limits::default());
     let mut buf = BytesMut::new();
     let mut tmp = vec![0u8; 1 << 16];
@@ -400,15 +396,7 @@ fn serve_fixed(mut s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>) {
         buf.extend_from_slice(&tmp[..n]);
         while let Ok(Some(f)) = dec.decode(&mut buf) {
             if let Frame::Events(b) = f {
-                let mut g = seen.lock().unwrap();
-                for e in b.events() {
-                    if let Some(k) =
-                        RecordRef::new(e.record.as_bytes()).and_then(|r| r.get(b"k")).and_then(|v| v.as_i64())
-                    {
-                        *g.entry(k as u64).or_default() += 1;
-                    }
-                }
-                drop(g);
+                on(&b);
                 if let Some(c) = &b.option.chunk {
                     let mut a = Vec::new();
                     encode::ack(&mut a, c);
