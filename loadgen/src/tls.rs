@@ -144,7 +144,19 @@ impl TlsConf {
             conn.complete_io(&mut t)?;
         }
         t.set_read_timeout(None)?;
-        let (app, pump) = UnixStream::pair()?;
+        let (app, mut pump) = UnixStream::pair()?;
+        // The last handshake read may have carried application data too (a server that
+        // speaks first, like fluentd's HELO): hand it over before the pumps start, or
+        // it would wait for the next TLS record, which never comes.
+        let mut early = Vec::new();
+        let mut tmp = [0u8; 4096];
+        while let Ok(k) = conn.reader().read(&mut tmp) {
+            if k == 0 {
+                break;
+            }
+            early.extend_from_slice(&tmp[..k]);
+        }
+        pump.write_all(&early)?;
         let conn = Arc::new(Mutex::new(conn));
         let tcp_w = Arc::new(Mutex::new(t.try_clone()?));
         // TLS -> plaintext.
@@ -198,6 +210,7 @@ impl TlsConf {
         // Plaintext -> TLS.
         {
             let mut inp = pump;
+            // (`pump` was only written to above; from here on it is read.)
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 64 << 10];
                 loop {
