@@ -904,13 +904,18 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
             ),
         ));
     }
-    for k in [
-        "queued_chunks_limit_size",
-        "compress",
-        "delayed_commit_timeout",
-        "disable_chunk_backup",
-        "chunk_full_threshold",
-    ] {
+    match b.str("compress") {
+        None | Some("text") => {}
+        Some("gzip") => crate::warn!(
+            "{}: <buffer> compress gzip is not implemented: chunks are kept uncompressed (what is sent or written is the same)",
+            b.pos
+        ),
+        Some(o) => return Err(err(b, format!("compress {o:?}: expected text or gzip"))),
+    }
+    if b.str("queued_chunks_limit_size").is_some() {
+        crate::warn!("{}: queued_chunks_limit_size is not implemented: total_limit_size bounds the queue", b.pos);
+    }
+    for k in ["delayed_commit_timeout", "disable_chunk_backup", "chunk_full_threshold"] {
         let _ = b.str(k);
     }
     warn_unused(b);
