@@ -77,6 +77,10 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// logged (reload is not supported yet).
 pub fn install_signals(control: Arc<Control>) -> Result<(), RuntimeError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    // A file-size limit (ulimit -f) must fail the write (EFBIG: the file buffer refuses
+    // the batch and sends no ack), not kill the process with SIGXFSZ.
+    // SAFETY: setting a signal's disposition to ignore.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let mut signals =
         signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP]).map_err(RuntimeError::Signals)?;
     std::thread::Builder::new()

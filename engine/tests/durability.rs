@@ -428,3 +428,82 @@ fn stalled_downstream_each_overflow_action_keeps_memory_bounded() {
         }
     }
 }
+
+/// A disk that refuses writes (here: a file-size limit, `ulimit -f`, so the test needs
+/// no privileges): batches that cannot be stored get no ack and the connection is
+/// closed; everything acked before is delivered after a restart without the limit.
+#[test]
+fn a_refusing_disk_means_no_ack_and_nothing_acked_is_lost() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempdir::Dir::new("diskfull");
+    let (port, sink_port) = (free_port(), free_port());
+    let buf = dir.path().join("buffer");
+    let cf = dir.path().join("fluent.conf");
+    std::fs::write(
+        &cf,
+        conf(port, sink_port, &buf, "    flush_interval 1h\n").replace("    flush_interval 100ms\n", ""),
+    )
+    .unwrap();
+    let log_path = dir.path().join("spate.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut limited = Command::new(env!("CARGO_BIN_EXE_spate"));
+    limited.args(["-c", cf.to_str().unwrap(), "--workers", "1"]).stdout(Stdio::null()).stderr(Stdio::from(log));
+    // SAFETY: setrlimit in the child before exec.
+    unsafe {
+        limited.pre_exec(|| {
+            let l = libc::rlimit { rlim_cur: 64 << 10, rlim_max: 64 << 10 };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &l);
+            Ok(())
+        });
+    }
+    let mut child = limited.spawn().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let end = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < end, "spate did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    let mut c = Client::connect(addr);
+    for i in 0..60u64 {
+        let id = format!("d{i}");
+        if c.send(&frame(b"disk", i * 50, 50, &id)).is_err() {
+            refused += 1;
+            c = Client::connect(addr);
+            continue;
+        }
+        match c.read_ack() {
+            Ok(got) if got == id.as_bytes() => acked.extend(i * 50..i * 50 + 50),
+            _ => {
+                refused += 1;
+                c = Client::connect(addr);
+            }
+        }
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    let first_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        !acked.is_empty() && refused > 0,
+        "some batches fit, later ones did not: {} acked, {refused} refused",
+        acked.len()
+    );
+    assert!(first_log.contains("writing") && first_log.contains("failed"), "the refused write is logged:\n{first_log}");
+    assert!(first_log.contains("could not be stored"), "the client is told by a missing ack:\n{first_log}");
+
+    let mut sink = FixedSink::new(sink_port);
+    sink.start();
+    let mut spate = Proc { conf: cf, port, child: None, log: dir.path().join("spate2.log"), starts: 0 };
+    spate.start();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !acked.iter().all(|k| sink.seen.lock().unwrap().contains_key(k)) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    spate.term();
+    sink.stop();
+    let g = sink.seen.lock().unwrap();
+    let lost = acked.iter().filter(|k| !g.contains_key(k)).count();
+    println!("disk refusing writes: {} events acked, {refused} frames refused, {lost} acked events lost", acked.len());
+    assert_eq!(lost, 0, "every acked event was on disk and is delivered");
+}
