@@ -540,7 +540,7 @@ fn output(e: &Element, ctx: &mut Ctx) -> Result<OutputPlan, ConfigError> {
             }
             v012_buffer_params(e, &mut buffer)?;
             ctx.check_path(e, &buffer)?;
-            let secondary = secondary(e)?;
+            let secondary = secondary(e, buffer.timekey.is_some())?;
             OutputPlan::Buffered(Box::new(BufferedPlan { id, writer, buffer, secondary }))
         }
         "file" => {
@@ -566,7 +566,7 @@ fn output(e: &Element, ctx: &mut Ctx) -> Result<OutputPlan, ConfigError> {
                 None => (None, crate::format::Zone::Local),
             };
             let fc = crate::output::file::file_conf(e, timekey, zone, &ctx.hostname)?;
-            let secondary = secondary(e)?;
+            let secondary = secondary(e, buffer.timekey.is_some())?;
             OutputPlan::Buffered(Box::new(BufferedPlan { id, writer: WriterPlan::File(fc), buffer, secondary }))
         }
         "copy" => {
@@ -696,7 +696,7 @@ fn forward_conf(e: &Element) -> Result<ForwardConf, ConfigError> {
 }
 
 /// `<secondary>`: where chunks go when retries run out.
-fn secondary(e: &Element) -> Result<Option<WriterPlan>, ConfigError> {
+fn secondary(e: &Element, time_key: bool) -> Result<Option<WriterPlan>, ConfigError> {
     let mut it = e.elements_named("secondary");
     let Some(s) = it.next() else { return Ok(None) };
     if let Some(x) = it.next() {
@@ -704,7 +704,16 @@ fn secondary(e: &Element) -> Result<Option<WriterPlan>, ConfigError> {
     }
     let ty = plugin_type(s, "secondary", SECONDARY_TYPES)?;
     let w = match ty {
-        "secondary_file" => WriterPlan::SecondaryFile(crate::output::secondary_file::conf(s)?),
+        "secondary_file" => {
+            let c = crate::output::secondary_file::conf(s)?;
+            if !time_key && (c.directory.contains('%') || c.basename.contains('%')) {
+                return Err(err(
+                    s,
+                    "out_secondary_file: basename or directory has an incompatible placeholder, remove time formats, like `%Y%m%d`, from basename or directory".into(),
+                ));
+            }
+            WriterPlan::SecondaryFile(c)
+        }
         "file" => {
             // As a secondary, out_file writes the primary's chunks; its own path has no
             // time slice unless the placeholders are in it.
@@ -809,13 +818,19 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
     } else {
         b.arg.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
     };
+    let mut vars = Vec::new();
     for k in &keys {
-        if *k != "tag" && *k != "time" {
+        if *k == "tag" || *k == "time" {
+            continue;
+        }
+        let name = k.strip_prefix("$.").unwrap_or(k);
+        if name.is_empty() || name.split('.').any(|p| p.is_empty() || p.contains(['[', ']', '\'', '"'])) {
             return Err(err(
                 b,
-                format!("<buffer {}>: chunk key '{k}' is not supported yet; supported: tag, time", b.arg),
+                format!("<buffer {}>: chunk key '{k}': expected tag, time, a record field name or a $.a.b path", b.arg),
             ));
         }
+        vars.push(k.to_string());
     }
     if tag_required && !keys.contains(&"tag") {
         return Err(err(b, "buffer chunk key must include 'tag' for forward output".into()));
@@ -876,6 +891,7 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
     let c = BufferConf {
         path: d.path.clone(),
         timekey,
+        vars,
         retry_secondary_threshold: b.float("retry_secondary_threshold")?.unwrap_or(d.retry_secondary_threshold),
         chunk_limit_size: b.size("chunk_limit_size")?.map_or(d.chunk_limit_size, |v| v as usize),
         chunk_limit_records: b.int("chunk_limit_records")?.map(|v| v.clamp(1, u32::MAX as i64) as u32),

@@ -109,3 +109,40 @@ fn out_file_lines_and_names_as_fluentd_writes_them() {
         )
     );
 }
+
+/// Record-field chunk keys: one file per value, named with `${key}`, through a file
+/// buffer.
+#[test]
+fn record_field_chunk_keys_name_the_files() {
+    let dir = tempdir::Dir::new("outfile-vars");
+    let d = dir.path().display().to_string();
+    let conf = format!(
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n\
+         <match **>\n  @type file\n  path {d}/by-msg/${{msg}}/out\n  append true\n  <format>\n    @type single_value\n    message_key k\n  </format>\n\
+         <buffer msg>\n    @type file\n    path {d}/buf\n    flush_mode interval\n    flush_interval 100ms\n  </buffer>\n</match>\n"
+    );
+    let spate = Spate::start("outfile-vars", &conf, Stdio::null());
+    // record(i) is {"k": i, "msg": "event i"}: three values, three files.
+    send(&spate, "v", &[DAY1, DAY1, DAY1], "v1");
+    let files = wait_files(&format!("{d}/by-msg/*/out.log"), 3);
+    let (_, _, log) = spate.stop();
+    let mut got: Vec<(String, String)> = files
+        .iter()
+        .map(|f| {
+            (
+                f.parent().unwrap().file_name().unwrap().to_string_lossy().to_string(),
+                std::fs::read_to_string(f).unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("event 0".to_string(), "0\n".to_string()),
+            ("event 1".to_string(), "1\n".to_string()),
+            ("event 2".to_string(), "2\n".to_string())
+        ],
+        "{log}"
+    );
+}

@@ -6,7 +6,7 @@
 //! the chunk:
 //!
 //! ```text
-//! header:  "SPATECK1" | id (16) | timekey i64 LE (i64::MIN: none) | tag_len u16 LE | tag | crc32 u32 LE (of all before)
+//! header:  "SPATECK2" | id (16) | timekey i64 LE (i64::MIN: none) | tag_len u16 LE | tag | vars_len u16 LE | vars | crc32 u32 LE (of all before)
 //! segment: "SEG1" | len u32 LE | count u32 LE | crc32 u32 LE (of len, count, data) | data (packed [time, record] entries)
 //! ```
 //!
@@ -27,7 +27,7 @@ use bytes::Bytes;
 use super::memory::{recovered_chunk, Chunk};
 use super::sync::Syncer;
 
-const MAGIC: &[u8; 8] = b"SPATECK1";
+const MAGIC: &[u8; 8] = b"SPATECK2";
 const SEG_MAGIC: &[u8; 4] = b"SEG1";
 const SEG_HEADER: usize = 16;
 const SUFFIX: &str = ".chunk";
@@ -69,14 +69,17 @@ fn hex(b: &[u8]) -> String {
     crate::output::forward::hex(b)
 }
 
-fn header_bytes(id: &[u8; 16], tag: &[u8], timekey: Option<i64>) -> Vec<u8> {
+fn header_bytes(id: &[u8; 16], tag: &[u8], timekey: Option<i64>, vars: &[u8]) -> Vec<u8> {
     let tag = &tag[..tag.len().min(u16::MAX as usize)];
-    let mut h = Vec::with_capacity(40 + tag.len());
+    let vars = &vars[..vars.len().min(u16::MAX as usize)];
+    let mut h = Vec::with_capacity(42 + tag.len() + vars.len());
     h.extend_from_slice(MAGIC);
     h.extend_from_slice(id);
     h.extend_from_slice(&timekey.unwrap_or(i64::MIN).to_le_bytes());
     h.extend_from_slice(&(tag.len() as u16).to_le_bytes());
     h.extend_from_slice(tag);
+    h.extend_from_slice(&(vars.len() as u16).to_le_bytes());
+    h.extend_from_slice(vars);
     let crc = crc32fast::hash(&h);
     h.extend_from_slice(&crc.to_le_bytes());
     h
@@ -294,7 +297,7 @@ fn import_one(p: &Path, into: &Path) -> Result<u32, String> {
     for (d, s) in id.iter_mut().zip(fid.iter()) {
         *d = *s;
     }
-    let mut out = header_bytes(&id, tag, timekey);
+    let mut out = header_bytes(&id, tag, timekey, &[]);
     out.extend_from_slice(&segment_header(&batch.entries, batch.count));
     out.extend_from_slice(&batch.entries);
     let dst = into.join(format!("{}{SUFFIX}", hex(&id)));
@@ -328,15 +331,24 @@ fn recover(p: &Path) -> Result<Option<Chunk>, String> {
         return Err("not a spate chunk file (bad magic)".into());
     }
     let tag_len = u16::from_le_bytes([head[32], head[33]]) as usize;
-    let mut rest = vec![0u8; tag_len + 4];
-    if f.read_exact(&mut rest).is_err() {
+    let torn = || {
         crate::warn!("file buffer: chunk {} has a torn header; deleted", p.display());
         let _ = std::fs::remove_file(p);
-        return Ok(None);
+        Ok(None)
+    };
+    let mut tag_and_len = vec![0u8; tag_len + 2];
+    if f.read_exact(&mut tag_and_len).is_err() {
+        return torn();
+    }
+    let vars_len = u16::from_le_bytes([tag_and_len[tag_len], tag_and_len[tag_len + 1]]) as usize;
+    let mut vars_and_crc = vec![0u8; vars_len + 4];
+    if f.read_exact(&mut vars_and_crc).is_err() {
+        return torn();
     }
     let mut all = head.to_vec();
-    all.extend_from_slice(&rest[..tag_len]);
-    let crc = u32::from_le_bytes([rest[tag_len], rest[tag_len + 1], rest[tag_len + 2], rest[tag_len + 3]]);
+    all.extend_from_slice(&tag_and_len);
+    all.extend_from_slice(&vars_and_crc[..vars_len]);
+    let crc = u32::from_le_bytes(vars_and_crc[vars_len..].try_into().unwrap_or([0; 4]));
     if crc32fast::hash(&all) != crc {
         return Err("header checksum mismatch".into());
     }
@@ -344,8 +356,9 @@ fn recover(p: &Path) -> Result<Option<Chunk>, String> {
     id.copy_from_slice(&head[8..24]);
     let tk = i64::from_le_bytes(head[24..32].try_into().unwrap_or([0; 8]));
     let timekey = (tk != i64::MIN).then_some(tk);
-    let tag = Bytes::copy_from_slice(&rest[..tag_len]);
-    let header_len = (34 + tag_len + 4) as u64;
+    let tag = Bytes::copy_from_slice(&tag_and_len[..tag_len]);
+    let vars = Bytes::copy_from_slice(&vars_and_crc[..vars_len]);
+    let header_len = (34 + tag_len + 2 + vars_len + 4) as u64;
 
     let mut pos = header_len;
     let (mut count, mut size) = (0u32, 0usize);
@@ -403,7 +416,9 @@ fn recover(p: &Path) -> Result<Option<Chunk>, String> {
     }
     let _ = f.seek(SeekFrom::Start(0));
     let disk = ChunkDisk { path: p.to_path_buf(), file: Some(Arc::new(f)), len: pos, pending_count: 0, syncing: false };
-    Ok(Some(recovered_chunk(id, tag, timekey, count, size, disk)))
+    let mut c = recovered_chunk(id, tag, timekey, count, size, disk);
+    c.vars = vars;
+    Ok(Some(c))
 }
 
 /// Reads a durable chunk's entries (segments joined, checksums verified). Runs on the
@@ -423,7 +438,9 @@ pub fn load_blocking(path: &Path, file: Option<&Arc<File>>, len: u64) -> Result<
         return Err(format!("{}: truncated header", path.display()));
     }
     let tag_len = u16::from_le_bytes([raw[32], raw[33]]) as usize;
-    let mut pos = 34 + tag_len + 4;
+    let vl = raw.get(34 + tag_len..36 + tag_len).ok_or_else(|| format!("{}: truncated header", path.display()))?;
+    let vars_len = u16::from_le_bytes([vl[0], vl[1]]) as usize;
+    let mut pos = 34 + tag_len + 2 + vars_len + 4;
     let mut out = Vec::with_capacity(raw.len().saturating_sub(pos));
     while pos < raw.len() {
         let sh = raw.get(pos..pos + SEG_HEADER).ok_or_else(|| format!("{}: short segment", path.display()))?;
@@ -487,7 +504,7 @@ pub(crate) fn job_for(buffer: usize, c: &mut Chunk) -> Option<Job> {
         return None;
     }
     d.syncing = true;
-    let header = d.file.is_none().then(|| header_bytes(&c.id, &c.tag, c.timekey));
+    let header = d.file.is_none().then(|| header_bytes(&c.id, &c.tag, c.timekey, &c.vars));
     let count = std::mem::take(&mut d.pending_count);
     Some(Job {
         buffer,
@@ -584,7 +601,7 @@ mod tests {
         std::fs::create_dir_all(dir).unwrap();
         let p = dir.join(format!("{}{SUFFIX}", hex(&id)));
         let mut f = File::create(&p).unwrap();
-        f.write_all(&header_bytes(&id, tag, None)).unwrap();
+        f.write_all(&header_bytes(&id, tag, None, &[])).unwrap();
         for (d, n) in segs {
             f.write_all(&segment_header(d, *n)).unwrap();
             f.write_all(d).unwrap();
@@ -711,6 +728,7 @@ mod tests {
         let mut c =
             super::super::memory::recovered_chunk(id, Bytes::from_static(b"tag"), None, 0, 0, store.new_chunk(&id));
         c.data.extend_from_slice(b"first");
+        c.vars = Bytes::from_static(b"\x02\0\0\0ns");
         c.count = 1;
         c.size = 5;
         c.disk.as_mut().unwrap().pending_count = 1;
@@ -729,6 +747,7 @@ mod tests {
         drop(c);
         let (_, chunks) = FileStore::open(&root, 0, 1, Rc::new(Syncer::default())).unwrap();
         assert_eq!((chunks[0].count, chunks[0].size), (3, 11));
+        assert_eq!(chunks[0].var(0), Some(&b"ns"[..]), "record-field chunk keys survive a restart");
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -24,6 +24,9 @@ pub struct Chunk {
     pub tag: Bytes,
     /// Start of the chunk's time slice when `time` is a chunk key.
     pub timekey: Option<i64>,
+    /// Values of the record-field chunk keys, each as u32 LE length + text (see
+    /// [`Chunk::var`]).
+    pub vars: Bytes,
     /// Memory buffer: all entries. File buffer: entries not yet written to the file
     /// (after [`super::file::load`], all entries).
     pub data: Vec<u8>,
@@ -43,6 +46,7 @@ impl Chunk {
             id,
             tag,
             timekey,
+            vars: Bytes::new(),
             data: Vec::with_capacity(cap),
             count: 0,
             size: 0,
@@ -56,6 +60,22 @@ impl Chunk {
     /// Whether every entry is in `data` or durable on disk (nothing in flight).
     fn ready(&self) -> bool {
         self.disk.as_ref().is_none_or(|d| !d.syncing && self.data.is_empty())
+    }
+
+    /// The value of record-field chunk key number `i` (in `<buffer>` order), as text.
+    pub fn var(&self, i: usize) -> Option<&[u8]> {
+        let mut rest = &self.vars[..];
+        let mut k = 0;
+        while rest.len() >= 4 {
+            let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let v = rest.get(4..4 + n)?;
+            if k == i {
+                return Some(v);
+            }
+            rest = &rest[4 + n..];
+            k += 1;
+        }
+        None
     }
 
     /// Whether the chunk lives in a file (its entries must be loaded before sending).
@@ -72,8 +92,10 @@ pub struct Buffer {
     bytes: usize,
     seq: u64,
     shard: u32,
-    /// Chunk-key scratch (tag + time slice) so lookups do not allocate.
+    /// Chunk-key scratch (tag + time slice + record-field values) so lookups do not
+    /// allocate; the values start at `vars_at` (usize::MAX: none).
     key: Vec<u8>,
+    vars_at: usize,
     /// Chunks dropped by `drop_oldest_chunk` or given up after retries.
     pub dropped_chunks: u64,
     pub dropped_events: u64,
@@ -110,6 +132,7 @@ impl Buffer {
             seq: 0,
             shard,
             key: Vec::new(),
+            vars_at: usize::MAX,
             dropped_chunks: 0,
             dropped_events: 0,
             store: None,
@@ -205,7 +228,10 @@ impl Buffer {
         self.make_room(add)?;
         let limit = self.conf.chunk_limit_size;
         let rec_limit = self.conf.chunk_limit_records.unwrap_or(u32::MAX);
-        let clean = batch.invalid == 0 && batch.format == EntriesFormat::Packed && self.conf.timekey.is_none();
+        let clean = batch.invalid == 0
+            && batch.format == EntriesFormat::Packed
+            && self.conf.timekey.is_none()
+            && self.conf.vars.is_empty();
         if clean && add <= limit && batch.count <= rec_limit {
             self.set_key(&batch.tag, None);
             let chunk = self.staged_for(&batch.tag, None, add);
@@ -227,6 +253,9 @@ impl Buffer {
                 let len = ev.raw.len() + usize::from(batch.format == EntriesFormat::Message);
                 let slice = tk.as_ref().map(|k| k.of(ev.time.sec as i64));
                 self.set_key(&batch.tag, slice);
+                if !self.conf.vars.is_empty() {
+                    self.push_vars(ev.record.as_bytes());
+                }
                 let chunk = self.staged_for(&batch.tag, slice, len);
                 if chunk.count > 0 && (chunk.size + len > limit || chunk.count >= rec_limit) {
                     self.rotate_key();
@@ -261,11 +290,29 @@ impl Buffer {
     /// Sets the chunk-key scratch: the tag, then `\xff` and the slice for time keys.
     #[inline]
     fn set_key(&mut self, tag: &[u8], slice: Option<i64>) {
+        self.vars_at = usize::MAX;
         self.key.clear();
         self.key.extend_from_slice(tag);
         if let Some(s) = slice {
             self.key.push(0xff);
             self.key.extend_from_slice(&s.to_be_bytes());
+        }
+    }
+
+    /// Appends the record-field chunk key values of `record` to the key scratch, each as
+    /// u32 LE length + text (missing keys are empty, as a nil renders in fluentd).
+    fn push_vars(&mut self, record: &[u8]) {
+        self.key.push(0xfe);
+        self.vars_at = self.key.len();
+        let rec = spate_protocol::RecordRef::new(record);
+        for i in 0..self.conf.vars.len() {
+            let at = self.key.len();
+            self.key.extend_from_slice(&[0, 0, 0, 0]);
+            if let Some(v) = rec.and_then(|r| lookup(r, &self.conf.vars[i])) {
+                v.write_text(&mut self.key);
+            }
+            let n = (self.key.len() - at - 4) as u32;
+            self.key[at..at + 4].copy_from_slice(&n.to_le_bytes());
         }
     }
 
@@ -277,6 +324,10 @@ impl Buffer {
             let owned = Bytes::copy_from_slice(tag);
             let cap = hint.max(4096).min(self.conf.chunk_limit_size);
             let mut c = Chunk::new(id, owned, slice, cap);
+            if let Some(v) = self.key.get(self.vars_at..) {
+                // Copied once per chunk, for path placeholders and the file header.
+                c.vars = Bytes::copy_from_slice(v);
+            }
             if let Some(s) = &self.store {
                 c.disk = Some(s.new_chunk(&id));
             }
@@ -420,6 +471,21 @@ impl Buffer {
     }
 }
 
+/// A record field by chunk-key name: `name`, or a `$.a.b` path into nested maps.
+fn lookup<'a>(rec: spate_protocol::RecordRef<'a>, key: &str) -> Option<spate_protocol::ValueRef<'a>> {
+    match key.strip_prefix("$.") {
+        None => rec.get(key.as_bytes()),
+        Some(path) => {
+            let mut parts = path.split('.');
+            let mut v = rec.get(parts.next()?.as_bytes())?;
+            for p in parts {
+                v = v.as_map()?.get(p.as_bytes())?;
+            }
+            Some(v)
+        }
+    }
+}
+
 /// Wall-clock seconds (time slices are wall-clock based, as in fluentd).
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
@@ -535,6 +601,46 @@ mod tests {
             total += c.count;
         }
         assert_eq!(total, 5);
+    }
+
+    #[test]
+    fn record_field_chunk_keys_split_chunks() {
+        use spate_protocol::encode::raw;
+        let conf = BufferConf { vars: vec!["ns".into(), "$.k.app".into()], ..Default::default() };
+        let mut b = Buffer::new(conf, 0);
+        let mut e = Vec::new();
+        for (ns, app) in [("a", "x"), ("b", "x"), ("a", "x"), ("a", "y")] {
+            let mut r = Vec::new();
+            raw::map_header(&mut r, 2);
+            raw::str(&mut r, b"ns");
+            raw::str(&mut r, ns.as_bytes());
+            raw::str(&mut r, b"k");
+            raw::map_header(&mut r, 1);
+            raw::str(&mut r, b"app");
+            raw::str(&mut r, app.as_bytes());
+            encode::entry(&mut e, EventTime::new(1, 0), encode::TimeFormat::EventTime, &r);
+        }
+        let batch = EventBatch::from_entries(
+            Bytes::from_static(b"t"),
+            Bytes::from(e),
+            EntriesFormat::Packed,
+            Mode::PackedForward,
+            Options::default(),
+            100,
+        )
+        .unwrap();
+        b.append(&batch).unwrap();
+        b.enqueue_due(Instant::now(), true);
+        let mut got = Vec::new();
+        while let Some(c) = b.take() {
+            got.push((
+                String::from_utf8_lossy(c.var(0).unwrap()).to_string(),
+                String::from_utf8_lossy(c.var(1).unwrap()).to_string(),
+                c.count,
+            ));
+        }
+        got.sort();
+        assert_eq!(got, vec![("a".into(), "x".into(), 2), ("a".into(), "y".into(), 1), ("b".into(), "x".into(), 1)]);
     }
 
     #[test]

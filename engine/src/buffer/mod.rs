@@ -76,6 +76,8 @@ pub struct BufferConf {
     /// `Some(dir)`: a file buffer with its chunk files under `dir`.
     pub path: Option<PathBuf>,
     pub timekey: Option<TimeKey>,
+    /// Chunk keys naming record fields (`name` or `$.a.b`), in `<buffer>` order.
+    pub vars: Vec<String>,
     pub chunk_limit_size: usize,
     pub chunk_limit_records: Option<u32>,
     pub total_limit_size: usize,
@@ -101,6 +103,7 @@ impl Default for BufferConf {
         BufferConf {
             path: None,
             timekey: None,
+            vars: Vec::new(),
             chunk_limit_size: 8 << 20,
             chunk_limit_records: None,
             total_limit_size: 512 << 20,

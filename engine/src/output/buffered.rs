@@ -36,17 +36,19 @@ impl Writer {
         }
     }
 
-    /// Writes one chunk (its `data` loaded). Returns the bytes written.
-    pub async fn write(&self, chunk: &Chunk) -> Result<usize, String> {
+    /// Writes one chunk (its `data` loaded); `vars` are its record-field chunk keys by
+    /// name, for path placeholders. Returns the bytes written.
+    pub async fn write(&self, chunk: &Chunk, vars: &[(String, String)]) -> Result<usize, String> {
         match self {
             Writer::Forward(w) => w.write(chunk).await.map_err(|e| e.to_string()),
             Writer::File(w) => {
                 // Formatting a chunk is CPU work and the write may block: off the shard.
                 let (w, id_s) = (w.clone(), w.id.clone());
                 let (tag, tk, id, data) = (chunk.tag.clone(), chunk.timekey, chunk.id, chunk.data.clone());
+                let vars = vars.to_vec();
                 let n = data.len();
                 glommio::executor()
-                    .spawn_blocking(move || w.write_chunk(&tag, tk, &id, &data))
+                    .spawn_blocking(move || w.write_chunk(&tag, tk, &id, &data, &vars))
                     .await
                     .map(|p| {
                         crate::debug!("{id_s}: wrote {n} bytes of entries to {}", p.display());
@@ -56,9 +58,13 @@ impl Writer {
             }
             Writer::SecondaryFile(w) => {
                 let w = w.clone();
-                let (tag, data) = (chunk.tag.clone(), chunk.data.clone());
+                let (tag, data, id, tk) = (chunk.tag.clone(), chunk.data.clone(), chunk.id, chunk.timekey);
+                let vars = vars.to_vec();
                 let n = data.len();
-                glommio::executor().spawn_blocking(move || w.write(&tag, &data)).await.map(|_| n)
+                glommio::executor()
+                    .spawn_blocking(move || w.write_id(&tag, Some(&id), tk, &data, &vars))
+                    .await
+                    .map(|_| n)
             }
         }
     }
@@ -241,7 +247,8 @@ impl BufferedOutput {
                     continue;
                 }
             }
-            match self.writer.write(&chunk).await {
+            let vars = self.vars_of(&chunk);
+            match self.writer.write(&chunk, &vars).await {
                 Ok(bytes) => {
                     OutputMetrics::add(&self.metrics.write_count, 1);
                     OutputMetrics::add(&self.metrics.write_records, chunk.count as u64);
@@ -255,13 +262,24 @@ impl BufferedOutput {
                     self.buffer.borrow_mut().requeue(chunk);
                     glommio::timer::sleep(Duration::from_millis(10)).await;
                 }
-                Err(e) => self.failed(chunk, e, stopping).await,
+                Err(e) => self.failed(chunk, e, stopping, &vars).await,
             }
         }
         self.done.set(true);
     }
 
-    async fn failed(&self, mut chunk: Chunk, e: String, stopping: bool) {
+    /// The chunk's record-field chunk keys by name.
+    fn vars_of(&self, chunk: &Chunk) -> Vec<(String, String)> {
+        let b = self.buffer.borrow();
+        b.conf()
+            .vars
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), String::from_utf8_lossy(chunk.var(i).unwrap_or(b"")).to_string()))
+            .collect()
+    }
+
+    async fn failed(&self, mut chunk: Chunk, e: String, stopping: bool, vars: &[(String, String)]) {
         let now = Instant::now();
         let first = *chunk.first_failure.get_or_insert(now);
         let bc = self.buffer.borrow().conf().clone();
@@ -274,7 +292,7 @@ impl BufferedOutput {
             && (over_times || elapsed.as_secs_f64() >= bc.retry_timeout.as_secs_f64() * bc.retry_secondary_threshold);
         if to_secondary {
             if let Some(sec) = &self.secondary {
-                match sec.write(&chunk).await {
+                match sec.write(&chunk, vars).await {
                     Ok(_) => {
                         crate::warn!(
                             "{}: retries exhausted for chunk {} ({} events; last error: {e}); written to <secondary> {}",

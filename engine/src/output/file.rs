@@ -125,14 +125,20 @@ impl FileWriter {
 
     /// The path for a chunk, with time and tag placeholders expanded (`_**` still in it
     /// unless `append`).
-    pub fn chunk_path(&self, tag: &[u8], timekey: Option<i64>, chunk_id: &[u8; 16]) -> String {
+    pub fn chunk_path(
+        &self,
+        tag: &[u8],
+        timekey: Option<i64>,
+        chunk_id: &[u8; 16],
+        vars: &[(String, String)],
+    ) -> String {
         let mut p = Vec::new();
         match timekey {
             Some(t) => strftime(&mut p, &self.conf.template, t, 0, self.conf.zone),
             None => p.extend_from_slice(self.conf.template.as_bytes()),
         }
         let p = String::from_utf8_lossy(&p).to_string();
-        super::secondary_file::expand(&p, &String::from_utf8_lossy(tag), &super::forward::hex(chunk_id))
+        super::secondary_file::expand(&p, &String::from_utf8_lossy(tag), &super::forward::hex(chunk_id), vars)
     }
 
     /// Formats and writes one chunk of packed entries; blocking. Returns the file.
@@ -142,6 +148,7 @@ impl FileWriter {
         timekey: Option<i64>,
         chunk_id: &[u8; 16],
         entries: &[u8],
+        vars: &[(String, String)],
     ) -> std::io::Result<PathBuf> {
         let mut body = Vec::with_capacity(entries.len() + entries.len() / 4);
         for ev in Events::new(entries, EntriesFormat::Packed) {
@@ -150,7 +157,7 @@ impl FileWriter {
         if self.conf.gzip {
             body = spate_protocol::compress::gzip(&body, 6);
         }
-        let templ = self.chunk_path(tag, timekey, chunk_id);
+        let templ = self.chunk_path(tag, timekey, chunk_id, vars);
         if let Some(d) = PathBuf::from(&templ).parent() {
             std::fs::create_dir_all(d)?;
         }
@@ -177,7 +184,7 @@ impl FileWriter {
         unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
         r?;
         if let Some(link) = &self.conf.symlink_path {
-            let link = PathBuf::from(super::secondary_file::expand(link, &String::from_utf8_lossy(tag), ""));
+            let link = PathBuf::from(super::secondary_file::expand(link, &String::from_utf8_lossy(tag), "", vars));
             let tmp = PathBuf::from(format!("{}.spate-tmp", link.display()));
             let _ = std::fs::remove_file(&tmp);
             if std::os::unix::fs::symlink(&path, &tmp).is_ok() {
@@ -264,8 +271,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let w = writer(&dir, "${tag}/out", false, false);
         let tk = Some(1_461_542_400); // 2016-04-25 00:00 UTC
-        let p0 = w.write_chunk(b"app", tk, &[1; 16], &entries(2)).unwrap();
-        let p1 = w.write_chunk(b"app", tk, &[2; 16], &entries(1)).unwrap();
+        let p0 = w.write_chunk(b"app", tk, &[1; 16], &entries(2), &[]).unwrap();
+        let p1 = w.write_chunk(b"app", tk, &[2; 16], &entries(1), &[]).unwrap();
         assert_eq!(p0, dir.join("app/out.20160425_0.log"));
         assert_eq!(p1, dir.join("app/out.20160425_1.log"));
         assert_eq!(
@@ -275,8 +282,8 @@ mod tests {
         assert_eq!(std::fs::read_link(dir.join("current.log")).unwrap(), p1, "symlink_path follows the newest file");
 
         let a = writer(&dir, "all", true, true);
-        let p = a.write_chunk(b"x", tk, &[3; 16], &entries(1)).unwrap();
-        assert_eq!(a.write_chunk(b"x", tk, &[4; 16], &entries(2)).unwrap(), p);
+        let p = a.write_chunk(b"x", tk, &[3; 16], &entries(1), &[]).unwrap();
+        assert_eq!(a.write_chunk(b"x", tk, &[4; 16], &entries(2), &[]).unwrap(), p);
         assert_eq!(p, dir.join("all.20160425.log.gz"));
         let raw = std::fs::read(&p).unwrap();
         let mut out = String::new();

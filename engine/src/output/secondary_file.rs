@@ -28,12 +28,6 @@ pub fn conf(e: &Element) -> Result<SecondaryFile, ConfigError> {
     if basename.contains('/') {
         return Err(ConfigError::at(&e.pos, "basename should not include `/`"));
     }
-    if directory.contains('%') || basename.contains('%') {
-        return Err(ConfigError::at(
-            &e.pos,
-            "secondary_file: time placeholders (%Y...) in directory/basename are not supported yet; supported: ${tag}, ${tag[N]}, ${chunk_id}",
-        ));
-    }
     let gzip = match e.str("compress") {
         None | Some("text") => false,
         Some("gzip") => true,
@@ -44,8 +38,9 @@ pub fn conf(e: &Element) -> Result<SecondaryFile, ConfigError> {
     Ok(c)
 }
 
-/// `${tag}`, `${tag[N]}` (negative N counts from the end) and `${chunk_id}`.
-pub(crate) fn expand(s: &str, tag: &str, chunk_id: &str) -> String {
+/// `${tag}`, `${tag[N]}` (negative N counts from the end), `${chunk_id}` and the
+/// chunk's record-field keys (`${name}`, `${$.a.b}`).
+pub(crate) fn expand(s: &str, tag: &str, chunk_id: &str, vars: &[(String, String)]) -> String {
     let parts: Vec<&str> = tag.split('.').collect();
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -60,6 +55,11 @@ pub(crate) fn expand(s: &str, tag: &str, chunk_id: &str) -> String {
         match name {
             "tag" => out.push_str(tag),
             "chunk_id" => out.push_str(chunk_id),
+            v if vars.iter().any(|(k, _)| k == v) => {
+                if let Some((_, val)) = vars.iter().find(|(k, _)| k == v) {
+                    out.push_str(val);
+                }
+            }
             _ => {
                 match name.strip_prefix("tag[").and_then(|x| x.strip_suffix(']')).and_then(|n| n.parse::<i64>().ok()) {
                     Some(n) => {
@@ -86,13 +86,35 @@ pub(crate) fn expand(s: &str, tag: &str, chunk_id: &str) -> String {
 impl SecondaryFile {
     /// Writes one chunk; blocking (runs on the blocking pool). Returns the path.
     pub fn write(&self, tag: &[u8], entries: &[u8]) -> Result<PathBuf, String> {
-        self.write_id(tag, None, entries)
+        self.write_id(tag, None, None, entries, &[])
     }
 
-    pub fn write_id(&self, tag: &[u8], chunk_id: Option<&[u8; 16]>, entries: &[u8]) -> Result<PathBuf, String> {
+    /// Writes one chunk with its id, time slice (for `%Y...` in the names) and
+    /// record-field chunk key values.
+    pub fn write_id(
+        &self,
+        tag: &[u8],
+        chunk_id: Option<&[u8; 16]>,
+        timekey: Option<i64>,
+        entries: &[u8],
+        vars: &[(String, String)],
+    ) -> Result<PathBuf, String> {
         let tag = String::from_utf8_lossy(tag);
         let id = chunk_id.map(|c| super::forward::hex(c)).unwrap_or_default();
-        let base = PathBuf::from(expand(&self.directory, &tag, &id)).join(expand(&self.basename, &tag, &id));
+        let timed = |s: &str| match timekey {
+            Some(t) if s.contains('%') => {
+                let mut o = Vec::new();
+                crate::format::strftime(&mut o, s, t, 0, crate::format::Zone::Local);
+                String::from_utf8_lossy(&o).to_string()
+            }
+            _ => s.to_string(),
+        };
+        let base = PathBuf::from(expand(&timed(&self.directory), &tag, &id, vars)).join(expand(
+            &timed(&self.basename),
+            &tag,
+            &id,
+            vars,
+        ));
         if let Some(d) = base.parent() {
             std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
@@ -131,8 +153,10 @@ mod tests {
 
     #[test]
     fn placeholders() {
-        assert_eq!(expand("/d/${tag}/${tag[1]}-${tag[-1]}.${chunk_id}", "a.b.c", "ff"), "/d/a.b.c/b-c.ff");
-        assert_eq!(expand("x${unknown}y", "t", ""), "x${unknown}y");
+        assert_eq!(expand("/d/${tag}/${tag[1]}-${tag[-1]}.${chunk_id}", "a.b.c", "ff", &[]), "/d/a.b.c/b-c.ff");
+        assert_eq!(expand("x${unknown}y", "t", "", &[]), "x${unknown}y");
+        let vars = [("message".to_string(), "hi".to_string()), ("$.k.ns".to_string(), "prod".to_string())];
+        assert_eq!(expand("${message}/${$.k.ns}", "t", "", &vars), "hi/prod");
     }
 
     #[test]
