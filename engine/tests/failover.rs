@@ -102,7 +102,7 @@ fn udp_heartbeats_keep_a_live_spate_attached_and_detach_a_dead_one() {
     let c = Spate::start("udp-hb-c", &b_conf.replace(&format!("port {pp}\n"), &format!("port {sp}\n")), Stdio::null());
     let a_conf = format!(
         "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n\
-         <match **>\n  @type forward\n  require_ack_response true\n  heartbeat_type udp\n  heartbeat_interval 200ms\n  hard_timeout 1s\n  connect_timeout 1s\n\
+         <match **>\n  @type forward\n  require_ack_response true\n  heartbeat_type udp\n  heartbeat_interval 200ms\n  hard_timeout 2s\n  connect_timeout 1s\n\
          <server>\n    name b\n    host 127.0.0.1\n    port {}\n  </server>\n\
          <server>\n    name backup\n    host 127.0.0.1\n    port {}\n    standby true\n  </server>\n\
          <buffer>\n    flush_interval 50ms\n    retry_wait 100ms\n    retry_max_interval 200ms\n    retry_forever true\n  </buffer>\n</match>\n",
@@ -115,7 +115,7 @@ fn udp_heartbeats_keep_a_live_spate_attached_and_detach_a_dead_one() {
     assert!(arrived(&downstream, 0, 500, Duration::from_secs(10)), "A -> B -> downstream");
     assert_eq!(standby.total(), 0, "B answered its UDP heartbeats: the standby stayed out");
     b.stop();
-    std::thread::sleep(Duration::from_millis(1800));
+    std::thread::sleep(Duration::from_millis(3000));
     send_acked(a.addr(), 500, 500);
     let ok = arrived(&standby, 500, 500, Duration::from_secs(10));
     let (_, _, log) = a.stop();
