@@ -6,6 +6,8 @@
 //! into a [`build::Plan`] and instantiates per-shard plugins; [`runtime`] runs one glommio
 //! executor per shard; [`input`], [`filter`], [`output`] and [`buffer`] hold the plugins;
 //! [`router`] implements fluentd's tag routing.
+//! [`ruby`] holds the Ruby semantics fluentd configs rely on (record accessors, `to_s`,
+//! regexps).
 
 pub mod log;
 
@@ -19,6 +21,7 @@ pub mod fuzz_harness;
 pub mod input;
 pub mod output;
 pub mod router;
+pub mod ruby;
 pub mod runtime;
 pub mod security;
 pub mod tls;

@@ -23,3 +23,9 @@ pub enum FilterError {
     )]
     EnableRuby,
 }
+
+impl From<crate::ruby::accessor::AccessorError> for FilterError {
+    fn from(e: crate::ruby::accessor::AccessorError) -> Self {
+        FilterError::Accessor { key: e.key, reason: e.reason }
+    }
+}

@@ -22,8 +22,10 @@ use spate_protocol::msgpack::{self, Head, Kind};
 use spate_protocol::{EntriesFormat, EventBatch, EventTime, RecordRef, ValueRef};
 
 pub use super::error::FilterError;
-use super::grep::{array_len, key_is, ruby_index, write_to_s, Accessor, Dug, Step};
 use crate::config::{ConfigError, Element};
+use crate::ruby::accessor::{array_len, key_is, ruby_index, Accessor, Dug, Step};
+use crate::ruby::time::exact_nsec;
+use crate::ruby::value::{ruby_str_to_f, write_to_s};
 
 /// filter_record_transformer's parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,82 +324,6 @@ struct Work {
 /// Per-batch placeholder values.
 struct Ctx {
     vals: Vec<Option<Vec<u8>>>,
-}
-
-/// Ruby's `String#to_f`: the longest numeric prefix after whitespace, `_` between digits.
-fn ruby_str_to_f(s: &[u8]) -> f64 {
-    let mut i = 0;
-    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
-        i += 1;
-    }
-    let mut buf = String::new();
-    if i < s.len() && matches!(s[i], b'+' | b'-') {
-        buf.push(s[i] as char);
-        i += 1;
-    }
-    fn digits(s: &[u8], mut i: usize, buf: &mut String) -> (usize, bool) {
-        let mut any = false;
-        while i < s.len() {
-            if s[i].is_ascii_digit() {
-                buf.push(s[i] as char);
-                any = true;
-                i += 1;
-            } else if s[i] == b'_' && any && s.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            } else {
-                break;
-            }
-        }
-        (i, any)
-    }
-    let (j, int) = digits(s, i, &mut buf);
-    i = j;
-    let mut frac = false;
-    if s.get(i) == Some(&b'.') && s.get(i + 1).is_some_and(u8::is_ascii_digit) {
-        if !int {
-            buf.push('0');
-        }
-        buf.push('.');
-        let (j, f) = digits(s, i + 1, &mut buf);
-        i = j;
-        frac = f;
-    }
-    if !int && !frac {
-        return 0.0;
-    }
-    if matches!(s.get(i), Some(b'e' | b'E')) {
-        let mut j = i + 1;
-        let mut exp = String::from("e");
-        if matches!(s.get(j), Some(b'+' | b'-')) {
-            exp.push(s[j] as char);
-            j += 1;
-        }
-        let (_, any) = digits(s, j, &mut exp);
-        if any {
-            buf.push_str(&exp);
-        }
-    }
-    buf.parse().unwrap_or(0.0)
-}
-
-/// `floor(frac * 1e9)` computed exactly for `0 <= frac < 1`, as Ruby's `Time.at(float)`
-/// does with the float's exact rational value.
-fn exact_nsec(frac: f64) -> u32 {
-    if frac <= 0.0 {
-        return 0;
-    }
-    let bits = frac.to_bits();
-    let exp = ((bits >> 52) & 0x7ff) as i64;
-    let mant = bits & ((1u64 << 52) - 1);
-    let (m, e) = if exp == 0 { (mant, -1074) } else { (mant | (1u64 << 52), exp - 1075) };
-    let shift = -e;
-    if shift <= 0 {
-        return 0;
-    }
-    if shift >= 128 {
-        return 0;
-    }
-    (((m as u128) * 1_000_000_000u128) >> shift).min(999_999_999) as u32
 }
 
 /// `Fluent::EventTime.from_time(Time.at(value.to_f))`; `Err` where Ruby raises (no `to_f`,
@@ -1165,30 +1091,6 @@ mod tests {
         // Values without to_f raise in Ruby: the event becomes an error event (dropped).
         let out = run_tag(&c, "x", &[r#"{"t":{"a":1}}"#, r#"{"t":"5"}"#, r#"{"t":true}"#]);
         assert_eq!(out, vec![(EventTime::new(5, 0), r#"{"t":"5"}"#.to_string())]);
-    }
-
-    #[test]
-    fn ruby_string_to_f() {
-        for (s, f) in [
-            ("1_000.5", 1000.5),
-            (" 12abc", 12.0),
-            (".5", 0.5),
-            ("5.", 5.0),
-            ("1e5x", 100000.0),
-            ("-1.5e-3", -0.0015),
-            ("_1", 0.0),
-            ("1__0", 1.0),
-            ("0x10", 0.0),
-            ("1e", 1.0),
-            ("\n3", 3.0),
-            ("+.5e1", 5.0),
-            ("1.e3", 1.0),
-            ("Infinity", 0.0),
-            ("12_3_4", 1234.0),
-        ] {
-            assert_eq!(ruby_str_to_f(s.as_bytes()), f, "{s:?}");
-        }
-        assert!(ruby_str_to_f(b"1e400").is_infinite());
     }
 
     #[test]

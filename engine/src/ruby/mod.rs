@@ -1,0 +1,14 @@
+//! Ruby semantics spate reproduces. fluentd is a Ruby program and its configs lean on
+//! Ruby's behaviour in many places; spate never runs Ruby, so what users rely on is
+//! reimplemented here, once, for every plugin:
+//!
+//! - [`accessor`]: record accessors (`$.a.b`, `$['a'][0]`) and `record.dig`;
+//! - [`value`]: `to_s` / `inspect` of record values, `Float#to_s`, `String#to_f`,
+//!   `Integer()`, `String#scrub`;
+//! - [`regex`]: Ruby (Onigmo) regexps translated to the `regex` / `fancy-regex` crates;
+//! - [`time`]: `Time.at(float)` nanoseconds.
+
+pub mod accessor;
+pub mod regex;
+pub mod time;
+pub mod value;
