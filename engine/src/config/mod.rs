@@ -1,13 +1,13 @@
 //! fluent.conf: the element tree ([`Element`], [`Attr`] with file:line:col), typed value
 //! accessors with fluentd's rules (sizes, times, booleans, arrays, hashes; see
 //! `types.rs`), and the entry points [`parse_file`] / [`parse_str`]. The grammar lives in
-//! `parser.rs`, the supported embedded-Ruby idioms in `ruby.rs`.
+//! `parser.rs`, the supported embedded-Ruby idioms (`"#{...}"`) in `embedded.rs`.
 //!
 //! Accessors record which parameters were read, so the caller can warn about unknown
 //! ones with their location (fluentd warns too; it does not fail).
 
+mod embedded;
 mod parser;
-mod ruby;
 mod types;
 
 use std::cell::RefCell;
@@ -16,8 +16,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use embedded::{hostname, EnvFn, EvalContext};
 pub use parser::{MAX_INCLUDE_DEPTH, MAX_NESTING};
-pub use ruby::{hostname, EnvFn, EvalContext};
 pub use types::{parse_array, parse_bool, parse_float, parse_hash, parse_int, parse_size, parse_time};
 
 /// A position in a config file (1-based line and column; columns count characters).

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::ruby::{self, Eval, EvalContext, Value};
+use super::embedded::{self, Eval, EvalContext, Value};
 use super::{Attr, ConfigError, Element, Pos, Warning};
 
 /// Deepest section nesting (across included files).
@@ -707,11 +707,11 @@ impl<'a> Parser<'a> {
     fn embedded_code(&mut self) -> Result<Eval, ConfigError> {
         let at = self.i;
         let code_start = self.i + 2;
-        let end = ruby::find_code_end(self.s, code_start)
+        let end = embedded::find_code_end(self.s, code_start)
             .ok_or_else(|| self.err(at, "expected '}' to end the embedded code #{...} on this line"))?;
         let code = self.text(code_start, end);
         self.i = end + 1;
-        ruby::eval(&code, self.shared.ctx).map_err(|m| self.err(at, m))
+        embedded::eval(&code, self.shared.ctx).map_err(|m| self.err(at, m))
     }
 
     /// A JSON array/object value that may span lines, with `#` comments after complete
