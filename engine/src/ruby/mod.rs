@@ -6,9 +6,11 @@
 //! - [`value`]: `to_s` / `inspect` of record values, `Float#to_s`, `String#to_f`,
 //!   `Integer()`, `String#scrub`;
 //! - [`regex`]: Ruby (Onigmo) regexps translated to the `regex` / `fancy-regex` crates;
+//! - [`expr`]: the Ruby expressions of `${...}` (record_transformer's `enable_ruby`);
 //! - [`time`]: `Time.at(float)` nanoseconds.
 
 pub mod accessor;
+pub mod expr;
 pub mod regex;
 pub mod time;
 pub mod value;

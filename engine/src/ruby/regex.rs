@@ -129,6 +129,42 @@ impl RubyRegex {
     }
 }
 
+/// The byte spans of a match's groups (0: the whole match; None: a group that did not
+/// participate).
+pub type Spans = Vec<Option<(usize, usize)>>;
+
+impl RubyRegex {
+    /// Ruby's `regexp.match(text, pos)`: the groups of the first match starting at or
+    /// after byte `pos` of `text`. Exceeding fancy-regex's backtrack limit counts as no
+    /// match.
+    pub fn captures_at(&self, text: &str, pos: usize) -> Option<Spans> {
+        let spans = |n: usize, get: &dyn Fn(usize) -> Option<(usize, usize)>| (0..n).map(get).collect::<Spans>();
+        let fancy = |re: &fancy_regex::Regex| {
+            let c = re.captures_from_pos(text, pos).ok()??;
+            Some(spans(c.len(), &|i| c.get(i).map(|m| (m.start(), m.end()))))
+        };
+        match self {
+            RubyRegex::Fast { strict: Some(strict), .. } => fancy(strict),
+            RubyRegex::Fast { re, strict: None } => {
+                let c = re.captures_at(text.as_bytes(), pos)?;
+                Some(spans(c.len(), &|i| c.get(i).map(|m| (m.start(), m.end()))))
+            }
+            RubyRegex::Fancy(re) => fancy(re),
+        }
+    }
+
+    /// Named groups and their indexes.
+    pub fn group_names(&self) -> Vec<(String, usize)> {
+        let named = |it: &mut dyn Iterator<Item = Option<String>>| {
+            it.enumerate().filter_map(|(i, n)| n.map(|n| (n, i))).collect::<Vec<_>>()
+        };
+        match self {
+            RubyRegex::Fast { re, .. } => named(&mut re.capture_names().map(|n| n.map(str::to_string))),
+            RubyRegex::Fancy(re) => named(&mut re.capture_names().map(|n| n.map(str::to_string))),
+        }
+    }
+}
+
 /// Copies `c[from..]` up to and including the first `close`; returns the index after it.
 fn copy_until(c: &[char], from: usize, close: char, out: &mut String) -> Option<usize> {
     let end = c[from..].iter().position(|&x| x == close)? + from;
