@@ -1,7 +1,9 @@
 //! `filter_record_transformer` with fluentd's semantics
-//! (`lib/fluent/plugin/filter_record_transformer.rb`, `enable_ruby false`): `<record>`
-//! fields with placeholders, `remove_keys` (record accessors, nested too), `keep_keys`,
-//! `renew_record`, `renew_time_key` and `auto_typecast`.
+//! (`lib/fluent/plugin/filter_record_transformer.rb`): `<record>` fields with
+//! placeholders, `remove_keys` (record accessors, nested too), `keep_keys`,
+//! `renew_record`, `renew_time_key`, `auto_typecast` and `enable_ruby` (the Ruby subset of
+//! [`crate::ruby::expr`]; an expression outside it is a config error, one that raises
+//! drops the event with a warning, as fluentd turns it into an error event).
 //!
 //! Placeholders are fluentd's `PlaceholderExpander` ones, matched as exact strings:
 //! `${tag}`, `${tag_parts[N]}`, `${tag_prefix[N]}`, `${tag_suffix[N]}` (N may be negative),
@@ -32,9 +34,11 @@ mod record;
 mod template;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ruby;
 
 use record::{delete_in, renew_time};
-use template::{parts_are_lit, BatchPh, Compiler, Ctx, Part, Tpl};
+use template::{parts_are_lit, BatchPh, Compiler, Ctx, Event, ExpandError, Part, TimeText, Tpl};
 
 /// filter_record_transformer's parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +83,7 @@ struct Work {
     /// Effective `<record>` entries of the current event: key span in `keybuf`, template.
     keys: Vec<(usize, usize, usize)>,
     matched: Vec<bool>,
-    time_sec: Option<u32>,
-    time_text: Vec<u8>,
+    time_text: TimeText,
 }
 
 /// Where a field's value comes from.
@@ -103,6 +106,8 @@ pub struct RecordTransformer {
     remove_top: Vec<Vec<u8>>,
     remove_nested: Vec<Accessor>,
     hostname: Vec<u8>,
+    /// `enable_ruby`: the Ruby expressions the templates refer to.
+    exprs: Vec<crate::ruby::expr::Program>,
     /// Nothing can change a record: every batch passes as is.
     noop: bool,
     /// Only `remove_keys`: records without those keys pass without re-encoding.
@@ -128,19 +133,27 @@ pub(super) fn tag_parts(tag: &[u8]) -> Vec<&[u8]> {
 
 impl RecordTransformer {
     pub fn new(conf: &RecordTransformerConf) -> Result<Self, FilterError> {
-        if conf.enable_ruby {
-            return Err(FilterError::EnableRuby);
-        }
         if !conf.keep_keys.is_empty() && !conf.renew_record {
             return Err(FilterError::Config("`renew_record` must be true to use `keep_keys`".into()));
         }
         let any = regex::Regex::new(r"\$\{[^}]+\}|__[A-Z_]+__")
             .map_err(|e| FilterError::Config(format!("record_transformer: internal regexp: {e}")))?;
-        let mut c = Compiler { any, auto_typecast: conf.auto_typecast, batch: Vec::new(), unknown: Vec::new() };
+        let mut c = Compiler {
+            any,
+            auto_typecast: conf.auto_typecast,
+            batch: Vec::new(),
+            unknown: Vec::new(),
+            ruby: conf.enable_ruby.then(|| conf.hostname.clone()),
+            exprs: Vec::new(),
+            error: None,
+        };
         let mut map: Vec<(Vec<Part>, Tpl)> = Vec::new();
         for (k, v) in &conf.record {
             let key = c.parts(k);
             let tpl = c.value(v);
+            if let Some(error) = c.error.take() {
+                return Err(FilterError::Ruby { key: k.clone(), error });
+            }
             // A repeated key: the last value, at the first position (Ruby Hash).
             match map.iter_mut().find(|(mk, _)| *mk == key) {
                 Some(slot) => slot.1 = tpl,
@@ -186,13 +199,14 @@ impl RecordTransformer {
             remove_top,
             remove_nested,
             hostname: conf.hostname.as_bytes().to_vec(),
+            exprs: c.exprs,
             noop,
             remove_only: map_empty && !conf.renew_record && conf.renew_time_key.is_none(),
             work: RefCell::new(Box::default()),
         })
     }
 
-    fn resolve(&self, tag: &[u8]) -> Ctx {
+    fn resolve<'t>(&self, tag: &'t [u8]) -> Ctx<'t> {
         let parts = tag_parts(tag);
         let join = |p: &[&[u8]]| p.join(&b'.');
         let vals = self
@@ -206,16 +220,16 @@ impl RecordTransformer {
                 BatchPh::Suffix(n) => ruby_index(parts.len(), *n).map(|i| join(&parts[i..])),
             })
             .collect();
-        Ctx { vals }
+        Ctx { vals, tag, parts }
     }
 
     /// Fills `w.keybuf` / `w.keys` with the effective `<record>` entries for one event.
-    fn event_keys(&self, w: &mut Work, ctx: &Ctx, rec: RecordRef<'_>, t: EventTime) {
+    fn event_keys(&self, w: &mut Work, ev: &Event<'_, '_>) -> Result<(), ExpandError> {
         w.keybuf.clear();
         w.keys.clear();
         for (i, (k, _)) in self.map.iter().enumerate() {
             let start = w.keybuf.len();
-            template::expand(k, ctx, rec, t, &mut w.time_sec, &mut w.time_text, &mut w.keybuf);
+            template::expand(k, ev, &mut w.time_text, &mut w.keybuf)?;
             let end = w.keybuf.len();
             let dup = w.keys.iter().position(|&(s, e, _)| w.keybuf[s..e] == w.keybuf[start..end]);
             match dup {
@@ -226,15 +240,25 @@ impl RecordTransformer {
                 None => w.keys.push((start, end, i)),
             }
         }
+        Ok(())
     }
 
     /// Transforms one record into `w.rec`. Returns the renewed time (`Some(Err)` when
-    /// `renew_time_key` holds a value Ruby cannot turn into a time).
-    fn transform(&self, w: &mut Work, ctx: &Ctx, rec: RecordRef<'_>, t: EventTime) -> Option<Result<EventTime, ()>> {
+    /// `renew_time_key` holds a value Ruby cannot turn into a time); `Err` when a Ruby
+    /// expression raised.
+    #[allow(clippy::type_complexity)]
+    fn transform(
+        &self,
+        w: &mut Work,
+        ctx: &Ctx<'_>,
+        rec: RecordRef<'_>,
+        t: EventTime,
+    ) -> Result<Option<Result<EventTime, ()>>, ExpandError> {
+        let ev = Event { ctx, exprs: &self.exprs, rec, t };
         if self.static_keys.is_none() {
-            self.event_keys(w, ctx, rec, t);
+            self.event_keys(w, &ev)?;
         }
-        let Work { fields, rec: rec_out, alt, tmp, keybuf, keys, matched, time_sec, time_text } = w;
+        let Work { fields, rec: rec_out, alt, tmp, keybuf, keys, matched, time_text } = w;
         fields.clear();
         matched.clear();
         matched.resize(keys.len(), false);
@@ -246,35 +270,40 @@ impl RecordTransformer {
 
         // Writes one field unless it is removed. `key_enc` is the key's original encoding
         // (None: encode `key` as a str); `key` is None for a non-string key.
-        let mut emit =
-            |key_enc: Option<&[u8]>, key: Option<&[u8]>, val: Val<'_>, fields: &mut Vec<u8>, tmp: &mut Vec<u8>| {
-                let start = fields.len();
-                match key_enc {
-                    Some(k) => fields.extend_from_slice(k),
-                    None => raw::str(fields, key.unwrap_or_default()),
-                }
-                let vstart = fields.len();
-                match val {
-                    Val::Raw(b) => fields.extend_from_slice(b),
-                    Val::Tpl(i) => {
-                        if let Some((_, tpl)) = self.map.get(i) {
-                            template::write_tpl(tpl, ctx, rec, t, time_sec, time_text, tmp, fields);
-                        }
+        let mut emit = |key_enc: Option<&[u8]>,
+                        key: Option<&[u8]>,
+                        val: Val<'_>,
+                        fields: &mut Vec<u8>,
+                        tmp: &mut Vec<u8>|
+         -> Result<(), ExpandError> {
+            let start = fields.len();
+            match key_enc {
+                Some(k) => fields.extend_from_slice(k),
+                None => raw::str(fields, key.unwrap_or_default()),
+            }
+            let vstart = fields.len();
+            match val {
+                Val::Raw(b) => fields.extend_from_slice(b),
+                Val::Tpl(i) => {
+                    if let Some((_, tpl)) = self.map.get(i) {
+                        template::write_tpl(tpl, &ev, time_text, tmp, fields)?;
                     }
                 }
-                let Some(key) = key else {
-                    n += 1;
-                    return;
-                };
-                if self.renew_time_key.as_deref() == Some(key) {
-                    renew = Some(renew_time(&fields[vstart..]));
-                }
-                if self.remove_top.iter().any(|r| r == key) {
-                    fields.truncate(start);
-                } else {
-                    n += 1;
-                }
+            }
+            let Some(key) = key else {
+                n += 1;
+                return Ok(());
             };
+            if self.renew_time_key.as_deref() == Some(key) {
+                renew = Some(renew_time(&fields[vstart..]));
+            }
+            if self.remove_top.iter().any(|r| r == key) {
+                fields.truncate(start);
+            } else {
+                n += 1;
+            }
+            Ok(())
+        };
 
         if self.renew_record {
             for k in &self.keep_keys {
@@ -282,9 +311,9 @@ impl RecordTransformer {
                 match find(k) {
                     Some(j) => {
                         matched[j] = true;
-                        emit(None, Some(k), Val::Tpl(keys[j].2), fields, tmp);
+                        emit(None, Some(k), Val::Tpl(keys[j].2), fields, tmp)?;
                     }
-                    None => emit(None, Some(k), Val::Raw(v.as_bytes()), fields, tmp),
+                    None => emit(None, Some(k), Val::Raw(v.as_bytes()), fields, tmp)?,
                 }
             }
         } else {
@@ -294,19 +323,19 @@ impl RecordTransformer {
                         Some(j) => {
                             if !matched[j] {
                                 matched[j] = true;
-                                emit(Some(k.as_bytes()), Some(ks), Val::Tpl(keys[j].2), fields, tmp);
+                                emit(Some(k.as_bytes()), Some(ks), Val::Tpl(keys[j].2), fields, tmp)?;
                             }
                         }
-                        None => emit(Some(k.as_bytes()), Some(ks), Val::Raw(v.as_bytes()), fields, tmp),
+                        None => emit(Some(k.as_bytes()), Some(ks), Val::Raw(v.as_bytes()), fields, tmp)?,
                     },
                     // Non-string keys are never `<record>` keys, never removed.
-                    None => emit(Some(k.as_bytes()), None, Val::Raw(v.as_bytes()), fields, tmp),
+                    None => emit(Some(k.as_bytes()), None, Val::Raw(v.as_bytes()), fields, tmp)?,
                 }
             }
         }
         for (j, &(s, e, i)) in keys.iter().enumerate() {
             if !matched[j] {
-                emit(None, Some(&keybuf[s..e]), Val::Tpl(i), fields, tmp);
+                emit(None, Some(&keybuf[s..e]), Val::Tpl(i), fields, tmp)?;
             }
         }
 
@@ -320,7 +349,7 @@ impl RecordTransformer {
                 std::mem::swap(rec_out, alt);
             }
         }
-        renew
+        Ok(renew)
     }
 
     /// Whether `remove_keys` deletes anything from this record.
@@ -348,6 +377,8 @@ impl RecordTransformer {
         // `out` stays empty (unallocated) while every event comes out unchanged.
         let mut out: Vec<u8> = Vec::new();
         let (mut count, mut errors, mut started) = (0u32, 0u32, false);
+        let mut ruby_errors = 0u32;
+        let mut first_ruby_error: Option<ExpandError> = None;
         for (i, ev) in batch.events().enumerate() {
             if self.remove_only && !self.touches(ev.record) {
                 if started {
@@ -361,10 +392,15 @@ impl RecordTransformer {
             }
             let renew = self.transform(w, &ctx, ev.record, ev.time);
             let (time, dropped) = match renew {
-                None => (None, false),
-                Some(Ok(t)) => (Some(t), false),
-                Some(Err(())) => {
+                Ok(None) => (None, false),
+                Ok(Some(Ok(t))) => (Some(t), false),
+                Ok(Some(Err(()))) => {
                     errors += 1;
+                    (None, true)
+                }
+                Err(e) => {
+                    ruby_errors += 1;
+                    first_ruby_error.get_or_insert(e);
                     (None, true)
                 }
             };
@@ -400,6 +436,13 @@ impl RecordTransformer {
                  not a time (fluentd emits these as error events)",
                 String::from_utf8_lossy(&batch.tag),
                 String::from_utf8_lossy(self.renew_time_key.as_deref().unwrap_or_default())
+            );
+        }
+        if let Some(e) = first_ruby_error {
+            crate::warn!(
+                "record_transformer: dropped {ruby_errors} event(s) of tag {}: {e} (fluentd emits these as error \
+                 events)",
+                String::from_utf8_lossy(&batch.tag)
             );
         }
         if !started {

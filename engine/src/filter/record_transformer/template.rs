@@ -3,10 +3,17 @@
 //! `${time}`, `${record["key"]}`) compiled once into [`Tpl`]s, JSON values, and
 //! auto_typecast (a value that is exactly one placeholder keeps the referenced type); then
 //! rendered per event straight into msgpack.
+//!
+//! With `enable_ruby`, values are compiled as fluentd's `RubyPlaceholderExpander` does:
+//! a value that is exactly one `${code}` (with auto_typecast) is that Ruby expression,
+//! keeping its type; any other string is `%Q[...]` with each `${` turned into `#{` (so
+//! `#{...}` in an unquoted value is Ruby too, and `\t` escapes apply); hash keys are
+//! always strings. The expressions are [`crate::ruby::expr`] programs.
 
 use spate_protocol::encode::raw;
 use spate_protocol::{EventTime, RecordRef, ValueRef};
 
+use crate::ruby::expr::{self, CompileCx, ExprError, Local, Program, RubyError, Scope, Segment};
 use crate::ruby::value::write_to_s;
 
 /// A value computed once per batch.
@@ -27,6 +34,8 @@ pub(super) enum Ph {
     Record(Vec<u8>),
     /// An unknown placeholder: nil.
     Nil,
+    /// `enable_ruby`: index into the filter's Ruby programs.
+    Expr(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +82,20 @@ pub(super) struct Compiler {
     pub(super) auto_typecast: bool,
     pub(super) batch: Vec<BatchPh>,
     pub(super) unknown: Vec<String>,
+    /// `enable_ruby`: the host name Ruby's `hostname` gives.
+    pub(super) ruby: Option<String>,
+    pub(super) exprs: Vec<Program>,
+    /// The first Ruby expression that does not compile.
+    pub(super) error: Option<ExprError>,
+}
+
+/// A Ruby exception while expanding a value (fluentd: "failed to expand `code` : error =
+/// ...", and the event becomes an error event).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("failed to expand `{code}` : error = {err}")]
+pub(super) struct ExpandError {
+    pub code: String,
+    pub err: RubyError,
 }
 
 /// `name[N]` with N written as Ruby prints an integer (`${tag_parts[01]}` is unknown in
@@ -166,7 +189,51 @@ impl Compiler {
         ph
     }
 
+    fn compile_expr(&mut self, code: &str) -> Option<usize> {
+        let host = self.ruby.clone().unwrap_or_default();
+        let env = |k: &str| std::env::var(k).ok();
+        match Program::compile(code, &CompileCx { locals: &Local::ALL, env: &env, hostname: &host }) {
+            Ok(p) => {
+                self.exprs.push(p);
+                Some(self.exprs.len() - 1)
+            }
+            Err(e) => {
+                self.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    /// `%Q[...]` of a value, `${` read as `#{`.
+    fn ruby_parts(&mut self, s: &str) -> Vec<Part> {
+        let host = self.ruby.clone().unwrap_or_default();
+        let env = |k: &str| std::env::var(k).ok();
+        let text = s.replace("${", "#{");
+        let cx = CompileCx { locals: &Local::ALL, env: &env, hostname: &host };
+        let segs = match expr::compile_interpolation(&text, &cx) {
+            Ok(segs) => segs,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::with_capacity(segs.len());
+        for seg in segs {
+            match seg {
+                Segment::Lit(l) => out.push(Part::Lit(l)),
+                Segment::Code(p) => {
+                    self.exprs.push(p);
+                    out.push(Part::Ph(Ph::Expr(self.exprs.len() - 1)));
+                }
+            }
+        }
+        out
+    }
+
     pub(super) fn parts(&mut self, s: &str) -> Vec<Part> {
+        if self.ruby.is_some() {
+            return self.ruby_parts(s);
+        }
         let mut out = Vec::new();
         let mut last = 0;
         let found: Vec<(usize, usize)> = self.any.find_iter(s).map(|m| (m.start(), m.end())).collect();
@@ -185,6 +252,17 @@ impl Compiler {
     }
 
     fn string(&mut self, s: &str) -> Tpl {
+        if self.ruby.is_some()
+            && self.auto_typecast
+            && s.matches("${").count() == 1
+            && s.starts_with("${")
+            && s.ends_with('}')
+        {
+            return match self.compile_expr(&s[2..s.len() - 1]) {
+                Some(i) => Tpl::Single(Ph::Expr(i)),
+                None => Tpl::Const(Vec::new()),
+            };
+        }
         let p = self.parts(s);
         if let [Part::Ph(ph)] = p.as_slice() {
             if self.auto_typecast {
@@ -257,8 +335,34 @@ impl Compiler {
 }
 
 /// Per-batch placeholder values.
-pub(super) struct Ctx {
+pub(super) struct Ctx<'t> {
     pub(super) vals: Vec<Option<Vec<u8>>>,
+    pub(super) tag: &'t [u8],
+    /// `tag.split('.')` (for Ruby expressions).
+    pub(super) parts: Vec<&'t [u8]>,
+}
+
+/// What rendering one event's templates reads.
+pub(super) struct Event<'x, 'a> {
+    pub ctx: &'x Ctx<'a>,
+    pub exprs: &'a [Program],
+    pub rec: RecordRef<'a>,
+    pub t: EventTime,
+}
+
+impl Event<'_, '_> {
+    fn eval(&self, i: usize) -> Result<expr::Val<'_>, ExpandError> {
+        let Some(p) = self.exprs.get(i) else { return Ok(expr::Val::Nil) };
+        let scope = Scope { record: self.rec, tag: self.ctx.tag, tag_parts: &self.ctx.parts, time: self.t };
+        p.eval(&scope).map_err(|err| ExpandError { code: p.source().to_string(), err })
+    }
+}
+
+/// The `Time#to_s` text of the event time, cached across events of the same second.
+#[derive(Debug, Default)]
+pub(super) struct TimeText {
+    sec: Option<u32>,
+    text: Vec<u8>,
 }
 
 /// `record["key"]` as fluentd's placeholder table sees it: keys compared by their `to_s`,
@@ -282,89 +386,87 @@ pub(super) fn record_get<'a>(rec: RecordRef<'a>, key: &[u8]) -> Option<ValueRef<
     found
 }
 
-pub(super) fn cached_time_text<'w>(sec: &mut Option<u32>, text: &'w mut Vec<u8>, t: EventTime) -> &'w [u8] {
-    if *sec != Some(t.sec) {
-        text.clear();
-        crate::log::format_time(text, t.sec as i64, 0, 0);
-        *sec = Some(t.sec);
+impl TimeText {
+    fn get(&mut self, t: EventTime) -> &[u8] {
+        if self.sec != Some(t.sec) {
+            self.text.clear();
+            crate::log::format_time(&mut self.text, t.sec as i64, 0, 0);
+            self.sec = Some(t.sec);
+        }
+        &self.text
     }
-    text
 }
 
 /// Appends the text of `parts` (Ruby's `gsub` with `to_s` of each value).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn expand(
     parts: &[Part],
-    ctx: &Ctx,
-    rec: RecordRef<'_>,
-    t: EventTime,
-    time_sec: &mut Option<u32>,
-    time_text: &mut Vec<u8>,
+    ev: &Event<'_, '_>,
+    tt: &mut TimeText,
     out: &mut Vec<u8>,
-) {
+) -> Result<(), ExpandError> {
     for p in parts {
         match p {
             Part::Lit(l) => out.extend_from_slice(l),
             Part::Ph(Ph::Batch(i)) => {
-                if let Some(Some(v)) = ctx.vals.get(*i) {
+                if let Some(Some(v)) = ev.ctx.vals.get(*i) {
                     out.extend_from_slice(v);
                 }
             }
-            Part::Ph(Ph::Time) => out.extend_from_slice(cached_time_text(time_sec, time_text, t)),
+            Part::Ph(Ph::Time) => out.extend_from_slice(tt.get(ev.t)),
             Part::Ph(Ph::Record(k)) => {
-                if let Some(v) = record_get(rec, k) {
+                if let Some(v) = record_get(ev.rec, k) {
                     write_to_s(v, out);
                 }
             }
             Part::Ph(Ph::Nil) => {}
+            Part::Ph(Ph::Expr(i)) => ev.eval(*i)?.write_to_s(out),
         }
     }
+    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn write_tpl(
     tpl: &Tpl,
-    ctx: &Ctx,
-    rec: RecordRef<'_>,
-    t: EventTime,
-    time_sec: &mut Option<u32>,
-    time_text: &mut Vec<u8>,
+    ev: &Event<'_, '_>,
+    tt: &mut TimeText,
     tmp: &mut Vec<u8>,
     out: &mut Vec<u8>,
-) {
+) -> Result<(), ExpandError> {
     match tpl {
         Tpl::Const(b) => out.extend_from_slice(b),
         Tpl::Single(ph) => match ph {
-            Ph::Batch(i) => match ctx.vals.get(*i) {
+            Ph::Batch(i) => match ev.ctx.vals.get(*i) {
                 Some(Some(v)) => raw::str(out, v),
                 _ => raw::nil(out),
             },
-            Ph::Time => raw::str(out, cached_time_text(time_sec, time_text, t)),
-            Ph::Record(k) => match record_get(rec, k) {
+            Ph::Time => raw::str(out, tt.get(ev.t)),
+            Ph::Record(k) => match record_get(ev.rec, k) {
                 Some(v) => out.extend_from_slice(v.as_bytes()),
                 None => raw::nil(out),
             },
             Ph::Nil => raw::nil(out),
+            Ph::Expr(i) => ev.eval(*i)?.write_msgpack(out),
         },
         Tpl::Str(parts) => {
             tmp.clear();
-            expand(parts, ctx, rec, t, time_sec, time_text, tmp);
+            expand(parts, ev, tt, tmp)?;
             raw::str(out, tmp);
         }
         Tpl::Map(kvs) => {
             raw::map_header(out, kvs.len() as u32);
             for (k, v) in kvs {
                 tmp.clear();
-                expand(k, ctx, rec, t, time_sec, time_text, tmp);
+                expand(k, ev, tt, tmp)?;
                 raw::str(out, tmp);
-                write_tpl(v, ctx, rec, t, time_sec, time_text, tmp, out);
+                write_tpl(v, ev, tt, tmp, out)?;
             }
         }
         Tpl::Array(items) => {
             raw::array_header(out, items.len() as u32);
             for v in items {
-                write_tpl(v, ctx, rec, t, time_sec, time_text, tmp, out);
+                write_tpl(v, ev, tt, tmp, out)?;
             }
         }
     }
+    Ok(())
 }

@@ -6,15 +6,15 @@ use bytes::Bytes;
 use spate_protocol::encode;
 use spate_protocol::{EntriesFormat, Mode, Options};
 
-const HOST: &str = "myhost";
+pub(super) const HOST: &str = "myhost";
 /// 2010-05-04 03:02:01 UTC, as in test_filter_record_transformer.rb.
-const T: EventTime = EventTime::new(1_272_942_121, 0);
+pub(super) const T: EventTime = EventTime::new(1_272_942_121, 0);
 
-fn rec(json: &str) -> Vec<u8> {
+pub(super) fn rec(json: &str) -> Vec<u8> {
     spate_protocol::json::to_msgpack(json.as_bytes()).unwrap()
 }
 
-fn batch_of(tag: &'static str, recs: &[Vec<u8>]) -> EventBatch {
+pub(super) fn batch_of(tag: &'static str, recs: &[Vec<u8>]) -> EventBatch {
     let mut e = Vec::new();
     for r in recs {
         encode::entry(&mut e, T, encode::TimeFormat::EventTime, r);
@@ -30,7 +30,7 @@ fn batch_of(tag: &'static str, recs: &[Vec<u8>]) -> EventBatch {
     .unwrap()
 }
 
-fn conf(record: &[(&str, &str)]) -> RecordTransformerConf {
+pub(super) fn conf(record: &[(&str, &str)]) -> RecordTransformerConf {
     RecordTransformerConf {
         record: record.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         hostname: HOST.into(),
@@ -38,14 +38,14 @@ fn conf(record: &[(&str, &str)]) -> RecordTransformerConf {
     }
 }
 
-fn json_of(r: RecordRef<'_>) -> String {
+pub(super) fn json_of(r: RecordRef<'_>) -> String {
     let mut out = Vec::new();
     r.write_json(&mut out);
     String::from_utf8(out).unwrap()
 }
 
 /// Output (time, record JSON) of each event.
-fn run_tag(c: &RecordTransformerConf, tag: &'static str, recs: &[&str]) -> Vec<(EventTime, String)> {
+pub(super) fn run_tag(c: &RecordTransformerConf, tag: &'static str, recs: &[&str]) -> Vec<(EventTime, String)> {
     let f = RecordTransformer::new(c).unwrap();
     let recs: Vec<Vec<u8>> = recs.iter().map(|r| rec(r)).collect();
     match f.filter(batch_of(tag, &recs)) {
@@ -57,23 +57,23 @@ fn run_tag(c: &RecordTransformerConf, tag: &'static str, recs: &[&str]) -> Vec<(
     }
 }
 
-fn run(c: &RecordTransformerConf, recs: &[&str]) -> Vec<String> {
+pub(super) fn run(c: &RecordTransformerConf, recs: &[&str]) -> Vec<String> {
     run_tag(c, "test.tag", recs).into_iter().map(|(_, j)| j).collect()
 }
 
-fn one(c: &RecordTransformerConf, r: &str) -> String {
+pub(super) fn one(c: &RecordTransformerConf, r: &str) -> String {
     run(c, &[r]).pop().unwrap()
 }
 
-fn time_text(t: EventTime) -> String {
+pub(super) fn time_text(t: EventTime) -> String {
     let mut o = Vec::new();
     crate::log::format_time(&mut o, t.sec as i64, 0, 0);
     String::from_utf8(o).unwrap()
 }
 
-const BASE: &str = r#"{"foo":"bar","message":"1","nest":{"k1":"v1","k2":"v2"}}"#;
+pub(super) const BASE: &str = r#"{"foo":"bar","message":"1","nest":{"k1":"v1","k2":"v2"}}"#;
 
-fn typical() -> RecordTransformerConf {
+pub(super) fn typical() -> RecordTransformerConf {
     conf(&[
         ("hostname", "${hostname}"),
         ("tag", "${tag}"),
@@ -97,13 +97,6 @@ fn keep_keys_needs_renew_record() {
     let c = RecordTransformerConf { keep_keys: vec!["a".into()], ..Default::default() };
     let e = RecordTransformer::new(&c).unwrap_err().to_string();
     assert_eq!(e, "`renew_record` must be true to use `keep_keys`");
-}
-
-#[test]
-fn enable_ruby_is_rejected() {
-    let c = RecordTransformerConf { enable_ruby: true, ..typical() };
-    let e = RecordTransformer::new(&c).unwrap_err().to_string();
-    assert!(e.starts_with("enable_ruby is not supported: spate does not run Ruby"), "{e}");
 }
 
 #[test]
@@ -323,9 +316,9 @@ fn keys_with_placeholders() {
     assert_eq!(one(&c, r#"{"a":0,"k":"test","x":0}"#), r#"{"a":0,"k":"test","x":"4","test":"3","b":"2"}"#);
 }
 
-const SOURCES: [&str; 5] = [r#""string""#, "123", "[1,2]", r#"{"a":1,"b":2}"#, "null"];
+pub(super) const SOURCES: [&str; 5] = [r#""string""#, "123", "[1,2]", r#"{"a":1,"b":2}"#, "null"];
 
-fn typecast_conf(auto: bool) -> RecordTransformerConf {
+pub(super) fn typecast_conf(auto: bool) -> RecordTransformerConf {
     RecordTransformerConf {
         auto_typecast: auto,
         ..conf(&[

@@ -754,8 +754,19 @@ impl P<'_, '_> {
             Tok::Ident(m) => m,
             _ => return Err(self.err_here("expected a method name")),
         };
-        let args = if self.eat_op("(") { self.args(")")? } else { Vec::new() };
         let full = format!("{name}.{m}");
+        let known = matches!(
+            (name, m.as_str()),
+            ("ENV", "fetch")
+                | ("Socket", "gethostname")
+                | ("Time", "now" | "at")
+                | ("CGI", "escape" | "unescape")
+                | ("JSON", "generate" | "dump")
+        );
+        if !known {
+            return Err(self.unsupported(format!("`{full}`")));
+        }
+        let args = if self.eat_op("(") { self.args(")")? } else { Vec::new() };
         let one = |p: &Self, mut a: Vec<Node>| -> Result<Node, ExprError> {
             if a.len() != 1 {
                 return Err(p.unsupported(format!("`{full}` with {} arguments", a.len())));
