@@ -96,7 +96,7 @@ pub fn plan(root: &Element, workers_override: Option<usize>, hostname: &str) -> 
     }
     let workers = workers_override.or(workers).unwrap_or_else(|| crate::sys::allowed_cpus().len());
     let names = label_elems.iter().map(|(n, _, _)| n.clone()).collect();
-    let mut ctx = PlanCtx::new(PLUGINS, names, hostname, workers);
+    let mut ctx = PlanCtx::new(PLUGINS, crate::output::buffered::plan, names, hostname, workers);
 
     let mut sources = Vec::new();
     collect_sources(root, None, &mut ctx, &mut sources)?;

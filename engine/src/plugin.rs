@@ -92,6 +92,10 @@ pub type OutputBuilder = fn(&Element, &mut PlanCtx<'_>) -> Result<Box<dyn Output
 /// Builds a buffered output's writer from its `<match>`, `<store>` or `<secondary>`.
 pub type WriterBuilder = fn(&Element, &mut PlanCtx<'_>, &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError>;
 
+/// Plans a buffered output of a registered type around its writer builder.
+pub type BufferedPlanner =
+    fn(&Element, &mut PlanCtx<'_>, &'static str, WriterBuilder) -> Result<Box<dyn OutputPlan>, ConfigError>;
+
 /// How a registered plugin is built.
 #[derive(Clone, Copy)]
 pub enum Build {
@@ -142,6 +146,9 @@ impl Registration {
 /// label names, plugin ids, and the checks that span the whole configuration.
 pub struct PlanCtx<'a> {
     table: &'a [Registration],
+    /// Plans a buffered output around a writer (the generic buffered output lives above
+    /// this layer, so it is handed in).
+    buffered: BufferedPlanner,
     labels: HashMap<String, usize>,
     label_names: Vec<String>,
     counters: HashMap<&'static str, usize>,
@@ -153,10 +160,17 @@ pub struct PlanCtx<'a> {
 
 impl<'a> PlanCtx<'a> {
     /// `label_names[0]` is the top level (""); the others are `<label>` names in order.
-    pub fn new(table: &'a [Registration], label_names: Vec<String>, hostname: &str, workers: usize) -> Self {
+    pub fn new(
+        table: &'a [Registration],
+        buffered: BufferedPlanner,
+        label_names: Vec<String>,
+        hostname: &str,
+        workers: usize,
+    ) -> Self {
         let labels = label_names.iter().enumerate().skip(1).map(|(i, n)| (n.clone(), i)).collect();
         PlanCtx {
             table,
+            buffered,
             labels,
             label_names,
             counters: HashMap::new(),
@@ -242,7 +256,7 @@ impl<'a> PlanCtx<'a> {
         let reg = self.lookup(e, Kind::Output)?;
         let plan = match reg.build {
             Build::Output(f) => f(e, self)?,
-            Build::Buffered(f) => crate::output::buffered::plan(e, self, reg.name, f)?,
+            Build::Buffered(f) => (self.buffered)(e, self, reg.name, f)?,
             _ => return Err(e.error(format!("{} cannot be used in {}", reg.name, e.header()))),
         };
         e.warn_unused();
