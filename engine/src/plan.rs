@@ -115,6 +115,13 @@ pub fn plan(root: &Element, workers_override: Option<usize>, hostname: &str) -> 
             )));
         }
     }
+    if count_named(root, "source") == 0 && count_named(root, "match") == 0 {
+        crate::warn!(
+            "{}: the configuration has no <source> and no <match>: spate would run and do nothing (a YAML \
+             config read as fluent.conf syntax? name it *.yaml or pass --config-file-type yaml)",
+            root.pos
+        );
+    }
     Ok(Plan {
         workers,
         log_level,
@@ -123,6 +130,18 @@ pub fn plan(root: &Element, workers_override: Option<usize>, hostname: &str) -> 
         shutdown_timeout: Duration::from_secs(30),
         hostname: hostname.to_string(),
     })
+}
+
+/// Directives called `name` at the top level and inside `<label>`/`<worker>`.
+fn count_named(e: &Element, name: &str) -> usize {
+    e.elements
+        .iter()
+        .map(|c| match c.name.as_str() {
+            n if n == name => 1,
+            "label" | "worker" => count_named(c, name),
+            _ => 0,
+        })
+        .sum()
 }
 
 fn parse_workers(e: &Element, workers: usize) -> Result<Workers, ConfigError> {

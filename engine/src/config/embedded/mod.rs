@@ -355,6 +355,12 @@ fn shorten(code: &str) -> String {
     out
 }
 
+/// A Ruby double-quoted string's content (`!fluent/s` in YAML configs: fluentd evaluates
+/// `"\"#{val}\""`): escapes and `#{...}`.
+pub fn eval_string(s: &str, ctx: &EvalContext) -> Result<Eval, String> {
+    eval(&format!("\"{s}\""), ctx)
+}
+
 /// Evaluates the code between `#{` and `}`. The error message is complete but has no
 /// location (the caller adds file:line:col).
 pub fn eval(code: &str, ctx: &EvalContext) -> Result<Eval, String> {
