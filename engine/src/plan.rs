@@ -102,8 +102,9 @@ pub fn plan(root: &Element, workers_override: Option<usize>, hostname: &str) -> 
     collect_sources(root, None, &mut ctx, &mut sources)?;
 
     let mut labels = Vec::new();
-    for (name, e, w) in &label_elems {
+    for (i, (name, e, w)) in label_elems.iter().enumerate() {
         let mut rules = Vec::new();
+        ctx.set_current_label(i);
         collect_rules(e, *w, &mut ctx, &mut rules, name.is_empty())?;
         labels.push(LabelPlan { name: name.clone(), rules });
     }

@@ -21,6 +21,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::null::PLUGIN,
     crate::output::copy::PLUGIN,
     crate::output::relabel::PLUGIN,
+    crate::output::rewrite_tag_filter::PLUGIN,
     crate::output::forward::PLUGIN,
     crate::output::file::PLUGIN,
     // secondary-only writers

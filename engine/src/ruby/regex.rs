@@ -153,6 +153,41 @@ impl RubyRegex {
         }
     }
 
+    /// Reusable capture storage for [`RubyRegex::captures_read`] (None when matching
+    /// needs fancy-regex, which allocates its own).
+    pub fn capture_locations(&self) -> Option<regex::bytes::CaptureLocations> {
+        match self {
+            RubyRegex::Fast { re, strict: None } => Some(re.capture_locations()),
+            _ => None,
+        }
+    }
+
+    /// [`RubyRegex::captures_at`] at position 0 into `spans`, without allocating for
+    /// patterns the `regex` crate runs (given `locs` from
+    /// [`RubyRegex::capture_locations`]). Returns whether it matched.
+    pub fn captures_read(
+        &self,
+        text: &str,
+        locs: &mut Option<regex::bytes::CaptureLocations>,
+        spans: &mut Spans,
+    ) -> bool {
+        spans.clear();
+        if let (RubyRegex::Fast { re, strict: None }, Some(l)) = (self, locs.as_mut()) {
+            if re.captures_read(l, text.as_bytes()).is_none() {
+                return false;
+            }
+            spans.extend((0..l.len()).map(|i| l.get(i)));
+            return true;
+        }
+        match self.captures_at(text, 0) {
+            Some(v) => {
+                spans.extend(v);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Named groups and their indexes.
     pub fn group_names(&self) -> Vec<(String, usize)> {
         let named = |it: &mut dyn Iterator<Item = Option<String>>| {

@@ -284,6 +284,27 @@ pub fn ruby_integer(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// Ruby's `String#capitalize`: the first character upper case, the rest lower case
+/// (Unicode case mapping for UTF-8; ASCII only for a broken string).
+pub fn capitalize(s: &[u8]) -> Vec<u8> {
+    match std::str::from_utf8(s) {
+        Ok(t) => {
+            let mut c = t.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().chain(c.as_str().to_lowercase().chars()).collect::<String>().into_bytes(),
+                None => Vec::new(),
+            }
+        }
+        Err(_) => {
+            let mut v = s.to_ascii_lowercase();
+            if let Some(f) = v.first_mut() {
+                f.make_ascii_uppercase();
+            }
+            v
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -255,7 +255,10 @@ fn eval_expr(e: &Expr, ctx: &EvalContext, locals: &mut Locals) -> Result<Value, 
             }
         },
         Expr::CanonName(a) => match eval_expr(a, ctx, locals)? {
-            Value::Str(s) => Value::Str(canonical_name(&s).map_err(Raise::Error)?),
+            Value::Str(s) => Value::Str(
+                crate::sys::canonical_name(&s)
+                    .map_err(|e| Raise::Error(format!("Socket.gethostbyname({s:?}): SocketError: {e}")))?,
+            ),
             other => {
                 return Err(Raise::Error(format!(
                     "Socket.gethostbyname: no implicit conversion of {} into String",
@@ -272,31 +275,6 @@ fn ip_addr(s: &str) -> Option<std::net::IpAddr> {
     let t = s.trim_start_matches('[').trim_end_matches(']');
     let t = t.split(['%', '/']).next().unwrap_or(t);
     t.parse().ok()
-}
-
-/// `Socket.gethostbyname(name).first`: the canonical name (getaddrinfo's
-/// `AI_CANONNAME`), as Ruby's hostent `h_name`. Resolving a name needs the resolver, at
-/// config time as in fluentd.
-fn canonical_name(name: &str) -> Result<String, String> {
-    let c = std::ffi::CString::new(name).map_err(|_| format!("getaddrinfo: invalid name {name:?}"))?;
-    // SAFETY: zeroed addrinfo is a valid "no hints" value; we set flags only.
-    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
-    hints.ai_flags = libc::AI_CANONNAME;
-    hints.ai_family = libc::AF_UNSPEC;
-    let mut res: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: `c` is NUL-terminated, `hints` and `res` are valid; `res` is freed below.
-    let r = unsafe { libc::getaddrinfo(c.as_ptr(), std::ptr::null(), &hints, &mut res) };
-    if r != 0 || res.is_null() {
-        return Err(format!("Socket.gethostbyname({name:?}): SocketError: the name does not resolve here"));
-    }
-    // SAFETY: `res` is a list getaddrinfo returned; ai_canonname is NUL-terminated or null.
-    let canon = unsafe {
-        let p = (*res).ai_canonname;
-        let s = if p.is_null() { name.to_string() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() };
-        libc::freeaddrinfo(res);
-        s
-    };
-    Ok(canon)
 }
 
 /// Ruby's File.join for strings (file.c rb_file_join): between two parts, a '/' is

@@ -123,23 +123,7 @@ pub(super) fn upcase(s: &[u8]) -> Vec<u8> {
 }
 
 pub(super) fn capitalize(s: &[u8]) -> Vec<u8> {
-    map_text(
-        s,
-        |t| {
-            let mut c = t.chars();
-            match c.next() {
-                Some(f) => f.to_uppercase().chain(c.as_str().to_lowercase().chars()).collect(),
-                None => String::new(),
-            }
-        },
-        |b| {
-            let mut v = b.to_ascii_lowercase();
-            if let Some(f) = v.first_mut() {
-                f.make_ascii_uppercase();
-            }
-            v
-        },
-    )
+    crate::ruby::value::capitalize(s)
 }
 
 pub(super) fn swapcase(s: &[u8]) -> Vec<u8> {
