@@ -22,6 +22,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::copy::PLUGIN,
     crate::output::relabel::PLUGIN,
     crate::output::rewrite_tag_filter::PLUGIN,
+    crate::output::label_router::PLUGIN,
     crate::output::forward::PLUGIN,
     crate::output::file::PLUGIN,
     // secondary-only writers

@@ -15,6 +15,7 @@ pub mod buffered;
 pub mod copy;
 pub mod file;
 pub mod forward;
+pub mod label_router;
 pub mod null;
 pub mod relabel;
 pub mod rewrite_tag_filter;
