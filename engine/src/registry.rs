@@ -23,6 +23,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::relabel::PLUGIN,
     crate::output::rewrite_tag_filter::PLUGIN,
     crate::output::label_router::PLUGIN,
+    crate::output::route::PLUGIN,
     crate::output::forward::PLUGIN,
     crate::output::file::PLUGIN,
     // secondary-only writers

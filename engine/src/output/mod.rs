@@ -19,6 +19,7 @@ pub mod label_router;
 pub mod null;
 pub mod relabel;
 pub mod rewrite_tag_filter;
+pub mod route;
 pub mod secondary_file;
 pub mod stdout;
 #[cfg(test)]
