@@ -15,6 +15,7 @@ pub static PLUGINS: &[Registration] = &[
     // filters
     crate::filter::grep::PLUGIN,
     crate::filter::record_transformer::PLUGIN,
+    crate::filter::record_modifier::PLUGIN,
     crate::filter::stdout::PLUGIN,
     // outputs
     crate::output::stdout::PLUGIN,

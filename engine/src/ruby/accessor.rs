@@ -5,6 +5,7 @@
 //! wins; negative array indexes count from the end; digging with a string into an array
 //! or into a scalar is Ruby's TypeError).
 
+use spate_protocol::encode::raw;
 use spate_protocol::msgpack::{self, Head, Kind};
 use spate_protocol::{RecordRef, ValueRef};
 
@@ -251,6 +252,63 @@ pub fn ruby_index(len: usize, i: i64) -> Option<usize> {
 fn array_get(v: ValueRef<'_>, i: i64) -> Option<ValueRef<'_>> {
     let pos = ruby_index(array_len(v)?, i)?;
     v.as_array()?.nth(pos)
+}
+
+/// Deletes the element at `steps` (dig keys, then the key to delete) inside the container
+/// `v`, appending the new encoding of `v` to `out`. Returns false when nothing is deleted
+/// (then `out` holds garbage). Mirrors fluentd's `Accessor#delete_nest`: a missing path or
+/// a path through a scalar deletes nothing.
+pub fn delete_nest(v: ValueRef<'_>, steps: &[Step], out: &mut Vec<u8>) -> bool {
+    let Some((first, rest)) = steps.split_first() else { return false };
+    match msgpack::head(v.as_bytes()) {
+        Ok(Some(Head::Map { n, .. })) => {
+            let Some(m) = v.as_map() else { return false };
+            if rest.is_empty() {
+                let hits = m.fields().filter(|(k, _)| key_is(*k, first)).count() as u32;
+                if hits == 0 {
+                    return false;
+                }
+                raw::map_header(out, n - hits);
+                for (k, x) in m.fields().filter(|(k, _)| !key_is(*k, first)) {
+                    out.extend_from_slice(k.as_bytes());
+                    out.extend_from_slice(x.as_bytes());
+                }
+                return true;
+            }
+            // `dig` follows the last duplicate.
+            let Some(target) = m.fields().enumerate().filter(|(_, (k, _))| key_is(*k, first)).map(|(i, _)| i).last()
+            else {
+                return false;
+            };
+            raw::map_header(out, n);
+            for (i, (k, x)) in m.fields().enumerate() {
+                out.extend_from_slice(k.as_bytes());
+                if i == target {
+                    if !delete_nest(x, rest, out) {
+                        return false;
+                    }
+                } else {
+                    out.extend_from_slice(x.as_bytes());
+                }
+            }
+            true
+        }
+        Ok(Some(Head::Array { n, .. })) => {
+            let Step::Index(i) = first else { return false };
+            let Some(pos) = array_len(v).and_then(|len| ruby_index(len, *i)) else { return false };
+            let Some(items) = v.as_array() else { return false };
+            raw::array_header(out, if rest.is_empty() { n - 1 } else { n });
+            for (j, x) in items.enumerate() {
+                if j != pos {
+                    out.extend_from_slice(x.as_bytes());
+                } else if !rest.is_empty() && !delete_nest(x, rest, out) {
+                    return false;
+                }
+            }
+            true
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@
 //! batch; a batch that comes out byte-identical is returned as is.
 //!
 //! Files: this one holds the parameters and the filter (per-batch and per-event flow);
-//! `template.rs` compiles and renders `<record>` values; `record.rs` holds the record
-//! edits (`remove_keys` paths, `renew_time_key`); `tests.rs` the tests.
+//! `template.rs` compiles and renders `<record>` values; `record.rs` holds
+//! `renew_time_key`'s conversion; `tests.rs` the tests.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -41,7 +41,8 @@ mod tests;
 #[cfg(test)]
 mod tests_ruby;
 
-use record::{delete_in, renew_time};
+use crate::ruby::accessor::delete_nest;
+use record::renew_time;
 use template::{parts_are_lit, BatchPh, Compiler, Ctx, Event, ExpandError, Part, TimeText, Tpl};
 
 /// filter_record_transformer's parameters.
@@ -348,7 +349,7 @@ impl RecordTransformer {
         rec_out.extend_from_slice(fields);
         for a in &self.remove_nested {
             alt.clear();
-            let changed = ValueRef::new(rec_out).is_some_and(|v| delete_in(v, &a.steps, alt));
+            let changed = ValueRef::new(rec_out).is_some_and(|v| delete_nest(v, &a.steps, alt));
             if changed {
                 std::mem::swap(rec_out, alt);
             }

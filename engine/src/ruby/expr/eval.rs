@@ -70,6 +70,7 @@ fn local<'a>(l: Local, s: &Scope<'a>) -> Val<'a> {
         Local::Record => ValueRef::new(s.record.as_bytes()).map_or(Val::Nil, Val::Raw),
         Local::Tag => Val::Str(Cow::Borrowed(s.tag)),
         Local::Time => Val::Time(RTime::from_event(s.time)),
+        Local::EventTime => Val::Time(RTime { event: true, ..RTime::from_event(s.time) }),
         Local::TagParts => Val::Array(s.tag_parts.iter().map(|p| Val::Str(Cow::Borrowed(*p))).collect()),
         Local::TagPrefix | Local::TagSuffix => {
             let pre = l == Local::TagPrefix;

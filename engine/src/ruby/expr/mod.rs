@@ -53,6 +53,8 @@ pub enum Local {
     TagPrefix,
     TagSuffix,
     Hostname,
+    /// `time` as a `Fluent::EventTime` (record_modifier) rather than a Time.
+    EventTime,
 }
 
 impl Local {
@@ -65,6 +67,7 @@ impl Local {
             Local::TagPrefix => "tag_prefix",
             Local::TagSuffix => "tag_suffix",
             Local::Hostname => "hostname",
+            Local::EventTime => "time",
         }
     }
 
@@ -166,6 +169,16 @@ impl Program {
     /// Evaluates against one event.
     pub fn eval<'a>(&'a self, scope: &Scope<'a>) -> Result<Val<'a>, RubyError> {
         eval::eval(&self.node, scope)
+    }
+}
+
+/// Ruby's `gsub(re, replacement)` of a string (`\\1`, `\\k<name>`... in the
+/// replacement), for plugins that take a regexp and a replacement (record_modifier's
+/// `<replace>`).
+pub fn gsub(s: &[u8], re: &Re, repl: &[u8]) -> Result<Vec<u8>, RubyError> {
+    match string::gsub(&std::borrow::Cow::Borrowed(s), string::Pat::Re(re), repl, true)? {
+        Val::Str(v) => Ok(v.into_owned()),
+        _ => Ok(s.to_vec()),
     }
 }
 

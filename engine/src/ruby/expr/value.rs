@@ -15,22 +15,25 @@ use super::Re;
 use crate::format::Zone;
 use crate::ruby::value::{inspect_str, write_inspect, write_ruby_float, write_to_s};
 
-/// A Ruby Time: seconds, nanoseconds and whether it is in UTC (else local time).
+/// A Ruby Time: seconds, nanoseconds and whether it is in UTC (else local time). With
+/// `event`, it is a `Fluent::EventTime` (record_modifier's `time`): `to_s` is the
+/// seconds and it goes into a record as msgpack's EventTime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RTime {
     pub sec: i64,
     pub nsec: u32,
     pub utc: bool,
+    pub event: bool,
 }
 
 impl RTime {
     pub fn from_event(t: EventTime) -> RTime {
-        RTime { sec: t.sec as i64, nsec: t.nsec, utc: false }
+        RTime { sec: t.sec as i64, nsec: t.nsec, utc: false, event: false }
     }
 
     pub fn now() -> RTime {
         let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        RTime { sec: d.as_secs() as i64, nsec: d.subsec_nanos(), utc: false }
+        RTime { sec: d.as_secs() as i64, nsec: d.subsec_nanos(), utc: false, event: false }
     }
 
     pub fn zone(&self) -> Zone {
@@ -41,8 +44,13 @@ impl RTime {
         }
     }
 
-    /// `Time#to_s`: `2010-05-04 03:02:01 +0000`, or `... UTC` for a UTC time.
+    /// `Time#to_s`: `2010-05-04 03:02:01 +0000`, or `... UTC` for a UTC time; the
+    /// seconds for an EventTime.
     pub fn write_to_s(&self, out: &mut Vec<u8>) {
+        if self.event {
+            let _ = write!(out, "{}", self.sec);
+            return;
+        }
         let fmt = if self.utc { "%Y-%m-%d %H:%M:%S UTC" } else { "%Y-%m-%d %H:%M:%S %z" };
         crate::format::strftime(out, fmt, self.sec, self.nsec, self.zone());
     }
@@ -221,6 +229,9 @@ impl<'a> Val<'a> {
                     k.write_msgpack(out);
                     x.write_msgpack(out);
                 }
+            }
+            Val::Time(t) if t.event => {
+                raw::event_time(out, EventTime::new(t.sec.rem_euclid(1 << 32) as u32, t.nsec));
             }
             Val::Time(_) | Val::Match(_) | Val::Regex(_) | Val::Range(..) | Val::Class(_) => {
                 let mut s = Vec::new();
