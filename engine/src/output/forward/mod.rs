@@ -14,7 +14,9 @@
 //!   at once (fluentd's rollback), to another server when there is one;
 //! - `keepalive` keeps connections open (`keepalive_timeout` closes idle ones); without
 //!   it each chunk gets its own connection, as in fluentd;
-//! - `expire_dns_cache` re-resolves host names (off the shard thread).
+//! - host names are resolved when connecting, off the shard thread (fluentd resolves
+//!   lazily too), and again when `expire_dns_cache` says so; a name that does not resolve
+//!   is an error of that attempt (logged, retried), never a startup failure.
 //!
 //! Pass-through: a chunk's entries are the received entries copied once into the
 //! buffer, and are written to the socket as they are: records are never re-encoded.
@@ -103,7 +105,8 @@ impl ForwardSender {
                 available: true,
                 failure: FailureDetector::new(hb, conf.hard_timeout.as_secs_f64(), now),
                 addrs: s.addrs.clone(),
-                resolved_at: Some(Instant::now()),
+                // A name is resolved on first use (and again per expire_dns_cache).
+                resolved_at: (!s.addrs.is_empty()).then(Instant::now),
                 conn: None,
             })
             .collect();
@@ -640,5 +643,32 @@ mod tests {
         // As in fluentd, a detached node stays in the array (skipped when chosen) and
         // the standby joins it.
         assert_eq!(w, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn names_resolve_when_connecting_not_at_startup() {
+        // A name that does not resolve is accepted at config time (fluentd resolves
+        // lazily; Kubernetes headless-service names appear later).
+        let ctx = crate::config::EvalContext::with_env("h", None, Default::default());
+        let text = "<match **>\n  @type forward\n  <server>\n    host fluentd-0.fluentd-headless.default.svc.invalid\n  </server>\n  <server>\n    host localhost\n    port 24299\n  </server>\n  <server>\n    host 10.1.2.3\n  </server>\n</match>\n";
+        let (root, _) =
+            crate::config::parse_str_with_warnings(text, "t.conf", std::path::Path::new("."), &ctx).unwrap();
+        let conf = conf::from_element(&root.elements[0]).unwrap();
+        assert!(conf.servers[0].addrs.is_empty() && conf.servers[1].addrs.is_empty());
+        assert_eq!(conf.servers[2].addrs, vec![SocketAddr::from(([10, 1, 2, 3], 24224))]);
+        let (bad, local) = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move {
+                let s = ForwardSender::new("f".into(), conf);
+                let bad = s.addrs(0).await;
+                let local = s.addrs(1).await;
+                (bad.map_err(|e| e.to_string()), local.map_err(|e| e.to_string()))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let e = bad.unwrap_err();
+        assert!(e.starts_with("cannot resolve fluentd-0.fluentd-headless.default.svc.invalid: "), "{e}");
+        let local = local.unwrap();
+        assert!(!local.is_empty() && local.iter().all(|a| a.port() == 24299 && a.ip().is_loopback()), "{local:?}");
     }
 }
