@@ -60,6 +60,7 @@ pub fn format_time(out: &mut Vec<u8>, sec: i64, nsec: u32, frac_digits: usize) {
     let t = sec as libc::time_t;
     // SAFETY: localtime_r writes into the zeroed tm we own; it only reads `t`.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals of the right types.
     unsafe { libc::localtime_r(&t, &mut tm) };
     let off = tm.tm_gmtoff / 60;
     let (sign, off) = if off < 0 { ('-', -off) } else { ('+', off) };

@@ -134,6 +134,7 @@ fn wrong_types() -> Vec<Vec<u8>> {
 #[test]
 fn hostile_input_while_a_good_client_is_served() {
     // 1000 idle connections plus everything else need file descriptors on both sides.
+    // SAFETY: getrlimit/setrlimit on a live local rlimit.
     unsafe {
         let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);

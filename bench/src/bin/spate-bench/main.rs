@@ -107,8 +107,10 @@ fn initial_cpus() -> &'static Vec<usize> {
     CPUS.get_or_init(|| {
         // SAFETY: sched_getaffinity fills the zeroed set we own.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the size passed is `set`'s own; the kernel writes at most that much.
         let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
         let v: Vec<usize> = if ok {
+            // SAFETY: c < CPU_SETSIZE, inside the set.
             (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
         } else {
             vec![]
