@@ -14,6 +14,8 @@
 //! Dev-only (`publish = false`): test code, so it panics with a message instead of
 //! returning errors where a failure means the test environment is broken.
 
+#![warn(missing_docs)]
+
 pub mod alloc;
 pub mod forward;
 pub mod net;

@@ -9,7 +9,7 @@
 //! - [`frame`] / [`frame_of_entries`]: one frame in any [`Wire`] mode;
 //! - [`decode_all`] / [`batches`]: a whole stream back into frames and batches;
 //! - [`acked_frame`] / [`kv_frame`]: the PackedForward frame with a chunk id most tests
-//!   send, as fluentd's out_forward sends it (`size` and `chunk` options).
+//!   send, with the `size` and `chunk` options fluentd's out_forward sends.
 
 use std::ops::Range;
 
@@ -81,9 +81,9 @@ pub enum Wire {
     Message,
     /// `[tag, [[time, record], ...], option?]`.
     Forward,
-    /// PackedForward with the entries as bin (what fluentd sends).
+    /// PackedForward with the entries as a msgpack bin.
     PackedBin,
-    /// PackedForward with the entries as str32 (what old clients send).
+    /// PackedForward with the entries as a str32 (what fluentd's out_forward writes).
     PackedStr,
     /// CompressedPackedForward, gzip (level 6, as fluentd).
     Gzip,
@@ -171,7 +171,7 @@ pub fn frame_of_entries(wire: Wire, tag: &[u8], entries: &[u8], count: u32, opt:
 }
 
 /// A PackedForward frame (bin entries) of `count` entries asking for an ack under
-/// `chunk`, with `size` set as fluentd's out_forward sends it.
+/// `chunk`, with the `size` option set too (fluentd's out_forward sends both).
 pub fn acked_frame(tag: &[u8], entries: &[u8], count: u64, chunk: &str) -> Vec<u8> {
     let opt = OptionsOut { chunk: Some(chunk.as_bytes()), size: Some(count), compressed: None };
     let mut f = Vec::new();
