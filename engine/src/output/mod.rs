@@ -22,5 +22,3 @@ pub mod rewrite_tag_filter;
 pub mod route;
 pub mod secondary_file;
 pub mod stdout;
-#[cfg(test)]
-pub mod test_support;

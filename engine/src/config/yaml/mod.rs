@@ -21,9 +21,9 @@ use std::sync::Arc;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+use super::element::{Attr, ConfigError, Element, Pos, Warning};
 use super::embedded::{self, Eval, EvalContext};
 use super::parser::{MAX_INCLUDE_DEPTH, MAX_NESTING};
-use super::{Attr, ConfigError, Element, Pos, Warning};
 
 /// Bound on the nodes one file may expand to (aliases copy their anchor).
 const MAX_NODES: usize = 1_000_000;

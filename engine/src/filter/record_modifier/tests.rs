@@ -1,24 +1,13 @@
 //! record_modifier's tests: the cases of the plugin's test/test_filter_record_modifier.rb
 //! (expected values from that file; Ruby fluentd is not installed here) and spate's own.
 
-use crate::output::test_support::{batch, plan_err, plan_of, records, Collect, T0};
-use crate::plan::RulePlan;
-use crate::plugin::ShardCtx;
+use crate::test_support::{batch, first_filter, plan_err, records, Collect, T0};
 
 /// The records after the first `<filter>` of `conf` (the filter needs a `<match>` to
 /// plan: one is appended).
 fn run(body: &str, tag: &str, recs: &[&str]) -> Vec<String> {
     let conf = format!("<filter **>\n  @type record_modifier\n{body}</filter>\n<match **>\n  @type null\n</match>\n");
-    let p = plan_of(&conf).unwrap_or_else(|e| panic!("{e}"));
-    let ctx = ShardCtx::new(0, 1, "myhost");
-    let f = p.labels[0]
-        .rules
-        .iter()
-        .find_map(|r| match r {
-            RulePlan::Filter { plan, .. } => Some(plan.build(&ctx).unwrap()),
-            _ => None,
-        })
-        .unwrap();
+    let f = first_filter(&conf);
     match f.filter(batch(tag, recs), &Collect::default()) {
         Some(b) => records(&b),
         None => Vec::new(),
@@ -120,12 +109,7 @@ fn char_encoding_marks_strings() {
     .unwrap();
     let conf =
         "<filter **>\n  @type record_modifier\n  char_encoding utf-8\n</filter>\n<match **>\n  @type null\n</match>\n";
-    let p = plan_of(conf).unwrap();
-    let ctx = ShardCtx::new(0, 1, "h");
-    let f = match &p.labels[0].rules[0] {
-        RulePlan::Filter { plan, .. } => plan.build(&ctx).unwrap(),
-        _ => unreachable!(),
-    };
+    let f = first_filter(conf);
     let out = f.filter(b, &Collect::default()).unwrap();
     let ev = out.events().next().unwrap();
     assert_eq!(ev.record.get(b"k").unwrap().kind(), spate_protocol::msgpack::Kind::Str);

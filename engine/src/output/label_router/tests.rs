@@ -1,8 +1,8 @@
 //! label_router's tests: the cases of the plugin's test/plugin/test_out_label_router.rb
 //! (expected values from that file) and routing through a shard's router.
 
-use super::super::test_support::{batch, match_output, null_counts, plan_err, shard, Collect};
 use crate::router::Router;
+use crate::test_support::{batch, match_output, null_counts, plan_err, shard, Collect};
 
 const LABELS: &str = "<label @a>\n  <match **>\n    @type null\n    @id a\n  </match>\n</label>\n<label @b>\n  <match **>\n    @type null\n    @id b\n  </match>\n</label>\n<label @default>\n  <match **>\n    @type null\n    @id default\n  </match>\n</label>\n";
 

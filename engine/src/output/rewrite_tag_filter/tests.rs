@@ -2,8 +2,8 @@
 //! test/plugin/test_out_rewrite_tag_filter.rb (expected tags from that file), and
 //! routing through a shard's router.
 
-use super::super::test_support::{batch, match_output, null_counts, plan_err, shard, Collect};
 use crate::router::Router;
+use crate::test_support::{batch, match_output, null_counts, plan_err, shard, Collect};
 
 fn conf(body: &str) -> String {
     format!("<match input.** game.** prefix.**>\n  @type rewrite_tag_filter\n{body}</match>\n")
@@ -38,7 +38,7 @@ fn configure_errors() {
     // Patterns with and without slashes, character classes.
     for p in ["/[sv]d[a-z]+\\d*$/", ".+"] {
         let ok = conf(&format!("  <rule>\n    key $['email']['domain']\n    pattern {p}\n    tag $2.$1\n  </rule>\n"));
-        assert!(super::super::test_support::plan_of(&ok).is_ok(), "{p}");
+        assert!(crate::test_support::plan_of(&ok).is_ok(), "{p}");
     }
 }
 
@@ -139,12 +139,7 @@ fn invalid_utf8_is_matched_scrubbed_and_kept_in_the_record() {
     spate_protocol::encode::raw::str(&mut rec, b"client_name");
     spate_protocol::encode::raw::str(&mut rec, b"\xff");
     let mut e = Vec::new();
-    spate_protocol::encode::entry(
-        &mut e,
-        super::super::test_support::T0,
-        spate_protocol::encode::TimeFormat::EventTime,
-        &rec,
-    );
+    spate_protocol::encode::entry(&mut e, crate::test_support::T0, spate_protocol::encode::TimeFormat::EventTime, &rec);
     let b = spate_protocol::EventBatch::from_entries(
         bytes::Bytes::from_static(b"input.activity"),
         bytes::Bytes::from(e),

@@ -1,8 +1,8 @@
 //! route's tests: the cases of the plugin's test/plugin/test_out_route.rb (expected
 //! values from that file) and the README's examples through a shard's router.
 
-use super::super::test_support::{batch, match_output, null_counts, plan_err, shard, Collect};
 use crate::router::Router;
+use crate::test_support::{batch, match_output, null_counts, plan_err, shard, Collect};
 
 const CONFIG: &str = "<match t.**>\n  @type route\n  remove_tag_prefix t\n  <route t1.*>\n    remove_tag_prefix t1\n    add_tag_prefix yay\n  </route>\n  <route t2.*>\n    remove_tag_prefix t2\n    add_tag_prefix foo\n  </route>\n  <route **>\n    @label @primary\n    copy\n  </route>\n  <route **>\n    @label @backup\n  </route>\n</match>\n<label @primary>\n  <match **>\n    @type null\n  </match>\n</label>\n<label @backup>\n  <match **>\n    @type null\n  </match>\n</label>\n";
 

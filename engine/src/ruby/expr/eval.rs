@@ -1,18 +1,17 @@
-//! Evaluation: nodes to [`Val`]s against one event's [`Scope`], Ruby's operators and
-//! equality/ordering, and the dispatch of method calls by receiver type (strings here,
-//! the other types in `types.rs`). Recursion follows the AST, whose depth the parser
+//! Evaluation: nodes to [`Val`]s against one event's [`Scope`], Ruby's operators, and
+//! the dispatch of method calls by receiver type (strings here, the other types in
+//! `types.rs`; equality and ordering in `value.rs`). Recursion follows the AST, whose depth the parser
 //! bounds.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use spate_protocol::msgpack::Kind;
 use spate_protocol::{EventTime, RecordRef, ValueRef};
 
 use super::method::{MethodDef, M};
 use super::parse::{Call, Node, Op};
-use super::string::{self as st, Pat};
-use super::value::{RTime, Val};
+use super::string::{self as st, pat_arg, Pat};
+use super::value::{compare, int_arg, no_method, num, ruby_eq, ruby_eql, str_arg, type_err, RTime, Val, R};
 use super::{types, Local, Re, RubyError, MAX_STRING};
 use crate::ruby::accessor::ruby_index;
 
@@ -24,39 +23,6 @@ pub struct Scope<'a> {
     /// `tag.split('.')`.
     pub tag_parts: &'a [&'a [u8]],
     pub time: EventTime,
-}
-
-pub(super) type R<'a> = Result<Val<'a>, RubyError>;
-
-pub(super) fn no_method(d: &MethodDef, v: &Val<'_>) -> RubyError {
-    RubyError::NoMethod { method: d.name, recv: v.class() }
-}
-
-pub(super) fn type_err(v: &Val<'_>, into: &str) -> RubyError {
-    RubyError::Type(format!("no implicit conversion of {} into {into}", v.class_name()))
-}
-
-pub(super) fn int_arg(v: &Val<'_>) -> Result<i64, RubyError> {
-    match v {
-        Val::Int(i) => Ok(*i),
-        Val::Float(f) if f.is_finite() => Ok(f.trunc() as i64),
-        other => Err(type_err(other, "Integer")),
-    }
-}
-
-pub(super) fn str_arg<'v>(v: &'v Val<'_>) -> Result<&'v [u8], RubyError> {
-    match v {
-        Val::Str(s) => Ok(s),
-        other => Err(type_err(other, "String")),
-    }
-}
-
-pub(super) fn pat_arg<'v>(v: &'v Val<'_>) -> Result<Pat<'v>, RubyError> {
-    match v {
-        Val::Regex(r) => Ok(Pat::Re(r)),
-        Val::Str(s) => Ok(Pat::Lit(s)),
-        other => Err(RubyError::Type(format!("wrong argument type {} (expected Regexp)", other.class_name()))),
-    }
 }
 
 /// `tag_prefix[i]` / `tag_suffix[i]` as fluentd builds them (joined with `.`).
@@ -528,64 +494,6 @@ fn string_aref<'a>(x: Cow<'a, [u8]>, args: &[Val<'a>]) -> R<'a> {
         [a, b] => st::substr(&x, int_arg(a)?, int_arg(b)?),
         _ => Val::Nil,
     })
-}
-
-fn num(v: &Val<'_>) -> Option<f64> {
-    match v {
-        Val::Int(i) => Some(*i as f64),
-        Val::Float(f) => Some(*f),
-        _ => None,
-    }
-}
-
-/// Ruby's `==`.
-pub(super) fn ruby_eq(a: &Val<'_>, b: &Val<'_>) -> bool {
-    match (a, b) {
-        (Val::Int(x), Val::Int(y)) => x == y,
-        (Val::Int(_) | Val::Float(_), Val::Int(_) | Val::Float(_)) => num(a) == num(b),
-        (Val::Str(x), Val::Str(y)) => x == y,
-        (Val::Sym(x), Val::Sym(y)) => x == y,
-        (Val::Nil, Val::Nil) => true,
-        (Val::Bool(x), Val::Bool(y)) => x == y,
-        (Val::Time(x), Val::Time(y)) => x.sec == y.sec && x.nsec == y.nsec,
-        (Val::Regex(x), Val::Regex(y)) => x.src == y.src && x.flags == y.flags,
-        (Val::Class(x), Val::Class(y)) => x == y,
-        (Val::Raw(x), Val::Raw(y)) if x.kind() == Kind::Ext || y.kind() == Kind::Ext => x.as_bytes() == y.as_bytes(),
-        _ if a.is_array() && b.is_array() => match (a.elements(), b.elements()) {
-            (Some(x), Some(y)) => x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| ruby_eq(p, q)),
-            _ => false,
-        },
-        _ if a.is_map() && b.is_map() => match (a.pairs(), b.pairs()) {
-            (Some(x), Some(y)) => {
-                x.len() == y.len() && x.iter().all(|(k, v)| y.iter().any(|(k2, v2)| ruby_eql(k, k2) && ruby_eq(v, v2)))
-            }
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// Ruby's `eql?` (Hash keys: `1` and `1.0` differ).
-pub(super) fn ruby_eql(a: &Val<'_>, b: &Val<'_>) -> bool {
-    match (a, b) {
-        (Val::Int(_), Val::Float(_)) | (Val::Float(_), Val::Int(_)) => false,
-        (Val::Float(x), Val::Float(y)) => x == y,
-        _ => ruby_eq(a, b),
-    }
-}
-
-/// `<=>` for the comparable types; `ArgumentError` otherwise, as Ruby's.
-pub(super) fn compare(a: &Val<'_>, b: &Val<'_>) -> Result<Ordering, RubyError> {
-    let fail = || RubyError::Argument(format!("comparison of {} with {} failed", a.class_name(), b.class_name()));
-    match (a, b) {
-        (Val::Int(x), Val::Int(y)) => Ok(x.cmp(y)),
-        (Val::Int(_) | Val::Float(_), Val::Int(_) | Val::Float(_)) => {
-            num(a).zip(num(b)).and_then(|(x, y)| x.partial_cmp(&y)).ok_or_else(fail)
-        }
-        (Val::Str(x), Val::Str(y)) => Ok(x.cmp(y)),
-        (Val::Time(x), Val::Time(y)) => Ok((x.sec, x.nsec).cmp(&(y.sec, y.nsec))),
-        _ => Err(fail()),
-    }
 }
 
 fn nil_op(op: &'static str, v: &Val<'_>) -> RubyError {

@@ -597,3 +597,11 @@ pub(super) fn str_to_i(s: &[u8]) -> Option<i64> {
     }
     Some(if neg { -v } else { v })
 }
+
+pub(super) fn pat_arg<'v>(v: &'v Val<'_>) -> Result<Pat<'v>, RubyError> {
+    match v {
+        Val::Regex(r) => Ok(Pat::Re(r)),
+        Val::Str(s) => Ok(Pat::Lit(s)),
+        other => Err(RubyError::Type(format!("wrong argument type {} (expected Regexp)", other.class_name()))),
+    }
+}

@@ -7,13 +7,12 @@ use std::cmp::Ordering;
 
 use spate_protocol::msgpack::Kind;
 
-use super::eval::{compare, int_arg, no_method, ruby_eq, ruby_eql, str_arg, type_err, R};
 use super::method::{MethodDef, M};
 use super::string as st;
-use super::value::{MatchData, RTime, Val};
+use super::value::{compare, int_arg, no_method, num, ruby_eq, ruby_eql, str_arg, type_err, MatchData, RTime, Val, R};
 use super::RubyError;
-use crate::format::strftime;
 use crate::ruby::accessor::ruby_index;
+use crate::ruby::time::strftime;
 
 pub(super) fn is_a(v: &Val<'_>, class: &Val<'_>) -> Result<bool, RubyError> {
     let Val::Class(c) = class else { return Err(RubyError::Type("class or module required".into())) };
@@ -348,7 +347,13 @@ pub(super) fn array_method<'a>(d: &'static MethodDef, v: Val<'a>, args: &[Val<'a
                 if !matches!(e, Val::Int(_) | Val::Float(_)) {
                     return Err(RubyError::Type(format!("{} can't be coerced into Integer", e.class_name())));
                 }
-                acc = super::eval::binop(super::parse::Op::Add, acc, e)?;
+                acc = match (acc, e) {
+                    (Val::Int(x), Val::Int(y)) => Val::Int(
+                        x.checked_add(y)
+                            .ok_or_else(|| RubyError::Range("integer overflow (Ruby would make a Bignum)".into()))?,
+                    ),
+                    (x, y) => Val::Float(num(&x).unwrap_or(0.0) + num(&y).unwrap_or(0.0)),
+                };
             }
             acc
         }

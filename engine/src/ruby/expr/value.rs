@@ -1,8 +1,9 @@
 //! The values an expression computes ([`Val`]): Ruby's nil, booleans, Integer, Float,
 //! String, Symbol, Array, Hash, Time, MatchData and Regexp, where strings and containers
 //! read from the record stay borrowed msgpack ([`Val::Raw`] / [`Val::Str`] with
-//! `Cow::Borrowed`). Also how a value is written back: as msgpack (into a record), as
-//! `to_s`, `inspect` and `to_json` text.
+//! `Cow::Borrowed`). Also how a value is written back (msgpack into a record; `to_s`,
+//! `inspect` and `to_json` text), Ruby's `==`, `eql?` and `<=>`, and the argument
+//! conversions every method uses.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -11,8 +12,11 @@ use spate_protocol::encode::raw;
 use spate_protocol::msgpack::Kind;
 use spate_protocol::{EventTime, ValueRef};
 
-use super::Re;
-use crate::format::Zone;
+use std::cmp::Ordering;
+
+use super::method::MethodDef;
+use super::{Re, RubyError};
+use crate::ruby::time::Zone;
 use crate::ruby::value::{inspect_str, write_inspect, write_ruby_float, write_to_s};
 
 /// A Ruby Time: seconds, nanoseconds and whether it is in UTC (else local time). With
@@ -52,7 +56,7 @@ impl RTime {
             return;
         }
         let fmt = if self.utc { "%Y-%m-%d %H:%M:%S UTC" } else { "%Y-%m-%d %H:%M:%S %z" };
-        crate::format::strftime(out, fmt, self.sec, self.nsec, self.zone());
+        crate::ruby::time::strftime(out, fmt, self.sec, self.nsec, self.zone());
     }
 
     pub fn to_f(&self) -> f64 {
@@ -194,7 +198,7 @@ impl<'a> Val<'a> {
                 let mut out: Vec<(Val<'a>, Val<'a>)> = Vec::new();
                 for (k, x) in v.as_map()?.fields() {
                     let k = Val::from_ref(k);
-                    match out.iter_mut().find(|(o, _)| super::eval::ruby_eql(o, &k)) {
+                    match out.iter_mut().find(|(o, _)| ruby_eql(o, &k)) {
                         Some(slot) => slot.1 = Val::from_ref(x),
                         None => out.push((k, Val::from_ref(x))),
                     }
@@ -369,5 +373,88 @@ impl<'a> Val<'a> {
                 spate_protocol::event::write_json_str(&s, out);
             }
         }
+    }
+}
+
+pub(super) type R<'a> = Result<Val<'a>, RubyError>;
+
+pub(super) fn no_method(d: &MethodDef, v: &Val<'_>) -> RubyError {
+    RubyError::NoMethod { method: d.name, recv: v.class() }
+}
+
+pub(super) fn type_err(v: &Val<'_>, into: &str) -> RubyError {
+    RubyError::Type(format!("no implicit conversion of {} into {into}", v.class_name()))
+}
+
+pub(super) fn int_arg(v: &Val<'_>) -> Result<i64, RubyError> {
+    match v {
+        Val::Int(i) => Ok(*i),
+        Val::Float(f) if f.is_finite() => Ok(f.trunc() as i64),
+        other => Err(type_err(other, "Integer")),
+    }
+}
+
+pub(super) fn str_arg<'v>(v: &'v Val<'_>) -> Result<&'v [u8], RubyError> {
+    match v {
+        Val::Str(s) => Ok(s),
+        other => Err(type_err(other, "String")),
+    }
+}
+
+pub(super) fn num(v: &Val<'_>) -> Option<f64> {
+    match v {
+        Val::Int(i) => Some(*i as f64),
+        Val::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
+/// Ruby's `==`.
+pub(super) fn ruby_eq(a: &Val<'_>, b: &Val<'_>) -> bool {
+    match (a, b) {
+        (Val::Int(x), Val::Int(y)) => x == y,
+        (Val::Int(_) | Val::Float(_), Val::Int(_) | Val::Float(_)) => num(a) == num(b),
+        (Val::Str(x), Val::Str(y)) => x == y,
+        (Val::Sym(x), Val::Sym(y)) => x == y,
+        (Val::Nil, Val::Nil) => true,
+        (Val::Bool(x), Val::Bool(y)) => x == y,
+        (Val::Time(x), Val::Time(y)) => x.sec == y.sec && x.nsec == y.nsec,
+        (Val::Regex(x), Val::Regex(y)) => x.src == y.src && x.flags == y.flags,
+        (Val::Class(x), Val::Class(y)) => x == y,
+        (Val::Raw(x), Val::Raw(y)) if x.kind() == Kind::Ext || y.kind() == Kind::Ext => x.as_bytes() == y.as_bytes(),
+        _ if a.is_array() && b.is_array() => match (a.elements(), b.elements()) {
+            (Some(x), Some(y)) => x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| ruby_eq(p, q)),
+            _ => false,
+        },
+        _ if a.is_map() && b.is_map() => match (a.pairs(), b.pairs()) {
+            (Some(x), Some(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.iter().any(|(k2, v2)| ruby_eql(k, k2) && ruby_eq(v, v2)))
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Ruby's `eql?` (Hash keys: `1` and `1.0` differ).
+pub(super) fn ruby_eql(a: &Val<'_>, b: &Val<'_>) -> bool {
+    match (a, b) {
+        (Val::Int(_), Val::Float(_)) | (Val::Float(_), Val::Int(_)) => false,
+        (Val::Float(x), Val::Float(y)) => x == y,
+        _ => ruby_eq(a, b),
+    }
+}
+
+/// `<=>` for the comparable types; `ArgumentError` otherwise, as Ruby's.
+pub(super) fn compare(a: &Val<'_>, b: &Val<'_>) -> Result<Ordering, RubyError> {
+    let fail = || RubyError::Argument(format!("comparison of {} with {} failed", a.class_name(), b.class_name()));
+    match (a, b) {
+        (Val::Int(x), Val::Int(y)) => Ok(x.cmp(y)),
+        (Val::Int(_) | Val::Float(_), Val::Int(_) | Val::Float(_)) => {
+            num(a).zip(num(b)).and_then(|(x, y)| x.partial_cmp(&y)).ok_or_else(fail)
+        }
+        (Val::Str(x), Val::Str(y)) => Ok(x.cmp(y)),
+        (Val::Time(x), Val::Time(y)) => Ok((x.sec, x.nsec).cmp(&(y.sec, y.nsec))),
+        _ => Err(fail()),
     }
 }

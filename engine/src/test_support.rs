@@ -1,7 +1,8 @@
-//! Test helpers for the routing plugins (test builds only): plan a config, build one
-//! shard, emit JSON records through its router or straight into one output, and see
-//! which events came out where (a [`Collect`] emitter records them; `out_null`'s
-//! counters say how many reached each null output).
+//! Test helpers for plugin tests (test builds only; outside the layers, since they plan
+//! whole configs): plan a config, build one shard, emit JSON records through its router
+//! or straight into one output or filter, and see which events came out where (a
+//! [`Collect`] emitter records them; `out_null`'s counters say how many reached each null
+//! output).
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -12,7 +13,7 @@ use spate_protocol::{encode, EntriesFormat, EventBatch, EventTime, Mode, Options
 
 use crate::config::{parse_str_with_warnings, EvalContext};
 use crate::plan::{build_shard, plan, Plan, RulePlan, ShardGraph};
-use crate::plugin::{EmitError, Emitter, Output, ShardCtx};
+use crate::plugin::{EmitError, Emitter, Filter, Output, ShardCtx};
 
 pub const T0: EventTime = EventTime::new(1_700_000_000, 0);
 
@@ -43,6 +44,18 @@ pub fn match_output(conf: &str, label: usize) -> Rc<dyn Output> {
         }
     }
     panic!("no <match> in label {label}")
+}
+
+/// The first `<filter>` of the top level, built on a shard.
+pub fn first_filter(conf: &str) -> Box<dyn Filter> {
+    let p = plan_of(conf).unwrap_or_else(|e| panic!("{e}\n{conf}"));
+    let ctx = ShardCtx::new(0, 1, "myhost.example.com");
+    for r in &p.labels[0].rules {
+        if let RulePlan::Filter { plan, .. } = r {
+            return plan.build(&ctx).unwrap();
+        }
+    }
+    panic!("no <filter> at the top level")
 }
 
 /// A batch of `tag` holding the JSON records, at T0, T0+1...
