@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::{ConfigError, Element};
 use crate::plugin::{
-    on_shard, Build, BuildError, FilterPlan, Input, InputPlan, Kind, OutputPlan, PlanCtx, ShardCtx, Workers,
+    on_shard, Build, BuildError, Filter, FilterPlan, Input, InputPlan, Kind, OutputPlan, PlanCtx, ShardCtx, Workers,
 };
 use crate::registry::PLUGINS;
 use crate::router::{Label, MatchPattern, Router, Rule};
@@ -57,6 +57,8 @@ pub struct ShardGraph {
     pub ctx: Rc<ShardCtx>,
     pub router: Rc<Router>,
     pub inputs: Vec<Rc<dyn Input>>,
+    /// Every filter on this shard (for their start and shutdown hooks).
+    pub filters: Vec<Rc<dyn Filter>>,
 }
 
 impl ShardGraph {
@@ -258,12 +260,15 @@ fn collect_rules(
 pub fn build_shard(plan: &Plan, shard: usize) -> Result<ShardGraph, BuildError> {
     let ctx = ShardCtx::new(shard, plan.workers, &plan.hostname);
     let mut labels = Vec::new();
+    let mut filters = Vec::new();
     for l in &plan.labels {
         let mut rules = Vec::new();
         for r in &l.rules {
             match r {
                 RulePlan::Filter { pattern, plan, workers, .. } if on_shard(*workers, shard) => {
-                    rules.push(Rule::Filter { pattern: pattern.clone(), filter: Rc::from(plan.build(&ctx)?) });
+                    let filter: Rc<dyn Filter> = Rc::from(plan.build(&ctx)?);
+                    filters.push(filter.clone());
+                    rules.push(Rule::Filter { pattern: pattern.clone(), filter });
                 }
                 RulePlan::Match { pattern, plan, workers, .. } if on_shard(*workers, shard) => {
                     rules.push(Rule::Match { pattern: pattern.clone(), output: ctx.build_output(&**plan)? });
@@ -280,7 +285,7 @@ pub fn build_shard(plan: &Plan, shard: usize) -> Result<ShardGraph, BuildError> 
             inputs.push(s.plan.build(&ctx, router.clone())?);
         }
     }
-    Ok(ShardGraph { ctx, router, inputs })
+    Ok(ShardGraph { ctx, router, inputs, filters })
 }
 
 /// A human-readable plugin graph (`--dry-run`).

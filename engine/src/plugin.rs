@@ -481,6 +481,12 @@ pub trait FilterPlan: Send + Sync + std::fmt::Debug {
 /// was dropped. `emitter` lets a filter send events elsewhere (the `@ERROR` label).
 pub trait Filter {
     fn filter(&self, batch: EventBatch, emitter: &dyn Emitter) -> Option<EventBatch>;
+    /// Starts the filter's own tasks (timers) on the shard's executor; `emitter` is the
+    /// shard's router. Most filters have none.
+    fn start(self: Rc<Self>, _emitter: Rc<dyn Emitter>) {}
+    /// At shutdown, after the inputs stopped and before the outputs flush: a filter that
+    /// holds events (concat) emits them.
+    fn shutdown(&self, _emitter: &dyn Emitter) {}
 }
 
 // ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::filter::grep::PLUGIN,
     crate::filter::record_transformer::PLUGIN,
     crate::filter::record_modifier::PLUGIN,
+    crate::filter::concat::PLUGIN,
     crate::filter::stdout::PLUGIN,
     // outputs
     crate::output::stdout::PLUGIN,
