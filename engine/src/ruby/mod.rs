@@ -7,10 +7,12 @@
 //!   `Integer()`, `String#scrub`;
 //! - [`regex`]: Ruby (Onigmo) regexps translated to the `regex` / `fancy-regex` crates;
 //! - [`expr`]: the Ruby expressions of `${...}` (record_transformer's `enable_ruby`);
+//! - [`strptime`]: `Time.strptime` and `Time.parse`;
 //! - [`time`]: `Time.at(float)` nanoseconds.
 
 pub mod accessor;
 pub mod expr;
 pub mod regex;
+pub mod strptime;
 pub mod time;
 pub mod value;
