@@ -171,8 +171,8 @@ fn unknown_labels_types_and_bad_workers_are_config_errors() {
         ("<worker 5>\n</worker>\n", "worker ids must be within 0..1"),
         ("<match {a>\n@type null\n</match>\n<match /(/>\n@type null\n</match>\n", "invalid match pattern"),
         (
-            "<filter **>\n@type record_transformer\nenable_ruby true\n<record>\nx ${record.map{|k,v| v}}\n</record>\n</filter>\n",
-            "t.conf:1:1: <record> x: Ruby expression `record.map{|k,v| v}`: not supported: a block",
+            "<filter **>\n@type record_transformer\nenable_ruby true\n<record>\nx ${record.each_with_index{|k| k}}\n</record>\n</filter>\n",
+            "t.conf:1:1: <record> x: Ruby expression `record.each_with_index{|k| k}`: not supported: a block",
         ),
     ] {
         let root = parse_str(conf, "t.conf", Path::new("."), &ctx).unwrap();

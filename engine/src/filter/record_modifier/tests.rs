@@ -85,7 +85,8 @@ fn ruby_values_are_typed_or_strings() {
         Vec::<String>::new()
     );
     // Unsupported Ruby and prepare_value are config errors.
-    assert!(err("  <record>\n    x ${record.map{|k,v| v}}\n  </record>\n").contains("<record> x: Ruby expression"));
+    assert!(err("  <record>\n    x ${record.each_with_index{|k| k}}\n  </record>\n")
+        .contains("<record> x: Ruby expression"));
     assert!(err("  prepare_value @foo = 'foo'\n").contains("prepare_value is Ruby code"));
 }
 

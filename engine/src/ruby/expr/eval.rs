@@ -1,4 +1,4 @@
-//! Evaluation: nodes to [`Val`]s against one event's [`Scope`], Ruby's operators, and
+//! Evaluation: nodes to [`Val`]s against one event's `Scope` (in `env.rs`), Ruby's operators, and
 //! the dispatch of method calls by receiver type (strings here, the other types in
 //! `types.rs`; equality and ordering in `value.rs`). Recursion follows the AST, whose depth the parser
 //! bounds.
@@ -6,24 +6,16 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use spate_protocol::{EventTime, RecordRef, ValueRef};
+use spate_protocol::ValueRef;
 
+use super::blocks::{block, match_assign};
+use super::env::{Env, Scope};
 use super::method::{MethodDef, M};
-use super::parse::{Call, Node, Op};
+use super::node::{Call, Node, Op};
 use super::string::{self as st, pat_arg, Pat};
 use super::value::{compare, int_arg, no_method, num, ruby_eq, ruby_eql, str_arg, type_err, RTime, Val, R};
 use super::{types, Local, Re, RubyError, MAX_STRING};
 use crate::ruby::accessor::ruby_index;
-
-/// What an expression can read about the event.
-#[derive(Debug, Clone, Copy)]
-pub struct Scope<'a> {
-    pub record: RecordRef<'a>,
-    pub tag: &'a [u8],
-    /// `tag.split('.')`.
-    pub tag_parts: &'a [&'a [u8]],
-    pub time: EventTime,
-}
 
 /// `tag_prefix[i]` / `tag_suffix[i]` as fluentd builds them (joined with `.`).
 fn tag_join<'a>(parts: &[&[u8]], prefix: bool, i: usize) -> Val<'a> {
@@ -54,7 +46,7 @@ enum Args<'a> {
 }
 
 impl<'a> Args<'a> {
-    fn eval(nodes: &'a [Node], s: &Scope<'a>) -> Result<Args<'a>, RubyError> {
+    fn eval(nodes: &'a [Node], s: &Env<'_, 'a>) -> Result<Args<'a>, RubyError> {
         if nodes.len() <= 2 {
             let mut a = [Val::Nil, Val::Nil];
             for (slot, n) in a.iter_mut().zip(nodes) {
@@ -73,7 +65,7 @@ impl<'a> Args<'a> {
     }
 }
 
-pub(super) fn eval<'a>(n: &'a Node, s: &Scope<'a>) -> R<'a> {
+pub(super) fn eval<'a>(n: &'a Node, s: &Env<'_, 'a>) -> R<'a> {
     Ok(match n {
         Node::Nil => Val::Nil,
         Node::Bool(b) => Val::Bool(*b),
@@ -107,6 +99,28 @@ pub(super) fn eval<'a>(n: &'a Node, s: &Scope<'a>) -> R<'a> {
             Val::Hash(h)
         }
         Node::Local(l) => local(*l, s),
+        Node::Var(i) => s.get(*i),
+        Node::Assign(i, v) => {
+            let x = eval(v, s)?;
+            s.set(*i, x.clone());
+            x
+        }
+        Node::MatchAssign(m) => match_assign(m, eval(&m.re, s)?, eval(&m.subject, s)?, s)?,
+        Node::Block(b) => block(b, eval(&b.recv, s)?, s, || eval(&b.body, s))?,
+        Node::TimeParse(x) => {
+            let v = eval(x, s)?;
+            let t = st::text(str_arg(&v)?)?;
+            let p = crate::ruby::strptime::parse(t)
+                .ok_or_else(|| RubyError::Argument(format!("no time information in {:?}", t)))?;
+            Val::Time(RTime { sec: p.sec, nsec: p.nsec, utc: false, event: false, offset: p.offset })
+        }
+        Node::TimeStrptime(x, f) => {
+            let (v, fv) = (eval(x, s)?, eval(f, s)?);
+            let (t, fmt) = (st::text(str_arg(&v)?)?, st::text(str_arg(&fv)?)?);
+            let p = crate::ruby::strptime::strptime(t, fmt)
+                .ok_or_else(|| RubyError::Argument(format!("invalid date or strptime format - `{t}' `{fmt}'")))?;
+            Val::Time(RTime { sec: p.sec, nsec: p.nsec, utc: false, event: false, offset: p.offset })
+        }
         Node::Call(c) => call(c, s)?,
         Node::Not(x) => Val::Bool(!eval(x, s)?.truthy()),
         Node::And(v) => {
@@ -198,7 +212,7 @@ fn overflow() -> RubyError {
     RubyError::Range("integer overflow (Ruby would make a Bignum)".into())
 }
 
-fn call<'a>(c: &'a Call, s: &Scope<'a>) -> R<'a> {
+fn call<'a>(c: &'a Call, s: &Env<'_, 'a>) -> R<'a> {
     // `tag_parts[N]` and friends without building the array.
     if let (Node::Local(l @ (Local::TagParts | Local::TagPrefix | Local::TagSuffix)), M::Aref, [Node::Int(i)]) =
         (&c.recv, c.m.m, c.args.as_slice())

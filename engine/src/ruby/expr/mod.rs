@@ -13,25 +13,33 @@
 //! - operators: `+ - * / %`, `== != < > <= >=`, `=~ !~`, `! && || and or not`,
 //!   `c ? a : b`, `if/elsif/else/end`, `unless`, `begin ... rescue ... end`, `x rescue y`,
 //!   `;`, `&.`, ranges in `[]`;
+//! - local variables, `/(?<name>..)/ =~ s` setting locals, blocks on arrays and hashes
+//!   (`map select reject find any? ... each`, see `blocks.rs`), `require` of a loaded
+//!   standard library (a no-op);
 //! - `ENV['X']`, `ENV.fetch('X', d)` (read at config time), `Socket.gethostname`,
-//!   `Time.now`, `Time.at(sec[, usec])`, `CGI.escape`, `CGI.unescape`, `JSON.generate`;
+//!   `Time.now`, `Time.at(sec[, usec])`, `Time.parse`, `Time.strptime`, `CGI.escape`,
+//!   `CGI.unescape`, `JSON.generate`;
 //! - the methods of [`method::METHODS`] (strings, arrays, hashes, numbers, times, match
 //!   data), with Ruby's semantics for the types they are called on.
 //!
 //! Evaluation errors are Ruby's exceptions (`NoMethodError` on nil, `TypeError`...): the
 //! caller treats the event as fluentd treats an exception in a filter.
 
+mod blocks;
+mod env;
 mod eval;
 mod lex;
 pub mod method;
+mod node;
 mod parse;
+mod primary;
 mod string;
 #[cfg(test)]
 mod tests;
 mod types;
 mod value;
 
-pub use eval::Scope;
+pub use env::Scope;
 pub use value::{RTime, Val};
 
 use crate::ruby::regex::RubyRegex;
@@ -147,8 +155,10 @@ pub enum RubyError {
 /// A compiled expression.
 #[derive(Debug)]
 pub struct Program {
-    node: parse::Node,
+    node: node::Node,
     src: Box<str>,
+    /// Local variable slots the evaluation frame needs.
+    nvars: usize,
 }
 
 impl Program {
@@ -157,8 +167,9 @@ impl Program {
         if code.len() > MAX_CODE {
             return Err(ExprError::Limit { code: shorten(code), msg: format!("longer than {MAX_CODE} bytes") });
         }
-        let node = parse::parse_program(code, 0, code, cx, 0)?;
-        Ok(Program { node, src: code.into() })
+        let mut locals = node::Locals::default();
+        let node = parse::parse_program(code, 0, code, cx, 0, &mut locals)?;
+        Ok(Program { node, src: code.into(), nvars: locals.count })
     }
 
     /// The code as written.
@@ -168,7 +179,8 @@ impl Program {
 
     /// Evaluates against one event.
     pub fn eval<'a>(&'a self, scope: &Scope<'a>) -> Result<Val<'a>, RubyError> {
-        eval::eval(&self.node, scope)
+        let env = env::Env::new(scope, self.nvars);
+        eval::eval(&self.node, &env)
     }
 }
 
@@ -203,8 +215,9 @@ pub fn compile_interpolation(text: &str, cx: &CompileCx<'_>) -> Result<Vec<Segme
         match p {
             lex::StrPart::Lit(l) => out.push(Segment::Lit(l)),
             lex::StrPart::Code(c, at) => {
-                let node = parse::parse_program(&c, at, text, cx, 1)?;
-                out.push(Segment::Code(Program { node, src: c.into() }));
+                let mut locals = node::Locals::default();
+                let node = parse::parse_program(&c, at, text, cx, 1, &mut locals)?;
+                out.push(Segment::Code(Program { node, src: c.into(), nvars: locals.count }));
             }
         }
     }

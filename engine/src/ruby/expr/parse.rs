@@ -4,82 +4,19 @@
 //! locals a plugin does not provide, unknown methods and unknown constants are config
 //! errors, and `ENV[...]`, `Socket.gethostname` and literals are folded to constants.
 
-use super::lex::{Lexer, StrPart, Tok, Token};
-use super::method::{self, MethodDef};
-use super::{CompileCx, ExprError, Local, Re, MAX_DEPTH};
-use crate::ruby::regex::RubyRegex;
+use super::lex::{Lexer, Tok, Token};
+use super::method;
+use super::node::{BlockCall, BlockM, Call, Locals, MatchAssign, Node, Op};
+use super::{CompileCx, ExprError, MAX_DEPTH};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Op {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Mod,
-    Pow,
-    Eq,
-    Ne,
-    Lt,
-    Gt,
-    Le,
-    Ge,
-    Match,
-    NoMatch,
-}
-
-#[derive(Debug)]
-pub(super) struct Call {
-    pub recv: Node,
-    pub m: &'static MethodDef,
-    pub args: Vec<Node>,
-    /// `&.`: nil receiver gives nil.
-    pub safe: bool,
-}
-
-#[derive(Debug)]
-pub(super) enum Node {
-    Nil,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(Vec<u8>),
-    Sym(String),
-    Regex(Box<Re>),
-    /// `"a#{b}c"`: the `to_s` of each part, concatenated.
-    Interp(Vec<Node>),
-    Array(Vec<Node>),
-    Hash(Vec<(Node, Node)>),
-    Local(Local),
-    Call(Box<Call>),
-    Not(Box<Node>),
-    /// `a && b && ...` (flat: long chains need no deep recursion).
-    And(Vec<Node>),
-    Or(Vec<Node>),
-    /// `a op b op c ...`, left to right (flat).
-    Chain(Box<Node>, Vec<(Op, Node)>),
-    Neg(Box<Node>),
-    If(Box<Node>, Box<Node>, Option<Box<Node>>),
-    Seq(Vec<Node>),
-    Rescue(Box<Node>, Box<Node>),
-    Range(Box<Node>, Option<Box<Node>>, bool),
-    TimeNow,
-    TimeAt(Vec<Node>),
-    /// `CGI.escape` (true) / `CGI.unescape` (false).
-    Cgi(bool, Box<Node>),
-    /// `Integer(x)`, `Float(x)`, `String(x)`.
-    Kernel(&'static str, Box<Node>),
-    Json(Box<Node>),
-    /// A class constant (`String`, `Hash`...), for `is_a?`.
-    Class(&'static str),
-}
-
-struct P<'c, 'e> {
-    toks: Vec<Token>,
-    i: usize,
+pub(super) struct P<'c, 'e, 'l> {
+    pub(super) toks: Vec<Token>,
+    pub(super) i: usize,
     /// The whole expression (for messages).
-    full: &'c str,
-    cx: &'c CompileCx<'e>,
-    depth: usize,
+    pub(super) full: &'c str,
+    pub(super) cx: &'c CompileCx<'e>,
+    pub(super) depth: usize,
+    pub(super) locals: &'l mut Locals,
 }
 
 /// Parses `code` (at byte offset `base` of `full`) as a sequence of statements.
@@ -89,12 +26,13 @@ pub(super) fn parse_program(
     full: &str,
     cx: &CompileCx<'_>,
     depth: usize,
+    locals: &mut Locals,
 ) -> Result<Node, ExprError> {
     if depth > MAX_DEPTH {
         return Err(ExprError::Limit { code: super::shorten(full), msg: "nested too deeply".into() });
     }
     let toks = Lexer::tokenize(code, base, full)?;
-    let mut p = P { toks, i: 0, full, cx, depth };
+    let mut p = P { toks, i: 0, full, cx, depth, locals };
     let n = p.stmts(&[])?;
     if !matches!(p.peek(), Tok::Eof) {
         return Err(p.err_here("unexpected token"));
@@ -102,43 +40,20 @@ pub(super) fn parse_program(
     Ok(n)
 }
 
-const KEYWORDS: &[&str] = &[
-    "nil", "true", "false", "and", "or", "not", "if", "elsif", "else", "end", "then", "unless", "begin", "rescue",
-    "ensure", "do", "self", "while", "until", "case", "when", "def", "class", "module", "return", "yield", "defined?",
-];
-
-/// Class names `is_a?` understands.
-const CLASSES: &[&str] = &[
-    "String",
-    "Integer",
-    "Float",
-    "Numeric",
-    "Array",
-    "Hash",
-    "NilClass",
-    "TrueClass",
-    "FalseClass",
-    "Symbol",
-    "Time",
-    "Regexp",
-    "MatchData",
-    "Object",
-];
-
-impl P<'_, '_> {
-    fn peek(&self) -> &Tok {
+impl P<'_, '_, '_> {
+    pub(super) fn peek(&self) -> &Tok {
         self.toks.get(self.i).map_or(&Tok::Eof, |t| &t.tok)
     }
 
-    fn peek_at(&self, k: usize) -> &Tok {
+    pub(super) fn peek_at(&self, k: usize) -> &Tok {
         self.toks.get(self.i + k).map_or(&Tok::Eof, |t| &t.tok)
     }
 
-    fn pos(&self) -> usize {
+    pub(super) fn pos(&self) -> usize {
         self.toks.get(self.i).map_or(self.full.len(), |t| t.start)
     }
 
-    fn next(&mut self) -> Tok {
+    pub(super) fn next(&mut self) -> Tok {
         let t = self.peek().clone();
         if self.i < self.toks.len() {
             self.i += 1;
@@ -146,11 +61,11 @@ impl P<'_, '_> {
         t
     }
 
-    fn is_op(&self, o: &str) -> bool {
+    pub(super) fn is_op(&self, o: &str) -> bool {
         matches!(self.peek(), Tok::Op(x) if *x == o)
     }
 
-    fn eat_op(&mut self, o: &str) -> bool {
+    pub(super) fn eat_op(&mut self, o: &str) -> bool {
         if self.is_op(o) {
             self.i += 1;
             true
@@ -159,11 +74,11 @@ impl P<'_, '_> {
         }
     }
 
-    fn is_kw(&self, k: &str) -> bool {
+    pub(super) fn is_kw(&self, k: &str) -> bool {
         matches!(self.peek(), Tok::Ident(x) if x == k)
     }
 
-    fn eat_kw(&mut self, k: &str) -> bool {
+    pub(super) fn eat_kw(&mut self, k: &str) -> bool {
         if self.is_kw(k) {
             self.i += 1;
             true
@@ -172,13 +87,13 @@ impl P<'_, '_> {
         }
     }
 
-    fn skip_seps(&mut self) {
+    pub(super) fn skip_seps(&mut self) {
         while matches!(self.peek(), Tok::Sep) {
             self.i += 1;
         }
     }
 
-    fn err_here(&self, msg: &str) -> ExprError {
+    pub(super) fn err_here(&self, msg: &str) -> ExprError {
         let what = match self.peek() {
             Tok::Eof => "end of expression".to_string(),
             _ => {
@@ -189,11 +104,11 @@ impl P<'_, '_> {
         ExprError::syntax(self.full, self.pos(), format!("{msg}: {what}"))
     }
 
-    fn unsupported(&self, what: impl Into<String>) -> ExprError {
+    pub(super) fn unsupported(&self, what: impl Into<String>) -> ExprError {
         ExprError::unsupported(self.full, what)
     }
 
-    fn expect_op(&mut self, o: &str) -> Result<(), ExprError> {
+    pub(super) fn expect_op(&mut self, o: &str) -> Result<(), ExprError> {
         if self.eat_op(o) {
             Ok(())
         } else {
@@ -201,7 +116,7 @@ impl P<'_, '_> {
         }
     }
 
-    fn enter(&mut self) -> Result<(), ExprError> {
+    pub(super) fn enter(&mut self) -> Result<(), ExprError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(ExprError::Limit { code: super::shorten(self.full), msg: "nested too deeply".into() });
@@ -210,7 +125,7 @@ impl P<'_, '_> {
     }
 
     /// Statements up to EOF or one of the `end` keywords; the value of the last one.
-    fn stmts(&mut self, until: &[&str]) -> Result<Node, ExprError> {
+    pub(super) fn stmts(&mut self, until: &[&str]) -> Result<Node, ExprError> {
         let mut v = Vec::new();
         loop {
             self.skip_seps();
@@ -230,7 +145,7 @@ impl P<'_, '_> {
     }
 
     /// `expr [if c | unless c | rescue x]...`
-    fn stmt(&mut self) -> Result<Node, ExprError> {
+    pub(super) fn stmt(&mut self) -> Result<Node, ExprError> {
         let mut n = self.not_and_or()?;
         loop {
             if self.eat_kw("if") {
@@ -248,7 +163,7 @@ impl P<'_, '_> {
     }
 
     /// `a and b`, `a or b` (same precedence, left to right).
-    fn not_and_or(&mut self) -> Result<Node, ExprError> {
+    pub(super) fn not_and_or(&mut self) -> Result<Node, ExprError> {
         let mut n = self.not_expr()?;
         loop {
             if self.eat_kw("and") {
@@ -277,7 +192,7 @@ impl P<'_, '_> {
         }
     }
 
-    fn not_expr(&mut self) -> Result<Node, ExprError> {
+    pub(super) fn not_expr(&mut self) -> Result<Node, ExprError> {
         if self.eat_kw("not") {
             self.enter()?;
             let n = self.not_expr()?;
@@ -296,7 +211,7 @@ impl P<'_, '_> {
         Ok(n)
     }
 
-    fn ternary(&mut self) -> Result<Node, ExprError> {
+    pub(super) fn ternary(&mut self) -> Result<Node, ExprError> {
         self.enter()?;
         let c = self.range()?;
         let n = if self.eat_op("?") {
@@ -376,8 +291,25 @@ impl P<'_, '_> {
     }
 
     fn equality(&mut self) -> Result<Node, ExprError> {
-        if self.is_op("===") {
-            return Err(self.unsupported("`===`"));
+        // `/(?<name>..)/ =~ s`: Ruby assigns the named groups to locals.
+        if let (Tok::Regex { .. }, Tok::Op(op @ ("=~" | "!~"))) = (self.peek().clone(), self.peek_at(1).clone()) {
+            let re = self.comparison()?;
+            if self.is_op(op) {
+                self.i += 1;
+                self.skip_seps();
+                let subject = self.comparison()?;
+                let names = match &re {
+                    Node::Regex(r) => r.re.group_names(),
+                    _ => Vec::new(),
+                };
+                if !names.is_empty() {
+                    let slots = names.into_iter().map(|(n, _)| (n.clone(), self.locals.declare(&n))).collect();
+                    return Ok(Node::MatchAssign(Box::new(MatchAssign { re, subject, slots, negate: op == "!~" })));
+                }
+                let op = if op == "=~" { Op::Match } else { Op::NoMatch };
+                return Ok(Node::Chain(Box::new(re), vec![(op, subject)]));
+            }
+            return Ok(re);
         }
         self.binary_loop(&[("==", Op::Eq), ("!=", Op::Ne), ("=~", Op::Match), ("!~", Op::NoMatch)], Self::comparison)
     }
@@ -419,7 +351,7 @@ impl P<'_, '_> {
         Ok(n)
     }
 
-    fn args(&mut self, close: &str) -> Result<Vec<Node>, ExprError> {
+    pub(super) fn args(&mut self, close: &str) -> Result<Vec<Node>, ExprError> {
         let mut v = Vec::new();
         self.skip_seps();
         if self.eat_op(close) {
@@ -475,10 +407,17 @@ impl P<'_, '_> {
                     Vec::new()
                 };
                 if self.is_op("{") || self.is_kw("do") {
-                    return Err(self.unsupported(format!("a block (`{name} {{ |x| ... }}`)")));
+                    n = self.block(n, &name, args, safe)?;
+                    continue;
                 }
                 if self.is_op("=") {
                     return Err(self.unsupported("assignment"));
+                }
+                if matches!(
+                    name.as_str(),
+                    "map" | "collect" | "select" | "filter" | "reject" | "flat_map" | "filter_map"
+                ) {
+                    return Err(self.unsupported(format!("`{name}` without a block")));
                 }
                 n = self.call(n, &name, args, safe)?;
             } else if self.is_op("[") {
@@ -496,7 +435,55 @@ impl P<'_, '_> {
         }
     }
 
-    fn call(&self, recv: Node, name: &str, args: Vec<Node>, safe: bool) -> Result<Node, ExprError> {
+    /// `recv.name { |a, b| body }` / `do |a, b| body end`.
+    fn block(&mut self, recv: Node, name: &str, args: Vec<Node>, safe: bool) -> Result<Node, ExprError> {
+        let Some(m) = super::node::BlockM::of(name) else {
+            return Err(self.unsupported(format!("a block (`{name} {{ |x| ... }}`)")));
+        };
+        if !args.is_empty() {
+            return Err(self.unsupported(format!("`{name}` with both arguments and a block")));
+        }
+        let brace = self.eat_op("{");
+        if !brace {
+            self.eat_kw("do");
+        }
+        let mark = self.locals.mark();
+        let mut params = Vec::new();
+        if self.eat_op("|") {
+            loop {
+                match self.next() {
+                    Tok::Ident(p) => params.push(self.locals.fresh(&p)),
+                    _ => {
+                        self.i -= 1;
+                        return Err(self.unsupported("this block parameter list (plain names only: |k, v|)"));
+                    }
+                }
+                if self.eat_op("|") {
+                    break;
+                }
+                self.expect_op(",")?;
+            }
+        }
+        self.enter()?;
+        let body = if brace {
+            let b = self.stmts(&[])?;
+            self.skip_seps();
+            self.expect_op("}")?;
+            b
+        } else {
+            let b = self.stmts(&["end"])?;
+            if !self.eat_kw("end") {
+                return Err(self.err_here("expected `end`"));
+            }
+            b
+        };
+        self.depth -= 1;
+        self.locals.reset(mark);
+        let name = BlockM::name_of(name);
+        Ok(Node::Block(Box::new(BlockCall { recv, m, name, params, body, safe })))
+    }
+
+    pub(super) fn call(&self, recv: Node, name: &str, args: Vec<Node>, safe: bool) -> Result<Node, ExprError> {
         let Some(m) = method::lookup(name) else {
             return Err(self.unsupported(format!("method `{name}`")));
         };
@@ -505,300 +492,5 @@ impl P<'_, '_> {
             return Err(self.unsupported(format!("`{name}` with {} argument(s) (takes {want})", args.len())));
         }
         Ok(Node::Call(Box::new(Call { recv, m, args, safe })))
-    }
-
-    fn string(&self, parts: Vec<StrPart>) -> Result<Node, ExprError> {
-        let mut nodes = Vec::with_capacity(parts.len());
-        for p in parts {
-            match p {
-                StrPart::Lit(l) => nodes.push(Node::Str(l)),
-                StrPart::Code(c, at) => nodes.push(parse_program(&c, at, self.full, self.cx, self.depth + 1)?),
-            }
-        }
-        Ok(match nodes.len() {
-            0 => Node::Str(Vec::new()),
-            1 if matches!(nodes[0], Node::Str(_)) => nodes.pop().unwrap_or(Node::Nil),
-            _ => Node::Interp(nodes),
-        })
-    }
-
-    fn regex(&self, body: &str, flags: &str) -> Result<Node, ExprError> {
-        let mut src = String::new();
-        if flags.contains('x') {
-            src.push_str("(?x)");
-        }
-        src.push_str(body);
-        let re = RubyRegex::new(&src, flags.contains('i'), flags.contains('m'))
-            .map_err(|reason| ExprError::Regexp { code: super::shorten(self.full), re: body.to_string(), reason })?;
-        Ok(Node::Regex(Box::new(Re { re, src: body.to_string(), flags: flags.to_string() })))
-    }
-
-    /// A constant string argument (`ENV['X']`).
-    fn const_str(&self, n: &Node, what: &str) -> Result<String, ExprError> {
-        match n {
-            Node::Str(s) => {
-                String::from_utf8(s.clone()).map_err(|_| self.unsupported(format!("{what} with a non-UTF-8 name")))
-            }
-            _ => Err(self.unsupported(format!("{what} with a computed name"))),
-        }
-    }
-
-    fn primary(&mut self) -> Result<Node, ExprError> {
-        self.skip_seps();
-        let start = self.i;
-        match self.next() {
-            Tok::Int(i) => Ok(Node::Int(i)),
-            Tok::Float(f) => Ok(Node::Float(f)),
-            Tok::Str(parts) => {
-                let mut n = self.string(parts)?;
-                // Adjacent literals concatenate: 'a' "b".
-                while let Tok::Str(more) = self.peek().clone() {
-                    self.i += 1;
-                    let m = self.string(more)?;
-                    n = Node::Interp(vec![n, m]);
-                }
-                Ok(n)
-            }
-            Tok::Regex { body, flags } => self.regex(&body, &flags),
-            Tok::Sym(s) => Ok(Node::Sym(s)),
-            Tok::Words(w) => Ok(Node::Array(w.into_iter().map(|s| Node::Str(s.into_bytes())).collect())),
-            Tok::Op("(") => {
-                self.enter()?;
-                let n = self.stmts(&[])?;
-                self.skip_seps();
-                self.expect_op(")")?;
-                self.depth -= 1;
-                Ok(n)
-            }
-            Tok::Op("[") => {
-                self.enter()?;
-                let items = self.args("]")?;
-                self.depth -= 1;
-                Ok(Node::Array(items))
-            }
-            Tok::Op("{") => {
-                self.enter()?;
-                let h = self.hash()?;
-                self.depth -= 1;
-                Ok(h)
-            }
-            Tok::Op("->") => Err(self.unsupported("lambdas")),
-            Tok::Ident(name) => self.ident(&name),
-            Tok::Const(name) => self.constant(&name),
-            Tok::Eof => {
-                self.i = start;
-                Err(self.err_here("expected a value"))
-            }
-            _ => {
-                self.i = start;
-                Err(self.err_here("unexpected token"))
-            }
-        }
-    }
-
-    fn hash(&mut self) -> Result<Node, ExprError> {
-        let mut pairs = Vec::new();
-        loop {
-            self.skip_seps();
-            if self.eat_op("}") {
-                return Ok(Node::Hash(pairs));
-            }
-            // `key: v` and `"key": v` make symbol keys.
-            let key = match (self.peek().clone(), self.peek_at(1)) {
-                (Tok::Ident(k), Tok::Op(":")) | (Tok::Const(k), Tok::Op(":")) => {
-                    self.i += 2;
-                    Node::Sym(k)
-                }
-                (Tok::Str(parts), Tok::Op(":")) => {
-                    let adjacent = self.toks.get(self.i + 1).map(|t| t.start) == self.toks.get(self.i).map(|t| t.end);
-                    if !adjacent {
-                        return Err(self.err_here("expected `=>`"));
-                    }
-                    self.i += 2;
-                    match self.string(parts)? {
-                        Node::Str(s) => Node::Sym(String::from_utf8(s).map_err(|_| self.unsupported("this symbol"))?),
-                        _ => return Err(self.unsupported("interpolated symbol keys")),
-                    }
-                }
-                _ => {
-                    let k = self.ternary()?;
-                    self.skip_seps();
-                    self.expect_op("=>")?;
-                    k
-                }
-            };
-            self.skip_seps();
-            let v = self.not_and_or()?;
-            pairs.push((key, v));
-            self.skip_seps();
-            if self.eat_op("}") {
-                return Ok(Node::Hash(pairs));
-            }
-            self.expect_op(",")?;
-        }
-    }
-
-    fn ident(&mut self, name: &str) -> Result<Node, ExprError> {
-        match name {
-            "nil" => return Ok(Node::Nil),
-            "true" => return Ok(Node::Bool(true)),
-            "false" => return Ok(Node::Bool(false)),
-            "if" => return self.if_expr(false),
-            "unless" => return self.if_expr(true),
-            "begin" => return self.begin(),
-            "not" => {
-                let n = self.not_expr()?;
-                return Ok(Node::Not(Box::new(n)));
-            }
-            _ => {}
-        }
-        if let Some(l) = self.cx.locals.iter().find(|l| l.name() == name) {
-            if *l == Local::Hostname {
-                return Ok(Node::Str(self.cx.hostname.as_bytes().to_vec()));
-            }
-            return Ok(Node::Local(*l));
-        }
-        if KEYWORDS.contains(&name) {
-            return Err(self.unsupported(format!("`{name}`")));
-        }
-        if self.is_op("(") {
-            return Err(self.unsupported(format!("method `{name}`")));
-        }
-        if self.is_op("=") {
-            return Err(self.unsupported("assignment"));
-        }
-        let hint = if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            format!("; the v0.12 style `${{{name}}}` for a record field is `${{record[\"{name}\"]}}` in fluentd v1")
-        } else {
-            String::new()
-        };
-        Err(ExprError::UnknownName { code: super::shorten(self.full), name: name.to_string(), hint })
-    }
-
-    fn if_expr(&mut self, unless: bool) -> Result<Node, ExprError> {
-        self.enter()?;
-        let mut c = self.not_and_or()?;
-        if unless {
-            c = Node::Not(Box::new(c));
-        }
-        self.eat_kw("then");
-        let a = self.stmts(&["elsif", "else", "end"])?;
-        let b = if !unless && self.eat_kw("elsif") {
-            Some(Box::new(self.if_expr(false)?))
-        } else if self.eat_kw("else") {
-            let b = self.stmts(&["end"])?;
-            if !self.eat_kw("end") {
-                return Err(self.err_here("expected `end`"));
-            }
-            Some(Box::new(b))
-        } else {
-            if !self.eat_kw("end") {
-                return Err(self.err_here("expected `end`"));
-            }
-            None
-        };
-        self.depth -= 1;
-        Ok(Node::If(Box::new(c), Box::new(a), b))
-    }
-
-    fn begin(&mut self) -> Result<Node, ExprError> {
-        self.enter()?;
-        let body = self.stmts(&["rescue", "ensure", "end"])?;
-        let n = if self.eat_kw("rescue") {
-            if matches!(self.peek(), Tok::Const(_)) || self.is_op("=>") {
-                return Err(self.unsupported("`rescue` of a given exception class"));
-            }
-            let r = self.stmts(&["ensure", "else", "end"])?;
-            Node::Rescue(Box::new(body), Box::new(r))
-        } else {
-            body
-        };
-        if !self.eat_kw("end") {
-            return Err(self.err_here("expected `end` (`ensure`/`else` in begin are not supported)"));
-        }
-        self.depth -= 1;
-        Ok(n)
-    }
-
-    /// `Const.method(...)` for the constants the subset knows.
-    fn constant(&mut self, name: &str) -> Result<Node, ExprError> {
-        if matches!(name, "Integer" | "Float" | "String") && self.is_op("(") {
-            self.i += 1;
-            let mut a = self.args(")")?;
-            if a.len() != 1 {
-                return Err(self.unsupported(format!("`{name}` with {} arguments", a.len())));
-            }
-            let kernel = match name {
-                "Integer" => "Integer",
-                "Float" => "Float",
-                _ => "String",
-            };
-            return Ok(Node::Kernel(kernel, Box::new(a.remove(0))));
-        }
-        if let Some(c) = CLASSES.iter().find(|c| **c == name) {
-            if !self.is_op(".") {
-                return Ok(Node::Class(c));
-            }
-        }
-        if name == "ENV" && self.is_op("[") {
-            self.i += 1;
-            let a = self.args("]")?;
-            let [k] = a.as_slice() else { return Err(self.unsupported("ENV[] with several keys")) };
-            let k = self.const_str(k, "ENV[]")?;
-            return Ok((self.cx.env)(&k).map_or(Node::Nil, |v| Node::Str(v.into_bytes())));
-        }
-        if !self.eat_op(".") {
-            return Err(self.unsupported(format!("the constant `{name}`")));
-        }
-        let m = match self.next() {
-            Tok::Ident(m) => m,
-            _ => return Err(self.err_here("expected a method name")),
-        };
-        let full = format!("{name}.{m}");
-        let known = matches!(
-            (name, m.as_str()),
-            ("ENV", "fetch")
-                | ("Socket", "gethostname")
-                | ("Time", "now" | "at")
-                | ("CGI", "escape" | "unescape")
-                | ("JSON", "generate" | "dump")
-        );
-        if !known {
-            return Err(self.unsupported(format!("`{full}`")));
-        }
-        let args = if self.eat_op("(") { self.args(")")? } else { Vec::new() };
-        let one = |p: &Self, mut a: Vec<Node>| -> Result<Node, ExprError> {
-            if a.len() != 1 {
-                return Err(p.unsupported(format!("`{full}` with {} arguments", a.len())));
-            }
-            Ok(a.remove(0))
-        };
-        match (name, m.as_str()) {
-            ("ENV", "fetch") => {
-                let (k, d) = match args.len() {
-                    1 | 2 => {
-                        let mut it = args.into_iter();
-                        (it.next().unwrap_or(Node::Nil), it.next())
-                    }
-                    _ => return Err(self.unsupported("ENV.fetch with these arguments")),
-                };
-                let k = self.const_str(&k, "ENV.fetch")?;
-                match ((self.cx.env)(&k), d) {
-                    (Some(v), _) => Ok(Node::Str(v.into_bytes())),
-                    (None, Some(d)) => Ok(d),
-                    (None, None) => Err(ExprError::Limit {
-                        code: super::shorten(self.full),
-                        msg: format!("ENV.fetch('{k}'): {k} is not set (give a default: ENV.fetch('{k}', 'value'))"),
-                    }),
-                }
-            }
-            ("Socket", "gethostname") if args.is_empty() => Ok(Node::Str(self.cx.hostname.as_bytes().to_vec())),
-            ("Time", "now") if args.is_empty() => Ok(Node::TimeNow),
-            ("Time", "at") if (1..=2).contains(&args.len()) => Ok(Node::TimeAt(args)),
-            ("CGI", "escape") => Ok(Node::Cgi(true, Box::new(one(self, args)?))),
-            ("CGI", "unescape") => Ok(Node::Cgi(false, Box::new(one(self, args)?))),
-            ("JSON", "generate" | "dump") => Ok(Node::Json(Box::new(one(self, args)?))),
-            _ => Err(self.unsupported(format!("`{full}`"))),
-        }
     }
 }

@@ -322,14 +322,14 @@ fn real_world_expressions() {
 #[test]
 fn outside_the_subset_is_a_config_error() {
     for (code, want) in [
-        ("record.map{|k,v| v}", "a block"),
-        ("record.each do |k| k end", "a block"),
+        ("record.each_with_index{|k| k}", "a block"),
+        ("record.map(&:to_s)", "splat and block arguments"),
         ("`id`", "unexpected character"),
         ("system('ls')", "method `system`"),
         ("File.read('/etc/passwd')", "`File.read`"),
-        ("x = 1", "assignment"),
         ("record['a'] = 1", "assignment"),
-        ("Time.parse(record['t'])", "`Time.parse`"),
+        ("Time.parse(record['t'], 1)", "`Time.parse` with 2 arguments"),
+        ("require 'net/http'", "require \"net/http\""),
         ("record['a'].encode('UTF-8', invalid: :replace)", "keyword arguments"),
         ("record['a'].encode('UTF-8')", "method `encode`"),
         ("record['a'].frobnicate", "method `frobnicate`"),
@@ -349,6 +349,70 @@ fn outside_the_subset_is_a_config_error() {
         assert!(err.contains(want), "{code}: {err}");
         assert!(err.contains(&format!("`{}`", shorten(code))) || err.contains("Ruby expression"), "{err}");
     }
+}
+
+#[test]
+fn blocks_locals_and_named_captures() {
+    let r = r#"{"kubernetes":{"labels":{"app":"web","tier":"fe"},"pod":"p"},"a":[3,1,2],"MESSAGE":"x transaction_id=ab-1 y"}"#;
+    // From ../shared/fixtures/realworld (github/053.conf and others).
+    assert_eq!(
+        ev(
+            "!record['kubernetes'].nil? ? record['kubernetes'].merge({\"flat_labels\": (record['kubernetes']['labels']||{}).map{|k,v| \"#{k}=#{v}\"}}) : {}",
+            r
+        ),
+        "{\"labels\" => {\"app\" => \"web\", \"tier\" => \"fe\"}, \"pod\" => \"p\", flat_labels: [\"app=web\", \"tier=fe\"]}"
+    );
+    assert_eq!(
+        ev(
+            "/\\btransaction_id=(?<transaction_id>[A-Za-z0-9\\-_:]+)/ =~ record[\"MESSAGE\"] && transaction_id != nil ? transaction_id : \"\"",
+            r
+        ),
+        "\"ab-1\""
+    );
+    assert_eq!(ev("/(?<tid>z+)/ =~ record['MESSAGE']; tid", r), "nil");
+    assert_eq!(ev("record['a'].map { |x| x * 2 }", r), "[6, 2, 4]");
+    assert_eq!(ev("record['a'].map do |x| x + 1 end", r), "[4, 2, 3]");
+    assert_eq!(ev("record['a'].select { |x| x > 1 }", r), "[3, 2]");
+    assert_eq!(ev("record['a'].reject { |x| x > 1 }", r), "[1]");
+    assert_eq!(ev("record['a'].find { |x| x < 3 }", r), "1");
+    assert_eq!(ev("record['a'].any? { |x| x > 2 }", r), "true");
+    assert_eq!(ev("record['a'].all? { |x| x > 2 }", r), "false");
+    assert_eq!(ev("record['a'].count { |x| x > 1 }", r), "2");
+    assert_eq!(ev("record['a'].sort_by { |x| -x }", r), "[3, 2, 1]");
+    assert_eq!(ev("record['a'].max_by { |x| x }", r), "3");
+    assert_eq!(ev("record['kubernetes']['labels'].select { |k, v| k == 'app' }", r), "{\"app\" => \"web\"}");
+    assert_eq!(ev("record['kubernetes']['labels'].map { |k, v| k }.join(',')", r), "\"app,tier\"");
+    assert_eq!(ev("x = record['a'].first; y = x + 1; y * 2", r), "8");
+    assert_eq!(ev("s = 'a'; record['a'].each { |x| s = s + x.to_s }; s", r), "\"a312\"");
+    assert_eq!(ev("require 'time'; 1", r), "1");
+    assert_eq!(ev("k = 1; record['a'].map { |k| k }; k", r), "1");
+}
+
+#[test]
+fn time_parse_and_strptime() {
+    // From ../shared/fixtures/realworld (github/188.conf, 189.conf, 191.conf, 226.conf).
+    assert_eq!(ev("Time.strptime(record[\"ts\"].to_s, '%s').to_i", r#"{"ts":1700000000}"#), "1700000000");
+    assert_eq!(
+        ev(
+            "Time.strptime(record[\"timestamp\"], '%Y-%m-%dT%H:%M:%S.%N%z').iso8601",
+            r#"{"timestamp":"2024-03-05T10:20:30.123+0200"}"#
+        ),
+        "\"2024-03-05T10:20:30+02:00\""
+    );
+    assert_eq!(
+        ev(
+            "Time.strptime(record['t'], '%d/%b/%Y:%H:%M:%S.%N %z').utc.iso8601",
+            r#"{"t":"05/Mar/2024:10:20:30.5 +0100"}"#
+        ),
+        "\"2024-03-05T09:20:30Z\""
+    );
+    assert_eq!(
+        ev("Time.parse(record[\"time\"]).utc.strftime('%Y-%m-%d %H:%M:%S')", r#"{"time":"2024-03-05T10:20:30-05:00"}"#),
+        "\"2024-03-05 15:20:30\""
+    );
+    assert_eq!(ev("Time.parse('2024-03-05 10:20:30 UTC').to_i", "{}"), "1709634030");
+    assert!(ev("Time.strptime('x', '%Y')", "{}").starts_with("!invalid date or strptime format"));
+    assert!(ev("Time.parse('no date here')", "{}").starts_with("!no time information"));
 }
 
 #[test]
@@ -420,6 +484,13 @@ fn random_code_never_panics() {
         "at",
         "dig",
         "=~",
+        "{|k,v|",
+        "|",
+        "map",
+        "do",
+        "x = ",
+        "x",
+        "(?<n>a)",
     ];
     let rec = spate_protocol::json::to_msgpack(br#"{"k":"a,b","v":[1,{"x":2}]}"#).unwrap();
     let parts: Vec<&[u8]> = vec![b"a", b"b"];

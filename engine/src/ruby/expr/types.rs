@@ -119,13 +119,13 @@ pub(super) fn time_at(a: &Val<'_>, usec: Option<&Val<'_>>) -> Result<RTime, Ruby
     }
     let sec = ns.div_euclid(1_000_000_000);
     let sec = i64::try_from(sec).map_err(|_| RubyError::Range("time out of range".into()))?;
-    Ok(RTime { sec, nsec: ns.rem_euclid(1_000_000_000) as u32, utc: false, event: false })
+    Ok(RTime { sec, nsec: ns.rem_euclid(1_000_000_000) as u32, utc: false, event: false, offset: None })
 }
 
 pub(super) fn time_plus(t: RTime, d: f64) -> Result<RTime, RubyError> {
     let ns = t.sec as i128 * 1_000_000_000 + t.nsec as i128 + (d * 1e9).round() as i128;
     let sec = i64::try_from(ns.div_euclid(1_000_000_000)).map_err(|_| RubyError::Range("time out of range".into()))?;
-    Ok(RTime { sec, nsec: ns.rem_euclid(1_000_000_000) as u32, utc: t.utc, event: false })
+    Ok(RTime { sec, nsec: ns.rem_euclid(1_000_000_000) as u32, utc: t.utc, event: false, offset: t.offset })
 }
 
 fn time_field(t: &RTime, f: &str) -> i64 {
@@ -140,8 +140,8 @@ pub(super) fn time_method<'a>(d: &'static MethodDef, t: RTime, args: &[Val<'a>])
         M::ToF => Val::Float(t.to_f()),
         M::Usec => Val::Int((t.nsec / 1000) as i64),
         M::Nsec => Val::Int(t.nsec as i64),
-        M::Utc => Val::Time(RTime { utc: true, event: false, ..t }),
-        M::Localtime => Val::Time(RTime { utc: false, event: false, ..t }),
+        M::Utc => Val::Time(RTime { utc: true, event: false, offset: None, ..t }),
+        M::Localtime => Val::Time(RTime { utc: false, event: false, offset: None, ..t }),
         M::Strftime => {
             let f = st::text(str_arg(&args[0])?)?;
             let mut o = Vec::new();

@@ -28,23 +28,25 @@ pub struct RTime {
     pub nsec: u32,
     pub utc: bool,
     pub event: bool,
+    /// A fixed UTC offset in seconds (`Time.parse("... +09:00")`); None: local time.
+    pub offset: Option<i64>,
 }
 
 impl RTime {
     pub fn from_event(t: EventTime) -> RTime {
-        RTime { sec: t.sec as i64, nsec: t.nsec, utc: false, event: false }
+        RTime { sec: t.sec as i64, nsec: t.nsec, utc: false, event: false, offset: None }
     }
 
     pub fn now() -> RTime {
         let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        RTime { sec: d.as_secs() as i64, nsec: d.subsec_nanos(), utc: false, event: false }
+        RTime { sec: d.as_secs() as i64, nsec: d.subsec_nanos(), utc: false, event: false, offset: None }
     }
 
     pub fn zone(&self) -> Zone {
-        if self.utc {
-            Zone::Utc
-        } else {
-            Zone::Local
+        match (self.utc, self.offset) {
+            (true, _) => Zone::Utc,
+            (false, Some(o)) => Zone::Fixed(o),
+            (false, None) => Zone::Local,
         }
     }
 
