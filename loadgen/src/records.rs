@@ -290,6 +290,77 @@ impl FrameTemplate {
     }
 }
 
+/// The frames one sender cycles through: up to 16 variants that start at different
+/// templates (so every line of a `--records` file is sent, not only the first `batch`),
+/// plus, built once when needed, the short frame that ends an `--events` run.
+#[derive(Debug, Clone)]
+pub struct FrameSet {
+    variants: Vec<FrameTemplate>,
+    next: usize,
+    short: Option<FrameTemplate>,
+    tpls_len: usize,
+    first: usize,
+    batch: u32,
+    build: FrameParams,
+}
+
+/// What a [`FrameSet`] builds its frames from.
+#[derive(Debug, Clone)]
+pub struct FrameParams {
+    pub mode: SendMode,
+    pub tag: Vec<u8>,
+    pub time: TimeFormat,
+    pub stamp_field: Vec<u8>,
+    pub ack: bool,
+}
+
+impl FrameSet {
+    /// `batch`: events per write (in message mode, frames per write, at most 64).
+    pub fn new(p: FrameParams, tpls: &[Template], first: usize, batch: u32) -> FrameSet {
+        let batch = if p.mode == SendMode::Message { batch.clamp(1, 64) } else { batch.max(1) };
+        let n = tpls.len().max(1);
+        let count = n.div_ceil(batch as usize).clamp(1, 16);
+        let variants = (0..count)
+            .map(|v| {
+                FrameTemplate::new(
+                    p.mode,
+                    &p.tag,
+                    tpls,
+                    first + v * batch as usize,
+                    batch,
+                    p.time,
+                    &p.stamp_field,
+                    p.ack,
+                )
+            })
+            .collect();
+        FrameSet { variants, next: 0, short: None, tpls_len: n, first, batch, build: p }
+    }
+
+    /// Events in a full write.
+    pub fn batch(&self) -> u32 {
+        self.batch
+    }
+
+    /// The next frame to send with `events` events (`batch`, or fewer for the last one).
+    pub fn take(&mut self, tpls: &[Template], events: u32) -> &mut FrameTemplate {
+        if events >= self.batch || events == 0 {
+            let i = self.next % self.variants.len();
+            self.next = self.next.wrapping_add(1);
+            return &mut self.variants[i];
+        }
+        if self.short.as_ref().is_none_or(|s| s.events != events) {
+            let p = &self.build;
+            let first = (self.first + self.next * self.batch as usize) % self.tpls_len;
+            self.short = Some(FrameTemplate::new(p.mode, &p.tag, tpls, first, events, p.time, &p.stamp_field, p.ack));
+        }
+        match &mut self.short {
+            Some(s) => s,
+            None => &mut self.variants[0],
+        }
+    }
+}
+
 /// A chunk id: fixed-width, unique per connection and sequence number.
 pub fn chunk_id(conn: u32, seq: u64) -> [u8; CHUNK_LEN] {
     let s = format!("{conn:08x}{seq:016x}");
