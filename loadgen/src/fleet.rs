@@ -99,6 +99,8 @@ struct Conn {
     ever_ready: bool,
     /// Set when this connection was closed on purpose (churn): not a reconnect.
     churning: bool,
+    /// What is left of this connection's share of `--events`.
+    left: Option<u64>,
 }
 
 struct Loop {
@@ -155,6 +157,7 @@ impl Loop {
                     backoff: Duration::from_millis(50),
                     ever_ready: false,
                     churning: false,
+                    left: crate::stats::share(cfg.events, slot, cfg.connections),
                 }
             })
             .collect();
@@ -274,19 +277,12 @@ impl Loop {
                 self.queue.push_back(i);
                 continue;
             }
-            if self.budget_spent() {
+            if self.conns[i].left == Some(0) && self.ctx.sh.c.measuring() {
                 self.close(i, St::Done);
                 continue;
             }
             self.connect(i, now);
         }
-    }
-
-    fn budget_spent(&self) -> bool {
-        let c = &self.ctx.sh.c;
-        c.bounded.load(std::sync::atomic::Ordering::Relaxed)
-            && c.measuring()
-            && c.budget.load(std::sync::atomic::Ordering::Relaxed) == 0
     }
 
     fn connect(&mut self, i: usize, now: Instant) {
@@ -638,7 +634,7 @@ impl Loop {
         let ctx = self.ctx.clone();
         let (cfg, sh) = (&ctx.cfg, &ctx.sh);
         let batch = self.fs.batch();
-        let events = sh.c.take_budget(batch as u64) as u32;
+        let events = sh.c.take(&mut self.conns[i].left, batch as u64) as u32;
         if events == 0 {
             self.conns[i].st = St::Finishing;
             self.maybe_close_finished(i);

@@ -13,7 +13,7 @@ use spate_protocol::encode::TimeFormat;
 pub use crate::handshake::Auth;
 use crate::records::{templates, FrameParams, RecordSource, SendMode, Template};
 use crate::report::{hist_to_string, new_count_hist, second_row, Fairness, Latency, RunReport};
-use crate::stats::{conn_rates, raise_nofile, wall_ns, Shared};
+use crate::stats::{clock_pair, conn_rates, raise_nofile, Shared};
 use crate::tls::TlsConf;
 
 /// How connections are driven.
@@ -59,7 +59,7 @@ pub struct RunConfig {
     pub ack_timeout: Duration,
     pub duration: Option<Duration>,
     /// Events to send in the measured phase: exactly this many, when no duration ends
-    /// the run first (the last frame is short).
+    /// the run first, each connection its share (its last frame is short).
     pub events: Option<u64>,
     pub warmup: Duration,
     pub stamp_field: String,
@@ -181,16 +181,12 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, Error> {
         (None, Some(_)) => None,
         (None, None) => Some(Duration::from_secs(10)),
     };
-    let start = Instant::now();
+    let (start, start_wall) = clock_pair();
     let sh = Shared::new(cfg.connections, start + cfg.warmup);
-    if let Some(n) = cfg.events {
-        sh.c.budget.store(n, Ordering::Relaxed);
-        sh.c.bounded.store(true, Ordering::Relaxed);
-    }
     // Without a warmup every event counts, from the first frame.
     sh.c.measuring.store(cfg.warmup.is_zero(), Ordering::Relaxed);
     let rates = cfg.rate.map(|r| conn_rates(r, cfg.connections, cfg.rate_jitter));
-    let ctx = Arc::new(Ctx { cfg, tpls, sh, start, start_wall: wall_ns(), rates });
+    let ctx = Arc::new(Ctx { cfg, tpls, sh, start, start_wall, rates });
     let cfg = &ctx.cfg;
     let threads: Vec<std::thread::JoinHandle<()>> = if looped {
         crate::fleet::spawn(ctx.clone())?
@@ -226,10 +222,10 @@ pub fn run_replay(cfg: RunConfig, rc: crate::replay::ReplayConfig) -> Result<Run
         (None, true) => Some(Duration::from_secs(10)),
         (None, false) => None,
     };
-    let start = Instant::now();
+    let (start, start_wall) = clock_pair();
     let sh = Shared::new(slots as u32, start + cfg.warmup);
     sh.c.measuring.store(cfg.warmup.is_zero(), Ordering::Relaxed);
-    let ctx = Arc::new(Ctx { cfg, tpls: Vec::new(), sh, start, start_wall: wall_ns(), rates: None });
+    let ctx = Arc::new(Ctx { cfg, tpls: Vec::new(), sh, start, start_wall, rates: None });
     let c2 = ctx.clone();
     let t = std::thread::spawn(move || crate::replay::send(c2, rc));
     let (measured, sent, acked) = monitor(&ctx, vec![t], duration);

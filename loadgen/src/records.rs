@@ -113,17 +113,32 @@ fn r2(i: u64) -> Template {
     t
 }
 
+/// Most records taken from a `--records` file, and most bytes of it read.
+pub const MAX_RECORDS: usize = 100_000;
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+
 /// Loads the templates for a source (64 varied ones for R1/R2).
 pub fn templates(src: &RecordSource) -> Result<Vec<Template>, String> {
     match src {
         RecordSource::R1 => Ok((0..64).map(r1).collect()),
         RecordSource::R2 => Ok((0..64).map(r2).collect()),
         RecordSource::File(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            use std::io::BufRead;
+            let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
             let mut out = Vec::new();
-            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let mut bytes = 0usize;
+            for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+                let line = line.map_err(|e| format!("{}:{}: {e}", p.display(), n + 1))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                // Records are sampled from the start of a large file: memory stays bounded.
+                if out.len() >= MAX_RECORDS || bytes >= MAX_RECORD_BYTES {
+                    break;
+                }
+                bytes += line.len();
                 let v: serde_json::Value =
-                    serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", p.display(), n + 1))?;
+                    serde_json::from_str(&line).map_err(|e| format!("{}:{}: {e}", p.display(), n + 1))?;
                 let serde_json::Value::Object(m) = &v else {
                     return Err(format!("{}:{}: each line must be a JSON object", p.display(), n + 1));
                 };
@@ -291,7 +306,8 @@ impl FrameTemplate {
 }
 
 /// The frames one sender cycles through: up to 16 variants that start at different
-/// templates (so every line of a `--records` file is sent, not only the first `batch`),
+/// templates (so every line of a `--records` file is sent, not only the first `batch`,
+/// and as evenly as the batch allows),
 /// plus, built once when needed, the short frame that ends an `--events` run.
 #[derive(Debug, Clone)]
 pub struct FrameSet {
@@ -319,7 +335,13 @@ impl FrameSet {
     pub fn new(p: FrameParams, tpls: &[Template], first: usize, batch: u32) -> FrameSet {
         let batch = if p.mode == SendMode::Message { batch.clamp(1, 64) } else { batch.max(1) };
         let n = tpls.len().max(1);
-        let count = n.div_ceil(batch as usize).clamp(1, 16);
+        // Enough variants that the cycle of frames goes through the templates evenly
+        // (len / gcd(len, batch) frames), up to 16.
+        let (mut a, mut b) = (n, batch as usize);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        let count = (n / a.max(1)).clamp(1, 16);
         let variants = (0..count)
             .map(|v| {
                 FrameTemplate::new(

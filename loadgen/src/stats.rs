@@ -16,6 +16,26 @@ pub fn wall_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// A monotonic instant and the wall-clock time at that instant, read back to back (again
+/// if the thread was preempted in between): intended send times are wall-clock
+/// nanoseconds derived from the monotonic schedule, and an offset here would shift every
+/// latency.
+pub fn clock_pair() -> (Instant, u64) {
+    let mut best = (Instant::now(), wall_ns(), Duration::MAX);
+    for _ in 0..20 {
+        let a = Instant::now();
+        let w = wall_ns();
+        let took = a.elapsed();
+        if took < best.2 {
+            best = (a, w, took);
+        }
+        if took < Duration::from_micros(5) {
+            break;
+        }
+    }
+    (best.0, best.1)
+}
+
 #[derive(Default)]
 pub struct Counters {
     pub measuring: AtomicBool,
@@ -31,9 +51,6 @@ pub struct Counters {
     pub reconnects: AtomicU64,
     pub connects: AtomicU64,
     pub churned: AtomicU64,
-    /// Remaining measured events to send (`--events`), if bounded.
-    pub budget: AtomicU64,
-    pub bounded: AtomicBool,
 }
 
 impl Counters {
@@ -41,23 +58,18 @@ impl Counters {
         c.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Takes up to `want` events from the budget; returns how many may be sent (0: the
-    /// budget is spent). The last frame of a bounded run is short, so exactly `--events`
-    /// are sent whatever the batch size and number of connections.
-    pub fn take_budget(&self, want: u64) -> u64 {
-        if !self.bounded.load(Ordering::Relaxed) || !self.measuring.load(Ordering::Relaxed) {
-            return want;
-        }
-        let mut cur = self.budget.load(Ordering::Relaxed);
-        loop {
-            let take = cur.min(want);
-            if take == 0 {
-                return 0;
+    /// Takes up to `want` events from a connection's share of `--events` (`left`: None
+    /// when unbounded); returns how many to send (0: this connection is done). Shares
+    /// only count in the measured phase. Each connection's last frame is short, so
+    /// exactly `--events` are sent whatever the batch size and number of connections.
+    pub fn take(&self, left: &mut Option<u64>, want: u64) -> u64 {
+        match left {
+            Some(n) if self.measuring() => {
+                let take = (*n).min(want);
+                *n -= take;
+                take
             }
-            match self.budget.compare_exchange(cur, cur - take, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return take,
-                Err(v) => cur = v,
-            }
+            _ => want,
         }
     }
 
@@ -167,6 +179,14 @@ impl LocalHist {
     }
 }
 
+/// Connection `slot`'s share of `--events` (the remainder goes to the first slots):
+/// each connection sends its own share, as each forwarder has its own log volume, so a
+/// slow ramp to thousands of connections still gives every one of them its events.
+pub fn share(events: Option<u64>, slot: u32, connections: u32) -> Option<u64> {
+    let (n, c, s) = (events?, connections.max(1) as u64, slot as u64);
+    Some(n / c + u64::from(s < n % c))
+}
+
 /// Rates per connection slot: `--rate` spread evenly, each connection's share varied by
 /// up to `jitter` (0.1: ±10%) and rescaled so they add up to the total. The variation is
 /// a fixed function of the slot, so runs are repeatable.
@@ -218,22 +238,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn budget_ends_with_a_short_batch() {
+    fn shares_add_up_and_end_with_a_short_batch() {
         let c = Counters::default();
         c.measuring.store(true, Ordering::Relaxed);
-        c.bounded.store(true, Ordering::Relaxed);
-        c.budget.store(20_000, Ordering::Relaxed);
-        let mut n = 0;
-        let mut takes = 0;
-        loop {
-            let t = c.take_budget(64);
-            if t == 0 {
-                break;
+        let mut total = 0;
+        for slot in 0..3 {
+            let mut left = share(Some(20_000), slot, 3);
+            while let n @ 1.. = c.take(&mut left, 64) {
+                total += n;
             }
-            n += t;
-            takes += 1;
         }
-        assert_eq!((n, takes), (20_000, 313));
+        assert_eq!(total, 20_000);
+        assert_eq!((share(Some(7), 0, 3), share(Some(7), 2, 3), share(None, 0, 3)), (Some(3), Some(2), None));
     }
 
     #[test]

@@ -213,6 +213,7 @@ pub(crate) fn connection(id: u32, addr: SocketAddr, ctx: Arc<Ctx>) {
     let mut scratch = Vec::new();
     let mut ids: Vec<[u8; CHUNK_LEN]> = Vec::with_capacity(batch as usize);
     let mut first = true;
+    let mut left = crate::stats::share(cfg.events, id, cfg.connections);
     'outer: while !c.stopping() {
         let Some(mut s) = connect(addr, cfg, sh) else { break };
         if !first {
@@ -262,7 +263,7 @@ pub(crate) fn connection(id: u32, addr: SocketAddr, ctx: Arc<Ctx>) {
                         .unwrap_or_else(|e| e.into_inner().0);
                 }
             }
-            let events = c.take_budget(batch as u64) as u32;
+            let events = c.take(&mut left, batch as u64) as u32;
             if events == 0 {
                 finished = true;
                 break;
