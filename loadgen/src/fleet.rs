@@ -245,7 +245,7 @@ impl Loop {
             t = t.min(self.next_churn.saturating_duration_since(now));
         }
         if !self.queue.is_empty() && self.connecting < MAX_CONNECTING {
-            t = t.min(Duration::from_millis(10));
+            t = Duration::ZERO;
         }
         t
     }
@@ -268,13 +268,14 @@ impl Loop {
         self.queue.clear();
     }
 
+    /// Starts queued connects, at most MAX_CONNECTING at a time. The queue only holds
+    /// connections due now: a retry waits in the timer heap until its backoff is over.
     fn start_connects(&mut self, now: Instant) {
-        let mut tries = self.queue.len();
-        while self.connecting < MAX_CONNECTING && tries > 0 {
-            tries -= 1;
+        while self.connecting < MAX_CONNECTING {
             let Some(i) = self.queue.pop_front() else { break };
-            if self.conns[i].retry_at > now {
-                self.queue.push_back(i);
+            // A stale or duplicate entry, or one whose retry is not due (its timer will
+            // queue it again).
+            if self.conns[i].st != St::Queued || self.conns[i].retry_at > now {
                 continue;
             }
             if self.conns[i].left == Some(0) && self.ctx.sh.c.measuring() {
@@ -288,7 +289,8 @@ impl Loop {
     fn connect(&mut self, i: usize, now: Instant) {
         let c = &mut self.conns[i];
         c.t_connect = now;
-        match TcpStream::connect(c.addr) {
+        let nth = c.slot / self.ctx.cfg.targets.len().max(1) as u32;
+        match crate::sockets::connect(c.addr, crate::sockets::source_for(nth, c.addr)) {
             Ok(mut s) => {
                 if self.poll.registry().register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE).is_err() {
                     self.retry(i, false);
@@ -299,7 +301,10 @@ impl Loop {
                 c.writable = true;
                 self.connecting += 1;
             }
-            Err(_) => self.retry(i, false),
+            Err(e) => {
+                self.ctx.sh.c.connect_failed(self.ctx.cfg.quiet, format_args!("connect to {}: {e}", c.addr));
+                self.retry(i, false)
+            }
         }
     }
 
@@ -325,7 +330,7 @@ impl Loop {
         c.st = St::Queued;
         c.retry_at = Instant::now() + c.backoff;
         c.backoff = (c.backoff * 2).min(Duration::from_secs(1));
-        self.queue.push_back(i);
+        self.timers.push(Reverse((c.retry_at, i)));
     }
 
     fn drop_socket(&mut self, i: usize) {
@@ -385,6 +390,8 @@ impl Loop {
         let c = &mut self.conns[i];
         c.retry_at = Instant::now() + c.backoff;
         c.backoff = (c.backoff * 2).min(Duration::from_secs(1));
+        // The queue entry close() made is skipped until this timer queues it again.
+        self.timers.push(Reverse((c.retry_at, i)));
     }
 
     fn on_event(&mut self, i: usize, readable: bool, writable: bool, error: bool) {
@@ -392,7 +399,14 @@ impl Loop {
             St::Queued | St::Done => {}
             St::Connecting => {
                 let Some(s) = self.conns[i].sock.as_ref() else { return };
-                if error || matches!(s.take_error(), Ok(Some(_)) | Err(_)) {
+                let err = match s.take_error() {
+                    Ok(Some(e)) | Err(e) => Some(e.to_string()),
+                    Ok(None) if error => Some("socket error".into()),
+                    Ok(None) => None,
+                };
+                if let Some(e) = err {
+                    let c = &self.conns[i];
+                    self.ctx.sh.c.connect_failed(self.ctx.cfg.quiet, format_args!("connect to {}: {e}", c.addr));
                     self.retry(i, false);
                     return;
                 }
@@ -571,9 +585,13 @@ impl Loop {
                 break;
             }
             self.timers.pop();
-            self.conns[i].scheduled = false;
-            if self.conns[i].st == St::Ready {
-                self.try_send(i);
+            match self.conns[i].st {
+                St::Ready => {
+                    self.conns[i].scheduled = false;
+                    self.try_send(i);
+                }
+                St::Queued if self.conns[i].retry_at <= now => self.queue.push_back(i),
+                _ => self.conns[i].scheduled = false,
             }
         }
     }
@@ -739,6 +757,13 @@ impl Loop {
                         eof = true;
                         break;
                     }
+                    // A short read drained the socket: data arriving later raises a new
+                    // edge (Linux wakes epoll on every arrival), so skip the read that
+                    // would only say WouldBlock: one syscall less per ack.
+                    Ok(n) if n < self.tmp.len() => {
+                        c.inbuf.extend_from_slice(&self.tmp[..n]);
+                        break;
+                    }
                     Ok(n) => c.inbuf.extend_from_slice(&self.tmp[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -796,31 +821,45 @@ impl Loop {
     fn scan(&mut self, now: Instant) {
         let ctx = self.ctx.clone();
         let (cfg, sh) = (&ctx.cfg, &ctx.sh);
+        // Connects in progress are also asked directly (belt and braces: a connect that
+        // completed without its writable edge being seen would otherwise time out).
+        let mut check = Vec::new();
         let mut slow = Vec::new();
+        let mut room = Vec::new();
         for (i, c) in self.conns.iter_mut().enumerate() {
+            let mut freed = false;
             while c.pending.front().is_some_and(|x| now.saturating_duration_since(x.sent_at) > cfg.ack_timeout) {
                 if let Some(x) = c.pending.pop_front() {
+                    freed = true;
                     if x.measured {
                         sh.c.add(&sh.c.errors, 1);
                         sh.c.add(&sh.c.ack_timeouts, 1);
                     }
                 }
             }
-            if matches!(c.st, St::Connecting | St::Tls | St::Auth)
-                && now.saturating_duration_since(c.t_connect) > cfg.connect_timeout
-            {
-                slow.push((i, c.st != St::Connecting));
+            match c.st {
+                St::Connecting | St::Tls | St::Auth => {
+                    if now.saturating_duration_since(c.t_connect) > cfg.connect_timeout {
+                        sh.c.connect_failed(cfg.quiet, format_args!("connect to {} timed out ({:?})", c.addr, c.st));
+                        slow.push((i, c.st != St::Connecting));
+                    } else if c.st == St::Connecting {
+                        check.push(i);
+                    }
+                }
+                // Timed-out frames made room in the window, or the connection waits to close.
+                St::Ready if freed => room.push(i),
+                St::Draining | St::Finishing => room.push(i),
+                _ => {}
             }
+        }
+        for i in check {
+            self.on_event(i, false, true, false);
         }
         for (i, counted) in slow {
             self.retry(i, counted);
         }
-        for i in 0..self.conns.len() {
-            match self.conns[i].st {
-                St::Ready if cfg.ack => self.try_send(i),
-                St::Draining | St::Finishing => self.maybe_close_finished(i),
-                _ => {}
-            }
+        for i in room {
+            self.after_io(i);
         }
     }
 }

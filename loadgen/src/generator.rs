@@ -168,12 +168,17 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, Error> {
     if cfg.churn.is_some() && !looped {
         return Err(Error::Config("--churn needs --io loop (or auto)".into()));
     }
-    // Each connection costs a descriptor (three with the threaded TLS bridge).
+    // Each connection costs a descriptor (three with the threaded TLS bridge), plus a few
+    // for the process itself.
     let per = if cfg.tls.is_some() && !looped { 3 } else { 1 };
-    let want = cfg.connections as u64 * per + 256;
+    let want = cfg.connections as u64 * per + 64;
     let limit = raise_nofile(want);
-    if limit < want && !cfg.quiet {
-        eprintln!("spate-loadgen: open-file limit {limit} is below the {want} descriptors this run needs");
+    if limit < want {
+        return Err(Error::Config(format!(
+            "--connections {} needs {want} open files and this process may open {limit} (the hard limit of \
+             ulimit -n): run several generators with fewer connections each and merge their reports",
+            cfg.connections
+        )));
     }
     let tpls = templates(&cfg.record).map_err(Error::Records)?;
     let duration = match (cfg.duration, cfg.events) {
@@ -356,6 +361,7 @@ fn build_report(
         ack_latency_us: Latency::from_hist(&ack_h),
         ack_latency_hdr: hist_to_string(&ack_h),
         connects: c.connects.load(Ordering::Relaxed),
+        connect_failures: c.connect_failures.load(Ordering::Relaxed),
         connect_latency_us: Latency::from_hist(&conn_h),
         connect_latency_hdr: hist_to_string(&conn_h),
         churned: c.churned.load(Ordering::Relaxed),

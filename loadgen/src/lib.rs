@@ -14,6 +14,7 @@ pub mod replay;
 pub mod report;
 pub mod sink;
 pub mod slo;
+pub mod sockets;
 pub mod stats;
 pub mod svg;
 mod threaded;

@@ -236,8 +236,8 @@ fn summary(r: &RunReport) {
     }
     let c = r.connect_latency_us;
     eprintln!(
-        "connects        {:>14}  (churned {}; connect us p50 {} p99 {} max {})",
-        r.connects, r.churned, c.p50, c.p99, c.max
+        "connects        {:>14}  (failed {}, churned {}; connect us p50 {} p99 {} max {})",
+        r.connects, r.connect_failures, r.churned, c.p50, c.p99, c.max
     );
     let f = &r.fairness;
     eprintln!("per connection  {:>14}  ({} min {} p50 {} max {})", f.connections, f.counts, f.min, f.p50, f.max);

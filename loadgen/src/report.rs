@@ -153,6 +153,7 @@ pub struct RunReport {
     /// Connections established (first connects, reconnects and churn), and how long each
     /// took from `connect()` to ready (TLS and the shared-key handshake included).
     pub connects: u64,
+    pub connect_failures: u64,
     pub connect_latency_us: Latency,
     pub connect_latency_hdr: String,
     /// Connections closed and reopened by `--churn`.
@@ -218,6 +219,7 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport, ReportError> {
         };
         m.achieved_rate += r.achieved_rate;
         m.connects += r.connects;
+        m.connect_failures += r.connect_failures;
         m.churned += r.churned;
         m.events_sent_total += r.events_sent_total;
         m.events_acked_total += r.events_acked_total;

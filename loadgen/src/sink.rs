@@ -141,6 +141,7 @@ fn accept_loop(
 ) {
     let mut events = Events::with_capacity(16);
     let mut next = 0usize;
+    let mut warned = false;
     while !sh.stop.load(Ordering::Relaxed) {
         if poll.poll(&mut events, Some(Duration::from_millis(100))).is_err() {
             std::thread::sleep(Duration::from_millis(10));
@@ -159,7 +160,11 @@ fn accept_loop(
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // Out of descriptors or a connection reset before accept: try again soon.
-                Err(_) => {
+                Err(e) => {
+                    if !warned {
+                        warned = true;
+                        eprintln!("spate-loadgen sink: accept: {e} (open-file limit {})", raise_nofile(0));
+                    }
                     std::thread::sleep(Duration::from_millis(5));
                     break;
                 }
@@ -317,6 +322,11 @@ impl Worker {
             }
             if self.flush(i).is_err() {
                 self.drop_conn(i);
+                return;
+            }
+            // A short read drained the socket; later data raises a new edge (Linux wakes
+            // epoll on every arrival): skip the read that would only say WouldBlock.
+            if n < self.tmp.len() {
                 return;
             }
         }

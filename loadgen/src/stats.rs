@@ -50,6 +50,9 @@ pub struct Counters {
     pub ack_timeouts: AtomicU64,
     pub reconnects: AtomicU64,
     pub connects: AtomicU64,
+    /// Connects that failed or timed out before ready (TCP, TLS or handshake).
+    pub connect_failures: AtomicU64,
+    pub warned: AtomicBool,
     pub churned: AtomicU64,
 }
 
@@ -70,6 +73,14 @@ impl Counters {
                 take
             }
             _ => want,
+        }
+    }
+
+    /// Counts a failed connect; the first one is explained on stderr.
+    pub fn connect_failed(&self, quiet: bool, what: std::fmt::Arguments<'_>) {
+        self.connect_failures.fetch_add(1, Ordering::Relaxed);
+        if !quiet && !self.warned.swap(true, Ordering::Relaxed) {
+            eprintln!("spate-loadgen: {what} (retrying; counted in connect_failures)");
         }
     }
 
