@@ -204,9 +204,9 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, Error> {
             })
             .collect()
     };
-    let (measured, sent, acked) = monitor(&ctx, threads, duration);
+    let rows = monitor(&ctx, threads, duration);
     let io = if looped { "loop" } else { "threads" };
-    Ok(build_report(&ctx, measured, sent, acked, io, cfg.connections as usize))
+    Ok(build_report(&ctx, rows, io, cfg.connections as usize))
 }
 
 /// Replays a `sink --record` capture (`--replay`) and returns the run's report.
@@ -233,20 +233,25 @@ pub fn run_replay(cfg: RunConfig, rc: crate::replay::ReplayConfig) -> Result<Run
     let ctx = Arc::new(Ctx { cfg, tpls: Vec::new(), sh, start, start_wall, rates: None });
     let c2 = ctx.clone();
     let t = std::thread::spawn(move || crate::replay::send(c2, rc));
-    let (measured, sent, acked) = monitor(&ctx, vec![t], duration);
-    let mut r = build_report(&ctx, measured, sent, acked, "replay", slots);
+    let rows = monitor(&ctx, vec![t], duration);
+    let mut r = build_report(&ctx, rows, "replay", slots);
     r.connections = slots as u32;
     r.mode = "replay".into();
     Ok(r)
 }
 
+/// What the monitor saw: the measured time, events sent and acked per second, and how
+/// long the last row lasted (a part-second at the end).
+struct Rows {
+    measured: Duration,
+    sent: Vec<u64>,
+    acked: Vec<u64>,
+    last_secs: f64,
+}
+
 /// Flips to the measured phase after the warmup, prints a line per second, stops the
 /// senders at the end of the duration (or when they are done) and waits for them.
-fn monitor(
-    ctx: &Arc<Ctx>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    duration: Option<Duration>,
-) -> (Duration, Vec<u64>, Vec<u64>) {
+fn monitor(ctx: &Arc<Ctx>, threads: Vec<std::thread::JoinHandle<()>>, duration: Option<Duration>) -> Rows {
     let (cfg, c) = (&ctx.cfg, &ctx.sh.c);
     if !cfg.warmup.is_zero() {
         std::thread::sleep(cfg.warmup.saturating_sub(ctx.start.elapsed()));
@@ -285,11 +290,13 @@ fn monitor(
     }
     // The part-second at the end is a row too (the chart and merge see every event).
     let (sent, acked) = (c.sent_events.load(Ordering::Relaxed), c.acked_events.load(Ordering::Relaxed));
+    let mut last_secs = 1.0;
     if sent > last_sent || acked > last_acked || rate_per_sec.is_empty() {
+        last_secs = (measured.as_secs_f64() - rate_per_sec.len() as f64).clamp(0.0, 1.0);
         rate_per_sec.push(sent - last_sent);
         acked_per_sec.push(acked - last_acked);
     }
-    (measured, rate_per_sec, acked_per_sec)
+    Rows { measured, sent: rate_per_sec, acked: acked_per_sec, last_secs }
 }
 
 /// One line per second on stderr: each column says what it counts, rates and totals
@@ -315,14 +322,8 @@ fn live_line(ctx: &Ctx, sec: usize, sent: (u64, u64), acked: (u64, u64)) {
     eprintln!("{line}");
 }
 
-fn build_report(
-    ctx: &Ctx,
-    measured: Duration,
-    rate_per_sec: Vec<u64>,
-    acked_per_sec: Vec<u64>,
-    io: &str,
-    slots: usize,
-) -> RunReport {
+fn build_report(ctx: &Ctx, rows: Rows, io: &str, slots: usize) -> RunReport {
+    let Rows { measured, sent: rate_per_sec, acked: acked_per_sec, last_secs } = rows;
     let (cfg, sh) = (&ctx.cfg, &ctx.sh);
     let c = &sh.c;
     let secs = measured.as_secs_f64().max(1e-9);
@@ -342,7 +343,8 @@ fn build_report(
         .enumerate()
         .map(|(i, &s)| {
             let empty = crate::report::new_hist();
-            second_row(s, acked_per_sec.get(i).copied().unwrap_or(0), seconds.get(i).unwrap_or(&empty))
+            let secs = if i + 1 == rate_per_sec.len() { last_secs } else { 1.0 };
+            second_row(secs, s, acked_per_sec.get(i).copied().unwrap_or(0), seconds.get(i).unwrap_or(&empty))
         })
         .collect();
     RunReport {

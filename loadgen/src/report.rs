@@ -107,10 +107,12 @@ impl Fairness {
     }
 }
 
-/// One second of the measured phase.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One second of the measured phase (the last row may be a part of a second).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Second {
+    /// How long this row lasted: 1.0, or less for the run's last part-second.
+    pub secs: f64,
     pub events_sent: u64,
     pub events_acked: u64,
     /// Acks received in this second, by latency (µs).
@@ -255,6 +257,7 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport, ReportError> {
             secs.push((Second::default(), new_hist()));
         }
         for ((row, h), s) in secs.iter_mut().zip(&r.per_second) {
+            row.secs = row.secs.max(s.secs);
             row.events_sent += s.events_sent;
             row.events_acked += s.events_acked;
             add_hist(h, &s.ack_hdr)?;
@@ -266,14 +269,16 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport, ReportError> {
     m.connect_latency_hdr = hist_to_string(&conn);
     m.fairness = Fairness::from_hist(&fair, &first.fairness.counts);
     m.fairness_hdr = if fair.is_empty() { String::new() } else { hist_to_string(&fair) };
-    m.per_second = secs.into_iter().map(|(row, h)| second_row(row.events_sent, row.events_acked, &h)).collect();
+    m.per_second =
+        secs.into_iter().map(|(row, h)| second_row(row.secs, row.events_sent, row.events_acked, &h)).collect();
     Ok(m)
 }
 
 /// A per-second row from its counts and its latency histogram.
-pub fn second_row(sent: u64, acked: u64, h: &Histogram<u64>) -> Second {
+pub fn second_row(secs: f64, sent: u64, acked: u64, h: &Histogram<u64>) -> Second {
     let l = Latency::from_hist(h);
     Second {
+        secs,
         events_sent: sent,
         events_acked: acked,
         ack_p50: l.p50,
@@ -330,7 +335,7 @@ mod tests {
             ack_latency_hdr: hist_to_string(&h),
             fairness: Fairness::from_hist(&f, "events_acked"),
             fairness_hdr: hist_to_string(&f),
-            per_second: vec![second_row(events, events, &h)],
+            per_second: vec![second_row(1.0, events, events, &h)],
             rate_per_sec: vec![events],
             generators: 1,
             ..Default::default()

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::RunReport;
+use crate::report::{RunReport, Second};
 
 const W: f64 = 720.0;
 const LEFT: f64 = 80.0;
@@ -36,13 +36,14 @@ fn micros(v: f64) -> String {
 
 struct Panel {
     top: f64,
-    n: usize,
+    /// Seconds the chart spans.
+    span: f64,
 }
 
 impl Panel {
-    fn x(&self, i: usize) -> f64 {
-        let span = (self.n.max(2) - 1) as f64;
-        LEFT + (W - LEFT - RIGHT) * i as f64 / span
+    /// x of the point `t` seconds into the run.
+    fn x(&self, t: f64) -> f64 {
+        LEFT + (W - LEFT - RIGHT) * t / self.span.max(1e-9)
     }
     fn bottom(&self) -> f64 {
         self.top + PANEL_H
@@ -71,10 +72,34 @@ fn frame(s: &mut String, p: &Panel, title: &str) {
     );
 }
 
-/// Renders the report's per-second rows.
+/// A row's length in seconds (reports without it: one second).
+fn secs(s: &Second) -> f64 {
+    if s.secs > 0.0 {
+        s.secs
+    } else {
+        1.0
+    }
+}
+
+/// Renders the report's per-second rows: rates are events per second of each row, so
+/// the run's last part-second shows its rate, not its few events; a last row shorter than
+/// 50 ms is left out (its rate is noise).
 pub fn render(r: &RunReport, title: &str) -> String {
-    let rows = &r.per_second;
-    let n = rows.len();
+    let mut all: Vec<&Second> = r.per_second.iter().collect();
+    if all.len() > 1 && all.last().is_some_and(|s| secs(s) < 0.05) {
+        all.pop();
+    }
+    let mut t = 0.0;
+    let rows: Vec<(f64, &Second)> = all
+        .into_iter()
+        .map(|s| {
+            // Each row is drawn at its middle.
+            t += secs(s);
+            (t - secs(s) / 2.0, s)
+        })
+        .collect();
+    let total = t;
+    let rate = |v: u64, s: &Second| v as f64 / secs(s);
     let mut s = String::new();
     let h = 60.0 + 2.0 * (PANEL_H + 60.0) + 20.0;
     let _ = writeln!(
@@ -94,20 +119,20 @@ pub fn render(r: &RunReport, title: &str) -> String {
         r.errors
     );
     // Events per second.
-    let p1 = Panel { top: 80.0, n };
+    let p1 = Panel { top: 80.0, span: total };
     frame(&mut s, &p1, "events/s per second");
-    let top = rows.iter().map(|x| x.events_sent.max(x.events_acked)).max().unwrap_or(0).max(1) as f64 * 1.1;
+    let top = rows.iter().map(|(_, x)| rate(x.events_sent.max(x.events_acked), x)).fold(1.0, f64::max) * 1.1;
     for k in 0..=4 {
         let v = top * k as f64 / 4.0;
         let y = p1.bottom() - PANEL_H * k as f64 / 4.0;
         let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#, LEFT - 6.0, y + 4.0, human(v));
     }
-    let y1 = |v: u64| p1.bottom() - PANEL_H * v as f64 / top;
+    let y1 = |v: f64| p1.bottom() - PANEL_H * v / top;
     polyline(
         &mut s,
         "events_sent",
         "#2b7bb9",
-        &rows.iter().enumerate().map(|(i, x)| (p1.x(i), y1(x.events_sent))).collect::<Vec<_>>(),
+        &rows.iter().map(|(t, x)| (p1.x(*t), y1(rate(x.events_sent, x)))).collect::<Vec<_>>(),
     );
     legend(&mut s, p1.top + 14.0, "#2b7bb9", "sent");
     if r.ack {
@@ -115,14 +140,14 @@ pub fn render(r: &RunReport, title: &str) -> String {
             &mut s,
             "events_acked",
             "#5cb85c",
-            &rows.iter().enumerate().map(|(i, x)| (p1.x(i), y1(x.events_acked))).collect::<Vec<_>>(),
+            &rows.iter().map(|(t, x)| (p1.x(*t), y1(rate(x.events_acked, x)))).collect::<Vec<_>>(),
         );
         legend(&mut s, p1.top + 32.0, "#5cb85c", "acked");
     }
     // Ack latency per second, log scale.
-    let p2 = Panel { top: p1.bottom() + 60.0, n };
+    let p2 = Panel { top: p1.bottom() + 60.0, span: total };
     frame(&mut s, &p2, "ack latency per second (log scale)");
-    let vals = rows.iter().flat_map(|x| [x.ack_p50, x.ack_p99, x.ack_max]).filter(|v| *v > 0);
+    let vals = rows.iter().flat_map(|(_, x)| [x.ack_p50, x.ack_p99, x.ack_max]).filter(|v| *v > 0);
     let hi = vals.clone().max().unwrap_or(1000).max(10) as f64;
     let lo = vals.min().unwrap_or(1).max(1) as f64;
     let (d0, d1) = (lo.log10().floor(), hi.log10().ceil().max(lo.log10().floor() + 1.0));
@@ -151,14 +176,13 @@ pub fn render(r: &RunReport, title: &str) -> String {
         {
             let pts: Vec<(f64, f64)> = rows
                 .iter()
-                .enumerate()
-                .map(|(i, x)| {
+                .map(|(t, x)| {
                     let v = match *id {
                         "ack_p50" => x.ack_p50,
                         "ack_p99" => x.ack_p99,
                         _ => x.ack_max,
                     };
-                    (p2.x(i), y2(v))
+                    (p2.x(*t), y2(v))
                 })
                 .collect();
             polyline(&mut s, id, color, &pts);
@@ -169,7 +193,12 @@ pub fn render(r: &RunReport, title: &str) -> String {
             writeln!(s, r#"<text x="{:.1}" y="{:.1}">no acks requested (--ack)</text>"#, LEFT + 10.0, p2.top + 20.0);
     }
     let _ = writeln!(s, r#"<text x="{LEFT}" y="{:.1}">0 s</text>"#, p2.bottom() + 18.0);
-    let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{} s</text>"#, W - RIGHT, p2.bottom() + 18.0, n);
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{total:.1} s</text>"#,
+        W - RIGHT,
+        p2.bottom() + 18.0
+    );
     s.push_str("</svg>\n");
     s
 }
@@ -181,7 +210,6 @@ fn xml(t: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Second;
 
     #[test]
     fn the_chart_has_every_series_with_a_point_per_second() {
