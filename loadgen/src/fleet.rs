@@ -620,15 +620,12 @@ impl Loop {
                 return; // wait for writable
             }
             let now = Instant::now();
-            if let Some(iv) = c.interval {
-                if c.next_due > now {
-                    if !c.scheduled {
-                        c.scheduled = true;
-                        self.timers.push(Reverse((c.next_due, i)));
-                    }
-                    return;
+            if c.interval.is_some() && c.next_due > now {
+                if !c.scheduled {
+                    c.scheduled = true;
+                    self.timers.push(Reverse((c.next_due, i)));
                 }
-                let _ = iv;
+                return;
             }
             if cfg.ack && c.pending.len() + frames_per_write > (cfg.inflight.max(1) as usize).max(frames_per_write) {
                 return; // an ack makes room
