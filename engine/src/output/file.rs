@@ -236,7 +236,7 @@ mod tests {
                 output_tag: true,
                 time: TimeFormat { format: None, zone: Zone::Utc },
             },
-            newline: true,
+            newline: "\n",
             inject: Inject::default(),
         };
         FileWriter::new(

@@ -1,0 +1,67 @@
+//! The `stdout` formatter: `<time> <tag>: <sub-formatter output, chomped>\n`, the time
+//! in local time with `time_format` (default `%Y-%m-%d %H:%M:%S.%N %z`), the
+//! sub-formatter chosen by `output_type` (default `json`) and configured from the same
+//! section.
+
+use spate_protocol::EventTime;
+
+use super::inject::View;
+use super::time::TimeFormat;
+use super::Formatter;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stdout {
+    /// Always local time (fluentd calls `Time.at(time).localtime`).
+    pub time: TimeFormat,
+    pub sub: Formatter,
+    /// The sub-formatter's own line end (chomped again, as fluentd does).
+    pub sub_newline: &'static str,
+}
+
+const DEFAULT_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S.%N %z";
+
+impl Stdout {
+    #[inline]
+    pub(super) fn write(&self, out: &mut Vec<u8>, tag: &[u8], t: EventTime, v: View<'_>) {
+        let f = self.time.format.as_deref().unwrap_or(DEFAULT_TIME_FORMAT);
+        super::time::strftime(out, f, t.sec as i64, t.nsec, self.time.zone);
+        out.push(b' ');
+        out.extend_from_slice(tag);
+        out.extend_from_slice(b": ");
+        self.sub.write(out, tag, t, v);
+        out.extend_from_slice(self.sub_newline.as_bytes());
+        // String#chomp: one trailing "\r\n", "\n" or "\r".
+        if out.ends_with(b"\r\n") {
+            out.truncate(out.len() - 2);
+        } else if out.ends_with(b"\n") || out.ends_with(b"\r") {
+            out.truncate(out.len() - 1);
+        }
+        out.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::super::*;
+
+    // fluentd's test/plugin/test_out_stdout.rb: "#{Time.at(time).localtime.strftime(TIME_FORMAT)} test: {...}\n".
+    #[test]
+    fn stdout() {
+        let t = EventTime::new(T, 123_456_789);
+        let r = rec(&[("test", Some("test"))]);
+        let mut want = Vec::new();
+        strftime(&mut want, "%Y-%m-%d %H:%M:%S.%N %z", T as i64, 123_456_789, Zone::Local);
+        let want = String::from_utf8(want).unwrap();
+        let c = conf("<format>\n@type stdout\n</format>", "x").unwrap();
+        assert_eq!(fmt(&c, "test", t, &r), format!("{want} test: {{\"test\":\"test\"}}\n"));
+        let c = conf("<format>\n@type stdout\noutput_type hash\n</format>", "x").unwrap();
+        assert_eq!(fmt(&c, "test", t, &r), format!("{want} test: {{\"test\" => \"test\"}}\n"));
+        // The sub-formatter's newline (crlf here) is chomped.
+        let c = conf("<format>\n@type stdout\noutput_type ltsv\nnewline crlf\n</format>", "x").unwrap();
+        assert_eq!(fmt(&c, "test", t, &r), format!("{want} test: test:test\n"));
+        let c = conf("<format>\n@type stdout\ntime_format %s\noutput_type csv\nfields test\n</format>", "x").unwrap();
+        assert_eq!(fmt(&c, "test", t, &r), format!("{T} test: \"test\"\n"));
+        assert!(conf("<format>\n@type stdout\noutput_type stdout\n</format>", "x").is_err());
+    }
+}
