@@ -12,6 +12,7 @@ pub mod log;
 pub mod buffer;
 pub mod build;
 pub mod config;
+pub mod elasticsearch;
 pub mod filter;
 pub mod format;
 #[doc(hidden)]
