@@ -17,6 +17,7 @@ pub mod filter;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzz_harness;
+pub mod http;
 pub mod input;
 pub mod output;
 pub mod router;
