@@ -105,7 +105,7 @@ pub fn expand(s: &str, ctx: &ChunkCtx<'_>) -> String {
         return timed;
     }
     let id = hex(ctx.chunk_id);
-    crate::output::secondary_file::expand(
+    crate::buffer::placeholders::expand(
         &timed,
         &String::from_utf8_lossy(ctx.tag),
         std::str::from_utf8(&id).unwrap_or(""),

@@ -213,7 +213,7 @@ impl DocConf {
             Some(m) => {
                 let on = m.bool("include_chunk_id")?.unwrap_or(false);
                 let key = m.str("chunk_id_key").unwrap_or("chunk_id").to_string();
-                crate::build::warn_unused(m);
+                m.warn_unused();
                 on.then_some(key)
             }
             None => None,

@@ -77,7 +77,7 @@ pub(crate) fn inject_conf(owner: &Element, hostname: &str) -> Result<Inject, Con
             hostname_key: i.str("hostname_key").map(str::to_string),
             hostname: i.str("hostname").unwrap_or(hostname).to_string(),
         };
-        crate::build::warn_unused(i);
+        i.warn_unused();
         return Ok(c);
     }
     // v0.12 flat parameters (fluentd's compat_parameters_inject).

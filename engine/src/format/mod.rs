@@ -15,7 +15,7 @@ mod json;
 mod ltsv;
 mod out_file;
 mod single_value;
-mod stdout;
+pub mod stdout;
 pub mod time;
 mod tsv;
 
@@ -97,7 +97,7 @@ pub fn format_conf(owner: &Element, default: &str, hostname: &str) -> Result<For
     };
     let (formatter, newline) = formatter_of(src, &ty)?;
     if let Some(f) = f {
-        crate::build::warn_unused(f);
+        f.warn_unused();
     }
     let inject = inject::inject_conf(owner, hostname)?;
     Ok(FormatConf { formatter, newline, inject })

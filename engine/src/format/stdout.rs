@@ -1,9 +1,12 @@
 //! The `stdout` formatter: `<time> <tag>: <sub-formatter output, chomped>\n`, the time
 //! in local time with `time_format` (default `%Y-%m-%d %H:%M:%S.%N %z`), the
 //! sub-formatter chosen by `output_type` (default `json`) and configured from the same
-//! section.
+//! section. Also the stdout line of `out_stdout` / `filter_stdout` with the json
+//! sub-formatter ([`StdoutLines`]), which caches the formatted second.
 
-use spate_protocol::EventTime;
+use std::io::Write;
+
+use spate_protocol::{EventBatch, EventTime};
 
 use super::inject::View;
 use super::time::TimeFormat;
@@ -37,6 +40,40 @@ impl Stdout {
             out.truncate(out.len() - 1);
         }
         out.push(b'\n');
+    }
+}
+
+/// Renders batches as stdout lines, caching the formatted second.
+#[derive(Default)]
+pub struct StdoutLines {
+    /// Cached "YYYY-mm-dd HH:MM:SS" and " +zzzz" for `sec`.
+    sec: Option<u32>,
+    date: Vec<u8>,
+    zone: Vec<u8>,
+}
+
+impl StdoutLines {
+    /// Appends one line per event of `batch` to `out`.
+    pub fn render(&mut self, batch: &EventBatch, out: &mut Vec<u8>) {
+        for ev in batch.events() {
+            if self.sec != Some(ev.time.sec) {
+                let mut full = Vec::with_capacity(32);
+                crate::log::format_time(&mut full, ev.time.sec as i64, 0, 0);
+                // "YYYY-mm-dd HH:MM:SS +zzzz": split at the last space.
+                let cut = full.iter().rposition(|&b| b == b' ').unwrap_or(full.len());
+                self.date = full[..cut].to_vec();
+                self.zone = full[cut..].to_vec();
+                self.sec = Some(ev.time.sec);
+            }
+            out.extend_from_slice(&self.date);
+            let _ = write!(out, ".{:09}", ev.time.nsec);
+            out.extend_from_slice(&self.zone);
+            out.push(b' ');
+            out.extend_from_slice(&batch.tag);
+            out.extend_from_slice(b": ");
+            ev.record.write_json(out);
+            out.push(b'\n');
+        }
     }
 }
 
