@@ -37,6 +37,9 @@ pub struct Chunk {
     /// Failed send attempts so far.
     pub retries: u32,
     pub first_failure: Option<Instant>,
+    /// `data` holds only the entries still to write (a writer confirmed the others);
+    /// a file chunk keeps them in memory instead of reloading the whole file.
+    pub partial: bool,
     pub(crate) disk: Option<ChunkDisk>,
 }
 
@@ -53,6 +56,7 @@ impl Chunk {
             created: Instant::now(),
             retries: 0,
             first_failure: None,
+            partial: false,
             disk: None,
         }
     }
@@ -439,7 +443,7 @@ impl Buffer {
     /// The chunk failed: put it back at the front to retry. Loaded file data is
     /// dropped (it is on disk) so a long outage does not hold it in memory.
     pub fn requeue(&mut self, mut chunk: Chunk) {
-        if chunk.disk.is_some() {
+        if chunk.disk.is_some() && !chunk.partial {
             chunk.data = Vec::new();
         }
         self.queue.push_front(chunk);
