@@ -59,10 +59,13 @@ pub struct ErrorEvent {
 #[derive(Debug, Default)]
 pub struct Encoded {
     pub requests: Vec<Request>,
-    /// Events that could not be turned into documents (and time-parse reports).
-    pub errors: Vec<ErrorEvent>,
-    /// Entries of `errors` that are chunk events (not reports): byte ranges.
+    /// Chunk events that could not be turned into documents, with why.
+    pub failed: Vec<ErrorEvent>,
+    /// The chunk entries of `failed` (byte ranges), in the same order.
     pub error_entries: Vec<Range<usize>>,
+    /// New error events about documents that were still sent (an unparsable time:
+    /// fluentd's `time_parse_error_tag` event).
+    pub reports: Vec<ErrorEvent>,
     /// Records dropped because `write_operation` needs an `_id` they lack (fluentd
     /// drops them too, logging at debug level).
     pub missing_id: u64,
@@ -353,7 +356,7 @@ impl Encoder<'_> {
             }
             out.events += 1;
             if let Err(reason) = self.event(ctx, &x, ev.time, ev.record, range.clone(), s, &mut groups, &mut out) {
-                out.errors.push(ErrorEvent {
+                out.failed.push(ErrorEvent {
                     tag: ctx.tag.to_vec(),
                     time: ev.time,
                     record: ev.record.as_bytes().to_vec(),
@@ -436,7 +439,7 @@ impl Encoder<'_> {
                     Some(v) => Some(match parse_value(v, c.time_key_format.as_ref(), &mut s.tmp) {
                         Some(d) => d,
                         None => {
-                            out.errors.push(self.time_error(ctx, time, v));
+                            out.reports.push(self.time_error(ctx, time, v));
                             event_dt()
                         }
                     }),

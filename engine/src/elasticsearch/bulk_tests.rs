@@ -175,8 +175,8 @@ fn time_keys() {
         body(&e),
         "{\"index\":{\"_index\":\"logstash-2016.04.25\"}}\n{\"@timestamp\":\"2001/02/03 13:14:01,673+02:00\"}\n"
     );
-    assert_eq!(e.errors.len(), 1);
-    assert_eq!(e.errors[0].tag, b"Fluent::ElasticsearchOutput::TimeParser.error");
+    assert_eq!(e.reports.len(), 1);
+    assert_eq!(e.reports[0].tag, b"Fluent::ElasticsearchOutput::TimeParser.error");
     assert!(e.error_entries.is_empty(), "a report, not a failed event");
     // include_timestamp without logstash_format: @timestamp but index_name.
     let c = es("include_timestamp true\nindex_name test");
@@ -223,7 +223,7 @@ fn target_index_remove_keys_tag_key() {
     let e = run(&c, 8, &[(T0, r#"{"kubernetes":{"idx":5}}"#)]);
     assert!(e.requests.is_empty());
     assert_eq!(e.error_entries.len(), 1);
-    assert!(e.errors[0].reason.contains("not a string"), "{}", e.errors[0].reason);
+    assert!(e.failed[0].reason.contains("not a string"), "{}", e.failed[0].reason);
     let c = es("remove_keys key1, key2\ninclude_tag_key true");
     let b = body(&run(&c, 8, &[(T0, r#"{"key1":"v1","key2":"v2","tag":"old","key3":3}"#)]));
     assert_eq!(b, "{\"index\":{\"_index\":\"fluentd\"}}\n{\"tag\":\"test\",\"key3\":3}\n");
@@ -244,7 +244,7 @@ fn write_operations() {
         assert!(e.requests.is_empty() && e.missing_id == 1, "{op}: records without an id are dropped");
     }
     let e = run(&es("write_operation create\nemit_error_for_missing_id true"), 8, &[(T0, SAMPLE)]);
-    assert_eq!(e.errors[0].reason, "Missing '_id' field. Write operation is create");
+    assert_eq!(e.failed[0].reason, "Missing '_id' field. Write operation is create");
     let c = es("write_operation create\nid_key request_id");
     assert_eq!(
         body(&run(&c, 8, &[(T0, SAMPLE)])),

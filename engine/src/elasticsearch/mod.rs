@@ -6,5 +6,6 @@
 
 pub mod bulk;
 pub mod conf;
+pub mod conn;
 pub mod response;
 pub mod timeparse;
