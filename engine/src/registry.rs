@@ -27,6 +27,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::elasticsearch::PLUGIN_OPENSEARCH,
     crate::output::elasticsearch::PLUGIN_DATA_STREAM,
     crate::output::elasticsearch::PLUGIN_DYNAMIC,
+    crate::output::http::PLUGIN,
     // secondary-only writers
     crate::output::secondary_file::PLUGIN,
 ];

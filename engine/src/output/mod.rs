@@ -15,6 +15,7 @@ pub mod copy;
 pub mod elasticsearch;
 pub mod file;
 pub mod forward;
+pub mod http;
 pub mod null;
 pub mod relabel;
 pub mod secondary_file;
