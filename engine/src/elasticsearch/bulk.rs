@@ -256,10 +256,14 @@ pub struct Scratch {
     index: Vec<u8>,
     flat: Vec<u8>,
     tmp: Vec<u8>,
-    /// Cache of the last `@timestamp` second: (sec, zone, text up to the seconds).
-    ts_cache: Option<(i64, Zone, Vec<u8>, Vec<u8>)>,
-    /// Cache of the last logstash index: (sec, utc, zone, index).
-    index_cache: Option<(i64, Zone, Vec<u8>)>,
+    /// The second (and zone) `ts_head`/`ts_zone` hold: the `@timestamp` text up to the
+    /// seconds and its offset, reused while events share a second.
+    ts_key: Option<(i64, Zone)>,
+    ts_head: Vec<u8>,
+    ts_zone: Vec<u8>,
+    /// The second (and zone) `index_text` was made for (logstash index names).
+    index_key: Option<(i64, Zone)>,
+    index_text: Vec<u8>,
     render: RenderScratch,
 }
 
@@ -618,46 +622,41 @@ impl Encoder<'_> {
     /// `@timestamp`: `dt.iso8601(time_precision)`, cached per second.
     fn timestamp(&self, dt: DateTime, s: &mut Scratch) {
         let p = self.conf.time_precision;
-        let hit = matches!(&s.ts_cache, Some((sec, z, _, _)) if *sec == dt.sec && *z == dt.zone);
-        if !hit {
-            let mut head = Vec::with_capacity(20);
-            strftime(&mut head, "%Y-%m-%dT%H:%M:%S", dt.sec, 0, dt.zone);
-            let mut zone = Vec::with_capacity(6);
-            strftime(&mut zone, "%:z", dt.sec, 0, dt.zone);
-            s.ts_cache = Some((dt.sec, dt.zone, head, zone));
+        if s.ts_key != Some((dt.sec, dt.zone)) {
+            s.ts_head.clear();
+            strftime(&mut s.ts_head, "%Y-%m-%dT%H:%M:%S", dt.sec, 0, dt.zone);
+            s.ts_zone.clear();
+            strftime(&mut s.ts_zone, "%:z", dt.sec, 0, dt.zone);
+            s.ts_key = Some((dt.sec, dt.zone));
         }
-        if let Some((_, _, head, zone)) = &s.ts_cache {
-            s.ts.extend_from_slice(head);
-            if p > 0 {
-                let mut frac = [b'0'; 9];
-                let mut n = dt.nsec;
-                for d in frac.iter_mut().rev() {
-                    *d = b'0' + (n % 10) as u8;
-                    n /= 10;
-                }
-                s.ts.push(b'.');
-                s.ts.extend_from_slice(&frac[..p.min(9) as usize]);
-                s.ts.extend(std::iter::repeat_n(b'0', p.saturating_sub(9) as usize));
+        s.ts.extend_from_slice(&s.ts_head);
+        if p > 0 {
+            let mut frac = [b'0'; 9];
+            let mut n = dt.nsec;
+            for d in frac.iter_mut().rev() {
+                *d = b'0' + (n % 10) as u8;
+                n /= 10;
             }
-            s.ts.extend_from_slice(zone);
+            s.ts.push(b'.');
+            s.ts.extend_from_slice(&frac[..p.min(9) as usize]);
+            s.ts.extend(std::iter::repeat_n(b'0', p.saturating_sub(9) as usize));
         }
+        s.ts.extend_from_slice(&s.ts_zone);
     }
 
-    /// `"#{logstash_prefix}#{separator}#{dt.strftime(logstash_dateformat)}"`, lowercase.
+    /// `"#{logstash_prefix}#{separator}#{dt.strftime(logstash_dateformat)}"`, lowercase,
+    /// cached per second.
     fn logstash_index(&self, x: &Expanded, dt: DateTime, s: &mut Scratch) {
-        let hit = matches!(&s.index_cache, Some((sec, z, _)) if *sec == dt.sec && *z == dt.zone);
-        if !hit {
-            let mut raw = Vec::with_capacity(32);
-            raw.extend_from_slice(x.logstash_prefix.as_bytes());
-            raw.extend_from_slice(self.conf.logstash_prefix_separator.as_bytes());
-            strftime(&mut raw, &x.logstash_dateformat, dt.sec, dt.nsec, dt.zone);
-            let mut low = Vec::with_capacity(raw.len());
-            downcase_into(&raw, &mut low);
-            s.index_cache = Some((dt.sec, dt.zone, low));
+        if s.index_key != Some((dt.sec, dt.zone)) {
+            s.tmp.clear();
+            s.tmp.extend_from_slice(x.logstash_prefix.as_bytes());
+            s.tmp.extend_from_slice(self.conf.logstash_prefix_separator.as_bytes());
+            strftime(&mut s.tmp, &x.logstash_dateformat, dt.sec, dt.nsec, dt.zone);
+            s.index_text.clear();
+            downcase_into(&s.tmp, &mut s.index_text);
+            s.index_key = Some((dt.sec, dt.zone));
         }
-        if let Some((_, _, idx)) = &s.index_cache {
-            s.index.extend_from_slice(idx);
-        }
+        s.index.extend_from_slice(&s.index_text);
     }
 
     fn time_error(&self, ctx: &ChunkCtx<'_>, time: EventTime, v: ValueRef<'_>) -> ErrorEvent {
