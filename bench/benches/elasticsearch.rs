@@ -9,9 +9,9 @@ use std::path::Path;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use spate_bench::{packed_entries, Shape};
 use spate_engine::config::{parse_str, EvalContext};
-use spate_engine::elasticsearch::bulk::{ChunkCtx, Encoder, Ops, Scratch};
-use spate_engine::elasticsearch::conf::{DocConf, Flavor};
 use spate_engine::format::Zone;
+use spate_engine::output::elasticsearch::bulk::{ChunkCtx, Encoder, Ops, Scratch};
+use spate_engine::output::elasticsearch::conf::{DocConf, Flavor};
 
 fn conf(body: &str) -> DocConf {
     let ctx = EvalContext { hostname: "bench".into(), worker_id: None, env: Box::new(|_| None) };

@@ -226,7 +226,7 @@ fn into_fluentd_in_http() {
         ),
     )
     .unwrap();
-    let _peer = Peer::start("fluentd", &fluentd, &fconf, port);
+    let _peer = Proc::start_peer("fluentd", &fluentd, &fconf, port);
     let conf = format!(
         "{SRC}<match **>\n  @type http\n  endpoint http://127.0.0.1:{port}/${{tag}}\n  json_array true\n  {BUF}</match>\n"
     );

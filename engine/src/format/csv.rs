@@ -5,8 +5,8 @@
 //! and nil is an empty unquoted field.
 
 use super::inject::{Val, View};
+use super::ruby_text::{Accessor, Step};
 use crate::config::{ConfigError, Element};
-use crate::filter::grep::{Accessor, Dug, Step};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Csv {
@@ -24,14 +24,18 @@ impl Csv {
             Some("\\t" | "TAB") => "\t".to_string(),
             Some(d) => d.to_string(),
         };
-        let names: Vec<String> =
-            super::required_array(src, "fields", "csv")?.into_iter().filter(|f| !f.is_empty()).collect();
+        let names: Vec<String> = src
+            .array("fields")?
+            .ok_or_else(|| ConfigError::at(&src.pos, "'fields' parameter is required (format csv)"))?
+            .into_iter()
+            .filter(|f| !f.is_empty())
+            .collect();
         if names.is_empty() {
             return Err(ConfigError::at(&src.pos, "empty value is specified in fields parameter"));
         }
         let mut fields = Vec::with_capacity(names.len());
         for n in &names {
-            fields.push(Accessor::parse(n).map_err(|e| ConfigError::at(&src.pos, format!("fields: {e}")))?);
+            fields.push(Accessor::parse(n).map_err(|e| ConfigError::at(&src.pos, format!("fields: {n:?}: {e}")))?);
         }
         Ok(Csv {
             fields,
@@ -97,10 +101,7 @@ fn lookup<'a>(a: &Accessor, v: View<'a>) -> Option<Val<'a>> {
             return (a.steps.len() == 1).then_some(Val::Inj(inj));
         }
     }
-    match a.dig(v.rec) {
-        Dug::Value(x) => Some(Val::Ref(x)),
-        Dug::Nil | Dug::TypeError => None,
-    }
+    a.dig(v.rec).map(Val::Ref)
 }
 
 #[cfg(test)]

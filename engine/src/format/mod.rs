@@ -14,6 +14,7 @@ pub mod inject;
 mod json;
 mod ltsv;
 mod out_file;
+mod ruby_text;
 mod single_value;
 pub mod stdout;
 pub mod time;
@@ -28,7 +29,6 @@ use crate::config::{ConfigError, Element};
 pub use csv::Csv;
 pub use inject::{Inject, InjectValue, Injected, Val, View};
 pub use ltsv::Ltsv;
-pub use stdout::Stdout;
 pub use time::{parse_fixed_zone, strftime, TimeFormat, TimeType, Zone};
 pub use tsv::Tsv;
 
@@ -71,11 +71,6 @@ pub const FORMAT_TYPES: &[&str] =
 
 fn err(e: &Element, m: impl Into<String>) -> ConfigError {
     ConfigError::at(&e.pos, m)
-}
-
-/// A required `:array` parameter, as fluentd reports a missing one.
-fn required_array(src: &Element, key: &str, ty: &str) -> Result<Vec<String>, ConfigError> {
-    src.array(key)?.ok_or_else(|| err(src, format!("'{key}' parameter is required (format {ty})")))
 }
 
 /// Parses `<format>` (or its v0.12 flat parameters on `owner`: `format`, `delimiter`,
@@ -172,6 +167,41 @@ fn formatter_of(src: &Element, ty: &str) -> Result<(Formatter, &'static str), Co
             return Err(err(src, format!("unknown format type '{other}'; supported: {}", FORMAT_TYPES.join(", "))));
         }
     })
+}
+
+/// The `stdout` formatter: `<time> <tag>: <sub-formatter output, chomped>\n`, the time
+/// in local time with `time_format` (default `%Y-%m-%d %H:%M:%S.%N %z`), the
+/// sub-formatter chosen by `output_type` (default `json`) and configured from the same
+/// section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stdout {
+    /// Always local time (fluentd calls `Time.at(time).localtime`).
+    pub time: TimeFormat,
+    pub sub: Formatter,
+    /// The sub-formatter's own line end (chomped again, as fluentd does).
+    pub sub_newline: &'static str,
+}
+
+const DEFAULT_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S.%N %z";
+
+impl Stdout {
+    #[inline]
+    fn write(&self, out: &mut Vec<u8>, tag: &[u8], t: EventTime, v: View<'_>) {
+        let f = self.time.format.as_deref().unwrap_or(DEFAULT_TIME_FORMAT);
+        time::strftime(out, f, t.sec as i64, t.nsec, self.time.zone);
+        out.push(b' ');
+        out.extend_from_slice(tag);
+        out.extend_from_slice(b": ");
+        self.sub.write(out, tag, t, v);
+        out.extend_from_slice(self.sub_newline.as_bytes());
+        // String#chomp: one trailing "\r\n", "\n" or "\r".
+        if out.ends_with(b"\r\n") {
+            out.truncate(out.len() - 2);
+        } else if out.ends_with(b"\n") || out.ends_with(b"\r") {
+            out.truncate(out.len() - 1);
+        }
+        out.push(b'\n');
+    }
 }
 
 thread_local! {

@@ -1,47 +1,11 @@
-//! The `stdout` formatter: `<time> <tag>: <sub-formatter output, chomped>\n`, the time
-//! in local time with `time_format` (default `%Y-%m-%d %H:%M:%S.%N %z`), the
-//! sub-formatter chosen by `output_type` (default `json`) and configured from the same
-//! section. Also the stdout line of `out_stdout` / `filter_stdout` with the json
-//! sub-formatter ([`StdoutLines`]), which caches the formatted second.
+//! The stdout line of `out_stdout` / `filter_stdout` with the json sub-formatter
+//! ([`StdoutLines`]), which caches the formatted second; and the tests of the `stdout`
+//! formatter (whose type, [`super::Stdout`], lives beside [`super::Formatter`] because
+//! it holds one).
 
 use std::io::Write;
 
-use spate_protocol::{EventBatch, EventTime};
-
-use super::inject::View;
-use super::time::TimeFormat;
-use super::Formatter;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stdout {
-    /// Always local time (fluentd calls `Time.at(time).localtime`).
-    pub time: TimeFormat,
-    pub sub: Formatter,
-    /// The sub-formatter's own line end (chomped again, as fluentd does).
-    pub sub_newline: &'static str,
-}
-
-const DEFAULT_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S.%N %z";
-
-impl Stdout {
-    #[inline]
-    pub(super) fn write(&self, out: &mut Vec<u8>, tag: &[u8], t: EventTime, v: View<'_>) {
-        let f = self.time.format.as_deref().unwrap_or(DEFAULT_TIME_FORMAT);
-        super::time::strftime(out, f, t.sec as i64, t.nsec, self.time.zone);
-        out.push(b' ');
-        out.extend_from_slice(tag);
-        out.extend_from_slice(b": ");
-        self.sub.write(out, tag, t, v);
-        out.extend_from_slice(self.sub_newline.as_bytes());
-        // String#chomp: one trailing "\r\n", "\n" or "\r".
-        if out.ends_with(b"\r\n") {
-            out.truncate(out.len() - 2);
-        } else if out.ends_with(b"\n") || out.ends_with(b"\r") {
-            out.truncate(out.len() - 1);
-        }
-        out.push(b'\n');
-    }
-}
+use spate_protocol::EventBatch;
 
 /// Renders batches as stdout lines, caching the formatted second.
 #[derive(Default)]

@@ -12,7 +12,9 @@ pub struct Tsv {
 impl Tsv {
     pub(super) fn configure(src: &Element) -> Result<Tsv, ConfigError> {
         Ok(Tsv {
-            keys: super::required_array(src, "keys", "tsv")?,
+            keys: src
+                .array("keys")?
+                .ok_or_else(|| ConfigError::at(&src.pos, "'keys' parameter is required (format tsv)"))?,
             delimiter: src.str("delimiter").unwrap_or("\t").to_string(),
         })
     }

@@ -244,14 +244,14 @@ impl HttpWriter {
     }
 
     async fn write_chunk(&self, chunk: &Chunk, vars: &ChunkVars) -> Result<usize, WriteError> {
-        let cx = crate::elasticsearch::bulk::ChunkCtx {
+        let cx = crate::output::elasticsearch::bulk::ChunkCtx {
             tag: &chunk.tag,
             timekey: chunk.timekey,
             timekey_zone: self.plan.timekey_zone,
             vars,
             chunk_id: &chunk.id,
         };
-        let endpoint = crate::elasticsearch::bulk::expand(&self.plan.endpoint, &cx);
+        let endpoint = crate::output::elasticsearch::bulk::expand(&self.plan.endpoint, &cx);
         let url = Url::parse(&endpoint).map_err(|e| WriteError::Fatal(e.to_string()))?;
         if url.host != self.plan.endpoint_host {
             // A placeholder changed the host (fluentd's parse_endpoint).
@@ -266,7 +266,7 @@ impl HttpWriter {
         }
         let mut headers = self.plan.headers.clone();
         for (k, v) in &self.plan.headers_from_placeholders {
-            headers.push((k.clone(), crate::elasticsearch::bulk::expand(v, &cx)));
+            headers.push((k.clone(), crate::output::elasticsearch::bulk::expand(v, &cx)));
         }
         if self.plan.gzip {
             headers.push(("Content-Encoding".into(), "gzip".into()));

@@ -1,13 +1,19 @@
 //! `out_elasticsearch`, `out_opensearch` and `elasticsearch_data_stream`: buffered
-//! outputs whose writer turns a chunk into bulk requests ([`crate::elasticsearch::bulk`]),
+//! outputs whose writer turns a chunk into bulk requests ([`bulk`]),
 //! sends them with spate's HTTP client and judges the answer per document
-//! ([`crate::elasticsearch::response`]). A chunk leaves the buffer only when every
+//! ([`response`]). A chunk leaves the buffer only when every
 //! document in it was stored (or found as a duplicate on `create`) or sent to the error
 //! path; 429 and 5xx documents stay in the chunk, alone, for the next retry.
 //!
 //! Before the first bulk request the writer asks the cluster for its version (`GET /`,
 //! unless `verify_es_version_at_startup false`), which decides `_type`; a data stream is
 //! created (ILM policy, index template, data stream) the first time it is written to.
+
+pub mod bulk;
+pub mod conf;
+pub mod conn;
+pub mod response;
+pub mod timeparse;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -19,16 +25,16 @@ use spate_protocol::{EntriesFormat, EventBatch, Mode};
 
 use crate::buffer::{BufferDefaults, Chunk};
 use crate::config::{ConfigError, Element};
-use crate::elasticsearch::bulk::{ChunkCtx, Encoder, ErrorEvent, Ops, Scratch};
-use crate::elasticsearch::conf::{DocConf, Flavor, WriteOp};
-use crate::elasticsearch::conn::ConnConf;
-use crate::elasticsearch::response::{judge, Counts, ItemOutcome, Judged, Policy};
 use crate::format::Zone;
 use crate::http::{Client, ClientConf, Request, Url};
 use crate::plugin::{
     Build, BuildError, ChunkVars, Kind, LocalFuture, PlanCtx, Registration, ShardCtx, WriteError, Writer, WriterPlan,
     WriterSetup,
 };
+use bulk::{ChunkCtx, Encoder, ErrorEvent, Ops, Scratch};
+use conf::{DocConf, Flavor, WriteOp};
+use conn::ConnConf;
+use response::{judge, Counts, ItemOutcome, Judged, Policy};
 
 /// The registry rows.
 pub const PLUGIN: Registration = Registration {
@@ -317,8 +323,8 @@ impl EsWriter {
             return Ok(());
         }
         let Some(ds) = &self.doc.data_stream else { return Ok(()) };
-        let tpl = crate::elasticsearch::bulk::expand(&ds.template_name, cx);
-        let ilm = crate::elasticsearch::bulk::expand(&ds.ilm_name, cx);
+        let tpl = self::bulk::expand(&ds.template_name, cx);
+        let ilm = self::bulk::expand(&ds.ilm_name, cx);
         let fail =
             |what: &str, r: String| WriteError::Retry(format!("cannot create data stream <{name}>: {what}: {r}"));
         let host = self.pick_host();

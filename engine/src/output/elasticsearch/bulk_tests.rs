@@ -9,7 +9,7 @@
 
 use super::*;
 use crate::config::{parse_str, EvalContext};
-use crate::elasticsearch::conf::{DocConf, Flavor};
+use crate::output::elasticsearch::conf::{DocConf, Flavor};
 use spate_protocol::encode::raw;
 
 fn conf_of(body: &str, flavor: Flavor, ds: bool) -> DocConf {

@@ -298,6 +298,7 @@ fn civil_to_epoch(y: i64, mon: u32, d: u32, h: u32, mi: u32, s: u32, zone: Zone)
             tm.tm_min = mi as libc::c_int;
             tm.tm_sec = s as libc::c_int;
             tm.tm_isdst = -1;
+            // SAFETY: `tm` is a live, initialized local; mktime only reads and normalizes it.
             let t = unsafe { libc::mktime(&mut tm) };
             (t != -1 || (y == 1969 && mon == 12 && d == 31)).then_some(t as i64)
         }
