@@ -4,7 +4,10 @@
 //! sends `{"ack": chunk}` only after every matched output accepted the batch. A bad
 //! frame closes that connection with a log line naming the peer and the reason;
 //! everything else keeps running. Shard 0 also answers fluentd's UDP heartbeat on the
-//! same port (one `\0` byte back).
+//! same port (one `\0` byte back). Compressed frames are inflated in bounded slices
+//! under a per-shard memory budget ([`inflate`]).
+
+mod inflate;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -18,7 +21,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::task::JoinHandle;
 use spate_protocol::encode;
-use spate_protocol::{EventBatch, Frame, FrameDecoder, Limits};
+use spate_protocol::{CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits};
 
 use crate::router::Router;
 use crate::tls::Stream;
@@ -37,6 +40,9 @@ pub struct ForwardInConf {
     pub chunk_size_limit: Option<usize>,
     pub chunk_size_warn_limit: Option<usize>,
     pub decompression_size_limit: usize,
+    /// spate: memory for inflating compressed frames, per shard; connections beyond it
+    /// wait (see [`inflate`]).
+    pub inflate_memory_limit: usize,
     pub skip_invalid_event: bool,
     pub source_address_key: Option<String>,
     pub source_hostname_key: Option<String>,
@@ -71,6 +77,7 @@ impl Default for ForwardInConf {
             chunk_size_limit: None,
             chunk_size_warn_limit: None,
             decompression_size_limit: 256 << 20,
+            inflate_memory_limit: DEFAULT_INFLATE_MEMORY_LIMIT,
             skip_invalid_event: true,
             source_address_key: None,
             source_hostname_key: None,
@@ -104,6 +111,11 @@ impl ForwardInConf {
         Ok(SocketAddr::new(ip, self.port))
     }
 }
+
+/// Default `inflate_memory_limit`: room for three zstd streams with the largest window
+/// (8 MiB) or a few hundred gzip streams at once per shard, while an aggregator with
+/// many shards stays far from gigabytes under compression bombs.
+pub const DEFAULT_INFLATE_MEMORY_LIMIT: usize = 32 << 20;
 
 /// Per-input counters (shard-local).
 #[derive(Debug, Default)]
@@ -139,6 +151,7 @@ pub struct ForwardInput {
     next_conn: Cell<u64>,
     stopping: Cell<bool>,
     tasks: RefCell<Vec<JoinHandle<()>>>,
+    inflate_budget: inflate::InflateBudget,
 }
 
 /// Binds a listening socket with SO_REUSEPORT (every shard binds the same port).
@@ -158,6 +171,7 @@ pub fn bind_listener(addr: SocketAddr, backlog: Option<i32>) -> std::io::Result<
 impl ForwardInput {
     pub fn new(conf: ForwardInConf, router: Rc<Router>) -> Rc<Self> {
         Rc::new(ForwardInput {
+            inflate_budget: inflate::InflateBudget::new(conf.inflate_memory_limit),
             conf,
             metrics: InputMetrics::default(),
             router,
@@ -351,6 +365,19 @@ impl ForwardInput {
                         close = true;
                         break;
                     }
+                    Step::Inflate(frame, json) => {
+                        // A compressed frame: inflated a slice at a time, yielding to
+                        // the shard's other connections in between.
+                        let limits = *dec.limits();
+                        if !self.inflate_frame(*frame, &limits, &peer_s, source_ip.as_ref(), json, &mut acks).await {
+                            close = true;
+                            break;
+                        }
+                        if self.conf.deny_keepalive {
+                            close = true;
+                            break;
+                        }
+                    }
                     Step::Blocked(batch, chunk, json) => {
                         // overflow_action block: stop reading (TCP back-pressure) until
                         // the buffer has room, then retry the batch.
@@ -490,8 +517,12 @@ impl ForwardInput {
         acks: &mut Vec<u8>,
     ) -> Step {
         loop {
-            match dec.decode(buf) {
-                Ok(Some(Frame::Events(batch))) => {
+            match dec.decode_deferred(buf) {
+                Ok(Some(Decoded::Compressed(frame))) => {
+                    inc(&self.metrics.frames, 1);
+                    return Step::Inflate(Box::new(frame), dec.is_json());
+                }
+                Ok(Some(Decoded::Frame(Frame::Events(batch)))) => {
                     inc(&self.metrics.frames, 1);
                     let json = dec.is_json();
                     match self.handle(batch, peer, source_ip, json, acks) {
@@ -500,7 +531,7 @@ impl ForwardInput {
                         other => return other,
                     }
                 }
-                Ok(Some(Frame::Heartbeat)) => {}
+                Ok(Some(Decoded::Frame(Frame::Heartbeat))) => {}
                 Ok(None) => return Step::More,
                 Err(e) => {
                     inc(&self.metrics.bad_frames, 1);
@@ -517,14 +548,7 @@ impl ForwardInput {
 
     /// Routes one batch; appends its ack if accepted. `Close`: the batch was rejected
     /// (the client must resend); `Blocked`: an output asks the input to wait for room.
-    fn handle(
-        &self,
-        mut batch: EventBatch,
-        peer: &str,
-        source_ip: Option<&Bytes>,
-        json: bool,
-        acks: &mut Vec<u8>,
-    ) -> Step {
+    fn handle(&self, batch: EventBatch, peer: &str, source_ip: Option<&Bytes>, json: bool, acks: &mut Vec<u8>) -> Step {
         if let Some(w) = self.conf.chunk_size_warn_limit {
             if batch.entries.len() > w {
                 crate::warn!(
@@ -547,6 +571,26 @@ impl ForwardInput {
             }
         }
         inc(&self.metrics.events, batch.count as u64);
+        let batch = self.rewrite(batch, source_ip);
+        let chunk = batch.option.chunk.clone();
+        // Kept for a retry under overflow_action block (a few refcounts, no copy).
+        let keep = batch.clone();
+        match self.router.emit(self.conf.label, batch) {
+            Ok(()) => {
+                self.ack(chunk.as_ref(), json, acks);
+                Step::More
+            }
+            Err(e) if e.is_block() => Step::Blocked(Box::new(keep), chunk, json),
+            Err(e) => {
+                inc(&self.metrics.rejected_batches, 1);
+                crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                Step::Close
+            }
+        }
+    }
+
+    /// Applies `tag`, `add_tag_prefix` and the source keys to a batch about to be routed.
+    fn rewrite(&self, mut batch: EventBatch, source_ip: Option<&Bytes>) -> EventBatch {
         if let Some(t) = &self.conf.tag {
             batch.tag = Bytes::copy_from_slice(t.as_bytes());
         }
@@ -568,21 +612,7 @@ impl ForwardInput {
         if !extra.is_empty() {
             batch = add_fields(&batch, &extra);
         }
-        let chunk = batch.option.chunk.clone();
-        // Kept for a retry under overflow_action block (a few refcounts, no copy).
-        let keep = batch.clone();
-        match self.router.emit(self.conf.label, batch) {
-            Ok(()) => {
-                self.ack(chunk.as_ref(), json, acks);
-                Step::More
-            }
-            Err(e) if e.is_block() => Step::Blocked(Box::new(keep), chunk, json),
-            Err(e) => {
-                inc(&self.metrics.rejected_batches, 1);
-                crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
-                Step::Close
-            }
-        }
+        batch
     }
 }
 
@@ -595,6 +625,9 @@ pub enum Step {
     /// An output is full with `overflow_action block`: wait for room, retry this batch
     /// (with its ack chunk id and JSON flag), then process the rest.
     Blocked(Box<EventBatch>, Option<Bytes>, bool),
+    /// A compressed frame (with the connection's JSON flag): inflate and route it a
+    /// slice at a time, then process the rest.
+    Inflate(Box<CompressedFrame>, bool),
 }
 
 const READ_SIZE: usize = 256 << 10;

@@ -52,11 +52,23 @@ impl Spate {
     /// Starts spate on `config` (with `{PORT}` replaced by a free port) and waits until
     /// it accepts connections.
     pub fn start(name: &str, config: &str, stdout: Stdio) -> Spate {
+        Self::start_bin(std::path::Path::new(env!("CARGO_BIN_EXE_spate")), name, config, stdout)
+    }
+
+    /// The release binary named by `SPATE_RELEASE_BIN` (set by `.ci/run` after its
+    /// release build), for tests whose figures only mean something optimized.
+    pub fn release_bin() -> Option<std::path::PathBuf> {
+        let p = std::path::PathBuf::from(std::env::var_os("SPATE_RELEASE_BIN")?);
+        p.is_file().then_some(p)
+    }
+
+    /// [`Spate::start`] with another build of the binary.
+    pub fn start_bin(bin: &std::path::Path, name: &str, config: &str, stdout: Stdio) -> Spate {
         let port = free_port();
         let dir = tempdir::Dir::new(name);
         let path = dir.path().join("fluent.conf");
         std::fs::write(&path, config.replace("{PORT}", &port.to_string())).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
+        let child = Command::new(bin)
             .args(["-c", path.to_str().unwrap(), "--workers", "2"])
             .stdout(stdout)
             .stderr(Stdio::piped())
