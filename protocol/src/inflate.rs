@@ -310,7 +310,7 @@ impl Inflater {
             if !self.in_tail {
                 // A run of one-byte values (a bomb of zeros is one) is a run of invalid
                 // entries: count it without a call per byte.
-                let run = rest.iter().take_while(|&&b| one_byte_value(b)).count();
+                let run = one_byte_run(rest);
                 if run > 0 {
                     invalid = invalid.saturating_add(u32::try_from(run).unwrap_or(u32::MAX));
                     self.scanned += run;
@@ -347,6 +347,21 @@ impl Inflater {
         }
         Ok((valid, invalid))
     }
+}
+
+/// Length of the run of one-byte values at the start of `b`; positive fixints (zeros)
+/// are checked eight at a time.
+#[inline]
+fn one_byte_run(b: &[u8]) -> usize {
+    let mut n = 0;
+    for c in b.chunks_exact(8) {
+        let w = u64::from_le_bytes(c.try_into().unwrap_or([0x80; 8]));
+        if w & 0x8080_8080_8080_8080 != 0 {
+            break;
+        }
+        n += 8;
+    }
+    n + b[n..].iter().take_while(|&&x| one_byte_value(x)).count()
 }
 
 /// Msgpack values that are one byte long: fixints, nil, booleans.

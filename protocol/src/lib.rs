@@ -32,6 +32,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzz_harness;
 pub mod handshake;
+pub mod hex;
 pub mod inflate;
 pub mod json;
 pub mod msgpack;
@@ -40,4 +41,5 @@ pub use compress::Compression;
 pub use error::{DecodeError, ErrorKind, Result};
 pub use event::{EntriesFormat, Event, EventTime, Events, RecordRef, ValueRef};
 pub use frame::{parse_frame, CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits, Mode, Options};
+pub use hex::hex;
 pub use inflate::{Inflater, Slice};

@@ -65,9 +65,7 @@ impl ChunkDisk {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    crate::output::forward::hex(b)
-}
+use spate_protocol::hex;
 
 fn header_bytes(id: &[u8; 16], tag: &[u8], timekey: Option<i64>, vars: &[u8]) -> Vec<u8> {
     let tag = &tag[..tag.len().min(u16::MAX as usize)];

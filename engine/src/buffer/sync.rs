@@ -211,10 +211,8 @@ impl Syncer {
                 None => {
                     // The chunk was dropped meanwhile: its file goes too.
                     if d.created || d.file.is_some() {
-                        if let Some(p) = b
-                            .store
-                            .as_ref()
-                            .map(|s| s.dir.join(format!("{}.chunk", crate::output::forward::hex(&d.id))))
+                        if let Some(p) =
+                            b.store.as_ref().map(|s| s.dir.join(format!("{}.chunk", spate_protocol::hex(&d.id))))
                         {
                             let _ = std::fs::remove_file(p);
                         }

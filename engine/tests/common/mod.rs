@@ -427,3 +427,52 @@ impl FixedSink {
         self.seen.lock().unwrap().values().map(|&n| u64::from(n)).sum()
     }
 }
+
+// ---- a well-behaved acking client and process probes (hostile.rs, bombs.rs) ----
+
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(0)
+}
+
+pub fn raise_fd_limit() {
+    // 1000 idle connections plus everything else need file descriptors on both sides.
+    unsafe {
+        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_cur = l.rlim_max.min(16384);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    }
+}
+
+pub fn good_frame(seq: u64) -> (Vec<u8>, String) {
+    let id = format!("good-{seq}");
+    let opt = encode::OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
+    let mut f = Vec::new();
+    encode::packed_forward(&mut f, b"good", &packed_entries(100, seq * 100), encode::EntriesType::Bin, &opt);
+    (f, id)
+}
+
+/// Sends acked frames until `stop`, recording each frame's send -> ack time.
+pub fn good_client(addr: SocketAddr, stop: Arc<AtomicBool>, waits: Arc<Mutex<Vec<Duration>>>) -> Result<u64, String> {
+    let mut c = Client::connect(addr);
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let (f, id) = good_frame(seq);
+        let t0 = Instant::now();
+        c.send(&f).map_err(|e| format!("good client: send failed: {e}"))?;
+        let got = c.read_ack().map_err(|e| format!("good client: no ack for frame {seq}: {e}"))?;
+        let dt = t0.elapsed();
+        if got != id.as_bytes() {
+            return Err(format!("good client: ack {got:?} for {id}"));
+        }
+        waits.lock().unwrap().push(dt);
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(seq)
+}
