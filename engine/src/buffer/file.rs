@@ -61,6 +61,7 @@ impl ChunkDisk {
             if let Err(e) = std::fs::remove_file(&self.path) {
                 crate::warn!("file buffer: cannot delete delivered chunk {}: {e}", self.path.display());
             }
+            super::progress::remove(&self.path);
         }
     }
 }
@@ -134,6 +135,9 @@ impl FileStore {
                 let p = f.path();
                 if p.to_str().is_some_and(|s| s.ends_with(SUFFIX)) {
                     files.push(p);
+                } else if p.extension().is_some_and(|e| e == "acked") && !p.with_extension("chunk").exists() {
+                    // The progress of a chunk deleted just before a crash.
+                    let _ = std::fs::remove_file(&p);
                 }
             }
         }
@@ -410,12 +414,22 @@ fn recover(p: &Path) -> Result<Option<Chunk>, String> {
     }
     if count == 0 {
         let _ = std::fs::remove_file(p);
+        super::progress::remove(p);
         return Ok(None);
     }
     let _ = f.seek(SeekFrom::Start(0));
     let disk = ChunkDisk { path: p.to_path_buf(), file: Some(Arc::new(f)), len: pos, pending_count: 0, syncing: false };
     let mut c = recovered_chunk(id, tag, timekey, count, size, disk);
     c.vars = vars;
+    let acked = super::progress::read(p, size, count);
+    if acked.bytes > 0 {
+        crate::info!(
+            "file buffer: chunk {}: {} of its {count} events were acknowledged downstream before the restart; sending the rest",
+            p.display(),
+            acked.events
+        );
+        c.record_acked(acked);
+    }
     Ok(Some(c))
 }
 

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use spate_protocol::{EntriesFormat, EventBatch};
 
 use super::file::{ChunkDisk, FileStore};
+use super::progress::Progress;
 use super::{BufferConf, BufferError, OverflowAction};
 
 /// A chunk of packed `[time, record]` entries of one tag (and time slice).
@@ -38,6 +39,8 @@ pub struct Chunk {
     pub retries: u32,
     pub first_failure: Option<Instant>,
     pub(crate) disk: Option<ChunkDisk>,
+    /// What the destination acknowledged of `data` so far (see [`super::progress`]).
+    acked: std::cell::Cell<Progress>,
 }
 
 impl Chunk {
@@ -54,6 +57,29 @@ impl Chunk {
             retries: 0,
             first_failure: None,
             disk: None,
+            acked: std::cell::Cell::new(Progress::default()),
+        }
+    }
+
+    /// Entries (bytes from the start of `data`) and events the destination already
+    /// acknowledged: a send resumes after them.
+    pub fn acked(&self) -> Progress {
+        self.acked.get()
+    }
+
+    /// Records that the destination acknowledged everything up to `p`; for a file
+    /// chunk also in its side file, so a restart resumes there too.
+    pub fn record_acked(&self, p: Progress) {
+        self.acked.set(p);
+        if let Some(d) = &self.disk {
+            if d.file.is_some() {
+                if let Err(e) = super::progress::write(&d.path, p) {
+                    crate::warn!(
+                        "file buffer: cannot record delivery progress of {}: {e} (after a restart the whole chunk is resent)",
+                        d.path.display()
+                    );
+                }
+            }
         }
     }
 

@@ -12,6 +12,7 @@ pub mod conf;
 pub mod file;
 pub mod memory;
 pub mod placeholders;
+pub mod progress;
 pub mod sync;
 
 pub use memory::{Buffer, Chunk};

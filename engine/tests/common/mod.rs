@@ -334,6 +334,9 @@ pub struct FixedSink {
     pub port: u16,
     /// How many times each `k` arrived.
     pub seen: Arc<Mutex<HashMap<u64, u32>>>,
+    /// Microseconds the sink spends per event received (0: as fast as it can), so a
+    /// test can make it slower than the load.
+    pub micros_per_event: Arc<std::sync::atomic::AtomicU64>,
     run: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -344,6 +347,7 @@ impl FixedSink {
         FixedSink {
             port,
             seen: Arc::new(Mutex::new(HashMap::new())),
+            micros_per_event: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             run: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(Mutex::new(Vec::new())),
             thread: None,
@@ -355,6 +359,7 @@ impl FixedSink {
         l.set_nonblocking(true).unwrap();
         self.run.store(true, Ordering::SeqCst);
         let (run, seen, conns) = (self.run.clone(), self.seen.clone(), self.conns.clone());
+        let slow = self.micros_per_event.clone();
         self.thread = Some(std::thread::spawn(move || {
             while run.load(Ordering::SeqCst) {
                 let s = match l.accept() {
@@ -365,9 +370,10 @@ impl FixedSink {
                     }
                 };
                 s.set_nonblocking(false).unwrap();
+                let _ = s.set_nodelay(true);
                 conns.lock().unwrap().push(s.try_clone().unwrap());
-                let seen = seen.clone();
-                std::thread::spawn(move || serve_fixed(s, seen));
+                let (seen, slow) = (seen.clone(), slow.clone());
+                std::thread::spawn(move || serve_fixed(s, seen, slow));
             }
         }));
     }
@@ -383,8 +389,12 @@ impl FixedSink {
     }
 }
 
-fn serve_fixed(s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>) {
+fn serve_fixed(s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>, slow: Arc<std::sync::atomic::AtomicU64>) {
     serve_acking(s, |b| {
+        let us = slow.load(Ordering::Relaxed);
+        if us > 0 {
+            std::thread::sleep(Duration::from_micros(us * u64::from(b.count)));
+        }
         let mut g = seen.lock().unwrap();
         for e in b.events() {
             if let Some(k) = RecordRef::new(e.record.as_bytes()).and_then(|r| r.get(b"k")).and_then(|v| v.as_i64()) {
