@@ -57,7 +57,7 @@ fn compression_bombs_while_a_good_client_is_served() {
         None => Spate::start("bombs", &conf, Stdio::null()),
     };
     let addr = spate.addr();
-    let pid = spate.child.id();
+    let pid = spate.pid();
     let idle: Vec<TcpStream> = (0..1000).filter_map(|_| TcpStream::connect(addr).ok()).collect();
     assert_eq!(idle.len(), 1000, "1000 idle connections open");
     let base_rss = peak_rss_kb(pid);

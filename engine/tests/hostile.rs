@@ -50,7 +50,7 @@ fn rng(seed: &mut u64) -> u64 {
 fn wrong_types() -> Vec<Vec<u8>> {
     let entry = {
         let mut e = Vec::new();
-        encode::entry(&mut e, EventTime::new(1, 0), encode::TimeFormat::EventTime, &record(1));
+        encode::entry(&mut e, EventTime::new(1, 0), encode::TimeFormat::EventTime, &kv_record(1));
         e
     };
     let mut v = Vec::new();
@@ -81,7 +81,7 @@ fn wrong_types() -> Vec<Vec<u8>> {
     raw::array_header(&mut f, 3);
     raw::str(&mut f, b"t");
     raw::str(&mut f, b"yesterday");
-    f.extend_from_slice(&record(1));
+    f.extend_from_slice(&kv_record(1));
     v.push(f);
     // record is an array (Message mode)
     let mut f = Vec::new();
@@ -113,7 +113,7 @@ fn hostile_input_while_a_good_client_is_served() {
     let conf = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n  chunk_size_limit 4m\n  decompression_size_limit 8m\n</source>\n<match **>\n  @type null\n</match>\n";
     let spate = Spate::start("hostile", conf, Stdio::null());
     let addr = spate.addr();
-    let pid = spate.child.id();
+    let pid = spate.pid();
     let stop = Arc::new(AtomicBool::new(false));
     let waits = Arc::new(Mutex::new(Vec::new()));
     let good = {

@@ -3,13 +3,12 @@
 //! inflation budget (`inflate_memory_limit`), and its registry row.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Duration;
 
 use spate_protocol::Limits;
 
 use crate::config::{ConfigError, Element};
-use crate::plugin::{Build, BuildError, Emitter, Input, InputPlan, Kind, PlanCtx, Registration, ShardCtx};
+use crate::plugin::{Build, InputPlan, Kind, PlanCtx, Registration};
 
 /// Default `inflate_memory_limit`: room for three zstd streams with the largest window
 /// (8 MiB) or a few hundred gzip streams at once per shard, while an aggregator with
@@ -174,22 +173,4 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         c.security = Some(crate::security::server_from_element(s)?);
     }
     Ok(Box::new(c))
-}
-
-impl InputPlan for ForwardInConf {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn type_name(&self) -> &'static str {
-        "forward"
-    }
-    fn label(&self) -> usize {
-        self.label
-    }
-    fn describe(&self) -> String {
-        format!("{}:{}", self.bind, self.port)
-    }
-    fn build(&self, ctx: &Rc<ShardCtx>, emitter: Rc<dyn Emitter>) -> Result<Rc<dyn Input>, BuildError> {
-        Ok(super::ForwardInput::new(self.clone(), emitter, ctx.syncer.clone()))
-    }
 }

@@ -9,6 +9,8 @@
 
 mod inflate;
 
+use inflate::{FrameInflater, InflateError};
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,7 +26,7 @@ use spate_protocol::encode;
 use spate_protocol::{CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits};
 
 use crate::buffer::sync::Syncer;
-use crate::plugin::{Emitter, Input, Listening, LocalFuture};
+use crate::plugin::{BuildError, Emitter, Input, InputPlan, Listening, LocalFuture, ShardCtx};
 use crate::tls::Stream;
 
 pub mod conf;
@@ -323,6 +325,80 @@ impl ForwardInput {
         }
     }
 
+    /// Inflates and routes one compressed frame a slice at a time ([`inflate`]),
+    /// appending its ack to `acks` once every slice was accepted. `false`: the
+    /// connection must be closed (logged here, one line per frame).
+    async fn inflate_frame(
+        &self,
+        frame: CompressedFrame,
+        limits: &Limits,
+        peer: &str,
+        source_ip: Option<&Bytes>,
+        json: bool,
+        acks: &mut Vec<u8>,
+    ) -> bool {
+        let (mut count, mut invalid, mut inflated) = (0u64, 0u64, 0u64);
+        let r: Result<(), InflateError> = async {
+            let mut fi = FrameInflater::new(&frame, limits, &self.inflate_budget)?;
+            loop {
+                let next = fi.next().await;
+                inflated = fi.inflated();
+                let Some(slice) = next? else { return Ok(()) };
+                inc(&self.metrics.invalid_events, slice.invalid as u64);
+                invalid += slice.invalid as u64;
+                if slice.count == 0 {
+                    continue;
+                }
+                count += slice.count as u64;
+                inc(&self.metrics.events, slice.count as u64);
+                let batch = self.rewrite(frame.batch(slice), source_ip);
+                match self.router.emit(self.conf.label, batch.clone()) {
+                    Ok(()) => {}
+                    // No chunk id: the frame's ack is sent once, after its last slice.
+                    Err(e) if e.is_block() => {
+                        if !self.wait_for_room(Box::new(batch), None, json, peer, acks).await {
+                            return Err(InflateError::Blocked);
+                        }
+                    }
+                    Err(e) => return Err(InflateError::Rejected(e.to_string())),
+                }
+            }
+        }
+        .await;
+        if let Err(e) = r {
+            match e {
+                InflateError::Rejected(_) | InflateError::Blocked => inc(&self.metrics.rejected_batches, 1),
+                _ => inc(&self.metrics.bad_frames, 1),
+            }
+            crate::warn!(
+                "{}: closing connection from {peer}: compressed ({}) frame at stream byte {} ({} bytes) not accepted after inflating {inflated} bytes ({count} events routed, no ack sent): {e}",
+                self.conf.id,
+                frame.kind.name(),
+                frame.offset,
+                frame.wire_len,
+            );
+            return false;
+        }
+        if let Some(w) = self.conf.chunk_size_warn_limit {
+            if inflated > w as u64 {
+                crate::warn!(
+                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{peer}\" limit={w} size={inflated}",
+                    self.conf.id,
+                    String::from_utf8_lossy(&frame.tag),
+                );
+            }
+        }
+        if invalid > 0 && self.conf.skip_invalid_event {
+            crate::warn!(
+                "{}: skip invalid event: {invalid} entries without a valid time or record, tag=\"{}\" host=\"{peer}\"",
+                self.conf.id,
+                String::from_utf8_lossy(&frame.tag)
+            );
+        }
+        self.ack(frame.option.chunk.as_ref(), json, acks);
+        true
+    }
+
     /// Retries a batch an output refused with `overflow_action block` until it is
     /// accepted (true) or the input stops or it fails otherwise (false).
     async fn wait_for_room(
@@ -598,5 +674,22 @@ async fn heartbeat_loop(sock: glommio::net::UdpSocket) {
             }
             Err(_) => glommio::timer::sleep(Duration::from_millis(50)).await,
         }
+    }
+}
+impl InputPlan for ForwardInConf {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn type_name(&self) -> &'static str {
+        "forward"
+    }
+    fn label(&self) -> usize {
+        self.label
+    }
+    fn describe(&self) -> String {
+        format!("{}:{}", self.bind, self.port)
+    }
+    fn build(&self, ctx: &Rc<ShardCtx>, emitter: Rc<dyn Emitter>) -> Result<Rc<dyn Input>, BuildError> {
+        Ok(ForwardInput::new(self.clone(), emitter, ctx.syncer.clone()))
     }
 }

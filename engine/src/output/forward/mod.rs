@@ -12,7 +12,7 @@
 //! - with `require_ack_response` a chunk leaves the buffer only after the server acked
 //!   it; no ack within `ack_response_timeout` detaches the server and resends the chunk
 //!   at once (fluentd's rollback), to another server when there is one. The chunk goes
-//!   out as frames of at most 32 KiB, each with its own ack id, with a window of
+//!   out as frames of at most 16 KiB, each with its own ack id, with a window of
 //!   unacked bytes that follows the bandwidth-delay product ([`Window`]); every ack is recorded in the
 //!   chunk (and for a file buffer in a side file), so a retry or a restart after
 //!   `kill -9` resends only the frames that were not acked;
@@ -37,7 +37,7 @@ use spate_protocol::{Compression, EntriesFormat, Events};
 
 use crate::buffer::progress::Progress;
 use crate::buffer::Chunk;
-use crate::plugin::{ChunkVars, LocalFuture, WriteError, Writer};
+use crate::plugin::{BuildError, ChunkVars, LocalFuture, ShardCtx, WriteError, Writer, WriterPlan};
 
 pub mod conf;
 pub mod phi;
@@ -528,18 +528,23 @@ impl ForwardSender {
             std::collections::VecDeque::new();
         let (mut total, mut flying) = (0, 0);
         let mut next = chunk.acked();
+        // The next frame to send (its end and event count), found once.
+        let mut upcoming: Option<(usize, u32)> = None;
         while pos < chunk.data.len() || !in_flight.is_empty() {
-            if pos < chunk.data.len() && (in_flight.is_empty() || flying < conn.window.bytes) {
-                let (end, n) = frame_end(&chunk.data, pos, FRAME_BYTES);
-                // The id names the chunk and the frame's offset: a resend after a
-                // restart splits the rest of the chunk the same way.
-                let id = format!("{base}-{pos:x}");
-                total += self.send_frame(conn, chunk, &chunk.data[pos..end], n, Some(&id)).await?;
-                next = Progress { bytes: end, events: next.events.saturating_add(n) };
-                in_flight.push_back((id, next, Instant::now(), conn.window.delivered, end - pos));
-                flying += end - pos;
-                pos = end;
-                continue;
+            if pos < chunk.data.len() {
+                let (end, n) = *upcoming.get_or_insert_with(|| frame_end(&chunk.data, pos, FRAME_BYTES));
+                if in_flight.is_empty() || flying + (end - pos) <= conn.window.bytes {
+                    upcoming = None;
+                    // The id names the chunk and the frame's offset: a resend after a
+                    // restart splits the rest of the chunk the same way.
+                    let id = format!("{base}-{pos:x}");
+                    total += self.send_frame(conn, chunk, &chunk.data[pos..end], n, Some(&id)).await?;
+                    next = Progress { bytes: end, events: next.events.saturating_add(n) };
+                    in_flight.push_back((id, next, Instant::now(), conn.window.delivered, end - pos));
+                    flying += end - pos;
+                    pos = end;
+                    continue;
+                }
             }
             let Some((id, p, sent, delivered_then, len)) = in_flight.pop_front() else { break };
             self.wait_ack(conn, &id).await?;
@@ -626,7 +631,7 @@ impl ForwardSender {
 
 /// Largest frame out_forward sends with `require_ack_response` (a chunk is split into
 /// frames of whole entries up to this size; an entry larger than this is a frame alone).
-pub const FRAME_BYTES: usize = 32 << 10;
+pub const FRAME_BYTES: usize = 16 << 10;
 /// Bytes in flight (sent, not yet acked) at first and at least: two frames, so the
 /// server always has the next frame while it acks one.
 pub const MIN_WINDOW: usize = 2 * FRAME_BYTES;
@@ -732,6 +737,25 @@ impl Writer for ForwardSender {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+impl WriterPlan for ForwardConf {
+    fn type_name(&self) -> &'static str {
+        "forward"
+    }
+
+    fn describe(&self) -> String {
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("{}:{}{}", s.host, s.port, if s.standby { " (standby)" } else { "" }))
+            .collect();
+        format!("{}{}", servers.join(", "), if self.require_ack_response { ", acks" } else { "" })
+    }
+
+    fn build(&self, id: &str, _ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Writer>, BuildError> {
+        Ok(Rc::new(ForwardSender::new(id.to_string(), self.clone())))
     }
 }
 
