@@ -197,8 +197,9 @@ impl ForwardInput {
             },
         };
         let mut dec = FrameDecoder::new(self.conf.limits());
-        // Reads start small and grow while they come back full: 1000 idle connections
-        // hold 16 KiB each, a bulk sender reads 256 KiB at a time after a few reads.
+        // Reads start small and grow while they come back full: an idle connection
+        // holds 1 KiB, a bulk sender reads 256 KiB at a time after a few reads; a
+        // connection whose reads turn small again shrinks back (see below).
         let mut want = READ_MIN;
         let mut buf = BytesMut::with_capacity(READ_MIN);
         let mut acks: Vec<u8> = Vec::new();
@@ -259,6 +260,7 @@ impl ForwardInput {
                 }
             };
             inc(&self.metrics.bytes, n as u64);
+            let small_read = n < want / 8;
             if n >= want / 2 {
                 want = (want * 2).min(READ_SIZE);
             }
@@ -274,7 +276,11 @@ impl ForwardInput {
                         // A compressed frame: inflated a slice at a time, yielding to
                         // the shard's other connections in between.
                         let limits = *dec.limits();
-                        if !self.inflate_frame(*frame, &limits, &peer_s, source_ip.as_ref(), json, &mut acks).await {
+                        // Boxed: its state would otherwise be part of every connection's
+                        // task, idle or not.
+                        let inflated =
+                            Box::pin(self.inflate_frame(*frame, &limits, &peer_s, source_ip.as_ref(), json, &mut acks));
+                        if !inflated.await {
                             close = true;
                             break;
                         }
@@ -321,6 +327,14 @@ impl ForwardInput {
             if close || (self.stopping.get() && buf.is_empty()) {
                 let _ = stream.close().await;
                 return;
+            }
+            // A burst is over (reads come back small and nothing is pending): give the
+            // large read buffer back, so a fleet of mostly quiet connections stays small.
+            if small_read && want > READ_MIN {
+                want = (want / 2).max(READ_MIN);
+                if buf.is_empty() && buf.capacity() > 2 * want {
+                    buf = BytesMut::with_capacity(want);
+                }
             }
         }
     }
@@ -628,7 +642,7 @@ pub enum Step {
 }
 
 const READ_SIZE: usize = 256 << 10;
-const READ_MIN: usize = 16 << 10;
+const READ_MIN: usize = 1 << 10;
 
 /// Reads up to `max` bytes into the spare capacity of `buf` (zero-filled once per read,
 /// which is cheap next to the syscall and keeps this free of `unsafe`).
