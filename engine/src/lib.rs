@@ -5,7 +5,7 @@
 //! Layout, bottom to top (a module only uses the ones above it in this list):
 //! - [`sys`] (the libc calls), [`log`], [`config`] (fluent.conf into an element tree),
 //!   [`format`] (fluentd's formatters), [`buffer`] (chunks, file store, group commit),
-//!   [`tls`] and [`security`] (transports);
+//!   [`tls`], [`security`] and [`http`] (transports; `http` is the HTTP/1.1 client of the HTTP outputs);
 //! - [`plugin`]: the plugin traits, [`plugin::PlanCtx`] and [`plugin::ShardCtx`];
 //! - [`router`]: fluentd's tag routing over plugin instances;
 //! - the plugins, one module (or folder) each: [`input`], [`filter`], [`output`];
@@ -20,6 +20,7 @@ pub mod filter;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzz_harness;
+pub mod http;
 pub mod input;
 pub mod output;
 pub mod plan;

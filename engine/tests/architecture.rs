@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("parser", 4),
     ("buffer", 4),
     ("tls", 4),
+    ("http", 5),
     ("security", 5),
     ("metrics", 6),
     ("plugin", 6),

@@ -31,6 +31,9 @@ pub struct Chunk {
     /// Failed send attempts so far.
     pub retries: u32,
     pub first_failure: Option<Instant>,
+    /// `data` holds only the entries still to write (a writer confirmed the others);
+    /// a file chunk keeps them in memory instead of reloading the whole file.
+    pub partial: bool,
     pub(crate) disk: Option<ChunkDisk>,
     /// What the destination acknowledged of `data` so far (see [`super::progress`]).
     acked: std::cell::Cell<Progress>,
@@ -49,6 +52,7 @@ impl Chunk {
             created: Instant::now(),
             retries: 0,
             first_failure: None,
+            partial: false,
             disk: None,
             acked: std::cell::Cell::new(Progress::default()),
         }
