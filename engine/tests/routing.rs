@@ -184,7 +184,10 @@ fn unknown_labels_types_and_bad_workers_are_config_errors() {
         ("<worker 5>\n</worker>\n", "worker ids must be within 0..1"),
         ("<match {a>\n@type null\n</match>\n<match /(/>\n@type null\n</match>\n", "invalid match pattern"),
         ("<filter **>\n@type record_transformer\nenable_ruby true\n</filter>\n", "enable_ruby is not supported"),
-        ("<source>\n@type forward\ninflate_memory_limit 4m\n</source>\n", "t.conf:1:1: inflate_memory_limit must be at least 9m"),
+        (
+            "<source>\n@type forward\ninflate_memory_limit 4m\n</source>\n",
+            "t.conf:1:1: inflate_memory_limit must be at least 9m",
+        ),
     ] {
         let root = parse_str(conf, "t.conf", Path::new("."), &ctx).unwrap();
         let e = plan(&root, Some(2), "h").unwrap_err().to_string();

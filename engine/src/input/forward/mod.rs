@@ -198,7 +198,7 @@ impl ForwardInput {
         };
         let mut dec = FrameDecoder::new(self.conf.limits());
         // Reads start small and grow while they come back full: an idle connection
-        // holds 1 KiB, a bulk sender reads 256 KiB at a time after a few reads; a
+        // holds 512 bytes, a bulk sender reads 256 KiB at a time after a few reads; a
         // connection whose reads turn small again shrinks back (see below).
         let mut want = READ_MIN;
         let mut buf = BytesMut::with_capacity(READ_MIN);
@@ -642,7 +642,7 @@ pub enum Step {
 }
 
 const READ_SIZE: usize = 256 << 10;
-const READ_MIN: usize = 1 << 10;
+const READ_MIN: usize = 512;
 
 /// Reads up to `max` bytes into the spare capacity of `buf` (zero-filled once per read,
 /// which is cheap next to the syscall and keeps this free of `unsafe`).
