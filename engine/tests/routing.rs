@@ -187,6 +187,10 @@ fn unknown_labels_types_and_bad_workers_are_config_errors() {
             "<filter **>\n@type record_transformer\nenable_ruby true\n<record>\nx ${record.each_with_index{|k| k}}\n</record>\n</filter>\n",
             "t.conf:1:1: <record> x: Ruby expression `record.each_with_index{|k| k}`: not supported: a block",
         ),
+        (
+            "<source>\n@type forward\ninflate_memory_limit 4m\n</source>\n",
+            "t.conf:1:1: inflate_memory_limit must be at least 9m",
+        ),
     ] {
         let root = parse_str(conf, "t.conf", Path::new("."), &ctx).unwrap();
         let e = plan(&root, Some(2), "h").unwrap_err().to_string();
