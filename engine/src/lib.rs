@@ -18,6 +18,7 @@ pub mod format;
 pub mod fuzz_harness;
 pub mod input;
 pub mod output;
+pub mod parser;
 pub mod router;
 pub mod runtime;
 pub mod security;

@@ -1,0 +1,1 @@
+//! filter_parser's logic (placeholder, written next).

@@ -1,0 +1,1 @@
+//! fluentd's parser test vectors (placeholder).
