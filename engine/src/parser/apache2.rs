@@ -47,7 +47,8 @@ impl Apache2Parser {
                 idx[j] = i;
             }
         }
-        let conf = TimeConf::with_format(TIME_FORMAT, common.time.zone()).unwrap_or_else(|e| unreachable!("static format: {e}"));
+        let conf = TimeConf::with_format(TIME_FORMAT, common.time.zone())
+            .unwrap_or_else(|e| unreachable!("static format: {e}"));
         Apache2Parser { time: TimeParser::new(conf), locs: re.capture_locations(), idx }
     }
 

@@ -39,7 +39,11 @@ impl Conf {
         if delimiter.is_empty() {
             return Err(ConfigError::at(&e.pos, "delimiter must not be empty"));
         }
-        Ok(Conf { layout: layout(&keys, common), delimiter: delimiter.into_bytes().into(), fast: fast.as_deref() == Some("fast") })
+        Ok(Conf {
+            layout: layout(&keys, common),
+            delimiter: delimiter.into_bytes().into(),
+            fast: fast.as_deref() == Some("fast"),
+        })
     }
 }
 
@@ -122,7 +126,11 @@ impl CsvParser {
 
     /// fluentd's `parse_fast_internal`.
     fn split_fast(&mut self, text: &[u8]) {
-        let t = text.strip_suffix(b"\r\n").or_else(|| text.strip_suffix(b"\n")).or_else(|| text.strip_suffix(b"\r")).unwrap_or(text);
+        let t = text
+            .strip_suffix(b"\r\n")
+            .or_else(|| text.strip_suffix(b"\n"))
+            .or_else(|| text.strip_suffix(b"\r"))
+            .unwrap_or(text);
         if t.is_empty() {
             return;
         }
@@ -162,7 +170,11 @@ impl CsvParser {
                 2 if col.len() >= 2 && col.starts_with(b"\"") && col.ends_with(b"\"") => Span::Text(s + 1, e - 1),
                 2 => Span::Text(s, e),
                 _ => {
-                    let inner = if col.len() >= 2 && col.starts_with(b"\"") && col.ends_with(b"\"") { &col[1..col.len() - 1] } else { col };
+                    let inner = if col.len() >= 2 && col.starts_with(b"\"") && col.ends_with(b"\"") {
+                        &col[1..col.len() - 1]
+                    } else {
+                        col
+                    };
                     let start = self.unesc.len();
                     let mut k = 0;
                     while k < inner.len() {

@@ -10,7 +10,7 @@
 use spate_protocol::msgpack::{self, Head};
 use spate_protocol::{RecordRef, ValueRef};
 
-use super::record::{Ctx, Rec};
+use super::record::{Ctx, Dedup, Rec};
 use super::{emit, ParseError, Sink};
 use crate::config::{ConfigError, Element};
 
@@ -40,7 +40,7 @@ pub struct JsonParser {
 /// Writes the fields of one msgpack map as a record.
 pub(crate) fn map_record<S: Sink>(
     ctx: &mut Ctx,
-    dedup: &mut Vec<(usize, usize, usize)>,
+    dedup: &mut Dedup,
     map: RecordRef<'_>,
     out: &mut Vec<u8>,
     sink: &mut S,
@@ -60,13 +60,7 @@ pub(crate) fn map_record<S: Sink>(
 }
 
 /// One decoded msgpack value: a map is a record, an array is one record per map.
-pub(crate) fn value_records<S: Sink>(
-    ctx: &mut Ctx,
-    dedup: &mut Vec<(usize, usize, usize)>,
-    v: &[u8],
-    out: &mut Vec<u8>,
-    sink: &mut S,
-) {
+pub(crate) fn value_records<S: Sink>(ctx: &mut Ctx, dedup: &mut Dedup, v: &[u8], out: &mut Vec<u8>, sink: &mut S) {
     match msgpack::head(v) {
         Ok(Some(Head::Map { .. })) => match RecordRef::new(v) {
             Some(m) => map_record(ctx, dedup, m, out, sink),
@@ -85,14 +79,7 @@ pub(crate) fn value_records<S: Sink>(
 }
 
 impl JsonParser {
-    pub fn parse<S: Sink>(
-        &mut self,
-        ctx: &mut Ctx,
-        dedup: &mut Vec<(usize, usize, usize)>,
-        text: &[u8],
-        out: &mut Vec<u8>,
-        sink: &mut S,
-    ) {
+    pub fn parse<S: Sink>(&mut self, ctx: &mut Ctx, dedup: &mut Dedup, text: &[u8], out: &mut Vec<u8>, sink: &mut S) {
         self.scratch.clear();
         if let Err(e) = spate_protocol::json::to_msgpack_into(text, &mut self.scratch) {
             let reason = match e.kind {

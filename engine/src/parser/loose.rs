@@ -27,7 +27,12 @@ pub fn iso8601(s: &[u8]) -> Result<Parts, TimeError> {
             .unwrap_or_else(|e| unreachable!("static regex: {e}"))
     });
     let c = re.captures(s).ok_or(TimeError::Mismatch)?;
-    let mut p = Parts { year: Some(num(c.get(1))?), mon: Some(small(c.get(2))?), mday: Some(small(c.get(3))?), ..Parts::default() };
+    let mut p = Parts {
+        year: Some(num(c.get(1))?),
+        mon: Some(small(c.get(2))?),
+        mday: Some(small(c.get(3))?),
+        ..Parts::default()
+    };
     if c.get(4).is_some() {
         p.hour = Some(small(c.get(4))?);
         p.min = Some(small(c.get(5))?);
@@ -57,7 +62,11 @@ fn check(p: &Parts) -> Result<(), TimeError> {
 fn num(m: Option<regex::bytes::Match<'_>>) -> Result<i64, TimeError> {
     let m = m.ok_or(TimeError::Mismatch)?;
     let s = std::str::from_utf8(m.as_bytes()).map_err(|_| TimeError::Mismatch)?;
-    s.parse().map_err(|_| TimeError::OutOfRange)
+    let v: i64 = s.parse().map_err(|_| TimeError::OutOfRange)?;
+    if v.abs() > super::strptime::MAX_YEAR {
+        return Err(TimeError::OutOfRange);
+    }
+    Ok(v)
 }
 
 fn small(m: Option<regex::bytes::Match<'_>>) -> Result<u32, TimeError> {
@@ -74,7 +83,8 @@ fn frac(d: &[u8]) -> u32 {
 }
 
 fn month(name: &[u8]) -> Option<u32> {
-    const M: [&[u8]; 12] = [b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"];
+    const M: [&[u8]; 12] =
+        [b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"];
     let p = name.get(..3)?;
     M.iter().position(|m| p.eq_ignore_ascii_case(m)).map(|i| i as u32 + 1)
 }
@@ -86,6 +96,7 @@ fn year(m: regex::bytes::Match<'_>) -> Result<i64, TimeError> {
 }
 
 struct Res {
+    apache: Regex,
     time: Regex,
     iso: Regex,
     eu: Regex,
@@ -100,6 +111,7 @@ fn res() -> &'static Res {
         let mk = |p: &str| Regex::new(p).unwrap_or_else(|e| unreachable!("static regex: {e}"));
         const MON: &str = "(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*";
         Res {
+            apache: mk(&format!(r"(?i-u)(\d{{1,2}})/{MON}/(\d{{4}}):(\d{{2}}):(\d{{2}}):(\d{{2}})(?:[.,](\d+))?(?:\s*([+-]\d{{2}}:?\d{{2}}|z\b|gmt\b|utc\b))?")),
             // hh:mm[:ss[.frac]] [am|pm] [zone]; the zone is checked by strptime::zone.
             time: mk(r"(?i-u)(?:\A|[^\d:])(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?(?:\s*([ap])\.?m\.?\b)?(?:\s*((?:gmt|utc)?[+-]\d{1,2}(?::?\d{2}){0,2}|[a-z]+))?"),
             iso: mk(r"(?-u)(?:\A|[^\d])([-+]?\d{2,})-(\d{1,2})-(\d{1,2})(?:\D|\z)"),
@@ -115,6 +127,21 @@ fn res() -> &'static Res {
 pub fn parse(s: &[u8]) -> Result<Parts, TimeError> {
     let r = res();
     let mut p = Parts::default();
+    // Apache's `28/Feb/2013:12:00:00 +0900` (a colon between date and time).
+    if let Some(c) = r.apache.captures(s) {
+        p.mday = Some(small(c.get(1))?);
+        p.mon = c.get(2).and_then(|m| month(m.as_bytes()));
+        p.year = Some(num(c.get(3))?);
+        p.hour = Some(small(c.get(4))?);
+        p.min = Some(small(c.get(5))?);
+        p.sec = Some(small(c.get(6))?);
+        p.nsec = c.get(7).map(|m| frac(m.as_bytes()));
+        if let Some(z) = c.get(8) {
+            p.off = zone(z.as_bytes(), 0)?.0;
+        }
+        check(&p)?;
+        return Ok(p);
+    }
     // The time part first; the rest is searched for a date with the time blanked out,
     // as Date._parse does.
     let mut rest_buf = [0u8; 128];

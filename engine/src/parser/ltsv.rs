@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::record::{split_raw, Ctx, Rec};
+use super::record::{split_raw, Ctx, Dedup, Rec};
 use super::{emit, regexp_param, Sink};
 use crate::config::{ConfigError, Element};
 use crate::filter::grep::RubyRegex;
@@ -48,14 +48,7 @@ impl LtsvParser {
         LtsvParser { conf }
     }
 
-    pub fn parse<S: Sink>(
-        &mut self,
-        ctx: &mut Ctx,
-        dedup: &mut Vec<(usize, usize, usize)>,
-        text: &[u8],
-        out: &mut Vec<u8>,
-        sink: &mut S,
-    ) {
+    pub fn parse<S: Sink>(&mut self, ctx: &mut Ctx, dedup: &mut Dedup, text: &[u8], out: &mut Vec<u8>, sink: &mut S) {
         let conf = &self.conf;
         emit(out, sink, |out| {
             let mut r = Rec::begin(out, Some(dedup));

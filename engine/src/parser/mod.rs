@@ -41,8 +41,21 @@ use record::{Common, Conv, Ctx};
 use time::{TimeConf, TimeError, TimeSettings};
 
 /// The parser types spate supports, in the order error messages list them.
-pub const SUPPORTED: &[&str] =
-    &["apache", "apache2", "apache_error", "csv", "json", "ltsv", "msgpack", "multiline", "nginx", "none", "regexp", "syslog", "tsv"];
+pub const SUPPORTED: &[&str] = &[
+    "apache",
+    "apache2",
+    "apache_error",
+    "csv",
+    "json",
+    "ltsv",
+    "msgpack",
+    "multiline",
+    "nginx",
+    "none",
+    "regexp",
+    "syslog",
+    "tsv",
+];
 
 /// Why a text (or one element of a JSON/msgpack array) gave no record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,7 +84,10 @@ impl ParseError {
     /// Whether fluentd's parser yields `nil, nil` for this (no match) rather than
     /// raising. filter_parser keeps the record for `reserve_data` only in that case.
     pub fn is_no_match(&self) -> bool {
-        matches!(self, ParseError::NoMatch | ParseError::Json { .. } | ParseError::NotObject | ParseError::Msgpack { .. })
+        matches!(
+            self,
+            ParseError::NoMatch | ParseError::Json { .. } | ParseError::NotObject | ParseError::Msgpack { .. }
+        )
     }
 }
 
@@ -153,9 +169,9 @@ pub(crate) fn regexp_param(e: &Element, key: &str) -> Result<Option<Arc<RubyRege
 impl ParserConf {
     /// Builds the configuration from a `<parse>` element (`@type` required).
     pub fn from_element(e: &Element) -> Result<ParserConf, ConfigError> {
-        let ty = e.plugin_type().ok_or_else(|| {
-            cerr(e, format!("<{}> requires @type (supported: {})", e.name, SUPPORTED.join(", ")))
-        })?;
+        let ty = e
+            .plugin_type()
+            .ok_or_else(|| cerr(e, format!("<{}> requires @type (supported: {})", e.name, SUPPORTED.join(", "))))?;
         Self::with_type(e, ty)
     }
 
@@ -167,9 +183,15 @@ impl ParserConf {
             "regexp" | "ltsv" | "apache_error" | "multiline" => {
                 Defaults { time_key: Some("time"), time_type: "string", time_format: None }
             }
-            "nginx" | "apache" => Defaults { time_key: Some("time"), time_type: "string", time_format: Some(nginx::TIME_FORMAT) },
-            "syslog" => Defaults { time_key: None, time_type: "string", time_format: Some(syslog::RFC3164_TIME_FORMAT) },
-            "none" | "csv" | "tsv" | "msgpack" | "apache2" => Defaults { time_key: None, time_type: "string", time_format: None },
+            "nginx" | "apache" => {
+                Defaults { time_key: Some("time"), time_type: "string", time_format: Some(nginx::TIME_FORMAT) }
+            }
+            "syslog" => {
+                Defaults { time_key: None, time_type: "string", time_format: Some(syslog::RFC3164_TIME_FORMAT) }
+            }
+            "none" | "csv" | "tsv" | "msgpack" | "apache2" => {
+                Defaults { time_key: None, time_type: "string", time_format: None }
+            }
             other => {
                 let pos = e.get("@type").map_or(&e.pos, |a| &a.pos);
                 return Err(ConfigError::at(
@@ -212,7 +234,7 @@ impl ParserConf {
             KindConf::Msgpack => Kind::Msgpack(msgpack::MsgpackParser),
             KindConf::Multiline(c) => Kind::Multiline(multiline::MultilineParser::new(c.clone())),
         };
-        Parser { ctx: Ctx::new(self.common.clone()), kind, dedup: Vec::new() }
+        Parser { ctx: Ctx::new(self.common.clone()), kind, dedup: record::Dedup::default() }
     }
 
     /// Whether the parser takes binary input (msgpack) rather than text.
@@ -299,7 +321,7 @@ enum Kind {
 pub struct Parser {
     ctx: Ctx,
     kind: Kind,
-    dedup: Vec<(usize, usize, usize)>,
+    dedup: record::Dedup,
 }
 
 impl Parser {

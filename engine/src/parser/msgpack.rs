@@ -6,21 +6,14 @@
 use spate_protocol::msgpack::{self, MAX_DEPTH};
 
 use super::json::value_records;
-use super::record::Ctx;
+use super::record::{Ctx, Dedup};
 use super::{ParseError, Sink};
 
 #[derive(Debug, Default)]
 pub struct MsgpackParser;
 
 impl MsgpackParser {
-    pub fn parse<S: Sink>(
-        &mut self,
-        ctx: &mut Ctx,
-        dedup: &mut Vec<(usize, usize, usize)>,
-        data: &[u8],
-        out: &mut Vec<u8>,
-        sink: &mut S,
-    ) {
+    pub fn parse<S: Sink>(&mut self, ctx: &mut Ctx, dedup: &mut Dedup, data: &[u8], out: &mut Vec<u8>, sink: &mut S) {
         let mut at = 0;
         while at < data.len() {
             let rest = &data[at..];

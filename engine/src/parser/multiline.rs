@@ -28,7 +28,8 @@ fn slashed<'a>(e: &Element, key: &str, v: &'a str) -> Result<&'a str, ConfigErro
     let pos = e.get(key).map_or(e.pos.clone(), |a| a.pos.clone());
     match v.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
         Some(body) => {
-            RubyRegex::new(body, false, true).map_err(|m| ConfigError::at(&pos, format!("Invalid regexp in {key}: {m}")))?;
+            RubyRegex::new(body, false, true)
+                .map_err(|m| ConfigError::at(&pos, format!("Invalid regexp in {key}: {m}")))?;
             Ok(body)
         }
         None => Err(ConfigError::at(&pos, format!("format should be Regexp, need //, in {key}: '{v}'"))),
@@ -46,7 +47,10 @@ impl Conf {
             })
             .collect();
         if !bad.is_empty() {
-            return Err(ConfigError::at(&e.pos, format!("Invalid formatN found. N should be 1 - {FORMAT_MAX_NUM}: {}", bad.join(","))));
+            return Err(ConfigError::at(
+                &e.pos,
+                format!("Invalid formatN found. N should be 1 - {FORMAT_MAX_NUM}: {}", bad.join(",")),
+            ));
         }
         let mut joined = String::new();
         let mut prev_missing = false;
@@ -55,7 +59,10 @@ impl Conf {
             match e.str(&key) {
                 Some(v) => {
                     if i > 1 && prev_missing {
-                        return Err(ConfigError::at(&e.pos, format!("Jump of format index found. format{} is missing.", i - 1)));
+                        return Err(ConfigError::at(
+                            &e.pos,
+                            format!("Jump of format index found. format{} is missing.", i - 1),
+                        ));
                     }
                     joined.push_str(slashed(e, &key, v)?);
                     prev_missing = false;

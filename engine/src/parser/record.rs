@@ -53,14 +53,12 @@ impl Conv {
                 // time:[timezone:]format; a format of unixtime/float is a time_type.
                 let (tz, fmt) = match opt.split_once(':') {
                     Some((tz, f)) if super::time::parse_timezone(tz).is_ok() => (Some(tz), f),
-                    _ => match opt.get(..6).map(super::time::parse_timezone) {
-                        // `+09:00:%Y...`: the offset itself holds a colon.
-                        Some(Ok(_)) if opt.as_bytes().get(6) == Some(&b':') => (Some(&opt[..6]), &opt[7..]),
-                        _ => (None, opt),
-                    },
+                    _ => (None, opt),
                 };
                 let settings = match fmt {
-                    "unixtime" | "float" => super::time::TimeSettings { time_type: Some(fmt), timezone: tz, ..Default::default() },
+                    "unixtime" | "float" => {
+                        super::time::TimeSettings { time_type: Some(fmt), timezone: tz, ..Default::default() }
+                    }
                     f => super::time::TimeSettings { time_format: Some(f), timezone: tz, ..Default::default() },
                 };
                 let mut conf = TimeConf::new(&settings)?;
@@ -153,18 +151,97 @@ pub struct Rec<'o> {
     n: u32,
     /// The parsed time of the time key (the last one wins, as in a Hash).
     time: Option<Result<EventTime, TimeError>>,
-    /// For records whose keys may repeat: (key start, value start, value end) in `out`.
-    dedup: Option<&'o mut Vec<(usize, usize, usize)>>,
+    /// For records whose keys may repeat.
+    dedup: Option<&'o mut Dedup>,
+}
+
+/// One field of a record whose keys may repeat.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Key start, value start, value end in `out`.
+    ks: usize,
+    vs: usize,
+    ve: usize,
+    /// The value of a later field with the same key.
+    latest: Option<(usize, usize)>,
+    /// A non-string key (never compared).
+    raw: bool,
+}
+
+/// Duplicate-key bookkeeping, reused across records: a linear scan for small records,
+/// a keyed hash index (so crafted keys cannot make it quadratic) from 16 fields on.
+/// A repeated key's value is remembered and the record rewritten once at the end.
+#[derive(Debug, Default)]
+pub struct Dedup {
+    entries: Vec<Entry>,
+    index: std::collections::HashMap<u64, u32>,
+    hasher: std::collections::hash_map::RandomState,
+    scratch: Vec<u8>,
+    dups: bool,
+}
+
+const INDEX_FROM: usize = 16;
+
+impl Dedup {
+    fn hash(&self, key: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    fn find(&mut self, out: &[u8], key: &[u8]) -> Option<usize> {
+        let same = |e: &Entry| !e.raw && &out[e.ks..e.vs] == key;
+        if self.entries.len() < INDEX_FROM {
+            return self.entries.iter().position(same);
+        }
+        if self.index.is_empty() {
+            for i in 0..self.entries.len() {
+                let e = self.entries[i];
+                if !e.raw {
+                    let h = self.hash(&out[e.ks..e.vs]);
+                    self.index.entry(h).or_insert(i as u32);
+                }
+            }
+        }
+        match self.index.get(&self.hash(key)) {
+            None => None,
+            Some(&i) if self.entries.get(i as usize).is_some_and(same) => Some(i as usize),
+            // A hash collision (random keys make it rare): scan.
+            Some(_) => self.entries.iter().position(same),
+        }
+    }
+
+    fn push(&mut self, out: &[u8], e: Entry) {
+        if !self.index.is_empty() && !e.raw {
+            let h = self.hash(&out[e.ks..e.vs]);
+            self.index.entry(h).or_insert(self.entries.len() as u32);
+        }
+        self.entries.push(e);
+    }
+
+    /// Rewrites the record body after `body` with each key once, at its first position,
+    /// with its last value.
+    fn rewrite(&mut self, out: &mut Vec<u8>, body: usize) {
+        self.scratch.clear();
+        for e in &self.entries {
+            self.scratch.extend_from_slice(&out[e.ks..e.vs]);
+            let (a, b) = e.latest.unwrap_or((e.vs, e.ve));
+            self.scratch.extend_from_slice(&out[a..b]);
+        }
+        out.truncate(body);
+        out.extend_from_slice(&self.scratch);
+    }
 }
 
 impl<'o> Rec<'o> {
     /// Starts a map at the end of `out` (a one-byte header, widened in `finish` when
     /// the record has 16 fields or more).
-    pub fn begin(out: &'o mut Vec<u8>, dedup: Option<&'o mut Vec<(usize, usize, usize)>>) -> Rec<'o> {
+    pub fn begin(out: &'o mut Vec<u8>, dedup: Option<&'o mut Dedup>) -> Rec<'o> {
         let hdr = out.len();
         out.push(0x80);
         let dedup = dedup.map(|d| {
-            d.clear();
+            d.entries.clear();
+            d.index.clear();
+            d.dups = false;
             d
         });
         Rec { out, hdr, n: 0, time: None, dedup }
@@ -186,27 +263,17 @@ impl<'o> Rec<'o> {
             self.n += 1;
             return;
         };
-        let vstart = at + key_len(&self.out[at..]);
-        let vend = self.out.len();
-        let dup = d.iter().position(|&(ks, vs, _)| self.out[ks..vs] == self.out[at..vstart]);
-        match dup {
+        let vs = at + key_len(&self.out[at..]);
+        let ve = self.out.len();
+        match d.find(self.out, &self.out[at..vs]) {
             None => {
-                d.push((at, vstart, vend));
+                d.push(self.out, Entry { ks: at, vs, ve, latest: None, raw: false });
                 self.n += 1;
             }
             Some(i) => {
                 // A Ruby Hash keeps the first position and takes the last value.
-                let newval = self.out[vstart..vend].to_vec();
-                self.out.truncate(at);
-                let (_, ovs, ove) = d[i];
-                let delta = newval.len() as isize - (ove - ovs) as isize;
-                self.out.splice(ovs..ove, newval);
-                d[i].2 = (ove as isize + delta) as usize;
-                for e in d.iter_mut().skip(i + 1) {
-                    e.0 = (e.0 as isize + delta) as usize;
-                    e.1 = (e.1 as isize + delta) as usize;
-                    e.2 = (e.2 as isize + delta) as usize;
-                }
+                d.entries[i].latest = Some((vs, ve));
+                d.dups = true;
             }
         }
     }
@@ -240,8 +307,13 @@ impl<'o> Rec<'o> {
     /// A field whose key and value are encoded msgpack, written as they are (non-string
     /// keys of msgpack records; not deduplicated).
     pub fn raw_field(&mut self, key: &[u8], v: &[u8]) {
+        let ks = self.out.len();
         self.out.extend_from_slice(key);
+        let vs = self.out.len();
         self.out.extend_from_slice(v);
+        if let Some(d) = self.dedup.as_deref_mut() {
+            d.push(self.out, Entry { ks, vs, ve: self.out.len(), latest: None, raw: true });
+        }
         self.n += 1;
     }
 
@@ -309,6 +381,11 @@ impl<'o> Rec<'o> {
     }
 
     fn close(&mut self) {
+        if let Some(d) = self.dedup.as_deref_mut() {
+            if d.dups {
+                d.rewrite(self.out, self.hdr + 1);
+            }
+        }
         let n = self.n;
         if n < 16 {
             self.out[self.hdr] = 0x80 | n as u8;
@@ -379,7 +456,9 @@ pub fn ruby_to_f(s: &[u8]) -> f64 {
     }
     let digits = |i: &mut usize| {
         let st = *i;
-        while s.get(*i).is_some_and(|b| b.is_ascii_digit() || (*b == b'_' && *i > st && s.get(*i + 1).is_some_and(u8::is_ascii_digit))) {
+        while s.get(*i).is_some_and(|b| {
+            b.is_ascii_digit() || (*b == b'_' && *i > st && s.get(*i + 1).is_some_and(u8::is_ascii_digit))
+        }) {
             *i += 1;
         }
         *i > st
@@ -566,7 +645,11 @@ mod tests {
 
     #[test]
     fn ruby_split() {
-        let v = |s: &str, d: &str| split_pieces(s.as_bytes(), d.as_bytes()).map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>();
+        let v = |s: &str, d: &str| {
+            split_pieces(s.as_bytes(), d.as_bytes())
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(v("a,b,c", ","), ["a", "b", "c"]);
         assert_eq!(v("a,,b,,", ","), ["a", "", "b"]);
         assert_eq!(v(",a", ","), ["", "a"]);

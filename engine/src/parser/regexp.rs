@@ -39,7 +39,8 @@ impl Conf {
         };
         let ic = e.bool("ignorecase")?.unwrap_or(false);
         let ml = e.bool("multiline")?.unwrap_or(false);
-        let re = Self::compile(src, ic, ml).map_err(|m| ConfigError::at(&pos, format!("expression {src:?}: invalid regexp: {m}")))?;
+        let re = Self::compile(src, ic, ml)
+            .map_err(|m| ConfigError::at(&pos, format!("expression {src:?}: invalid regexp: {m}")))?;
         Self::from_regex(re, common).map_err(|m| ConfigError::at(&pos, m))
     }
 
@@ -63,7 +64,9 @@ impl Conf {
             })
             .collect();
         if names.is_empty() {
-            return Err("No named captures in 'expression' parameter. The regexp must have at least one named capture".into());
+            return Err(
+                "No named captures in 'expression' parameter. The regexp must have at least one named capture".into()
+            );
         }
         Ok(Conf { re: Arc::new(re), names: names.into() })
     }
@@ -101,7 +104,8 @@ impl RegexpParser {
             (RubyRegex::Fast { re, strict }, Some(locs)) => {
                 let m = re.captures_read_at(locs, text, from);
                 // Ruby's `^` does not match after a final newline; the regex crate's does.
-                let caret_at_end = strict.is_some() && m.is_some_and(|m| m.start() == text.len() && text.ends_with(b"\n"));
+                let caret_at_end =
+                    strict.is_some() && m.is_some_and(|m| m.start() == text.len() && text.ends_with(b"\n"));
                 match m {
                     Some(m) if !caret_at_end => {
                         end = Some(m.end());

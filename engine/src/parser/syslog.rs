@@ -72,7 +72,8 @@ impl Conf {
             Some("auto") => Format::Auto,
             _ => Format::Rfc3164,
         };
-        let engine = e.enum_of("parser_engine", &["regexp", "string"])?.or(e.enum_of("parser_type", &["regexp", "string"])?);
+        let engine =
+            e.enum_of("parser_engine", &["regexp", "string"])?.or(e.enum_of("parser_type", &["regexp", "string"])?);
         let user_format = e.str("time_format");
         let f5424_param = e.string_or("rfc5424_time_format", RFC5424_TIME_FORMAT);
         let (f3164, f5424) = match format {
@@ -83,7 +84,8 @@ impl Conf {
         let zone = common.time.zone();
         let at = |k: &str| e.get(k).map_or(e.pos.clone(), |a| a.pos.clone());
         let time3164 = TimeConf::with_format(&f3164, zone).map_err(|m| ConfigError::at(&at("time_format"), m))?;
-        let time5424 = TimeConf::with_format(&f5424, zone).map_err(|m| ConfigError::at(&at("rfc5424_time_format"), m))?;
+        let time5424 =
+            TimeConf::with_format(&f5424, zone).map_err(|m| ConfigError::at(&at("rfc5424_time_format"), m))?;
         Ok(Conf {
             format,
             with_priority: e.bool("with_priority")?.unwrap_or(false),
@@ -208,7 +210,8 @@ impl SyslogParser {
             RubyRegex::Fancy(_) => None,
         };
         let zone = conf.time5424.zone();
-        let nosub = TimeConf::with_format(RFC5424_NO_SUBSEC, zone).unwrap_or_else(|e| unreachable!("static format: {e}"));
+        let nosub =
+            TimeConf::with_format(RFC5424_NO_SUBSEC, zone).unwrap_or_else(|e| unreachable!("static format: {e}"));
         SyslogParser {
             t3164: TimeParser::new(conf.time3164.clone()),
             t5424: TimeParser::new(conf.time5424.clone()),

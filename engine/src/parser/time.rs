@@ -392,17 +392,15 @@ impl TimeParser {
     fn parse_str_one(&self, one: &One, s: &[u8]) -> Result<EventTime, TimeError> {
         let zone = self.conf.zone;
         match one {
-            One::Unixtime => event_time(
-                i64::try_from(ruby_to_i(s)).map_err(|_| TimeError::Unrepresentable)?,
-                0,
-            ),
+            One::Unixtime => event_time(i64::try_from(ruby_to_i(s)).map_err(|_| TimeError::Unrepresentable)?, 0),
             One::Float => parse_float_text(s),
             One::Str(StrFormat::Strptime(f)) => {
                 let (sec, ns) = f.parse(s)?.resolve(|off| zone.now_civil(off), |c| zone.offset_for(c))?;
                 event_time(sec, ns)
             }
             One::Str(StrFormat::Iso8601) => {
-                let (sec, ns) = super::loose::iso8601(s)?.resolve(|off| zone.now_civil(off), |c| Zone::Local.offset_for(c))?;
+                let (sec, ns) =
+                    super::loose::iso8601(s)?.resolve(|off| zone.now_civil(off), |c| Zone::Local.offset_for(c))?;
                 event_time(sec, ns)
             }
             One::Str(StrFormat::Loose) => {
