@@ -229,7 +229,7 @@ impl ParserConf {
             KindConf::Ltsv(c) => Kind::Ltsv(ltsv::LtsvParser::new(c.clone())),
             KindConf::Csv(c) => Kind::Csv(csv::CsvParser::new(c.clone())),
             KindConf::Tsv(c) => Kind::Tsv(tsv::TsvParser::new(c.clone())),
-            KindConf::Syslog(c) => Kind::Syslog(syslog::SyslogParser::new(c.clone())),
+            KindConf::Syslog(c) => Kind::Syslog(Box::new(syslog::SyslogParser::new(c.clone()))),
             KindConf::Apache2 => Kind::Apache2(apache2::Apache2Parser::new(&self.common)),
             KindConf::Msgpack => Kind::Msgpack(msgpack::MsgpackParser),
             KindConf::Multiline(c) => Kind::Multiline(multiline::MultilineParser::new(c.clone())),
@@ -310,7 +310,8 @@ enum Kind {
     Ltsv(ltsv::LtsvParser),
     Csv(csv::CsvParser),
     Tsv(tsv::TsvParser),
-    Syslog(syslog::SyslogParser),
+    /// Boxed: by far the biggest state (three time parsers and a regexp).
+    Syslog(Box<syslog::SyslogParser>),
     Apache2(apache2::Apache2Parser),
     Msgpack(msgpack::MsgpackParser),
     Multiline(multiline::MultilineParser),

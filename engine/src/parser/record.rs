@@ -235,15 +235,14 @@ impl Dedup {
 impl<'o> Rec<'o> {
     /// Starts a map at the end of `out` (a one-byte header, widened in `finish` when
     /// the record has 16 fields or more).
-    pub fn begin(out: &'o mut Vec<u8>, dedup: Option<&'o mut Dedup>) -> Rec<'o> {
+    pub fn begin(out: &'o mut Vec<u8>, mut dedup: Option<&'o mut Dedup>) -> Rec<'o> {
         let hdr = out.len();
         out.push(0x80);
-        let dedup = dedup.map(|d| {
+        if let Some(d) = dedup.as_deref_mut() {
             d.entries.clear();
             d.index.clear();
             d.dups = false;
-            d
-        });
+        }
         Rec { out, hdr, n: 0, time: None, dedup }
     }
 

@@ -12,11 +12,14 @@ use super::{emit, ParseError, Sink};
 use crate::config::{ConfigError, Element};
 use crate::filter::grep::{scrub, RubyRegex};
 
+/// (group index, name, role) of a named group.
+type NamedGroup = (usize, Box<[u8]>, Role);
+
 #[derive(Debug, Clone)]
 pub struct Conf {
     pub(crate) re: Arc<RubyRegex>,
     /// (group index, name, role) of each named group.
-    names: Arc<[(usize, Box<[u8]>, Role)]>,
+    names: Arc<[NamedGroup]>,
 }
 
 fn group_names(re: &RubyRegex) -> Vec<(usize, String)> {

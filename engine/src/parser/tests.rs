@@ -789,5 +789,5 @@ fn parse_one_keeps_the_first_record_only() {
     let t0 = p.parse_one(br#"[{"time":1,"a":1},{"time":2,"b":2}]"#, &mut out).unwrap();
     assert_eq!(t0, t(1));
     assert_eq!(to_json(ValueRef::new(&out).unwrap()), json!({"a":1}));
-    assert_eq!(p.parse_one(b"nope", &mut out).unwrap_err().is_no_match(), true);
+    assert!(p.parse_one(b"nope", &mut out).unwrap_err().is_no_match());
 }
