@@ -209,6 +209,39 @@ impl Element {
     pub fn elements_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
         self.elements.iter().filter(move |e| e.name == name)
     }
+
+    /// The one subsection called `name`, if any; a second one is an error (fluentd
+    /// takes sections such as `<buffer>` or `<secondary>` once).
+    pub fn single<'a>(&'a self, name: &'a str) -> Result<Option<&'a Element>, ConfigError> {
+        let mut it = self.elements_named(name);
+        let first = it.next();
+        match it.next() {
+            Some(second) => Err(second.error(format!("only one <{name}> section is allowed here"))),
+            None => Ok(first),
+        }
+    }
+
+    /// A configuration error located at this section.
+    pub fn error(&self, msg: impl Into<String>) -> ConfigError {
+        ConfigError::at(&self.pos, msg)
+    }
+
+    /// `<name arg>` as written (for messages).
+    pub fn header(&self) -> String {
+        if self.arg.is_empty() {
+            format!("<{}>", self.name)
+        } else {
+            format!("<{} {}>", self.name, self.arg)
+        }
+    }
+
+    /// Warns about parameters nothing read (fluentd warns too; it does not fail), with
+    /// file:line. Called by each plugin once it has read its section.
+    pub fn warn_unused(&self) {
+        for a in self.unused_attrs() {
+            crate::warn!("{}: parameter '{}' in {} is not used.", a.pos, a.key, self.header());
+        }
+    }
 }
 
 fn log_warnings(r: Result<(Element, Vec<Warning>), ConfigError>) -> Result<Element, ConfigError> {
