@@ -4,3 +4,7 @@
 pub mod forward;
 pub mod net;
 pub mod sample;
+pub mod syslog;
+pub mod tcp;
+pub mod text;
+pub mod udp;

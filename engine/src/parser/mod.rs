@@ -356,6 +356,31 @@ impl Parser {
         s.res.unwrap_or(Err(ParseError::NoMatch))
     }
 
+    /// For in_syslog: the syslog parser keeps `pri` out of the records and reports it
+    /// through [`Parser::syslog_pri`] instead. False if this is not a syslog parser.
+    pub fn take_syslog_pri(&mut self) -> bool {
+        match &mut self.kind {
+            Kind::Syslog(p) => {
+                p.pri_out = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The priority of the last text the syslog parser read (with `with_priority`).
+    pub fn syslog_pri(&self) -> Option<i64> {
+        match &self.kind {
+            Kind::Syslog(p) => p.last_pri,
+            _ => None,
+        }
+    }
+
+    /// Whether this is a syslog parser with `with_priority`.
+    pub fn syslog_with_priority(&self) -> bool {
+        matches!(&self.kind, Kind::Syslog(p) if p.with_priority())
+    }
+
     /// For `multiline` with `format_firstline`: whether `line` starts a new event.
     pub fn is_firstline(&mut self, line: &[u8]) -> bool {
         match &mut self.kind {

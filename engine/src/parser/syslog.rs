@@ -112,6 +112,9 @@ pub struct SyslogParser {
     /// Group indexes of host, ident, pid, message in `re3164`.
     idx: [usize; 4],
     squeezed: Vec<u8>,
+    /// in_syslog takes `pri` out of the record (fluentd: `record.delete('pri')`).
+    pub(crate) pri_out: bool,
+    pub(crate) last_pri: Option<i64>,
 }
 
 /// `^<(\d{1,3})>`: the priority and the index after `>`.
@@ -221,10 +224,17 @@ impl SyslogParser {
             locs,
             idx,
             squeezed: Vec::new(),
+            pri_out: false,
+            last_pri: None,
         }
     }
 
+    pub fn with_priority(&self) -> bool {
+        self.conf.with_priority
+    }
+
     pub fn parse<S: Sink>(&mut self, ctx: &mut Ctx, text: &[u8], out: &mut Vec<u8>, sink: &mut S) {
+        self.last_pri = None;
         let r5424 = match self.conf.format {
             Format::Rfc3164 => false,
             Format::Rfc5424 => true,
@@ -262,10 +272,12 @@ impl SyslogParser {
             return sink.error(ParseError::NoMatch);
         }
         let keep = ctx.common.keep_time_key;
+        let pri_out = self.pri_out;
+        self.last_pri = pri;
         let idxs = self.idx;
         emit(out, sink, |out| {
             let mut r = Rec::begin(out, None);
-            if let Some(p) = pri {
+            if let Some(p) = pri.filter(|_| !pri_out) {
                 r.int(b"pri", p);
             }
             if keep {
@@ -354,12 +366,14 @@ impl SyslogParser {
         };
         let ts = time_text(text, ts_start, ts_end, sq, &mut self.squeezed);
         let keep = ctx.common.keep_time_key;
+        let pri_out = self.pri_out;
+        self.last_pri = pri;
         let t3164 = &mut self.t3164;
         emit(out, sink, |out| {
             let time = t3164.parse_str(ts)?;
             let mut r = Rec::begin(out, None);
             r.plain_str(b"host", host);
-            if let Some(p) = pri {
+            if let Some(p) = pri.filter(|_| !pri_out) {
                 r.int(b"pri", p);
             }
             if let Some(i) = ident {
@@ -458,6 +472,8 @@ impl SyslogParser {
         };
         let ts = time_text(text, ts_start, ts_end, sq, &mut self.squeezed);
         let keep = ctx.common.keep_time_key;
+        let pri_out = self.pri_out;
+        self.last_pri = pri;
         let (t5424, nosub) = (&mut self.t5424, &mut self.t5424_nosub);
         emit(out, sink, |out| {
             let time = match t5424.parse_str(ts) {
@@ -466,7 +482,7 @@ impl SyslogParser {
             };
             let mut r = Rec::begin(out, None);
             if !string {
-                if let Some(p) = pri {
+                if let Some(p) = pri.filter(|_| !pri_out) {
                     r.int(b"pri", p);
                 }
                 if keep {
@@ -478,7 +494,7 @@ impl SyslogParser {
             r.plain_str(b"pid", fields[2]);
             r.plain_str(b"msgid", fields[3]);
             if string {
-                if let Some(p) = pri {
+                if let Some(p) = pri.filter(|_| !pri_out) {
                     r.int(b"pri", p);
                 }
             }
