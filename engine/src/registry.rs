@@ -15,6 +15,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::input::tcp::PLUGIN,
     crate::input::udp::PLUGIN,
     crate::input::syslog::PLUGIN,
+    crate::input::http::PLUGIN,
     // filters
     crate::filter::grep::PLUGIN,
     crate::filter::parser::PLUGIN,

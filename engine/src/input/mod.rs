@@ -2,6 +2,7 @@
 //! batches, one module (or folder) per plugin with its registry row (`PLUGIN`); see
 //! [`crate::plugin::Input`]. [`net`] holds the socket set-up they share.
 pub mod forward;
+pub mod http;
 pub mod net;
 pub mod sample;
 pub mod syslog;
