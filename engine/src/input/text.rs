@@ -477,7 +477,7 @@ mod tests {
         let data = b"5 hello11 hello world3 ab";
         let n = o.split(data, |m| got.push(m.to_vec())).unwrap();
         assert_eq!(got, [b"hello".to_vec(), b"hello world".to_vec()]);
-        assert_eq!(n, 18);
+        assert_eq!(n, 21);
         assert_eq!(o.split(b"12", |_| {}), Ok(0));
         assert!(matches!(o.split(b"x2 ab", |_| {}), Err(FrameError::BadCount(_))));
         assert!(matches!(o.split(b"123456789012345", |_| {}), Err(FrameError::BadCount(_))));

@@ -19,7 +19,6 @@
 //! `decompression_size_limit`).
 
 use std::cell::Cell;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
@@ -30,6 +29,10 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::task::JoinHandle;
 use spate_protocol::{EntriesFormat, EventBatch, EventTime, Mode, Options};
+
+mod request;
+
+pub use request::{dechunk, inflate, parse_head, Head, RequestError, Response, HEAD_LIMIT};
 
 use super::tcp::parse_addr;
 use super::text::{add_field, Entries};
@@ -46,9 +49,6 @@ pub const PLUGIN: Registration = Registration {
     build: Build::Input(plan),
     params: "`bind`, `port` (9880), `body_size_limit` (32m), `decompression_size_limit` (256m), `keepalive_timeout` (10s), `backlog`, `add_http_headers`, `add_query_params`, `add_remote_addr` (X-Forwarded-For first), `add_tag_prefix`, `cors_allow_origins` (`*` and `https://*.example.com` patterns), `cors_allow_credentials`, `respond_with_empty_img`, `use_204_response`, `dump_error_log`, `<parse>` (default: JSON/ndjson/msgpack/form bodies with `time_key`, `time_type`, `time_format`, `keep_time_key`; any parser type for other bodies). Keep-alive, pipelining, gzip/deflate bodies, `Expect: 100-continue`, chunked bodies",
 };
-
-/// The largest request head read.
-const HEAD_LIMIT: usize = 64 << 10;
 
 /// A 1x1 transparent GIF (fluentd's EMPTY_GIF_IMAGE).
 const EMPTY_GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\xff\x00\xff\xff\xff\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
@@ -162,226 +162,6 @@ impl InputPlan for HttpConf {
     }
     fn build(&self, _ctx: &Rc<ShardCtx>, emitter: Rc<dyn Emitter>) -> Result<Rc<dyn Input>, BuildError> {
         Ok(HttpInput::new(self.clone(), emitter))
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Requests (no I/O)
-
-/// A parsed request head.
-#[derive(Debug, Clone, Default)]
-pub struct Head {
-    pub method: String,
-    pub path: String,
-    pub query: Option<String>,
-    pub http11: bool,
-    /// (name, value) as sent.
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub content_length: Option<usize>,
-    pub chunked: bool,
-    pub keep_alive: bool,
-    pub expect: Option<String>,
-    pub content_type: String,
-    pub content_encoding: String,
-    pub origin: Option<String>,
-    pub forwarded_for: Option<String>,
-    pub acr_method: Option<String>,
-    pub acr_headers: Option<String>,
-    pub head_len: usize,
-}
-
-/// Why a request could not be read; the connection answers and closes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
-    #[error("malformed request: {0}")]
-    Malformed(String),
-    #[error("request head over {HEAD_LIMIT} bytes")]
-    HeadTooLarge,
-    #[error("body over body_size_limit {0}")]
-    TooLarge(usize),
-    #[error("malformed chunked body")]
-    BadChunk,
-}
-
-/// Parses the head at the start of `buf` (None: incomplete).
-pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, RequestError> {
-    let mut hs = [httparse::EMPTY_HEADER; 100];
-    let mut req = httparse::Request::new(&mut hs);
-    let n = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() > HEAD_LIMIT { Err(RequestError::HeadTooLarge) } else { Ok(None) };
-        }
-        Err(e) => return Err(RequestError::Malformed(e.to_string())),
-    };
-    let target = req.path.unwrap_or("/");
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_string())),
-        None => (target, None),
-    };
-    // An absolute-form target (`http://host/path`): keep the path.
-    let path = match path.find("://") {
-        Some(i) => path[i + 3..].find('/').map_or("/", |j| &path[i + 3 + j..]),
-        None => path,
-    };
-    let http11 = req.version == Some(1);
-    let mut h = Head {
-        method: req.method.unwrap_or("").to_string(),
-        path: path.to_string(),
-        query,
-        http11,
-        keep_alive: http11,
-        head_len: n,
-        ..Head::default()
-    };
-    for hd in req.headers.iter() {
-        let v = hd.value;
-        let s = || String::from_utf8_lossy(v).trim().to_string();
-        let name = hd.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let len = std::str::from_utf8(v).ok().and_then(|t| t.trim().parse::<usize>().ok());
-            match (len, h.content_length) {
-                (None, _) => return Err(RequestError::Malformed("invalid Content-Length".into())),
-                (Some(a), Some(b)) if a != b => {
-                    return Err(RequestError::Malformed("conflicting Content-Length".into()))
-                }
-                (l, _) => h.content_length = l,
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            h.chunked = s().to_ascii_lowercase().ends_with("chunked");
-        } else if name.eq_ignore_ascii_case("content-type") {
-            h.content_type = s();
-        } else if name.eq_ignore_ascii_case("content-encoding") {
-            h.content_encoding = s();
-        } else if name.eq_ignore_ascii_case("connection") {
-            let c = s().to_ascii_lowercase();
-            if c.contains("close") {
-                h.keep_alive = false;
-            } else if c.contains("keep-alive") {
-                h.keep_alive = true;
-            }
-        } else if name.eq_ignore_ascii_case("expect") {
-            h.expect = Some(s());
-        } else if name.eq_ignore_ascii_case("origin") {
-            h.origin = Some(s());
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            h.forwarded_for = s().split(',').next().map(|x| x.trim().to_string());
-        } else if name.eq_ignore_ascii_case("access-control-request-method") {
-            h.acr_method = Some(s());
-        } else if name.eq_ignore_ascii_case("access-control-request-headers") {
-            h.acr_headers = Some(s());
-        }
-        h.headers.push((name.to_string(), v.to_vec()));
-    }
-    if h.chunked && h.content_length.is_some() {
-        // RFC 9112: a request with both is malformed (request smuggling).
-        return Err(RequestError::Malformed("both Transfer-Encoding and Content-Length".into()));
-    }
-    Ok(Some(h))
-}
-
-/// Decodes a chunked body at the start of `buf` into `out`; returns the bytes used
-/// (None: incomplete). The decoded size is bounded by `limit`.
-pub fn dechunk(buf: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<Option<usize>, RequestError> {
-    out.clear();
-    let mut pos = 0;
-    loop {
-        let Some(eol) = memchr::memmem::find(&buf[pos..], b"\r\n") else {
-            return if buf.len() - pos > 1024 { Err(RequestError::BadChunk) } else { Ok(None) };
-        };
-        let line = &buf[pos..pos + eol];
-        let size_hex = line.split(|&b| b == b';').next().unwrap_or_default();
-        let size_s = std::str::from_utf8(size_hex).map_err(|_| RequestError::BadChunk)?.trim();
-        let size = usize::from_str_radix(size_s, 16).map_err(|_| RequestError::BadChunk)?;
-        pos += eol + 2;
-        if size == 0 {
-            // Trailers, up to an empty line.
-            loop {
-                let Some(e) = memchr::memmem::find(&buf[pos..], b"\r\n") else { return Ok(None) };
-                pos += e + 2;
-                if e == 0 {
-                    return Ok(Some(pos));
-                }
-            }
-        }
-        if out.len().saturating_add(size) > limit {
-            return Err(RequestError::TooLarge(limit));
-        }
-        let Some(data) = buf.get(pos..pos + size) else { return Ok(None) };
-        if buf.get(pos + size..pos + size + 2).is_none() {
-            return Ok(None);
-        }
-        if &buf[pos + size..pos + size + 2] != b"\r\n" {
-            return Err(RequestError::BadChunk);
-        }
-        out.extend_from_slice(data);
-        pos += size + 2;
-    }
-}
-
-/// Inflates a gzip (`gzip`) or zlib (`deflate`) body, in slices, stopping past `limit`.
-pub fn inflate(encoding: &str, body: &[u8], limit: usize) -> Result<Vec<u8>, String> {
-    fn read_all(r: &mut dyn Read, limit: usize) -> Result<Vec<u8>, String> {
-        let mut out = Vec::new();
-        let mut slice = vec![0u8; 64 << 10];
-        loop {
-            let n = r.read(&mut slice).map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Ok(out);
-            }
-            if out.len() + n > limit {
-                return Err(format!("the inflated body exceeds decompression_size_limit {limit}"));
-            }
-            out.extend_from_slice(&slice[..n]);
-        }
-    }
-    match encoding {
-        "gzip" | "x-gzip" => read_all(&mut flate2::read::MultiGzDecoder::new(body), limit),
-        // HTTP's deflate is zlib; raw deflate is accepted too, as browsers do.
-        "deflate" => read_all(&mut flate2::read::ZlibDecoder::new(body), limit)
-            .or_else(|_| read_all(&mut flate2::read::DeflateDecoder::new(body), limit)),
-        other => Err(format!("unsupported Content-Encoding {other:?}")),
-    }
-}
-
-/// An answer to one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub status: &'static str,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-    pub close: bool,
-}
-
-impl Response {
-    fn new(status: &'static str, body: impl Into<Vec<u8>>) -> Response {
-        Response { status, headers: Vec::new(), body: body.into(), close: false }
-    }
-
-    fn closing(mut self) -> Response {
-        self.close = true;
-        self
-    }
-
-    pub fn write(&self, keep_alive: bool, out: &mut Vec<u8>) {
-        use std::io::Write;
-        let _ = write!(out, "HTTP/1.1 {}\r\n", self.status);
-        for (k, v) in &self.headers {
-            let _ = write!(out, "{k}: {v}\r\n");
-        }
-        if !self.headers.iter().any(|(k, _)| *k == "Content-Type") {
-            out.extend_from_slice(b"Content-Type: text/plain\r\n");
-        }
-        if self.status != "204 No Content" {
-            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
-        }
-        out.extend_from_slice(if keep_alive && !self.close {
-            b"Connection: Keep-Alive\r\n"
-        } else {
-            b"Connection: close\r\n"
-        });
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
     }
 }
 
@@ -898,5 +678,19 @@ impl Input for HttpInput {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_origins() {
+        let allowed = vec!["https://*.example.com".to_string(), "http://exact.test".to_string(), String::new()];
+        assert!(origin_allowed(&allowed, "https://app.example.com"));
+        assert!(origin_allowed(&allowed, "http://exact.test"));
+        assert!(!origin_allowed(&allowed, "https://evil.test"));
+        assert!(!origin_allowed(&allowed, "http://exact.test.evil"));
     }
 }
