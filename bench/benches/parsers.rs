@@ -8,7 +8,7 @@ use std::path::Path;
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use spate_engine::config::{parse_str, EvalContext};
-use spate_engine::parser::filter::FilterParserConf;
+use spate_engine::filter::parser::FilterParserConf;
 use spate_engine::parser::{ParseError, ParserConf, Sink};
 use spate_protocol::{encode, EntriesFormat, EventBatch, EventTime, Mode, Options};
 

@@ -27,6 +27,7 @@ pub mod plan;
 pub mod plugin;
 pub mod registry;
 pub mod router;
+pub mod ruby;
 pub mod runtime;
 pub mod security;
 pub mod sys;

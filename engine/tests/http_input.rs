@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, python_with, Received, Sink, Spate};
+use common::{free_port, python, Received, Sink, Spate};
 use serde_json::{json, Value};
 use spate_protocol::{RecordRef, ValueRef};
 
@@ -147,7 +147,10 @@ fn curl_json_batches_forms_gzip_and_keepalive() {
 
 #[test]
 fn python_urllib_and_requests_with_msgpack() {
-    let Some(py) = python_with(&["msgpack", "requests"]) else { return };
+    if !python(&["msgpack", "requests"], true) {
+        return;
+    }
+    let py = "python3";
     let sink = Sink::start();
     let (spate, p) = start("", &sink);
     let script = format!(
@@ -273,10 +276,7 @@ fn cors_and_custom_parser() {
 
 #[test]
 fn fluent_bit_out_http_into_in_http() {
-    let Some(fb) = common::find_peer("FLUENT_BIT", "fluent-bit") else {
-        eprintln!("skipped: fluent-bit is not on PATH (set FLUENT_BIT=/path/to/fluent-bit)");
-        return;
-    };
+    let Some(fb) = common::peer_or_skip("FLUENT_BIT", "fluent-bit") else { return };
     let sink = Sink::start();
     let (spate, p) = start("", &sink);
     let child = Command::new(fb)

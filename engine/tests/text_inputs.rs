@@ -23,10 +23,10 @@ fn tool(name: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        if std::env::var("SPATE_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{name} is not installed and SPATE_REQUIRE_TOOLS=1");
-        }
-        eprintln!("skipped: {name} is not installed (apt-get install it; .ci/run does)");
+        common::skip_unless_required(
+            "SPATE_REQUIRE_TOOLS",
+            &format!("{name} is not installed (apt-get install it; .ci/run does)"),
+        );
     }
     ok
 }

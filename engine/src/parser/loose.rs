@@ -16,8 +16,8 @@ use std::sync::OnceLock;
 
 use regex::bytes::Regex;
 
+use super::civil::TimeError;
 use super::strptime::{zone, Parts};
-use super::time::TimeError;
 
 /// Ruby's `Time.iso8601`: `YYYY-MM-DD[THH:MM:SS[.frac][Z|+hh[:]mm]]`, blanks around.
 pub fn iso8601(s: &[u8]) -> Result<Parts, TimeError> {
@@ -216,7 +216,7 @@ pub fn parse(s: &[u8]) -> Result<Parts, TimeError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::time::{days_from_civil, Civil};
+    use super::super::civil::{days_from_civil, Civil};
     use super::*;
 
     fn utc(s: &str) -> Result<(i64, u32), TimeError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::record::{split_raw, Ctx, Dedup, Rec};
 use super::{emit, regexp_param, Sink};
 use crate::config::{ConfigError, Element};
-use crate::filter::grep::RubyRegex;
+use crate::ruby::regex::RubyRegex;
 
 #[derive(Debug, Clone)]
 pub struct Conf {

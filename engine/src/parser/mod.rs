@@ -8,12 +8,12 @@
 //! A parser appends each record as a msgpack map straight into the caller's `Vec<u8>`
 //! (no Hash, no String per event; scratch buffers live in the parser and are reused).
 //! Common parameters are in `record.rs`, time parsing in `time.rs` / `strptime.rs` /
-//! `loose.rs`, and `filter_parser`'s logic in `filter.rs`.
+//! `loose.rs`. filter_parser (which uses these parsers) is in `crate::filter::parser`.
 
 pub mod apache2;
 pub mod apache_error;
+pub mod civil;
 pub mod csv;
-pub mod filter;
 pub mod json;
 mod loose;
 pub mod ltsv;
@@ -36,7 +36,7 @@ use std::sync::Arc;
 use spate_protocol::EventTime;
 
 use crate::config::{ConfigError, Element};
-use crate::filter::grep::RubyRegex;
+use crate::ruby::regex::RubyRegex;
 use record::{Common, Conv, Ctx};
 use time::{TimeConf, TimeError, TimeSettings};
 

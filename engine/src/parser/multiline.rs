@@ -10,7 +10,7 @@ use super::record::{Common, Ctx, Rec};
 use super::regexp::{Conf as RegexpConf, RegexpParser};
 use super::{emit, ParseError, Sink};
 use crate::config::{ConfigError, Element};
-use crate::filter::grep::RubyRegex;
+use crate::ruby::regex::RubyRegex;
 
 use std::sync::Arc;
 

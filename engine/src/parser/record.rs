@@ -17,7 +17,8 @@ use spate_protocol::msgpack::Kind;
 use spate_protocol::{EventTime, ValueRef};
 
 use super::time::{ruby_to_i, TimeConf, TimeError, TimeParser, Zone};
-use crate::filter::grep::{write_to_s, RubyRegex};
+use crate::ruby::regex::RubyRegex;
+use crate::ruby::value::write_to_s;
 
 /// A `types` converter (fluentd's `build_type_converters`).
 #[derive(Debug, Clone)]

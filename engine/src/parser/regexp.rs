@@ -10,7 +10,8 @@ use std::sync::Arc;
 use super::record::{Common, Ctx, Rec, Role};
 use super::{emit, ParseError, Sink};
 use crate::config::{ConfigError, Element};
-use crate::filter::grep::{scrub, RubyRegex};
+use crate::ruby::regex::RubyRegex;
+use crate::ruby::value::scrub;
 
 /// (group index, name, role) of a named group.
 type NamedGroup = (usize, Box<[u8]>, Role);

@@ -17,7 +17,7 @@
 //! Fields that are missing take the current date's leading parts and the minimum for
 //! the rest (`%b %d %H:%M:%S` is this year), as `Time.make_time` does.
 
-use super::time::{days_from_civil, Civil, TimeError};
+use super::civil::{days_from_civil, Civil, TimeError};
 
 /// One step of a compiled format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -546,7 +546,7 @@ impl Parts {
         }
         if let (Some(yd), None) = (self.yday, self.mon) {
             let jan1 = days_from_civil(c.year, 1, 1);
-            let (y, m, d) = super::time::civil_from_days(jan1 + yd as i64 - 1);
+            let (y, m, d) = super::civil::civil_from_days(jan1 + yd as i64 - 1);
             c.year = y;
             c.mon = m;
             c.mday = d;
@@ -561,7 +561,7 @@ impl Parts {
             c.sec = s;
         }
         // Ruby rejects Feb 30 and friends (Time.local raises "argument out of range").
-        if c.mday > super::time::days_in_month(c.year, c.mon) {
+        if c.mday > super::civil::days_in_month(c.year, c.mon) {
             return Err(TimeError::OutOfRange);
         }
         let off = match self.off {

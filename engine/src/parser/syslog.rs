@@ -17,7 +17,7 @@ use super::record::{Common, Ctx, Rec};
 use super::time::{ruby_to_i, TimeConf, TimeParser};
 use super::{emit, ParseError, Sink};
 use crate::config::{ConfigError, Element};
-use crate::filter::grep::RubyRegex;
+use crate::ruby::regex::RubyRegex;
 
 pub const RFC3164_TIME_FORMAT: &str = "%b %d %H:%M:%S";
 const RFC5424_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S.%L%z";

@@ -1,4 +1,5 @@
-//! filter_parser's logic (fluentd's `filter_parser.rb`) over an [`EventBatch`]: each
+//! filter_parser's logic (fluentd's `filter_parser.rb`) over an [`EventBatch`], without
+//! the plugin plumbing (see `mod.rs`): each
 //! event's `key_name` field (a record accessor) is parsed with the `<parse>` section;
 //! the parsed records are written as packed `[time, record]` entries into the caller's
 //! buffer and the events that failed are reported ([`Failure`]), to go to `@ERROR`
@@ -20,9 +21,10 @@ use std::ops::Range;
 use spate_protocol::encode::raw;
 use spate_protocol::{EventBatch, EventTime, RecordRef};
 
-use super::{ParseError, Parser, ParserConf, Sink};
 use crate::config::{ConfigError, Element};
-use crate::filter::grep::{scrub, Accessor, Dug};
+use crate::filter::grep::{Accessor, Dug};
+use crate::parser::{ParseError, Parser, ParserConf, Sink};
+use crate::ruby::value::scrub;
 
 /// Why an event was not parsed (the error fluentd attaches to the error event).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! `filter_parser` as a plugin: the registry row, the plan, and the shard filter around
-//! [`crate::parser::filter::FilterParser`] (which holds fluentd's semantics). Events
+//! [`logic::FilterParser`] (which holds fluentd's semantics). Events
 //! that fail go to the `@ERROR` label when the configuration has one (as fluentd's
 //! `emit_error_event`), with their original time and record; otherwise a warning is
 //! logged for the first failure and then at most once every 10 s with the count since
@@ -14,7 +14,9 @@ use spate_protocol::encode;
 use spate_protocol::EventBatch;
 
 use crate::config::{ConfigError, Element};
-use crate::parser::filter::{Failure, FilterParser, FilterParserConf};
+pub mod logic;
+
+pub use self::logic::{Failure, FilterParser, FilterParserConf, FilterParserError};
 use crate::plugin::{Build, BuildError, Emitter, Filter, FilterPlan, Kind, PlanCtx, Registration, ShardCtx};
 
 pub const PLUGIN: Registration = Registration {
