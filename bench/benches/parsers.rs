@@ -43,7 +43,8 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<String>)> {
             if xff { " \"10.0.0.1\"" } else { "" }
         )
     };
-    let nginx = |i: usize| format!("127.0.0.1 {}", combined(i, true));
+    // nginx's combined format with $http_x_forwarded_for appended.
+    let nginx = |i: usize| combined(i, true);
     vec![
         ("none", "@type none", (0..n).map(|i| format!("plain text log line number {i} with some words in it")).collect()),
         (

@@ -4,7 +4,8 @@
 //!
 //! Layout, bottom to top (a module only uses the ones above it in this list):
 //! - [`sys`] (the libc calls), [`log`], [`config`] (fluent.conf into an element tree),
-//!   [`format`] (fluentd's formatters), [`buffer`] (chunks, file store, group commit),
+//!   [`ruby`] (Ruby's value printing and regexps), [`format`] (fluentd's formatters),
+//!   [`parser`] (the `<parse>` plugins), [`buffer`] (chunks, file store, group commit),
 //!   [`tls`] and [`security`] (transports);
 //! - [`plugin`]: the plugin traits, [`plugin::PlanCtx`] and [`plugin::ShardCtx`];
 //! - [`router`]: fluentd's tag routing over plugin instances;

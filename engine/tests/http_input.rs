@@ -27,7 +27,13 @@ fn start(extra: &str, sink: &Sink) -> (Spate, u16) {
         "<source>\n@type forward\nbind 127.0.0.1\nport {{PORT}}\n</source>\n<source>\n@type http\nbind 127.0.0.1\nport {p}\nbody_size_limit 64k\ndecompression_size_limit 256k\nkeepalive_timeout 2s\n{extra}\n</source>\n<match **>\n@type forward\n<server>\nhost 127.0.0.1\nport {}\n</server>\n<buffer>\nflush_interval 0.1s\n</buffer>\n</match>\n",
         sink.addr.port()
     );
-    (Spate::start("http", &cfg, Stdio::null()), p)
+    let s = Spate::start("http", &cfg, Stdio::null());
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", p)).is_err() {
+        assert!(std::time::Instant::now() < end, "in_http did not listen on {p}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (s, p)
 }
 
 fn curl(args: &[&str]) -> String {

@@ -47,7 +47,20 @@ fn start(name: &str, sources: &str, ports: &[u16], sink: &Sink) -> Spate {
         "<source>\n@type forward\nbind 127.0.0.1\nport {{PORT}}\n</source>\n{s}\n<match **>\n@type forward\n<server>\nhost 127.0.0.1\nport {}\n</server>\n<buffer>\nflush_interval 0.1s\n</buffer>\n</match>\n",
         sink.addr.port()
     );
-    Spate::start(name, &cfg, Stdio::null())
+    let s = Spate::start(name, &cfg, Stdio::null());
+    // UDP sockets cannot be probed; every input binds during the same start-up step.
+    std::thread::sleep(Duration::from_millis(200));
+    s
+}
+
+/// Waits until every shard's listener on TCP port `p` accepts (spate reports ready when
+/// its in_forward listens; the other inputs bind at the same time, not necessarily before).
+fn wait_port(p: u16) {
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", p)).is_err() {
+        assert!(std::time::Instant::now() < end, "nothing listens on {p}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn wait(sink: &Sink, n: usize) -> Vec<Received> {
@@ -327,6 +340,7 @@ fn filter_parser_sends_failures_to_the_error_label() {
         s = sink.addr.port()
     );
     let spate = Spate::start("filter_parser", &cfg, Stdio::null());
+    wait_port(p);
     let mut c = TcpStream::connect(("127.0.0.1", p)).unwrap();
     c.write_all(b"{\"log\":\"192.168.0.1 - - [28/Feb/2013:12:00:00 +0900] \\\"GET / HTTP/1.1\\\" 200 777 \\\"-\\\" \\\"Opera/12.0\\\"\",\"stream\":\"stdout\"}\n{\"log\":\"not an access log\",\"stream\":\"stderr\"}\n{\"other\":1}\n").unwrap();
     drop(c);

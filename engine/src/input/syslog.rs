@@ -65,7 +65,6 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         Some("octet_count") => Framing::OctetCount { limit },
         _ => Framing::Delimiter { delimiter: delimiter.into_bytes().into(), limit: Some(limit) },
     };
-    let _ = e.time("blocking_timeout")?;
     Ok(Box::new(ServerConf {
         id: ctx.id(e, "syslog"),
         type_name: "syslog",
@@ -76,6 +75,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         chomp: true,
         keys,
         send_keepalive_packet: keepalive,
+        recv_buffer: None,
         label: ctx.label_ref(e)?.unwrap_or(0),
         tag: TagMode::Syslog {
             prefix: tag,

@@ -69,6 +69,8 @@ pub struct ServerConf {
     pub chomp: bool,
     pub keys: SourceKeys,
     pub send_keepalive_packet: bool,
+    /// UDP: SO_RCVBUF (in_udp's `receive_buffer_size`).
+    pub recv_buffer: Option<usize>,
     pub label: usize,
     pub tag: TagMode,
     pub parser: ParserConf,
@@ -128,10 +130,15 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
     if delimiter.is_empty() {
         return Err(e.error("delimiter must not be empty"));
     }
+    if let Some(t) = e.single("transport")? {
+        if t.arg == "tls" {
+            return Err(t.error("<transport tls> in in_tcp is not supported yet (supported: tcp)"));
+        }
+        t.warn_unused();
+    }
     if e.single("security")?.is_some() {
         return Err(e.error("<security> in in_tcp is not supported yet (use a firewall, or in_forward's <security>)"));
     }
-    let _ = e.time("blocking_timeout")?;
     Ok(Box::new(ServerConf {
         id: ctx.id(e, "tcp"),
         type_name: "tcp",
@@ -145,6 +152,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         chomp: false,
         keys: source_keys(e),
         send_keepalive_packet: e.bool("send_keepalive_packet")?.unwrap_or(false),
+        recv_buffer: None,
         label: ctx.label_ref(e)?.unwrap_or(0),
         tag: TagMode::Fixed(Bytes::copy_from_slice(tag.as_bytes())),
         parser: parse_section(e, None)?,
@@ -446,12 +454,15 @@ impl TextServer {
 }
 
 /// Binds a UDP socket with SO_REUSEPORT (every shard binds the same port).
-pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+pub fn bind_udp(addr: SocketAddr, recv_buffer: Option<usize>) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
+    if let Some(n) = recv_buffer {
+        s.set_recv_buffer_size(n)?;
+    }
     s.bind(&addr.into())?;
     s.set_nonblocking(true)?;
     Ok(s.into())
@@ -460,7 +471,7 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 impl Input for TextServer {
     fn start(self: Rc<Self>, _first: bool) -> std::io::Result<Vec<Listening>> {
         let local = if self.conf.udp {
-            let s = bind_udp(self.conf.addr)?;
+            let s = bind_udp(self.conf.addr, self.conf.recv_buffer)?;
             let local = s.local_addr()?;
             self.start_udp(s);
             local

@@ -16,18 +16,22 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Input,
     build: Build::Input(plan),
-    params: "`tag` (required), `bind`, `port` (5160), `message_length_limit` (4096; longer datagrams are dropped and counted), `remove_newline` (true), `source_address_key`, `source_hostname_key` (the peer address), `<parse>` (required). Best effort: no acks",
+    params: "`tag` (required), `bind`, `port` (5160), `message_length_limit` (4096; longer datagrams are dropped and counted), `remove_newline` (true), `receive_buffer_size` (also in `<transport udp>`: the socket's SO_RCVBUF), `source_address_key`, `source_hostname_key` (the peer address), `<parse>` (required). Best effort: no acks",
 };
 
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
     let tag = e.str("tag").ok_or_else(|| e.error("'tag' parameter is required"))?;
     let limit = e.size("message_length_limit")?.or(e.size("body_size_limit")?).unwrap_or(4096);
     let limit = usize::try_from(limit).unwrap_or(usize::MAX).min(65535);
-    if e.get("receive_buffer_size").is_some() {
-        // Kernel socket buffer: accepted, sized by the OS default (documented).
-        let _ = e.size("receive_buffer_size")?;
+    // fluentd: `receive_buffer_size` (deprecated) or `<transport udp> receive_buffer_size`.
+    let mut recv_buffer = e.size("receive_buffer_size")?;
+    if let Some(t) = e.single("transport")? {
+        if !t.arg.is_empty() && t.arg != "udp" {
+            return Err(t.error(format!("<transport {}> is not valid for in_udp", t.arg)));
+        }
+        recv_buffer = t.size("receive_buffer_size")?.or(recv_buffer);
+        t.warn_unused();
     }
-    let _ = e.time("blocking_timeout")?;
     Ok(Box::new(ServerConf {
         id: ctx.id(e, "udp"),
         type_name: "udp",
@@ -38,6 +42,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         chomp: e.bool("remove_newline")?.unwrap_or(true),
         keys: source_keys(e),
         send_keepalive_packet: false,
+        recv_buffer: recv_buffer.map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
         label: ctx.label_ref(e)?.unwrap_or(0),
         tag: TagMode::Fixed(Bytes::copy_from_slice(tag.as_bytes())),
         parser: parse_section(e, None)?,

@@ -112,6 +112,12 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
     if add_tag_prefix.as_deref() == Some("") {
         return Err(e.error("'add_tag_prefix' parameter must not be empty"));
     }
+    if let Some(t) = e.single("transport")? {
+        if t.arg == "tls" {
+            return Err(t.error("<transport tls> in in_http is not supported yet (supported: tcp)"));
+        }
+        t.warn_unused();
+    }
     let parse = e.single("parse")?;
     let custom = match parse.and_then(|p| p.plugin_type()) {
         Some("in_http") | None => None,
@@ -123,7 +129,6 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
     if let Some(p) = parse {
         p.mark_all_used();
     }
-    let _ = e.time("blocking_timeout")?;
     Ok(Box::new(HttpConf {
         id: ctx.id(e, "http"),
         addr: parse_addr(e, 9880)?,
