@@ -215,7 +215,7 @@ fn in_syslog_with_logger() {
     let got = wait(&sink, 6);
     assert!(got.iter().any(|r| to_json(r)["message"] == json!("after the liar")));
     let (_, _, err) = spate.stop();
-    assert!(err.contains("exceeds message_length_limit"), "{err}");
+    assert!(err.contains("exceeds the frame limit"), "{err}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Input,
     build: Build::Input(plan),
-    params: "`tag` (required), `bind`, `port` (5140), `<transport udp|tcp>` (or the old `protocol_type`), `frame_type traditional|octet_count`, `delimiter`, `message_length_limit` (2048), `severity_key` (`priority_key`), `facility_key`, `source_address_key`, `source_hostname_key` (the peer address), `include_source_host`/`source_host_key`, `emit_unmatched_lines`, `send_keepalive_packet`, `<parse>` (default `@type syslog`, `with_priority true`; `message_format auto|rfc3164|rfc5424`, `parser_engine`, `support_colonless_ident`, `time_format`, `keep_time_key`). Tags `<tag>.<facility>.<severity>`. UDP is best effort",
+    params: "`tag` (required), `bind`, `port` (5140), `<transport udp|tcp>` (or the old `protocol_type`), `frame_type traditional|octet_count`, `delimiter`, `message_length_limit` (2048, UDP datagrams; TCP messages are capped at 64 MiB), `severity_key` (`priority_key`), `facility_key`, `source_address_key`, `source_hostname_key` (the peer address), `include_source_host`/`source_host_key`, `emit_unmatched_lines`, `send_keepalive_packet`, `<parse>` (default `@type syslog`, `with_priority true`; `message_format auto|rfc3164|rfc5424`, `parser_engine`, `support_colonless_ident`, `time_format`, `keep_time_key`). Tags `<tag>.<facility>.<severity>`. UDP is best effort",
 };
 
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
@@ -61,9 +61,15 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
     if delimiter.is_empty() {
         return Err(e.error("delimiter must not be empty"));
     }
+    // fluentd applies message_length_limit to UDP datagrams only; over TCP spate bounds a
+    // message (or an octet-counted frame) at its own 64 MiB cap.
+    let tcp_limit = super::tcp::HARD_LIMIT;
     let framing = match frame.as_deref() {
-        Some("octet_count") => Framing::OctetCount { limit },
-        _ => Framing::Delimiter { delimiter: delimiter.into_bytes().into(), limit: Some(limit) },
+        Some("octet_count") => Framing::OctetCount { limit: tcp_limit },
+        _ => Framing::Delimiter {
+            delimiter: delimiter.into_bytes().into(),
+            limit: Some(if udp { limit } else { tcp_limit }),
+        },
     };
     Ok(Box::new(ServerConf {
         id: ctx.id(e, "syslog"),

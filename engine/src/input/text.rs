@@ -81,7 +81,7 @@ impl Splitter {
 pub enum FrameError {
     #[error("invalid octet count {0:?} (expected digits then a space)")]
     BadCount(String),
-    #[error("octet count {len} exceeds message_length_limit {limit}")]
+    #[error("octet count {len} exceeds the frame limit {limit}")]
     TooLong { len: usize, limit: usize },
 }
 
