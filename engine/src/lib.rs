@@ -5,9 +5,10 @@
 //! Layout, bottom to top (a module only uses the ones above it in this list):
 //! - [`sys`] (the libc calls), [`log`], [`config`] (fluent.conf into an element tree),
 //!   [`ruby`] (the Ruby semantics configs rely on: record accessors, `to_s`, regexps,
-//!   times, `${...}` expressions), [`format`] (fluentd's formatters), [`buffer`] (chunks,
-//!   file store, group commit), [`tls`], [`security`] and [`http`] (transports; `http` is
-//!   the HTTP/1.1 client of the HTTP outputs);
+//!   times, `${...}` expressions), [`format`] (fluentd's formatters), [`parser`] (the
+//!   `<parse>` plugins), [`buffer`] (chunks, file store, group commit), [`tls`],
+//!   [`security`] and [`http`] (transports; `http` is the HTTP/1.1 client of the HTTP
+//!   outputs);
 //! - [`plugin`]: the plugin traits, [`plugin::PlanCtx`] and [`plugin::ShardCtx`];
 //! - [`router`]: fluentd's tag routing over plugin instances;
 //! - the plugins, one module (or folder) each: [`input`], [`filter`], [`output`];
@@ -25,6 +26,7 @@ pub mod fuzz_harness;
 pub mod http;
 pub mod input;
 pub mod output;
+pub mod parser;
 pub mod plan;
 pub mod plugin;
 pub mod registry;

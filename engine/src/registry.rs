@@ -12,8 +12,13 @@ pub static PLUGINS: &[Registration] = &[
     // inputs
     crate::input::forward::PLUGIN,
     crate::input::sample::PLUGIN,
+    crate::input::tcp::PLUGIN,
+    crate::input::udp::PLUGIN,
+    crate::input::syslog::PLUGIN,
+    crate::input::http::PLUGIN,
     // filters
     crate::filter::grep::PLUGIN,
+    crate::filter::parser::PLUGIN,
     crate::filter::record_transformer::PLUGIN,
     crate::filter::record_modifier::PLUGIN,
     crate::filter::concat::PLUGIN,

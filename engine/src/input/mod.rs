@@ -2,5 +2,10 @@
 //! batches, one module (or folder) per plugin with its registry row (`PLUGIN`); see
 //! [`crate::plugin::Input`]. [`net`] holds the socket set-up they share.
 pub mod forward;
+pub mod http;
 pub mod net;
 pub mod sample;
+pub mod syslog;
+pub mod tcp;
+pub mod text;
+pub mod udp;
