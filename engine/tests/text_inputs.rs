@@ -277,7 +277,7 @@ fn nginx_access_log_lines_parse_with_nginx_and_apache2() {
     std::fs::write(
         &conf,
         format!(
-            "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log {log} combined;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n  server {{\n    listen 127.0.0.1:{np};\n    location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log {log} combined;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n  server {{\n    listen 127.0.0.1:{np};\n    location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
             d = dir.path().display(),
             log = log.display()
         ),

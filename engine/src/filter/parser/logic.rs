@@ -22,8 +22,8 @@ use spate_protocol::encode::raw;
 use spate_protocol::{EventBatch, EventTime, RecordRef};
 
 use crate::config::{ConfigError, Element};
-use crate::ruby::accessor::{Accessor, Dug};
 use crate::parser::{ParseError, Parser, ParserConf, Sink};
+use crate::ruby::accessor::{Accessor, Dug};
 use crate::ruby::value::scrub;
 
 /// Why an event was not parsed (the error fluentd attaches to the error event).
