@@ -20,6 +20,7 @@ pub mod input;
 pub mod output;
 pub mod router;
 pub mod runtime;
+pub mod s3;
 pub mod security;
 pub mod tls;
 
