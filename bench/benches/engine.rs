@@ -8,8 +8,9 @@ use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use spate_bench::{frame, packed_entries, FrameMode, Shape};
 use spate_engine::buffer::{BufferConf, MemoryBuffer};
-use spate_engine::build::{build_shard, plan};
 use spate_engine::config::{parse_str, EvalContext};
+use spate_engine::input::forward::ForwardInput;
+use spate_engine::plan::{build_shard, plan};
 use spate_engine::router::MatchPattern;
 use spate_protocol::compress::{gzip, inflate, Compression};
 use spate_protocol::{EntriesFormat, EventBatch, FrameDecoder, Mode, Options};
@@ -115,7 +116,7 @@ fn pipeline(c: &mut Criterion) {
     )
     .unwrap();
     let shard = build_shard(&plan(&root, Some(1), "bench").unwrap(), 0).unwrap();
-    let input = &shard.inputs[0];
+    let input = shard.inputs[0].as_any().downcast_ref::<ForwardInput>().expect("in_forward");
     let mut g = c.benchmark_group("pipeline");
     for (name, mode) in [("packed", FrameMode::Packed), ("message", FrameMode::Message)] {
         let bytes = frame(mode, Shape::R1, 1000);

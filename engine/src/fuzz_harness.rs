@@ -21,7 +21,7 @@ pub fn config(data: &[u8]) {
     if s.contains("host") || s.contains("path") {
         return;
     }
-    let _ = crate::build::plan(&root, Some(1), "fuzz");
+    let _ = crate::plan::plan(&root, Some(1), "fuzz");
 }
 
 fn security() -> ServerSecurity {

@@ -2,15 +2,19 @@
 //! glommio shard-per-core runtime. It never parses msgpack by hand: all wire-format
 //! work goes through `spate-protocol`.
 //!
-//! Layout: [`config`] parses fluent.conf into an element tree; [`build`] validates it
-//! into a [`build::Plan`] and instantiates per-shard plugins; [`runtime`] runs one glommio
-//! executor per shard; [`input`], [`filter`], [`output`] and [`buffer`] hold the plugins;
-//! [`router`] implements fluentd's tag routing.
+//! Layout, bottom to top (a module only uses the ones above it in this list):
+//! - [`sys`] (the libc calls), [`log`], [`config`] (fluent.conf into an element tree),
+//!   [`format`] (fluentd's formatters), [`buffer`] (chunks, file store, group commit),
+//!   [`tls`] and [`security`] (transports);
+//! - [`plugin`]: the plugin traits, [`plugin::PlanCtx`] and [`plugin::ShardCtx`];
+//! - [`router`]: fluentd's tag routing over plugin instances;
+//! - the plugins, one module (or folder) each: [`input`], [`filter`], [`output`];
+//! - [`registry`]: the table of every plugin; [`plan`]: config -> validated
+//!   [`plan::Plan`] -> per-shard plugins; [`runtime`]: one glommio executor per shard.
 
 pub mod log;
 
 pub mod buffer;
-pub mod build;
 pub mod config;
 pub mod filter;
 pub mod format;
@@ -18,10 +22,14 @@ pub mod format;
 pub mod fuzz_harness;
 pub mod input;
 pub mod output;
+pub mod plan;
+pub mod plugin;
+pub mod registry;
 pub mod router;
 pub mod runtime;
 pub mod s3;
 pub mod security;
+pub mod sys;
 pub mod tls;
 
 /// The configuration used when spate runs without `-c`: in_forward on

@@ -57,10 +57,9 @@ pub fn enabled(l: Level) -> bool {
 /// Local time as fluentd prints it: `YYYY-mm-dd HH:MM:SS +hhmm`, with `frac_digits`
 /// fractional digits of `nsec` when non-zero.
 pub fn format_time(out: &mut Vec<u8>, sec: i64, nsec: u32, frac_digits: usize) {
-    let t = sec as libc::time_t;
-    // SAFETY: localtime_r writes into the zeroed tm we own; it only reads `t`.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&t, &mut tm) };
+    // SAFETY: tm is plain data; all-zero (1900-01-00 00:00:00 UTC) stands in when the
+    // C library cannot represent `sec`.
+    let tm = crate::sys::localtime(sec).unwrap_or_else(|| unsafe { std::mem::zeroed() });
     let off = tm.tm_gmtoff / 60;
     let (sign, off) = if off < 0 { ('-', -off) } else { ('+', off) };
     let _ = write!(

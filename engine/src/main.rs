@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use argh::FromArgs;
-use spate_engine::{build, config, log, runtime};
+use spate_engine::{config, log, plan, registry, runtime};
 
 /// spate: a Fluentd-compatible log aggregator (Forward protocol, fluent.conf).
 #[derive(FromArgs)]
@@ -32,12 +32,19 @@ struct Cli {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    /// print the table of supported plugins and their parameters (Markdown) and exit
+    #[argh(switch)]
+    plugins: bool,
 }
 
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     if cli.version {
         println!("spate {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if cli.plugins {
+        print!("{}", registry::markdown_table());
         return ExitCode::SUCCESS;
     }
     match cli.log_format.as_str() {
@@ -81,7 +88,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let plan = match build::plan(&root, cli.workers, &hostname) {
+    let plan = match plan::plan(&root, cli.workers, &hostname) {
         Ok(p) => p,
         Err(e) => {
             spate_engine::error!("{e}");
@@ -94,7 +101,7 @@ fn main() -> ExitCode {
         }
     }
     if cli.dry_run {
-        print!("{}", build::describe(&plan));
+        print!("{}", plan::describe(&plan));
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
@@ -106,8 +113,8 @@ fn main() -> ExitCode {
     let workers = plan.workers;
     spate_engine::info!("starting spate {} with {} shard(s)", env!("CARGO_PKG_VERSION"), workers);
     let r = runtime::run(Arc::new(plan), control, |s| {
-        for a in &s.listening {
-            spate_engine::info!("listening on {a} (forward)");
+        for l in &s.listening {
+            spate_engine::info!("listening on {} ({})", l.addr, l.what);
         }
         spate_engine::info!("spate is ready");
     });

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::build::{build_shard, Plan};
-use crate::input::forward::bind_listener;
+use crate::plan::{build_shard, Plan};
 
 /// Process-wide control flags, set by the signal thread (or by tests).
 #[derive(Debug, Default)]
@@ -43,8 +42,8 @@ impl Control {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("shard {shard}: cannot listen on {addr}: {source}")]
-    Bind { shard: usize, addr: String, source: std::io::Error },
+    #[error("shard {shard}: cannot start an input: {source}")]
+    Input { shard: usize, source: std::io::Error },
     #[error("cannot start shard {shard}: {reason}")]
     Executor { shard: usize, reason: String },
     #[error("signal handling: {0}")]
@@ -53,34 +52,11 @@ pub enum RuntimeError {
     Build { shard: usize, reason: String },
 }
 
-/// CPUs this process may run on.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: sched_getaffinity fills the zeroed set we own.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
-    let mut v = Vec::new();
-    if ok {
-        for i in 0..libc::CPU_SETSIZE as usize {
-            // SAFETY: i < CPU_SETSIZE.
-            if unsafe { libc::CPU_ISSET(i, &set) } {
-                v.push(i);
-            }
-        }
-    }
-    if v.is_empty() {
-        v = (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
-    }
-    v
-}
-
 /// Installs the signal thread: SIGTERM/SIGINT shut down, SIGUSR1 flushes, SIGHUP is
 /// logged (reload is not supported yet).
 pub fn install_signals(control: Arc<Control>) -> Result<(), RuntimeError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-    // A file-size limit (ulimit -f) must fail the write (EFBIG: the file buffer refuses
-    // the batch and sends no ack), not kill the process with SIGXFSZ.
-    // SAFETY: setting a signal's disposition to ignore.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    crate::sys::ignore_sigxfsz();
     let mut signals =
         signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP]).map_err(RuntimeError::Signals)?;
     std::thread::Builder::new()
@@ -108,16 +84,16 @@ pub fn install_signals(control: Arc<Control>) -> Result<(), RuntimeError> {
 /// What a running engine reports once every shard listens.
 #[derive(Debug, Clone)]
 pub struct Started {
-    /// Bound address of each in_forward source (from shard 0's view).
-    pub listening: Vec<std::net::SocketAddr>,
+    /// Bound address of each network input (from shard 0's view).
+    pub listening: Vec<crate::plugin::Listening>,
 }
 
 /// Runs the engine until `control` says shut down. `on_start` is called once every
 /// shard is listening.
 pub fn run(plan: Arc<Plan>, control: Arc<Control>, on_start: impl FnOnce(Started)) -> Result<(), RuntimeError> {
-    let cpus = allowed_cpus();
+    let cpus = crate::sys::allowed_cpus();
     let workers = plan.workers.max(1);
-    let (tx, rx) = mpsc::channel::<Result<(usize, Vec<std::net::SocketAddr>), RuntimeError>>();
+    let (tx, rx) = mpsc::channel::<Result<(usize, Vec<crate::plugin::Listening>), RuntimeError>>();
     let mut handles = Vec::new();
     for shard in 0..workers {
         let plan = plan.clone();
@@ -165,7 +141,7 @@ pub fn run(plan: Arc<Plan>, control: Arc<Control>, on_start: impl FnOnce(Started
     }
 }
 
-type Ready = mpsc::Sender<Result<(usize, Vec<std::net::SocketAddr>), RuntimeError>>;
+type Ready = mpsc::Sender<Result<(usize, Vec<crate::plugin::Listening>), RuntimeError>>;
 
 async fn shard_main(shard: usize, plan: Arc<Plan>, control: Arc<Control>, ready: Ready) {
     let graph = match build_shard(&plan, shard) {
@@ -175,36 +151,21 @@ async fn shard_main(shard: usize, plan: Arc<Plan>, control: Arc<Control>, ready:
             return;
         }
     };
-    for o in graph.router.outputs() {
-        o.start();
+    let outputs = graph.outputs();
+    for o in &outputs {
+        o.clone().start();
     }
     let mut addrs = Vec::new();
     for input in &graph.inputs {
-        let addr = match input.conf.addr() {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = ready.send(Err(RuntimeError::Bind {
-                    shard,
-                    addr: input.conf.bind.clone(),
-                    source: std::io::Error::other(e),
-                }));
-                return;
-            }
-        };
-        let bound = bind_listener(addr, input.conf.backlog).and_then(|l| input.start(l, shard == 0));
-        match bound {
-            Ok(a) => addrs.push(a),
+        match input.clone().start(shard == 0) {
+            Ok(l) => addrs.extend(l),
             Err(source) => {
-                let _ = ready.send(Err(RuntimeError::Bind { shard, addr: addr.to_string(), source }));
+                let _ = ready.send(Err(RuntimeError::Input { shard, source }));
                 return;
             }
         }
     }
-    for s in &graph.samples {
-        s.start();
-    }
     let _ = ready.send(Ok((shard, addrs)));
-    let outputs = graph.router.outputs();
     let mut seen_flush = control.flush_gen();
     while !control.is_shutdown() {
         glommio::timer::sleep(Duration::from_millis(50)).await;
@@ -215,9 +176,6 @@ async fn shard_main(shard: usize, plan: Arc<Plan>, control: Arc<Control>, ready:
                 o.flush_now();
             }
         }
-    }
-    for s in &graph.samples {
-        s.stop();
     }
     for input in &graph.inputs {
         input.stop(Duration::from_secs(1)).await;

@@ -87,7 +87,7 @@ pub fn server_from_element(s: &Element) -> Result<ServerSecurity, ConfigError> {
         let name = u.str("username").ok_or_else(|| ConfigError::at(&u.pos, "<user> needs username"))?;
         let pw = u.str("password").ok_or_else(|| ConfigError::at(&u.pos, "<user> needs password"))?;
         sec.users.push((name.to_string(), pw.to_string()));
-        crate::build::warn_unused(u);
+        u.warn_unused();
     }
     if sec.user_auth && sec.users.is_empty() {
         return Err(ConfigError::at(&s.pos, "<user> sections required if user_auth enabled"));
@@ -120,26 +120,18 @@ pub fn server_from_element(s: &Element) -> Result<ServerSecurity, ConfigError> {
             shared_key: c.str("shared_key").map(str::to_string),
             users: c.array("users")?.unwrap_or_default(),
         });
-        crate::build::warn_unused(c);
+        c.warn_unused();
     }
     if !sec.allow_anonymous_source && sec.clients.is_empty() {
         return Err(ConfigError::at(&s.pos, "<client> sections required if allow_anonymous_source disabled"));
     }
-    crate::build::warn_unused(s);
+    s.warn_unused();
     Ok(sec)
 }
 
 /// 16 random bytes as 32 hex characters (nonces and salts).
 pub fn random_hex() -> String {
-    let mut b = [0u8; 16];
-    // SAFETY: getrandom fills our buffer; a short read leaves zeros, which is still a
-    // unique-enough salt mixed with the time below.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n < 16 {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        b.copy_from_slice(&t.to_le_bytes());
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    spate_protocol::hex(&crate::sys::random16())
 }
 
 /// The server's side of one handshake.

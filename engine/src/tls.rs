@@ -225,7 +225,7 @@ pub fn server_tls(t: &Element) -> Result<Option<ServerTls>, ConfigError> {
         b.with_no_client_auth()
     };
     let cfg = b.with_single_cert(chain, key).map_err(|x| err(t, format!("cert_path/private_key_path: {x}")))?;
-    crate::build::warn_unused(t);
+    t.warn_unused();
     Ok(Some(ServerTls { config: Arc::new(cfg), client_cert_auth }))
 }
 

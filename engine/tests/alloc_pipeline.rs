@@ -6,9 +6,9 @@ use std::cell::Cell;
 use std::path::Path;
 
 use bytes::BytesMut;
-use spate_engine::build::{build_shard, plan};
 use spate_engine::config::{parse_str, EvalContext};
-use spate_engine::input::forward::Step;
+use spate_engine::input::forward::{ForwardInput, Step};
+use spate_engine::plan::{build_shard, plan};
 use spate_protocol::encode::{self, raw, EntriesType, OptionsOut};
 use spate_protocol::{EventTime, FrameDecoder};
 
@@ -77,7 +77,7 @@ fn pipeline_allocations_do_not_grow_with_events() {
     .unwrap();
     let p = plan(&root, Some(1), "h").unwrap();
     let g = build_shard(&p, 0).expect("shard builds");
-    let input = &g.inputs[0];
+    let input = g.inputs[0].as_any().downcast_ref::<ForwardInput>().expect("in_forward");
     let mut acks = Vec::with_capacity(1024);
     let mut measure = |n: u32| {
         let bytes = frame(n, b"Y2h1bmstaWQ=\n");

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use spate_engine::build::{build_shard, plan, ShardGraph};
 use spate_engine::config::{parse_str, EvalContext};
+use spate_engine::input::forward::ForwardInput;
+use spate_engine::plan::{build_shard, plan, ShardGraph};
 use spate_protocol::encode::{self, raw};
 use spate_protocol::{EntriesFormat, EventBatch, EventTime, Mode, Options};
 
@@ -39,8 +40,7 @@ fn batch(tag: &str, msgs: &[&str]) -> EventBatch {
 }
 
 fn count(g: &ShardGraph, id: &str) -> u64 {
-    g.router
-        .outputs()
+    g.outputs()
         .iter()
         .find(|o| o.id() == id)
         .map(|o| o.metrics().emit_records.get())
@@ -145,7 +145,8 @@ fn labels_relabel_and_copy() {
         0,
     );
     assert_eq!(g.inputs.len(), 1);
-    assert_eq!(g.inputs[0].conf.label, 1, "@label @IN on the source");
+    let input = g.inputs[0].as_any().downcast_ref::<ForwardInput>().expect("in_forward");
+    assert_eq!(input.conf.label, 1, "@label @IN on the source");
     g.router.emit(1, batch("keep.a", &["x1", "y", "x2"])).unwrap();
     g.router.emit(1, batch("drop.a", &["x"])).unwrap();
     g.router.emit(0, batch("top", &["t"])).unwrap();
@@ -166,7 +167,7 @@ fn worker_sections_place_plugins_on_shards() {
     g1.router.emit(0, batch("a", &["m"])).unwrap();
     assert_eq!(count(&g0, "all"), 1);
     assert_eq!(count(&g1, "w1"), 1, "worker 1's match comes first on shard 1");
-    assert!(g0.router.outputs().iter().all(|o| o.id() != "w1"));
+    assert!(g0.outputs().iter().all(|o| o.id() != "w1"));
 }
 
 #[test]

@@ -82,6 +82,25 @@ impl EventBatch {
         Events::new(&self.entries, self.format)
     }
 
+    /// A batch with the same tag, mode and options holding other packed `[time, record]`
+    /// entries (`count` valid events), for filters that drop or rewrite events. `None`
+    /// when `count` is 0: nothing is left to pass on.
+    pub fn with_packed_entries(&self, entries: Bytes, count: u32) -> Option<EventBatch> {
+        if count == 0 {
+            return None;
+        }
+        Some(EventBatch {
+            tag: self.tag.clone(),
+            entries,
+            format: EntriesFormat::Packed,
+            count,
+            invalid: 0,
+            mode: self.mode,
+            option: self.option.clone(),
+            wire_len: self.wire_len,
+        })
+    }
+
     /// Validates `entries` and builds a batch (used by decoders and by tests/tools that
     /// assemble batches directly).
     pub fn from_entries(

@@ -20,13 +20,7 @@ pub fn sha512_hex(parts: &[&[u8]]) -> String {
     for p in parts {
         h.update(p);
     }
-    let d = h.finalize();
-    let mut s = String::with_capacity(128);
-    for b in d {
-        s.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
-        s.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
-    }
-    s
+    crate::hex::hex(&h.finalize())
 }
 
 /// The shared-key digest: `sha512_hex(salt + hostname + nonce + shared_key)`.

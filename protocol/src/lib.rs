@@ -31,6 +31,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzz_harness;
 pub mod handshake;
+pub mod hex;
 pub mod json;
 pub mod msgpack;
 
@@ -38,3 +39,4 @@ pub use compress::Compression;
 pub use error::{DecodeError, ErrorKind, Result};
 pub use event::{EntriesFormat, Event, EventTime, Events, RecordRef, ValueRef};
 pub use frame::{parse_frame, EventBatch, Frame, FrameDecoder, Limits, Mode, Options};
+pub use hex::hex;

@@ -13,12 +13,16 @@
 //! all pass is returned as is; otherwise the kept entries are copied byte for byte.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use spate_protocol::msgpack::{self, Head, Kind};
 use spate_protocol::{EntriesFormat, EventBatch, EventTime, RecordRef, ValueRef};
 
 pub use super::error::FilterError;
 use crate::config::{ConfigError, Element};
+use crate::plugin::{
+    Build, BuildError, Emitter, Filter, FilterPlan, Kind as PluginKind, PlanCtx, Registration, ShardCtx,
+};
 
 /// The sections of one `<and>` or `<or>`: `(key, pattern)` pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -1212,7 +1216,7 @@ impl GrepFilter {
                 }
                 out.extend_from_slice(&entries[a..b]);
             }
-            super::rebuild(&batch, out, kept)
+            batch.with_packed_entries(bytes::Bytes::from(out), kept)
         };
         s.runs = runs;
         result
@@ -1234,6 +1238,51 @@ fn key_pattern(e: &Element) -> Result<(String, String), ConfigError> {
 
 fn sections(e: &Element, name: &str) -> Result<Vec<(String, String)>, ConfigError> {
     e.elements_named(name).map(key_pattern).collect()
+}
+
+/// The registry row.
+pub const PLUGIN: Registration = Registration {
+    name: "grep",
+    aliases: &[],
+    kind: PluginKind::Filter,
+    build: Build::Filter(plan),
+    params: "`<regexp>`/`<exclude>` (`key`, `pattern`), `<and>`/`<or>`, `regexpN`/`excludeN`, record-accessor keys (`$.a.b`, `$['a'][0]`)",
+};
+
+fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn FilterPlan>, ConfigError> {
+    let id = ctx.id(e, "grep");
+    let conf = conf_from_element(e)?;
+    // Compile once here so a bad pattern is a config error with file:line.
+    GrepFilter::new(&conf).map_err(|x| e.error(x.to_string()))?;
+    Ok(Box::new(GrepPlan { id, conf }))
+}
+
+#[derive(Debug)]
+struct GrepPlan {
+    id: String,
+    conf: GrepConf,
+}
+
+impl FilterPlan for GrepPlan {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn type_name(&self) -> &'static str {
+        "grep"
+    }
+    fn build(&self, _ctx: &Rc<ShardCtx>) -> Result<Box<dyn Filter>, BuildError> {
+        // Validated by plan(): compiling the same patterns again cannot fail.
+        GrepFilter::new(&self.conf)
+            .map(|f| Box::new(f) as Box<dyn Filter>)
+            .map_err(|e| BuildError::Io { plugin: self.id.clone(), source: std::io::Error::other(e.to_string()) })
+    }
+}
+
+impl Filter for GrepFilter {
+    #[inline]
+    fn filter(&self, batch: EventBatch, _emitter: &dyn Emitter) -> Option<EventBatch> {
+        GrepFilter::filter(self, batch)
+    }
 }
 
 /// Reads filter_grep's parameters from its `<filter>` element.

@@ -16,6 +16,7 @@
 //! batch; a batch that comes out byte-identical is returned as is.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use spate_protocol::encode::raw;
 use spate_protocol::msgpack::{self, Head, Kind};
@@ -24,6 +25,9 @@ use spate_protocol::{EntriesFormat, EventBatch, EventTime, RecordRef, ValueRef};
 pub use super::error::FilterError;
 use super::grep::{array_len, key_is, ruby_index, write_to_s, Accessor, Dug, Step};
 use crate::config::{ConfigError, Element};
+use crate::plugin::{
+    Build, BuildError, Emitter, Filter, FilterPlan, Kind as PluginKind, PlanCtx, Registration, ShardCtx,
+};
 
 /// filter_record_transformer's parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -912,12 +916,56 @@ impl RecordTransformer {
         if !started {
             return Some(batch);
         }
-        super::rebuild(&batch, out, count)
+        batch.with_packed_entries(bytes::Bytes::from(out), count)
     }
 }
 
-/// Reads record_transformer's parameters from its `<filter>` element (kept here until
-/// build.rs maps `<filter>` elements itself).
+/// The registry row.
+pub const PLUGIN: Registration = Registration {
+    name: "record_transformer",
+    aliases: &[],
+    kind: PluginKind::Filter,
+    build: Build::Filter(plan),
+    params: "`<record>` with `${tag}`, `${tag_parts[N]}`, `${tag_prefix[N]}`, `${tag_suffix[N]}`, `${hostname}`, `${time}`, `${record[\"key\"]}`, JSON values; `remove_keys` (nested accessors too), `keep_keys`, `renew_record`, `renew_time_key`, `auto_typecast`",
+};
+
+fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn FilterPlan>, ConfigError> {
+    let id = ctx.id(e, "record_transformer");
+    let conf = conf_from_element(e, &ctx.hostname)?;
+    // Compile once here so a bad template is a config error with file:line.
+    RecordTransformer::new(&conf).map_err(|x| e.error(x.to_string()))?;
+    Ok(Box::new(RecordTransformerPlan { id, conf }))
+}
+
+#[derive(Debug)]
+struct RecordTransformerPlan {
+    id: String,
+    conf: RecordTransformerConf,
+}
+
+impl FilterPlan for RecordTransformerPlan {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn type_name(&self) -> &'static str {
+        "record_transformer"
+    }
+    fn build(&self, _ctx: &Rc<ShardCtx>) -> Result<Box<dyn Filter>, BuildError> {
+        // Validated by plan(): compiling the same templates again cannot fail.
+        RecordTransformer::new(&self.conf)
+            .map(|f| Box::new(f) as Box<dyn Filter>)
+            .map_err(|e| BuildError::Io { plugin: self.id.clone(), source: std::io::Error::other(e.to_string()) })
+    }
+}
+
+impl Filter for RecordTransformer {
+    #[inline]
+    fn filter(&self, batch: EventBatch, _emitter: &dyn Emitter) -> Option<EventBatch> {
+        RecordTransformer::filter(self, batch)
+    }
+}
+
+/// Reads record_transformer's parameters from its `<filter>` element.
 pub fn conf_from_element(e: &Element, hostname: &str) -> Result<RecordTransformerConf, ConfigError> {
     let mut c = RecordTransformerConf {
         remove_keys: e.array("remove_keys")?.unwrap_or_default(),

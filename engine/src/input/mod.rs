@@ -1,3 +1,6 @@
-//! Inputs: sources that turn received bytes (or generated samples) into routed batches.
+//! Inputs: sources that turn received bytes (or generated samples) into routed
+//! batches, one module (or folder) per plugin with its registry row (`PLUGIN`); see
+//! [`crate::plugin::Input`]. [`net`] holds the socket set-up they share.
 pub mod forward;
+pub mod net;
 pub mod sample;

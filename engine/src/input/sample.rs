@@ -10,7 +10,62 @@ use bytes::Bytes;
 use spate_protocol::encode::{self, raw};
 use spate_protocol::{EntriesFormat, EventBatch, EventTime, Mode, Options};
 
-use crate::router::Router;
+use crate::config::{ConfigError, Element};
+use crate::plugin::{
+    Build, BuildError, Emitter, Input, InputPlan, Kind, Listening, LocalFuture, PlanCtx, Registration, ShardCtx,
+};
+
+/// The registry row.
+pub const PLUGIN: Registration = Registration {
+    name: "sample",
+    aliases: &["dummy"],
+    kind: Kind::Input,
+    build: Build::Input(plan),
+    params: "`tag`, `rate`, `size`, `sample`/`dummy`, `auto_increment_key`",
+};
+
+fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
+    let id = ctx.id(e, "sample");
+    let tag = e.str("tag").ok_or_else(|| e.error("in_sample needs tag"))?.to_string();
+    let rate = e.int("rate")?.unwrap_or(1);
+    let size = e.int("size")?.unwrap_or(1);
+    if !(0..=u32::MAX as i64).contains(&rate) || !(1..=1_000_000).contains(&size) {
+        return Err(e.error(format!(
+            "rate must be within 0..{} and size within 1..1000000 (got rate {rate}, size {size})",
+            u32::MAX
+        )));
+    }
+    let sample = e.str("sample").or_else(|| e.str("dummy")).unwrap_or(r#"[{"message":"sample"}]"#);
+    let samples = crate::input::sample::parse_samples(sample).map_err(|m| e.error(m))?;
+    let _ = (e.bool("suspend")?, e.bool("reuse_record")?);
+    Ok(Box::new(SampleConf {
+        id,
+        tag,
+        rate: rate as u32,
+        size: size as u32,
+        auto_increment_key: e.str("auto_increment_key").map(str::to_string),
+        samples,
+        label: ctx.label_ref(e)?.unwrap_or(0),
+    }))
+}
+
+impl InputPlan for SampleConf {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn type_name(&self) -> &'static str {
+        "sample"
+    }
+    fn label(&self) -> usize {
+        self.label
+    }
+    fn describe(&self) -> String {
+        format!("tag {} rate {}/s", self.tag, self.rate)
+    }
+    fn build(&self, _ctx: &Rc<ShardCtx>, emitter: Rc<dyn Emitter>) -> Result<Rc<dyn Input>, BuildError> {
+        Ok(SampleInput::new(self.clone(), emitter))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleConf {
@@ -49,24 +104,15 @@ pub fn parse_samples(json: &str) -> Result<Vec<(u32, Vec<u8>)>, String> {
 
 pub struct SampleInput {
     conf: SampleConf,
-    router: Rc<Router>,
+    router: Rc<dyn Emitter>,
     stopping: Cell<bool>,
     index: Cell<usize>,
     counter: Cell<i64>,
 }
 
 impl SampleInput {
-    pub fn new(conf: SampleConf, router: Rc<Router>) -> Rc<Self> {
+    pub fn new(conf: SampleConf, router: Rc<dyn Emitter>) -> Rc<Self> {
         Rc::new(SampleInput { conf, router, stopping: Cell::new(false), index: Cell::new(0), counter: Cell::new(0) })
-    }
-
-    pub fn start(self: &Rc<Self>) {
-        let me = self.clone();
-        glommio::spawn_local(async move { me.run().await }).detach();
-    }
-
-    pub fn stop(&self) {
-        self.stopping.set(true);
     }
 
     fn record(&self, out: &mut Vec<u8>) {
@@ -129,5 +175,21 @@ impl SampleInput {
                 glommio::timer::sleep(next.saturating_duration_since(Instant::now())).await;
             }
         }
+    }
+}
+
+impl Input for SampleInput {
+    fn start(self: Rc<Self>, _first: bool) -> std::io::Result<Vec<Listening>> {
+        glommio::spawn_local(async move { self.run().await }).detach();
+        Ok(Vec::new())
+    }
+
+    fn stop(&self, _grace: Duration) -> LocalFuture<'_, ()> {
+        self.stopping.set(true);
+        Box::pin(async {})
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -12,81 +12,15 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use spate_protocol::EventBatch;
+use spate_protocol::{hex, EventBatch};
 
-use super::{EmitError, OutputMetrics};
-use crate::buffer::sync::Notify;
-use crate::buffer::{Buffer, Chunk};
-
-/// Where chunks go.
-// One per output per shard: the size difference does not matter.
-#[allow(clippy::large_enum_variant)]
-pub enum Writer {
-    Forward(super::forward::ForwardSender),
-    File(super::file::FileWriter),
-    SecondaryFile(super::secondary_file::SecondaryFile),
-}
-
-impl Writer {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Writer::Forward(_) => "forward",
-            Writer::File(_) => "file",
-            Writer::SecondaryFile(_) => "secondary_file",
-        }
-    }
-
-    /// Writes one chunk (its `data` loaded); `vars` are its record-field chunk keys by
-    /// name, for path placeholders. Returns the bytes written.
-    pub async fn write(&self, chunk: &Chunk, vars: &[(String, String)]) -> Result<usize, String> {
-        match self {
-            Writer::Forward(w) => w.write(chunk).await.map_err(|e| e.to_string()),
-            Writer::File(w) => {
-                // Formatting a chunk is CPU work and the write may block: off the shard.
-                let (w, id_s) = (w.clone(), w.id.clone());
-                let (tag, tk, id, data) = (chunk.tag.clone(), chunk.timekey, chunk.id, chunk.data.clone());
-                let vars = vars.to_vec();
-                let n = data.len();
-                glommio::executor()
-                    .spawn_blocking(move || w.write_chunk(&tag, tk, &id, &data, &vars))
-                    .await
-                    .map(|p| {
-                        crate::debug!("{id_s}: wrote {n} bytes of entries to {}", p.display());
-                        n
-                    })
-                    .map_err(|e| e.to_string())
-            }
-            Writer::SecondaryFile(w) => {
-                let w = w.clone();
-                let (tag, data, id, tk) = (chunk.tag.clone(), chunk.data.clone(), chunk.id, chunk.timekey);
-                let vars = vars.to_vec();
-                let n = data.len();
-                glommio::executor()
-                    .spawn_blocking(move || w.write_id(&tag, Some(&id), tk, &data, &vars))
-                    .await
-                    .map(|_| n)
-            }
-        }
-    }
-
-    fn start(self: &Rc<Self>) {
-        if let Writer::Forward(_) = &**self {
-            let me = self.clone();
-            glommio::spawn_local(async move {
-                if let Writer::Forward(f) = &*me {
-                    f.heartbeat_loop().await;
-                }
-            })
-            .detach();
-        }
-    }
-
-    fn stop(&self) {
-        if let Writer::Forward(f) = self {
-            f.stop();
-        }
-    }
-}
+use crate::buffer::sync::{Notify, Syncer};
+use crate::buffer::{Buffer, BufferConf, Chunk};
+use crate::config::{ConfigError, Element};
+use crate::plugin::{
+    BuildError, EmitError, Emitter, LocalFuture, Output, OutputMetrics, OutputPlan, PlanCtx, ShardCtx, WriteError,
+    Writer, WriterBuilder, WriterPlan, WriterSetup,
+};
 
 pub struct BufferedOutput {
     pub id: String,
@@ -96,13 +30,20 @@ pub struct BufferedOutput {
     force: Cell<bool>,
     stopping: Cell<bool>,
     done: Cell<bool>,
-    writer: Rc<Writer>,
-    secondary: Option<Writer>,
+    writer: Rc<dyn Writer>,
+    secondary: Option<Rc<dyn Writer>>,
     seq: Cell<u64>,
+    syncer: Rc<Syncer>,
 }
 
 impl BufferedOutput {
-    pub fn new(id: String, buffer: Buffer, writer: Writer, secondary: Option<Writer>) -> Self {
+    pub fn new(
+        id: String,
+        buffer: Buffer,
+        writer: Rc<dyn Writer>,
+        secondary: Option<Rc<dyn Writer>>,
+        syncer: Rc<Syncer>,
+    ) -> Self {
         BufferedOutput {
             id,
             metrics: OutputMetrics::default(),
@@ -111,14 +52,15 @@ impl BufferedOutput {
             force: Cell::new(false),
             stopping: Cell::new(false),
             done: Cell::new(false),
-            writer: Rc::new(writer),
+            writer,
             secondary,
             seq: Cell::new(0),
+            syncer,
         }
     }
 
-    pub fn writer(&self) -> &Writer {
-        &self.writer
+    pub fn writer(&self) -> &dyn Writer {
+        &*self.writer
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -163,11 +105,11 @@ impl BufferedOutput {
 
     /// Registers with the shard's group commit and starts the writer's own tasks
     /// (heartbeats); the caller spawns [`BufferedOutput::run`].
-    pub(crate) fn register(&self) {
+    fn register(&self) {
         if self.buffer.borrow().is_file() {
-            crate::buffer::sync::shard().register(&self.buffer, &self.notify);
+            self.syncer.register(self.buffer.clone(), &self.notify);
         }
-        self.writer.start();
+        self.writer.clone().start();
     }
 
     pub async fn shutdown(&self, deadline: Instant) {
@@ -180,7 +122,7 @@ impl BufferedOutput {
         let file = self.buffer.borrow().is_file();
         if file {
             // Whatever was appended but not written yet goes to disk for the next run.
-            if let Err(e) = crate::buffer::sync::shard().sync_now().await {
+            if let Err(e) = self.syncer.sync_now().await {
                 crate::error!("{}: final write of the file buffer failed: {e}", self.id);
             }
         }
@@ -211,7 +153,7 @@ impl BufferedOutput {
     }
 
     /// The flush loop: runs until shutdown has flushed what it should.
-    pub(crate) async fn run(&self) {
+    async fn run(&self) {
         loop {
             let now = Instant::now();
             let stopping = self.stopping.get();
@@ -236,12 +178,8 @@ impl BufferedOutput {
                 continue;
             };
             if chunk.on_disk() {
-                if let Err(e) = crate::buffer::file::load(&mut chunk).await {
-                    crate::error!(
-                        "{}: cannot read chunk {}: {e}; it is set aside",
-                        self.id,
-                        super::forward::hex(&chunk.id)
-                    );
+                if let Err(e) = crate::buffer::chunk_file::load(&mut chunk).await {
+                    crate::error!("{}: cannot read chunk {}: {e}; it is set aside", self.id, hex(&chunk.id));
                     OutputMetrics::add(&self.metrics.dropped_records, chunk.count as u64);
                     self.buffer.borrow_mut().discard(chunk);
                     continue;
@@ -255,10 +193,11 @@ impl BufferedOutput {
                     OutputMetrics::add(&self.metrics.write_bytes, bytes as u64);
                     self.buffer.borrow_mut().commit(chunk);
                 }
-                Err(e) if e.starts_with(super::forward::ROLLBACK) => {
+                Err(e @ WriteError::Rollback(_)) => {
                     // fluentd's rollback without a retry count (ack timeout): resend now,
                     // to another server if this one was detached.
-                    crate::warn!("{}: {e}; resending chunk {}", self.id, super::forward::hex(&chunk.id));
+                    OutputMetrics::add(&self.metrics.rollback_count, 1);
+                    crate::warn!("{}: {e}; resending chunk {}", self.id, hex(&chunk.id));
                     self.buffer.borrow_mut().requeue(chunk);
                     glommio::timer::sleep(Duration::from_millis(10)).await;
                 }
@@ -279,16 +218,18 @@ impl BufferedOutput {
             .collect()
     }
 
-    async fn failed(&self, mut chunk: Chunk, e: String, stopping: bool, vars: &[(String, String)]) {
+    async fn failed(&self, mut chunk: Chunk, e: WriteError, stopping: bool, vars: &[(String, String)]) {
         let now = Instant::now();
         let first = *chunk.first_failure.get_or_insert(now);
         let bc = self.buffer.borrow().conf().clone();
         OutputMetrics::add(&self.metrics.retry_count, 1);
-        let over_times = bc.retry_max_times.is_some_and(|m| chunk.retries >= m);
+        // An unrecoverable error skips the retries: secondary at once, or drop.
+        let fatal = matches!(e, WriteError::Fatal(_));
+        let over_times = fatal || bc.retry_max_times.is_some_and(|m| chunk.retries >= m);
         let elapsed = now.duration_since(first);
         let over_time = elapsed >= bc.retry_timeout;
         let to_secondary = self.secondary.is_some()
-            && !bc.retry_forever
+            && (fatal || !bc.retry_forever)
             && (over_times || elapsed.as_secs_f64() >= bc.retry_timeout.as_secs_f64() * bc.retry_secondary_threshold);
         if to_secondary {
             if let Some(sec) = &self.secondary {
@@ -297,7 +238,7 @@ impl BufferedOutput {
                         crate::warn!(
                             "{}: retries exhausted for chunk {} ({} events; last error: {e}); written to <secondary> {}",
                             self.id,
-                            super::forward::hex(&chunk.id),
+                            hex(&chunk.id),
                             chunk.count,
                             sec.type_name()
                         );
@@ -310,12 +251,12 @@ impl BufferedOutput {
                 }
             }
         }
-        if !bc.retry_forever && (over_times || over_time) {
+        if fatal || (!bc.retry_forever && (over_times || over_time)) {
             crate::error!(
                 "{}: failed to flush the buffer, and hit limit for retries. dropping the chunk. retry_times={} chunk_id={} events={} error=\"{}\"",
                 self.id,
                 chunk.retries,
-                super::forward::hex(&chunk.id),
+                hex(&chunk.id),
                 chunk.count,
                 e
             );
@@ -329,7 +270,7 @@ impl BufferedOutput {
             self.id,
             chunk.retries,
             delay.as_secs_f64(),
-            super::forward::hex(&chunk.id),
+            hex(&chunk.id),
             e
         );
         chunk.retries += 1;
@@ -344,5 +285,122 @@ impl BufferedOutput {
                 self.notify.wait(until.saturating_duration_since(Instant::now())).await;
             }
         }
+    }
+}
+
+impl Output for BufferedOutput {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn type_name(&self) -> &'static str {
+        self.writer.type_name()
+    }
+
+    fn metrics(&self) -> &OutputMetrics {
+        &self.metrics
+    }
+
+    fn emit(&self, batch: &EventBatch, _emitter: &dyn Emitter) -> Result<(), EmitError> {
+        BufferedOutput::emit(self, batch)
+    }
+
+    fn start(self: Rc<Self>) {
+        self.register();
+        glommio::spawn_local(async move { self.run().await }).detach();
+    }
+
+    fn flush_now(&self) {
+        BufferedOutput::flush_now(self)
+    }
+
+    fn shutdown(&self, deadline: Instant) -> LocalFuture<'_, ()> {
+        Box::pin(BufferedOutput::shutdown(self, deadline))
+    }
+
+    fn has_room(&self, bytes: usize) -> bool {
+        BufferedOutput::has_room(self, bytes)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// A buffered output's plan: its writer, `<buffer>` and `<secondary>`.
+#[derive(Debug)]
+pub struct BufferedPlan {
+    pub id: String,
+    pub type_name: &'static str,
+    pub writer: Box<dyn WriterPlan>,
+    pub buffer: BufferConf,
+    pub secondary: Option<Box<dyn WriterPlan>>,
+}
+
+/// Plans a buffered output of registered type `name` whose writer `f` builds: the
+/// writer reads its own parameters (and its `<buffer>` through [`WriterSetup`], with its
+/// defaults); then the buffer's directory is claimed and `<secondary>` planned.
+pub fn plan(
+    e: &Element,
+    ctx: &mut PlanCtx<'_>,
+    name: &'static str,
+    f: WriterBuilder,
+) -> Result<Box<dyn OutputPlan>, ConfigError> {
+    let id = ctx.id(e, name);
+    let mut setup = WriterSetup::primary();
+    let writer = f(e, ctx, &mut setup)?;
+    let buffer = match setup.take_buffer() {
+        Some(b) => b,
+        None => crate::buffer::conf::from_output(e, &Default::default())?,
+    };
+    ctx.claim_path(e, &buffer)?;
+    let secondary = match e.single("secondary")? {
+        Some(s) => Some(ctx.secondary(s, name, &buffer)?),
+        None => None,
+    };
+    Ok(Box::new(BufferedPlan { id, type_name: name, writer, buffer, secondary }))
+}
+
+impl OutputPlan for BufferedPlan {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    fn describe(&self, _labels: &[String]) -> String {
+        let buf = match &self.buffer.path {
+            Some(path) => format!("file buffer {}", path.display()),
+            None => "memory buffer".to_string(),
+        };
+        let sec = self.secondary.as_ref().map_or(String::new(), |w| format!(", secondary {}", w.type_name()));
+        format!(
+            "{} {} -> {} ({buf}, flush {:?} every {:?}{sec})",
+            self.writer.type_name(),
+            self.id,
+            self.writer.describe(),
+            self.buffer.effective_flush_mode(),
+            self.buffer.flush_interval
+        )
+    }
+
+    fn build(&self, ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Output>, BuildError> {
+        let shard = ctx.shard as u32;
+        let buffer = match &self.buffer.path {
+            None => Buffer::new(self.buffer.clone(), shard),
+            Some(path) => {
+                let (store, recovered) =
+                    crate::buffer::file::FileStore::open(path, shard, ctx.workers as u32, ctx.syncer.clone())?;
+                Buffer::with_store(self.buffer.clone(), shard, store, recovered)
+            }
+        };
+        let writer = self.writer.build(&self.id, ctx)?;
+        let secondary = match &self.secondary {
+            Some(w) => Some(w.build(&format!("{}.secondary", self.id), ctx)?),
+            None => None,
+        };
+        Ok(Rc::new(BufferedOutput::new(self.id.clone(), buffer, writer, secondary, ctx.syncer.clone())))
     }
 }

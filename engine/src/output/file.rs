@@ -16,13 +16,19 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use spate_protocol::{EntriesFormat, Events};
 
+use std::rc::Rc;
+
+use crate::buffer::{BufferDefaults, Chunk};
 use crate::config::{ConfigError, Element};
 use crate::format::{strftime, FormatConf, Zone};
+use crate::plugin::{
+    Build, BuildError, ChunkVars, Kind, LocalFuture, PlanCtx, Registration, ShardCtx, WriteError, Writer, WriterPlan,
+    WriterSetup,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileOutConf {
@@ -111,6 +117,78 @@ pub fn file_conf(e: &Element, timekey: Option<i64>, zone: Zone, hostname: &str) 
     })
 }
 
+/// The registry row.
+pub const PLUGIN: Registration = Registration {
+    name: "file",
+    aliases: &[],
+    kind: Kind::Output,
+    build: Build::Buffered(plan),
+    params: "`path` (fluentd's file naming: `path.%Y%m%d_N.log` per time slice, `*` patterns, time placeholders in the path, `${tag}`/`${tag[N]}`), `append`, `compress gzip`, `add_path_suffix`, `path_suffix`, `symlink_path` (points at the newest file written), `<format>` (`out_file` with `delimiter`/`output_tag`/`output_time`/`time_format`/`localtime`/`utc`/`timezone`, `json`, `msgpack`, `single_value` with `message_key`/`add_newline`), `<inject>` (`time_key`, `time_type`, `time_format`, `tag_key`, `hostname_key`) and v0.12's `include_time_key`/`include_tag_key`/`format`; default `<buffer time>`: a file buffer at `path`, `timekey 1d`",
+};
+
+fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
+    // As a <secondary>, out_file writes the primary's chunks; its own path has no time
+    // slice unless the placeholders are in it.
+    let (timekey, zone) = if setup.primary_buffer().is_some() {
+        (None, Zone::Local)
+    } else {
+        let path = e.str("path").ok_or_else(|| e.error("out_file needs path"))?;
+        let defaults = BufferDefaults {
+            keys: &["time"],
+            tag_required: false,
+            file_path: Some(path),
+            timekey: Some(DEFAULT_TIMEKEY),
+        };
+        match setup.buffer(e, &defaults)?.and_then(|b| b.timekey) {
+            Some(k) => (Some(k.secs), Zone::Fixed(k.utc_offset)),
+            None => (None, Zone::Local),
+        }
+    };
+    Ok(Box::new(file_conf(e, timekey, zone, &ctx.hostname)?))
+}
+
+impl WriterPlan for FileOutConf {
+    fn type_name(&self) -> &'static str {
+        "file"
+    }
+
+    fn describe(&self) -> String {
+        self.template.clone()
+    }
+
+    fn build(&self, id: &str, _ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Writer>, BuildError> {
+        Ok(Rc::new(FileWriter::new(id.to_string(), self.clone())))
+    }
+}
+
+impl Writer for FileWriter {
+    fn type_name(&self) -> &'static str {
+        "file"
+    }
+
+    fn write<'a>(&'a self, chunk: &'a Chunk, vars: &'a ChunkVars) -> LocalFuture<'a, Result<usize, WriteError>> {
+        Box::pin(async move {
+            // Formatting a chunk is CPU work and the write may block: off the shard.
+            let (w, id_s) = (self.clone(), self.id.clone());
+            let (tag, tk, id, data) = (chunk.tag.clone(), chunk.timekey, chunk.id, chunk.data.clone());
+            let vars = vars.to_vec();
+            let n = data.len();
+            glommio::executor()
+                .spawn_blocking(move || w.write_chunk(&tag, tk, &id, &data, &vars))
+                .await
+                .map(|p| {
+                    crate::debug!("{id_s}: wrote {n} bytes of entries to {}", p.display());
+                    n
+                })
+                .map_err(|e| WriteError::Retry(e.to_string()))
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// Writes chunks to files. Cheap to clone (for the blocking pool).
 #[derive(Debug, Clone)]
 pub struct FileWriter {
@@ -138,7 +216,7 @@ impl FileWriter {
             None => p.extend_from_slice(self.conf.template.as_bytes()),
         }
         let p = String::from_utf8_lossy(&p).to_string();
-        super::secondary_file::expand(&p, &String::from_utf8_lossy(tag), &super::forward::hex(chunk_id), vars)
+        crate::buffer::placeholders::expand(&p, &String::from_utf8_lossy(tag), &spate_protocol::hex(chunk_id), vars)
     }
 
     /// Formats and writes one chunk of packed entries; blocking. Returns the file.
@@ -161,7 +239,7 @@ impl FileWriter {
         if let Some(d) = PathBuf::from(&templ).parent() {
             std::fs::create_dir_all(d)?;
         }
-        let (path, mut f) = if self.conf.append {
+        let (path, f) = if self.conf.append {
             let p = PathBuf::from(&templ);
             let f = OpenOptions::new().append(true).create(true).open(&p)?;
             (p, f)
@@ -177,14 +255,13 @@ impl FileWriter {
             }
         };
         // Other shards may append to the same file: one chunk at a time.
-        // SAFETY: flock on a descriptor we own.
-        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        let r = f.write_all(&body).and_then(|_| f.sync_data());
-        // SAFETY: as above.
-        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
-        r?;
+        {
+            let _lock = crate::sys::FileLock::exclusive(&f)?;
+            (&f).write_all(&body).and_then(|_| f.sync_data())?;
+        }
         if let Some(link) = &self.conf.symlink_path {
-            let link = PathBuf::from(super::secondary_file::expand(link, &String::from_utf8_lossy(tag), "", vars));
+            let link =
+                PathBuf::from(crate::buffer::placeholders::expand(link, &String::from_utf8_lossy(tag), "", vars));
             let tmp = PathBuf::from(format!("{}.spate-tmp", link.display()));
             let _ = std::fs::remove_file(&tmp);
             if std::os::unix::fs::symlink(&path, &tmp).is_ok() {

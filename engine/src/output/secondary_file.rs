@@ -7,10 +7,16 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
+use std::rc::Rc;
+
+use crate::buffer::Chunk;
 use crate::config::{ConfigError, Element};
+use crate::plugin::{
+    Build, BuildError, ChunkVars, Kind, LocalFuture, PlanCtx, Registration, ShardCtx, WriteError, Writer, WriterPlan,
+    WriterSetup,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecondaryFile {
@@ -18,6 +24,64 @@ pub struct SecondaryFile {
     pub basename: String,
     pub append: bool,
     pub gzip: bool,
+}
+
+/// The registry row.
+pub const PLUGIN: Registration = Registration {
+    name: "secondary_file",
+    aliases: &[],
+    kind: Kind::Secondary,
+    build: Build::SecondaryOnly(plan),
+    params: "`directory`, `basename`, `append`, `compress gzip`; `${tag}`, `${tag[N]}`, `${chunk_id}`, record-field keys, time formats with a `time` chunk key",
+};
+
+fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
+    let c = conf(e)?;
+    let time_key = setup.primary_buffer().is_some_and(|b| b.timekey.is_some());
+    if !time_key && (c.directory.contains('%') || c.basename.contains('%')) {
+        return Err(e.error(
+            "out_secondary_file: basename or directory has an incompatible placeholder, remove time formats, like `%Y%m%d`, from basename or directory",
+        ));
+    }
+    Ok(Box::new(c))
+}
+
+impl WriterPlan for SecondaryFile {
+    fn type_name(&self) -> &'static str {
+        "secondary_file"
+    }
+
+    fn describe(&self) -> String {
+        format!("{}/{}", self.directory, self.basename)
+    }
+
+    fn build(&self, _id: &str, _ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Writer>, BuildError> {
+        Ok(Rc::new(self.clone()))
+    }
+}
+
+impl Writer for SecondaryFile {
+    fn type_name(&self) -> &'static str {
+        "secondary_file"
+    }
+
+    fn write<'a>(&'a self, chunk: &'a Chunk, vars: &'a ChunkVars) -> LocalFuture<'a, Result<usize, WriteError>> {
+        Box::pin(async move {
+            let w = self.clone();
+            let (tag, data, id, tk) = (chunk.tag.clone(), chunk.data.clone(), chunk.id, chunk.timekey);
+            let vars = vars.to_vec();
+            let n = data.len();
+            glommio::executor()
+                .spawn_blocking(move || w.write_id(&tag, Some(&id), tk, &data, &vars))
+                .await
+                .map(|_| n)
+                .map_err(WriteError::Retry)
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// Parses `<secondary @type secondary_file>`.
@@ -34,53 +98,7 @@ pub fn conf(e: &Element) -> Result<SecondaryFile, ConfigError> {
         Some(o) => return Err(ConfigError::at(&e.pos, format!("compress {o:?}: expected text or gzip"))),
     };
     let c = SecondaryFile { directory, basename, append: e.bool("append")?.unwrap_or(false), gzip };
-    crate::build::warn_unused(e);
     Ok(c)
-}
-
-/// `${tag}`, `${tag[N]}` (negative N counts from the end), `${chunk_id}` and the
-/// chunk's record-field keys (`${name}`, `${$.a.b}`).
-pub(crate) fn expand(s: &str, tag: &str, chunk_id: &str, vars: &[(String, String)]) -> String {
-    let parts: Vec<&str> = tag.split('.').collect();
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let Some(j) = after.find('}') else {
-            out.push_str(&rest[i..]);
-            return out;
-        };
-        let name = &after[..j];
-        match name {
-            "tag" => out.push_str(tag),
-            "chunk_id" => out.push_str(chunk_id),
-            v if vars.iter().any(|(k, _)| k == v) => {
-                if let Some((_, val)) = vars.iter().find(|(k, _)| k == v) {
-                    out.push_str(val);
-                }
-            }
-            _ => {
-                match name.strip_prefix("tag[").and_then(|x| x.strip_suffix(']')).and_then(|n| n.parse::<i64>().ok()) {
-                    Some(n) => {
-                        let len = parts.len() as i64;
-                        let k = if n < 0 { len + n } else { n };
-                        if (0..len).contains(&k) {
-                            out.push_str(parts[k as usize]);
-                        }
-                    }
-                    None => {
-                        out.push_str("${");
-                        out.push_str(name);
-                        out.push('}');
-                    }
-                }
-            }
-        }
-        rest = &after[j + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 impl SecondaryFile {
@@ -100,7 +118,7 @@ impl SecondaryFile {
         vars: &[(String, String)],
     ) -> Result<PathBuf, String> {
         let tag = String::from_utf8_lossy(tag);
-        let id = chunk_id.map(|c| super::forward::hex(c)).unwrap_or_default();
+        let id = chunk_id.map(|c| spate_protocol::hex(c)).unwrap_or_default();
         let timed = |s: &str| match timekey {
             Some(t) if s.contains('%') => {
                 let mut o = Vec::new();
@@ -109,6 +127,7 @@ impl SecondaryFile {
             }
             _ => s.to_string(),
         };
+        use crate::buffer::placeholders::expand;
         let base = PathBuf::from(expand(&timed(&self.directory), &tag, &id, vars)).join(expand(
             &timed(&self.basename),
             &tag,
@@ -120,7 +139,7 @@ impl SecondaryFile {
         }
         let suffix = if self.gzip { ".gz" } else { "" };
         let body = if self.gzip { spate_protocol::compress::gzip(entries, 6) } else { entries.to_vec() };
-        let (path, mut f) = if self.append {
+        let (path, f) = if self.append {
             let p = PathBuf::from(format!("{}{suffix}", base.display()));
             let f =
                 OpenOptions::new().append(true).create(true).open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -137,11 +156,7 @@ impl SecondaryFile {
             }
         };
         // Other shards may append to the same file: one chunk at a time, as fluentd does.
-        // SAFETY: flock on a file descriptor we own.
-        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        let r = f.write_all(&body).and_then(|_| f.sync_data());
-        // SAFETY: as above.
-        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        let r = crate::sys::FileLock::exclusive(&f).and_then(|_lock| (&f).write_all(&body).and_then(|_| f.sync_data()));
         r.map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(path)
     }
@@ -150,14 +165,6 @@ impl SecondaryFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders() {
-        assert_eq!(expand("/d/${tag}/${tag[1]}-${tag[-1]}.${chunk_id}", "a.b.c", "ff", &[]), "/d/a.b.c/b-c.ff");
-        assert_eq!(expand("x${unknown}y", "t", "", &[]), "x${unknown}y");
-        let vars = [("message".to_string(), "hi".to_string()), ("$.k.ns".to_string(), "prod".to_string())];
-        assert_eq!(expand("${message}/${$.k.ns}", "t", "", &vars), "hi/prod");
-    }
 
     #[test]
     fn numbered_and_appended_files() {

@@ -6,6 +6,8 @@
 //! A formatter appends one event to a `Vec<u8>`: records are rendered from their msgpack
 //! bytes in place (no intermediate value tree).
 
+pub mod stdout;
+
 use std::io::Write;
 
 use spate_protocol::{EventTime, RecordRef};
@@ -355,7 +357,7 @@ pub fn format_conf(owner: &Element, default: &str, hostname: &str) -> Result<For
         _ => newline && add_newline,
     };
     if let Some(f) = f {
-        crate::build::warn_unused(f);
+        f.warn_unused();
     }
     let inject = inject_conf(owner, hostname)?;
     Ok(FormatConf { formatter, newline, inject })
@@ -375,7 +377,7 @@ fn inject_conf(owner: &Element, hostname: &str) -> Result<Inject, ConfigError> {
             hostname_key: i.str("hostname_key").map(str::to_string),
             hostname: i.str("hostname").unwrap_or(hostname).to_string(),
         };
-        crate::build::warn_unused(i);
+        i.warn_unused();
         return Ok(c);
     }
     // v0.12 flat parameters (fluentd's compat_parameters_inject).

@@ -20,90 +20,13 @@ use glommio::task::JoinHandle;
 use spate_protocol::encode;
 use spate_protocol::{EventBatch, Frame, FrameDecoder, Limits};
 
-use crate::router::Router;
+use crate::buffer::sync::Syncer;
+use crate::plugin::{BuildError, Emitter, Input, InputPlan, Listening, LocalFuture, ShardCtx};
 use crate::tls::Stream;
 
-/// in_forward parameters, fluentd's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ForwardInConf {
-    pub id: String,
-    pub bind: String,
-    pub port: u16,
-    pub backlog: Option<i32>,
-    pub linger_timeout: Duration,
-    pub resolve_hostname: bool,
-    pub deny_keepalive: bool,
-    pub send_keepalive_packet: bool,
-    pub chunk_size_limit: Option<usize>,
-    pub chunk_size_warn_limit: Option<usize>,
-    pub decompression_size_limit: usize,
-    pub skip_invalid_event: bool,
-    pub source_address_key: Option<String>,
-    pub source_hostname_key: Option<String>,
-    pub tag: Option<String>,
-    pub add_tag_prefix: Option<String>,
-    /// Index of the label events go to (0: the top level).
-    pub label: usize,
-    /// `<security>`: the shared-key handshake before any event is accepted.
-    pub security: Option<crate::security::ServerSecurity>,
-    /// spate: connections per shard beyond this are closed at once (counted, logged).
-    pub max_connections: usize,
-    /// spate: a connection that sends nothing for this long is closed (None: never).
-    pub idle_timeout: Option<Duration>,
-    /// `<transport tls>`.
-    pub tls: Option<crate::tls::ServerTls>,
-    /// spate: time a new connection has for its TLS handshake and, under `<security>`,
-    /// to send its PING (fluentd has no limit).
-    pub handshake_timeout: Duration,
-}
+pub mod conf;
 
-impl Default for ForwardInConf {
-    fn default() -> Self {
-        ForwardInConf {
-            id: "forward".into(),
-            bind: "0.0.0.0".into(),
-            port: 24224,
-            backlog: None,
-            linger_timeout: Duration::ZERO,
-            resolve_hostname: false,
-            deny_keepalive: false,
-            send_keepalive_packet: false,
-            chunk_size_limit: None,
-            chunk_size_warn_limit: None,
-            decompression_size_limit: 256 << 20,
-            skip_invalid_event: true,
-            source_address_key: None,
-            source_hostname_key: None,
-            tag: None,
-            add_tag_prefix: None,
-            label: 0,
-            security: None,
-            max_connections: 10_000,
-            idle_timeout: None,
-            tls: None,
-            handshake_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl ForwardInConf {
-    pub fn limits(&self) -> Limits {
-        let mut l = Limits { max_inflated_size: self.decompression_size_limit, ..Limits::default() };
-        if let Some(c) = self.chunk_size_limit {
-            // The limit is on the chunk; leave room for the frame's header and options.
-            l.max_frame_size = c.saturating_add(64 << 10);
-        }
-        l
-    }
-
-    pub fn addr(&self) -> Result<SocketAddr, String> {
-        let ip: std::net::IpAddr = match self.bind.as_str() {
-            "" | "*" => std::net::Ipv4Addr::UNSPECIFIED.into(),
-            s => s.parse().map_err(|_| format!("bind {s:?} is not an IP address"))?,
-        };
-        Ok(SocketAddr::new(ip, self.port))
-    }
-}
+pub use conf::{ForwardInConf, PLUGIN};
 
 /// Per-input counters (shard-local).
 #[derive(Debug, Default)]
@@ -134,33 +57,22 @@ fn inc(c: &Cell<u64>, n: u64) {
 pub struct ForwardInput {
     pub conf: ForwardInConf,
     pub metrics: InputMetrics,
-    router: Rc<Router>,
+    router: Rc<dyn Emitter>,
+    /// The shard's group commit: acks wait until what they cover is durable.
+    syncer: Rc<Syncer>,
     conns: RefCell<HashMap<u64, JoinHandle<()>>>,
     next_conn: Cell<u64>,
     stopping: Cell<bool>,
     tasks: RefCell<Vec<JoinHandle<()>>>,
 }
 
-/// Binds a listening socket with SO_REUSEPORT (every shard binds the same port).
-pub fn bind_listener(addr: SocketAddr, backlog: Option<i32>) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
-    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.bind(&addr.into())?;
-    // fluentd's default backlog is the OS default (SOMAXCONN).
-    s.listen(backlog.unwrap_or(libc::SOMAXCONN))?;
-    s.set_nonblocking(true)?;
-    Ok(s.into())
-}
-
 impl ForwardInput {
-    pub fn new(conf: ForwardInConf, router: Rc<Router>) -> Rc<Self> {
+    pub fn new(conf: ForwardInConf, router: Rc<dyn Emitter>, syncer: Rc<Syncer>) -> Rc<Self> {
         Rc::new(ForwardInput {
             conf,
             metrics: InputMetrics::default(),
             router,
+            syncer,
             conns: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             stopping: Cell::new(false),
@@ -368,9 +280,8 @@ impl ForwardInput {
             if !acks.is_empty() {
                 // A file buffer's events are acked only once the shard's group commit
                 // has made them durable.
-                let sync = crate::buffer::sync::shard();
-                if let Some(epoch) = sync.pending() {
-                    if let Err(e) = sync.wait(epoch).await {
+                if let Some(epoch) = self.syncer.pending() {
+                    if let Err(e) = self.syncer.wait(epoch).await {
                         inc(&self.metrics.rejected_batches, 1);
                         crate::warn!(
                             "{}: events from {peer_s} could not be stored ({e}); no ack sent, closing the connection so the client retries",
@@ -586,6 +497,25 @@ impl ForwardInput {
     }
 }
 
+impl Input for ForwardInput {
+    fn start(self: Rc<Self>, first: bool) -> std::io::Result<Vec<Listening>> {
+        let addr = self.conf.addr().map_err(std::io::Error::other)?;
+        let l = crate::input::net::bind_tcp(addr, self.conf.backlog)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: cannot listen on {addr}: {e}", self.conf.id)))?;
+        // One shard answers the UDP heartbeat on the same port.
+        let a = ForwardInput::start(&self, l, first)?;
+        Ok(vec![Listening { addr: a, what: "forward" }])
+    }
+
+    fn stop(&self, grace: Duration) -> LocalFuture<'_, ()> {
+        Box::pin(ForwardInput::stop(self, grace))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// What [`ForwardInput::process`] did with the bytes it had.
 pub enum Step {
     /// Everything complete was handled: read more.
@@ -631,7 +561,7 @@ fn add_fields(batch: &EventBatch, fields: &[(&[u8], &[u8])]) -> EventBatch {
         }
     }
     // An empty batch (nothing valid to extend) stays as it is.
-    crate::filter::rebuild(batch, out, batch.count).unwrap_or_else(|| batch.clone())
+    batch.with_packed_entries(bytes::Bytes::from(out), batch.count).unwrap_or_else(|| batch.clone())
 }
 
 /// fluentd's UDP heartbeat: answer every datagram with one `\0` byte.
@@ -644,5 +574,22 @@ async fn heartbeat_loop(sock: glommio::net::UdpSocket) {
             }
             Err(_) => glommio::timer::sleep(Duration::from_millis(50)).await,
         }
+    }
+}
+impl InputPlan for ForwardInConf {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn type_name(&self) -> &'static str {
+        "forward"
+    }
+    fn label(&self) -> usize {
+        self.label
+    }
+    fn describe(&self) -> String {
+        format!("{}:{}", self.bind, self.port)
+    }
+    fn build(&self, ctx: &Rc<ShardCtx>, emitter: Rc<dyn Emitter>) -> Result<Rc<dyn Input>, BuildError> {
+        Ok(ForwardInput::new(self.clone(), emitter, ctx.syncer.clone()))
     }
 }

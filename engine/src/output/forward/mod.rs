@@ -21,6 +21,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -31,149 +32,20 @@ use spate_protocol::msgpack::Skipper;
 use spate_protocol::{Compression, EntriesFormat, Events};
 
 use crate::buffer::Chunk;
+use crate::plugin::{BuildError, ChunkVars, LocalFuture, ShardCtx, WriteError, Writer, WriterPlan};
 
-/// One `<server>`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerConf {
-    pub name: String,
-    pub host: String,
-    pub port: u16,
-    pub weight: u32,
-    pub standby: bool,
-    /// Resolved when the configuration was loaded.
-    pub addrs: Vec<SocketAddr>,
-    /// Shared-key/user credentials when out_forward has `<security>`.
-    pub cred: Option<crate::security::ClientCredentials>,
-}
+pub mod conf;
+pub mod phi;
 
-/// `heartbeat_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeartbeatType {
-    /// TCP connect (and handshake) as the heartbeat (`transport`, or the deprecated `tcp`).
-    Transport,
-    /// A `\0` datagram to the server's port; in_forward answers it.
-    Udp,
-    None,
-}
-
-/// out_forward parameters (fluentd defaults).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ForwardConf {
-    pub servers: Vec<ServerConf>,
-    pub require_ack_response: bool,
-    pub ack_response_timeout: Duration,
-    pub compress_gzip: bool,
-    pub send_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub time_as_integer: bool,
-    pub heartbeat_type: HeartbeatType,
-    pub heartbeat_interval: Duration,
-    pub phi_failure_detector: bool,
-    pub phi_threshold: f64,
-    pub hard_timeout: Duration,
-    pub recover_wait: Duration,
-    pub keepalive: bool,
-    pub keepalive_timeout: Option<Duration>,
-    /// None: resolve once (at load); zero: on every connect; else at most this old.
-    pub expire_dns_cache: Option<Duration>,
-    pub dns_round_robin: bool,
-    /// `transport tls`.
-    pub tls: Option<crate::tls::ClientTls>,
-}
-
-impl Default for ForwardConf {
-    fn default() -> Self {
-        ForwardConf {
-            servers: Vec::new(),
-            require_ack_response: false,
-            ack_response_timeout: Duration::from_secs(190),
-            compress_gzip: false,
-            send_timeout: Duration::from_secs(60),
-            connect_timeout: Duration::from_secs(60),
-            time_as_integer: false,
-            heartbeat_type: HeartbeatType::Transport,
-            heartbeat_interval: Duration::from_secs(1),
-            phi_failure_detector: true,
-            phi_threshold: 16.0,
-            hard_timeout: Duration::from_secs(60),
-            recover_wait: Duration::from_secs(10),
-            keepalive: false,
-            keepalive_timeout: None,
-            expire_dns_cache: None,
-            dns_round_robin: false,
-            tls: None,
-        }
-    }
-}
-
-/// Prefix of a write error that means "resend now without counting a retry".
-pub const ROLLBACK: &str = "rollback:";
+pub use conf::{ForwardConf, HeartbeatType, ServerConf, PLUGIN};
+pub use phi::FailureDetector;
+use spate_protocol::hex;
 
 struct Conn {
     stream: crate::tls::Stream,
     addr: SocketAddr,
     rbuf: BytesMut,
     last_used: Instant,
-}
-
-/// fluentd's phi accrual failure detector (out_forward/failure_detector.rb), in seconds.
-#[derive(Debug, Clone)]
-pub struct FailureDetector {
-    interval: f64,
-    hard_timeout: f64,
-    init_gap_us: i64,
-    last: f64,
-    window: std::collections::VecDeque<i64>,
-}
-
-impl FailureDetector {
-    const SAMPLE_SIZE: usize = 1000;
-
-    pub fn new(interval: f64, hard_timeout: f64, now: f64) -> Self {
-        let init_gap_us = (interval * 1e6) as i64;
-        FailureDetector { interval, hard_timeout, init_gap_us, last: now, window: [init_gap_us].into() }
-    }
-
-    pub fn hard_timeout(&self, now: f64) -> bool {
-        now - self.last > self.hard_timeout
-    }
-
-    pub fn add(&mut self, now: f64) {
-        if self.window.is_empty() {
-            self.window.push_back(self.init_gap_us);
-        } else {
-            self.window.push_back(((now - self.last) * 1e6) as i64);
-            if self.window.len() > Self::SAMPLE_SIZE {
-                self.window.pop_front();
-            }
-        }
-        self.last = now;
-    }
-
-    pub fn phi(&self, now: f64) -> f64 {
-        if self.window.is_empty() {
-            return 0.0;
-        }
-        let (mut sum, mut fact) = (0i128, 0i128);
-        for (i, g) in self.window.iter().enumerate() {
-            sum += *g as i128 * (i as i128 + 1);
-            fact += i as i128 + 1;
-        }
-        // Integer division, as in Ruby.
-        let mean_us = sum / fact;
-        let mean = mean_us as f64 / 1e6 - self.interval + 1.0;
-        let t = now - self.last - self.interval + 1.0;
-        (1.0 / std::f64::consts::LN_10) * t / mean
-    }
-
-    pub fn sample_size(&self) -> usize {
-        self.window.len()
-    }
-
-    pub fn clear(&mut self) {
-        self.window.clear();
-        self.last = 0.0;
-    }
 }
 
 fn now_f64() -> f64 {
@@ -206,7 +78,7 @@ pub enum SendError {
     Connect(SocketAddr, String),
     #[error("write to {0} failed: {1}")]
     Write(SocketAddr, String),
-    #[error("rollback: no ack from {0} within {1:?}")]
+    #[error("no ack from {0} within {1:?}")]
     AckTimeout(SocketAddr, Duration),
     #[error("connection to {0} closed while waiting for an ack")]
     Closed(SocketAddr),
@@ -697,15 +569,6 @@ fn to_integer_times(entries: &[u8]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(char::from(b"0123456789abcdef"[(x >> 4) as usize]));
-        s.push(char::from(b"0123456789abcdef"[(x & 15) as usize]));
-    }
-    s
-}
-
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 {
         a
@@ -714,27 +577,56 @@ fn gcd(a: u32, b: u32) -> u32 {
     }
 }
 
+impl Writer for ForwardSender {
+    fn type_name(&self) -> &'static str {
+        "forward"
+    }
+
+    fn write<'a>(&'a self, chunk: &'a Chunk, _vars: &'a ChunkVars) -> LocalFuture<'a, Result<usize, WriteError>> {
+        Box::pin(async move {
+            ForwardSender::write(self, chunk).await.map_err(|e| match e {
+                // fluentd's rollback: resend at once (to another server when there is one).
+                SendError::AckTimeout(..) => WriteError::Rollback(e.to_string()),
+                e => WriteError::Retry(e.to_string()),
+            })
+        })
+    }
+
+    fn start(self: Rc<Self>) {
+        glommio::spawn_local(async move { self.heartbeat_loop().await }).detach();
+    }
+
+    fn stop(&self) {
+        ForwardSender::stop(self)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl WriterPlan for ForwardConf {
+    fn type_name(&self) -> &'static str {
+        "forward"
+    }
+
+    fn describe(&self) -> String {
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("{}:{}{}", s.host, s.port, if s.standby { " (standby)" } else { "" }))
+            .collect();
+        format!("{}{}", servers.join(", "), if self.require_ack_response { ", acks" } else { "" })
+    }
+
+    fn build(&self, id: &str, _ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Writer>, BuildError> {
+        Ok(Rc::new(ForwardSender::new(id.to_string(), self.clone())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn phi_grows_with_silence_as_in_fluentd() {
-        // Heartbeats every second, then silence.
-        let mut f = FailureDetector::new(1.0, 60.0, 0.0);
-        for t in 1..=20 {
-            f.add(t as f64);
-        }
-        // Ruby: mean = 1.0 - 1 + 1 = 1.0; phi = (1/ln 10) * (t - last - 1 + 1) / 1.0
-        assert!((f.phi(21.0) - 1.0 / std::f64::consts::LN_10).abs() < 1e-9);
-        assert!(f.phi(20.0 + 40.0) > 16.0);
-        assert!(f.phi(20.0 + 30.0) < 16.0);
-        assert!(!f.hard_timeout(80.0) && f.hard_timeout(80.5));
-        f.clear();
-        assert_eq!(f.sample_size(), 0);
-        f.add(100.0);
-        assert_eq!(f.sample_size(), 1);
-    }
 
     fn server(name: &str, weight: u32, standby: bool) -> ServerConf {
         ServerConf {

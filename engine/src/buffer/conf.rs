@@ -1,0 +1,364 @@
+//! `<buffer>` configuration: fluentd's parameters and defaults ([`BufferConf`]), the
+//! chunk keys (`tag`, `time` with `timekey`, record fields), and the parsing of a
+//! `<buffer>` section with a plugin's own defaults ([`BufferDefaults`]), including
+//! fluentd v0.12's flat `buffer_*` / `retry_*` parameters that v1 still maps.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{ConfigError, Element};
+
+/// What to do when a buffer is full (fluentd's `overflow_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverflowAction {
+    /// Reject the batch: the input does not ack it and the client retries.
+    ThrowException,
+    /// Stop reading from the input until space frees up (TCP back-pressure).
+    Block,
+    /// Drop the oldest queued chunk to make room (counted and logged).
+    DropOldestChunk,
+}
+
+/// When staged chunks are flushed (fluentd's `flush_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushMode {
+    /// `default`: `lazy` when `time` is a chunk key, else `interval`.
+    Default,
+    /// Every `flush_interval`.
+    Interval,
+    /// As soon as a batch is appended.
+    Immediate,
+    /// When a chunk is full (or its timekey ends).
+    Lazy,
+}
+
+/// fluentd's retry backoff (`retry_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryType {
+    ExponentialBackoff,
+    Periodic,
+}
+
+/// `time` as a chunk key: events are split into chunks per time slice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeKey {
+    /// Slice length in seconds (`timekey`).
+    pub secs: i64,
+    /// `timekey_wait`: a slice's chunk is flushed this long after the slice ends.
+    pub wait: Duration,
+    /// Offset of the time zone slices are aligned to (0 with `timekey_use_utc`).
+    pub utc_offset: i64,
+}
+
+impl TimeKey {
+    /// Start of the slice holding `t` (fluentd's `calculate_timekey`).
+    #[inline]
+    pub fn of(&self, t: i64) -> i64 {
+        t - (t + self.utc_offset).rem_euclid(self.secs.max(1))
+    }
+}
+
+/// `<buffer>` parameters. `Default` gives fluentd's memory-buffer defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferConf {
+    /// `Some(dir)`: a file buffer with its chunk files under `dir`.
+    pub path: Option<PathBuf>,
+    pub timekey: Option<TimeKey>,
+    /// Chunk keys naming record fields (`name` or `$.a.b`), in `<buffer>` order.
+    pub vars: Vec<String>,
+    pub chunk_limit_size: usize,
+    pub chunk_limit_records: Option<u32>,
+    pub total_limit_size: usize,
+    pub flush_mode: FlushMode,
+    pub flush_interval: Duration,
+    pub flush_at_shutdown: bool,
+    pub overflow_action: OverflowAction,
+    pub retry_type: RetryType,
+    pub retry_wait: Duration,
+    pub retry_exponential_backoff_base: f64,
+    pub retry_max_interval: Option<Duration>,
+    pub retry_timeout: Duration,
+    pub retry_max_times: Option<u32>,
+    pub retry_forever: bool,
+    pub retry_randomize: bool,
+    /// `retry_secondary_threshold`: share of `retry_timeout` after which a chunk goes to
+    /// `<secondary>` (fluentd: 0.8).
+    pub retry_secondary_threshold: f64,
+}
+
+impl Default for BufferConf {
+    fn default() -> Self {
+        BufferConf {
+            path: None,
+            timekey: None,
+            vars: Vec::new(),
+            chunk_limit_size: 8 << 20,
+            chunk_limit_records: None,
+            total_limit_size: 512 << 20,
+            flush_mode: FlushMode::Default,
+            flush_interval: Duration::from_secs(60),
+            flush_at_shutdown: true,
+            overflow_action: OverflowAction::ThrowException,
+            retry_type: RetryType::ExponentialBackoff,
+            retry_wait: Duration::from_secs(1),
+            retry_exponential_backoff_base: 2.0,
+            retry_max_interval: None,
+            retry_timeout: Duration::from_secs(72 * 3600),
+            retry_max_times: None,
+            retry_forever: false,
+            retry_randomize: true,
+            retry_secondary_threshold: 0.8,
+        }
+    }
+}
+
+/// fluentd's file-buffer defaults (buf_file.rb): 256 MiB chunks, 64 GiB in all.
+pub const FILE_CHUNK_LIMIT_SIZE: usize = 256 << 20;
+pub const FILE_TOTAL_LIMIT_SIZE: usize = 64 << 30;
+
+impl BufferConf {
+    /// The effective flush mode (`default` resolved as fluentd does).
+    pub fn effective_flush_mode(&self) -> FlushMode {
+        match self.flush_mode {
+            FlushMode::Default if self.timekey.is_some() => FlushMode::Lazy,
+            FlushMode::Default => FlushMode::Interval,
+            m => m,
+        }
+    }
+
+    /// Wait before retry number `n` (0-based), before jitter and the max interval.
+    pub fn retry_delay(&self, n: u32, jitter: f64) -> Duration {
+        let base = match self.retry_type {
+            RetryType::Periodic => self.retry_wait.as_secs_f64(),
+            RetryType::ExponentialBackoff => {
+                self.retry_wait.as_secs_f64() * self.retry_exponential_backoff_base.powi(n.min(64) as i32)
+            }
+        };
+        let mut d = base;
+        if let Some(max) = self.retry_max_interval {
+            d = d.min(max.as_secs_f64());
+        }
+        if self.retry_randomize {
+            // fluentd randomizes within [d * 0.875, d * 1.125].
+            d *= 0.875 + 0.25 * jitter.clamp(0.0, 1.0);
+        }
+        Duration::from_secs_f64(d.min(1e9))
+    }
+}
+
+/// The parameters of a buffered output (its `<buffer>` and v0.12's flat parameters on
+/// the output itself), with the plugin's defaults.
+pub fn from_output(e: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferConf, ConfigError> {
+    let mut b = match e.single("buffer")? {
+        Some(b) => buffer_conf_with(b, defaults)?,
+        None if defaults.file_path.is_some() => buffer_conf_with(
+            &Element::new("buffer".into(), defaults.keys.join(","), Vec::new(), Vec::new(), e.pos.clone()),
+            defaults,
+        )?,
+        None => BufferConf::default(),
+    };
+    v012_buffer_params(e, &mut b)?;
+    Ok(b)
+}
+
+/// fluentd v0.12's flat buffer parameters, which fluentd v1 still maps onto `<buffer>`.
+fn v012_buffer_params(e: &Element, b: &mut BufferConf) -> Result<(), ConfigError> {
+    match e.str("buffer_type") {
+        None | Some("memory") => {}
+        Some("file") => {
+            let path = e.str("buffer_path").ok_or_else(|| e.error("buffer_type file needs buffer_path"))?;
+            b.path = Some(std::path::PathBuf::from(path));
+            b.chunk_limit_size = FILE_CHUNK_LIMIT_SIZE;
+            b.total_limit_size = FILE_TOTAL_LIMIT_SIZE;
+            b.flush_at_shutdown = false;
+        }
+        Some(o) => return Err(e.error(format!("unknown buffer_type '{o}'; supported: memory, file"))),
+    }
+    if let Some(v) = e.bool("flush_at_shutdown")? {
+        b.flush_at_shutdown = v;
+    }
+    if let Some(v) = e.time("flush_interval")? {
+        b.flush_interval = v;
+    }
+    if let Some(v) = e.size("buffer_chunk_limit")? {
+        b.chunk_limit_size = v as usize;
+    }
+    if let Some(v) = e.int("buffer_queue_limit")? {
+        b.total_limit_size = b.chunk_limit_size.saturating_mul(v.max(1) as usize);
+    }
+    if let Some(v) = e.time("retry_wait")? {
+        b.retry_wait = v;
+    }
+    if let Some(v) = e.time("max_retry_wait")? {
+        b.retry_max_interval = Some(v);
+    }
+    if let Some(v) = e.int("retry_limit")? {
+        b.retry_max_times = Some(v.clamp(0, u32::MAX as i64) as u32);
+    }
+    if let Some(v) = e.bool("disable_retry_limit")? {
+        b.retry_forever = v;
+    }
+    let _ = e.int("num_threads")?;
+    Ok(())
+}
+
+/// Parses `<buffer>`. `default_keys` are the plugin's chunk keys when the section
+/// has no argument; `tag` is required for out_forward (as in fluentd).
+pub fn buffer_conf(b: &Element, default_keys: &[&str], tag_required: bool) -> Result<BufferConf, ConfigError> {
+    buffer_conf_with(b, &BufferDefaults { keys: default_keys, tag_required, file_path: None, timekey: None })
+}
+
+/// A plugin's `<buffer>` defaults (fluentd's `config_section :buffer` overrides).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BufferDefaults<'a> {
+    pub keys: &'a [&'a str],
+    pub tag_required: bool,
+    /// `Some(path)`: the default type is `file` with this path (out_file).
+    pub file_path: Option<&'a str>,
+    /// Default `timekey` in seconds.
+    pub timekey: Option<u64>,
+}
+
+pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferConf, ConfigError> {
+    let default_keys = defaults.keys;
+    let tag_required = defaults.tag_required;
+    let mut d = BufferConf::default();
+    let ty = b.plugin_type().or(defaults.file_path.map(|_| "file"));
+    match ty {
+        None | Some("memory") => {}
+        Some("file") => {
+            let path = b.str("path").or(defaults.file_path).ok_or_else(|| {
+                b.error("<buffer @type file> needs path (the directory for this output's chunk files)")
+            })?;
+            d.path = Some(std::path::PathBuf::from(path));
+            d.chunk_limit_size = FILE_CHUNK_LIMIT_SIZE;
+            d.total_limit_size = FILE_TOTAL_LIMIT_SIZE;
+            // fluentd: persistent buffers keep their chunks over a restart by default.
+            d.flush_at_shutdown = false;
+            for k in ["path_suffix", "file_permission", "dir_permission"] {
+                let _ = b.str(k);
+            }
+        }
+        Some(other) => return Err(b.error(format!("unknown buffer type '{other}'; supported: memory, file"))),
+    }
+    let keys: Vec<&str> = if b.arg.trim().is_empty() {
+        default_keys.to_vec()
+    } else {
+        b.arg.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+    };
+    let mut vars = Vec::new();
+    for k in &keys {
+        if *k == "tag" || *k == "time" {
+            continue;
+        }
+        let name = k.strip_prefix("$.").unwrap_or(k);
+        if name.is_empty() || name.split('.').any(|p| p.is_empty() || p.contains(['[', ']', '\'', '"'])) {
+            return Err(b.error(format!(
+                "<buffer {}>: chunk key '{k}': expected tag, time, a record field name or a $.a.b path",
+                b.arg
+            )));
+        }
+        vars.push(k.to_string());
+    }
+    if tag_required && !keys.contains(&"tag") {
+        return Err(b.error("buffer chunk key must include 'tag' for forward output"));
+    }
+    let timekey = if keys.contains(&"time") {
+        let secs = b.time("timekey")?.or(defaults.timekey.map(std::time::Duration::from_secs)).ok_or_else(|| {
+            b.error(format!("<buffer {}> argument includes 'time', but timekey is not configured", b.arg))
+        })?;
+        if secs.as_secs() == 0 {
+            return Err(b.error("timekey must be at least 1 second"));
+        }
+        let use_utc = b.bool("timekey_use_utc")?.unwrap_or(false);
+        let utc_offset = match b.str("timekey_zone") {
+            _ if use_utc => 0,
+            None => crate::sys::local_utc_offset(),
+            Some(z) => crate::format::parse_fixed_zone(z).ok_or_else(|| {
+                b.error(format!("timekey_zone {z:?}: expected +HHMM, -HH:MM, UTC or Z (named zones are not supported)"))
+            })?,
+        };
+        Some(TimeKey {
+            secs: secs.as_secs() as i64,
+            wait: b.time("timekey_wait")?.unwrap_or(std::time::Duration::from_secs(600)),
+            utc_offset,
+        })
+    } else {
+        for k in ["timekey", "timekey_wait", "timekey_use_utc", "timekey_zone"] {
+            if b.str(k).is_some() {
+                crate::warn!("{}: {k} has no effect: 'time' is not a chunk key of <buffer {}>", b.pos, b.arg);
+            }
+        }
+        None
+    };
+    let flush_mode = match b.str("flush_mode") {
+        None | Some("default") => FlushMode::Default,
+        Some("interval") => FlushMode::Interval,
+        Some("immediate") => FlushMode::Immediate,
+        Some("lazy") => FlushMode::Lazy,
+        Some(o) => return Err(b.error(format!("flush_mode {o:?}: expected default, interval, immediate or lazy"))),
+    };
+    let overflow_action = match b.str("overflow_action") {
+        None | Some("throw_exception") => OverflowAction::ThrowException,
+        Some("block") => OverflowAction::Block,
+        Some("drop_oldest_chunk") => OverflowAction::DropOldestChunk,
+        Some(o) => {
+            return Err(b.error(format!("overflow_action {o:?}: expected throw_exception, block or drop_oldest_chunk")))
+        }
+    };
+    let retry_type = match b.str("retry_type") {
+        None | Some("exponential_backoff") => RetryType::ExponentialBackoff,
+        Some("periodic") => RetryType::Periodic,
+        Some(o) => return Err(b.error(format!("retry_type {o:?}: expected exponential_backoff or periodic"))),
+    };
+    if let Some(n) = b.int("flush_thread_count")? {
+        if n != 1 {
+            crate::warn!("{}: flush_thread_count {n} is ignored: each shard flushes with one task (shards already flush in parallel)", b.pos);
+        }
+    }
+    let c = BufferConf {
+        path: d.path.clone(),
+        timekey,
+        vars,
+        retry_secondary_threshold: b.float("retry_secondary_threshold")?.unwrap_or(d.retry_secondary_threshold),
+        chunk_limit_size: b.size("chunk_limit_size")?.map_or(d.chunk_limit_size, |v| v as usize),
+        chunk_limit_records: b.int("chunk_limit_records")?.map(|v| v.clamp(1, u32::MAX as i64) as u32),
+        total_limit_size: b.size("total_limit_size")?.map_or(d.total_limit_size, |v| v as usize),
+        flush_mode,
+        flush_interval: b.time("flush_interval")?.unwrap_or(d.flush_interval),
+        flush_at_shutdown: b.bool("flush_at_shutdown")?.unwrap_or(d.flush_at_shutdown),
+        overflow_action,
+        retry_type,
+        retry_wait: b.time("retry_wait")?.unwrap_or(d.retry_wait),
+        retry_exponential_backoff_base: b
+            .float("retry_exponential_backoff_base")?
+            .unwrap_or(d.retry_exponential_backoff_base),
+        retry_max_interval: b.time("retry_max_interval")?,
+        retry_timeout: b.time("retry_timeout")?.unwrap_or(d.retry_timeout),
+        retry_max_times: b.int("retry_max_times")?.map(|v| v.clamp(0, u32::MAX as i64) as u32),
+        retry_forever: b.bool("retry_forever")?.unwrap_or(false),
+        retry_randomize: b.bool("retry_randomize")?.unwrap_or(true),
+    };
+    if c.chunk_limit_size == 0 || c.total_limit_size < c.chunk_limit_size {
+        return Err(b.error(format!(
+            "total_limit_size ({}) must be at least chunk_limit_size ({})",
+            c.total_limit_size, c.chunk_limit_size
+        )));
+    }
+    match b.str("compress") {
+        None | Some("text") => {}
+        Some("gzip") => crate::warn!(
+            "{}: <buffer> compress gzip is not implemented: chunks are kept uncompressed (what is sent or written is the same)",
+            b.pos
+        ),
+        Some(o) => return Err(b.error(format!("compress {o:?}: expected text or gzip"))),
+    }
+    if b.str("queued_chunks_limit_size").is_some() {
+        crate::warn!("{}: queued_chunks_limit_size is not implemented: total_limit_size bounds the queue", b.pos);
+    }
+    for k in ["delayed_commit_timeout", "disable_chunk_backup", "chunk_full_threshold"] {
+        let _ = b.str(k);
+    }
+    b.warn_unused();
+    Ok(c)
+}

@@ -1,0 +1,128 @@
+//! The libc calls spate makes, each wrapped once with its safety argument and its
+//! return value checked: CPU affinity, the local time zone, file locks, random bytes and
+//! signal dispositions. Nothing else in the engine calls libc for these.
+
+use std::os::fd::AsRawFd;
+
+/// CPUs this process may run on (so `taskset` is respected).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; an all-zero set is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into the set we own.
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let mut v = Vec::new();
+    if ok {
+        for i in 0..libc::CPU_SETSIZE as usize {
+            // SAFETY: i < CPU_SETSIZE, the set is initialised.
+            if unsafe { libc::CPU_ISSET(i, &set) } {
+                v.push(i);
+            }
+        }
+    }
+    if v.is_empty() {
+        v = (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+    }
+    v
+}
+
+/// The broken-down local time of `sec` (seconds since the epoch), or `None` when the C
+/// library cannot represent it.
+pub fn localtime(sec: i64) -> Option<libc::tm> {
+    let t = sec as libc::time_t;
+    // SAFETY: tm is plain data; all-zero is a valid value to be overwritten.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r only reads `t` and writes into the tm we own.
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    (!r.is_null()).then_some(tm)
+}
+
+/// The local time zone's offset from UTC in seconds at `sec` (0 when unknown).
+pub fn utc_offset_at(sec: i64) -> i64 {
+    localtime(sec).map_or(0, |tm| tm.tm_gmtoff)
+}
+
+/// The local time zone's offset from UTC in seconds, now.
+pub fn local_utc_offset() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    utc_offset_at(now)
+}
+
+/// An exclusive `flock` on a file, released on drop: writers of the same output file in
+/// other shards (or processes) do not interleave their lines.
+pub struct FileLock<'a> {
+    file: &'a std::fs::File,
+}
+
+impl<'a> FileLock<'a> {
+    /// Waits for the lock.
+    pub fn exclusive(file: &'a std::fs::File) -> std::io::Result<Self> {
+        loop {
+            // SAFETY: flock on a descriptor that `file` keeps open for the lock's lifetime.
+            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if r == 0 {
+                return Ok(FileLock { file });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Drop for FileLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: unlocking the descriptor we locked; it is still open (borrowed).
+        let r = unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        if r != 0 {
+            crate::warn!("releasing a file lock failed: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+/// 16 random bytes from the kernel (salts, nonces, chunk ids). Falls back to the clock
+/// mixed with a counter when getrandom cannot deliver (it practically always can).
+pub fn random16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom writes at most b.len() bytes into the buffer we own.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n < 16 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let s = SEQ.fetch_add(1, Ordering::Relaxed) as u128;
+        b.copy_from_slice(&(t ^ (s << 64)).to_le_bytes());
+    }
+    b
+}
+
+/// A file-size limit (`ulimit -f`) must fail the write (EFBIG: the file buffer refuses
+/// the batch and sends no ack), not kill the process with SIGXFSZ.
+pub fn ignore_sigxfsz() {
+    // SAFETY: setting a signal's disposition to ignore has no memory-safety effect.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpus_and_random_and_lock() {
+        assert!(!allowed_cpus().is_empty());
+        assert_ne!(random16(), random16());
+        let f = tempfile_in_tmp();
+        {
+            let _l = FileLock::exclusive(&f).unwrap();
+        }
+        let _again = FileLock::exclusive(&f).unwrap();
+        assert!(localtime(0).is_some());
+    }
+
+    fn tempfile_in_tmp() -> std::fs::File {
+        let p = std::env::temp_dir().join(format!("spate-sys-test-{}", std::process::id()));
+        let f = std::fs::File::create(&p).unwrap();
+        let _ = std::fs::remove_file(&p);
+        f
+    }
+}
