@@ -12,6 +12,7 @@ pub static PLUGINS: &[Registration] = &[
     // inputs
     crate::input::forward::PLUGIN,
     crate::input::sample::PLUGIN,
+    crate::input::kafka_group::PLUGIN,
     // filters
     crate::filter::grep::PLUGIN,
     crate::filter::record_transformer::PLUGIN,
@@ -23,6 +24,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::relabel::PLUGIN,
     crate::output::forward::PLUGIN,
     crate::output::file::PLUGIN,
+    crate::output::kafka2::PLUGIN,
     // secondary-only writers
     crate::output::secondary_file::PLUGIN,
 ];

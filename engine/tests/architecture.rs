@@ -18,6 +18,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("buffer", 4),
     ("tls", 4),
     ("security", 5),
+    ("s3", 5),
+    ("kafka", 5),
     ("metrics", 6),
     ("plugin", 6),
     ("router", 7),

@@ -151,7 +151,7 @@ impl BufferConf {
 pub fn from_output(e: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferConf, ConfigError> {
     let mut b = match e.single("buffer")? {
         Some(b) => buffer_conf_with(b, defaults)?,
-        None if defaults.file_path.is_some() => buffer_conf_with(
+        None if defaults.file_path.is_some() || !defaults.keys.is_empty() => buffer_conf_with(
             &Element::new("buffer".into(), defaults.keys.join(","), Vec::new(), Vec::new(), e.pos.clone()),
             defaults,
         )?,

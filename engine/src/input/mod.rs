@@ -2,5 +2,6 @@
 //! batches, one module (or folder) per plugin with its registry row (`PLUGIN`); see
 //! [`crate::plugin::Input`]. [`net`] holds the socket set-up they share.
 pub mod forward;
+pub mod kafka_group;
 pub mod net;
 pub mod sample;

@@ -171,7 +171,7 @@ impl KeyFormat {
             (true, Some(t)) => fmt_time(&s, t, self.zone),
             _ => s,
         };
-        let s = crate::output::secondary_file::expand(&s, c.tag, &crate::output::forward::hex(c.chunk_id), c.vars);
+        let s = crate::buffer::placeholders::expand(&s, c.tag, &spate_protocol::hex(c.chunk_id), c.vars);
         // Pass 3.
         let slice = self.time_slice(c.timekey);
         subst(&s, |n| {
@@ -201,7 +201,7 @@ pub fn uuid_v4() -> String {
     }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = super::sigv4::hex(&b);
+    let h = spate_protocol::hex(&b);
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 

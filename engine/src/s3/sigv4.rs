@@ -9,6 +9,7 @@
 //! (sent as `x-amz-content-sha256`).
 
 use ring::{digest, hmac};
+use spate_protocol::hex;
 
 /// Access key, secret key and (for temporary credentials) the session token.
 #[derive(Clone, PartialEq, Eq)]
@@ -28,16 +29,6 @@ impl std::fmt::Debug for Credentials {
 /// The hex SHA-256 of `data` (the payload hash, and the canonical request's hash).
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, data).as_ref())
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for &x in b {
-        s.push(H[(x >> 4) as usize] as char);
-        s.push(H[(x & 15) as usize] as char);
-    }
-    s
 }
 
 /// RFC 3986 encoding as SigV4 wants it: unreserved characters (`A-Z a-z 0-9 - _ . ~`)
