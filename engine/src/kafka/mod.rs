@@ -138,7 +138,8 @@ impl ClientConf {
             let mut pem = String::new();
             for f in &ca_files {
                 pem.push_str(
-                    &std::fs::read_to_string(f).map_err(|err| e.error(format!("ssl_ca_cert {f}: cannot read: {err}")))?,
+                    &std::fs::read_to_string(f)
+                        .map_err(|err| e.error(format!("ssl_ca_cert {f}: cannot read: {err}")))?,
                 );
                 pem.push('\n');
             }
@@ -264,11 +265,7 @@ impl ClientContext for Logger {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
                 crate::error!("{}: librdkafka {fac}: {msg}", self.id)
             }
-            RDKafkaLogLevel::Warning => {
-                if !self.quiet_repeat(msg) {
-                    crate::warn!("{}: librdkafka {fac}: {msg}", self.id)
-                }
-            }
+            RDKafkaLogLevel::Warning if !self.quiet_repeat(msg) => crate::warn!("{}: librdkafka {fac}: {msg}", self.id),
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info if self.client_log => {
                 crate::info!("{}: librdkafka {fac}: {msg}", self.id)
             }

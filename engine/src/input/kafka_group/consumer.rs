@@ -250,10 +250,8 @@ impl ConsumerContext for Ctx {
             let end = Instant::now() + REVOKE_WAIT;
             loop {
                 self.drain_answers();
-                let waiting = self
-                    .book
-                    .lock()
-                    .map_or(0, |b| b.inflight.iter().filter(|(_, r)| tps.contains(&r.tp)).count());
+                let waiting =
+                    self.book.lock().map_or(0, |b| b.inflight.iter().filter(|(_, r)| tps.contains(&r.tp)).count());
                 if waiting == 0 || Instant::now() > end {
                     break;
                 }
@@ -270,7 +268,11 @@ impl ConsumerContext for Ctx {
             "{}: partitions revoked: {}{}",
             self.log.id,
             tps.iter().map(|(t, p)| format!("{t}/{p}")).collect::<Vec<_>>().join(", "),
-            if lost > 0 { format!(" ({lost} batches still being stored will be read again by the next owner)") } else { String::new() }
+            if lost > 0 {
+                format!(" ({lost} batches still being stored will be read again by the next owner)")
+            } else {
+                String::new()
+            }
         );
     }
 
@@ -279,7 +281,11 @@ impl ConsumerContext for Ctx {
             Rebalance::Assign(tpl) => crate::info!(
                 "{}: partitions assigned: {}",
                 self.log.id,
-                tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect::<Vec<_>>().join(", ")
+                tpl.elements()
+                    .iter()
+                    .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Rebalance::Error(e) => crate::warn!("{}: rebalance error: {e}", self.log.id),
             Rebalance::Revoke(_) => {}
@@ -313,7 +319,12 @@ pub fn start(id: &str, shard: usize, conf: Arc<ConsumerConf>) -> std::io::Result
 }
 
 fn run(id: &str, conf: &ConsumerConf, out: flume::Sender<Batch>, answers: flume::Receiver<u64>, stop: Arc<AtomicBool>) {
-    let ctx = Ctx { log: Logger::new(id, conf.client.client_log), book: Mutex::new(Book::default()), answers, stop: stop.clone() };
+    let ctx = Ctx {
+        log: Logger::new(id, conf.client.client_log),
+        book: Mutex::new(Book::default()),
+        answers,
+        stop: stop.clone(),
+    };
     let consumer: BaseConsumer<Ctx> = match conf.rdkafka().create_with_context(ctx) {
         Ok(c) => c,
         Err(e) => {
@@ -470,7 +481,10 @@ fn add(
         let x = b.building.remove(i);
         b.seq += 1;
         let seq = b.seq;
-        b.outbox.push_back((x.range, Batch { seq, tag: Bytes::from(x.tag), entries: Bytes::from(x.entries), count: x.count }));
+        b.outbox.push_back((
+            x.range,
+            Batch { seq, tag: Bytes::from(x.tag), entries: Bytes::from(x.entries), count: x.count },
+        ));
     }
     Ok(())
 }

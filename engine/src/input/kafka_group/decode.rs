@@ -83,7 +83,13 @@ pub struct Scratch {
 impl DecodeConf {
     /// Decodes `m` and appends its `[time, record]` entry to `entries`; the tag is left
     /// in `s.tag`.
-    pub fn decode(&self, m: &Message<'_>, now: EventTime, s: &mut Scratch, entries: &mut Vec<u8>) -> Result<(), DecodeError> {
+    pub fn decode(
+        &self,
+        m: &Message<'_>,
+        now: EventTime,
+        s: &mut Scratch,
+        entries: &mut Vec<u8>,
+    ) -> Result<(), DecodeError> {
         s.rec.clear();
         match &self.format {
             Format::Json => {

@@ -47,7 +47,10 @@ pub struct KafkaGroupPlan {
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
     let id = ctx.id(e, "kafka_group");
     for (p, why) in [
-        ("retry_emit_limit", "spate keeps re-emitting a refused batch until it is stored (fluent-plugin-kafka's default)"),
+        (
+            "retry_emit_limit",
+            "spate keeps re-emitting a refused batch until it is stored (fluent-plugin-kafka's default)",
+        ),
         ("time_format", "time_format needs a strptime parser; use time_source kafka, or a numeric record time"),
         ("fetcher_max_queue_size", "librdkafka sizes its fetch queue by bytes; use max_bytes"),
     ] {
@@ -56,7 +59,9 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         }
     }
     if let Some(p) = e.elements_named("parse").next() {
-        return Err(p.error("in_kafka_group: <parse> is not supported by spate; use format json, msgpack, text or ltsv"));
+        return Err(
+            p.error("in_kafka_group: <parse> is not supported by spate; use format json, msgpack, text or ltsv")
+        );
     }
     for p in ["retry_wait_seconds", "retry_limit", "disable_retry_limit"] {
         if e.str(p).is_some() {
@@ -85,7 +90,9 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         "text" => Format::Text { message_key: e.str("message_key").unwrap_or("message").to_string() },
         "ltsv" => Format::Ltsv,
         o => {
-            return Err(e.error(format!("in_kafka_group format {o:?} is not supported; supported: json, msgpack, text, ltsv")))
+            return Err(
+                e.error(format!("in_kafka_group format {o:?} is not supported; supported: json, msgpack, text, ltsv"))
+            )
         }
     };
     let mut time_source = match e.str("time_source").unwrap_or("now") {
@@ -165,7 +172,12 @@ impl InputPlan for KafkaGroupPlan {
         self.label
     }
     fn describe(&self) -> String {
-        format!("{} topics {} group {}", self.conf.client.brokers.join(","), self.conf.topics.join(","), self.conf.group)
+        format!(
+            "{} topics {} group {}",
+            self.conf.client.brokers.join(","),
+            self.conf.topics.join(","),
+            self.conf.group
+        )
     }
     fn build(&self, ctx: &Rc<ShardCtx>, emitter: Rc<dyn Emitter>) -> Result<Rc<dyn Input>, BuildError> {
         Ok(Rc::new(KafkaGroupInput {
@@ -229,10 +241,9 @@ impl KafkaGroupInput {
 
     async fn run(self: Rc<Self>, h: Rc<ConsumerHandle>) {
         while !self.stopping.get() {
-            let next = glommio::timer::timeout(Duration::from_millis(200), async {
-                Ok(h.batches.recv_async().await.ok())
-            })
-            .await;
+            let next =
+                glommio::timer::timeout(Duration::from_millis(200), async { Ok(h.batches.recv_async().await.ok()) })
+                    .await;
             let b = match next {
                 Ok(Some(b)) => b,
                 Ok(None) => break,

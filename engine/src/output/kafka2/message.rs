@@ -109,7 +109,11 @@ pub struct MessageConf {
     pub headers: Vec<(String, String)>,
     pub(crate) headers_from_record: Vec<(String, Accessor)>,
     pub max_send_limit_bytes: Option<usize>,
+    /// `<format>`, without `<inject>`: injection is done first (below).
     pub format: FormatConf,
+    /// `<inject>` as a msgpack "formatter": fluent-plugin-kafka injects before it reads
+    /// the topic, partition and key fields, so `tag_key` can key messages by tag.
+    pub inject: Option<FormatConf>,
 }
 
 fn accessor(e: &Element, param: &str, v: &str) -> Result<Accessor, ConfigError> {
@@ -146,6 +150,11 @@ impl MessageConf {
             format.newline = false;
         }
         let max_send_limit_bytes = e.size("max_send_limit_bytes")?.map(|v| v as usize);
+        let inject = (format.inject.tag_key.is_some()
+            || format.inject.time_key.is_some()
+            || format.inject.hostname_key.is_some())
+        .then(|| FormatConf { formatter: Formatter::Msgpack, newline: false, inject: format.inject.clone() });
+        format.inject = crate::format::Inject::default();
         Ok(MessageConf {
             topic: e.str("topic").map(str::to_string),
             topic_key: e.str("topic_key").unwrap_or("topic").to_string(),
@@ -168,6 +177,7 @@ impl MessageConf {
             headers_from_record,
             max_send_limit_bytes,
             format,
+            inject,
         })
     }
 
@@ -218,7 +228,14 @@ impl MessageConf {
 
     /// Builds one event's message into `s`. `Err` is why the event is skipped.
     pub fn build<'s>(&self, tag: &[u8], ev: &Event<'_>, s: &'s mut Scratch) -> Result<Msg<'s>, Skip> {
-        let rec = ev.record;
+        let rec = match &self.inject {
+            None => ev.record,
+            Some(inj) => {
+                s.injected.clear();
+                inj.format(&mut s.injected, tag, ev.time, ev.record.as_bytes());
+                RecordRef::new(&s.injected).ok_or(Skip::Unformattable)?
+            }
+        };
         // Partition, partition key and message key come from the record as received.
         let partition = match rec.get(self.partition_key.as_bytes()) {
             Some(v) if !v.is_nil() => v
@@ -311,8 +328,11 @@ fn copy_map(m: RecordRef<'_>, paths: &[&[Step]], conf: Option<&MessageConf>, out
         if paths.iter().any(|p| p.len() == 1 && step_key(&p[0]).is_some() && step_key(&p[0]) == name) {
             continue;
         }
-        let deeper: Vec<&[Step]> =
-            paths.iter().filter(|p| p.len() > 1 && step_key(&p[0]).is_some() && step_key(&p[0]) == name).map(|p| &p[1..]).collect();
+        let deeper: Vec<&[Step]> = paths
+            .iter()
+            .filter(|p| p.len() > 1 && step_key(&p[0]).is_some() && step_key(&p[0]) == name)
+            .map(|p| &p[1..])
+            .collect();
         out.extend_from_slice(k.as_bytes());
         match (deeper.is_empty(), v.as_map()) {
             (false, Some(inner)) => copy_map(inner, &deeper, None, out),
@@ -352,6 +372,7 @@ fn text_of(rec: RecordRef<'_>, key: &str, default: Option<&str>, out: &mut Vec<u
 /// Buffers reused from message to message.
 #[derive(Default)]
 pub struct Scratch {
+    injected: Vec<u8>,
     rec: Vec<u8>,
     payload: Vec<u8>,
     key: Vec<u8>,

@@ -51,7 +51,11 @@ impl Val {
     }
 }
 
-fn build(c: &MessageConf, data: &[u8]) -> (Result<(Vec<u8>, Option<Vec<u8>>, String, Option<i64>), Skip>, Vec<(String, Option<Vec<u8>>)>) {
+/// (payload, key, partition, timestamp) of a built message.
+type Built = (Vec<u8>, Option<Vec<u8>>, String, Option<i64>);
+type HeaderList = Vec<(String, Option<Vec<u8>>)>;
+
+fn build(c: &MessageConf, data: &[u8]) -> (Result<Built, Skip>, HeaderList) {
     use rdkafka::message::Headers;
     let ev = Events::new(data, EntriesFormat::Packed).next().unwrap();
     let mut s = Scratch::default();
@@ -114,7 +118,8 @@ fn keys_partitions_and_exclusions() {
     assert_eq!(key.as_deref(), Some(&b"user-1"[..]));
     assert_eq!(part, "Given(3)");
     assert_eq!(s(&payload), r#"{"message_key":"user-1","partition_key":42,"partition":3,"topic":"t","msg":"hi"}"#);
-    let c = conf("exclude_message_key true\n exclude_partition_key true\n exclude_partition true\n exclude_topic_key true");
+    let c =
+        conf("exclude_message_key true\n exclude_partition_key true\n exclude_partition true\n exclude_topic_key true");
     let (payload, key, part, _) = build(&c, &rec).0.unwrap();
     assert_eq!(s(&payload), r#"{"msg":"hi"}"#);
     assert_eq!(key.as_deref(), Some(&b"user-1"[..]));
@@ -177,6 +182,9 @@ fn formats_and_size_limit() {
     assert_eq!(build(&c, &rec).0.unwrap_err(), Skip::TooLarge(24));
     let c = conf("<inject>\n tag_key tag\n </inject>");
     assert_eq!(s(&build(&c, &rec).0.unwrap().0), r#"{"message":"plain text","tag":"app.web"}"#);
+    // Injected before the key is read (fluent-plugin-kafka): messages keyed by tag.
+    let c = conf("message_key_key tag\n <inject>\n tag_key tag\n </inject>");
+    assert_eq!(build(&c, &rec).0.unwrap().1.as_deref(), Some(&b"app.web"[..]));
 }
 
 #[test]

@@ -57,7 +57,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
     let client = ClientConf::parse(e, "fluentd", "localhost:9092")?;
     let message = MessageConf::parse(e, &ctx.hostname)?;
     let required_acks = e.int("required_acks")?.unwrap_or(-1);
-    if !matches!(required_acks, -1 | 0 | 1) {
+    if !(-1..=1).contains(&required_acks) {
         return Err(e.error(format!("required_acks {required_acks}: expected -1 (all in-sync replicas), 0 or 1")));
     }
     let idempotent = e.bool("idempotent")?.unwrap_or(false);

@@ -91,6 +91,10 @@ pub enum ProduceError {
     Gone,
 }
 
+/// What one pass over a chunk gave: messages acknowledged, failures (event index and
+/// error), and the events that failed because the topic does not exist.
+type Pass = (usize, Vec<(usize, String)>, Vec<usize>);
+
 /// Delivery reports of the job in flight, written by librdkafka's callbacks (on the
 /// producer thread, inside `poll`).
 #[derive(Default)]
@@ -334,12 +338,13 @@ impl Worker<'_> {
         done: &mut [u64],
         only: Option<&[usize]>,
         report: &mut Report,
-    ) -> Result<(usize, Vec<(usize, String)>, Vec<usize>), ProduceError> {
+    ) -> Result<Pass, ProduceError> {
         self.seq += 1;
         let seq = self.seq;
         let words = done.len();
         if let Ok(mut st) = self.producer.context().state.lock() {
-            *st = JobState { seq, outstanding: 0, acked: vec![0; words], failed: Vec::new(), unknown_topic: Vec::new() };
+            *st =
+                JobState { seq, outstanding: 0, acked: vec![0; words], failed: Vec::new(), unknown_topic: Vec::new() };
         }
         let mut immediate: Vec<(usize, String)> = Vec::new();
         let mut sent = 0usize;
@@ -403,15 +408,12 @@ impl Worker<'_> {
                     }
                 }
             }
-            if sent % 1024 == 0 {
+            if sent.is_multiple_of(1024) {
                 self.producer.poll(Duration::ZERO);
             }
         }
         if skipped_large > 0 {
-            crate::warn!(
-                "{}: {skipped_large} records exceed max_send_limit_bytes; skipped those events",
-                self.id
-            );
+            crate::warn!("{}: {skipped_large} records exceed max_send_limit_bytes; skipped those events", self.id);
         }
         let deadline = Instant::now() + self.conf.delivery_timeout() + Duration::from_secs(5);
         loop {
@@ -431,7 +433,10 @@ impl Worker<'_> {
         let mut failed = std::mem::take(&mut st.failed);
         failed.extend(immediate);
         if st.outstanding > 0 {
-            failed.push((usize::MAX, format!("{} messages not acknowledged within {:?}", st.outstanding, self.conf.delivery_timeout())));
+            failed.push((
+                usize::MAX,
+                format!("{} messages not acknowledged within {:?}", st.outstanding, self.conf.delivery_timeout()),
+            ));
         }
         // Reports after this point belong to no job.
         st.seq = u64::MAX;
