@@ -5,8 +5,9 @@
 //! Layout, bottom to top (a module only uses the ones above it in this list):
 //! - [`sys`] (the libc calls), [`log`], [`config`] (fluent.conf into an element tree),
 //!   [`format`] (fluentd's formatters), [`buffer`] (chunks, file store, group commit),
-//!   [`tls`] and [`security`] (transports), [`s3`] (S3 requests, signing, object keys)
-//!   and [`kafka`] (librdkafka client settings shared by the Kafka plugins);
+//!   [`tls`], [`security`] and [`http`] (transports; `http` is the HTTP/1.1 client of the HTTP
+//!   outputs and out_s3), [`s3`] (S3 requests, signing, object keys) and [`kafka`]
+//!   (librdkafka client settings shared by the Kafka plugins);
 //! - [`plugin`]: the plugin traits, [`plugin::PlanCtx`] and [`plugin::ShardCtx`];
 //! - [`router`]: fluentd's tag routing over plugin instances;
 //! - the plugins, one module (or folder) each: [`input`], [`filter`], [`output`];
@@ -21,6 +22,7 @@ pub mod filter;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzz_harness;
+pub mod http;
 pub mod input;
 pub mod kafka;
 pub mod output;

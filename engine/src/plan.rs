@@ -254,6 +254,11 @@ pub fn build_shard(plan: &Plan, shard: usize) -> Result<ShardGraph, BuildError> 
         labels.push(Label { name: l.name.clone(), rules });
     }
     let router = Rc::new(Router::new(labels));
+    if let Some(i) = plan.labels.iter().position(|l| l.name == "@ERROR") {
+        let weak: std::rc::Weak<dyn crate::plugin::Emitter> =
+            Rc::downgrade(&(router.clone() as Rc<dyn crate::plugin::Emitter>));
+        ctx.set_error_route(i, weak);
+    }
     let mut inputs = Vec::new();
     for s in &plan.sources {
         if on_shard(s.workers, shard) {

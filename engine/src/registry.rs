@@ -24,6 +24,11 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::relabel::PLUGIN,
     crate::output::forward::PLUGIN,
     crate::output::file::PLUGIN,
+    crate::output::elasticsearch::PLUGIN,
+    crate::output::elasticsearch::PLUGIN_OPENSEARCH,
+    crate::output::elasticsearch::PLUGIN_DATA_STREAM,
+    crate::output::elasticsearch::PLUGIN_DYNAMIC,
+    crate::output::http::PLUGIN,
     crate::output::kafka2::PLUGIN,
     // secondary-only writers
     crate::output::secondary_file::PLUGIN,

@@ -145,15 +145,14 @@ impl MessageConf {
             headers_from_record.push((k, accessor(e, "headers_from_record", &v)?));
         }
         let mut format = crate::format::format_conf(e, "json", hostname)?;
-        // fluent-plugin-kafka serializes json itself (Oj.dump / JSON.generate): no newline.
-        if format.formatter == Formatter::Json {
-            format.newline = false;
+        // fluent-plugin-kafka serializes json and ltsv itself (Oj.dump, LTSV.dump): no
+        // newline. Other formatters keep theirs (formatter_create).
+        if matches!(format.formatter, Formatter::Json | Formatter::Ltsv(_)) {
+            format.newline = "";
         }
         let max_send_limit_bytes = e.size("max_send_limit_bytes")?.map(|v| v as usize);
-        let inject = (format.inject.tag_key.is_some()
-            || format.inject.time_key.is_some()
-            || format.inject.hostname_key.is_some())
-        .then(|| FormatConf { formatter: Formatter::Msgpack, newline: false, inject: format.inject.clone() });
+        let inject = (!format.inject.is_empty())
+            .then(|| FormatConf { formatter: Formatter::Msgpack, newline: "", inject: format.inject.clone() });
         format.inject = crate::format::Inject::default();
         Ok(MessageConf {
             topic: e.str("topic").map(str::to_string),
