@@ -30,6 +30,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::elasticsearch::PLUGIN_DYNAMIC,
     crate::output::http::PLUGIN,
     crate::output::kafka2::PLUGIN,
+    crate::output::s3::PLUGIN,
     // secondary-only writers
     crate::output::secondary_file::PLUGIN,
 ];

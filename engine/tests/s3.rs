@@ -169,3 +169,119 @@ fn json_and_zstd_bodies() {
         );
     }
 }
+
+const LIST_LINES: &str = r#"
+import sys, json, gzip, boto3
+from botocore.config import Config
+port, bucket = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:" + port, aws_access_key_id="AKTEST",
+                  aws_secret_access_key="SKTEST/secret", region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+out = {}
+try:
+    for o in s3.list_objects(Bucket=bucket).get("Contents", []):
+        body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        out[o["Key"]] = gzip.decompress(body).decode().splitlines()
+except s3.exceptions.NoSuchBucket:
+    pass
+print(json.dumps(out))
+"#;
+
+/// Every object of `bucket` with its (gunzipped) lines.
+fn objects(port: u16, bucket: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    serde_json::from_str(&stores::python(LIST_LINES, &[&port.to_string(), bucket])).unwrap()
+}
+
+fn wait_lines(port: u16, bucket: &str, n: usize) -> std::collections::BTreeMap<String, Vec<String>> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let o = objects(port, bucket);
+        if o.values().map(Vec::len).sum::<usize>() >= n || std::time::Instant::now() > end {
+            return o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// spate end to end: in_forward (acked) -> out_s3 (file buffer) -> s3s-fs, read back by
+/// boto3; the server is killed and comes back: what was acked meanwhile is delivered.
+#[test]
+fn spate_archives_to_s3_and_survives_the_server_being_down() {
+    let Some(bin) = stores::s3s_fs_bin() else { return };
+    let Some(_) = stores::python_with(&["boto3"], "SPATE_REQUIRE_S3") else { return };
+    let data = common::tempdir::Dir::new("s3-e2e-data");
+    let port = common::free_port();
+    let mut server = stores::start_s3s(&bin, data.path(), port, "AKTEST", "SKTEST/secret");
+    let buf = common::tempdir::Dir::new("s3-e2e-buf");
+    let conf = format!(
+        r#"<source>
+  @type forward
+  bind 127.0.0.1
+  port {{PORT}}
+</source>
+<match app.**>
+  @type s3
+  aws_key_id AKTEST
+  aws_sec_key SKTEST/secret
+  s3_bucket spate-e2e
+  s3_endpoint http://127.0.0.1:{port}
+  force_path_style true
+  path logs/
+  s3_object_key_format %{{path}}${{tag}}/%{{time_slice}}_%{{index}}.%{{file_extension}}
+  time_slice_format %Y%m%d%H
+  <buffer tag,time>
+    @type file
+    path {}
+    timekey 3600
+    timekey_wait 0s
+    timekey_use_utc true
+    flush_mode interval
+    flush_interval 1s
+    retry_wait 0.5s
+    retry_max_interval 1s
+  </buffer>
+</match>
+"#,
+        buf.path().display()
+    );
+    let spate = common::Spate::start("s3-e2e", &conf, std::process::Stdio::null());
+    let send = |base: u64, n: u64| {
+        let mut c = common::Client::connect(spate.addr());
+        for k in (base..base + n).step_by(100) {
+            let chunk = format!("c{k}");
+            c.send(&common::kv_frame(b"app.web", k..k + 100, common::kv_time(0), &chunk)).unwrap();
+            assert!(String::from_utf8_lossy(&c.read_ack().unwrap()).contains(&chunk));
+        }
+    };
+    send(0, 300);
+    let first = wait_lines(port, "spate-e2e", 300);
+    assert_eq!(first.values().map(Vec::len).sum::<usize>(), 300, "{first:?}");
+    // The server goes away: new events are acked (file buffer) and wait.
+    server.kill();
+    send(300, 200);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let _server = stores::start_s3s(&bin, data.path(), port, "AKTEST", "SKTEST/secret");
+    let all = wait_lines(port, "spate-e2e", 500);
+    let (st, _, err) = spate.stop();
+    assert!(st.success(), "{err}");
+    // Keys as fluent-plugin-s3 names them: the time slice of kv_time(0) (2023-11-14 22h
+    // UTC) and the first free index.
+    let keys: Vec<&String> = all.keys().collect();
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(**k, format!("logs/app.web/2023111422_{i}.gz"), "{keys:?}");
+    }
+    let mut seen = std::collections::HashMap::new();
+    for line in all.values().flatten() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert!(cols[0].starts_with("2023-11-1") && cols[1] == "app.web", "{line}");
+        let rec: serde_json::Value = serde_json::from_str(cols[2]).unwrap();
+        *seen.entry(rec["k"].as_u64().unwrap()).or_insert(0u32) += 1;
+    }
+    assert!((0..500).all(|k| seen.contains_key(&k)), "events missing: {} of 500 seen", seen.len());
+    let dups: u32 = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "s3 server down: 500 acked, {} delivered distinct, {dups} duplicates, {} objects",
+        seen.len(),
+        keys.len()
+    );
+}

@@ -20,5 +20,6 @@ pub mod http;
 pub mod kafka2;
 pub mod null;
 pub mod relabel;
+pub mod s3;
 pub mod secondary_file;
 pub mod stdout;

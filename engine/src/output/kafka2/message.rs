@@ -151,8 +151,11 @@ impl MessageConf {
             format.newline = "";
         }
         let max_send_limit_bytes = e.size("max_send_limit_bytes")?.map(|v| v as usize);
-        let inject = (!format.inject.is_empty())
-            .then(|| FormatConf { formatter: Formatter::Msgpack, newline: "", inject: format.inject.clone() });
+        let inject = (!format.inject.is_empty()).then(|| FormatConf {
+            formatter: Formatter::Msgpack,
+            newline: "",
+            inject: format.inject.clone(),
+        });
         format.inject = crate::format::Inject::default();
         Ok(MessageConf {
             topic: e.str("topic").map(str::to_string),
