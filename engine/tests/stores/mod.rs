@@ -116,11 +116,13 @@ pub fn start_s3s(bin: &Path, root: &Path, port: u16, access: &str, secret: &str)
 /// tansu on `port` with a sqlite store in `dir` (its memory engine loses messages).
 pub fn start_tansu(bin: &Path, dir: &Path, port: u16) -> Server {
     let url = format!("tcp://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.join(format!("tansu-{port}.log"))).expect("log");
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("tansu-{port}.log"))).expect("log");
+    // tansu 0.6 takes the sqlite path relative to its working directory.
     let mut child = Command::new(bin)
+        .current_dir(dir)
         .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-        .arg("--storage-engine")
-        .arg(format!("sqlite://{}/tansu.db", dir.display()))
+        .args(["--storage-engine", "sqlite://tansu.db"])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
