@@ -233,29 +233,51 @@ impl ClientConf {
     }
 }
 
-/// A client context that logs through spate's log (with the plugin id) and keeps
-/// repeated broker errors (a broker that is down) to one line per 10 s.
+/// A client context that logs through spate's log (with the plugin id). librdkafka
+/// repeats a failing broker connection every few hundred milliseconds (each line with
+/// its own timing), so warnings and errors are logged at most once per facility every
+/// 10 s, with the count of the lines left out.
 pub struct Logger {
     pub id: String,
     pub client_log: bool,
-    last_error: Mutex<Option<(String, Instant)>>,
+    last: Mutex<std::collections::HashMap<String, (Instant, u64)>>,
 }
 
 impl Logger {
     pub fn new(id: &str, client_log: bool) -> Logger {
-        Logger { id: id.to_string(), client_log, last_error: Mutex::new(None) }
+        Logger { id: id.to_string(), client_log, last: Mutex::new(std::collections::HashMap::new()) }
     }
 
-    fn quiet_repeat(&self, msg: &str) -> bool {
-        let Ok(mut last) = self.last_error.lock() else { return false };
+    /// `Some(lines left out since the last one)` when a line of `key` may be logged now.
+    fn allow(&self, key: &str) -> Option<u64> {
+        let Ok(mut last) = self.last.lock() else { return Some(0) };
         let now = Instant::now();
-        if let Some((m, at)) = &*last {
-            if m == msg && now.duration_since(*at) < Duration::from_secs(10) {
-                return true;
+        match last.get_mut(key) {
+            Some((at, n)) if now.duration_since(*at) < Duration::from_secs(10) => {
+                *n += 1;
+                None
+            }
+            Some((at, n)) => {
+                let skipped = *n;
+                (*at, *n) = (now, 0);
+                Some(skipped)
+            }
+            None => {
+                // Bounded: librdkafka's facilities are a small fixed set.
+                if last.len() < 256 {
+                    last.insert(key.to_string(), (now, 0));
+                }
+                Some(0)
             }
         }
-        *last = Some((msg.to_string(), now));
-        false
+    }
+}
+
+fn more(skipped: u64) -> String {
+    if skipped > 0 {
+        format!(" ({skipped} similar lines in the last 10 s not shown)")
+    } else {
+        String::new()
     }
 }
 
@@ -263,9 +285,15 @@ impl ClientContext for Logger {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                crate::error!("{}: librdkafka {fac}: {msg}", self.id)
+                if let Some(n) = self.allow(fac) {
+                    crate::error!("{}: librdkafka {fac}: {msg}{}", self.id, more(n))
+                }
             }
-            RDKafkaLogLevel::Warning if !self.quiet_repeat(msg) => crate::warn!("{}: librdkafka {fac}: {msg}", self.id),
+            RDKafkaLogLevel::Warning => {
+                if let Some(n) = self.allow(fac) {
+                    crate::warn!("{}: librdkafka {fac}: {msg}{}", self.id, more(n))
+                }
+            }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info if self.client_log => {
                 crate::info!("{}: librdkafka {fac}: {msg}", self.id)
             }
@@ -275,9 +303,8 @@ impl ClientContext for Logger {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let msg = format!("{error}: {reason}");
-        if !self.quiet_repeat(&msg) {
-            crate::warn!("{}: kafka: {msg}", self.id);
+        if let Some(n) = self.allow(&format!("error:{:?}", error.rdkafka_error_code())) {
+            crate::warn!("{}: kafka: {error}: {reason}{}", self.id, more(n));
         }
     }
 }

@@ -115,6 +115,11 @@ pub fn start_s3s(bin: &Path, root: &Path, port: u16, access: &str, secret: &str)
 
 /// tansu on `port` with a sqlite store in `dir` (its memory engine loses messages).
 pub fn start_tansu(bin: &Path, dir: &Path, port: u16) -> Server {
+    start_tansu_with(bin, dir, port, &[])
+}
+
+/// [`start_tansu`] with more broker arguments (`--authentication`).
+pub fn start_tansu_with(bin: &Path, dir: &Path, port: u16, extra: &[&str]) -> Server {
     let url = format!("tcp://127.0.0.1:{port}");
     let log =
         std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("tansu-{port}.log"))).expect("log");
@@ -123,6 +128,7 @@ pub fn start_tansu(bin: &Path, dir: &Path, port: u16) -> Server {
         .current_dir(dir)
         .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
         .args(["--storage-engine", "sqlite://tansu.db"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -139,6 +145,17 @@ pub fn create_topic(bin: &Path, port: u16, topic: &str, partitions: u32) {
         .output()
         .expect("tansu topic create");
     assert!(out.status.success(), "tansu topic create {topic}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Creates a SCRAM-SHA-512 user on the tansu at `port` (before it requires
+/// authentication: its CLI does not authenticate).
+pub fn create_user(bin: &Path, port: u16, user: &str, password: &str) {
+    let out = Command::new(bin)
+        .args(["user", "create", user, password, "--mechanism", "scram512"])
+        .args(["--broker", &format!("tcp://127.0.0.1:{port}")])
+        .output()
+        .expect("tansu user create");
+    assert!(out.status.success(), "tansu user create {user}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A blocking HTTP/1.1 request (one connection per request; for tests only). Returns
