@@ -4,10 +4,11 @@
 //!
 //! Layout, bottom to top (a module only uses the ones above it in this list):
 //! - [`sys`] (the libc calls), [`log`], [`config`] (fluent.conf into an element tree),
-//!   [`format`] (fluentd's formatters), [`buffer`] (chunks, file store, group commit),
-//!   [`tls`], [`security`] and [`http`] (transports; `http` is the HTTP/1.1 client of the HTTP
-//!   outputs and out_s3), [`s3`] (S3 requests, signing, object keys) and [`kafka`]
-//!   (librdkafka client settings shared by the Kafka plugins);
+//!   [`ruby`] (the Ruby semantics configs rely on: record accessors, `to_s`, regexps,
+//!   times, `${...}` expressions), [`format`] (fluentd's formatters), [`buffer`] (chunks,
+//!   file store, group commit), [`tls`], [`security`] and [`http`] (transports; `http` is
+//!   the HTTP/1.1 client of the HTTP outputs and out_s3), [`s3`] (S3 requests, signing,
+//!   object keys) and [`kafka`] (librdkafka client settings shared by the Kafka plugins);
 //! - [`plugin`]: the plugin traits, [`plugin::PlanCtx`] and [`plugin::ShardCtx`];
 //! - [`router`]: fluentd's tag routing over plugin instances;
 //! - the plugins, one module (or folder) each: [`input`], [`filter`], [`output`];
@@ -30,10 +31,13 @@ pub mod plan;
 pub mod plugin;
 pub mod registry;
 pub mod router;
+pub mod ruby;
 pub mod runtime;
 pub mod s3;
 pub mod security;
 pub mod sys;
+#[cfg(test)]
+pub mod test_support;
 pub mod tls;
 
 /// The configuration used when spate runs without `-c`: in_forward on

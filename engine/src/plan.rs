@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::{ConfigError, Element};
 use crate::plugin::{
-    on_shard, Build, BuildError, FilterPlan, Input, InputPlan, Kind, OutputPlan, PlanCtx, ShardCtx, Workers,
+    on_shard, Build, BuildError, Filter, FilterPlan, Input, InputPlan, Kind, OutputPlan, PlanCtx, ShardCtx, Workers,
 };
 use crate::registry::PLUGINS;
 use crate::router::{Label, MatchPattern, Router, Rule};
@@ -57,6 +57,8 @@ pub struct ShardGraph {
     pub ctx: Rc<ShardCtx>,
     pub router: Rc<Router>,
     pub inputs: Vec<Rc<dyn Input>>,
+    /// Every filter on this shard (for their start and shutdown hooks).
+    pub filters: Vec<Rc<dyn Filter>>,
 }
 
 impl ShardGraph {
@@ -102,8 +104,9 @@ pub fn plan(root: &Element, workers_override: Option<usize>, hostname: &str) -> 
     collect_sources(root, None, &mut ctx, &mut sources)?;
 
     let mut labels = Vec::new();
-    for (name, e, w) in &label_elems {
+    for (i, (name, e, w)) in label_elems.iter().enumerate() {
         let mut rules = Vec::new();
+        ctx.set_current_label(i);
         collect_rules(e, *w, &mut ctx, &mut rules, name.is_empty())?;
         labels.push(LabelPlan { name: name.clone(), rules });
     }
@@ -115,6 +118,13 @@ pub fn plan(root: &Element, workers_override: Option<usize>, hostname: &str) -> 
             )));
         }
     }
+    if count_named(root, "source") == 0 && count_named(root, "match") == 0 {
+        crate::warn!(
+            "{}: the configuration has no <source> and no <match>: spate would run and do nothing (a YAML \
+             config read as fluent.conf syntax? name it *.yaml or pass --config-file-type yaml)",
+            root.pos
+        );
+    }
     Ok(Plan {
         workers,
         log_level,
@@ -123,6 +133,18 @@ pub fn plan(root: &Element, workers_override: Option<usize>, hostname: &str) -> 
         shutdown_timeout: Duration::from_secs(30),
         hostname: hostname.to_string(),
     })
+}
+
+/// Directives called `name` at the top level and inside `<label>`/`<worker>`.
+fn count_named(e: &Element, name: &str) -> usize {
+    e.elements
+        .iter()
+        .map(|c| match c.name.as_str() {
+            n if n == name => 1,
+            "label" | "worker" => count_named(c, name),
+            _ => 0,
+        })
+        .sum()
 }
 
 fn parse_workers(e: &Element, workers: usize) -> Result<Workers, ConfigError> {
@@ -238,12 +260,15 @@ fn collect_rules(
 pub fn build_shard(plan: &Plan, shard: usize) -> Result<ShardGraph, BuildError> {
     let ctx = ShardCtx::new(shard, plan.workers, &plan.hostname);
     let mut labels = Vec::new();
+    let mut filters = Vec::new();
     for l in &plan.labels {
         let mut rules = Vec::new();
         for r in &l.rules {
             match r {
                 RulePlan::Filter { pattern, plan, workers, .. } if on_shard(*workers, shard) => {
-                    rules.push(Rule::Filter { pattern: pattern.clone(), filter: Rc::from(plan.build(&ctx)?) });
+                    let filter: Rc<dyn Filter> = Rc::from(plan.build(&ctx)?);
+                    filters.push(filter.clone());
+                    rules.push(Rule::Filter { pattern: pattern.clone(), filter });
                 }
                 RulePlan::Match { pattern, plan, workers, .. } if on_shard(*workers, shard) => {
                     rules.push(Rule::Match { pattern: pattern.clone(), output: ctx.build_output(&**plan)? });
@@ -265,7 +290,7 @@ pub fn build_shard(plan: &Plan, shard: usize) -> Result<ShardGraph, BuildError> 
             inputs.push(s.plan.build(&ctx, router.clone())?);
         }
     }
-    Ok(ShardGraph { ctx, router, inputs })
+    Ok(ShardGraph { ctx, router, inputs, filters })
 }
 
 /// A human-readable plugin graph (`--dry-run`).

@@ -154,6 +154,8 @@ pub struct PlanCtx<'a> {
     counters: HashMap<&'static str, usize>,
     /// File-buffer paths in use (two outputs may not share one).
     paths: Vec<std::path::PathBuf>,
+    /// The label whose rules are being planned (0: the top level).
+    current_label: usize,
     pub hostname: String,
     pub workers: usize,
 }
@@ -175,6 +177,7 @@ impl<'a> PlanCtx<'a> {
             label_names,
             counters: HashMap::new(),
             paths: Vec::new(),
+            current_label: 0,
             hostname: hostname.to_string(),
             workers,
         }
@@ -206,6 +209,17 @@ impl<'a> PlanCtx<'a> {
     /// The index of a label by name, if it exists (`@ERROR`, `@FLUENT_LOG`...).
     pub fn label_named(&self, name: &str) -> Option<usize> {
         self.labels.get(name).copied()
+    }
+
+    /// The label the plugin being planned is in (0: the top level): where events an
+    /// output re-emits go unless it says otherwise (fluentd's `router` of a plugin).
+    pub fn current_label(&self) -> usize {
+        self.current_label
+    }
+
+    /// Set by the planner while it walks a label's rules.
+    pub fn set_current_label(&mut self, label: usize) {
+        self.current_label = label;
     }
 
     /// A label's name by index ("" for the top level).
@@ -489,6 +503,12 @@ pub trait FilterPlan: Send + Sync + std::fmt::Debug {
 /// was dropped. `emitter` lets a filter send events elsewhere (the `@ERROR` label).
 pub trait Filter {
     fn filter(&self, batch: EventBatch, emitter: &dyn Emitter) -> Option<EventBatch>;
+    /// Starts the filter's own tasks (timers) on the shard's executor; `emitter` is the
+    /// shard's router. Most filters have none.
+    fn start(self: Rc<Self>, _emitter: Rc<dyn Emitter>) {}
+    /// At shutdown, after the inputs stopped and before the outputs flush: a filter that
+    /// holds events (concat) emits them.
+    fn shutdown(&self, _emitter: &dyn Emitter) {}
 }
 
 // ---------------------------------------------------------------------------------------

@@ -159,6 +159,9 @@ async fn shard_main(shard: usize, plan: Arc<Plan>, control: Arc<Control>, ready:
     for o in &outputs {
         o.clone().start();
     }
+    for f in &graph.filters {
+        f.clone().start(graph.router.clone());
+    }
     let mut addrs = Vec::new();
     for input in &graph.inputs {
         match input.clone().start(shard == 0) {
@@ -183,6 +186,10 @@ async fn shard_main(shard: usize, plan: Arc<Plan>, control: Arc<Control>, ready:
     }
     for input in &graph.inputs {
         input.stop(Duration::from_secs(1)).await;
+    }
+    // Filters that hold events (concat) emit them before the outputs flush.
+    for f in &graph.filters {
+        f.shutdown(&*graph.router);
     }
     let deadline = Instant::now() + plan.shutdown_timeout;
     for o in &outputs {

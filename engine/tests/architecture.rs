@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("parser", 4),
     ("buffer", 4),
     ("tls", 4),
+    ("http", 5),
     ("security", 5),
     ("s3", 5),
     ("kafka", 5),

@@ -5,7 +5,8 @@
 //! every matched output accepted (for a file buffer: once the shard's group commit made
 //! it durable).
 //!
-//! Unbuffered outputs (`null`, `stdout`, `copy`, `relabel`) implement
+//! Unbuffered outputs (`null`, `stdout`, `copy`, `relabel`, and the re-routing ones:
+//! `rewrite_tag_filter`...) implement
 //! [`crate::plugin::Output`] themselves; buffered ones implement only a
 //! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `http`, `kafka2`, `s3`,
 //! `secondary_file`) and are wrapped by
@@ -18,8 +19,11 @@ pub mod file;
 pub mod forward;
 pub mod http;
 pub mod kafka2;
+pub mod label_router;
 pub mod null;
 pub mod relabel;
+pub mod rewrite_tag_filter;
+pub mod route;
 pub mod s3;
 pub mod secondary_file;
 pub mod stdout;

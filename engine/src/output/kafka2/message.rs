@@ -26,8 +26,9 @@ use spate_protocol::encode::raw;
 use spate_protocol::{Event, RecordRef};
 
 use crate::config::{ConfigError, Element};
-use crate::filter::grep::{write_to_s, Accessor, Dug, Step};
 use crate::format::{strftime, FormatConf, Formatter, Zone};
+use crate::ruby::accessor::{Accessor, Dug, Step};
+use crate::ruby::value::write_to_s;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashFn {
