@@ -40,6 +40,8 @@ pub struct DecodeConf {
     pub format: Format,
     pub time_source: TimeSource,
     pub record_time_key: String,
+    /// `time_format`: the record time is parsed with Ruby's strptime rules.
+    pub time_format: Option<String>,
     pub tag_source: TagSource,
     pub add_prefix: Option<String>,
     pub add_suffix: Option<String>,
@@ -131,7 +133,16 @@ impl DecodeConf {
             }),
             TimeSource::Record => rec
                 .get(self.record_time_key.as_bytes())
-                .and_then(time_of)
+                .and_then(|v| match &self.time_format {
+                    // fluent-plugin-kafka: `@time_parser.parse(record_time.to_s)`.
+                    Some(f) => {
+                        let mut text = Vec::new();
+                        crate::ruby::value::write_to_s(v, &mut text);
+                        let p = crate::ruby::strptime::strptime(std::str::from_utf8(&text).ok()?, f)?;
+                        Some(EventTime::new(u32::try_from(p.sec).ok()?, p.nsec))
+                    }
+                    None => time_of(v),
+                })
                 .ok_or_else(|| DecodeError::Time(self.record_time_key.clone()))?,
         };
         s.tag.clear();
@@ -267,6 +278,7 @@ mod tests {
             format,
             time_source: TimeSource::Now,
             record_time_key: "time".into(),
+            time_format: None,
             tag_source: TagSource::Topic,
             add_prefix: None,
             add_suffix: None,
@@ -332,5 +344,9 @@ mod tests {
         assert_eq!(run(&c, &msg(br#"{"tag":"t"}"#, &[])).unwrap_err(), DecodeError::Time("time".into()));
         assert_eq!(run(&c, &msg(br#"{"time":1}"#, &[])).unwrap_err(), DecodeError::Tag("tag".into()));
         assert!(run(&c, &msg(br#"{"time":-1,"tag":"t"}"#, &[])).is_err());
+        c.time_format = Some("%Y-%m-%d %H:%M:%S %z".into());
+        let (_, t, _) = run(&c, &msg(br#"{"time":"2023-11-14 22:13:20 +0000","tag":"t"}"#, &[])).unwrap();
+        assert_eq!(t, EventTime::new(1_700_000_000, 0));
+        assert!(run(&c, &msg(br#"{"time":"yesterday","tag":"t"}"#, &[])).is_err());
     }
 }

@@ -34,7 +34,7 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Input,
     build: Build::Input(plan),
-    params: "`brokers`, `consumer_group`, `topics` (names or `/regex/`), `client_id`, `format` (`json`, `msgpack`, `text` with `message_key`, `ltsv`), `add_prefix`, `add_suffix`, `start_from_beginning`, `offset_commit_interval`, `offset_commit_threshold`, `max_bytes`, `max_wait_time` (`max_wait_ms`), `min_bytes`, `session_timeout`, `refresh_topic_interval`, `kafka_message_key`, `add_headers`, `time_source` (`now`, `kafka`, `record`; `use_record_time`), `record_time_key`, `tag_source` (`topic`, `record`), `record_tag_key`, `connect_timeout`, `socket_timeout`, `get_kafka_client_log`, SSL and SASL as out_kafka2, `@label`; one group member per shard; offsets committed only after every matched output stored the events (durably for file buffers)",
+    params: "`brokers`, `consumer_group`, `topics` (names or `/regex/`), `client_id`, `format` (`json`, `msgpack`, `text` with `message_key`, `ltsv`), `add_prefix`, `add_suffix`, `start_from_beginning`, `offset_commit_interval`, `offset_commit_threshold`, `max_bytes`, `max_wait_time` (`max_wait_ms`), `min_bytes`, `session_timeout`, `refresh_topic_interval`, `kafka_message_key`, `add_headers`, `time_source` (`now`, `kafka`, `record`; `use_record_time`), `record_time_key`, `time_format`, `tag_source` (`topic`, `record`), `record_tag_key`, `connect_timeout`, `socket_timeout`, `get_kafka_client_log`, SSL and SASL as out_kafka2, `@label`; one group member per shard; offsets committed only after every matched output stored the events (durably for file buffers)",
 };
 
 #[derive(Debug)]
@@ -51,7 +51,6 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
             "retry_emit_limit",
             "spate keeps re-emitting a refused batch until it is stored (fluent-plugin-kafka's default)",
         ),
-        ("time_format", "time_format needs a strptime parser; use time_source kafka, or a numeric record time"),
         ("fetcher_max_queue_size", "librdkafka sizes its fetch queue by bytes; use max_bytes"),
     ] {
         if let Some(a) = e.get(p) {
@@ -114,6 +113,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         format,
         time_source,
         record_time_key: e.str("record_time_key").unwrap_or("time").to_string(),
+        time_format: e.str("time_format").map(str::to_string),
         tag_source,
         add_prefix: e.str("add_prefix").map(str::to_string),
         add_suffix: e.str("add_suffix").map(str::to_string),
