@@ -8,7 +8,8 @@
 //!   times, `${...}` expressions), [`format`] (fluentd's formatters), [`parser`] (the
 //!   `<parse>` plugins), [`buffer`] (chunks, file store, group commit), [`tls`],
 //!   [`security`] and [`http`] (transports; `http` is the HTTP/1.1 client of the HTTP
-//!   outputs);
+//!   outputs and out_s3), [`s3`] (S3 requests, signing, object keys) and [`kafka`]
+//!   (librdkafka client settings shared by the Kafka plugins);
 //! - [`plugin`]: the plugin traits, [`plugin::PlanCtx`] and [`plugin::ShardCtx`];
 //! - [`router`]: fluentd's tag routing over plugin instances;
 //! - the plugins, one module (or folder) each: [`input`], [`filter`], [`output`];
@@ -25,6 +26,7 @@ pub mod format;
 pub mod fuzz_harness;
 pub mod http;
 pub mod input;
+pub mod kafka;
 pub mod output;
 pub mod parser;
 pub mod plan;
@@ -33,6 +35,7 @@ pub mod registry;
 pub mod router;
 pub mod ruby;
 pub mod runtime;
+pub mod s3;
 pub mod security;
 pub mod sys;
 #[cfg(test)]

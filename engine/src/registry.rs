@@ -16,6 +16,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::input::udp::PLUGIN,
     crate::input::syslog::PLUGIN,
     crate::input::http::PLUGIN,
+    crate::input::kafka_group::PLUGIN,
     // filters
     crate::filter::grep::PLUGIN,
     crate::filter::parser::PLUGIN,
@@ -38,6 +39,8 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::elasticsearch::PLUGIN_DATA_STREAM,
     crate::output::elasticsearch::PLUGIN_DYNAMIC,
     crate::output::http::PLUGIN,
+    crate::output::kafka2::PLUGIN,
+    crate::output::s3::PLUGIN,
     // secondary-only writers
     crate::output::secondary_file::PLUGIN,
 ];

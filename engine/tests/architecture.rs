@@ -19,6 +19,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("tls", 4),
     ("http", 5),
     ("security", 5),
+    ("s3", 5),
+    ("kafka", 5),
     ("metrics", 6),
     ("plugin", 6),
     ("router", 7),

@@ -154,7 +154,7 @@ pub fn from_output(e: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferC
         Some(b) => buffer_conf_with(b, defaults)?,
         None => match v012_time_sliced(e, defaults)? {
             Some(synth) => buffer_conf_with(&synth, defaults)?,
-            None if defaults.file_path.is_some() => buffer_conf_with(
+            None if defaults.file_path.is_some() || !defaults.keys.is_empty() => buffer_conf_with(
                 &Element::new("buffer".into(), defaults.keys.join(","), Vec::new(), Vec::new(), e.pos.clone()),
                 defaults,
             )?,

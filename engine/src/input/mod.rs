@@ -3,6 +3,7 @@
 //! [`crate::plugin::Input`]. [`net`] holds the socket set-up they share.
 pub mod forward;
 pub mod http;
+pub mod kafka_group;
 pub mod net;
 pub mod sample;
 pub mod syslog;

@@ -8,7 +8,8 @@
 //! Unbuffered outputs (`null`, `stdout`, `copy`, `relabel`, and the re-routing ones:
 //! `rewrite_tag_filter`...) implement
 //! [`crate::plugin::Output`] themselves; buffered ones implement only a
-//! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `secondary_file`) and are wrapped by
+//! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `http`, `kafka2`, `s3`,
+//! `secondary_file`) and are wrapped by
 //! the generic [`buffered::BufferedOutput`] (buffer, flush task, retries, `<secondary>`).
 
 pub mod buffered;
@@ -17,10 +18,12 @@ pub mod elasticsearch;
 pub mod file;
 pub mod forward;
 pub mod http;
+pub mod kafka2;
 pub mod label_router;
 pub mod null;
 pub mod relabel;
 pub mod rewrite_tag_filter;
 pub mod route;
+pub mod s3;
 pub mod secondary_file;
 pub mod stdout;
