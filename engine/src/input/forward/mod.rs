@@ -7,6 +7,7 @@
 //! same port (one `\0` byte back). Compressed frames are inflated in bounded slices
 //! under a per-shard memory budget ([`inflate`]).
 
+pub mod dedup;
 mod inflate;
 
 use inflate::{FrameInflater, InflateError};
@@ -28,6 +29,7 @@ use spate_protocol::{CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, 
 use crate::buffer::sync::Syncer;
 use crate::plugin::{BuildError, Emitter, Input, InputPlan, Listening, LocalFuture, ShardCtx};
 use crate::tls::Stream;
+use dedup::{Claim, Key, ShardDedup};
 
 pub mod conf;
 
@@ -52,6 +54,9 @@ pub struct InputMetrics {
     pub tls_failures: Cell<u64>,
     pub refused_connections: Cell<u64>,
     pub idle_closed: Cell<u64>,
+    /// `deduplicate`: frames (and their events) acked without storing them again.
+    pub resent_frames: Cell<u64>,
+    pub resent_events: Cell<u64>,
 }
 
 fn inc(c: &Cell<u64>, n: u64) {
@@ -70,11 +75,19 @@ pub struct ForwardInput {
     stopping: Cell<bool>,
     tasks: RefCell<Vec<JoinHandle<()>>>,
     inflate_budget: inflate::InflateBudget,
+    /// `deduplicate`: this shard's side of the input's shared window.
+    dedup: Option<ShardDedup>,
 }
 
 impl ForwardInput {
-    pub fn new(conf: ForwardInConf, router: Rc<dyn Emitter>, syncer: Rc<Syncer>) -> Rc<Self> {
+    pub fn new(
+        conf: ForwardInConf,
+        router: Rc<dyn Emitter>,
+        syncer: Rc<Syncer>,
+        dedup: Option<ShardDedup>,
+    ) -> Rc<Self> {
         Rc::new(ForwardInput {
+            dedup,
             inflate_budget: inflate::InflateBudget::new(conf.inflate_memory_limit),
             conf,
             metrics: InputMetrics::default(),
@@ -177,9 +190,22 @@ impl ForwardInput {
         }
     }
 
-    async fn serve(&self, tcp: TcpStream, peer: Option<SocketAddr>) {
+    async fn serve(&self, tcp: TcpStream, addr: Option<SocketAddr>) {
+        let mut peer = Peer::at(addr);
+        self.serve_peer(tcp, &mut peer).await;
+        let (frames, events) = peer.resent.get();
+        if frames > 0 {
+            crate::info!(
+                "{}: {frames} frames ({events} events) from {} were resends of frames already stored: acked without storing them again (deduplicate)",
+                self.conf.id,
+                peer.name
+            );
+        }
+    }
+
+    async fn serve_peer(&self, tcp: TcpStream, peer: &mut Peer) {
         self.tune(&tcp);
-        let peer_s = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
+        let peer_s = peer.name.clone();
         let mut stream = match &self.conf.tls {
             None => Stream::Plain(tcp),
             Some(tls) => match Stream::accept(tcp, tls, self.conf.handshake_timeout).await {
@@ -203,15 +229,20 @@ impl ForwardInput {
         let mut want = READ_MIN;
         let mut buf = BytesMut::with_capacity(READ_MIN);
         let mut acks: Vec<u8> = Vec::new();
-        let source_ip: Option<Bytes> = peer.map(|p| Bytes::from(p.ip().to_string()));
         if let Some(sec) = &self.conf.security {
-            let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), crate::security::peer_ip);
+            let ip = peer.ip_addr();
             let hs_timeout = self.conf.handshake_timeout;
             let r =
                 glommio::timer::timeout(hs_timeout, async { Ok(self.handshake(&mut stream, &mut buf, sec, ip).await) })
                     .await;
             let reason = match r {
-                Ok(Ok(())) => None,
+                Ok(Ok(user)) => {
+                    // An authenticated user is the source of its frames' ack ids.
+                    if let Some(u) = user {
+                        peer.source = dedup::source(Some(&u), None);
+                    }
+                    None
+                }
                 Ok(Err(reason)) => Some(reason),
                 Err(_) => Some(format!("no PING within {hs_timeout:?} (handshake_timeout)")),
             };
@@ -222,6 +253,7 @@ impl ForwardInput {
                 return;
             }
         }
+        let peer = &*peer;
         loop {
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
@@ -264,39 +296,22 @@ impl ForwardInput {
             if n >= want / 2 {
                 want = (want * 2).min(READ_SIZE);
             }
+            // Every append this read causes has an epoch from here on: the acks go out
+            // only if no commit covering any of them failed.
+            let first = self.syncer.next_epoch();
             let mut close = false;
             loop {
-                match self.process(&mut dec, &mut buf, &peer_s, source_ip.as_ref(), &mut acks) {
+                match self.process(&mut dec, &mut buf, peer, &mut acks) {
                     Step::More => break,
                     Step::Close => {
                         close = true;
                         break;
                     }
-                    Step::Inflate(frame, json) => {
-                        // A compressed frame: inflated a slice at a time, yielding to
-                        // the shard's other connections in between.
+                    step => {
                         let limits = *dec.limits();
                         // Boxed: its state would otherwise be part of every connection's
                         // task, idle or not.
-                        let inflated =
-                            Box::pin(self.inflate_frame(*frame, &limits, &peer_s, source_ip.as_ref(), json, &mut acks));
-                        if !inflated.await {
-                            close = true;
-                            break;
-                        }
-                        if self.conf.deny_keepalive {
-                            close = true;
-                            break;
-                        }
-                    }
-                    Step::Blocked(batch, chunk, json) => {
-                        // overflow_action block: stop reading (TCP back-pressure) until
-                        // the buffer has room, then retry the batch.
-                        if !self.wait_for_room(batch, chunk, json, &peer_s, &mut acks).await {
-                            close = true;
-                            break;
-                        }
-                        if self.conf.deny_keepalive {
+                        if !Box::pin(self.finish_step(step, &limits, peer, &mut acks)).await {
                             close = true;
                             break;
                         }
@@ -307,7 +322,7 @@ impl ForwardInput {
                 // A file buffer's events are acked only once the shard's group commit
                 // has made them durable.
                 if let Some(epoch) = self.syncer.pending() {
-                    if let Err(e) = self.syncer.wait(epoch).await {
+                    if let Err(e) = self.syncer.wait_since(first, epoch).await {
                         inc(&self.metrics.rejected_batches, 1);
                         crate::warn!(
                             "{}: events from {peer_s} could not be stored ({e}); no ack sent, closing the connection so the client retries",
@@ -339,6 +354,28 @@ impl ForwardInput {
         }
     }
 
+    /// Finishes a step that has to wait (a compressed frame, a full buffer under
+    /// `overflow_action block`, a resend whose first copy is still being committed).
+    /// `true`: go on with the rest of the read; `false`: close the connection.
+    async fn finish_step(&self, mut step: Step, limits: &Limits, peer: &Peer, acks: &mut Vec<u8>) -> bool {
+        loop {
+            let ok = match step {
+                Step::More => true,
+                Step::Close => false,
+                Step::Inflate(frame, json) => self.inflate_frame(*frame, limits, peer, json, acks).await,
+                Step::Blocked(held) => self.wait_for_room(*held, peer, acks).await,
+                Step::Repeat(batch, json) => {
+                    if !self.wait_settled(peer, batch.option.chunk.as_ref()).await {
+                        return false;
+                    }
+                    step = self.handle(*batch, peer, json, acks);
+                    continue;
+                }
+            };
+            return ok && !self.conf.deny_keepalive;
+        }
+    }
+
     /// Inflates and routes one compressed frame a slice at a time ([`inflate`]),
     /// appending its ack to `acks` once every slice was accepted. `false`: the
     /// connection must be closed (logged here, one line per frame).
@@ -346,11 +383,27 @@ impl ForwardInput {
         &self,
         frame: CompressedFrame,
         limits: &Limits,
-        peer: &str,
-        source_ip: Option<&Bytes>,
+        peer: &Peer,
         json: bool,
         acks: &mut Vec<u8>,
     ) -> bool {
+        let chunk = frame.option.chunk.as_ref();
+        let claim = loop {
+            match self.seen(peer, chunk, frame.option.size.unwrap_or(0)) {
+                Seen::Store(claim) => break claim,
+                Seen::Again => {
+                    self.ack(chunk, json, acks);
+                    return true;
+                }
+                Seen::Wait => {
+                    if !self.wait_settled(peer, chunk).await {
+                        return false;
+                    }
+                }
+            }
+        };
+        let mut held =
+            Held { batch: None, chunk: chunk.cloned(), json, claim, first: self.syncer.next_epoch(), wrote: false };
         let (mut count, mut invalid, mut inflated) = (0u64, 0u64, 0u64);
         let r: Result<(), InflateError> = async {
             let mut fi = FrameInflater::new(&frame, limits, &self.inflate_budget)?;
@@ -365,12 +418,11 @@ impl ForwardInput {
                 }
                 count += slice.count as u64;
                 inc(&self.metrics.events, slice.count as u64);
-                let batch = self.rewrite(frame.batch(slice), source_ip);
-                match self.router.emit(self.conf.label, batch.clone()) {
+                let batch = self.rewrite(frame.batch(slice), peer.ip.as_ref());
+                match self.route(batch.clone(), &mut held.wrote) {
                     Ok(()) => {}
-                    // No chunk id: the frame's ack is sent once, after its last slice.
                     Err(e) if e.is_block() => {
-                        if !self.wait_for_room(Box::new(batch), None, json, peer, acks).await {
+                        if !self.block_until_room(&batch, &mut held.wrote, &peer.name).await {
                             return Err(InflateError::Blocked);
                         }
                     }
@@ -380,13 +432,15 @@ impl ForwardInput {
         }
         .await;
         if let Err(e) = r {
+            self.not_stored(&held);
             match e {
                 InflateError::Rejected(_) | InflateError::Blocked => inc(&self.metrics.rejected_batches, 1),
                 _ => inc(&self.metrics.bad_frames, 1),
             }
             crate::warn!(
-                "{}: closing connection from {peer}: compressed ({}) frame at stream byte {} ({} bytes) not accepted after inflating {inflated} bytes ({count} events routed, no ack sent): {e}",
+                "{}: closing connection from {}: compressed ({}) frame at stream byte {} ({} bytes) not accepted after inflating {inflated} bytes ({count} events routed, no ack sent): {e}",
                 self.conf.id,
+                peer.name,
                 frame.kind.name(),
                 frame.offset,
                 frame.wire_len,
@@ -396,33 +450,41 @@ impl ForwardInput {
         if let Some(w) = self.conf.chunk_size_warn_limit {
             if inflated > w as u64 {
                 crate::warn!(
-                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{peer}\" limit={w} size={inflated}",
+                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{}\" limit={w} size={inflated}",
                     self.conf.id,
                     String::from_utf8_lossy(&frame.tag),
+                    peer.name,
                 );
             }
         }
         if invalid > 0 && self.conf.skip_invalid_event {
             crate::warn!(
-                "{}: skip invalid event: {invalid} entries without a valid time or record, tag=\"{}\" host=\"{peer}\"",
+                "{}: skip invalid event: {invalid} entries without a valid time or record, tag=\"{}\" host=\"{}\"",
                 self.conf.id,
-                String::from_utf8_lossy(&frame.tag)
+                String::from_utf8_lossy(&frame.tag),
+                peer.name
             );
         }
-        self.ack(frame.option.chunk.as_ref(), json, acks);
+        self.stored(&held, acks);
         true
     }
 
-    /// Retries a batch an output refused with `overflow_action block` until it is
-    /// accepted (true) or the input stops or it fails otherwise (false).
-    async fn wait_for_room(
-        &self,
-        batch: Box<EventBatch>,
-        chunk: Option<Bytes>,
-        json: bool,
-        peer: &str,
-        acks: &mut Vec<u8>,
-    ) -> bool {
+    /// Retries a frame an output refused with `overflow_action block` until it is
+    /// accepted (true: acked) or the input stops or it fails otherwise (false).
+    async fn wait_for_room(&self, mut held: Held, peer: &Peer, acks: &mut Vec<u8>) -> bool {
+        let Some(batch) = held.batch.take() else { return false };
+        if self.block_until_room(&batch, &mut held.wrote, &peer.name).await {
+            self.stored(&held, acks);
+            true
+        } else {
+            self.not_stored(&held);
+            false
+        }
+    }
+
+    /// Routes `batch` again and again while an output with `overflow_action block` is
+    /// full; true once it is accepted.
+    async fn block_until_room(&self, batch: &EventBatch, wrote: &mut bool, peer: &str) -> bool {
         inc(&self.metrics.blocked, 1);
         crate::warn!(
             "{}: buffer full, not reading from {peer} until it has room (overflow_action block)",
@@ -435,11 +497,8 @@ impl ForwardInput {
             if self.stopping.get() {
                 return false;
             }
-            match self.router.emit(self.conf.label, (*batch).clone()) {
-                Ok(()) => {
-                    self.ack(chunk.as_ref(), json, acks);
-                    return true;
-                }
+            match self.route(batch.clone(), wrote) {
+                Ok(()) => return true,
                 Err(e) if e.is_block() => continue,
                 Err(e) => {
                     inc(&self.metrics.rejected_batches, 1);
@@ -447,6 +506,62 @@ impl ForwardInput {
                     return false;
                 }
             }
+        }
+    }
+
+    /// Routes a batch, noting whether a file buffer took any of it (the shard's epoch
+    /// moved: `emit` is synchronous, so no other append can come in between).
+    fn route(&self, batch: EventBatch, wrote: &mut bool) -> Result<(), crate::plugin::EmitError> {
+        let before = self.syncer.epoch();
+        let r = self.router.emit(self.conf.label, batch);
+        *wrote |= self.syncer.epoch() > before;
+        r
+    }
+
+    /// Whether a frame with ack id `chunk` from `peer` is to be stored (see [`dedup`]).
+    fn seen(&self, peer: &Peer, chunk: Option<&Bytes>, events: u64) -> Seen {
+        let (Some(d), Some(c)) = (&self.dedup, chunk) else { return Seen::Store(None) };
+        let key = dedup::key(&peer.source, c);
+        match d.claim(&key) {
+            Claim::New(seq) => Seen::Store(Some((key, seq))),
+            Claim::Pending => Seen::Wait,
+            Claim::Durable => {
+                inc(&self.metrics.resent_frames, 1);
+                inc(&self.metrics.resent_events, events);
+                let (f, e) = peer.resent.get();
+                peer.resent.set((f + 1, e + events));
+                Seen::Again
+            }
+        }
+    }
+
+    /// Waits while another copy of the frame with ack id `chunk` is being stored (its
+    /// group commit decides whether this one is a duplicate). `false`: the input stops.
+    async fn wait_settled(&self, peer: &Peer, chunk: Option<&Bytes>) -> bool {
+        let (Some(d), Some(c)) = (&self.dedup, chunk) else { return true };
+        let key = dedup::key(&peer.source, c);
+        while d.is_pending(&key) {
+            if self.stopping.get() {
+                return false;
+            }
+            glommio::timer::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+
+    /// Every output accepted the frame: its id counts (after the commit, for a file
+    /// buffer) and its ack is queued.
+    fn stored(&self, held: &Held, acks: &mut Vec<u8>) {
+        if let (Some(d), Some((key, seq))) = (&self.dedup, held.claim) {
+            d.accepted(key, seq, held.first, held.wrote);
+        }
+        self.ack(held.chunk.as_ref(), held.json, acks);
+    }
+
+    /// The frame was not accepted (no ack): its resend must be stored.
+    fn not_stored(&self, held: &Held) {
+        if let (Some(d), Some((key, seq))) = (&self.dedup, held.claim) {
+            d.release(key, seq);
         }
     }
 
@@ -469,7 +584,7 @@ impl ForwardInput {
         buf: &mut BytesMut,
         sec: &crate::security::ServerSecurity,
         ip: std::net::IpAddr,
-    ) -> Result<(), String> {
+    ) -> Result<Option<String>, String> {
         let hs = crate::security::ServerHandshake::new();
         let mut out = Vec::new();
         hs.helo(!self.conf.deny_keepalive, &mut out);
@@ -491,7 +606,7 @@ impl ForwardInput {
             }
         };
         out.clear();
-        let r = hs.check(sec, &ping, ip, &mut out);
+        let r = hs.check_user(sec, &ping, ip, &mut out);
         stream.write_all(&out).await.map_err(|e| e.to_string())?;
         r
     }
@@ -500,14 +615,7 @@ impl ForwardInput {
     /// Stops at a frame an output wants to block on, and when the connection must be
     /// closed (bad frame, rejected batch, deny_keepalive). This is the whole per-read
     /// data path, without I/O.
-    pub fn process(
-        &self,
-        dec: &mut FrameDecoder,
-        buf: &mut BytesMut,
-        peer: &str,
-        source_ip: Option<&Bytes>,
-        acks: &mut Vec<u8>,
-    ) -> Step {
+    pub fn process(&self, dec: &mut FrameDecoder, buf: &mut BytesMut, peer: &Peer, acks: &mut Vec<u8>) -> Step {
         loop {
             match dec.decode_deferred(buf) {
                 Ok(Some(Decoded::Compressed(frame))) => {
@@ -517,7 +625,7 @@ impl ForwardInput {
                 Ok(Some(Decoded::Frame(Frame::Events(batch)))) => {
                     inc(&self.metrics.frames, 1);
                     let json = dec.is_json();
-                    match self.handle(batch, peer, source_ip, json, acks) {
+                    match self.handle(batch, peer, json, acks) {
                         Step::More if !self.conf.deny_keepalive => {}
                         Step::More => return Step::Close,
                         other => return other,
@@ -528,8 +636,9 @@ impl ForwardInput {
                 Err(e) => {
                     inc(&self.metrics.bad_frames, 1);
                     crate::warn!(
-                        "{}: closing connection from {peer}: {e} (stream bytes seen: {})",
+                        "{}: closing connection from {}: {e} (stream bytes seen: {})",
                         self.conf.id,
+                        peer.name,
                         dec.consumed() + buf.len() as u64
                     );
                     return Step::Close;
@@ -539,12 +648,22 @@ impl ForwardInput {
     }
 
     /// Routes one batch; appends its ack if accepted. `Close`: the batch was rejected
-    /// (the client must resend); `Blocked`: an output asks the input to wait for room.
-    fn handle(&self, batch: EventBatch, peer: &str, source_ip: Option<&Bytes>, json: bool, acks: &mut Vec<u8>) -> Step {
+    /// (the client must resend); `Blocked`: an output asks the input to wait for room;
+    /// `Repeat`: another copy of this frame is being stored right now (`deduplicate`).
+    fn handle(&self, batch: EventBatch, peer: &Peer, json: bool, acks: &mut Vec<u8>) -> Step {
+        let claim = match self.seen(peer, batch.option.chunk.as_ref(), batch.count as u64) {
+            Seen::Store(claim) => claim,
+            Seen::Again => {
+                self.ack(batch.option.chunk.as_ref(), json, acks);
+                return Step::More;
+            }
+            Seen::Wait => return Step::Repeat(Box::new(batch), json),
+        };
+        let host = &peer.name;
         if let Some(w) = self.conf.chunk_size_warn_limit {
             if batch.entries.len() > w {
                 crate::warn!(
-                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{peer}\" limit={w} size={}",
+                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{host}\" limit={w} size={}",
                     self.conf.id,
                     String::from_utf8_lossy(&batch.tag),
                     batch.entries.len()
@@ -555,7 +674,7 @@ impl ForwardInput {
             inc(&self.metrics.invalid_events, batch.invalid as u64);
             if self.conf.skip_invalid_event {
                 crate::warn!(
-                    "{}: skip invalid event: {} entries without a valid time or record, tag=\"{}\" host=\"{peer}\"",
+                    "{}: skip invalid event: {} entries without a valid time or record, tag=\"{}\" host=\"{host}\"",
                     self.conf.id,
                     batch.invalid,
                     String::from_utf8_lossy(&batch.tag)
@@ -563,19 +682,24 @@ impl ForwardInput {
             }
         }
         inc(&self.metrics.events, batch.count as u64);
-        let batch = self.rewrite(batch, source_ip);
+        let batch = self.rewrite(batch, peer.ip.as_ref());
         let chunk = batch.option.chunk.clone();
+        let mut held = Held { batch: None, chunk, json, claim, first: self.syncer.next_epoch(), wrote: false };
         // Kept for a retry under overflow_action block (a few refcounts, no copy).
         let keep = batch.clone();
-        match self.router.emit(self.conf.label, batch) {
+        match self.route(batch, &mut held.wrote) {
             Ok(()) => {
-                self.ack(chunk.as_ref(), json, acks);
+                self.stored(&held, acks);
                 Step::More
             }
-            Err(e) if e.is_block() => Step::Blocked(Box::new(keep), chunk, json),
+            Err(e) if e.is_block() => {
+                held.batch = Some(keep);
+                Step::Blocked(Box::new(held))
+            }
             Err(e) => {
+                self.not_stored(&held);
                 inc(&self.metrics.rejected_batches, 1);
-                crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                crate::warn!("{}: events from {host} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
                 Step::Close
             }
         }
@@ -610,6 +734,9 @@ impl ForwardInput {
 
 impl Input for ForwardInput {
     fn start(self: Rc<Self>, first: bool) -> std::io::Result<Vec<Listening>> {
+        if let Some(d) = &self.dedup {
+            d.start();
+        }
         let addr = self.conf.addr().map_err(std::io::Error::other)?;
         let l = crate::input::net::bind_tcp(addr, self.conf.backlog)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: cannot listen on {addr}: {e}", self.conf.id)))?;
@@ -627,15 +754,78 @@ impl Input for ForwardInput {
     }
 }
 
+/// Who is on the other end of a connection, as the data path needs it.
+pub struct Peer {
+    /// `ip:port`, for log lines.
+    pub name: String,
+    /// The address for `source_address_key` / `source_hostname_key`.
+    pub ip: Option<Bytes>,
+    /// The source part of `deduplicate` keys ([`dedup::source`]).
+    pub source: Bytes,
+    /// Resent frames and their events acked without storing (`deduplicate`).
+    pub resent: Cell<(u64, u64)>,
+}
+
+impl Peer {
+    /// A peer at `addr` (`None`: unknown).
+    pub fn at(addr: Option<SocketAddr>) -> Peer {
+        Peer {
+            name: addr.map_or_else(|| "?".to_string(), |p| p.to_string()),
+            ip: addr.map(|p| Bytes::from(p.ip().to_string())),
+            source: dedup::source(None, addr.map(crate::security::peer_ip)),
+            resent: Cell::new((0, 0)),
+        }
+    }
+
+    /// A peer without an address, called `name` in log lines (tests, benchmarks).
+    pub fn named(name: &str) -> Peer {
+        Peer { name: name.to_string(), ..Peer::at(None) }
+    }
+
+    /// The peer's IP address (0.0.0.0 when unknown).
+    fn ip_addr(&self) -> std::net::IpAddr {
+        self.name.parse::<SocketAddr>().map_or(std::net::IpAddr::from([0, 0, 0, 0]), crate::security::peer_ip)
+    }
+}
+
+/// A frame on its way into the buffers, with what its ack and its `deduplicate` claim
+/// need once it is accepted.
+pub struct Held {
+    /// The batch to route again (`overflow_action block`).
+    batch: Option<EventBatch>,
+    /// The ack id.
+    chunk: Option<Bytes>,
+    json: bool,
+    /// Its claim in the dedup window: (key, seq).
+    claim: Option<(Key, u64)>,
+    /// The shard's epoch before its first append.
+    first: u64,
+    /// Whether a file buffer took any of its events.
+    wrote: bool,
+}
+
+/// What the dedup window says about a frame.
+enum Seen {
+    /// Store it (with its claim when deduplicating).
+    Store(Option<(Key, u64)>),
+    /// Already stored: ack without storing.
+    Again,
+    /// Another copy is being stored right now: wait for the outcome.
+    Wait,
+}
+
 /// What [`ForwardInput::process`] did with the bytes it had.
 pub enum Step {
     /// Everything complete was handled: read more.
     More,
     /// Close the connection.
     Close,
-    /// An output is full with `overflow_action block`: wait for room, retry this batch
-    /// (with its ack chunk id and JSON flag), then process the rest.
-    Blocked(Box<EventBatch>, Option<Bytes>, bool),
+    /// An output is full with `overflow_action block`: wait for room, retry this frame,
+    /// then process the rest.
+    Blocked(Box<Held>),
+    /// A resend whose first copy is still being committed (`deduplicate`): wait for
+    /// the outcome, handle it again, then process the rest.
+    Repeat(Box<EventBatch>, bool),
     /// A compressed frame (with the connection's JSON flag): inflate and route it a
     /// slice at a time, then process the rest.
     Inflate(Box<CompressedFrame>, bool),
@@ -704,6 +894,13 @@ impl InputPlan for ForwardInConf {
         format!("{}:{}", self.bind, self.port)
     }
     fn build(&self, ctx: &Rc<ShardCtx>, emitter: Rc<dyn Emitter>) -> Result<Rc<dyn Input>, BuildError> {
-        Ok(ForwardInput::new(self.clone(), emitter, ctx.syncer.clone()))
+        let dedup = match &self.dedup {
+            Some(d) => Some(
+                d.for_shard(&self.id, ctx.shard, ctx.workers, &ctx.syncer)
+                    .map_err(|e| BuildError::Io { plugin: self.id.clone(), source: std::io::Error::other(e) })?,
+            ),
+            None => None,
+        };
+        Ok(ForwardInput::new(self.clone(), emitter, ctx.syncer.clone(), dedup))
     }
 }
