@@ -5,12 +5,19 @@
 //! frame closes that connection with a log line naming the peer and the reason;
 //! everything else keeps running. Shard 0 also answers fluentd's UDP heartbeat on the
 //! same port (one `\0` byte back). Compressed frames are inflated in bounded slices
-//! under a per-shard memory budget ([`inflate`]).
+//! under a per-shard memory budget ([`inflate`]). With `deduplicate`, a frame whose ack
+//! id was already stored from the same source is acked without storing it again
+//! ([`dedup`]).
 
 pub mod dedup;
+mod frame;
 mod inflate;
+mod wire;
 
+use frame::{inc, Held, Seen};
+pub use frame::{InputMetrics, Peer, Step};
 use inflate::{FrameInflater, InflateError};
+use wire::{add_fields, heartbeat_loop, read_into};
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,7 +27,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::task::JoinHandle;
 use spate_protocol::encode;
@@ -29,39 +36,11 @@ use spate_protocol::{CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, 
 use crate::buffer::sync::Syncer;
 use crate::plugin::{BuildError, Emitter, Input, InputPlan, Listening, LocalFuture, ShardCtx};
 use crate::tls::Stream;
-use dedup::{Claim, Key, ShardDedup};
+use dedup::{Claim, ShardDedup};
 
 pub mod conf;
 
 pub use conf::{ForwardInConf, PLUGIN};
-
-/// Per-input counters (shard-local).
-#[derive(Debug, Default)]
-pub struct InputMetrics {
-    pub connections: Cell<u64>,
-    pub active: Cell<u64>,
-    pub frames: Cell<u64>,
-    pub events: Cell<u64>,
-    pub bytes: Cell<u64>,
-    pub invalid_events: Cell<u64>,
-    pub bad_frames: Cell<u64>,
-    pub rejected_batches: Cell<u64>,
-    /// Times a full buffer with `overflow_action block` paused reading.
-    pub blocked: Cell<u64>,
-    pub acks: Cell<u64>,
-    pub auth_failures: Cell<u64>,
-    /// TLS handshakes that failed (no TLS, wrong CA, no client certificate, timeout).
-    pub tls_failures: Cell<u64>,
-    pub refused_connections: Cell<u64>,
-    pub idle_closed: Cell<u64>,
-    /// `deduplicate`: frames (and their events) acked without storing them again.
-    pub resent_frames: Cell<u64>,
-    pub resent_events: Cell<u64>,
-}
-
-fn inc(c: &Cell<u64>, n: u64) {
-    c.set(c.get() + n);
-}
 
 /// One in_forward instance on one shard.
 pub struct ForwardInput {
@@ -193,14 +172,6 @@ impl ForwardInput {
     async fn serve(&self, tcp: TcpStream, addr: Option<SocketAddr>) {
         let mut peer = Peer::at(addr);
         self.serve_peer(tcp, &mut peer).await;
-        let (frames, events) = peer.resent.get();
-        if frames > 0 {
-            crate::info!(
-                "{}: {frames} frames ({events} events) from {} were resends of frames already stored: acked without storing them again (deduplicate)",
-                self.conf.id,
-                peer.name
-            );
-        }
     }
 
     async fn serve_peer(&self, tcp: TcpStream, peer: &mut Peer) {
@@ -254,6 +225,7 @@ impl ForwardInput {
             }
         }
         let peer = &*peer;
+        let mut logged = (0, 0);
         loop {
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
@@ -317,6 +289,17 @@ impl ForwardInput {
                         }
                     }
                 }
+            }
+            let resent = peer.resent.get();
+            if resent != logged {
+                // Resends come in bursts (after a sender's reconnect): one line per read.
+                crate::info!(
+                    "{}: {} frames ({} events) from {peer_s} were resends of frames already stored: acked without storing them again (deduplicate)",
+                    self.conf.id,
+                    resent.0 - logged.0,
+                    resent.1 - logged.1
+                );
+                logged = resent;
             }
             if !acks.is_empty() {
                 // A file buffer's events are acked only once the shard's group commit
@@ -754,132 +737,9 @@ impl Input for ForwardInput {
     }
 }
 
-/// Who is on the other end of a connection, as the data path needs it.
-pub struct Peer {
-    /// `ip:port`, for log lines.
-    pub name: String,
-    /// The address for `source_address_key` / `source_hostname_key`.
-    pub ip: Option<Bytes>,
-    /// The source part of `deduplicate` keys ([`dedup::source`]).
-    pub source: Bytes,
-    /// Resent frames and their events acked without storing (`deduplicate`).
-    pub resent: Cell<(u64, u64)>,
-}
-
-impl Peer {
-    /// A peer at `addr` (`None`: unknown).
-    pub fn at(addr: Option<SocketAddr>) -> Peer {
-        Peer {
-            name: addr.map_or_else(|| "?".to_string(), |p| p.to_string()),
-            ip: addr.map(|p| Bytes::from(p.ip().to_string())),
-            source: dedup::source(None, addr.map(crate::security::peer_ip)),
-            resent: Cell::new((0, 0)),
-        }
-    }
-
-    /// A peer without an address, called `name` in log lines (tests, benchmarks).
-    pub fn named(name: &str) -> Peer {
-        Peer { name: name.to_string(), ..Peer::at(None) }
-    }
-
-    /// The peer's IP address (0.0.0.0 when unknown).
-    fn ip_addr(&self) -> std::net::IpAddr {
-        self.name.parse::<SocketAddr>().map_or(std::net::IpAddr::from([0, 0, 0, 0]), crate::security::peer_ip)
-    }
-}
-
-/// A frame on its way into the buffers, with what its ack and its `deduplicate` claim
-/// need once it is accepted.
-pub struct Held {
-    /// The batch to route again (`overflow_action block`).
-    batch: Option<EventBatch>,
-    /// The ack id.
-    chunk: Option<Bytes>,
-    json: bool,
-    /// Its claim in the dedup window: (key, seq).
-    claim: Option<(Key, u64)>,
-    /// The shard's epoch before its first append.
-    first: u64,
-    /// Whether a file buffer took any of its events.
-    wrote: bool,
-}
-
-/// What the dedup window says about a frame.
-enum Seen {
-    /// Store it (with its claim when deduplicating).
-    Store(Option<(Key, u64)>),
-    /// Already stored: ack without storing.
-    Again,
-    /// Another copy is being stored right now: wait for the outcome.
-    Wait,
-}
-
-/// What [`ForwardInput::process`] did with the bytes it had.
-pub enum Step {
-    /// Everything complete was handled: read more.
-    More,
-    /// Close the connection.
-    Close,
-    /// An output is full with `overflow_action block`: wait for room, retry this frame,
-    /// then process the rest.
-    Blocked(Box<Held>),
-    /// A resend whose first copy is still being committed (`deduplicate`): wait for
-    /// the outcome, handle it again, then process the rest.
-    Repeat(Box<EventBatch>, bool),
-    /// A compressed frame (with the connection's JSON flag): inflate and route it a
-    /// slice at a time, then process the rest.
-    Inflate(Box<CompressedFrame>, bool),
-}
-
 const READ_SIZE: usize = 256 << 10;
 const READ_MIN: usize = 512;
 
-/// Reads up to `max` bytes into the spare capacity of `buf` (zero-filled once per read,
-/// which is cheap next to the syscall and keeps this free of `unsafe`).
-async fn read_into(stream: &mut Stream, buf: &mut BytesMut, max: usize) -> std::io::Result<usize> {
-    let len = buf.len();
-    let spare = (buf.capacity() - len).min(max);
-    buf.resize(len + spare, 0);
-    let r = stream.read(&mut buf[len..]).await;
-    let n = *r.as_ref().unwrap_or(&0);
-    buf.truncate(len + n);
-    r
-}
-
-/// Adds string fields to every record (source_address_key and friends): re-encodes the
-/// records, so it is only done when configured.
-fn add_fields(batch: &EventBatch, fields: &[(&[u8], &[u8])]) -> EventBatch {
-    use spate_protocol::encode::raw;
-    let mut out = Vec::with_capacity(batch.entries.len() + batch.count as usize * 32);
-    for ev in batch.events() {
-        out.push(0x92);
-        out.extend_from_slice(ev.time_raw);
-        raw::map_header(&mut out, (ev.record.len() + fields.len()) as u32);
-        for (k, v) in ev.record.fields() {
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(v.as_bytes());
-        }
-        for (k, v) in fields {
-            raw::str(&mut out, k);
-            raw::str(&mut out, v);
-        }
-    }
-    // An empty batch (nothing valid to extend) stays as it is.
-    batch.with_packed_entries(bytes::Bytes::from(out), batch.count).unwrap_or_else(|| batch.clone())
-}
-
-/// fluentd's UDP heartbeat: answer every datagram with one `\0` byte.
-async fn heartbeat_loop(sock: glommio::net::UdpSocket) {
-    let mut buf = [0u8; 128];
-    loop {
-        match sock.recv_from(&mut buf).await {
-            Ok((_, from)) => {
-                let _ = sock.send_to(b"\0", from).await;
-            }
-            Err(_) => glommio::timer::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
 impl InputPlan for ForwardInConf {
     fn id(&self) -> &str {
         &self.id

@@ -20,6 +20,8 @@
 //! was not accepted releases its claim, so its resend is stored.
 
 pub mod log;
+#[cfg(test)]
+mod tests;
 pub mod window;
 
 use std::cell::RefCell;
