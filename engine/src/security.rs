@@ -332,6 +332,22 @@ mod tests {
     }
 
     #[test]
+    fn the_authenticated_user_is_returned() {
+        // in_forward's `deduplicate` keys a connection's frames by it.
+        let ping_for = |s: &ServerSecurity, server: &ServerHandshake| {
+            let mut helo = Vec::new();
+            server.helo(true, &mut helo);
+            let mut ping = Vec::new();
+            ClientHandshake::ping(&cred("k", "alice", "pw"), &helo, &mut ping).unwrap();
+            server.check_user(s, &ping, "127.0.0.1".parse().unwrap(), &mut Vec::new())
+        };
+        assert_eq!(ping_for(&sec(), &ServerHandshake::new()), Ok(Some("alice".to_string())));
+        let mut no_users = sec();
+        no_users.user_auth = false;
+        assert_eq!(ping_for(&no_users, &ServerHandshake::new()), Ok(None), "shared_key only: no user");
+    }
+
+    #[test]
     fn anonymous_sources_can_be_refused() {
         let mut s = sec();
         s.allow_anonymous_source = false;
