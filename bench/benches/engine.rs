@@ -9,7 +9,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use spate_bench::{frame, packed_entries, Shape, Wire};
 use spate_engine::buffer::{BufferConf, MemoryBuffer};
 use spate_engine::config::{parse_str, EvalContext};
-use spate_engine::input::forward::ForwardInput;
+use spate_engine::input::forward::{ForwardInput, Peer};
 use spate_engine::plan::{build_shard, plan};
 use spate_engine::router::MatchPattern;
 use spate_protocol::compress::{gzip, inflate, Compression};
@@ -100,12 +100,13 @@ fn pipeline(c: &mut Criterion) {
         let bytes = frame(mode, Shape::R1, 1000);
         g.throughput(Throughput::Bytes(bytes.len() as u64));
         let mut acks = Vec::with_capacity(1 << 16);
+        let peer = Peer::named("bench");
         g.bench_function(format!("decode_route_null_R1_1000_{name}"), |b| {
             b.iter(|| {
                 let mut buf = BytesMut::from(&bytes[..]);
                 let mut dec = FrameDecoder::new(Default::default());
                 acks.clear();
-                input.process(&mut dec, &mut buf, "bench", None, &mut acks)
+                input.process(&mut dec, &mut buf, &peer, &mut acks)
             })
         });
     }

@@ -238,6 +238,16 @@ impl<'a> PlanCtx<'a> {
         Ok(())
     }
 
+    /// Claims a directory a plugin keeps its own files in (`what` names the parameter):
+    /// no other plugin, file buffer included, may use it.
+    pub fn claim_dir(&mut self, e: &Element, p: &std::path::Path, what: &str) -> Result<(), ConfigError> {
+        if self.paths.iter().any(|q| q == p) {
+            return Err(e.error(format!("{what} {} is already used by another plugin or file buffer", p.display())));
+        }
+        self.paths.push(p.to_path_buf());
+        Ok(())
+    }
+
     /// The registered plugins that fit `kind`, sorted by name (for "supported: ...").
     pub fn supported(&self, kind: Kind) -> Vec<&'static str> {
         supported(self.table, kind)

@@ -405,7 +405,7 @@ impl CommitSource for Buffer {
     fn prepare(&mut self) -> Option<Box<dyn CommitWork>> {
         let jobs: Vec<_> =
             self.staged.values_mut().chain(self.queue.iter_mut()).filter_map(chunk_file::job_for).collect();
-        (!jobs.is_empty()).then(|| Box::new(chunk_file::Jobs { jobs, done: Vec::new() }) as Box<dyn CommitWork>)
+        (!jobs.is_empty()).then(|| Box::new(chunk_file::Jobs::new(jobs)) as Box<dyn CommitWork>)
     }
 
     fn finish(&mut self, work: Box<dyn CommitWork>) -> Result<(), String> {
