@@ -21,14 +21,19 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzz_harness;
 pub mod input;
+pub mod logevents;
+pub mod metrics;
 pub mod output;
 pub mod plan;
 pub mod plugin;
 pub mod registry;
+pub mod reload;
 pub mod router;
+pub mod rpc;
 pub mod runtime;
 pub mod security;
 pub mod sys;
+pub mod system;
 pub mod tls;
 
 /// The configuration used when spate runs without `-c`: in_forward on

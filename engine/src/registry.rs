@@ -12,10 +12,17 @@ pub static PLUGINS: &[Registration] = &[
     // inputs
     crate::input::forward::PLUGIN,
     crate::input::sample::PLUGIN,
+    crate::input::monitor_agent::PLUGIN,
+    crate::input::prometheus::PLUGIN,
+    crate::input::prometheus::MONITOR,
+    crate::input::prometheus::OUTPUT_MONITOR,
+    crate::input::prometheus::TAIL_MONITOR,
+    crate::input::debug_agent::PLUGIN,
     // filters
     crate::filter::grep::PLUGIN,
     crate::filter::record_transformer::PLUGIN,
     crate::filter::stdout::PLUGIN,
+    crate::filter::prometheus::PLUGIN,
     // outputs
     crate::output::stdout::PLUGIN,
     crate::output::null::PLUGIN,
@@ -23,6 +30,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::relabel::PLUGIN,
     crate::output::forward::PLUGIN,
     crate::output::file::PLUGIN,
+    crate::output::prometheus::PLUGIN,
     // secondary-only writers
     crate::output::secondary_file::PLUGIN,
 ];

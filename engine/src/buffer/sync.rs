@@ -62,8 +62,9 @@ pub struct SyncStats {
     pub failures: u64,
 }
 
-/// A registered file buffer and the flush task to wake after commits.
-type Registered = (Weak<RefCell<Buffer>>, Weak<Notify>);
+/// A registered file buffer, the flush task to wake after commits, and the output's id
+/// (error lines name it).
+type Registered = (Weak<RefCell<Buffer>>, Weak<Notify>, String);
 
 /// One shard's group commit.
 #[derive(Default)]
@@ -78,6 +79,8 @@ pub struct Syncer {
     waiters: RefCell<Vec<Waker>>,
     started: Cell<bool>,
     stats: Cell<SyncStats>,
+    /// Duration of each group commit that wrote something.
+    pub latency: crate::metrics::Histogram,
 }
 
 thread_local! {
@@ -108,10 +111,39 @@ impl Syncer {
         self.stats.get()
     }
 
-    /// Registers a file buffer and the flush task to wake when its chunks become
-    /// durable; starts the commit task on first use.
-    pub fn register(self: &Rc<Self>, buffer: &Rc<RefCell<Buffer>>, flusher: &Rc<Notify>) {
-        self.buffers.borrow_mut().push((Rc::downgrade(buffer), Rc::downgrade(flusher)));
+    /// The shard values of the group commit (for the metrics endpoints).
+    pub fn samples(&self) -> Vec<crate::metrics::Sample> {
+        use crate::metrics::{Sample, Value};
+        let st = self.stats.get();
+        let c = |name: &str, help: &str, v: u64| Sample {
+            name: name.into(),
+            help: help.into(),
+            labels: Vec::new(),
+            value: Value::Counter(v as f64),
+        };
+        vec![
+            c("group_commits", "Group commits of file buffers (one fdatasync per file touched).", st.commits),
+            c("group_commit_failures", "Chunk writes a group commit could not make durable.", st.failures),
+            c("fsync_bytes", "Bytes written and fdatasynced by group commits.", st.bytes_written),
+            c("fsync_chunks", "Chunk files written by group commits.", st.chunks_written),
+            Sample {
+                name: "group_commit_duration_seconds".into(),
+                help: "Time of a group commit (write + fdatasync).".into(),
+                labels: Vec::new(),
+                value: Value::Histogram(self.latency.snapshot()),
+            },
+        ]
+    }
+
+    /// Registers a file buffer of output `id` and the flush task to wake when its
+    /// chunks become durable (again after a reload handed the buffer to a new output:
+    /// the new flush task replaces the old); starts the commit task on first use.
+    pub fn register(self: &Rc<Self>, buffer: &Rc<RefCell<Buffer>>, flusher: &Rc<Notify>, id: &str) {
+        {
+            let mut regs = self.buffers.borrow_mut();
+            regs.retain(|(b, _, _)| b.strong_count() > 0 && !std::ptr::eq(b.as_ptr(), Rc::as_ptr(buffer)));
+            regs.push((Rc::downgrade(buffer), Rc::downgrade(flusher), id.to_string()));
+        }
         if !self.started.replace(true) {
             let me = self.clone();
             glommio::spawn_local(async move { me.run().await }).detach();
@@ -160,7 +192,9 @@ impl Syncer {
                 continue;
             }
             let target = self.written.get();
+            let t0 = std::time::Instant::now();
             let r = self.commit().await;
+            self.latency.observe_duration(t0.elapsed());
             let from = self.durable.get() + 1;
             if let Err(why) = r {
                 let mut f = self.failed.borrow_mut();
@@ -182,15 +216,15 @@ impl Syncer {
         let mut live = Vec::new();
         {
             let mut regs = self.buffers.borrow_mut();
-            regs.retain(|(b, _)| b.strong_count() > 0);
-            for (i, (b, n)) in regs.iter().enumerate() {
+            regs.retain(|(b, _, _)| b.strong_count() > 0);
+            for (i, (b, n, id)) in regs.iter().enumerate() {
                 if let Some(b) = b.upgrade() {
                     for c in b.borrow_mut().dirty_chunks() {
                         if let Some(j) = file::job_for(i, c) {
                             jobs.push(j);
                         }
                     }
-                    live.push((i, b, n.clone()));
+                    live.push((i, b, n.clone(), id.clone()));
                 }
             }
         }
@@ -204,7 +238,7 @@ impl Syncer {
         for d in &done {
             st.chunks_written += 1;
             st.bytes_written += d.bytes as u64;
-            let Some((_, b, _)) = live.iter().find(|(i, _, _)| *i == d.buffer) else { continue };
+            let Some((_, b, _, id)) = live.iter().find(|(i, _, _, _)| *i == d.buffer) else { continue };
             let mut b = b.borrow_mut();
             match b.chunk_mut(&d.id) {
                 Some(c) => file::apply(c, d),
@@ -223,14 +257,14 @@ impl Syncer {
                 st.failures += 1;
                 b.unaccount(d.bytes);
                 crate::error!(
-                    "file buffer: writing {} events to disk failed: {e}; they are not acked (clients resend)",
+                    "{id}: file buffer: writing {} events to disk failed: {e}; they are not acked (clients resend)",
                     d.count
                 );
                 first_err.get_or_insert_with(|| e.clone());
             }
         }
         self.stats.set(st);
-        for (_, _, n) in &live {
+        for (_, _, n, _) in &live {
             if let Some(n) = n.upgrade() {
                 n.notify();
             }

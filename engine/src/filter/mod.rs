@@ -6,5 +6,6 @@
 
 pub mod error;
 pub mod grep;
+pub mod prometheus;
 pub mod record_transformer;
 pub mod stdout;

@@ -15,6 +15,7 @@ pub mod copy;
 pub mod file;
 pub mod forward;
 pub mod null;
+pub mod prometheus;
 pub mod relabel;
 pub mod secondary_file;
 pub mod stdout;

@@ -9,13 +9,12 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use spate_protocol::encode;
 use spate_protocol::{EventBatch, Frame, FrameDecoder, Limits};
@@ -47,6 +46,38 @@ pub struct InputMetrics {
     pub tls_failures: Cell<u64>,
     pub refused_connections: Cell<u64>,
     pub idle_closed: Cell<u64>,
+    /// From the read that completed a frame to its ack written.
+    pub ack_latency: crate::metrics::Histogram,
+}
+
+impl InputMetrics {
+    /// Reports the counters under spate's names (see `metrics::prom`).
+    pub fn visit(&self, m: &mut dyn crate::metrics::Visitor) {
+        use crate::metrics::Merge;
+        m.counter("batches_in", "Frames received.", self.frames.get());
+        m.counter("events_in", "Events received.", self.events.get());
+        m.counter("bytes_in", "Bytes read from connections.", self.bytes.get());
+        m.counter("decode_errors", "Frames that could not be decoded (connection closed).", self.bad_frames.get());
+        m.counter("invalid_events", "Entries that were not [time, record] (dropped).", self.invalid_events.get());
+        m.counter(
+            "rejected_batches",
+            "Batches the outputs refused (no ack, connection closed).",
+            self.rejected_batches.get(),
+        );
+        m.counter("blocked", "Times a full buffer (overflow_action block) paused reading.", self.blocked.get());
+        m.counter("acks_sent", "Acks sent.", self.acks.get());
+        m.counter("auth_failures", "Shared-key or user authentication failures.", self.auth_failures.get());
+        m.counter("tls_failures", "Failed TLS handshakes.", self.tls_failures.get());
+        m.counter("connections_accepted", "Connections accepted.", self.connections.get());
+        m.counter("connections_refused", "Connections refused (max_connections).", self.refused_connections.get());
+        m.counter("connections_idle_closed", "Connections closed after idle_timeout.", self.idle_closed.get());
+        m.gauge("connections_open", "Connections open.", self.active.get() as f64, Merge::Sum);
+        m.histogram(
+            "ack_latency_seconds",
+            "From the read that completed a frame to its ack written (per ack).",
+            &self.ack_latency,
+        );
+    }
 }
 
 fn inc(c: &Cell<u64>, n: u64) {
@@ -81,10 +112,8 @@ impl ForwardInput {
     }
 
     /// Starts accepting on this shard. `udp` binds the heartbeat socket (one shard).
-    pub fn start(self: &Rc<Self>, listener: std::net::TcpListener, udp: bool) -> std::io::Result<SocketAddr> {
-        let local = listener.local_addr()?;
-        // SAFETY: the fd comes from a listening, non-blocking socket we own.
-        let l = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    pub fn start(self: &Rc<Self>, l: crate::input::net::Listener, udp: bool) -> std::io::Result<SocketAddr> {
+        let local = l.local_addr();
         let me = self.clone();
         let t = glommio::spawn_local(async move { me.accept_loop(l).await }).detach();
         self.tasks.borrow_mut().push(t);
@@ -100,43 +129,39 @@ impl ForwardInput {
         Ok(local)
     }
 
-    async fn accept_loop(self: Rc<Self>, l: TcpListener) {
+    async fn accept_loop(self: Rc<Self>, l: crate::input::net::Listener) {
         loop {
-            match l.accept().await {
-                Ok(stream) => {
-                    if self.stopping.get() {
-                        break;
-                    }
-                    if self.metrics.active.get() as usize >= self.conf.max_connections {
-                        let n = self.metrics.refused_connections.get() + 1;
-                        self.metrics.refused_connections.set(n);
-                        // Log the first refusal and then every 1000th: a flood must not flood the log.
-                        if n == 1 || n.is_multiple_of(1000) {
-                            let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |p| p.to_string());
-                            crate::warn!("{}: refusing connection from {peer}: max_connections {} reached on this shard ({n} refused so far)", self.conf.id, self.conf.max_connections);
-                        }
-                        drop(stream);
-                        continue;
-                    }
-                    let id = self.next_conn.get();
-                    self.next_conn.set(id + 1);
-                    inc(&self.metrics.connections, 1);
-                    inc(&self.metrics.active, 1);
-                    let me = self.clone();
-                    let h = glommio::spawn_local(async move {
-                        let peer = stream.peer_addr().ok();
-                        me.serve(stream, peer).await;
-                        me.metrics.active.set(me.metrics.active.get().saturating_sub(1));
-                        me.conns.borrow_mut().remove(&id);
-                    })
-                    .detach();
-                    self.conns.borrow_mut().insert(id, h);
-                }
-                Err(e) => {
-                    crate::warn!("{}: accept failed: {e}", self.conf.id);
-                    glommio::timer::sleep(Duration::from_millis(50)).await;
-                }
+            // The listener is pooled (it survives a reload): accept errors are handled
+            // by the pool, and a stopping input hands back what it took.
+            let stream = l.accept().await;
+            if self.stopping.get() {
+                l.give_back(stream);
+                break;
             }
+            if self.metrics.active.get() as usize >= self.conf.max_connections {
+                let n = self.metrics.refused_connections.get() + 1;
+                self.metrics.refused_connections.set(n);
+                // Log the first refusal and then every 1000th: a flood must not flood the log.
+                if n == 1 || n.is_multiple_of(1000) {
+                    let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |p| p.to_string());
+                    crate::warn!("{}: refusing connection from {peer}: max_connections {} reached on this shard ({n} refused so far)", self.conf.id, self.conf.max_connections);
+                }
+                drop(stream);
+                continue;
+            }
+            let id = self.next_conn.get();
+            self.next_conn.set(id + 1);
+            inc(&self.metrics.connections, 1);
+            inc(&self.metrics.active, 1);
+            let me = self.clone();
+            let h = glommio::spawn_local(async move {
+                let peer = stream.peer_addr().ok();
+                me.serve(stream, peer).await;
+                me.metrics.active.set(me.metrics.active.get().saturating_sub(1));
+                me.conns.borrow_mut().remove(&id);
+            })
+            .detach();
+            self.conns.borrow_mut().insert(id, h);
         }
     }
 
@@ -252,6 +277,7 @@ impl ForwardInput {
                 }
             };
             inc(&self.metrics.bytes, n as u64);
+            let (read_at, acks_before) = (Instant::now(), self.metrics.acks.get());
             if n >= want / 2 {
                 want = (want * 2).min(READ_SIZE);
             }
@@ -293,6 +319,8 @@ impl ForwardInput {
                 }
                 let w = stream.write_all(&acks).await;
                 acks.clear();
+                let n = self.metrics.acks.get() - acks_before;
+                self.metrics.ack_latency.observe_n(read_at.elapsed().as_secs_f64(), n);
                 if let Err(e) = w {
                     crate::debug!("{}: writing acks to {peer_s} failed: {e}", self.conf.id);
                     return;
@@ -500,7 +528,7 @@ impl ForwardInput {
 impl Input for ForwardInput {
     fn start(self: Rc<Self>, first: bool) -> std::io::Result<Vec<Listening>> {
         let addr = self.conf.addr().map_err(std::io::Error::other)?;
-        let l = crate::input::net::bind_tcp(addr, self.conf.backlog)
+        let l = crate::input::net::listen(addr, self.conf.backlog)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: cannot listen on {addr}: {e}", self.conf.id)))?;
         // One shard answers the UDP heartbeat on the same port.
         let a = ForwardInput::start(&self, l, first)?;
@@ -509,6 +537,10 @@ impl Input for ForwardInput {
 
     fn stop(&self, grace: Duration) -> LocalFuture<'_, ()> {
         Box::pin(ForwardInput::stop(self, grace))
+    }
+
+    fn visit_metrics(&self, m: &mut dyn crate::metrics::Visitor) {
+        self.metrics.visit(m);
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
