@@ -4,16 +4,17 @@
 
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use spate_bench::{frame, packed_entries, FrameMode, Shape};
+use spate_bench::{frame, packed_entries, Shape, Wire};
 use spate_engine::buffer::{BufferConf, MemoryBuffer};
 use spate_engine::config::{parse_str, EvalContext};
 use spate_engine::input::forward::ForwardInput;
 use spate_engine::plan::{build_shard, plan};
 use spate_engine::router::MatchPattern;
 use spate_protocol::compress::{gzip, inflate, Compression};
-use spate_protocol::{EntriesFormat, EventBatch, FrameDecoder, Mode, Options};
+use spate_protocol::{EventBatch, FrameDecoder};
+use spate_testkit::wire;
 
 fn ctx() -> EvalContext {
     EvalContext { hostname: "bench".into(), worker_id: None, env: Box::new(|_| None) }
@@ -45,21 +46,7 @@ fn routing(c: &mut Criterion) {
     }
     let root = parse_str(&conf, "bench.conf", Path::new("."), &ctx()).unwrap();
     let shard = build_shard(&plan(&root, Some(1), "bench").unwrap(), 0).unwrap();
-    let batches: Vec<EventBatch> = tags
-        .iter()
-        .take(100)
-        .map(|t| {
-            EventBatch::from_entries(
-                Bytes::copy_from_slice(t),
-                Bytes::new(),
-                EntriesFormat::Packed,
-                Mode::PackedForward,
-                Options::default(),
-                100,
-            )
-            .unwrap()
-        })
-        .collect();
+    let batches: Vec<EventBatch> = tags.iter().take(100).map(|t| wire::batch(t, Vec::new())).collect();
     g.throughput(Throughput::Elements(batches.len() as u64));
     g.bench_function("router_emit_cached_100_patterns", |b| {
         b.iter(|| {
@@ -72,18 +59,9 @@ fn routing(c: &mut Criterion) {
 }
 
 fn buffer_append(c: &mut Criterion) {
-    let entries = Bytes::from(packed_entries(Shape::R1, 1000));
-    let batch = EventBatch::from_entries(
-        Bytes::from_static(b"bench.r"),
-        entries.clone(),
-        EntriesFormat::Packed,
-        Mode::PackedForward,
-        Options::default(),
-        100,
-    )
-    .unwrap();
+    let batch = wire::batch(b"bench.r", packed_entries(Shape::R1, 1000));
     let mut g = c.benchmark_group("buffer");
-    g.throughput(Throughput::Bytes(entries.len() as u64));
+    g.throughput(Throughput::Bytes(batch.entries.len() as u64));
     g.bench_function("memory_append_R1_1000", |b| {
         let mut buf = MemoryBuffer::new(BufferConf { total_limit_size: 1 << 30, ..Default::default() }, 0);
         b.iter(|| {
@@ -118,7 +96,7 @@ fn pipeline(c: &mut Criterion) {
     let shard = build_shard(&plan(&root, Some(1), "bench").unwrap(), 0).unwrap();
     let input = shard.inputs[0].as_any().downcast_ref::<ForwardInput>().expect("in_forward");
     let mut g = c.benchmark_group("pipeline");
-    for (name, mode) in [("packed", FrameMode::Packed), ("message", FrameMode::Message)] {
+    for (name, mode) in [("packed", Wire::PackedStr), ("message", Wire::Message)] {
         let bytes = frame(mode, Shape::R1, 1000);
         g.throughput(Throughput::Bytes(bytes.len() as u64));
         let mut acks = Vec::with_capacity(1 << 16);

@@ -2,7 +2,7 @@
 //!
 //! - `decode_bytes` / `decode_events`: decode every frame of a read buffer and touch
 //!   every event (time and one field), per mode (Message, Forward, PackedForward,
-//!   CompressedPackedForward gzip) and record shape (R1, R2 of BENCHMARKS.md), 1000
+//!   CompressedPackedForward gzip) and record shape (R1, R2 of bench/README.md), 1000
 //!   events per frame (Message mode: 1000 one-event frames in the buffer). The same
 //!   runs reported as bytes/s (wire bytes) and as events/s. The read buffer is filled
 //!   outside the timed part, as a socket read would.
@@ -14,12 +14,13 @@
 
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use spate_bench::{frame, packed_entries, record, FrameMode, Shape};
+use spate_bench::{frame, packed_entries, record, Shape, Wire};
 use spate_protocol::encode::{self, EntriesType, OptionsOut, TimeFormat};
 use spate_protocol::{EventTime, Frame, FrameDecoder, Limits, RecordRef};
 
 const N: u64 = 1000;
-const MODES: [FrameMode; 4] = [FrameMode::Message, FrameMode::Forward, FrameMode::Packed, FrameMode::Compressed];
+/// Message, Forward, PackedForward (str32 entries) and CompressedPackedForward (gzip).
+const MODES: [Wire; 4] = [Wire::Message, Wire::Forward, Wire::PackedStr, Wire::Gzip];
 
 /// Decodes every frame in `buf` and touches every event (time and the `status` field).
 /// Returns a checksum and the number of events.
@@ -77,7 +78,7 @@ fn decode(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("decode_only");
     for shape in [Shape::R1, Shape::R2] {
-        for mode in [FrameMode::Forward, FrameMode::Packed] {
+        for mode in [Wire::Forward, Wire::PackedStr] {
             let bytes = frame(mode, shape, N);
             g.throughput(Throughput::Elements(N));
             g.bench_with_input(BenchmarkId::new(format!("{mode:?}"), format!("{shape:?}")), &bytes, |b, bytes| {

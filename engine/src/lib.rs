@@ -4,18 +4,24 @@
 //!
 //! Layout, bottom to top (a module only uses the ones above it in this list):
 //! - [`sys`] (the libc calls), [`log`], [`config`] (fluent.conf into an element tree),
+//!   [`system`] (`<system>`'s logging and RPC settings), [`metrics`] (per-shard values,
+//!   their reading across shards, Prometheus and monitor_agent renderings),
 //!   [`format`] (fluentd's formatters), [`buffer`] (chunks, file store, group commit),
 //!   [`tls`] and [`security`] (transports);
 //! - [`plugin`]: the plugin traits, [`plugin::PlanCtx`] and [`plugin::ShardCtx`];
 //! - [`router`]: fluentd's tag routing over plugin instances;
 //! - the plugins, one module (or folder) each: [`input`], [`filter`], [`output`];
 //! - [`registry`]: the table of every plugin; [`plan`]: config -> validated
-//!   [`plan::Plan`] -> per-shard plugins; [`runtime`]: one glommio executor per shard.
+//!   [`plan::Plan`] -> per-shard plugins;
+//! - [`control`] (the flags shards poll), [`logevents`] (spate's logs as `fluent.*`
+//!   events), [`reload`] (a shard's side of a configuration reload), [`rpc`] (fluentd's
+//!   RPC endpoint); [`runtime`]: one glommio executor per shard.
 
 pub mod log;
 
 pub mod buffer;
 pub mod config;
+pub mod control;
 pub mod filter;
 pub mod format;
 #[doc(hidden)]

@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::control::Control;
 use crate::input::httpd::{Handler, Request, Response, Server};
 use crate::plan::Plan;
-use crate::runtime::Control;
 
 const OK: &str = r#"{"ok":true}"#;
 

@@ -1,68 +1,29 @@
 //! With a counting allocator: a 1000-event PackedForward frame through in_forward ->
 //! router -> out_null makes the same small number of allocations as a 10-event frame.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::Path;
 
 use bytes::BytesMut;
 use spate_engine::config::{parse_str, EvalContext};
 use spate_engine::input::forward::{ForwardInput, Step};
 use spate_engine::plan::{build_shard, plan};
-use spate_protocol::encode::{self, raw, EntriesType, OptionsOut};
+use spate_protocol::encode::{OptionsOut, TimeFormat};
 use spate_protocol::{EventTime, FrameDecoder};
-
-struct Counting;
-
-thread_local! {
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+use spate_testkit::alloc::{allocs, Counting};
+use spate_testkit::wire::{self, Wire, T0};
 
 #[global_allocator]
 static A: Counting = Counting;
 
-fn allocs() -> u64 {
-    COUNT.with(|c| c.get())
-}
-
+/// A PackedForward frame (str32 entries) of `n` R1 events asking for an ack.
 fn frame(n: u32, chunk: &[u8]) -> Vec<u8> {
-    let mut e = Vec::new();
-    for i in 0..n {
-        let mut r = Vec::new();
-        raw::map_header(&mut r, 4);
-        raw::str(&mut r, b"host");
-        raw::str(&mut r, b"web-01");
-        raw::str(&mut r, b"level");
-        raw::str(&mut r, b"info");
-        raw::str(&mut r, b"status");
-        raw::uint(&mut r, 200);
-        raw::str(&mut r, b"message");
-        raw::str(&mut r, format!("GET /item/{i} served in {}ms by upstream pool a", i % 97).as_bytes());
-        encode::entry(&mut e, EventTime::new(1_700_000_000 + i, i), encode::TimeFormat::EventTime, &r);
-    }
-    let mut f = Vec::new();
-    encode::packed_forward(
-        &mut f,
+    let events = (0..n).map(|i| (EventTime::new(T0 + i, i), TimeFormat::EventTime, wire::r1(u64::from(i))));
+    wire::frame(
+        Wire::PackedStr,
         b"app.web",
-        &e,
-        EntriesType::Str32,
+        events,
         &OptionsOut { chunk: Some(chunk), size: Some(n as u64), ..Default::default() },
-    );
-    f
+    )
 }
 
 #[test]

@@ -36,14 +36,7 @@ const CONFIG: &str = r#"
 /// The good client sends one acked frame and must get its ack quickly.
 fn good_round(c: &mut Client, i: u64) {
     let chunk = format!("good-{i}");
-    let mut f = Vec::new();
-    encode::packed_forward(
-        &mut f,
-        b"good",
-        &packed_entries(5, i * 5),
-        EntriesType::Bin,
-        &OptionsOut { chunk: Some(chunk.as_bytes()), ..Default::default() },
-    );
+    let f = acked_frame(b"good", &packed_entries(5, i * 5), 5, &chunk);
     let t = Instant::now();
     c.send(&f).unwrap();
     assert_eq!(c.read_ack().unwrap(), chunk.as_bytes());
@@ -106,14 +99,7 @@ fn hostile_connections_are_dropped_and_a_good_client_is_served_throughout() {
 
     // Truncated frame, then the client goes away.
     {
-        let mut f = Vec::new();
-        encode::packed_forward(
-            &mut f,
-            b"trunc",
-            &packed_entries(10, 0),
-            EntriesType::Bin,
-            &OptionsOut { chunk: Some(b"t"), ..Default::default() },
-        );
+        let f = acked_frame(b"trunc", &packed_entries(10, 0), 10, "t");
         let mut s = TcpStream::connect(spate.addr()).unwrap();
         s.write_all(&f[..f.len() / 2]).unwrap();
     }
@@ -124,14 +110,7 @@ fn hostile_connections_are_dropped_and_a_good_client_is_served_throughout() {
     // slow frame is still accepted in the end.
     let addr = spate.addr();
     let slow = std::thread::spawn(move || {
-        let mut f = Vec::new();
-        encode::packed_forward(
-            &mut f,
-            b"slow",
-            &packed_entries(2, 1000),
-            EntriesType::Bin,
-            &OptionsOut { chunk: Some(b"slow"), ..Default::default() },
-        );
+        let f = acked_frame(b"slow", &packed_entries(2, 1000), 2, "slow");
         let mut c = Client::connect(addr);
         for b in &f {
             c.send(std::slice::from_ref(b)).unwrap();

@@ -9,59 +9,48 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use common::*;
-use spate_protocol::encode::{self, EntriesType, OptionsOut};
 use spate_protocol::EventTime;
 
-/// spate on a fixed port and config; restartable.
-struct Proc {
+/// spate on a fixed port and config, logging to a file; restartable.
+struct Restartable {
     conf: std::path::PathBuf,
     port: u16,
-    child: Option<Child>,
+    proc: Option<Proc>,
     log: std::path::PathBuf,
     starts: u32,
 }
 
-impl Proc {
+impl Restartable {
+    fn new(conf: std::path::PathBuf, port: u16, log: std::path::PathBuf) -> Restartable {
+        Restartable { conf, port, proc: None, log, starts: 0 }
+    }
+
     fn start(&mut self) {
         self.starts += 1;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
-            .args(["-c", self.conf.to_str().unwrap(), "--workers", "2"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn spate");
-        self.child = Some(child);
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("spate did not listen on {}", self.port);
+        let mut p = Proc::spawn("spate", spate_cmd(&self.conf, 2).stdout(Stdio::null()).stderr(Stdio::from(log)));
+        p.wait_listening(self.port, Duration::from_secs(20));
+        self.proc = Some(p);
     }
 
+    /// SIGKILL: a crash.
     fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
-            let _ = c.wait();
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
         }
     }
 
+    /// SIGTERM and wait for the exit.
     fn term(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(60));
         }
     }
 
@@ -70,7 +59,7 @@ impl Proc {
     }
 }
 
-impl Drop for Proc {
+impl Drop for Restartable {
     fn drop(&mut self) {
         self.kill9();
     }
@@ -94,21 +83,15 @@ fn client(addr: SocketAddr, base: u64, batch: u64, stop: Arc<AtomicBool>, acked_
     let mut conn: Option<Client> = None;
     while !stop.load(Ordering::SeqCst) {
         let k0 = base + seq * batch;
-        let mut entries = Vec::new();
-        for k in k0..k0 + batch {
-            encode::entry(&mut entries, EventTime::new(1_700_000_000, 0), encode::TimeFormat::EventTime, &record(k));
-        }
         let id = format!("c{base}-{seq}");
-        let opt = OptionsOut { chunk: Some(id.as_bytes()), size: Some(batch), compressed: None };
-        let mut frame = Vec::new();
-        encode::packed_forward(&mut frame, b"chaos", &entries, EntriesType::Bin, &opt);
+        let frame = frame(b"chaos", k0, batch, &id);
         // Until acked (the client's promise: it resends what was not acked).
         loop {
             if conn.is_none() {
                 match TcpStream::connect(addr) {
                     Ok(s) => {
                         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                        conn = Some(Client { s, buf: BytesMut::new() });
+                        conn = Some(Client::new(s));
                     }
                     Err(_) => {
                         std::thread::sleep(Duration::from_millis(20));
@@ -158,7 +141,7 @@ impl Outcome {
 fn run_chaos(
     name: &str,
     load: Duration,
-    chaos: impl FnOnce(&mut Proc, &mut FixedSink, &AtomicU64),
+    chaos: impl FnOnce(&mut Restartable, &mut FixedSink, &AtomicU64),
 ) -> (Outcome, String) {
     let dir = tempdir::Dir::new(name);
     let (port, sink_port) = (free_port(), free_port());
@@ -167,9 +150,9 @@ fn run_chaos(
     std::fs::write(&cf, conf(port, sink_port, &buf, "")).unwrap();
     let mut sink = FixedSink::new(sink_port);
     sink.start();
-    let mut spate = Proc { conf: cf, port, child: None, log: dir.path().join("spate.log"), starts: 0 };
+    let mut spate = Restartable::new(cf, port, dir.path().join("spate.log"));
     spate.start();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = loopback(port);
     let stop = Arc::new(AtomicBool::new(false));
     let acked_n = Arc::new(AtomicU64::new(0));
     let clients: Vec<_> = (0..2u64)
@@ -243,14 +226,7 @@ fn sink_down_for_a_while_loses_nothing() {
 
 /// A frame of `n` events with `k` from `k0`, acked under `id`.
 fn frame(tag: &[u8], k0: u64, n: u64, id: &str) -> Vec<u8> {
-    let mut entries = Vec::new();
-    for k in k0..k0 + n {
-        encode::entry(&mut entries, EventTime::new(1_700_000_000, 0), encode::TimeFormat::EventTime, &record(k));
-    }
-    let opt = OptionsOut { chunk: Some(id.as_bytes()), size: Some(n), compressed: None };
-    let mut f = Vec::new();
-    encode::packed_forward(&mut f, tag, &entries, EntriesType::Bin, &opt);
-    f
+    kv_frame(tag, k0..k0 + n, EventTime::new(T0, 0), id)
 }
 
 /// The chunk files under `buf` whose header holds `tag`.
@@ -280,9 +256,9 @@ fn recovery_cuts_a_torn_chunk_and_sets_a_corrupt_one_aside() {
         conf(port, sink_port, &buf, "    flush_interval 1h\n").replace("    flush_interval 100ms\n", ""),
     )
     .unwrap();
-    let mut spate = Proc { conf: cf, port, child: None, log: dir.path().join("spate.log"), starts: 0 };
+    let mut spate = Restartable::new(cf, port, dir.path().join("spate.log"));
     spate.start();
-    let mut c = Client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut c = Client::connect(loopback(port));
     // torn: two commits (two segments); corrupt: one; intact: one.
     for (tag, k0, id) in
         [(&b"torn"[..], 0, "t1"), (b"torn", 100, "t2"), (b"corrupt", 200, "c1"), (b"intact", 300, "i1")]
@@ -365,7 +341,7 @@ fn push_for(addr: SocketAddr, dur: Duration) -> (u64, u64) {
         };
         s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
         s.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
-        let mut c = Client { s, buf: BytesMut::new() };
+        let mut c = Client::new(s);
         while Instant::now() < end {
             seq += 1;
             let id = format!("f{seq}");
@@ -396,18 +372,13 @@ fn stalled_downstream_each_overflow_action_keeps_memory_bounded() {
              <buffer>\n    flush_interval 50ms\n    chunk_limit_size 1m\n    total_limit_size 8m\n    overflow_action {action}\n    retry_forever true\n  </buffer>\n</match>\n"
         );
         let spate = common::Spate::start(&format!("overflow-{action}"), &cfg, Stdio::null());
-        let pid = spate.child.id();
+        let pid = spate.pid();
         // ~70 MB of events at a downstream that takes none of them.
         let (acked, refused) = push_for(spate.addr(), Duration::from_secs(4));
         let hwm = vm_hwm_kb(pid);
         // The downstream never acks, so a graceful stop would wait out its deadline.
-        let mut child = spate.child;
-        let _ = child.kill();
-        let _ = child.wait();
-        let mut log = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut log);
-        }
+        let mut spate = spate;
+        let (_, _, log) = spate.proc.kill().expect("spate was running");
         println!("overflow_action {action}: {acked} frames acked, {refused} not acked, spate peak RSS {hwm} kB");
         // 2 shards x 8 MiB of buffer, plus the process itself (debug build) and read buffers.
         assert!(hwm < 80 * 1024, "{action}: peak RSS {hwm} kB is beyond the buffer limits");
@@ -446,8 +417,8 @@ fn a_refusing_disk_means_no_ack_and_nothing_acked_is_lost() {
     .unwrap();
     let log_path = dir.path().join("spate.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut limited = Command::new(env!("CARGO_BIN_EXE_spate"));
-    limited.args(["-c", cf.to_str().unwrap(), "--workers", "1"]).stdout(Stdio::null()).stderr(Stdio::from(log));
+    let mut limited = spate_cmd(&cf, 1);
+    limited.stdout(Stdio::null()).stderr(Stdio::from(log));
     // SAFETY: setrlimit in the child before exec.
     unsafe {
         limited.pre_exec(|| {
@@ -456,13 +427,9 @@ fn a_refusing_disk_means_no_ack_and_nothing_acked_is_lost() {
             Ok(())
         });
     }
-    let mut child = limited.spawn().unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let end = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < end, "spate did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut limited = Proc::spawn("spate", &mut limited);
+    limited.wait_listening(port, Duration::from_secs(20));
+    let addr = loopback(port);
     let mut acked = Vec::new();
     let mut refused = 0;
     let mut c = Client::connect(addr);
@@ -481,8 +448,7 @@ fn a_refusing_disk_means_no_ack_and_nothing_acked_is_lost() {
             }
         }
     }
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    let _ = child.wait();
+    limited.kill();
     let first_log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(
         !acked.is_empty() && refused > 0,
@@ -494,7 +460,7 @@ fn a_refusing_disk_means_no_ack_and_nothing_acked_is_lost() {
 
     let mut sink = FixedSink::new(sink_port);
     sink.start();
-    let mut spate = Proc { conf: cf, port, child: None, log: dir.path().join("spate2.log"), starts: 0 };
+    let mut spate = Restartable::new(cf, port, dir.path().join("spate2.log"));
     spate.start();
     let end = Instant::now() + Duration::from_secs(20);
     while !acked.iter().all(|k| sink.seen.lock().unwrap().contains_key(k)) && Instant::now() < end {

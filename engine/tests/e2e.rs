@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use spate_protocol::encode::{self, EntriesType, OptionsOut, TimeFormat};
-use spate_protocol::{Compression, EventTime};
+use spate_protocol::encode::OptionsOut;
+use spate_protocol::EventTime;
 
 fn relay_config(sink: std::net::SocketAddr, flush: &str) -> String {
     format!(
@@ -56,26 +56,19 @@ fn collect_stdout(child: &mut std::process::Child) -> Arc<Mutex<String>> {
 
 #[test]
 fn python_fluent_logger_to_stdout_line_by_line() {
-    let Some(py) = python_with(&["fluent.sender", "msgpack"]) else { return };
+    if !python(&["fluent.sender", "msgpack"], true) {
+        return;
+    }
     let cfg =
         "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n<match **>\n  @type stdout\n</match>\n";
     let port = free_port();
     let dir = tempdir::Dir::new("stdout");
     let path = dir.path().join("fluent.conf");
     std::fs::write(&path, cfg.replace("{PORT}", &port.to_string())).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
-        .args(["-c", path.to_str().unwrap(), "--workers", "1"])
-        .env("TZ", "UTC")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = collect_stdout(&mut child);
-    let end = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "spate did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut spate =
+        Proc::spawn("spate", spate_cmd(&path, 1).env("TZ", "UTC").stdout(Stdio::piped()).stderr(Stdio::null()));
+    let out = collect_stdout(spate.child_mut());
+    spate.wait_listening(port, Duration::from_secs(20));
     let script = format!(
         r#"
 from fluent import sender
@@ -88,7 +81,7 @@ assert s.emit_with_time('int', 1700000002, {{'neg': -5}}), s.last_error
 s.close()
 "#
     );
-    let st = Command::new(py).args(["-c", &script]).status().unwrap();
+    let st = Command::new("python3").args(["-c", &script]).status().unwrap();
     assert!(st.success(), "python client failed");
     let want = [
         "2023-11-14 22:13:20.500000000 +0000 app.web: {\"a\":1,\"s\":\"héllo \\\"q\\\"\\n\",\"n\":null,\"f\":1.5,\"b\":true,\"arr\":[1,2],\"m\":{\"x\":\"y\"}}",
@@ -106,8 +99,7 @@ s.close()
         assert!(Instant::now() < end, "stdout so far: {got:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let st = child.wait().unwrap();
+    let (st, _, _) = spate.stop(Duration::from_secs(30));
     assert!(st.success(), "spate exit status {st:?}");
 }
 
@@ -118,42 +110,18 @@ fn every_mode_relayed_event_by_event_with_acks_on_both_hops() {
     let mut c = Client::connect(spate.addr());
     let mut sent = Vec::new();
     let mut base = 0u64;
-    let modes = ["message", "forward", "packed-bin", "packed-str", "gzip", "zstd"];
-    for (i, mode) in modes.iter().enumerate() {
+    for (i, wire) in Wire::ALL.into_iter().enumerate() {
+        let mode = wire.name();
         let tag = format!("test.{mode}");
         let chunk = format!("chunk-{i}\n");
         let opt = OptionsOut { chunk: Some(chunk.as_bytes()), ..Default::default() };
-        let n = if *mode == "message" { 1 } else { 50 };
-        let entries = packed_entries(n, base);
-        let mut frame = Vec::new();
-        match *mode {
-            "message" => {
-                let r = record(base);
-                encode::message(
-                    &mut frame,
-                    tag.as_bytes(),
-                    EventTime::new(1_700_000_000 + base as u32, base as u32 * 7),
-                    TimeFormat::EventTime,
-                    &r,
-                    &opt,
-                )
-            }
-            "forward" => encode::forward(&mut frame, tag.as_bytes(), &entries, n as u32, &opt),
-            "packed-bin" => encode::packed_forward(&mut frame, tag.as_bytes(), &entries, EntriesType::Bin, &opt),
-            "packed-str" => encode::packed_forward(&mut frame, tag.as_bytes(), &entries, EntriesType::Str32, &opt),
-            "gzip" => encode::compressed_packed_forward(&mut frame, tag.as_bytes(), &entries, &opt),
-            "zstd" => {
-                let z = spate_protocol::compress::zstd_compress(&entries, 3);
-                let o = OptionsOut { compressed: Some(Compression::Zstd), ..opt };
-                encode::packed_forward(&mut frame, tag.as_bytes(), &z, EntriesType::Bin, &o)
-            }
-            _ => unreachable!(),
-        }
+        let n = if wire == Wire::Message { 1 } else { 50 };
+        let frame = wire::frame(wire, tag.as_bytes(), kv_events(base..base + n), &opt);
         for j in base..base + n {
             sent.push(Received {
                 tag: tag.clone().into_bytes(),
                 time: EventTime::new(1_700_000_000 + j as u32, j as u32 * 7),
-                record: record(j),
+                record: kv_record(j),
             });
         }
         base += n;
@@ -222,28 +190,14 @@ fn sigusr1_flushes_and_sigterm_flushes_memory_buffers_before_exit() {
     let sink = Sink::start();
     let spate = Spate::start("signals", &relay_config(sink.addr, "1h"), Stdio::null());
     let mut c = Client::connect(spate.addr());
-    let mut f = Vec::new();
-    encode::packed_forward(
-        &mut f,
-        b"sig.a",
-        &packed_entries(10, 0),
-        EntriesType::Bin,
-        &OptionsOut { chunk: Some(b"c1"), ..Default::default() },
-    );
+    let f = acked_frame(b"sig.a", &packed_entries(10, 0), 10, "c1");
     c.send(&f).unwrap();
     assert_eq!(c.read_ack().unwrap(), b"c1");
     std::thread::sleep(Duration::from_millis(300));
     assert!(sink.events.lock().unwrap().is_empty(), "flush_interval 1h: nothing flushed yet");
     spate.signal(libc::SIGUSR1);
     assert_eq!(sink.wait_for(10, Duration::from_secs(10)).len(), 10, "SIGUSR1 flushed the buffer");
-    let mut f = Vec::new();
-    encode::packed_forward(
-        &mut f,
-        b"sig.b",
-        &packed_entries(20, 100),
-        EntriesType::Bin,
-        &OptionsOut { chunk: Some(b"c2"), ..Default::default() },
-    );
+    let f = acked_frame(b"sig.b", &packed_entries(20, 100), 20, "c2");
     c.send(&f).unwrap();
     assert_eq!(c.read_ack().unwrap(), b"c2");
     drop(c);
@@ -257,8 +211,7 @@ fn dry_run_prints_the_graph_and_rejects_unknown_types_with_file_line() {
     let dir = tempdir::Dir::new("dry");
     let good = dir.path().join("good.conf");
     std::fs::write(&good, "<source>\n  @type forward\n</source>\n<filter app.**>\n  @type grep\n  <regexp>\n    key message\n    pattern /error/\n  </regexp>\n</filter>\n<match app.**>\n  @type null\n</match>\n").unwrap();
-    let o =
-        Command::new(env!("CARGO_BIN_EXE_spate")).args(["--dry-run", "-c", good.to_str().unwrap()]).output().unwrap();
+    let o = Command::new(spate_bin()).args(["--dry-run", "-c", good.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("<match app.**> null"), "{out}");
@@ -267,8 +220,7 @@ fn dry_run_prints_the_graph_and_rejects_unknown_types_with_file_line() {
     let bad = dir.path().join("bad.conf");
     std::fs::write(&bad, "<source>\n  @type forward\n</source>\n\n<match **>\n  @type elasticsearch\n</match>\n")
         .unwrap();
-    let o =
-        Command::new(env!("CARGO_BIN_EXE_spate")).args(["--dry-run", "-c", bad.to_str().unwrap()]).output().unwrap();
+    let o = Command::new(spate_bin()).args(["--dry-run", "-c", bad.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.conf:5"), "{err}");
@@ -288,8 +240,7 @@ fn fluentd_example_configs_are_accepted_or_rejected_with_file_line() {
     assert!(files.len() > 20);
     let mut accepted = 0;
     for f in &files {
-        let o =
-            Command::new(env!("CARGO_BIN_EXE_spate")).args(["--dry-run", "-c", f.to_str().unwrap()]).output().unwrap();
+        let o = Command::new(spate_bin()).args(["--dry-run", "-c", f.to_str().unwrap()]).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         match o.status.code() {
@@ -313,7 +264,7 @@ fn json_log_format_and_version() {
     let dir = tempdir::Dir::new("jsonlog");
     let bad = dir.path().join("bad.conf");
     std::fs::write(&bad, "<match **>\n  @type nope\n</match>\n").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_spate"))
+    let o = Command::new(spate_bin())
         .args(["--log-format", "json", "--dry-run", "-c", bad.to_str().unwrap()])
         .output()
         .unwrap();
@@ -323,7 +274,7 @@ fn json_log_format_and_version() {
     let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     assert_eq!(v["level"], "error");
     assert!(v["message"].as_str().unwrap().contains("unknown output plugin type 'nope'"));
-    let o = Command::new(env!("CARGO_BIN_EXE_spate")).arg("--version").output().unwrap();
+    let o = Command::new(spate_bin()).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("spate "));
 }
 
@@ -334,14 +285,7 @@ fn source_address_key_and_tag_options_rewrite_events() {
         .replace("  port {PORT}\n", "  port {PORT}\n  source_address_key client_ip\n  add_tag_prefix relayed\n");
     let spate = Spate::start("srcaddr", &conf, Stdio::null());
     let mut c = Client::connect(spate.addr());
-    let mut f = Vec::new();
-    encode::packed_forward(
-        &mut f,
-        b"app",
-        &packed_entries(3, 0),
-        EntriesType::Bin,
-        &OptionsOut { chunk: Some(b"s1"), ..Default::default() },
-    );
+    let f = acked_frame(b"app", &packed_entries(3, 0), 3, "s1");
     c.send(&f).unwrap();
     assert_eq!(c.read_ack().unwrap(), b"s1");
     let got = sink.wait_for(3, Duration::from_secs(10));

@@ -10,20 +10,13 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use spate_protocol::encode::{self, EntriesType, OptionsOut};
 use spate_protocol::EventTime;
 
 fn send_acked(addr: SocketAddr, k0: u64, n: u64) {
     let mut c = Client::connect(addr);
     for (i, k) in (k0..k0 + n).step_by(100).enumerate() {
-        let mut entries = Vec::new();
-        for k in k..(k + 100).min(k0 + n) {
-            encode::entry(&mut entries, EventTime::new(1_700_000_000, 0), encode::TimeFormat::EventTime, &record(k));
-        }
         let id = format!("fo-{k0}-{i}");
-        let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
-        let mut f = Vec::new();
-        encode::packed_forward(&mut f, b"failover", &entries, EntriesType::Bin, &opt);
+        let f = kv_frame(b"failover", k..(k + 100).min(k0 + n), EventTime::new(T0, 0), &id);
         c.send(&f).unwrap();
         assert_eq!(c.read_ack().unwrap(), id.as_bytes());
     }

@@ -22,10 +22,7 @@ use spate_protocol::{Compression, EventTime};
 
 fn good_frame(seq: u64) -> (Vec<u8>, String) {
     let id = format!("good-{seq}");
-    let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
-    let mut f = Vec::new();
-    encode::packed_forward(&mut f, b"good", &packed_entries(100, seq * 100), EntriesType::Bin, &opt);
-    (f, id)
+    (acked_frame(b"good", &packed_entries(100, seq * 100), 100, &id), id)
 }
 
 /// Sends acked frames until `stop`, recording each frame's send -> ack time.
@@ -77,7 +74,7 @@ fn rng(seed: &mut u64) -> u64 {
 fn wrong_types() -> Vec<Vec<u8>> {
     let entry = {
         let mut e = Vec::new();
-        encode::entry(&mut e, EventTime::new(1, 0), encode::TimeFormat::EventTime, &record(1));
+        encode::entry(&mut e, EventTime::new(1, 0), encode::TimeFormat::EventTime, &kv_record(1));
         e
     };
     let mut v = Vec::new();
@@ -108,7 +105,7 @@ fn wrong_types() -> Vec<Vec<u8>> {
     raw::array_header(&mut f, 3);
     raw::str(&mut f, b"t");
     raw::str(&mut f, b"yesterday");
-    f.extend_from_slice(&record(1));
+    f.extend_from_slice(&kv_record(1));
     v.push(f);
     // record is an array (Message mode)
     let mut f = Vec::new();
@@ -137,6 +134,7 @@ fn wrong_types() -> Vec<Vec<u8>> {
 #[test]
 fn hostile_input_while_a_good_client_is_served() {
     // 1000 idle connections plus everything else need file descriptors on both sides.
+    // SAFETY: getrlimit/setrlimit on a live local rlimit.
     unsafe {
         let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
@@ -146,7 +144,7 @@ fn hostile_input_while_a_good_client_is_served() {
     let conf = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n  chunk_size_limit 4m\n  decompression_size_limit 8m\n</source>\n<match **>\n  @type null\n</match>\n";
     let spate = Spate::start("hostile", conf, Stdio::null());
     let addr = spate.addr();
-    let pid = spate.child.id();
+    let pid = spate.pid();
     let stop = Arc::new(AtomicBool::new(false));
     let waits = Arc::new(Mutex::new(Vec::new()));
     let good = {

@@ -9,15 +9,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use spate_protocol::encode::{self, EntriesType, OptionsOut};
 use spate_protocol::EventTime;
 
 #[test]
 fn spate_delivers_what_fluentd_left_in_its_file_buffer() {
-    let Some(fluentd) = find_peer("FLUENTD", "fluentd") else {
-        println!("skipped: Ruby fluentd not found ($FLUENTD unset and no `fluentd` on PATH)");
-        return;
-    };
+    let Some(fluentd) = peer_or_skip("FLUENTD", "fluentd") else { return };
     let dir = tempdir::Dir::new("migration");
     let (port, sink_port) = (free_port(), free_port());
     let buf = dir.path().join("buffer");
@@ -30,17 +26,12 @@ fn spate_delivers_what_fluentd_left_in_its_file_buffer() {
     );
     let cf = dir.path().join("fluent.conf");
     std::fs::write(&cf, &conf).unwrap();
-    let peer = Peer::start("fluentd", &fluentd, &cf, port);
-    let mut c = Client::connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let peer = Proc::start_peer("fluentd", &fluentd, &cf, port);
+    let mut c = Client::connect(loopback(port));
     for (i, tag) in ["app.a", "app.b", "app.a"].iter().enumerate() {
-        let mut entries = Vec::new();
-        for k in (i as u64 * 100)..(i as u64 + 1) * 100 {
-            encode::entry(&mut entries, EventTime::new(1_700_000_000, 9), encode::TimeFormat::EventTime, &record(k));
-        }
         let id = format!("m{i}");
-        let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
-        let mut f = Vec::new();
-        encode::packed_forward(&mut f, tag.as_bytes(), &entries, EntriesType::Bin, &opt);
+        let ks = (i as u64 * 100)..(i as u64 + 1) * 100;
+        let f = kv_frame(tag.as_bytes(), ks, EventTime::new(T0, 9), &id);
         c.send(&f).unwrap();
         assert_eq!(c.read_ack().unwrap(), id.as_bytes(), "fluentd acked it");
     }

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use spate_protocol::encode::{self, EntriesType, OptionsOut};
+use spate_protocol::encode::TimeFormat;
 use spate_protocol::EventTime;
 
 /// 2016-04-25 12:00:00 UTC and the next day.
@@ -17,13 +17,11 @@ const DAY1: u32 = 1_461_585_600;
 const DAY2: u32 = DAY1 + 86_400;
 
 fn send(spate: &Spate, tag: &str, times: &[u32], id: &str) {
-    let mut entries = Vec::new();
-    for (i, t) in times.iter().enumerate() {
-        encode::entry(&mut entries, EventTime::new(*t, 500_000_000), encode::TimeFormat::EventTime, &record(i as u64));
-    }
-    let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
-    let mut f = Vec::new();
-    encode::packed_forward(&mut f, tag.as_bytes(), &entries, EntriesType::Bin, &opt);
+    let events = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (EventTime::new(*t, 500_000_000), TimeFormat::EventTime, kv_record(i as u64)));
+    let f = acked_frame(tag.as_bytes(), &wire::entries(events), times.len() as u64, id);
     let mut c = Client::connect(spate.addr());
     c.send(&f).unwrap();
     assert_eq!(c.read_ack().unwrap(), id.as_bytes());
@@ -122,7 +120,7 @@ fn record_field_chunk_keys_name_the_files() {
          <buffer msg>\n    @type file\n    path {d}/buf\n    flush_mode interval\n    flush_interval 100ms\n  </buffer>\n</match>\n"
     );
     let spate = Spate::start("outfile-vars", &conf, Stdio::null());
-    // record(i) is {"k": i, "msg": "event i"}: three values, three files.
+    // kv_record(i) is {"k": i, "msg": "event i"}: three values, three files.
     send(&spate, "v", &[DAY1, DAY1, DAY1], "v1");
     let files = wait_files(&format!("{d}/by-msg/*/out.log"), 3);
     let (_, _, log) = spate.stop();

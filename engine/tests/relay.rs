@@ -43,7 +43,7 @@ fn loadgen_through_spate_exact_counts_every_mode() {
                 assert_eq!(r.events_acked, 20_000, "{mode:?}");
             }
             total += 20_000;
-            assert_eq!(wait_ours(&s, total), total, "{mode:?} ack={ack}: exactly once at the sink");
+            assert_eq!(wait_loadgen_events(&s, total), total, "{mode:?} ack={ack}: exactly once at the sink");
         }
     }
     // Latency samples are merged every 500 ms.
@@ -61,7 +61,7 @@ fn peer_into_spate(name: &str, cmd: PathBuf, conf_name: &str, conf: impl Fn(u16,
     let dir = tempdir::Dir::new(name);
     let cf = dir.path().join(conf_name);
     std::fs::write(&cf, conf(p, spate.port)).unwrap();
-    let peer = Peer::start(name, &cmd, &cf, p);
+    let peer = Proc::start_peer(name, &cmd, &cf, p);
     let cfg = RunConfig {
         targets: vec![format!("127.0.0.1:{p}").parse().unwrap()],
         connections: 2,
@@ -73,19 +73,16 @@ fn peer_into_spate(name: &str, cmd: PathBuf, conf_name: &str, conf: impl Fn(u16,
     };
     let r = run(cfg).unwrap();
     assert_eq!((r.events_acked, r.errors), (5000, 0), "{name} accepted everything");
-    assert_eq!(wait_ours(&s, 5000), 5000, "{name} -> spate -> sink");
+    assert_eq!(wait_loadgen_events(&s, 5000), 5000, "{name} -> spate -> sink");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(ours(&s), 5000, "no duplicates");
+    assert_eq!(loadgen_events(&s), 5000, "no duplicates");
     drop(peer);
     spate.stop();
 }
 
 #[test]
 fn ruby_fluentd_out_forward_into_spate() {
-    let Some(cmd) = find_peer("FLUENTD", "fluentd") else {
-        eprintln!("skipped: fluentd not found on PATH or $FLUENTD");
-        return;
-    };
+    let Some(cmd) = peer_or_skip("FLUENTD", "fluentd") else { return };
     peer_into_spate("fluentd", cmd, "fluent.conf", |p, sp| {
         format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port {p}\n</source>\n<match spate.**>\n  @type forward\n  require_ack_response true\n  <server>\n    host 127.0.0.1\n    port {sp}\n  </server>\n  <buffer>\n    flush_interval 0.1\n  </buffer>\n</match>\n")
     });
@@ -93,10 +90,7 @@ fn ruby_fluentd_out_forward_into_spate() {
 
 #[test]
 fn fluent_bit_out_forward_into_spate() {
-    let Some(cmd) = find_peer("FLUENT_BIT", "fluent-bit") else {
-        eprintln!("skipped: fluent-bit not found on PATH or $FLUENT_BIT");
-        return;
-    };
+    let Some(cmd) = peer_or_skip("FLUENT_BIT", "fluent-bit") else { return };
     peer_into_spate("fluent-bit", cmd, "fluent-bit.conf", |p, sp| {
         format!("[SERVICE]\n    Flush 1\n    Log_Level warn\n\n[INPUT]\n    Name forward\n    Listen 127.0.0.1\n    Port {p}\n\n[OUTPUT]\n    Name forward\n    Match *\n    Host 127.0.0.1\n    Port {sp}\n    Require_ack_response true\n")
     });

@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use spate_engine::config::{parse_str, EvalContext};
 use spate_engine::input::forward::ForwardInput;
 use spate_engine::plan::{build_shard, plan, ShardGraph};
-use spate_protocol::encode::{self, raw};
-use spate_protocol::{EntriesFormat, EventBatch, EventTime, Mode, Options};
+use spate_protocol::encode::{raw, TimeFormat};
+use spate_protocol::{EventBatch, EventTime};
+use spate_testkit::wire;
 
 fn graph(conf: &str, shard: usize) -> ShardGraph {
     let ctx = EvalContext { hostname: "h".into(), worker_id: None, env: Box::new(|_| None) };
@@ -20,23 +20,14 @@ fn graph(conf: &str, shard: usize) -> ShardGraph {
 }
 
 fn batch(tag: &str, msgs: &[&str]) -> EventBatch {
-    let mut e = Vec::new();
-    for (i, m) in msgs.iter().enumerate() {
+    let events = msgs.iter().enumerate().map(|(i, m)| {
         let mut r = Vec::new();
         raw::map_header(&mut r, 1);
         raw::str(&mut r, b"message");
         raw::str(&mut r, m.as_bytes());
-        encode::entry(&mut e, EventTime::new(i as u32, 0), encode::TimeFormat::EventTime, &r);
-    }
-    EventBatch::from_entries(
-        Bytes::copy_from_slice(tag.as_bytes()),
-        Bytes::from(e),
-        EntriesFormat::Packed,
-        Mode::PackedForward,
-        Options::default(),
-        100,
-    )
-    .unwrap()
+        (EventTime::new(i as u32, 0), TimeFormat::EventTime, r)
+    });
+    wire::batch(tag.as_bytes(), wire::entries(events))
 }
 
 fn count(g: &ShardGraph, id: &str) -> u64 {

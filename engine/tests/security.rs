@@ -8,12 +8,11 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use common::*;
 use spate_engine::security::{ClientCredentials, ClientHandshake};
 use spate_loadgen::generator::{run, RunConfig};
 use spate_loadgen::sink::{self, SinkConfig};
-use spate_protocol::encode::{self, EntriesType, OptionsOut};
+use spate_protocol::encode::{self};
 
 fn secure_conf(sink_port: u16) -> String {
     format!(
@@ -46,32 +45,16 @@ fn secure_conf(sink_port: u16) -> String {
     )
 }
 
-fn read_value(s: &mut TcpStream, buf: &mut BytesMut) -> Option<Vec<u8>> {
-    let mut tmp = [0u8; 1024];
-    loop {
-        let mut sk = spate_protocol::msgpack::Skipper::new();
-        if let Ok(Some(n)) = sk.advance(buf, 1 << 16, 8) {
-            return Some(buf.split_to(n).to_vec());
-        }
-        match s.read(&mut tmp) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-        }
-    }
-}
-
 /// Connects, authenticates with `cred`, and returns the stream and the PONG verdict.
 fn login(addr: std::net::SocketAddr, cred: &ClientCredentials) -> (TcpStream, Result<(), String>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut buf = BytesMut::new();
-    let helo = read_value(&mut s, &mut buf).expect("HELO");
+    let mut c = Client::connect(addr);
+    let helo = c.read_value().expect("HELO");
     let mut ping = Vec::new();
     let hs = ClientHandshake::ping(cred, &helo, &mut ping).unwrap();
-    s.write_all(&ping).unwrap();
-    let pong = read_value(&mut s, &mut buf).expect("PONG");
+    c.send(&ping).unwrap();
+    let pong = c.read_value().expect("PONG");
     let v = hs.verify(cred, &pong);
-    (s, v)
+    (c.s, v)
 }
 
 fn cred(key: &str, pw: &str) -> ClientCredentials {
@@ -91,16 +74,9 @@ fn shared_key_and_user_auth_gate_the_events() {
     // Right key and password: events flow and are acked.
     let (mut c, v) = login(spate.addr(), &cred("s3cret", "wonderland"));
     assert_eq!(v, Ok(()));
-    let mut f = Vec::new();
-    encode::packed_forward(
-        &mut f,
-        b"secure",
-        &packed_entries(10, 0),
-        EntriesType::Bin,
-        &OptionsOut { chunk: Some(b"c1"), ..Default::default() },
-    );
+    let f = acked_frame(b"secure", &packed_entries(10, 0), 10, "c1");
     c.write_all(&f).unwrap();
-    let mut cl = Client { s: c, ..Client::connect_unused() };
+    let mut cl = Client::new(c);
     assert_eq!(cl.read_ack().unwrap(), b"c1");
 
     // Wrong key, wrong password: PONG says why and the connection is closed.
@@ -181,20 +157,17 @@ fn loadgen_authenticates_with_a_shared_key() {
     spate.stop();
 }
 
-fn start_fluentd(cmd: &std::path::Path, dir: &std::path::Path, conf: &str, port: u16) -> Peer {
+fn start_fluentd(cmd: &std::path::Path, dir: &std::path::Path, conf: &str, port: u16) -> Proc {
     let cf = dir.join("fluent.conf");
     std::fs::write(&cf, conf).unwrap();
-    Peer::start("fluentd", cmd, &cf, port)
+    Proc::start_peer("fluentd", cmd, &cf, port)
 }
 
 /// generator -> fluentd (out_forward with shared key + user) -> spate (in_forward
 /// <security>) -> sink.
 #[test]
 fn ruby_fluentd_authenticates_to_spate() {
-    let Some(cmd) = find_peer("FLUENTD", "fluentd") else {
-        eprintln!("skipped: fluentd not found on PATH or $FLUENTD");
-        return;
-    };
+    let Some(cmd) = peer_or_skip("FLUENTD", "fluentd") else { return };
     let s = sink::start(SinkConfig::default()).unwrap();
     let spate = Spate::start("sec-fluentd-in", &secure_conf(s.addr().port()), Stdio::null());
     let p = free_port();
@@ -211,17 +184,18 @@ fn ruby_fluentd_authenticates_to_spate() {
     })
     .unwrap();
     assert_eq!(r.events_acked, 3000);
-    assert_eq!(wait_ours(&s, 3000), 3000, "fluentd's authenticated out_forward delivered everything through spate");
+    assert_eq!(
+        wait_loadgen_events(&s, 3000),
+        3000,
+        "fluentd's authenticated out_forward delivered everything through spate"
+    );
     spate.stop();
 }
 
 /// generator -> spate (out_forward <security>) -> fluentd (in_forward <security>) -> sink.
 #[test]
 fn spate_authenticates_to_ruby_fluentd() {
-    let Some(cmd) = find_peer("FLUENTD", "fluentd") else {
-        eprintln!("skipped: fluentd not found on PATH or $FLUENTD");
-        return;
-    };
+    let Some(cmd) = peer_or_skip("FLUENTD", "fluentd") else { return };
     let s = sink::start(SinkConfig::default()).unwrap();
     let p = free_port();
     let dir = tempdir::Dir::new("fluentd-sec2");
@@ -239,6 +213,10 @@ fn spate_authenticates_to_ruby_fluentd() {
     })
     .unwrap();
     assert_eq!(r.events_acked, 3000);
-    assert_eq!(wait_ours(&s, 3000), 3000, "spate's authenticated out_forward delivered everything through fluentd");
+    assert_eq!(
+        wait_loadgen_events(&s, 3000),
+        3000,
+        "spate's authenticated out_forward delivered everything through fluentd"
+    );
     spate.stop();
 }

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-use spate_protocol::encode::{self, EntriesType, OptionsOut};
 use spate_protocol::EventTime;
 
 struct Pki {
@@ -101,35 +100,16 @@ fn tls_client(
 }
 
 fn frame(k0: u64, n: u64, id: &str) -> Vec<u8> {
-    let mut entries = Vec::new();
-    for k in k0..k0 + n {
-        encode::entry(&mut entries, EventTime::new(1_700_000_000, 1), encode::TimeFormat::EventTime, &record(k));
-    }
-    let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
-    let mut f = Vec::new();
-    encode::packed_forward(&mut f, b"tls.test", &entries, EntriesType::Bin, &opt);
-    f
+    kv_frame(b"tls.test", k0..k0 + n, EventTime::new(T0, 1), id)
 }
 
 fn send_acked<S: Read + Write>(s: &mut S, k0: u64, frames: u64) {
-    let mut buf = Vec::new();
+    let mut c = Client::new(s);
     for i in 0..frames {
         let id = format!("tls-{k0}-{i}");
-        s.write_all(&frame(k0 + i * 100, 100, &id)).unwrap();
-        s.flush().unwrap();
+        c.send(&frame(k0 + i * 100, 100, &id)).unwrap();
         // One ack: {"ack": id}
-        let mut tmp = [0u8; 256];
-        loop {
-            let mut sk = spate_protocol::msgpack::Skipper::new();
-            if let Ok(Some(n)) = sk.advance(&buf, 1 << 16, 8) {
-                let v: Vec<u8> = buf.drain(..n).collect();
-                assert_eq!(encode::parse_ack(&v).unwrap(), id.as_bytes());
-                break;
-            }
-            let n = s.read(&mut tmp).unwrap();
-            assert!(n > 0, "closed before the ack");
-            buf.extend_from_slice(&tmp[..n]);
-        }
+        assert_eq!(c.read_ack().expect("an ack before the connection closed"), id.as_bytes());
     }
 }
 
@@ -285,10 +265,7 @@ fn tls_config_errors_name_the_line() {
 /// NoMethodError for an IP address against a certificate with DNS names.
 #[test]
 fn interop_with_ruby_fluentd_over_tls() {
-    let Some(fluentd) = find_peer("FLUENTD", "fluentd") else {
-        println!("skipped: Ruby fluentd not found ($FLUENTD unset and no `fluentd` on PATH)");
-        return;
-    };
+    let Some(fluentd) = peer_or_skip("FLUENTD", "fluentd") else { return };
     let dir = tempdir::Dir::new("tls-fluentd");
     let p = pki(dir.path());
     let sink_port = free_port();
@@ -305,7 +282,7 @@ fn interop_with_ruby_fluentd_over_tls() {
         ),
     )
     .unwrap();
-    let down_peer = Peer::start("fluentd-down", &fluentd, &down, down_port);
+    let down_peer = Proc::start_peer("fluentd-down", &fluentd, &down, down_port);
     // spate in the middle: TLS both ways.
     let spate = Spate::start(
         "tls-mid",
@@ -326,7 +303,7 @@ fn interop_with_ruby_fluentd_over_tls() {
         ),
     )
     .unwrap();
-    let up_peer = Peer::start("fluentd-up", &fluentd, &up, up_port);
+    let up_peer = Proc::start_peer("fluentd-up", &fluentd, &up, up_port);
     let mut c = Client::connect(SocketAddr::from(([127, 0, 0, 1], up_port)));
     for i in 0..20u64 {
         let id = format!("f{i}");
@@ -359,12 +336,7 @@ fn self_signed_server_and_insecure_client_as_in_fluentd_examples() {
         Stdio::null(),
     );
     let mut c = Client::connect(a.addr());
-    let mut entries = Vec::new();
-    encode::entry(&mut entries, EventTime::new(1_700_000_000, 0), encode::TimeFormat::EventTime, &record(42));
-    let opt = OptionsOut { chunk: Some(b"s1"), size: None, compressed: None };
-    let mut f = Vec::new();
-    encode::packed_forward(&mut f, b"test", &entries, EntriesType::Bin, &opt);
-    c.send(&f).unwrap();
+    c.send(&kv_frame(b"test", 42..43, EventTime::new(T0, 0), "s1")).unwrap();
     assert_eq!(c.read_ack().unwrap(), b"s1");
     std::thread::sleep(Duration::from_millis(500));
     let (_, _, la) = a.stop();

@@ -99,10 +99,15 @@ fn r2(i: u64) -> Template {
     raw::str(&mut b, b"status");
     raw::uint(&mut b, 200);
     raw::str(&mut b, b"kubernetes");
-    raw::map_header(&mut b, 4);
-    for (k, v) in
-        [("namespace", "production"), ("pod", "web-7d9f8c6b5-x2x9q"), ("container", "app"), ("node", "ip-10-0-12-34")]
-    {
+    raw::map_header(&mut b, 6);
+    for (k, v) in [
+        ("namespace", "production"),
+        ("pod", "web-7d9f8c6b5-x2x9q"),
+        ("container", "app"),
+        ("node", "ip-10-0-12-34.ec2.internal"),
+        ("image", "registry.example.com/web:1.42.0"),
+        ("labels", "app=web,tier=frontend,team=core"),
+    ] {
         raw::str(&mut b, k.as_bytes());
         raw::str(&mut b, v.as_bytes());
     }
@@ -111,6 +116,29 @@ fn r2(i: u64) -> Template {
     t.fields = 5;
     t.body = b;
     t
+}
+
+/// R1 number `i` as a whole msgpack map (no send stamp): `{"host":"web-01",
+/// "level":"info","status":200,"message":<80 printable ASCII>}`, 123 bytes. The shapes
+/// are documented in bench/README.md; this module is their single source.
+pub fn r1_record(i: u64) -> Vec<u8> {
+    r1(i).to_record()
+}
+
+/// R2 number `i` as a whole msgpack map: R1's fields plus a 6-field `kubernetes` map and
+/// a 700-byte message, 924 bytes.
+pub fn r2_record(i: u64) -> Vec<u8> {
+    r2(i).to_record()
+}
+
+impl Template {
+    /// The template as a whole record (map header + fields).
+    pub fn to_record(&self) -> Vec<u8> {
+        let mut r = Vec::with_capacity(self.body.len() + 5);
+        raw::map_header(&mut r, self.fields);
+        r.extend_from_slice(&self.body);
+        r
+    }
 }
 
 /// Loads the templates for a source (64 varied ones for R1/R2).
@@ -324,6 +352,19 @@ mod tests {
             }
             assert_eq!(n, 3, "{mode:?}");
         }
+    }
+
+    #[test]
+    fn shapes_have_the_documented_sizes() {
+        for i in [0, 3, 1000] {
+            assert_eq!(r1_record(i).len(), 123);
+            assert_eq!(r2_record(i).len(), 924);
+        }
+        assert_ne!(r1_record(1), r1_record(2), "messages vary");
+        let r2 = r2_record(3);
+        let r = spate_protocol::RecordRef::new(&r2).expect("a map");
+        assert_eq!(r.get(b"message").and_then(|v| v.as_str()).map(<[u8]>::len), Some(700));
+        assert!(r.get(b"kubernetes").is_some());
     }
 
     #[test]

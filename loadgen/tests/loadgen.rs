@@ -10,6 +10,8 @@ use spate_loadgen::generator::{run, RunConfig};
 use spate_loadgen::records::{RecordSource, SendMode};
 use spate_loadgen::report::Latency;
 use spate_loadgen::sink::{self, SinkConfig};
+use spate_testkit::process::Proc;
+use spate_testkit::{free_port, tempdir};
 
 fn ordered(l: &Latency) {
     assert!(l.count > 0, "histogram is empty");
@@ -77,9 +79,8 @@ fn fixed_rate_is_open_loop_and_reaches_the_offered_rate() {
 
 #[test]
 fn max_rate_with_r2_and_a_template_file() {
-    let dir = std::env::temp_dir().join(format!("lg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("recs.jsonl");
+    let dir = tempdir::Dir::new("lg");
+    let f = dir.path().join("recs.jsonl");
     std::fs::write(&f, "{\"a\": 1, \"msg\": \"one\"}\n{\"b\": [1, 2], \"msg\": \"two\"}\n").unwrap();
     for record in [RecordSource::R2, RecordSource::File(f.clone())] {
         let s = sink::start(SinkConfig::default()).unwrap();
@@ -97,7 +98,6 @@ fn max_rate_with_r2_and_a_template_file() {
         assert!(r.events_sent > 0 && r.events_acked == r.events_sent && r.errors == 0, "{r:?}");
         assert!(s.wait_for(r.events_sent_total, Duration::from_secs(5)));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -148,13 +148,13 @@ fn dropped_connections_are_reconnected_and_counted() {
 
 #[test]
 fn binary_writes_the_documented_json_report() {
-    let dir = std::env::temp_dir().join(format!("lg-bin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempdir::Dir::new("lg-bin");
     let bin = env!("CARGO_BIN_EXE_spate-loadgen");
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let sink_report = dir.join("sink.json");
-    let mut sink = std::process::Command::new(bin)
-        .args([
+    let port = free_port();
+    let sink_report = dir.path().join("sink.json");
+    let mut sink = Proc::spawn(
+        "spate-loadgen sink",
+        std::process::Command::new(bin).args([
             "sink",
             "--bind",
             &format!("127.0.0.1:{port}"),
@@ -165,11 +165,10 @@ fn binary_writes_the_documented_json_report() {
             "--quiet",
             "--report",
             sink_report.to_str().unwrap(),
-        ])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let gen_report = dir.join("gen.json");
+        ]),
+    );
+    sink.wait_listening(port, Duration::from_secs(20));
+    let gen_report = dir.path().join("gen.json");
     let st = std::process::Command::new(bin)
         .args([
             "run",
@@ -191,7 +190,7 @@ fn binary_writes_the_documented_json_report() {
         .status()
         .unwrap();
     assert!(st.success());
-    assert!(sink.wait().unwrap().success(), "sink saw all 3000 events");
+    assert!(sink.child_mut().wait().unwrap().success(), "sink saw all 3000 events");
     let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&gen_report).unwrap()).unwrap();
     for k in [
         "events_sent",
@@ -215,5 +214,4 @@ fn binary_writes_the_documented_json_report() {
     assert_eq!(s["events_received"], 3000);
     assert_eq!(s["by_tag"]["spate.loadgen"]["events"], 3000);
     assert!(s["e2e_latency_us"]["p99"].as_u64().is_some());
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,11 +14,15 @@ use crate::error::ErrorKind;
 pub enum Compression {
     /// `"text"`: entries are not compressed.
     Text,
+    /// `"gzip"`: one or more gzip members (fluentd's `compress gzip`).
     Gzip,
+    /// `"zstd"`: one or more zstd frames (fluentd >= 1.17's `compress zstd`).
     Zstd,
 }
 
 impl Compression {
+    /// The compression `option.compressed` names, or
+    /// [`ErrorKind::UnsupportedCompression`].
     pub fn parse(name: &[u8]) -> Result<Self, ErrorKind> {
         match name {
             b"text" => Ok(Compression::Text),
@@ -27,6 +31,7 @@ impl Compression {
             other => Err(ErrorKind::UnsupportedCompression(String::from_utf8_lossy(other).into_owned())),
         }
     }
+    /// The name as it appears in `option.compressed`.
     pub fn name(self) -> &'static str {
         match self {
             Compression::Text => "text",

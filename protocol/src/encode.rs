@@ -9,14 +9,17 @@ use crate::event::EventTime;
 pub mod raw {
     use crate::event::EventTime;
 
+    /// Appends `nil`.
     #[inline]
     pub fn nil(out: &mut Vec<u8>) {
         out.push(0xc0);
     }
+    /// Appends a boolean.
     #[inline]
     pub fn bool(out: &mut Vec<u8>, b: bool) {
         out.push(if b { 0xc3 } else { 0xc2 });
     }
+    /// Appends an unsigned integer (positive fixint, uint8/16/32/64).
     #[inline]
     pub fn uint(out: &mut Vec<u8>, v: u64) {
         if v < 128 {
@@ -34,6 +37,7 @@ pub mod raw {
             out.extend_from_slice(&v.to_be_bytes());
         }
     }
+    /// Appends a signed integer (negative fixint, int8/16/32/64; non-negative values as [`uint`]).
     #[inline]
     pub fn int(out: &mut Vec<u8>, v: i64) {
         if v >= 0 {
@@ -53,11 +57,13 @@ pub mod raw {
             out.extend_from_slice(&v.to_be_bytes());
         }
     }
+    /// Appends a float64.
     #[inline]
     pub fn f64(out: &mut Vec<u8>, v: f64) {
         out.push(0xcb);
         out.extend_from_slice(&v.to_be_bytes());
     }
+    /// Appends the header of a string of `len` bytes (fixstr, str8/16/32).
     #[inline]
     pub fn str_header(out: &mut Vec<u8>, len: usize) {
         if len < 32 {
@@ -72,11 +78,13 @@ pub mod raw {
             out.extend_from_slice(&(len as u32).to_be_bytes());
         }
     }
+    /// Appends a string (header and bytes); the bytes are not checked for UTF-8.
     #[inline]
     pub fn str(out: &mut Vec<u8>, s: &[u8]) {
         str_header(out, s.len());
         out.extend_from_slice(s);
     }
+    /// Appends the header of a binary of `len` bytes (bin8/16/32).
     #[inline]
     pub fn bin_header(out: &mut Vec<u8>, len: usize) {
         if len <= u8::MAX as usize {
@@ -89,11 +97,13 @@ pub mod raw {
             out.extend_from_slice(&(len as u32).to_be_bytes());
         }
     }
+    /// Appends a binary (header and bytes).
     #[inline]
     pub fn bin(out: &mut Vec<u8>, b: &[u8]) {
         bin_header(out, b.len());
         out.extend_from_slice(b);
     }
+    /// Appends the header of an array of `n` elements (fixarray, array16/32).
     #[inline]
     pub fn array_header(out: &mut Vec<u8>, n: u32) {
         if n < 16 {
@@ -106,6 +116,7 @@ pub mod raw {
             out.extend_from_slice(&n.to_be_bytes());
         }
     }
+    /// Appends the header of a map of `n` key/value pairs (fixmap, map16/32).
     #[inline]
     pub fn map_header(out: &mut Vec<u8>, n: u32) {
         if n < 16 {
@@ -136,6 +147,7 @@ pub enum TimeFormat {
     Integer,
 }
 
+/// Appends an event's time in format `f`.
 #[inline]
 pub fn time(out: &mut Vec<u8>, t: EventTime, f: TimeFormat) {
     match f {
@@ -159,6 +171,7 @@ pub struct OptionsOut<'a> {
     pub chunk: Option<&'a [u8]>,
     /// Number of events (fluentd sends it with PackedForward).
     pub size: Option<u64>,
+    /// `compressed`: how the entries are compressed (CompressedPackedForward).
     pub compressed: Option<Compression>,
 }
 
@@ -211,7 +224,9 @@ pub fn forward(out: &mut Vec<u8>, tag: &[u8], entries: &[u8], count: u32, opt: &
 /// sends str32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntriesType {
+    /// msgpack bin (bin8/16/32 by length).
     Bin,
+    /// msgpack str32, whatever the length (as fluentd's out_forward writes it).
     Str32,
 }
 

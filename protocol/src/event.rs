@@ -9,15 +9,19 @@ use crate::msgpack::{self, Head, Kind, MAX_DEPTH};
 /// Fluentd's EventTime: seconds and nanoseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct EventTime {
+    /// Seconds.
     pub sec: u32,
+    /// Nanoseconds within the second.
     pub nsec: u32,
 }
 
 impl EventTime {
+    /// `sec` seconds and `nsec` nanoseconds.
     pub const fn new(sec: u32, nsec: u32) -> Self {
         EventTime { sec, nsec }
     }
 
+    /// The current system time (the epoch if the clock is before it).
     pub fn now() -> Self {
         let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         EventTime { sec: d.as_secs() as u32, nsec: d.subsec_nanos() }
@@ -94,9 +98,11 @@ pub enum EntriesFormat {
 /// One event, borrowing the batch's bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
+    /// The event's time (integer and float times converted).
     pub time: EventTime,
     /// The encoded time value exactly as received.
     pub time_raw: &'a [u8],
+    /// The record (a map), read in place.
     pub record: RecordRef<'a>,
     /// The whole encoded entry: `[time, record]` for packed entries; `time record` (two
     /// values, no array header) in Message mode.
@@ -233,6 +239,7 @@ impl<'a> RecordRef<'a> {
         }
     }
 
+    /// True for a map without pairs.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -316,9 +323,11 @@ impl<'a> ValueRef<'a> {
     pub fn new(raw: &'a [u8]) -> Option<Self> {
         (msgpack::value_len(raw, MAX_DEPTH).ok()? == raw.len()).then_some(ValueRef { raw })
     }
+    /// The value's whole encoding.
     pub fn as_bytes(&self) -> &'a [u8] {
         self.raw
     }
+    /// The value's msgpack kind.
     pub fn kind(&self) -> Kind {
         msgpack::head(self.raw).ok().flatten().map(|h| h.kind()).unwrap_or(Kind::Nil)
     }
@@ -327,12 +336,15 @@ impl<'a> ValueRef<'a> {
     pub fn as_str(&self) -> Option<&'a [u8]> {
         msgpack::read_bytes(self.raw)
     }
+    /// An integer that fits an i64.
     pub fn as_i64(&self) -> Option<i64> {
         msgpack::read_int(self.raw).and_then(|i| i64::try_from(i).ok())
     }
+    /// A float32 or float64 (integers are not converted).
     pub fn as_f64(&self) -> Option<f64> {
         msgpack::read_float(self.raw)
     }
+    /// A boolean.
     pub fn as_bool(&self) -> Option<bool> {
         match self.raw.first() {
             Some(0xc2) => Some(false),
@@ -340,9 +352,11 @@ impl<'a> ValueRef<'a> {
             _ => None,
         }
     }
+    /// True for `nil`.
     pub fn is_nil(&self) -> bool {
         self.raw.first() == Some(&0xc0)
     }
+    /// A map value, as a record.
     pub fn as_map(&self) -> Option<RecordRef<'a>> {
         matches!(self.kind(), Kind::Map).then_some(RecordRef { raw: self.raw })
     }

@@ -37,9 +37,13 @@ impl Default for Limits {
 /// Which Forward mode a frame used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// `[tag, time, record(, option)]`: one event.
     Message,
+    /// `[tag, [[time, record], ...](, option)]`.
     Forward,
+    /// `[tag, bin|str of packed entries(, option)]`.
     PackedForward,
+    /// PackedForward whose entries are gzip or zstd (`option.compressed`).
     CompressedPackedForward,
 }
 
@@ -50,6 +54,7 @@ pub struct Options {
     pub chunk: Option<Bytes>,
     /// `size`: the number of events the client says it sent.
     pub size: Option<u64>,
+    /// `compressed`: the entries' compression (`text` when given but not compressed).
     pub compressed: Option<Compression>,
     /// fluent-bit's `fluent_signal` (0 logs, 1 metrics, 2 traces).
     pub fluent_signal: Option<i64>,
@@ -60,16 +65,20 @@ pub struct Options {
 /// Events of one tag from one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventBatch {
+    /// The frame's tag, as received.
     pub tag: Bytes,
     /// Entries as received (inflated if the frame was compressed); see [`EntriesFormat`].
     pub entries: Bytes,
+    /// How `entries` are laid out.
     pub format: EntriesFormat,
     /// Number of valid events.
     pub count: u32,
     /// Entries that are well-formed msgpack but not `[time, record]` with a valid time
     /// and a map record. [`EventBatch::events`] skips them.
     pub invalid: u32,
+    /// The mode the frame came in.
     pub mode: Mode,
+    /// The frame's options.
     pub option: Options,
     /// Size of the frame on the wire (set by [`FrameDecoder::decode`]; for a JSON frame,
     /// the JSON text's size).
@@ -119,6 +128,7 @@ impl EventBatch {
 /// A decoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
+    /// A frame carrying events (possibly zero valid ones).
     Events(EventBatch),
     /// A msgpack `nil`: a keepalive from old clients; nothing to do.
     Heartbeat,
@@ -157,6 +167,7 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
+    /// A decoder for a new connection.
     pub fn new(limits: Limits) -> Self {
         FrameDecoder {
             limits,
@@ -169,6 +180,7 @@ impl FrameDecoder {
         }
     }
 
+    /// The limits it applies.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

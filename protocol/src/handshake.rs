@@ -41,31 +41,44 @@ pub fn digest_eq(a: &[u8], b: &[u8]) -> bool {
 /// The server's greeting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Helo<'a> {
+    /// The server's nonce, mixed into both shared-key digests.
     pub nonce: &'a [u8],
     /// Salt for the user/password digest; empty when user auth is off.
     pub auth: &'a [u8],
+    /// Whether the server takes more than one request on the connection.
     pub keepalive: bool,
 }
 
 /// The client's credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ping<'a> {
+    /// The client's `self_hostname`.
     pub hostname: &'a [u8],
+    /// The client's random salt for the shared-key digest.
     pub shared_key_salt: &'a [u8],
+    /// `sha512_hex(shared_key_salt + hostname + nonce + shared_key)`.
     pub shared_key_digest: &'a [u8],
+    /// Empty when user auth is off.
     pub username: &'a [u8],
+    /// `sha512_hex(auth_salt + username + password)`; empty when user auth is off.
     pub password_digest: &'a [u8],
 }
 
 /// The server's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pong<'a> {
+    /// Whether the client is authenticated.
     pub ok: bool,
+    /// Why not (empty when `ok`).
     pub reason: &'a [u8],
+    /// The server's `self_hostname`.
     pub hostname: &'a [u8],
+    /// `sha512_hex(shared_key_salt + hostname + nonce + shared_key)` with the server's
+    /// hostname, so the client can check the server knows the key too.
     pub shared_key_digest: &'a [u8],
 }
 
+/// Appends `["HELO", {"nonce", "auth", "keepalive"}]`.
 pub fn encode_helo(out: &mut Vec<u8>, h: &Helo<'_>) {
     raw::array_header(out, 2);
     raw::str(out, b"HELO");
@@ -139,6 +152,7 @@ fn expect_word(c: &mut Cursor<'_>, word: &'static [u8], what: &'static str) -> R
     Ok(())
 }
 
+/// Reads a HELO (unknown option keys are skipped).
 pub fn parse_helo(v: &[u8]) -> Result<Helo<'_>> {
     let mut c = Cursor::new(v);
     if c.array_len()? != 2 {
@@ -161,6 +175,7 @@ pub fn parse_helo(v: &[u8]) -> Result<Helo<'_>> {
     Ok(h)
 }
 
+/// Reads a PING.
 pub fn parse_ping(v: &[u8]) -> Result<Ping<'_>> {
     let mut c = Cursor::new(v);
     if c.array_len()? != 6 {
@@ -176,6 +191,7 @@ pub fn parse_ping(v: &[u8]) -> Result<Ping<'_>> {
     })
 }
 
+/// Reads a PONG.
 pub fn parse_pong(v: &[u8]) -> Result<Pong<'_>> {
     let mut c = Cursor::new(v);
     if c.array_len()? != 5 {

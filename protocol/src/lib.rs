@@ -23,6 +23,8 @@
 //! assert_eq!(ev.record.get(b"k").unwrap().as_str(), Some(&b"v"[..]));
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod compress;
 pub mod encode;
 pub mod error;

@@ -15,16 +15,25 @@ pub const MAX_DEPTH: usize = 100;
 pub enum Head {
     /// A value without children; `len` is its whole encoded size (header + payload).
     Scalar {
+        /// Its kind.
         kind: Kind,
+        /// Header bytes (marker and length).
         hdr: usize,
+        /// Header plus payload bytes.
         len: u64,
     },
+    /// An array header; the elements follow.
     Array {
+        /// Header bytes.
         hdr: usize,
+        /// Number of elements.
         n: u32,
     },
+    /// A map header; the key/value pairs follow.
     Map {
+        /// Header bytes.
         hdr: usize,
+        /// Number of key/value pairs.
         n: u32,
     },
 }
@@ -32,20 +41,32 @@ pub enum Head {
 /// Kind of a scalar value, for type checks and messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// `nil`.
     Nil,
+    /// `true` / `false`.
     Bool,
+    /// A non-negative integer (positive fixint, uint8..64).
     UInt,
+    /// A negative fixint or int8..64.
     NegInt,
+    /// float32.
     F32,
+    /// float64.
     F64,
+    /// A string (fixstr, str8..32).
     Str,
+    /// A binary (bin8..32).
     Bin,
+    /// An extension (fixext, ext8..32), e.g. EventTime.
     Ext,
+    /// An array.
     Array,
+    /// A map.
     Map,
 }
 
 impl Kind {
+    /// A name for messages (`integer`, `string`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Kind::Nil => "nil",
@@ -62,6 +83,7 @@ impl Kind {
 }
 
 impl Head {
+    /// The value's kind.
     pub fn kind(&self) -> Kind {
         match *self {
             Head::Scalar { kind, .. } => kind,
@@ -69,6 +91,7 @@ impl Head {
             Head::Map { .. } => Kind::Map,
         }
     }
+    /// Header bytes.
     pub fn hdr(&self) -> usize {
         match *self {
             Head::Scalar { hdr, .. } | Head::Array { hdr, .. } | Head::Map { hdr, .. } => hdr,
@@ -176,6 +199,7 @@ impl std::fmt::Debug for Skipper {
 }
 
 impl Skipper {
+    /// A skipper at the start of a value.
     pub fn new() -> Self {
         Self::default()
     }
@@ -448,7 +472,9 @@ pub(crate) fn skip(buf: &[u8]) -> Result<usize> {
 /// A bounds-checked cursor over a borrowed msgpack slice.
 #[derive(Debug, Clone, Copy)]
 pub struct Cursor<'a> {
+    /// The bytes read.
     pub buf: &'a [u8],
+    /// The offset of the next value in `buf`.
     pub pos: usize,
 }
 
@@ -457,18 +483,22 @@ fn wrong(pos: usize, expected: &'static str, found: Kind) -> DecodeError {
 }
 
 impl<'a> Cursor<'a> {
+    /// A cursor at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
         Cursor { buf, pos: 0 }
     }
+    /// True when every byte was read.
     #[inline]
     pub fn at_end(&self) -> bool {
         self.pos >= self.buf.len()
     }
+    /// The bytes not read yet.
     #[inline]
     pub fn rest(&self) -> &'a [u8] {
         &self.buf[self.pos.min(self.buf.len())..]
     }
 
+    /// The next value's header, without moving.
     #[inline]
     pub fn peek(&self) -> Result<Head> {
         match head(self.rest()) {
@@ -487,6 +517,7 @@ impl<'a> Cursor<'a> {
         Ok(&self.buf[start..self.pos])
     }
 
+    /// Reads an array header and returns its length (the elements come next).
     #[inline]
     pub fn array_len(&mut self) -> Result<u32> {
         match self.peek()? {
@@ -498,6 +529,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Reads a map header and returns its number of pairs.
     #[inline]
     pub fn map_len(&mut self) -> Result<u32> {
         match self.peek()? {
@@ -538,6 +570,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Reads a boolean.
     pub fn bool(&mut self) -> Result<bool> {
         match self.rest().first() {
             Some(0xc2) => {
@@ -552,6 +585,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Reads an integer of any width and sign.
     pub fn int(&mut self) -> Result<i128> {
         let start = self.pos;
         let v = read_int(self.value()?).ok_or_else(|| {

@@ -8,124 +8,29 @@
 //!   the inflater's state, and a JSON frame's conversion no more than a few times its
 //!   size (no value tree).
 //!
-//! Counts are per thread (tests run in parallel threads) and cover `alloc` and
-//! `realloc`; live bytes and their peak are tracked the same way.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+//! The allocator is `spate_testkit::alloc::Counting`: counts per thread (tests run in
+//! parallel threads) covering `alloc` and `realloc`, and live bytes with their peak.
 
 use bytes::BytesMut;
-use spate_protocol::encode::{self, raw, EntriesType, OptionsOut, TimeFormat};
+use spate_protocol::encode::{self, OptionsOut, TimeFormat};
 use spate_protocol::{ErrorKind, EventTime, Frame, FrameDecoder, Limits, Mode};
-
-struct Counting;
-
-thread_local! {
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-    static LIVE: Cell<i64> = const { Cell::new(0) };
-    static PEAK: Cell<i64> = const { Cell::new(0) };
-}
-
-fn add_live(d: i64) {
-    let _ = LIVE.try_with(|l| {
-        let v = l.get() + d;
-        l.set(v);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-        add_live(l.size() as i64);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-        add_live(l.size() as i64);
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        add_live(-(l.size() as i64));
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-        add_live(n as i64 - l.size() as i64);
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+use spate_testkit::alloc::{allocs, peak, reset_peak, Counting};
+use spate_testkit::wire::{self, r1, Wire};
 
 #[global_allocator]
 static A: Counting = Counting;
 
-fn allocs() -> u64 {
-    COUNT.with(|c| c.get())
-}
-
-/// Starts measuring peak memory from the current live bytes; returns that baseline.
-fn reset_peak() -> i64 {
-    let live = LIVE.with(|l| l.get());
-    PEAK.with(|p| p.set(live));
-    live
-}
-
-fn peak() -> i64 {
-    PEAK.with(|p| p.get())
-}
-
-/// R1 from BENCHMARKS.md: `{"host","level","status","message"}` with a varied message.
-fn r1(i: u32) -> Vec<u8> {
-    let mut r = Vec::new();
-    raw::map_header(&mut r, 4);
-    raw::str(&mut r, b"host");
-    raw::str(&mut r, b"web-01");
-    raw::str(&mut r, b"level");
-    raw::str(&mut r, b"info");
-    raw::str(&mut r, b"status");
-    raw::uint(&mut r, 200);
-    raw::str(&mut r, b"message");
-    raw::str(
-        &mut r,
-        format!("GET /api/v1/items/{i} HTTP/1.1 200 {} bytes in {} ms from 10.0.{}.{}", i * 7, i % 13, i % 255, i % 7)
-            .as_bytes(),
-    );
-    r
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum M {
-    Packed,
-    Forward,
-    /// `n` Message-mode frames back to back.
-    Messages,
-    Gzip,
-}
-
-fn stream(mode: M, n: u32) -> Vec<u8> {
-    let mut e = Vec::new();
-    for i in 0..n {
-        encode::entry(&mut e, EventTime::new(1_700_000_000 + i, i), TimeFormat::EventTime, &r1(i));
-    }
+/// `n` R1 events (bench/README.md) in `wire` mode (Message: `n` frames back to back).
+fn stream(wire: Wire, n: u32) -> Vec<u8> {
     let opt = OptionsOut { chunk: Some(b"abc"), size: Some(n as u64), ..Default::default() };
-    let mut f = Vec::new();
-    match mode {
-        M::Packed => encode::packed_forward(&mut f, b"tag", &e, EntriesType::Bin, &opt),
-        M::Forward => encode::forward(&mut f, b"tag", &e, n, &opt),
-        M::Gzip => encode::compressed_packed_forward(&mut f, b"tag", &e, &opt),
-        M::Messages => {
-            for i in 0..n {
-                encode::message(&mut f, b"tag", EventTime::new(1, i), TimeFormat::EventTime, &r1(i), &opt);
-            }
-        }
-    }
-    f
+    let events = (0..n).map(|i| (EventTime::new(1_700_000_000 + i, i), TimeFormat::EventTime, r1(u64::from(i))));
+    wire::frame(wire, b"tag", events, &opt)
 }
 
 /// Allocations made by decoding every frame of `stream(mode, n)` (already in the receive
 /// buffer) and reading every event's time and message; returns them with the number
 /// of events seen.
-fn measure(mode: M, n: u32) -> (u64, u32) {
+fn measure(mode: Wire, n: u32) -> (u64, u32) {
     let bytes = stream(mode, n);
     let mut buf = BytesMut::with_capacity(bytes.len());
     buf.extend_from_slice(&bytes);
@@ -149,7 +54,7 @@ fn measure(mode: M, n: u32) -> (u64, u32) {
 
 #[test]
 fn decode_and_iterate_allocations_do_not_depend_on_event_count() {
-    for mode in [M::Packed, M::Forward, M::Messages] {
+    for mode in [Wire::PackedBin, Wire::Forward, Wire::Message] {
         let (a10, e10) = measure(mode, 10);
         let (a1000, e1000) = measure(mode, 1000);
         assert_eq!((e10, e1000), (10, 1000));
@@ -165,8 +70,8 @@ fn decode_and_iterate_allocations_do_not_depend_on_event_count() {
 fn compressed_frames_allocate_buffers_not_events() {
     // The inflater's state and the inflated entries (grown by doubling): a few
     // allocations whatever the event count, and never one per event.
-    let (a10, _) = measure(M::Gzip, 10);
-    let (a1000, e) = measure(M::Gzip, 1000);
+    let (a10, _) = measure(Wire::Gzip, 10);
+    let (a1000, e) = measure(Wire::Gzip, 1000);
     assert_eq!(e, 1000);
     eprintln!("Gzip: 10 events {a10} allocations, 1000 events {a1000}");
     assert!(a10 <= 8 && a1000 <= 8, "{a10} and {a1000}");
@@ -198,7 +103,7 @@ fn inflating_just_under_the_limit_does_not_overshoot_it() {
     let mut e = Vec::new();
     let mut i = 0;
     while e.len() < limit * 3 / 4 {
-        encode::entry(&mut e, EventTime::new(i, 0), TimeFormat::EventTime, &r1(i));
+        encode::entry(&mut e, EventTime::new(i, 0), TimeFormat::EventTime, &r1(u64::from(i)));
         i += 1;
     }
     let mut f = Vec::new();

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use spate_protocol::encode::{self, raw, EntriesType, OptionsOut, TimeFormat};
 use spate_protocol::{Compression, DecodeError, EventBatch, EventTime, Frame, FrameDecoder, Limits, Mode};
+use spate_testkit::wire::{self, Wire};
 
 /// A msgpack value to generate records from.
 #[derive(Debug, Clone)]
@@ -106,46 +107,13 @@ fn time() -> impl Strategy<Value = (EventTime, TimeFormat)> {
 
 type Events = Vec<((EventTime, TimeFormat), Vec<u8>)>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum M {
-    Message,
-    Forward,
-    PackedBin,
-    PackedStr,
-    Gzip,
-    Zstd,
+fn mode() -> impl Strategy<Value = Wire> {
+    proptest::sample::select(&Wire::ALL[..])
 }
 
-const MODES: [M; 6] = [M::Message, M::Forward, M::PackedBin, M::PackedStr, M::Gzip, M::Zstd];
-
-fn mode() -> impl Strategy<Value = M> {
-    proptest::sample::select(&MODES[..])
-}
-
-/// Encodes one frame of `events` (Message mode: the first event only).
-fn build(m: M, tag: &str, events: &[((EventTime, TimeFormat), Vec<u8>)], opt: OptionsOut<'_>) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut entries = Vec::new();
-    for ((t, f), r) in events {
-        encode::entry(&mut entries, *t, *f, r);
-    }
-    let tag = tag.as_bytes();
-    match m {
-        M::Message => {
-            let ((t, f), r) = &events[0];
-            encode::message(&mut out, tag, *t, *f, r, &opt);
-        }
-        M::Forward => encode::forward(&mut out, tag, &entries, events.len() as u32, &opt),
-        M::PackedBin => encode::packed_forward(&mut out, tag, &entries, EntriesType::Bin, &opt),
-        M::PackedStr => encode::packed_forward(&mut out, tag, &entries, EntriesType::Str32, &opt),
-        M::Gzip => encode::compressed_packed_forward(&mut out, tag, &entries, &opt),
-        M::Zstd => {
-            let z = spate_protocol::compress::zstd_compress(&entries, 3);
-            let opt = OptionsOut { compressed: Some(Compression::Zstd), ..opt };
-            encode::packed_forward(&mut out, tag, &z, EntriesType::Bin, &opt)
-        }
-    }
-    out
+/// Encodes one frame of `events` (callers pass one event for Message mode).
+fn build(m: Wire, tag: &str, events: &[((EventTime, TimeFormat), Vec<u8>)], opt: OptionsOut<'_>) -> Vec<u8> {
+    wire::frame(m, tag.as_bytes(), events.iter().map(|((t, f), r)| (*t, *f, r)), &opt)
 }
 
 /// Decodes `bytes` fed in pieces cut at `cuts` (any order, any values: taken modulo the
@@ -207,7 +175,7 @@ proptest! {
         chunk in chunk(),
         size in proptest::option::of(any::<u64>()),
     ) {
-        let events: Events = if m == M::Message { events[..1].to_vec() } else { events };
+        let events: Events = if m == Wire::Message { events[..1].to_vec() } else { events };
         let opt = OptionsOut { chunk: chunk.as_deref().map(str::as_bytes), size, ..Default::default() };
         let bytes = build(m, &tag, &events, opt);
         let frames = whole(&bytes);
@@ -218,11 +186,11 @@ proptest! {
         prop_assert_eq!(b.option.size, size);
         prop_assert_eq!(b.wire_len, bytes.len());
         let (want_mode, want_compressed) = match m {
-            M::Message => (Mode::Message, None),
-            M::Forward => (Mode::Forward, None),
-            M::PackedBin | M::PackedStr => (Mode::PackedForward, None),
-            M::Gzip => (Mode::CompressedPackedForward, Some(Compression::Gzip)),
-            M::Zstd => (Mode::CompressedPackedForward, Some(Compression::Zstd)),
+            Wire::Message => (Mode::Message, None),
+            Wire::Forward => (Mode::Forward, None),
+            Wire::PackedBin | Wire::PackedStr => (Mode::PackedForward, None),
+            Wire::Gzip => (Mode::CompressedPackedForward, Some(Compression::Gzip)),
+            Wire::Zstd => (Mode::CompressedPackedForward, Some(Compression::Zstd)),
         };
         prop_assert_eq!(b.mode, want_mode);
         prop_assert_eq!(b.option.compressed, want_compressed);
@@ -233,7 +201,7 @@ proptest! {
         // then record), so pass-through can forward them unchanged.
         let mut entries = Vec::new();
         for ((t, f), r) in &events {
-            if m == M::Message {
+            if m == Wire::Message {
                 encode::time(&mut entries, *t, *f);
                 entries.extend_from_slice(r);
             } else {
@@ -277,7 +245,7 @@ proptest! {
     ) {
         let mut stream = Vec::new();
         for (i, (m, tag, evs, chunk)) in frames.iter().enumerate() {
-            let evs = if *m == M::Message { evs[..1].to_vec() } else { evs.clone() };
+            let evs = if *m == Wire::Message { evs[..1].to_vec() } else { evs.clone() };
             let opt = OptionsOut { chunk: chunk.as_deref().map(str::as_bytes), ..Default::default() };
             stream.extend(build(*m, tag, &evs, opt));
             if i % 2 == 0 {
@@ -379,7 +347,7 @@ proptest! {
         cut in any::<usize>(),
         split in any::<usize>(),
     ) {
-        let events = if m == M::Message { events[..1].to_vec() } else { events };
+        let events = if m == Wire::Message { events[..1].to_vec() } else { events };
         let mut bytes = build(m, "t", &events, OptionsOut { chunk: Some(b"c"), ..Default::default() });
         for (i, b) in flips {
             let n = bytes.len();
@@ -441,13 +409,13 @@ fn every_byte_boundary_of_a_mixed_stream() {
         ((EventTime::new(3, 0), TimeFormat::Integer), kv(b"message", &[b'm'; 300])),
     ];
     let mut stream = Vec::new();
-    for m in MODES {
-        let e = if m == M::Message { evs[..1].to_vec() } else { evs.clone() };
+    for m in Wire::ALL {
+        let e = if m == Wire::Message { evs[..1].to_vec() } else { evs.clone() };
         stream.extend(build(m, "tag.x", &e, OptionsOut { chunk: Some(b"id\n"), size: Some(2), compressed: None }));
         stream.push(0xc0);
     }
     let whole = whole(&stream);
-    assert_eq!(whole.len(), 2 * MODES.len());
+    assert_eq!(whole.len(), 2 * Wire::ALL.len());
     for cut in 0..=stream.len() {
         assert_eq!(decode_stream(&stream, &[cut], Limits::default()).unwrap(), whole, "split at {cut}");
     }

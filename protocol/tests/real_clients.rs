@@ -24,21 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use spate_protocol::msgpack::Kind;
 use spate_protocol::{Compression, EventBatch, EventTime, Frame, FrameDecoder, Limits, Mode, RecordRef};
-
-/// True if python3 can import every module. Otherwise prints why and returns false, or
-/// fails when `required` and `SPATE_REQUIRE_PY=1`.
-fn python(modules: &[&str], required: bool) -> bool {
-    let script = modules.iter().map(|m| format!("import {m}")).collect::<Vec<_>>().join("; ");
-    let ok = Command::new("python3").args(["-c", &script]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    if !ok {
-        let why = format!("python3 with {modules:?} is not available (pip install fluent-logger msgpack zstandard)");
-        if required && std::env::var("SPATE_REQUIRE_PY").as_deref() == Ok("1") {
-            panic!("{why}, and SPATE_REQUIRE_PY=1");
-        }
-        eprintln!("skipped: {why}");
-    }
-    ok
-}
+use spate_testkit::process::{python, skip};
+use spate_testkit::wire::{batches, decode_all};
 
 fn run_py(script: &str) -> Vec<u8> {
     let o = Command::new("python3").args(["-c", script]).output().expect("run python3");
@@ -72,28 +59,6 @@ fn capture(script_for_port: impl Fn(u16) -> String) -> Vec<u8> {
     run_py(&script_for_port(port));
     TcpStream::connect(("127.0.0.1", port)).unwrap().write_all(END).unwrap();
     reader.join().unwrap()
-}
-
-fn decode_all(bytes: &[u8]) -> Vec<Frame> {
-    let mut buf = BytesMut::from(bytes);
-    let mut dec = FrameDecoder::new(Limits::default());
-    let mut out = Vec::new();
-    while let Some(f) = dec.decode(&mut buf).unwrap() {
-        out.push(f);
-    }
-    assert!(buf.is_empty(), "{} bytes left over", buf.len());
-    assert_eq!(dec.consumed(), bytes.len() as u64);
-    out
-}
-
-fn batches(frames: Vec<Frame>) -> Vec<EventBatch> {
-    frames
-        .into_iter()
-        .filter_map(|f| match f {
-            Frame::Events(b) => Some(b),
-            Frame::Heartbeat => None,
-        })
-        .collect()
 }
 
 fn json(r: RecordRef<'_>) -> String {
@@ -493,7 +458,7 @@ fn ruby() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!("skipped: ruby with the msgpack and json gems is not available");
+        skip("ruby with the msgpack and json gems is not available");
     }
     ok
 }

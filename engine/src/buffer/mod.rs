@@ -8,13 +8,19 @@
 //! the shard's group commit ([`sync`]) before in_forward acks it, and keeps only the
 //! not-yet-written tail of each chunk in memory.
 
+pub mod chunk;
+pub mod chunk_file;
 pub mod conf;
+pub mod error;
 pub mod file;
-pub mod memory;
+pub mod fluentd_import;
 pub mod placeholders;
+pub mod queue;
 pub mod sync;
 
-pub use memory::{Buffer, Chunk};
+pub use chunk::Chunk;
+pub use error::BufferError;
+pub use queue::Buffer;
 
 /// The memory buffer is a [`Buffer`] without a file store (name kept for callers).
 pub type MemoryBuffer = Buffer;
@@ -23,19 +29,3 @@ pub use conf::{
     BufferConf, BufferDefaults, FlushMode, OverflowAction, RetryType, TimeKey, FILE_CHUNK_LIMIT_SIZE,
     FILE_TOTAL_LIMIT_SIZE,
 };
-
-/// Why a batch was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BufferError {
-    #[error("buffer space has too many data (total_limit_size {limit} bytes reached)")]
-    Overflow { limit: usize, block: bool },
-    #[error("file buffer {path}: {reason}")]
-    Io { path: String, reason: String },
-}
-
-impl BufferError {
-    /// The input should wait for room and retry instead of rejecting (`overflow_action block`).
-    pub fn is_block(&self) -> bool {
-        matches!(self, BufferError::Overflow { block: true, .. })
-    }
-}

@@ -17,9 +17,6 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use super::file;
-use super::Buffer;
-
 /// A one-shot wake-up for one waiting task.
 #[derive(Default)]
 pub struct Notify {
@@ -62,9 +59,29 @@ pub struct SyncStats {
     pub failures: u64,
 }
 
-/// A registered file buffer, the flush task to wake after commits, and the output's id
-/// (error lines name it).
-type Registered = (Weak<RefCell<Buffer>>, Weak<Notify>, String);
+/// What the group commit needs of a file buffer: the blocking work for its dirty
+/// chunks, and a place to apply the outcome. The file buffer's queue implements it;
+/// this file knows nothing of chunks or files.
+pub trait CommitSource {
+    /// Takes the buffer's unwritten entries as blocking work (`None`: nothing dirty).
+    fn prepare(&mut self) -> Option<Box<dyn CommitWork>>;
+    /// Applies the finished work on the shard. `Err(reason)`: some of it was not
+    /// stored; the events of this commit must not be acked.
+    fn finish(&mut self, work: Box<dyn CommitWork>) -> Result<(), String>;
+}
+
+/// The blocking part of one buffer's share of a commit (writes and fdatasyncs).
+pub trait CommitWork: Send {
+    /// Runs on the blocking pool.
+    fn run(&mut self);
+    /// (chunks written, bytes written, failed writes), for the commit statistics.
+    fn written(&self) -> (u64, u64, u64);
+    /// For [`CommitSource::finish`] to get its own type back.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}
+
+/// A registered file buffer and the flush task to wake after commits.
+type Registered = (Weak<RefCell<dyn CommitSource>>, Weak<Notify>);
 
 /// One shard's group commit.
 #[derive(Default)]
@@ -79,17 +96,8 @@ pub struct Syncer {
     waiters: RefCell<Vec<Waker>>,
     started: Cell<bool>,
     stats: Cell<SyncStats>,
-    /// Duration of each group commit that wrote something.
+    /// Duration of each group commit.
     pub latency: crate::metrics::Histogram,
-}
-
-thread_local! {
-    static SHARD: Rc<Syncer> = Rc::new(Syncer::default());
-}
-
-/// This shard's (thread's) group commit.
-pub fn shard() -> Rc<Syncer> {
-    SHARD.with(Rc::clone)
 }
 
 impl Syncer {
@@ -135,14 +143,15 @@ impl Syncer {
         ]
     }
 
-    /// Registers a file buffer of output `id` and the flush task to wake when its
-    /// chunks become durable (again after a reload handed the buffer to a new output:
-    /// the new flush task replaces the old); starts the commit task on first use.
-    pub fn register(self: &Rc<Self>, buffer: &Rc<RefCell<Buffer>>, flusher: &Rc<Notify>, id: &str) {
+    /// Registers a file buffer and the flush task to wake when its chunks become
+    /// durable (again after a reload handed the buffer to a new output: the new flush
+    /// task replaces the old); starts the commit task on first use.
+    pub fn register(self: &Rc<Self>, buffer: Rc<RefCell<dyn CommitSource>>, flusher: &Rc<Notify>) {
         {
             let mut regs = self.buffers.borrow_mut();
-            regs.retain(|(b, _, _)| b.strong_count() > 0 && !std::ptr::eq(b.as_ptr(), Rc::as_ptr(buffer)));
-            regs.push((Rc::downgrade(buffer), Rc::downgrade(flusher), id.to_string()));
+            let same = |b: &Weak<RefCell<dyn CommitSource>>| std::ptr::addr_eq(b.as_ptr(), Rc::as_ptr(&buffer));
+            regs.retain(|(b, _)| b.strong_count() > 0 && !same(b));
+            regs.push((Rc::downgrade(&buffer), Rc::downgrade(flusher)));
         }
         if !self.started.replace(true) {
             let me = self.clone();
@@ -212,59 +221,49 @@ impl Syncer {
 
     /// One group commit over every registered buffer.
     async fn commit(&self) -> Result<(), String> {
-        let mut jobs = Vec::new();
-        let mut live = Vec::new();
+        let mut works = Vec::new();
+        let mut owners = Vec::new();
+        let mut flushers = Vec::new();
         {
             let mut regs = self.buffers.borrow_mut();
-            regs.retain(|(b, _, _)| b.strong_count() > 0);
-            for (i, (b, n, id)) in regs.iter().enumerate() {
+            regs.retain(|(b, _)| b.strong_count() > 0);
+            for (b, n) in regs.iter() {
                 if let Some(b) = b.upgrade() {
-                    for c in b.borrow_mut().dirty_chunks() {
-                        if let Some(j) = file::job_for(i, c) {
-                            jobs.push(j);
-                        }
+                    let work = b.borrow_mut().prepare();
+                    if let Some(w) = work {
+                        works.push(w);
+                        owners.push(b);
                     }
-                    live.push((i, b, n.clone(), id.clone()));
+                    flushers.push(n.clone());
                 }
             }
         }
-        if jobs.is_empty() {
+        if works.is_empty() {
             return Ok(());
         }
-        let done = glommio::executor().spawn_blocking(move || file::run_jobs(jobs)).await;
+        let works = glommio::executor()
+            .spawn_blocking(move || {
+                let mut works = works;
+                for w in works.iter_mut() {
+                    w.run();
+                }
+                works
+            })
+            .await;
         let mut st = self.stats.get();
         st.commits += 1;
         let mut first_err = None;
-        for d in &done {
-            st.chunks_written += 1;
-            st.bytes_written += d.bytes as u64;
-            let Some((_, b, _, id)) = live.iter().find(|(i, _, _, _)| *i == d.buffer) else { continue };
-            let mut b = b.borrow_mut();
-            match b.chunk_mut(&d.id) {
-                Some(c) => file::apply(c, d),
-                None => {
-                    // The chunk was dropped meanwhile: its file goes too.
-                    if d.created || d.file.is_some() {
-                        if let Some(p) =
-                            b.store.as_ref().map(|s| s.dir.join(format!("{}.chunk", spate_protocol::hex(&d.id))))
-                        {
-                            let _ = std::fs::remove_file(p);
-                        }
-                    }
-                }
-            }
-            if let Some(e) = &d.err {
-                st.failures += 1;
-                b.unaccount(d.bytes);
-                crate::error!(
-                    "{id}: file buffer: writing {} events to disk failed: {e}; they are not acked (clients resend)",
-                    d.count
-                );
-                first_err.get_or_insert_with(|| e.clone());
+        for (w, b) in works.into_iter().zip(owners) {
+            let (chunks, bytes, failures) = w.written();
+            st.chunks_written += chunks;
+            st.bytes_written += bytes;
+            st.failures += failures;
+            if let Err(e) = b.borrow_mut().finish(w) {
+                first_err.get_or_insert(e);
             }
         }
         self.stats.set(st);
-        for (_, _, n, _) in &live {
+        for n in &flushers {
             if let Some(n) = n.upgrade() {
                 n.notify();
             }

@@ -26,9 +26,7 @@ pub fn section_key(e: &Element) -> String {
 pub fn masked_attrs(e: &Element) -> Vec<(String, String)> {
     e.attrs
         .iter()
-        .map(|a| {
-            (a.key.clone(), if crate::metrics::is_secret(&a.key) { "xxxxxx".to_string() } else { a.value.clone() })
-        })
+        .map(|a| (a.key.clone(), if is_secret(&a.key) { "xxxxxx".to_string() } else { a.value.clone() }))
         .collect()
 }
 
@@ -51,7 +49,7 @@ fn write_body(e: &Element, depth: usize, mask: bool, out: &mut String, with_arg:
         out.push_str("  ");
         out.push_str(&a.key);
         out.push(' ');
-        if mask && crate::metrics::is_secret(&a.key) {
+        if mask && is_secret(&a.key) {
             out.push_str("xxxxxx");
         } else {
             out.push_str(&a.value);
@@ -65,6 +63,22 @@ fn write_body(e: &Element, depth: usize, mask: bool, out: &mut String, with_arg:
     out.push_str("</");
     out.push_str(&e.name);
     out.push_str(">\n");
+}
+
+/// Whether a parameter holds a secret (masked as `xxxxxx` in monitor_agent's `config`
+/// and the config dump, as fluentd masks its `secret: true` parameters).
+pub fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k == "shared_key"
+        || k.contains("password")
+        || k.contains("passphrase")
+        || k.contains("secret")
+        || k.contains("token")
+        || k == "aws_key_id"
+        || k.ends_with("sec_key")
+        || k == "api_key"
+        || k.ends_with("_api_key")
+        || k == "sasl_plain_password"
 }
 
 #[cfg(test)]
@@ -87,5 +101,14 @@ mod tests {
         );
         assert_eq!(section_key(&root.elements[1]), "<match>\n  @type null\n</match>\n");
         assert_eq!(masked_attrs(&root.elements[0].elements[0]), vec![("shared_key".to_string(), "xxxxxx".to_string())]);
+    }
+
+    #[test]
+    fn secrets() {
+        for k in ["shared_key", "password", "private_key_passphrase", "aws_sec_key", "aws_key_id"] {
+            assert!(is_secret(k), "{k}");
+        }
+        assert!(!is_secret("port"));
+        assert!(!is_secret("host"));
     }
 }

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::element::{Attr, ConfigError, Element, Pos, Warning};
 use super::ruby::{self, Eval, EvalContext, Value};
-use super::{Attr, ConfigError, Element, Pos, Warning};
 
 /// Deepest section nesting (across included files).
 pub const MAX_NESTING: usize = 64;

@@ -63,6 +63,7 @@ fn civil(sec: i64, zone: Zone) -> Civil {
     let tt = t as libc::time_t;
     // SAFETY: the *_r functions write only into the zeroed tm we own.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals of the right types.
     unsafe {
         if local {
             libc::localtime_r(&tt, &mut tm);

@@ -143,7 +143,8 @@ impl BufferedOutput {
             self.buffer.borrow_mut().reconfigure(conf);
         }
         if self.buffer.borrow().is_file() {
-            self.syncer.register(&self.buffer, &self.notify, &self.id);
+            self.buffer.borrow_mut().set_owner(&self.id);
+            self.syncer.register(self.buffer.clone(), &self.notify);
         }
         self.writer.clone().start();
     }
@@ -217,7 +218,7 @@ impl BufferedOutput {
                 continue;
             };
             if chunk.on_disk() {
-                if let Err(e) = crate::buffer::file::load(&mut chunk).await {
+                if let Err(e) = crate::buffer::chunk_file::load(&mut chunk).await {
                     crate::error!("{}: cannot read chunk {}: {e}; it is set aside", self.id, hex(&chunk.id));
                     OutputMetrics::add(&self.metrics.dropped_records, chunk.count as u64);
                     self.buffer.borrow_mut().discard(chunk);

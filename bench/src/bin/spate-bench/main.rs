@@ -1,4 +1,4 @@
-//! `spate-bench`: runs the BENCHMARKS.md scenarios side by side against spate, Ruby
+//! `spate-bench`: runs the scenarios of bench/README.md side by side against spate, Ruby
 //! fluentd and fluent-bit (whichever are found), pinned system-under-test on one CPU and
 //! the load generator on the other, and writes results JSON; `report` regenerates
 //! `results/README.md` and SVG charts; `compare` guards against regressions.
@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use serde_json::{json, Value};
+use spate_testkit::forward::loadgen_events;
+use spate_testkit::free_port;
+use spate_testkit::net::wait_listening;
+use spate_testkit::process::terminate;
 use systems::{Kind, Pipeline, System};
 
 /// spate-bench: side-by-side benchmarks of spate, fluentd and fluent-bit.
@@ -103,8 +107,10 @@ fn initial_cpus() -> &'static Vec<usize> {
     CPUS.get_or_init(|| {
         // SAFETY: sched_getaffinity fills the zeroed set we own.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the size passed is `set`'s own; the kernel writes at most that much.
         let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
         let v: Vec<usize> = if ok {
+            // SAFETY: c < CPU_SETSIZE, inside the set.
             (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
         } else {
             vec![]
@@ -138,36 +144,9 @@ fn pinned(cpu: Option<usize>, cmd: &Path) -> Command {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or(24224, |a| a.port())
-}
-
-fn wait_listening(port: u16, child: &mut Child, within: Duration) -> Result<(), String> {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            return Err(format!("exited before listening: {st}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("did not listen on port {port} within {within:?}"))
-}
-
+/// SIGTERM and up to 30 s for the exit (a SIGKILL after that).
 fn stop(child: &mut Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let end = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < end {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = terminate(child, Duration::from_secs(30));
 }
 
 /// Load-generator settings of a scenario.
@@ -298,7 +277,7 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     let pid = child.id();
     if let Err(e) = wait_listening(port, &mut child, Duration::from_secs(90)) {
         stop(&mut child);
-        return Err(e);
+        return Err(e.to_string());
     }
     // Let fluentd finish booting its worker before measuring.
     std::thread::sleep(Duration::from_millis(if sys.kind == Kind::Fluentd { 2000 } else { 300 }));
@@ -326,7 +305,7 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     if let Some(s) = sink {
         // Everything acked must reach the sink (flush 100 ms; allow slow systems time).
         // Counted by tag: fluentd also routes its own logs (fluent.*) to `**`.
-        let ours = |s: &spate_loadgen::sink::SinkHandle| s.report().by_tag.get("spate.loadgen").map_or(0, |t| t.events);
+        let ours = loadgen_events;
         let want = f(&gen, "events_sent_total") as u64;
         let end = Instant::now() + Duration::from_secs(60);
         while ours(&s) < want && Instant::now() < end {

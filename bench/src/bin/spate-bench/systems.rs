@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use spate_testkit::process::on_path;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Spate,
@@ -50,11 +52,6 @@ pub enum Pipeline {
     Relay { sink_port: u16 },
     /// forward -> file buffer (flush 100 ms) -> forward with acks -> sink
     DurableRelay { sink_port: u16 },
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 fn version_of(cmd: &Path, args: &[&str]) -> Option<String> {

@@ -3,13 +3,12 @@
 //! registry row.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Duration;
 
 use spate_protocol::Limits;
 
 use crate::config::{ConfigError, Element};
-use crate::plugin::{Build, BuildError, Emitter, Input, InputPlan, Kind, PlanCtx, Registration, ShardCtx};
+use crate::plugin::{Build, InputPlan, Kind, PlanCtx, Registration};
 
 /// in_forward parameters, fluentd's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,22 +152,4 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         c.security = Some(crate::security::server_from_element(s)?);
     }
     Ok(Box::new(c))
-}
-
-impl InputPlan for ForwardInConf {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn type_name(&self) -> &'static str {
-        "forward"
-    }
-    fn label(&self) -> usize {
-        self.label
-    }
-    fn describe(&self) -> String {
-        format!("{}:{}", self.bind, self.port)
-    }
-    fn build(&self, ctx: &Rc<ShardCtx>, emitter: Rc<dyn Emitter>) -> Result<Rc<dyn Input>, BuildError> {
-        Ok(super::ForwardInput::new(self.clone(), emitter, ctx.syncer.clone()))
-    }
 }

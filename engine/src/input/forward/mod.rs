@@ -20,7 +20,7 @@ use spate_protocol::encode;
 use spate_protocol::{EventBatch, Frame, FrameDecoder, Limits};
 
 use crate::buffer::sync::Syncer;
-use crate::plugin::{Emitter, Input, Listening, LocalFuture};
+use crate::plugin::{BuildError, Emitter, Input, InputPlan, Listening, LocalFuture, ShardCtx};
 use crate::tls::Stream;
 
 pub mod conf;
@@ -606,5 +606,22 @@ async fn heartbeat_loop(sock: glommio::net::UdpSocket) {
             }
             Err(_) => glommio::timer::sleep(Duration::from_millis(50)).await,
         }
+    }
+}
+impl InputPlan for ForwardInConf {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn type_name(&self) -> &'static str {
+        "forward"
+    }
+    fn label(&self) -> usize {
+        self.label
+    }
+    fn describe(&self) -> String {
+        format!("{}:{}", self.bind, self.port)
+    }
+    fn build(&self, ctx: &Rc<ShardCtx>, emitter: Rc<dyn Emitter>) -> Result<Rc<dyn Input>, BuildError> {
+        Ok(ForwardInput::new(self.clone(), emitter, ctx.syncer.clone()))
     }
 }

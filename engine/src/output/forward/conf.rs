@@ -3,12 +3,11 @@
 //! registration as a buffered output (chunk key `tag` required, as in fluentd).
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::rc::Rc;
 use std::time::Duration;
 
 use crate::buffer::BufferDefaults;
 use crate::config::{ConfigError, Element};
-use crate::plugin::{Build, BuildError, Kind, PlanCtx, Registration, ShardCtx, Writer, WriterPlan, WriterSetup};
+use crate::plugin::{Build, Kind, PlanCtx, Registration, WriterPlan, WriterSetup};
 
 /// One `<server>`.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,23 +196,4 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
     let conf = from_element(e)?;
     setup.buffer(e, &BufferDefaults { keys: &["tag"], tag_required: true, ..Default::default() })?;
     Ok(Box::new(conf))
-}
-
-impl WriterPlan for ForwardConf {
-    fn type_name(&self) -> &'static str {
-        "forward"
-    }
-
-    fn describe(&self) -> String {
-        let servers: Vec<String> = self
-            .servers
-            .iter()
-            .map(|s| format!("{}:{}{}", s.host, s.port, if s.standby { " (standby)" } else { "" }))
-            .collect();
-        format!("{}{}", servers.join(", "), if self.require_ack_response { ", acks" } else { "" })
-    }
-
-    fn build(&self, id: &str, _ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Writer>, BuildError> {
-        Ok(Rc::new(super::ForwardSender::new(id.to_string(), self.clone())))
-    }
 }

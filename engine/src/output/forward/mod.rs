@@ -32,7 +32,7 @@ use spate_protocol::msgpack::Skipper;
 use spate_protocol::{Compression, EntriesFormat, Events};
 
 use crate::buffer::Chunk;
-use crate::plugin::{ChunkVars, LocalFuture, WriteError, Writer};
+use crate::plugin::{BuildError, ChunkVars, LocalFuture, ShardCtx, WriteError, Writer, WriterPlan};
 
 pub mod conf;
 pub mod phi;
@@ -602,6 +602,25 @@ impl Writer for ForwardSender {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+impl WriterPlan for ForwardConf {
+    fn type_name(&self) -> &'static str {
+        "forward"
+    }
+
+    fn describe(&self) -> String {
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("{}:{}{}", s.host, s.port, if s.standby { " (standby)" } else { "" }))
+            .collect();
+        format!("{}{}", servers.join(", "), if self.require_ack_response { ", acks" } else { "" })
+    }
+
+    fn build(&self, id: &str, _ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Writer>, BuildError> {
+        Ok(Rc::new(ForwardSender::new(id.to_string(), self.clone())))
     }
 }
 

@@ -14,75 +14,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use spate_protocol::{EntriesFormat, EventBatch};
 
-use super::file::{ChunkDisk, FileStore};
-use super::{BufferConf, BufferError, OverflowAction};
-
-/// A chunk of packed `[time, record]` entries of one tag (and time slice).
-#[derive(Debug)]
-pub struct Chunk {
-    pub id: [u8; 16],
-    pub tag: Bytes,
-    /// Start of the chunk's time slice when `time` is a chunk key.
-    pub timekey: Option<i64>,
-    /// Values of the record-field chunk keys, each as u32 LE length + text (see
-    /// [`Chunk::var`]).
-    pub vars: Bytes,
-    /// Memory buffer: all entries. File buffer: entries not yet written to the file
-    /// (after [`super::file::load`], all entries).
-    pub data: Vec<u8>,
-    pub count: u32,
-    /// Entry bytes in the chunk (in memory and on disk).
-    pub size: usize,
-    pub created: Instant,
-    /// Failed send attempts so far.
-    pub retries: u32,
-    pub first_failure: Option<Instant>,
-    pub(crate) disk: Option<ChunkDisk>,
-}
-
-impl Chunk {
-    pub(crate) fn new(id: [u8; 16], tag: Bytes, timekey: Option<i64>, cap: usize) -> Self {
-        Chunk {
-            id,
-            tag,
-            timekey,
-            vars: Bytes::new(),
-            data: Vec::with_capacity(cap),
-            count: 0,
-            size: 0,
-            created: Instant::now(),
-            retries: 0,
-            first_failure: None,
-            disk: None,
-        }
-    }
-
-    /// Whether every entry is in `data` or durable on disk (nothing in flight).
-    fn ready(&self) -> bool {
-        self.disk.as_ref().is_none_or(|d| !d.syncing && self.data.is_empty())
-    }
-
-    /// The value of record-field chunk key number `i` (in `<buffer>` order), as text.
-    pub fn var(&self, i: usize) -> Option<&[u8]> {
-        let mut rest = &self.vars[..];
-        let mut k = 0;
-        while rest.len() >= 4 {
-            let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let v = rest.get(4..4 + n)?;
-            if k == i {
-                return Some(v);
-            }
-            rest = &rest[4 + n..];
-            k += 1;
-        }
-        None
-    }
-
-    /// Whether the chunk lives in a file (its entries must be loaded before sending).
-    pub fn on_disk(&self) -> bool {
-        self.disk.is_some()
-    }
-}
+use super::chunk::Chunk;
+use super::chunk_file;
+use super::conf::{BufferConf, FlushMode, OverflowAction};
+use super::error::BufferError;
+use super::file::FileStore;
+use super::sync::{CommitSource, CommitWork};
 
 pub struct Buffer {
     conf: BufferConf,
@@ -101,6 +38,8 @@ pub struct Buffer {
     pub dropped_events: u64,
     /// Of those, dropped by `overflow_action drop_oldest_chunk`.
     pub dropped_oldest: u64,
+    /// The id of the output this buffer belongs to (log lines name it).
+    owner: String,
     pub(crate) store: Option<FileStore>,
 }
 
@@ -138,6 +77,7 @@ impl Buffer {
             dropped_chunks: 0,
             dropped_events: 0,
             dropped_oldest: 0,
+            owner: String::from("file buffer"),
             store: None,
         }
     }
@@ -194,6 +134,11 @@ impl Buffer {
         v.sort_unstable();
         v.dedup();
         v
+    }
+
+    /// Names the output this buffer belongs to (its log lines start with it).
+    pub fn set_owner(&mut self, id: &str) {
+        self.owner = id.to_string();
     }
 
     /// A reload handed this buffer to a new output with `conf`. When the chunk keys
@@ -326,7 +271,7 @@ impl Buffer {
         if let Some(s) = &self.store {
             s.syncer.written();
         }
-        if self.conf.effective_flush_mode() == super::FlushMode::Immediate {
+        if self.conf.effective_flush_mode() == FlushMode::Immediate {
             self.set_key(&batch.tag, None);
             if self.conf.timekey.is_none() {
                 self.rotate_key();
@@ -419,7 +364,7 @@ impl Buffer {
             .filter(|(_, c)| {
                 force
                     || match mode {
-                        super::FlushMode::Lazy => match (&tk, c.timekey) {
+                        FlushMode::Lazy => match (&tk, c.timekey) {
                             (Some(k), Some(s)) => wall >= s + k.secs + k.wait.as_secs() as i64,
                             _ => false,
                         },
@@ -438,7 +383,7 @@ impl Buffer {
     /// Time until the oldest staged chunk becomes due.
     pub fn next_due(&self, now: Instant) -> Option<std::time::Duration> {
         match self.conf.effective_flush_mode() {
-            super::FlushMode::Lazy => {
+            FlushMode::Lazy => {
                 let k = self.conf.timekey.as_ref()?;
                 let wall = unix_now();
                 self.staged
@@ -460,7 +405,7 @@ impl Buffer {
     /// Takes the next queued chunk for sending; its bytes stay accounted until
     /// [`Buffer::commit`] or [`Buffer::requeue`]. A file chunk whose tail is not durable
     /// yet is not handed out (the queue keeps its order); a file chunk comes with empty
-    /// `data`: load it with [`super::file::load`].
+    /// `data`: load it with [`super::chunk_file::load`].
     pub fn take(&mut self) -> Option<Chunk> {
         if self.queue.front().is_some_and(Chunk::ready) {
             self.queue.pop_front()
@@ -502,22 +447,47 @@ impl Buffer {
         self.release(chunk);
     }
 
-    /// Every chunk with entries not yet on disk (for the group commit).
-    pub(crate) fn dirty_chunks(&mut self) -> impl Iterator<Item = &mut Chunk> {
-        self.staged
-            .values_mut()
-            .chain(self.queue.iter_mut())
-            .filter(|c| c.disk.as_ref().is_some_and(|d| !d.syncing) && !c.data.is_empty())
-    }
-
-    /// Finds a staged or queued chunk by id (group-commit results).
-    pub(crate) fn chunk_mut(&mut self, id: &[u8; 16]) -> Option<&mut Chunk> {
-        self.staged.values_mut().chain(self.queue.iter_mut()).find(|c| &c.id == id)
-    }
-
     /// Forgets `bytes` that a failed write took out of a chunk.
-    pub(crate) fn unaccount(&mut self, bytes: usize) {
+    fn unaccount(&mut self, bytes: usize) {
         self.bytes = self.bytes.saturating_sub(bytes);
+    }
+}
+
+impl CommitSource for Buffer {
+    fn prepare(&mut self) -> Option<Box<dyn CommitWork>> {
+        let jobs: Vec<_> =
+            self.staged.values_mut().chain(self.queue.iter_mut()).filter_map(chunk_file::job_for).collect();
+        (!jobs.is_empty()).then(|| Box::new(chunk_file::Jobs { jobs, done: Vec::new() }) as Box<dyn CommitWork>)
+    }
+
+    fn finish(&mut self, work: Box<dyn CommitWork>) -> Result<(), String> {
+        let Ok(jobs) = work.into_any().downcast::<chunk_file::Jobs>() else {
+            return Err("group commit: foreign work handed to a file buffer".into());
+        };
+        let mut first_err = None;
+        for d in &jobs.done {
+            match self.staged.values_mut().chain(self.queue.iter_mut()).find(|c| c.id == d.id) {
+                Some(c) => chunk_file::apply(c, d),
+                None => {
+                    // The chunk was dropped meanwhile: its file goes too.
+                    if d.created || d.file.is_some() {
+                        let _ = std::fs::remove_file(&d.path);
+                    }
+                }
+            }
+            if let Some(e) = &d.err {
+                self.unaccount(d.bytes);
+                // Named by its output's id: a log line of that output (so a file buffer
+                // that carries spate's own log events does not log into itself).
+                crate::error!(
+                    "{}: file buffer: writing {} events to disk failed: {e}; they are not acked (clients resend)",
+                    self.owner,
+                    d.count
+                );
+                first_err.get_or_insert_with(|| e.clone());
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 }
 
@@ -539,22 +509,6 @@ fn lookup<'a>(rec: spate_protocol::RecordRef<'a>, key: &str) -> Option<spate_pro
 /// Wall-clock seconds (time slices are wall-clock based, as in fluentd).
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
-// Used by file.rs to build chunks from recovered files.
-pub(crate) fn recovered_chunk(
-    id: [u8; 16],
-    tag: Bytes,
-    timekey: Option<i64>,
-    count: u32,
-    size: usize,
-    disk: ChunkDisk,
-) -> Chunk {
-    let mut c = Chunk::new(id, tag, timekey, 0);
-    c.count = count;
-    c.size = size;
-    c.disk = Some(disk);
-    c
 }
 
 #[cfg(test)]
@@ -695,7 +649,7 @@ mod tests {
 
     #[test]
     fn time_key_splits_by_slice_and_waits() {
-        let tk = super::super::TimeKey { secs: 10, wait: std::time::Duration::ZERO, utc_offset: 0 };
+        let tk = super::super::conf::TimeKey { secs: 10, wait: std::time::Duration::ZERO, utc_offset: 0 };
         let conf = BufferConf { timekey: Some(tk), ..Default::default() };
         let mut b = Buffer::new(conf, 0);
         // Times 5..=14 span slices 0 and 10; both are long past, so lazy mode flushes them.

@@ -1,0 +1,254 @@
+//! Forward peers for tests: a blocking client that sends frames and reads acks, a sink
+//! that records every event it receives ([`Sink`]), one on a fixed port that can be
+//! stopped and restarted and counts events by their `k` field ([`FixedSink`]), and
+//! counters for a `spate_loadgen` sink.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use spate_protocol::{encode, EventBatch, EventTime, Frame, FrameDecoder, Limits, RecordRef};
+
+/// A blocking Forward client over any byte stream (TCP, TLS).
+pub struct Client<S = TcpStream> {
+    /// The connection.
+    pub s: S,
+    /// Bytes read and not yet parsed.
+    pub buf: BytesMut,
+}
+
+impl Client<TcpStream> {
+    /// Connects to `addr`, with a 10 s read timeout so a missing ack fails the test.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("set a read timeout");
+        Client::new(s)
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// A client on an open connection.
+    pub fn new(s: S) -> Client<S> {
+        Client { s, buf: BytesMut::new() }
+    }
+
+    /// Writes `bytes` (and flushes: a TLS stream sends its records).
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.s.write_all(bytes)?;
+        self.s.flush()
+    }
+
+    /// Reads one ack and returns its chunk id, or an error (timeout, closed, not an ack).
+    pub fn read_ack(&mut self) -> std::io::Result<Vec<u8>> {
+        let v = self.read_value()?;
+        encode::parse_ack(&v).map(<[u8]>::to_vec).map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    /// Reads one whole msgpack value (an ack, a HELO, a PONG) and returns its bytes.
+    pub fn read_value(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut tmp = [0u8; 4096];
+        loop {
+            let mut sk = spate_protocol::msgpack::Skipper::new();
+            if let Ok(Some(n)) = sk.advance(&self.buf, 1 << 20, 8) {
+                return Ok(self.buf.split_to(n).to_vec());
+            }
+            let n = self.s.read(&mut tmp)?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+            }
+            self.buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+}
+
+/// One event as a sink received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The batch's tag.
+    pub tag: Vec<u8>,
+    /// The event's time.
+    pub time: EventTime,
+    /// The record's msgpack bytes.
+    pub record: Vec<u8>,
+}
+
+/// A Forward server on a free loopback port that records every event and acks when
+/// asked.
+pub struct Sink {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Every event received, in arrival order.
+    pub events: Arc<Mutex<Vec<Received>>>,
+    /// Acks sent.
+    pub acks_sent: Arc<Mutex<u64>>,
+}
+
+impl Sink {
+    /// Starts the sink (threads that live as long as the test process).
+    pub fn start() -> Sink {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback sink");
+        let addr = l.local_addr().expect("the sink's address");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let acks_sent = Arc::new(Mutex::new(0));
+        let (ev, ac) = (events.clone(), acks_sent.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                let (ev, ac) = (ev.clone(), ac.clone());
+                std::thread::spawn(move || {
+                    serve_acking(s, |b| {
+                        let mut g = ev.lock().unwrap();
+                        for e in b.events() {
+                            g.push(Received {
+                                tag: b.tag.to_vec(),
+                                time: e.time,
+                                record: e.record.as_bytes().to_vec(),
+                            });
+                        }
+                        drop(g);
+                        if b.option.chunk.is_some() {
+                            *ac.lock().unwrap() += 1;
+                        }
+                    })
+                });
+            }
+        });
+        Sink { addr, events, acks_sent }
+    }
+
+    /// Waits until `n` events arrived or `within` passed; returns the events so far.
+    pub fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+        let end = Instant::now() + within;
+        loop {
+            let g = self.events.lock().unwrap();
+            if g.len() >= n || Instant::now() > end {
+                return g.clone();
+            }
+            drop(g);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A Forward sink on a fixed port that can be stopped and started again; it records
+/// the `k` field of every event and acks every chunk.
+pub struct FixedSink {
+    /// Its port.
+    pub port: u16,
+    /// How many times each `k` arrived.
+    pub seen: Arc<Mutex<HashMap<u64, u32>>>,
+    run: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FixedSink {
+    /// A sink for `port`, not listening yet.
+    pub fn new(port: u16) -> FixedSink {
+        FixedSink {
+            port,
+            seen: Arc::new(Mutex::new(HashMap::new())),
+            run: Arc::new(AtomicBool::new(false)),
+            conns: Arc::new(Mutex::new(Vec::new())),
+            thread: None,
+        }
+    }
+
+    /// Starts listening (again).
+    pub fn start(&mut self) {
+        let l = TcpListener::bind(("127.0.0.1", self.port)).expect("sink port");
+        l.set_nonblocking(true).expect("a non-blocking listener");
+        self.run.store(true, Ordering::SeqCst);
+        let (run, seen, conns) = (self.run.clone(), self.seen.clone(), self.conns.clone());
+        self.thread = Some(std::thread::spawn(move || {
+            while run.load(Ordering::SeqCst) {
+                let s = match l.accept() {
+                    Ok((s, _)) => s,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                s.set_nonblocking(false).expect("a blocking connection");
+                if let Ok(c) = s.try_clone() {
+                    conns.lock().unwrap().push(c);
+                }
+                let seen = seen.clone();
+                std::thread::spawn(move || serve_counting(s, seen));
+            }
+        }));
+    }
+
+    /// Stops listening and closes every connection.
+    pub fn stop(&mut self) {
+        self.run.store(false, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Events received (with duplicates).
+    pub fn total(&self) -> u64 {
+        self.seen.lock().unwrap().values().map(|&n| u64::from(n)).sum()
+    }
+}
+
+fn serve_counting(s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>) {
+    serve_acking(s, |b| {
+        let mut g = seen.lock().unwrap();
+        for e in b.events() {
+            if let Some(k) = RecordRef::new(e.record.as_bytes()).and_then(|r| r.get(b"k")).and_then(|v| v.as_i64()) {
+                *g.entry(k as u64).or_default() += 1;
+            }
+        }
+    })
+}
+
+/// Decodes Forward frames from `s`, hands each batch to `on` and then acks it (when the
+/// client asked), until the connection closes or sends something undecodable.
+pub fn serve_acking(mut s: TcpStream, mut on: impl FnMut(&EventBatch)) {
+    let mut dec = FrameDecoder::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let mut tmp = vec![0u8; 1 << 16];
+    loop {
+        let n = match s.read(&mut tmp) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&tmp[..n]);
+        while let Ok(Some(f)) = dec.decode(&mut buf) {
+            if let Frame::Events(b) = f {
+                on(&b);
+                if let Some(c) = &b.option.chunk {
+                    let mut a = Vec::new();
+                    encode::ack(&mut a, c);
+                    if s.write_all(&a).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Events of the load generator's tag (`spate.loadgen`) at a spate-loadgen sink. Peers
+/// also route their own `fluent.*` logs to `**`, so counting by tag keeps totals exact.
+pub fn loadgen_events(s: &spate_loadgen::sink::SinkHandle) -> u64 {
+    s.report().by_tag.get("spate.loadgen").map_or(0, |t| t.events)
+}
+
+/// Waits up to 30 s for `n` [`loadgen_events`]; returns how many arrived.
+pub fn wait_loadgen_events(s: &spate_loadgen::sink::SinkHandle, n: u64) -> u64 {
+    let end = Instant::now() + Duration::from_secs(30);
+    while loadgen_events(s) < n && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    loadgen_events(s)
+}
