@@ -21,7 +21,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,11 @@ static JSON: AtomicU8 = AtomicU8::new(0);
 /// Whether log lines become events (a configuration routes `fluent.*`).
 static EVENTS: AtomicBool = AtomicBool::new(false);
 
+/// `<system> emit_error_log_interval` in milliseconds (0: every error is logged) and
+/// when the next one may be (Unix milliseconds).
+static EMIT_ERROR_INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
+static NEXT_EMIT_ERROR_MS: AtomicU64 = AtomicU64::new(0);
+
 /// Formats a log line's time (`<log> time_format`).
 pub type TimeFormatter = Arc<dyn Fn(&mut Vec<u8>, i64, u32) + Send + Sync>;
 
@@ -113,6 +118,23 @@ pub fn set_suppression(ignore_repeated: Option<Duration>, ignore_same: Option<Du
         s.ignore_repeated = ignore_repeated;
         s.ignore_same = ignore_same;
     });
+}
+
+/// `<system> emit_error_log_interval`.
+pub fn set_emit_error_interval(d: Option<Duration>) {
+    EMIT_ERROR_INTERVAL_MS.store(d.map_or(0, |d| d.as_millis() as u64), Ordering::Relaxed);
+}
+
+/// fluentd's `emit_error_log_interval`: whether a line about events an input could not
+/// emit may be written now (then none until the interval has passed).
+pub fn emit_error_allowed() -> bool {
+    let iv = EMIT_ERROR_INTERVAL_MS.load(Ordering::Relaxed);
+    if iv == 0 {
+        return true;
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let next = NEXT_EMIT_ERROR_MS.load(Ordering::Relaxed);
+    now >= next && NEXT_EMIT_ERROR_MS.compare_exchange(next, now + iv, Ordering::Relaxed, Ordering::Relaxed).is_ok()
 }
 
 /// `<log> time_format` (`None`: fluentd's default `%Y-%m-%d %H:%M:%S %z`).

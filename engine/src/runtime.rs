@@ -87,6 +87,7 @@ pub fn apply_log_settings(plan: &Plan, cli_level: bool, cli_format: bool) {
     }
     crate::log::set_plugin_levels(plan.plugin_log_levels.clone());
     crate::log::set_suppression(plan.system.ignore_repeated_log_interval, plan.system.ignore_same_log_interval);
+    crate::log::set_emit_error_interval(plan.system.emit_error_log_interval);
     let tf: Option<crate::log::TimeFormatter> = plan.system.log_time_format.clone().map(|f| {
         Arc::new(move |out: &mut Vec<u8>, sec: i64, nsec: u32| {
             crate::format::strftime(out, &f, sec, nsec, crate::format::Zone::Local)
@@ -203,7 +204,11 @@ async fn shard_main(
     let logs = crate::logevents::LogEvents::install();
     let drain = glommio::spawn_local(logs.clone().run(graph.slot.clone(), shard == 0)).detach();
     if shard == 0 {
-        crate::log::set_events(crate::logevents::targets(&graph.router).is_some());
+        let t = crate::logevents::targets(&graph.router);
+        if matches!(&t, Some((0, _))) {
+            crate::warn!("define <match fluent.**> to capture fluentd logs in top level is deprecated. Use <label @FLUENT_LOG> instead");
+        }
+        crate::log::set_events(t.is_some());
     }
     let current = Rc::new(RefCell::new(plan.clone()));
     let rpc = match (shard, plan.system.rpc_endpoint) {

@@ -15,6 +15,7 @@
 
 pub mod hub;
 pub mod monitor;
+pub mod output;
 pub mod prom;
 
 use std::cell::Cell;

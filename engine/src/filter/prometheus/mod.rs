@@ -1,8 +1,9 @@
 //! `filter_prometheus` (fluent-plugin-prometheus): counts every event that passes into
-//! the `<metric>`s it defines (see [`metric`]) and passes the batch on unchanged. The
+//! the `<metric>`s it defines (see [`metric`] and [`store`]) and passes the batch on unchanged. The
 //! metrics are served by `<source> @type prometheus`.
 
 pub mod metric;
+pub mod store;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use crate::config::{ConfigError, Element};
 use crate::metrics::Visitor;
 use crate::plugin::{Build, BuildError, Emitter, Filter, FilterPlan, Kind, PlanCtx, Registration, ShardCtx};
 
-pub use metric::{Defs, Store};
+pub use metric::Defs;
+pub use store::Store;
 
 /// The registry row.
 pub const PLUGIN: Registration = Registration {

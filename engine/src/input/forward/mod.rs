@@ -363,7 +363,9 @@ impl ForwardInput {
                 Err(e) if e.is_block() => continue,
                 Err(e) => {
                     inc(&self.metrics.rejected_batches, 1);
-                    crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                    if crate::log::emit_error_allowed() {
+                        crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                    }
                     return false;
                 }
             }
@@ -518,7 +520,9 @@ impl ForwardInput {
             Err(e) if e.is_block() => Step::Blocked(Box::new(keep), chunk, json),
             Err(e) => {
                 inc(&self.metrics.rejected_batches, 1);
-                crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                if crate::log::emit_error_allowed() {
+                    crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                }
                 Step::Close
             }
         }
