@@ -370,29 +370,34 @@ fn init_sets(e: &Element, name: &str, labels: &Labels) -> Result<Vec<Vec<Piece>>
                 });
             }
         }
-        if set.iter().any(Option::is_none) {
-            let missing = labels
-                .0
-                .iter()
-                .zip(&set)
-                .find(|(_, s)| s.is_none())
-                .map(|((k, _, _), _)| k.clone())
-                .unwrap_or_default();
-            return Err(block.error(format!(
-                "initlabels for metric {name} must have the same signature than labels (missing {missing})"
-            )));
+        for (i, (k, _, _)) in labels.0.iter().enumerate() {
+            if set[i].is_some() && !declared.contains(k) {
+                declared.push(k.clone());
+            }
         }
-        sets.push(set.into_iter().flatten().collect());
+        sets.push((block.pos.clone(), set));
     }
     for (k, raw, d) in &labels.0 {
         if d.is_dynamic(raw) && !declared.contains(k) {
             return Err(e.error(format!("RecordAccessor/Placeholder key {k} with value {raw} has not been set in a <initlabels> for initialized metric {name}")));
         }
     }
-    if sets.is_empty() {
-        sets.push(labels.0.iter().map(|(_, raw, _)| Piece::Lit(raw.clone())).collect());
+    // prometheus-client-ruby's init_label_set: every block must give every label.
+    let mut out = Vec::new();
+    for (pos, set) in sets {
+        if let Some(i) = set.iter().position(Option::is_none) {
+            let missing = labels.0.get(i).map(|(k, _, _)| k.clone()).unwrap_or_default();
+            return Err(ConfigError::at(
+                &pos,
+                format!("initlabels for metric {name} must have the same signature than labels (missing {missing})"),
+            ));
+        }
+        out.push(set.into_iter().flatten().collect());
     }
-    Ok(sets)
+    if out.is_empty() {
+        out.push(labels.0.iter().map(|(_, raw, _)| Piece::Lit(raw.clone())).collect());
+    }
+    Ok(out)
 }
 
 /// A plugin's `<labels>` and `<metric>`s (the plan half, shared by all shards).

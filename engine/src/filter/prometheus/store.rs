@@ -373,3 +373,246 @@ fn value_of(d: &MetricDef, rec: RecordRef<'_>) -> Result<f64, Skip> {
     }
     Ok(num)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use spate_protocol::encode::TimeFormat;
+    use spate_protocol::{EntriesFormat, EventBatch, EventTime, Mode, Options};
+
+    use super::*;
+    use crate::config::ConfigError;
+    use crate::metrics::{Category, PluginSnapshot, Sample};
+    use crate::plugin::PlanCtx;
+
+    fn defs_in(pc: &mut PlanCtx<'_>, conf: &str) -> Result<Arc<Defs>, ConfigError> {
+        let ctx = crate::config::EvalContext::from_process();
+        let root = crate::config::parse_str(conf, "t.conf", std::path::Path::new("."), &ctx)?;
+        Defs::parse(&root.elements[0], pc).map(Arc::new)
+    }
+
+    fn ctx() -> PlanCtx<'static> {
+        PlanCtx::new(crate::registry::PLUGINS, crate::output::buffered::plan, vec![String::new()], "host1", 2)
+    }
+
+    fn defs(conf: &str) -> Arc<Defs> {
+        defs_in(&mut ctx(), conf).expect("valid metrics")
+    }
+
+    fn batch(tag: &str, records: &[&str]) -> EventBatch {
+        let mut entries = Vec::new();
+        for r in records {
+            let rec = spate_protocol::json::to_msgpack(r.as_bytes()).unwrap();
+            spate_protocol::encode::entry(&mut entries, EventTime { sec: 1, nsec: 0 }, TimeFormat::EventTime, &rec);
+        }
+        EventBatch::from_entries(
+            Bytes::from(tag.to_string()),
+            Bytes::from(entries),
+            EntriesFormat::Packed,
+            Mode::PackedForward,
+            Options::default(),
+            100,
+        )
+        .unwrap()
+    }
+
+    fn samples(s: &Store) -> Vec<Sample> {
+        let mut p = PluginSnapshot::new("p", Category::Filter, "prometheus");
+        s.visit(&mut p);
+        let mut u = p.user;
+        u.sort_by(|a, b| (&a.name, &a.labels).partial_cmp(&(&b.name, &b.labels)).unwrap());
+        u
+    }
+
+    fn labels(l: &[(&str, &str)]) -> Vec<(String, String)> {
+        l.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn counts_per_tag_and_record_fields() {
+        let d = defs(
+            r#"<filter **>
+  @type prometheus
+  <labels>
+    host ${hostname}
+  </labels>
+  <metric>
+    name records_total
+    type counter
+    desc per tag
+    <labels>
+      tag ${tag}
+      first ${tag_parts[0]}
+      last ${tag_parts[-1]}
+      prefix ${tag_prefix[1]}
+      suffix ${tag_suffix[0]}
+      worker ${worker_id}
+    </labels>
+  </metric>
+  <metric>
+    name bytes_total
+    type counter
+    desc bytes by level
+    key size
+    <labels>
+      level $.level
+      code ${code}
+      first_arr ${arr[0]}
+      k ${m["k"]}
+      missing ${nope}
+    </labels>
+  </metric>
+</filter>"#,
+        );
+        let s = Store::new(d, "p", "host1", 3);
+        let b = batch(
+            "app.web.x",
+            &[
+                r#"{"level":"info","code":200,"size":10,"arr":["a","b"],"m":{"k":"v"}}"#,
+                r#"{"level":"info","code":200,"size":5.5,"arr":["a"],"m":{"k":"v"}}"#,
+                r#"{"level":"warn","code":500,"size":"x"}"#,
+                r#"{"level":"warn","size":-1}"#,
+            ],
+        );
+        assert_eq!(s.instrument(&b), 2, "a string and a negative increment are errors");
+        let got = samples(&s);
+        let rec = got.iter().find(|x| x.name == "records_total").unwrap();
+        assert_eq!(
+            rec.labels,
+            labels(&[
+                ("host", "host1"),
+                ("tag", "app.web.x"),
+                ("first", "app"),
+                ("last", "x"),
+                ("prefix", "app.web"),
+                ("suffix", "x"),
+                ("worker", "3")
+            ])
+        );
+        assert_eq!(rec.value, Value::Counter(4.0));
+        let bytes: Vec<&Sample> = got.iter().filter(|x| x.name == "bytes_total").collect();
+        assert_eq!(bytes.len(), 1);
+        assert_eq!(
+            bytes[0].labels,
+            labels(&[
+                ("host", "host1"),
+                ("level", "info"),
+                ("code", "200"),
+                ("first_arr", "a"),
+                ("k", "v"),
+                ("missing", "${nope}")
+            ])
+        );
+        assert_eq!(bytes[0].value, Value::Counter(15.5));
+        assert_eq!(s.errors.get(), 2);
+    }
+
+    #[test]
+    fn gauge_summary_histogram() {
+        let d = defs(
+            r#"<filter **>
+  @type prometheus
+  <metric>
+    name temp
+    type gauge
+    desc last value
+    key $.v.t
+  </metric>
+  <metric>
+    name lat_seconds
+    type histogram
+    desc latency
+    key lat
+    buckets 0.1, 1, 10
+  </metric>
+  <metric>
+    name lat_summary
+    type summary
+    desc latency summary
+    key lat
+  </metric>
+</filter>"#,
+        );
+        let s = Store::new(d, "p", "h", 0);
+        s.instrument(&batch("t", &[r#"{"v":{"t":3},"lat":0.05}"#, r#"{"v":{"t":7},"lat":5}"#, r#"{"lat":null}"#]));
+        let got = samples(&s);
+        assert_eq!(got.iter().find(|x| x.name == "temp").unwrap().value, Value::Gauge(7.0, Merge::Sum));
+        let Value::Histogram(h) = &got.iter().find(|x| x.name == "lat_seconds").unwrap().value else { panic!() };
+        assert_eq!(h.bounds, vec![0.1, 1.0, 10.0]);
+        assert_eq!(h.counts, vec![1, 0, 1, 0]);
+        assert_eq!(h.count, 2);
+        assert_eq!(got.iter().find(|x| x.name == "lat_summary").unwrap().value, Value::Summary { sum: 5.05, count: 2 });
+    }
+
+    #[test]
+    fn initialized_series_exist_before_any_event() {
+        let d = defs(
+            r#"<filter **>
+  @type prometheus
+  <metric>
+    name status_total
+    type counter
+    desc by status
+    initialized true
+    <labels>
+      status $.status
+      worker ${worker_id}
+      fixed x
+    </labels>
+    <initlabels>
+      status 200
+    </initlabels>
+    <initlabels>
+      status 500
+    </initlabels>
+  </metric>
+</filter>"#,
+        );
+        let s = Store::new(d, "p", "h", 1);
+        let got = samples(&s);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].labels, labels(&[("status", "200"), ("worker", "1"), ("fixed", "x")]));
+        assert_eq!(got[0].value, Value::Counter(0.0));
+    }
+
+    #[test]
+    fn configuration_errors_are_the_plugins() {
+        let bad = |m: &str| {
+            defs_in(&mut ctx(), &format!("<filter **>\n@type prometheus\n<metric>\n{m}\n</metric>\n</filter>"))
+                .unwrap_err()
+                .msg
+        };
+        assert!(bad("type counter\ndesc d").contains("metric requires 'name' option"));
+        assert!(bad("name x\ntype counter").contains("metric requires 'desc' option"));
+        assert!(bad("name x\ndesc d").contains("type option must be 'counter', 'gauge', 'summary' or 'histogram'"));
+        assert!(bad("name x\ndesc d\ntype gauge").contains("gauge metric requires 'key' option"));
+        assert!(bad("name 1x\ndesc d\ntype counter").contains("must match"));
+        assert!(bad("name x\ndesc d\ntype histogram\nkey v\nbuckets 5,1").contains("sorted"));
+        assert!(bad("name x\ndesc d\ntype counter\ninitialized true\n<labels>\na $.a\n</labels>")
+            .contains("has not been set in a <initlabels>"));
+        assert!(bad("name x\ndesc d\ntype counter\ninitialized true\n<labels>\na b\n</labels>\n<initlabels>\na c\n</initlabels>")
+            .contains("Cannot set <initlabels> on non RecordAccessor/Placeholder key a"));
+        // One registry per process: a name registered with another type is refused.
+        let mut pc = ctx();
+        defs_in(&mut pc, "<filter **>\n@type prometheus\n<metric>\nname x\ndesc d\ntype counter\n</metric>\n</filter>")
+            .unwrap();
+        let e = defs_in(
+            &mut pc,
+            "<filter **>\n@type prometheus\n<metric>\nname x\ndesc d\ntype gauge\nkey v\n</metric>\n</filter>",
+        )
+        .unwrap_err();
+        assert!(e.msg.contains("already been registered"), "{}", e.msg);
+    }
+
+    #[test]
+    fn label_sets_are_bounded() {
+        let d = defs("<filter **>\n@type prometheus\n<metric>\nname n_total\ndesc d\ntype counter\n<labels>\nid $.id\n</labels>\n</metric>\n</filter>");
+        let s = Store::new(d, "p", "h", 0);
+        let recs: Vec<String> = (0..MAX_SERIES + 50).map(|i| format!(r#"{{"id":{i}}}"#)).collect();
+        let refs: Vec<&str> = recs.iter().map(String::as_str).collect();
+        s.instrument(&batch("t", &refs));
+        assert_eq!(samples(&s).len(), MAX_SERIES);
+    }
+}
