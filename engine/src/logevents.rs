@@ -36,6 +36,33 @@ pub const RATE: f64 = 1000.0;
 /// Burst of log events per shard.
 pub const BURST: f64 = 5000.0;
 const QUEUE_MAX: usize = 10_000;
+/// Events routed between two yields to the executor.
+const SLICE: usize = 128;
+
+/// fluentd's log record, as msgpack: the `key=value` fields the line ends with, then
+/// `message`.
+fn record(message: &str, out: &mut Vec<u8>) {
+    use spate_protocol::encode::raw;
+    out.clear();
+    let mut fields = crate::log::fields_of(message);
+    fields.retain(|(k, _)| k != "message");
+    raw::map_header(out, fields.len() as u32 + 1);
+    for (k, v) in &fields {
+        raw::str(out, k.as_bytes());
+        match v {
+            serde_json::Value::Bool(b) => raw::bool(out, *b),
+            serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => raw::int(out, i),
+                (None, Some(f)) => raw::f64(out, f),
+                _ => raw::nil(out),
+            },
+            serde_json::Value::String(s) => raw::str(out, s.as_bytes()),
+            _ => raw::nil(out),
+        }
+    }
+    raw::str(out, b"message");
+    raw::str(out, message.as_bytes());
+}
 
 /// Where log events go in a router: the label and which `fluent.<level>` tags match.
 /// `None`: nothing routes them (fluentd then does not emit log events at all).
@@ -118,46 +145,44 @@ impl LogEvents {
             let Some((label, levels)) = targets(&router) else { continue };
             let _guard = crate::log::EmittingEvents::begin();
             for level in levels {
-                let mut entries = Vec::new();
-                let mut n = 0u32;
-                for ev in evs.iter().filter(|e| e.level == level) {
-                    let mut rec = serde_json::Map::new();
-                    for (k, v) in crate::log::fields_of(&ev.message) {
-                        rec.insert(k, v);
-                    }
-                    rec.insert("message".into(), serde_json::Value::String(ev.message.clone()));
-                    let Ok(packed) =
-                        spate_protocol::json::to_msgpack(serde_json::Value::Object(rec).to_string().as_bytes())
-                    else {
-                        continue;
-                    };
-                    let t = EventTime { sec: ev.sec.max(0) as u32, nsec: ev.nsec };
-                    spate_protocol::encode::entry(&mut entries, t, TimeFormat::EventTime, &packed);
-                    n += 1;
+                // In slices, yielding between them: a burst of log lines must not hold
+                // the shard away from its connections.
+                let mine: Vec<&LogEvent> = evs.iter().filter(|e| e.level == level).collect();
+                for slice in mine.chunks(SLICE) {
+                    self.emit(&router, label, level, slice);
+                    futures_lite::future::yield_now().await;
                 }
-                if n == 0 {
-                    continue;
-                }
-                let tag = format!("fluent.{}", level.name());
-                let Ok(batch) = EventBatch::from_entries(
-                    Bytes::from(tag),
-                    Bytes::from(entries),
-                    EntriesFormat::Packed,
-                    Mode::PackedForward,
-                    Options::default(),
-                    100,
-                ) else {
-                    continue;
-                };
-                match crate::plugin::Emitter::emit(&*router, label, batch) {
-                    Ok(()) => self.emitted.set(self.emitted.get() + n as u64),
-                    Err(e) => {
-                        self.dropped.set(self.dropped.get() + n as u64);
-                        if !self.drop_warned.replace(true) {
-                            // Written while emitting: on stderr only, never an event.
-                            crate::warn!("spate's own log events were not accepted ({e}); dropped (counted in spate_log_events_dropped_total)");
-                        }
-                    }
+            }
+        }
+    }
+
+    fn emit(&self, router: &Router, label: usize, level: Level, evs: &[&LogEvent]) {
+        let mut entries = Vec::with_capacity(evs.len() * 128);
+        let mut rec = Vec::with_capacity(256);
+        for ev in evs {
+            record(&ev.message, &mut rec);
+            let t = EventTime { sec: ev.sec.max(0) as u32, nsec: ev.nsec };
+            spate_protocol::encode::entry(&mut entries, t, TimeFormat::EventTime, &rec);
+        }
+        let n = evs.len() as u32;
+        let tag = format!("fluent.{}", level.name());
+        let Ok(batch) = EventBatch::from_entries(
+            Bytes::from(tag),
+            Bytes::from(entries),
+            EntriesFormat::Packed,
+            Mode::PackedForward,
+            Options::default(),
+            100,
+        ) else {
+            return;
+        };
+        match crate::plugin::Emitter::emit(router, label, batch) {
+            Ok(()) => self.emitted.set(self.emitted.get() + n as u64),
+            Err(e) => {
+                self.dropped.set(self.dropped.get() + n as u64);
+                if !self.drop_warned.replace(true) {
+                    // Written while emitting: on stderr only, never an event.
+                    crate::warn!("spate's own log events were not accepted ({e}); dropped (counted in spate_log_events_dropped_total)");
                 }
             }
         }
@@ -191,5 +216,27 @@ impl LogEvents {
 impl Drop for LogEvents {
     fn drop(&mut self) {
         crate::log::set_thread_sink(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_have_fluentds_shape() {
+        let mut out = Vec::new();
+        record("out: failed to flush the buffer. retry_times=2 error=\"x y\"", &mut out);
+        let r = spate_protocol::RecordRef::new(&out).unwrap();
+        let mut j = Vec::new();
+        r.write_json(&mut j);
+        assert_eq!(
+            String::from_utf8(j).unwrap(),
+            r#"{"retry_times":2,"error":"x y","message":"out: failed to flush the buffer. retry_times=2 error=\"x y\""}"#
+        );
+        record("spate is ready", &mut out);
+        let mut j = Vec::new();
+        spate_protocol::RecordRef::new(&out).unwrap().write_json(&mut j);
+        assert_eq!(String::from_utf8(j).unwrap(), r#"{"message":"spate is ready"}"#);
     }
 }

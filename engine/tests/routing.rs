@@ -165,8 +165,14 @@ fn worker_sections_place_plugins_on_shards() {
 fn unknown_labels_types_and_bad_workers_are_config_errors() {
     let ctx = EvalContext { hostname: "h".into(), worker_id: None, env: Box::new(|_| None) };
     for (conf, want) in [
-        ("<source>\n@type forward\n@label @NOPE\n</source>\n", "t.conf:1:1: @label @NOPE refers to no <label @NOPE> section"),
-        ("<match **>\n@type s3\n</match>\n", "t.conf:1:1: unknown output plugin type 's3' in <match **>; spate supports: copy, file, forward, null, "),
+        (
+            "<source>\n@type forward\n@label @NOPE\n</source>\n",
+            "t.conf:1:1: @label @NOPE refers to no <label @NOPE> section",
+        ),
+        (
+            "<match **>\n@type s3\n</match>\n",
+            "t.conf:1:1: unknown output plugin type 's3' in <match **>; spate supports: copy, file, forward, null, ",
+        ),
         ("<filter **>\n@type parser\n</filter>\n", "unknown filter plugin type 'parser'"),
         ("<worker 5>\n</worker>\n", "worker ids must be within 0..1"),
         ("<match {a>\n@type null\n</match>\n<match /(/>\n@type null\n</match>\n", "invalid match pattern"),
