@@ -324,7 +324,11 @@ fn catalog(ctx: &PlanCtx<'_>, labels: &[LabelPlan]) -> (Catalog, Vec<(String, cr
         Category::Output => 1,
         Category::Filter => 2,
     };
-    planned.sort_by_key(|p| (p.info.category != Category::Input, p.label, rank(p.info.category)));
+    // Inputs in configuration order whatever their @label.
+    planned.sort_by_key(|p| {
+        let input = p.info.category == Category::Input;
+        (!input, if input { 0 } else { p.label }, rank(p.info.category))
+    });
     // monitor_agent's ?tag= looks top-level outputs up by their <match> pattern.
     if let Some(top) = labels.first() {
         for r in &top.rules {
