@@ -7,7 +7,7 @@
 //!   [`system`] (`<system>`'s logging and RPC settings), [`metrics`] (per-shard values,
 //!   their reading across shards, Prometheus and monitor_agent renderings),
 //!   [`format`] (fluentd's formatters), [`buffer`] (chunks, file store, group commit),
-//!   [`tls`] and [`security`] (transports);
+//!   [`tls`], [`security`] and [`http`] (transports; `http` is the HTTP/1.1 client of the HTTP outputs);
 //! - [`plugin`]: the plugin traits, [`plugin::PlanCtx`] and [`plugin::ShardCtx`];
 //! - [`router`]: fluentd's tag routing over plugin instances;
 //! - the plugins, one module (or folder) each: [`input`], [`filter`], [`output`];
@@ -26,6 +26,7 @@ pub mod filter;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzz_harness;
+pub mod http;
 pub mod input;
 pub mod logevents;
 pub mod metrics;

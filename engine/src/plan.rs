@@ -506,6 +506,15 @@ pub fn build_graph(plan: &Plan, ctx: &Rc<ShardCtx>, prev: Option<&ShardGraph>) -
         Some(p) => p.slot.clone(),
         None => RouterSlot::new(router.clone()),
     };
+    // Error events go through the slot, so they follow a reload to the new routes.
+    match plan.labels.iter().position(|l| l.name == "@ERROR") {
+        Some(i) => {
+            let weak: std::rc::Weak<dyn crate::plugin::Emitter> =
+                Rc::downgrade(&(slot.clone() as Rc<dyn crate::plugin::Emitter>));
+            ctx.set_error_route(i, weak);
+        }
+        None => ctx.clear_error_route(),
+    }
     let mut inputs = Vec::new();
     let mut sources = Vec::new();
     for s in &plan.sources {

@@ -477,6 +477,9 @@ pub struct ShardCtx {
     /// How readers reach every shard's metrics (`None` in tests that build shards by
     /// hand).
     pub hub: Option<Arc<crate::metrics::hub::Hub>>,
+    /// The `@ERROR` label and the shard's router, when the configuration has that label
+    /// (weak: the router owns the outputs that hold this context).
+    error_route: RefCell<Option<(usize, std::rc::Weak<dyn Emitter>)>>,
 }
 
 /// An output built from a keyed plan and the outputs built inside it.
@@ -503,7 +506,31 @@ impl ShardCtx {
             previous: RefCell::new(Vec::new()),
             previous_all: RefCell::new(Vec::new()),
             hub,
+            error_route: RefCell::new(None),
         })
+    }
+
+    /// Where error events go (fluentd's `router.emit_error_event`): the `@ERROR` label.
+    pub fn set_error_route(&self, label: usize, router: std::rc::Weak<dyn Emitter>) {
+        *self.error_route.borrow_mut() = Some((label, router));
+    }
+
+    /// The configuration has no `@ERROR` label (any more: a reload removed it).
+    pub fn clear_error_route(&self) {
+        *self.error_route.borrow_mut() = None;
+    }
+
+    /// Emits error events into `@ERROR`. `None` when the configuration has no such label
+    /// (the caller logs and counts them instead, as fluentd dumps them to its log).
+    pub fn emit_error(&self, batch: EventBatch) -> Option<Result<(), EmitError>> {
+        let (label, router) = self.error_route.borrow().clone()?;
+        let router = router.upgrade()?;
+        Some(router.emit(label, batch))
+    }
+
+    /// Whether an `@ERROR` label receives error events.
+    pub fn has_error_route(&self) -> bool {
+        self.error_route.borrow().is_some()
     }
 
     /// Builds an output from its plan and remembers it. During a reload, an output
@@ -737,6 +764,13 @@ pub enum WriteError {
     /// `<secondary>` when there is one, else dropped with an error line.
     #[error("unrecoverable: {0}")]
     Fatal(String),
+    /// Part of the chunk was confirmed (a bulk API answering per document): `rejected`
+    /// holds the entries that can never be written (to the error path: the `@ERROR`
+    /// label, else `<secondary>`, else logged and dropped) and `retry` the entries to
+    /// try again with the chunk's retry policy; the chunk keeps only those. Both are
+    /// packed `[time, record]` entries of the chunk.
+    #[error("{reason}")]
+    Partial { retry: Vec<u8>, retry_count: u32, rejected: Vec<u8>, rejected_count: u32, reason: String },
 }
 
 /// Record-field chunk keys of a chunk, by name (for `${key}` placeholders).

@@ -31,6 +31,11 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::forward::PLUGIN,
     crate::output::file::PLUGIN,
     crate::output::prometheus::PLUGIN,
+    crate::output::elasticsearch::PLUGIN,
+    crate::output::elasticsearch::PLUGIN_OPENSEARCH,
+    crate::output::elasticsearch::PLUGIN_DATA_STREAM,
+    crate::output::elasticsearch::PLUGIN_DYNAMIC,
+    crate::output::http::PLUGIN,
     // secondary-only writers
     crate::output::secondary_file::PLUGIN,
 ];

@@ -470,3 +470,69 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+/// TLS settings of an HTTP output (out_elasticsearch's `ssl_*`/`ca_file`/`client_*`,
+/// out_http's `tls_*`), in those plugins' own names.
+#[derive(Debug, Clone, Default)]
+pub struct HttpTlsParams<'a> {
+    /// CA files (PEM); empty: the system's bundle.
+    pub ca_files: Vec<String>,
+    pub client_cert: Option<&'a str>,
+    pub client_key: Option<&'a str>,
+    pub client_key_pass: Option<&'a str>,
+    /// Verify the server's certificate chain.
+    pub verify: bool,
+    /// Verify the host name against the certificate.
+    pub verify_hostname: bool,
+    /// `ssl_version` / `tls_version`, and the optional min/max pair.
+    pub version: &'a str,
+    pub min_version: Option<&'a str>,
+    pub max_version: Option<&'a str>,
+    /// The names of the parameters, for error messages: (ca, cert, key).
+    pub names: (&'a str, &'a str, &'a str),
+}
+
+/// A rustls client configuration for an HTTP output.
+pub fn http_client_tls(e: &Element, p: &HttpTlsParams<'_>) -> Result<ClientTls, ConfigError> {
+    let vs = versions(e, p.version, p.min_version, p.max_version)?;
+    let prov = provider();
+    let root_store = if p.ca_files.is_empty() { system_roots() } else { roots(e, p.names.0, &p.ca_files)? };
+    let b = ClientConfig::builder_with_provider(prov.clone())
+        .with_protocol_versions(&vs)
+        .map_err(|x| err(e, format!("TLS versions: {x}")))?;
+    let b = if !p.verify || !p.verify_hostname {
+        let inner = if p.verify {
+            Some(
+                rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(root_store), prov.clone())
+                    .build()
+                    .map_err(|x| err(e, format!("{}: {x}", p.names.0)))?,
+            )
+        } else {
+            None
+        };
+        b.dangerous().with_custom_certificate_verifier(Arc::new(Relaxed {
+            inner,
+            verify_hostname: p.verify_hostname,
+            allow_self_signed: false,
+            provider: prov,
+        }))
+    } else {
+        if root_store.is_empty() {
+            return Err(err(
+                e,
+                format!("https: no CA to verify servers with: set {} (no system CA bundle found)", p.names.0),
+            ));
+        }
+        b.with_root_certificates(root_store)
+    };
+    let cfg = match (p.client_cert, p.client_key) {
+        (Some(c), Some(k)) => {
+            let chain = certs(e, p.names.1, c)?;
+            let key = private_key(e, p.names.2, k, p.client_key_pass)?;
+            b.with_client_auth_cert(chain, key).map_err(|x| err(e, format!("{}: {x}", p.names.1)))?
+        }
+        (None, None) => b.with_no_client_auth(),
+        _ => return Err(err(e, format!("{} and {} go together", p.names.1, p.names.2))),
+    };
+    Ok(ClientTls { config: Arc::new(cfg) })
+}

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("parser", 4),
     ("buffer", 4),
     ("tls", 4),
+    ("http", 5),
     ("security", 5),
     ("plugin", 6),
     ("router", 7),

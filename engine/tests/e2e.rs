@@ -219,13 +219,12 @@ fn dry_run_prints_the_graph_and_rejects_unknown_types_with_file_line() {
     assert!(out.contains("grep"), "{out}");
 
     let bad = dir.path().join("bad.conf");
-    std::fs::write(&bad, "<source>\n  @type forward\n</source>\n\n<match **>\n  @type elasticsearch\n</match>\n")
-        .unwrap();
+    std::fs::write(&bad, "<source>\n  @type forward\n</source>\n\n<match **>\n  @type mongo\n</match>\n").unwrap();
     let o = Command::new(spate_bin()).args(["--dry-run", "-c", bad.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.conf:5"), "{err}");
-    assert!(err.contains("elasticsearch") && err.contains("forward") && err.contains("stdout"), "{err}");
+    assert!(err.contains("mongo") && err.contains("forward") && err.contains("stdout"), "{err}");
 }
 
 #[test]

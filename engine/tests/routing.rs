@@ -164,14 +164,21 @@ fn worker_sections_place_plugins_on_shards() {
 #[test]
 fn unknown_labels_types_and_bad_workers_are_config_errors() {
     let ctx = EvalContext { hostname: "h".into(), worker_id: None, env: Box::new(|_| None) };
+    // The supported list is the registry's, sorted; it grows as plugins land.
+    let outputs =
+        spate_engine::plugin::supported(spate_engine::registry::PLUGINS, spate_engine::plugin::Kind::Output).join(", ");
+    assert!(
+        outputs.starts_with("copy, ") && outputs.contains(", file, forward, ") && outputs.contains(", stdout"),
+        "{outputs}"
+    );
     for (conf, want) in [
         (
             "<source>\n@type forward\n@label @NOPE\n</source>\n",
             "t.conf:1:1: @label @NOPE refers to no <label @NOPE> section",
         ),
         (
-            "<match **>\n@type s3\n</match>\n",
-            "t.conf:1:1: unknown output plugin type 's3' in <match **>; spate supports: copy, file, forward, null, ",
+            "<match **>\n@type mongo\n</match>\n",
+            &format!("t.conf:1:1: unknown output plugin type 'mongo' in <match **>; spate supports: {}", outputs),
         ),
         ("<filter **>\n@type parser\n</filter>\n", "unknown filter plugin type 'parser'"),
         ("<worker 5>\n</worker>\n", "worker ids must be within 0..1"),

@@ -1,25 +1,43 @@
-//! `spate-loadgen run`: the generator. One writer thread and one ack-reader thread per
-//! connection; frames are encoded once per connection and patched per send (stamp,
-//! chunk id). Open-loop `--rate` schedules frames at fixed intervals and measures
-//! latency from the *intended* send time (coordinated omission corrected, as wrk2 does);
-//! without a rate it sends as fast as the target takes it, bounded by `--inflight`
-//! when acks are requested. Every run ends within its duration plus the ack timeout
-//! plus a second.
+//! `spate-loadgen run`: the generator's configuration, its two I/O paths (threads per
+//! connection for a few fast connections, `threaded.rs`; epoll loops for fleets of
+//! thousands, `fleet.rs`), the live line, and the report. Every run ends within its
+//! duration plus the ack timeout plus a second.
 
-use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-use spate_protocol::encode::{self, TimeFormat};
-use spate_protocol::msgpack::Skipper;
+use spate_protocol::encode::TimeFormat;
 
-use crate::records::{chunk_id, templates, FrameTemplate, RecordSource, SendMode, CHUNK_LEN};
-use crate::report::{new_hist, Latency, RunReport};
-use crate::tls::{Conn, TlsConf};
+pub use crate::handshake::Auth;
+use crate::records::{templates, FrameParams, RecordSource, SendMode, Template};
+use crate::report::{hist_to_string, new_count_hist, second_row, Fairness, Latency, RunReport};
+use crate::stats::{clock_pair, conn_rates, raise_nofile, Shared};
+use crate::tls::TlsConf;
+
+/// How connections are driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMode {
+    /// Threads for up to 16 connections without churn, event loops otherwise.
+    Auto,
+    /// A writer and an ack-reader thread per connection.
+    Threads,
+    /// Event loops (epoll), `threads` of them, each driving a share of the connections.
+    Loop,
+}
+
+impl std::str::FromStr for IoMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(IoMode::Auto),
+            "threads" => Ok(IoMode::Threads),
+            "loop" => Ok(IoMode::Loop),
+            o => Err(format!("unknown --io {o:?}; expected auto, threads or loop")),
+        }
+    }
+}
 
 /// Generator settings (the CLI maps onto this).
 #[derive(Debug, Clone)]
@@ -34,11 +52,14 @@ pub struct RunConfig {
     pub time: TimeFormat,
     /// Events per second in total (open loop); None: as fast as possible.
     pub rate: Option<f64>,
+    /// Each connection's share of `rate` varies by up to this fraction (0.1: ±10%).
+    pub rate_jitter: f64,
     pub ack: bool,
     pub inflight: u32,
     pub ack_timeout: Duration,
     pub duration: Option<Duration>,
-    /// Events to send in the measured phase (exactly, when no duration ends it first).
+    /// Events to send in the measured phase: exactly this many, when no duration ends
+    /// the run first, each connection its share (its last frame is short).
     pub events: Option<u64>,
     pub warmup: Duration,
     pub stamp_field: String,
@@ -49,15 +70,11 @@ pub struct RunConfig {
     pub auth: Option<Auth>,
     /// Speak TLS to the targets (before the handshake, as out_forward does).
     pub tls: Option<TlsConf>,
-}
-
-/// Credentials for the HELO/PING/PONG handshake.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Auth {
-    pub self_hostname: String,
-    pub shared_key: String,
-    pub username: String,
-    pub password: String,
+    /// Connections closed and reopened per second (each waits for its acks first).
+    pub churn: Option<f64>,
+    pub io: IoMode,
+    /// Event-loop threads with `--io loop` (0: one per CPU).
+    pub threads: u32,
 }
 
 impl Default for RunConfig {
@@ -71,6 +88,7 @@ impl Default for RunConfig {
             tag: "spate.loadgen".into(),
             time: TimeFormat::EventTime,
             rate: None,
+            rate_jitter: 0.1,
             ack: false,
             inflight: 8,
             ack_timeout: Duration::from_secs(10),
@@ -82,6 +100,9 @@ impl Default for RunConfig {
             connect_timeout: Duration::from_secs(3),
             auth: None,
             tls: None,
+            churn: None,
+            io: IoMode::Auto,
+            threads: 0,
         }
     }
 }
@@ -92,384 +113,43 @@ pub enum Error {
     Config(String),
     #[error("records: {0}")]
     Records(String),
+    #[error("cannot start the event loop: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-#[derive(Default)]
-struct Counters {
-    measuring: AtomicBool,
-    stop: AtomicBool,
-    sent_events: AtomicU64,
-    sent_total: AtomicU64,
-    sent_bytes: AtomicU64,
-    sent_frames: AtomicU64,
-    acked_events: AtomicU64,
-    acked_total: AtomicU64,
-    errors: AtomicU64,
-    ack_timeouts: AtomicU64,
-    reconnects: AtomicU64,
-    /// Remaining measured events to send (`--events`), if bounded.
-    budget: AtomicU64,
-    bounded: AtomicBool,
+/// What every sender of a run shares.
+pub(crate) struct Ctx {
+    pub cfg: RunConfig,
+    pub tpls: Vec<Template>,
+    pub sh: Shared,
+    pub start: Instant,
+    pub start_wall: u64,
+    /// Per-connection rates (events/s) with `--rate`.
+    pub rates: Option<Vec<f64>>,
 }
 
-struct Pending {
-    seq: u64,
-    intended_ns: u64,
-    sent_at: Instant,
-    events: u32,
-    measured: bool,
-}
-
-#[derive(Default)]
-struct ConnState {
-    pending: Mutex<VecDeque<Pending>>,
-    space: Condvar,
-    broken: AtomicBool,
-}
-
-fn wall_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// Takes `want` events from the budget; returns how many may be sent (0: done).
-fn take_budget(c: &Counters, want: u64) -> u64 {
-    if !c.bounded.load(Ordering::Relaxed) || !c.measuring.load(Ordering::Relaxed) {
-        return want;
+impl Ctx {
+    pub fn frame_params(&self) -> FrameParams {
+        FrameParams {
+            mode: self.cfg.mode,
+            tag: self.cfg.tag.as_bytes().to_vec(),
+            time: self.cfg.time,
+            stamp_field: self.cfg.stamp_field.as_bytes().to_vec(),
+            ack: self.cfg.ack,
+        }
     }
-    let mut cur = c.budget.load(Ordering::Relaxed);
-    loop {
-        if cur < want {
-            // Only whole frames are sent: a partial remainder ends the run here.
-            return 0;
-        }
-        match c.budget.compare_exchange(cur, cur - want, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return want,
-            Err(v) => cur = v,
-        }
+
+    pub fn rate_of(&self, slot: u32) -> Option<f64> {
+        self.rates.as_ref().and_then(|r| r.get(slot as usize).copied())
     }
 }
 
-/// Reads acks for one TCP connection until it closes or the run stops.
-fn ack_reader(
-    mut s: Conn,
-    st: Arc<ConnState>,
-    c: Arc<Counters>,
-    hist: Arc<Mutex<Histogram<u64>>>,
-    ack_timeout: Duration,
-) {
-    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut buf = Vec::with_capacity(4096);
-    let mut tmp = [0u8; 4096];
-    let mut local = new_hist();
-    let mut last_merge = Instant::now();
-    loop {
-        match s.read(&mut tmp) {
-            Ok(0) => {
-                st.broken.store(true, Ordering::Relaxed);
-                break;
-            }
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => {
-                st.broken.store(true, Ordering::Relaxed);
-                break;
-            }
-        }
-        let mut used = 0;
-        loop {
-            let mut sk = Skipper::new();
-            match sk.advance(&buf[used..], 1 << 16, 8) {
-                Ok(Some(n)) => {
-                    let v = &buf[used..used + n];
-                    used += n;
-                    let Ok(id) = encode::parse_ack(v) else { continue };
-                    let seq = std::str::from_utf8(id)
-                        .ok()
-                        .and_then(|s| s.get(8..))
-                        .and_then(|h| u64::from_str_radix(h, 16).ok());
-                    let Some(seq) = seq else { continue };
-                    let now_ns = wall_ns();
-                    let mut p = st.pending.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(i) = p.iter().position(|x| x.seq == seq) {
-                        if let Some(x) = p.remove(i) {
-                            c.acked_total.fetch_add(x.events as u64, Ordering::Relaxed);
-                            if x.measured {
-                                c.acked_events.fetch_add(x.events as u64, Ordering::Relaxed);
-                                let _ = local.record((now_ns.saturating_sub(x.intended_ns) / 1000).max(1));
-                            }
-                        }
-                    }
-                    drop(p);
-                    st.space.notify_all();
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    st.broken.store(true, Ordering::Relaxed);
-                    used = buf.len();
-                    break;
-                }
-            }
-        }
-        buf.drain(..used);
-        // Acks that never came.
-        {
-            let mut p = st.pending.lock().unwrap_or_else(|e| e.into_inner());
-            while p.front().is_some_and(|x| x.sent_at.elapsed() > ack_timeout) {
-                if let Some(x) = p.pop_front() {
-                    if x.measured {
-                        c.errors.fetch_add(1, Ordering::Relaxed);
-                        c.ack_timeouts.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
-        st.space.notify_all();
-        if last_merge.elapsed() > Duration::from_millis(500) {
-            let _ = hist.lock().map(|mut h| h.add(&local));
-            local.reset();
-            last_merge = Instant::now();
-        }
-        // The writer closes the socket when it is done; that ends this loop.
-        if st.broken.load(Ordering::Relaxed) {
-            break;
-        }
-    }
-    let _ = hist.lock().map(|mut h| h.add(&local));
-}
-
-fn connect(addr: SocketAddr, cfg: &RunConfig, c: &Counters) -> Option<Conn> {
-    let mut backoff = Duration::from_millis(50);
-    while !c.stop.load(Ordering::Relaxed) {
-        if let Ok(tcp) = TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
-            let _ = tcp.set_nodelay(true);
-            let mut s = match &cfg.tls {
-                None => Conn::Tcp(tcp),
-                Some(t) => match t.connect(tcp, cfg.connect_timeout) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        if !cfg.quiet {
-                            eprintln!("spate-loadgen: TLS handshake with {addr} failed: {e}");
-                        }
-                        c.errors.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                        continue;
-                    }
-                },
-            };
-            let _ = s.set_write_timeout(Some(cfg.ack_timeout.max(Duration::from_secs(1))));
-            match &cfg.auth {
-                None => return Some(s),
-                Some(a) => match handshake(&mut s, a, cfg.connect_timeout) {
-                    Ok(()) => return Some(s),
-                    Err(e) => {
-                        if !cfg.quiet {
-                            eprintln!("spate-loadgen: handshake with {addr} failed: {e}");
-                        }
-                        c.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
-            }
-        }
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(1));
-    }
-    None
-}
-
-/// Reads one complete msgpack value (a handshake message).
-fn read_value(s: &mut Conn, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
-    let mut tmp = [0u8; 1024];
-    loop {
-        let mut sk = Skipper::new();
-        match sk.advance(buf, 1 << 16, 8) {
-            Ok(Some(n)) => return Ok(buf.drain(..n).collect()),
-            Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-        match s.read(&mut tmp) {
-            Ok(0) => return Err("connection closed during the handshake".into()),
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
-/// fluentd's client handshake: HELO in, PING out, PONG in and verified.
-fn handshake(s: &mut Conn, a: &Auth, timeout: Duration) -> Result<(), String> {
-    use spate_protocol::handshake as hs;
-    let _ = s.set_read_timeout(Some(timeout));
-    let mut buf = Vec::new();
-    let helo_raw = read_value(s, &mut buf)?;
-    let helo = hs::parse_helo(&helo_raw).map_err(|e| format!("invalid HELO: {e}"))?;
-    let salt = format!("{:032x}", wall_ns() as u128 ^ ((std::process::id() as u128) << 64));
-    let mut ping = Vec::new();
-    hs::encode_ping(
-        &mut ping,
-        &helo,
-        a.self_hostname.as_bytes(),
-        salt.as_bytes(),
-        a.shared_key.as_bytes(),
-        Some((a.username.as_bytes(), a.password.as_bytes())),
-    );
-    s.write_all(&ping).map_err(|e| e.to_string())?;
-    let pong_raw = read_value(s, &mut buf)?;
-    let pong = hs::parse_pong(&pong_raw).map_err(|e| format!("invalid PONG: {e}"))?;
-    if !pong.ok {
-        return Err(format!("authentication failed: {}", String::from_utf8_lossy(pong.reason)));
-    }
-    let want = hs::shared_key_digest(salt.as_bytes(), pong.hostname, helo.nonce, a.shared_key.as_bytes());
-    if !hs::digest_eq(pong.shared_key_digest, want.as_bytes()) {
-        return Err("the server's shared key digest does not match".into());
-    }
-    let _ = s.set_read_timeout(None);
-    Ok(())
-}
-
-/// Fails every pending frame of a broken connection.
-fn fail_pending(st: &ConnState, c: &Counters) {
-    let mut p = st.pending.lock().unwrap_or_else(|e| e.into_inner());
-    for x in p.drain(..) {
-        if x.measured {
-            c.errors.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    st.space.notify_all();
-}
-
-#[allow(clippy::too_many_arguments)]
-fn connection(
-    id: u32,
-    addr: SocketAddr,
-    cfg: Arc<RunConfig>,
-    tpls: Arc<Vec<crate::records::Template>>,
-    c: Arc<Counters>,
-    hist: Arc<Mutex<Histogram<u64>>>,
-    start: Instant,
-    start_wall: u64,
-) {
-    let batch = if cfg.mode == SendMode::Message { cfg.batch.clamp(1, 64) } else { cfg.batch.max(1) };
-    let mut ft = FrameTemplate::new(
-        cfg.mode,
-        cfg.tag.as_bytes(),
-        &tpls,
-        id as usize * 7,
-        batch,
-        cfg.time,
-        cfg.stamp_field.as_bytes(),
-        cfg.ack,
-    );
-    let frames = ft.frames;
-    // Per connection share of the rate, in frames (writes) per second.
-    let interval = cfg.rate.map(|r| Duration::from_secs_f64(batch as f64 / (r / cfg.connections as f64).max(1e-9)));
-    let mut next_due = start;
-    let mut seq: u64 = 0;
-    let mut scratch = Vec::new();
-    let mut ids: Vec<[u8; CHUNK_LEN]> = Vec::with_capacity(frames as usize);
-    let mut first = true;
-    'outer: while !c.stop.load(Ordering::Relaxed) {
-        let Some(mut s) = connect(addr, &cfg, &c) else { break };
-        if !first {
-            c.reconnects.fetch_add(1, Ordering::Relaxed);
-        }
-        first = false;
-        let st = Arc::new(ConnState::default());
-        let reader = if cfg.ack {
-            let (st2, c2, h2, r) = (st.clone(), c.clone(), hist.clone(), s.try_clone());
-            let to = cfg.ack_timeout;
-            r.ok().map(|r| std::thread::spawn(move || ack_reader(r, st2, c2, h2, to)))
-        } else {
-            None
-        };
-        let mut finished = false;
-        loop {
-            if c.stop.load(Ordering::Relaxed) {
-                finished = true;
-                break;
-            }
-            if st.broken.load(Ordering::Relaxed) {
-                break;
-            }
-            // Open loop: wait for the intended send time (never skip a slot).
-            let intended = match interval {
-                Some(iv) => {
-                    let now = Instant::now();
-                    if next_due > now {
-                        std::thread::sleep(next_due - now);
-                    }
-                    let t = next_due;
-                    next_due += iv;
-                    t
-                }
-                None => Instant::now(),
-            };
-            if cfg.ack {
-                let mut p = st.pending.lock().unwrap_or_else(|e| e.into_inner());
-                while p.len() + frames as usize > (cfg.inflight.max(1) as usize).max(frames as usize) {
-                    if c.stop.load(Ordering::Relaxed) || st.broken.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    p = st
-                        .space
-                        .wait_timeout(p, Duration::from_millis(50))
-                        .map(|x| x.0)
-                        .unwrap_or_else(|e| e.into_inner().0);
-                }
-            }
-            if take_budget(&c, batch as u64) == 0 {
-                finished = true;
-                break;
-            }
-            let measured = c.measuring.load(Ordering::Relaxed);
-            let intended_ns = start_wall + intended.duration_since(start).as_nanos() as u64;
-            ids.clear();
-            for i in 0..frames as u64 {
-                ids.push(chunk_id(id, seq + i));
-            }
-            if cfg.ack {
-                let mut p = st.pending.lock().unwrap_or_else(|e| e.into_inner());
-                let per = batch / frames;
-                for i in 0..frames as u64 {
-                    p.push_back(Pending { seq: seq + i, intended_ns, sent_at: Instant::now(), events: per, measured });
-                }
-            }
-            seq += frames as u64;
-            let bytes = ft.render(intended_ns, &ids, &mut scratch);
-            let n = bytes.len() as u64;
-            if s.write_all(bytes).is_err() {
-                if measured {
-                    c.errors.fetch_add(1, Ordering::Relaxed);
-                }
-                break;
-            }
-            c.sent_total.fetch_add(batch as u64, Ordering::Relaxed);
-            if measured {
-                c.sent_events.fetch_add(batch as u64, Ordering::Relaxed);
-                c.sent_bytes.fetch_add(n, Ordering::Relaxed);
-                c.sent_frames.fetch_add(frames as u64, Ordering::Relaxed);
-            }
-        }
-        if finished && cfg.ack {
-            // Let the last acks arrive (bounded by the ack timeout).
-            let end = Instant::now() + cfg.ack_timeout;
-            let mut p = st.pending.lock().unwrap_or_else(|e| e.into_inner());
-            while !p.is_empty() && Instant::now() < end && !st.broken.load(Ordering::Relaxed) {
-                p = st
-                    .space
-                    .wait_timeout(p, Duration::from_millis(20))
-                    .map(|x| x.0)
-                    .unwrap_or_else(|e| e.into_inner().0);
-            }
-        }
-        // Unacked frames of this connection are lost to us (counted as errors).
-        s.shutdown();
-        fail_pending(&st, &c);
-        if let Some(r) = reader {
-            let _ = r.join();
-        }
-        if finished {
-            break 'outer;
-        }
+/// Whether this configuration runs on the event loops.
+pub fn uses_loop(cfg: &RunConfig) -> bool {
+    match cfg.io {
+        IoMode::Threads => false,
+        IoMode::Loop => true,
+        IoMode::Auto => cfg.connections > 16 || cfg.churn.is_some(),
     }
 }
 
@@ -481,36 +161,106 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, Error> {
     if cfg.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         return Err(Error::Config("--rate must be a positive number of events per second".into()));
     }
-    let tpls = Arc::new(templates(&cfg.record).map_err(Error::Records)?);
+    if cfg.churn.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(Error::Config("--churn must be a positive number of connections per second".into()));
+    }
+    let looped = uses_loop(&cfg);
+    if cfg.churn.is_some() && !looped {
+        return Err(Error::Config("--churn needs --io loop (or auto)".into()));
+    }
+    // Each connection costs a descriptor (three with the threaded TLS bridge), plus a few
+    // for the process itself.
+    let per = if cfg.tls.is_some() && !looped { 3 } else { 1 };
+    let want = cfg.connections as u64 * per + 64;
+    let limit = raise_nofile(want);
+    if limit < want {
+        return Err(Error::Config(format!(
+            "--connections {} needs {want} open files and this process may open {limit} (the hard limit of \
+             ulimit -n): run several generators with fewer connections each and merge their reports",
+            cfg.connections
+        )));
+    }
+    let tpls = templates(&cfg.record).map_err(Error::Records)?;
     let duration = match (cfg.duration, cfg.events) {
         (Some(d), _) => Some(d),
         (None, Some(_)) => None,
         (None, None) => Some(Duration::from_secs(10)),
     };
-    let c = Arc::new(Counters::default());
-    if let Some(n) = cfg.events {
-        c.budget.store(n, Ordering::Relaxed);
-        c.bounded.store(true, Ordering::Relaxed);
-    }
-    let hist = Arc::new(Mutex::new(new_hist()));
+    let (start, start_wall) = clock_pair();
+    let sh = Shared::new(cfg.connections, start + cfg.warmup);
     // Without a warmup every event counts, from the first frame.
-    c.measuring.store(cfg.warmup.is_zero(), Ordering::Relaxed);
-    let cfg = Arc::new(cfg);
-    let start = Instant::now();
-    let start_wall = wall_ns();
-    let mut threads = Vec::new();
-    for i in 0..cfg.connections {
-        let addr = cfg.targets[i as usize % cfg.targets.len()];
-        let (cfg2, t2, c2, h2) = (cfg.clone(), tpls.clone(), c.clone(), hist.clone());
-        threads.push(std::thread::spawn(move || connection(i, addr, cfg2, t2, c2, h2, start, start_wall)));
+    sh.c.measuring.store(cfg.warmup.is_zero(), Ordering::Relaxed);
+    let rates = cfg.rate.map(|r| conn_rates(r, cfg.connections, cfg.rate_jitter));
+    let ctx = Arc::new(Ctx { cfg, tpls, sh, start, start_wall, rates });
+    let cfg = &ctx.cfg;
+    let threads: Vec<std::thread::JoinHandle<()>> = if looped {
+        crate::fleet::spawn(ctx.clone())?
+    } else {
+        (0..cfg.connections)
+            .map(|i| {
+                let addr = cfg.targets[i as usize % cfg.targets.len()];
+                let c2 = ctx.clone();
+                std::thread::spawn(move || crate::threaded::connection(i, addr, c2))
+            })
+            .collect()
+    };
+    let rows = monitor(&ctx, threads, duration);
+    let io = if looped { "loop" } else { "threads" };
+    Ok(build_report(&ctx, rows, io, cfg.connections as usize))
+}
+
+/// Replays a `sink --record` capture (`--replay`) and returns the run's report.
+pub fn run_replay(cfg: RunConfig, rc: crate::replay::ReplayConfig) -> Result<RunReport, Error> {
+    if cfg.targets.is_empty() {
+        return Err(Error::Config("need at least one --target".into()));
     }
+    if cfg.events.is_some() || cfg.rate.is_some() || cfg.churn.is_some() {
+        return Err(Error::Config("--replay sends the recording as it was: no --events, --rate or --churn".into()));
+    }
+    if !(rc.speed > 0.0 && rc.speed.is_finite()) {
+        return Err(Error::Config("--speed must be a positive number".into()));
+    }
+    let slots = crate::replay::count_connections(&rc.file)?;
+    raise_nofile(slots as u64 * 3 + 256);
+    let duration = match (cfg.duration, rc.looped) {
+        (Some(d), _) => Some(d),
+        (None, true) => Some(Duration::from_secs(10)),
+        (None, false) => None,
+    };
+    let (start, start_wall) = clock_pair();
+    let sh = Shared::new(slots as u32, start + cfg.warmup);
+    sh.c.measuring.store(cfg.warmup.is_zero(), Ordering::Relaxed);
+    let ctx = Arc::new(Ctx { cfg, tpls: Vec::new(), sh, start, start_wall, rates: None });
+    let c2 = ctx.clone();
+    let t = std::thread::spawn(move || crate::replay::send(c2, rc));
+    let rows = monitor(&ctx, vec![t], duration);
+    let mut r = build_report(&ctx, rows, "replay", slots);
+    r.connections = slots as u32;
+    r.mode = "replay".into();
+    Ok(r)
+}
+
+/// What the monitor saw: the measured time, events sent and acked per second, and how
+/// long the last row lasted (a part-second at the end).
+struct Rows {
+    measured: Duration,
+    sent: Vec<u64>,
+    acked: Vec<u64>,
+    last_secs: f64,
+}
+
+/// Flips to the measured phase after the warmup, prints a line per second, stops the
+/// senders at the end of the duration (or when they are done) and waits for them.
+fn monitor(ctx: &Arc<Ctx>, threads: Vec<std::thread::JoinHandle<()>>, duration: Option<Duration>) -> Rows {
+    let (cfg, c) = (&ctx.cfg, &ctx.sh.c);
     if !cfg.warmup.is_zero() {
-        std::thread::sleep(cfg.warmup);
+        std::thread::sleep(cfg.warmup.saturating_sub(ctx.start.elapsed()));
     }
     c.measuring.store(true, Ordering::Relaxed);
     let m_start = Instant::now();
     let mut rate_per_sec = Vec::new();
-    let mut last_sent = 0;
+    let mut acked_per_sec = Vec::new();
+    let (mut last_sent, mut last_acked) = (0, 0);
     let mut next_tick = m_start + Duration::from_secs(1);
     loop {
         let done_by_time = duration.is_some_and(|d| m_start.elapsed() >= d);
@@ -524,21 +274,13 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, Error> {
         if Instant::now() >= next_tick {
             next_tick += Duration::from_secs(1);
             let sent = c.sent_events.load(Ordering::Relaxed);
+            let acked = c.acked_events.load(Ordering::Relaxed);
             rate_per_sec.push(sent - last_sent);
+            acked_per_sec.push(acked - last_acked);
             if !cfg.quiet {
-                let l = hist.lock().map(|h| Latency::from_hist(&h)).unwrap_or_default();
-                eprintln!(
-                    "[{:>3}s] sent {:>10} ev/s{} acked {:>10} errors {} reconnects {}{}",
-                    rate_per_sec.len(),
-                    sent - last_sent,
-                    cfg.rate.map_or(String::new(), |r| format!(" (offered {r:.0})")),
-                    c.acked_events.load(Ordering::Relaxed),
-                    c.errors.load(Ordering::Relaxed),
-                    c.reconnects.load(Ordering::Relaxed),
-                    if cfg.ack { format!(" ack p50 {}us p99 {}us", l.p50, l.p99) } else { String::new() }
-                );
+                live_line(ctx, rate_per_sec.len(), (sent - last_sent, sent), (acked - last_acked, acked));
             }
-            last_sent = sent;
+            (last_sent, last_acked) = (sent, acked);
         }
     }
     let measured = m_start.elapsed();
@@ -546,12 +288,66 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, Error> {
     for t in threads {
         let _ = t.join();
     }
+    // The part-second at the end is a row too (the chart and merge see every event).
+    let (sent, acked) = (c.sent_events.load(Ordering::Relaxed), c.acked_events.load(Ordering::Relaxed));
+    let mut last_secs = 1.0;
+    if sent > last_sent || acked > last_acked || rate_per_sec.is_empty() {
+        last_secs = (measured.as_secs_f64() - rate_per_sec.len() as f64).clamp(0.0, 1.0);
+        rate_per_sec.push(sent - last_sent);
+        acked_per_sec.push(acked - last_acked);
+    }
+    Rows { measured, sent: rate_per_sec, acked: acked_per_sec, last_secs }
+}
+
+/// One line per second on stderr: each column says what it counts, rates and totals
+/// side by side.
+fn live_line(ctx: &Ctx, sec: usize, sent: (u64, u64), acked: (u64, u64)) {
+    let (cfg, sh) = (&ctx.cfg, &ctx.sh);
+    let c = &sh.c;
+    let mut line = format!("[{sec:>3}s] sent {:>10} ev/s (total {:>11})", sent.0, sent.1);
+    if let Some(r) = cfg.rate {
+        line += &format!(" offered {r:.0} ev/s");
+    }
+    if cfg.ack {
+        let l = sh.ack.lock().map(|h| Latency::from_hist(&h)).unwrap_or_default();
+        line +=
+            &format!(" | acked {:>10} ev/s (total {:>11}) | ack p50 {} us p99 {} us", acked.0, acked.1, l.p50, l.p99);
+    }
+    line +=
+        &format!(" | errors {} reconnects {}", c.errors.load(Ordering::Relaxed), c.reconnects.load(Ordering::Relaxed));
+    if cfg.churn.is_some() {
+        let l = sh.connect.lock().map(|h| Latency::from_hist(&h)).unwrap_or_default();
+        line += &format!(" | churned {} connect p99 {} us", c.churned.load(Ordering::Relaxed), l.p99);
+    }
+    eprintln!("{line}");
+}
+
+fn build_report(ctx: &Ctx, rows: Rows, io: &str, slots: usize) -> RunReport {
+    let Rows { measured, sent: rate_per_sec, acked: acked_per_sec, last_secs } = rows;
+    let (cfg, sh) = (&ctx.cfg, &ctx.sh);
+    let c = &sh.c;
     let secs = measured.as_secs_f64().max(1e-9);
     let sent = c.sent_events.load(Ordering::Relaxed);
     let acked = c.acked_events.load(Ordering::Relaxed);
     let bytes = c.sent_bytes.load(Ordering::Relaxed);
-    let lat = hist.lock().map(|h| Latency::from_hist(&h)).unwrap_or_default();
-    Ok(RunReport {
+    let ack_h = sh.ack.lock().map(|h| h.clone()).unwrap_or_else(|_| crate::report::new_hist());
+    let conn_h = sh.connect.lock().map(|h| h.clone()).unwrap_or_else(|_| crate::report::new_hist());
+    let mut fair = new_count_hist();
+    for a in sh.per_conn.iter().take(slots) {
+        let _ = fair.record(a.load(Ordering::Relaxed));
+    }
+    let counts = if cfg.ack { "events_acked" } else { "events_sent" };
+    let seconds = sh.seconds.lock().map(|s| s.clone()).unwrap_or_default();
+    let per_second = rate_per_sec
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let empty = crate::report::new_hist();
+            let secs = if i + 1 == rate_per_sec.len() { last_secs } else { 1.0 };
+            second_row(secs, s, acked_per_sec.get(i).copied().unwrap_or(0), seconds.get(i).unwrap_or(&empty))
+        })
+        .collect();
+    RunReport {
         events_sent: sent,
         events_acked: acked,
         errors: c.errors.load(Ordering::Relaxed),
@@ -564,15 +360,27 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, Error> {
         frames_sent: c.sent_frames.load(Ordering::Relaxed),
         offered_rate: cfg.rate,
         achieved_rate: sent as f64 / secs,
-        ack_latency_us: lat,
+        ack_latency_us: Latency::from_hist(&ack_h),
+        ack_latency_hdr: hist_to_string(&ack_h),
+        connects: c.connects.load(Ordering::Relaxed),
+        connect_failures: c.connect_failures.load(Ordering::Relaxed),
+        connect_latency_us: Latency::from_hist(&conn_h),
+        connect_latency_hdr: hist_to_string(&conn_h),
+        churned: c.churned.load(Ordering::Relaxed),
+        fairness: Fairness::from_hist(&fair, counts),
+        fairness_hdr: hist_to_string(&fair),
         events_sent_total: c.sent_total.load(Ordering::Relaxed),
         events_acked_total: c.acked_total.load(Ordering::Relaxed),
         rate_per_sec,
+        per_second,
         mode: format!("{:?}", cfg.mode).to_lowercase(),
         connections: cfg.connections,
         batch: cfg.batch,
         inflight: cfg.inflight,
         ack: cfg.ack,
         targets: cfg.targets.iter().map(|t| t.to_string()).collect(),
-    })
+        io: io.into(),
+        generators: 1,
+        slo: Vec::new(),
+    }
 }

@@ -5,10 +5,19 @@
 //! ([`sink::start`]) receives, acks, counts per tag and measures end-to-end latency from
 //! a send stamp in each record. Both write the JSON reports of [`report`].
 
+pub mod capture;
+mod fleet;
 pub mod generator;
+pub mod handshake;
 pub mod records;
+pub mod replay;
 pub mod report;
 pub mod sink;
+pub mod slo;
+pub mod sockets;
+pub mod stats;
+pub mod svg;
+mod threaded;
 pub mod tls;
 
 /// Parses `30s`, `500ms`, `2m`, `1h` or plain seconds (`1.5`).

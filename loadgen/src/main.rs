@@ -1,13 +1,16 @@
-//! `spate-loadgen`: CLI over the `spate_loadgen` library (`run` generator, `sink`).
+//! `spate-loadgen`: CLI over the `spate_loadgen` library (`run` generator and replay,
+//! `sink`, `merge` of reports).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
-use spate_loadgen::generator::{self, RunConfig};
+use spate_loadgen::generator::{self, IoMode, RunConfig};
 use spate_loadgen::records::{RecordSource, SendMode};
+use spate_loadgen::replay::ReplayConfig;
 use spate_loadgen::report::RunReport;
 use spate_loadgen::{parse_duration, sink};
 use spate_protocol::encode::TimeFormat;
@@ -27,6 +30,19 @@ struct Cli {
 enum Sub {
     Run(RunArgs),
     Sink(SinkArgs),
+    Merge(MergeArgs),
+}
+
+/// merge generator reports (JSON) from several processes or machines into one, on stdout
+#[derive(FromArgs)]
+#[argh(subcommand, name = "merge")]
+struct MergeArgs {
+    /// report files written by `run --report`
+    #[argh(positional)]
+    reports: Vec<PathBuf>,
+    /// also draw the merged run as an SVG chart
+    #[argh(option)]
+    report_svg: Option<PathBuf>,
 }
 
 /// generate load against one or more Forward servers
@@ -48,6 +64,9 @@ struct RunArgs {
     /// r1, r2, or a file of JSON lines used as templates (default r1)
     #[argh(option, default = "RecordSource::R1")]
     record: RecordSource,
+    /// sample records from this file of JSON lines (cycled; same as --record FILE)
+    #[argh(option)]
+    records: Option<PathBuf>,
     /// tag (default spate.loadgen)
     #[argh(option, default = "String::from(\"spate.loadgen\")")]
     tag: String,
@@ -57,6 +76,36 @@ struct RunArgs {
     /// open-loop rate in events/s (default: as fast as the target takes it)
     #[argh(option)]
     rate: Option<f64>,
+    /// vary each connection's share of --rate by up to this fraction (default 0.1)
+    #[argh(option, default = "0.1")]
+    rate_jitter: f64,
+    /// connections closed and reopened per second (fresh TCP, TLS and handshake)
+    #[argh(option)]
+    churn: Option<f64>,
+    /// auto (default), threads (two per connection) or loop (epoll event loops)
+    #[argh(option, default = "IoMode::Auto")]
+    io: IoMode,
+    /// event-loop threads with --io loop (default: one per CPU)
+    #[argh(option, default = "0")]
+    threads: u32,
+    /// objectives checked at the end, e.g. 'ack_p99<=5ms,errors==0' (exit 3 if one fails)
+    #[argh(option)]
+    slo: Option<String>,
+    /// draw events/s and ack latency per second as an SVG chart here
+    #[argh(option)]
+    report_svg: Option<PathBuf>,
+    /// replay a `sink --record` file instead of generating events
+    #[argh(option)]
+    replay: Option<PathBuf>,
+    /// replay speed factor (default 1: as recorded)
+    #[argh(option, default = "1.0")]
+    speed: f64,
+    /// replay the recording again and again until --duration (default 10s)
+    #[argh(switch, long = "loop")]
+    looped: bool,
+    /// replay with event times re-stamped to the time of sending
+    #[argh(switch)]
+    retime: bool,
     /// request an ack per frame
     #[argh(switch)]
     ack: bool,
@@ -141,6 +190,12 @@ struct SinkArgs {
     /// read send stamps in every Nth frame only (default 1: all)
     #[argh(option, default = "1")]
     sample: u32,
+    /// worker threads (default: one per CPU)
+    #[argh(option, default = "0")]
+    threads: u32,
+    /// write every received frame with its arrival time to this file (for run --replay)
+    #[argh(option)]
+    record: Option<PathBuf>,
     /// no line per second
     #[argh(switch)]
     quiet: bool,
@@ -179,86 +234,165 @@ fn summary(r: &RunReport) {
         let l = r.ack_latency_us;
         eprintln!("ack latency us  p50 {} p90 {} p99 {} p99.9 {} max {}", l.p50, l.p90, l.p99, l.p999, l.max);
     }
+    let c = r.connect_latency_us;
+    eprintln!(
+        "connects        {:>14}  (failed {}, churned {}; connect us p50 {} p99 {} max {})",
+        r.connects, r.connect_failures, r.churned, c.p50, c.p99, c.max
+    );
+    let f = &r.fairness;
+    eprintln!("per connection  {:>14}  ({} min {} p50 {} max {})", f.connections, f.counts, f.min, f.p50, f.max);
+}
+
+/// SIGINT/SIGTERM end a sink cleanly (its recording finished, its report written).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn run_cmd(a: RunArgs) -> ExitCode {
+    let go = || -> Result<RunReport, String> {
+        if a.target.is_empty() {
+            return Err("at least one --target HOST:PORT is required".into());
+        }
+        let targets = a.target.iter().map(|t| resolve(t)).collect::<Result<Vec<_>, _>>()?;
+        let time = match a.time.as_str() {
+            "eventtime" => TimeFormat::EventTime,
+            "int" => TimeFormat::Integer,
+            o => return Err(format!("--time {o:?}: expected eventtime or int")),
+        };
+        let slo = a.slo.as_deref().map(spate_loadgen::slo::parse).transpose().map_err(|e| e.to_string())?;
+        if !(0.0..1.0).contains(&a.rate_jitter) {
+            return Err("--rate-jitter must be at least 0 and below 1".into());
+        }
+        let record = match &a.records {
+            Some(p) => RecordSource::File(p.clone()),
+            None => a.record.clone(),
+        };
+        let cfg = RunConfig {
+            targets,
+            connections: a.connections,
+            mode: a.mode,
+            batch: a.batch.max(1),
+            record,
+            tag: a.tag.clone(),
+            time,
+            rate: a.rate,
+            rate_jitter: a.rate_jitter,
+            ack: a.ack,
+            inflight: a.inflight.max(1),
+            ack_timeout: parse_duration(&a.ack_timeout)?,
+            duration: a.duration.as_deref().map(parse_duration).transpose()?,
+            events: a.events,
+            warmup: parse_duration(&a.warmup)?,
+            stamp_field: a.stamp_field.clone(),
+            quiet: a.quiet,
+            connect_timeout: Duration::from_secs(3),
+            auth: a.shared_key.clone().map(|k| generator::Auth {
+                self_hostname: a.self_hostname.clone(),
+                shared_key: k,
+                username: a.username.clone(),
+                password: a.password.clone(),
+            }),
+            tls: if a.tls || a.tls_ca.is_some() || a.tls_cert.is_some() || a.tls_insecure || a.tls_server_name.is_some()
+            {
+                let ck = match (&a.tls_cert, &a.tls_key) {
+                    (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                    (None, None) => None,
+                    _ => return Err("--tls-cert and --tls-key go together".to_string()),
+                };
+                Some(spate_loadgen::tls::TlsConf::new(
+                    a.tls_ca.as_deref(),
+                    ck,
+                    a.tls_insecure,
+                    a.tls_server_name.clone(),
+                )?)
+            } else {
+                None
+            },
+            churn: a.churn,
+            io: a.io,
+            threads: a.threads,
+        };
+        let mut r = match &a.replay {
+            Some(file) => {
+                let rc = ReplayConfig { file: file.clone(), speed: a.speed, looped: a.looped, retime: a.retime };
+                generator::run_replay(cfg, rc).map_err(|e| e.to_string())?
+            }
+            None => {
+                if a.looped || a.retime || a.speed != 1.0 {
+                    return Err("--loop, --retime and --speed go with --replay FILE".into());
+                }
+                generator::run(cfg).map_err(|e| e.to_string())?
+            }
+        };
+        if let Some(objs) = &slo {
+            r.slo = spate_loadgen::slo::check(objs, &r);
+        }
+        write_report(&a.report, &r)?;
+        if let Some(p) = &a.report_svg {
+            let title = format!("spate-loadgen run against {}", r.targets.join(", "));
+            std::fs::write(p, spate_loadgen::svg::render(&r, &title)).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        Ok(r)
+    };
+    match go() {
+        Ok(r) => {
+            summary(&r);
+            let failed: Vec<_> = r.slo.iter().filter(|s| !s.ok).collect();
+            for s in &failed {
+                eprintln!("{}", spate_loadgen::slo::reason(s));
+            }
+            if !failed.is_empty() {
+                ExitCode::from(3)
+            } else if r.errors > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("spate-loadgen run: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn merge_cmd(a: MergeArgs) -> ExitCode {
+    let go = || -> Result<RunReport, String> {
+        if a.reports.is_empty() {
+            return Err("give the report files to merge".into());
+        }
+        let mut rs = Vec::new();
+        for p in &a.reports {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let r: RunReport = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            rs.push(r);
+        }
+        let m = spate_loadgen::report::merge(&rs).map_err(|e| e.to_string())?;
+        if let Some(p) = &a.report_svg {
+            let title = format!("spate-loadgen: {} generators merged", m.generators);
+            std::fs::write(p, spate_loadgen::svg::render(&m, &title)).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        Ok(m)
+    };
+    match go().and_then(|m| serde_json::to_string_pretty(&m).map_err(|e| e.to_string())) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("spate-loadgen merge: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     match cli.cmd {
-        Sub::Run(a) => {
-            let go = || -> Result<RunReport, String> {
-                if a.target.is_empty() {
-                    return Err("at least one --target HOST:PORT is required".into());
-                }
-                let targets = a.target.iter().map(|t| resolve(t)).collect::<Result<Vec<_>, _>>()?;
-                let time = match a.time.as_str() {
-                    "eventtime" => TimeFormat::EventTime,
-                    "int" => TimeFormat::Integer,
-                    o => return Err(format!("--time {o:?}: expected eventtime or int")),
-                };
-                let cfg = RunConfig {
-                    targets,
-                    connections: a.connections,
-                    mode: a.mode,
-                    batch: a.batch.max(1),
-                    record: a.record.clone(),
-                    tag: a.tag.clone(),
-                    time,
-                    rate: a.rate,
-                    ack: a.ack,
-                    inflight: a.inflight.max(1),
-                    ack_timeout: parse_duration(&a.ack_timeout)?,
-                    duration: a.duration.as_deref().map(parse_duration).transpose()?,
-                    events: a.events,
-                    warmup: parse_duration(&a.warmup)?,
-                    stamp_field: a.stamp_field.clone(),
-                    quiet: a.quiet,
-                    connect_timeout: Duration::from_secs(3),
-                    auth: a.shared_key.clone().map(|k| generator::Auth {
-                        self_hostname: a.self_hostname.clone(),
-                        shared_key: k,
-                        username: a.username.clone(),
-                        password: a.password.clone(),
-                    }),
-                    tls: if a.tls
-                        || a.tls_ca.is_some()
-                        || a.tls_cert.is_some()
-                        || a.tls_insecure
-                        || a.tls_server_name.is_some()
-                    {
-                        let ck = match (&a.tls_cert, &a.tls_key) {
-                            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
-                            (None, None) => None,
-                            _ => return Err("--tls-cert and --tls-key go together".to_string()),
-                        };
-                        Some(spate_loadgen::tls::TlsConf::new(
-                            a.tls_ca.as_deref(),
-                            ck,
-                            a.tls_insecure,
-                            a.tls_server_name.clone(),
-                        )?)
-                    } else {
-                        None
-                    },
-                };
-                let r = generator::run(cfg).map_err(|e| e.to_string())?;
-                write_report(&a.report, &r)?;
-                Ok(r)
-            };
-            match go() {
-                Ok(r) => {
-                    summary(&r);
-                    if r.errors > 0 {
-                        ExitCode::from(1)
-                    } else {
-                        ExitCode::SUCCESS
-                    }
-                }
-                Err(e) => {
-                    eprintln!("spate-loadgen run: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Sub::Run(a) => run_cmd(a),
+        Sub::Merge(a) => merge_cmd(a),
         Sub::Sink(a) => {
             let bind = match resolve(&a.bind) {
                 Ok(b) => b,
@@ -280,6 +414,8 @@ fn main() -> ExitCode {
                 raw: a.raw,
                 no_ack: a.no_ack,
                 sample_every: a.sample,
+                threads: a.threads,
+                record: a.record.clone(),
             };
             let h = match sink::start(cfg) {
                 Ok(h) => h,
@@ -288,6 +424,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // SAFETY: the handler only stores to an atomic.
+            unsafe {
+                libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+                libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+            }
             eprintln!("listening on {}", h.addr());
             let start = Instant::now();
             let mut last = (0u64, 0u64);
@@ -296,21 +437,22 @@ fn main() -> ExitCode {
                 if a.expect.is_some_and(|n| h.events() >= n) {
                     break true;
                 }
-                if timeout.is_some_and(|t| start.elapsed() >= t) {
+                if timeout.is_some_and(|t| start.elapsed() >= t) || STOP.load(Ordering::Relaxed) {
                     break a.expect.is_none();
                 }
                 std::thread::sleep(Duration::from_millis(5));
                 if Instant::now() >= next {
                     next += Duration::from_secs(1);
                     let (e, b) = (h.events(), h.bytes());
+                    h.flush_record();
                     if !a.quiet {
                         let r = h.report();
                         eprintln!(
-                            "[{:>3}s] {:>10} ev/s {:>12} B/s total {} e2e p50 {}us p99 {}us",
+                            "[{:>3}s] received {:>10} ev/s (total {:>11}) {:>12} B/s | e2e p50 {} us p99 {} us",
                             start.elapsed().as_secs(),
                             e - last.0,
-                            b - last.1,
                             e,
+                            b - last.1,
                             r.e2e_latency_us.p50,
                             r.e2e_latency_us.p99
                         );
@@ -323,8 +465,8 @@ fn main() -> ExitCode {
                 eprintln!("spate-loadgen sink: {e}");
             }
             eprintln!(
-                "events received {} ({} bytes), e2e p50 {}us p99 {}us",
-                r.events_received, r.bytes_received, r.e2e_latency_us.p50, r.e2e_latency_us.p99
+                "events received {} ({} bytes, {} frames recorded), e2e p50 {}us p99 {}us",
+                r.events_received, r.bytes_received, r.frames_recorded, r.e2e_latency_us.p50, r.e2e_latency_us.p99
             );
             if ok {
                 ExitCode::SUCCESS

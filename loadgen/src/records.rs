@@ -141,17 +141,32 @@ impl Template {
     }
 }
 
+/// Most records taken from a `--records` file, and most bytes of it read.
+pub const MAX_RECORDS: usize = 100_000;
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+
 /// Loads the templates for a source (64 varied ones for R1/R2).
 pub fn templates(src: &RecordSource) -> Result<Vec<Template>, String> {
     match src {
         RecordSource::R1 => Ok((0..64).map(r1).collect()),
         RecordSource::R2 => Ok((0..64).map(r2).collect()),
         RecordSource::File(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            use std::io::BufRead;
+            let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
             let mut out = Vec::new();
-            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let mut bytes = 0usize;
+            for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+                let line = line.map_err(|e| format!("{}:{}: {e}", p.display(), n + 1))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                // Records are sampled from the start of a large file: memory stays bounded.
+                if out.len() >= MAX_RECORDS || bytes >= MAX_RECORD_BYTES {
+                    break;
+                }
+                bytes += line.len();
                 let v: serde_json::Value =
-                    serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", p.display(), n + 1))?;
+                    serde_json::from_str(&line).map_err(|e| format!("{}:{}: {e}", p.display(), n + 1))?;
                 let serde_json::Value::Object(m) = &v else {
                     return Err(format!("{}:{}: each line must be a JSON object", p.display(), n + 1));
                 };
@@ -315,6 +330,84 @@ impl FrameTemplate {
             self.bytes[*o..*o + CHUNK_LEN].copy_from_slice(id);
         }
         &self.bytes
+    }
+}
+
+/// The frames one sender cycles through: up to 16 variants that start at different
+/// templates (so every line of a `--records` file is sent, not only the first `batch`,
+/// and as evenly as the batch allows),
+/// plus, built once when needed, the short frame that ends an `--events` run.
+#[derive(Debug, Clone)]
+pub struct FrameSet {
+    variants: Vec<FrameTemplate>,
+    next: usize,
+    short: Option<FrameTemplate>,
+    tpls_len: usize,
+    first: usize,
+    batch: u32,
+    build: FrameParams,
+}
+
+/// What a [`FrameSet`] builds its frames from.
+#[derive(Debug, Clone)]
+pub struct FrameParams {
+    pub mode: SendMode,
+    pub tag: Vec<u8>,
+    pub time: TimeFormat,
+    pub stamp_field: Vec<u8>,
+    pub ack: bool,
+}
+
+impl FrameSet {
+    /// `batch`: events per write (in message mode, frames per write, at most 64).
+    pub fn new(p: FrameParams, tpls: &[Template], first: usize, batch: u32) -> FrameSet {
+        let batch = if p.mode == SendMode::Message { batch.clamp(1, 64) } else { batch.max(1) };
+        let n = tpls.len().max(1);
+        // Enough variants that the cycle of frames goes through the templates evenly
+        // (len / gcd(len, batch) frames), up to 16.
+        let (mut a, mut b) = (n, batch as usize);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        let count = (n / a.max(1)).clamp(1, 16);
+        let variants = (0..count)
+            .map(|v| {
+                FrameTemplate::new(
+                    p.mode,
+                    &p.tag,
+                    tpls,
+                    first + v * batch as usize,
+                    batch,
+                    p.time,
+                    &p.stamp_field,
+                    p.ack,
+                )
+            })
+            .collect();
+        FrameSet { variants, next: 0, short: None, tpls_len: n, first, batch, build: p }
+    }
+
+    /// Events in a full write.
+    pub fn batch(&self) -> u32 {
+        self.batch
+    }
+
+    /// The next frame to send with `events` events (`batch`, or fewer for the last one).
+    pub fn take(&mut self, tpls: &[Template], events: u32) -> &mut FrameTemplate {
+        if events >= self.batch || events == 0 {
+            let i = self.next % self.variants.len();
+            self.next = self.next.wrapping_add(1);
+            return &mut self.variants[i];
+        }
+        if self.short.as_ref().is_none_or(|s| s.events != events) {
+            let p = &self.build;
+            let first = (self.first + self.next * self.batch as usize) % self.tpls_len;
+            self.short = Some(FrameTemplate::new(p.mode, &p.tag, tpls, first, events, p.time, &p.stamp_field, p.ack));
+        }
+        match &mut self.short {
+            Some(s) => s,
+            None => &mut self.variants[0],
+        }
     }
 }
 

@@ -1,21 +1,32 @@
 //! `spate-loadgen sink`: a Forward server that acks when asked, counts events and bytes
 //! per tag, and builds an end-to-end latency histogram from the generator's send stamp
 //! (a nanosecond timestamp in `--stamp-field`). `--raw` only counts bytes (the loopback
-//! ceiling). One thread per connection; counters are merged per frame, histograms every
-//! half second.
+//! ceiling); `--record FILE` writes every frame with its arrival time (`capture.rs`).
+//!
+//! An acceptor thread hands connections round-robin to a few worker threads, each an
+//! epoll loop (mio) over its share: thousands of connections cost no threads, and a few
+//! fast ones spread over the cores. Counters are merged per read, per-tag counts every
+//! 20 ms, histograms every half second.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
-use spate_protocol::{encode, Frame, FrameDecoder, Limits};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use spate_protocol::{encode, parse_frame, EventBatch, Frame, FrameDecoder, Limits};
 
+use crate::capture::Recorder;
 use crate::report::{new_hist, Latency, SinkReport, TagCount};
+use crate::stats::{raise_nofile, wall_ns};
 
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
@@ -28,6 +39,10 @@ pub struct SinkConfig {
     /// Read the send stamps of every Nth frame only (1: every frame). Sampling keeps the
     /// sink much faster than what it measures; the histogram stays representative.
     pub sample_every: u32,
+    /// Worker threads (0: one per CPU).
+    pub threads: u32,
+    /// Write every received frame here, with its arrival time.
+    pub record: Option<PathBuf>,
 }
 
 impl Default for SinkConfig {
@@ -38,6 +53,8 @@ impl Default for SinkConfig {
             raw: false,
             no_ack: false,
             sample_every: 1,
+            threads: 0,
+            record: None,
         }
     }
 }
@@ -53,6 +70,8 @@ struct Shared {
     bad_frames: AtomicU64,
     by_tag: Mutex<HashMap<Vec<u8>, TagCount>>,
     hist: Mutex<Option<Histogram<u64>>>,
+    recorder: Mutex<Option<Recorder>>,
+    recorded: AtomicU64,
 }
 
 /// A running sink.
@@ -60,158 +79,395 @@ pub struct SinkHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
     started: Instant,
-    acceptor: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    wakers: Vec<Arc<Waker>>,
 }
 
-fn wall_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
+const WAKE: Token = Token(usize::MAX);
+const LISTEN: Token = Token(usize::MAX - 1);
 
 /// Starts a sink; returns once it listens.
-pub fn start(cfg: SinkConfig) -> std::io::Result<SinkHandle> {
-    let l = TcpListener::bind(cfg.bind)?;
-    l.set_nonblocking(true)?;
-    let addr = l.local_addr()?;
+pub fn start(cfg: SinkConfig) -> io::Result<SinkHandle> {
+    raise_nofile(32_768);
+    let std_l = std::net::TcpListener::bind(cfg.bind)?;
+    // A fleet connects thousands at once: a deeper accept queue than std's default.
+    // SAFETY: listen(2) again on our own listening socket only changes its backlog.
+    unsafe {
+        libc::listen(std_l.as_raw_fd(), 4096);
+    }
+    std_l.set_nonblocking(true)?;
+    let addr = std_l.local_addr()?;
+    let mut listener = TcpListener::from_std(std_l);
     let shared = Arc::new(Shared { hist: Mutex::new(Some(new_hist())), ..Default::default() });
-    let sh = shared.clone();
-    let acceptor = std::thread::spawn(move || {
-        let mut conns = Vec::new();
-        while !sh.stop.load(Ordering::Relaxed) {
+    if let Some(p) = &cfg.record {
+        let r = Recorder::create(p, wall_ns()).map_err(|e| io::Error::other(e.to_string()))?;
+        *shared.recorder.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let n = if cfg.threads == 0 { cpus } else { cfg.threads }.max(1);
+    let mut threads = Vec::new();
+    let mut wakers = Vec::new();
+    let mut senders: Vec<Sender<std::net::TcpStream>> = Vec::new();
+    for w in 0..n {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        let (tx, rx) = channel();
+        senders.push(tx);
+        wakers.push(waker);
+        let (sh, cfg2) = (shared.clone(), cfg.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("sink-{w}"))
+                .spawn(move || Worker::new(poll, rx, sh, cfg2).run())?,
+        );
+    }
+    let apoll = Poll::new()?;
+    apoll.registry().register(&mut listener, LISTEN, Interest::READABLE)?;
+    let (sh, wk) = (shared.clone(), wakers.clone());
+    threads.push(
+        std::thread::Builder::new()
+            .name("sink-accept".into())
+            .spawn(move || accept_loop(apoll, listener, senders, wk, sh))?,
+    );
+    Ok(SinkHandle { addr, shared, started: Instant::now(), threads, wakers })
+}
+
+fn accept_loop(
+    mut poll: Poll,
+    l: TcpListener,
+    to: Vec<Sender<std::net::TcpStream>>,
+    wakers: Vec<Arc<Waker>>,
+    sh: Arc<Shared>,
+) {
+    let mut events = Events::with_capacity(16);
+    let mut next = 0usize;
+    let mut warned = false;
+    while !sh.stop.load(Ordering::Relaxed) {
+        if poll.poll(&mut events, Some(Duration::from_millis(100))).is_err() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        loop {
             match l.accept() {
                 Ok((s, _)) => {
                     sh.connections.fetch_add(1, Ordering::Relaxed);
-                    let (sh2, cfg2) = (sh.clone(), cfg.clone());
-                    conns.push(std::thread::spawn(move || serve(s, sh2, cfg2)));
+                    // mio streams convert to std and back without changing the socket.
+                    let fd: std::net::TcpStream = s.into();
+                    let w = next % to.len();
+                    next = next.wrapping_add(1);
+                    if to[w].send(fd).is_ok() {
+                        let _ = wakers[w].wake();
+                    }
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // Out of descriptors or a connection reset before accept: try again soon.
+                Err(e) => {
+                    if !warned {
+                        warned = true;
+                        eprintln!("spate-loadgen sink: accept: {e} (open-file limit {})", raise_nofile(0));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                    break;
+                }
             }
-            conns.retain(|t: &std::thread::JoinHandle<()>| !t.is_finished());
         }
-        for t in conns {
-            let _ = t.join();
-        }
-    });
-    Ok(SinkHandle { addr, shared, started: Instant::now(), acceptor: Some(acceptor) })
+    }
 }
 
-fn serve(mut s: TcpStream, sh: Arc<Shared>, cfg: SinkConfig) {
-    let _ = s.set_nonblocking(false);
-    let _ = s.set_nodelay(true);
-    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut tmp = vec![0u8; 256 << 10];
-    let mut buf = BytesMut::with_capacity(256 << 10);
-    let mut dec = FrameDecoder::new(Limits::default());
-    let mut local = new_hist();
-    let mut last_merge = Instant::now();
-    let mut acks = Vec::new();
-    let stamp = cfg.stamp_field.as_bytes().to_vec();
-    let every = cfg.sample_every.max(1) as u64;
-    let mut nframe = 0u64;
-    let mut tags: HashMap<Vec<u8>, TagCount> = HashMap::new();
-    let mut last_tags = Instant::now();
-    while !sh.stop.load(Ordering::Relaxed) {
-        if last_merge.elapsed() > Duration::from_millis(500) {
-            merge(&sh, &mut local);
-            last_merge = Instant::now();
+struct SConn {
+    sock: TcpStream,
+    id: u64,
+    buf: BytesMut,
+    dec: FrameDecoder,
+    out: Vec<u8>,
+    out_pos: usize,
+    writable: bool,
+    nframe: u64,
+}
+
+struct Worker {
+    poll: Poll,
+    rx: Receiver<std::net::TcpStream>,
+    sh: Arc<Shared>,
+    cfg: SinkConfig,
+    conns: Vec<Option<SConn>>,
+    free: Vec<usize>,
+    tmp: Vec<u8>,
+    local: Histogram<u64>,
+    tags: HashMap<Vec<u8>, TagCount>,
+    last_tags: Instant,
+    last_merge: Instant,
+    stamp: Vec<u8>,
+}
+
+static CONN_IDS: AtomicUsize = AtomicUsize::new(0);
+
+impl Worker {
+    fn new(poll: Poll, rx: Receiver<std::net::TcpStream>, sh: Arc<Shared>, cfg: SinkConfig) -> Worker {
+        Worker {
+            poll,
+            rx,
+            sh,
+            stamp: cfg.stamp_field.as_bytes().to_vec(),
+            cfg,
+            conns: Vec::new(),
+            free: Vec::new(),
+            tmp: vec![0; 256 << 10],
+            local: new_hist(),
+            tags: HashMap::new(),
+            last_tags: Instant::now(),
+            last_merge: Instant::now(),
         }
-        let n = match s.read(&mut tmp) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                flush_tags(&sh, &mut tags);
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        while !self.sh.stop.load(Ordering::Relaxed) {
+            let timeout = if self.tags.is_empty() { Duration::from_millis(100) } else { Duration::from_millis(20) };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    break;
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKE => self.adopt(),
+                    Token(i) => {
+                        if ev.is_writable() && self.flush(i).is_err() {
+                            self.drop_conn(i);
+                            continue;
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.on_readable(i);
+                        }
+                    }
+                }
+            }
+            if self.last_tags.elapsed() >= Duration::from_millis(20) {
+                self.flush_tags();
+            }
+            if self.last_merge.elapsed() >= Duration::from_millis(500) {
+                self.merge();
+            }
+        }
+        self.flush_tags();
+        self.merge();
+    }
+
+    fn adopt(&mut self) {
+        while let Ok(s) = self.rx.try_recv() {
+            let _ = s.set_nodelay(true);
+            let mut sock = TcpStream::from_std(s);
+            let i = self.free.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            if self.poll.registry().register(&mut sock, Token(i), Interest::READABLE).is_err() {
+                self.free.push(i);
                 continue;
             }
-            Err(_) => break,
-        };
-        sh.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        if cfg.raw {
-            continue;
+            let id = CONN_IDS.fetch_add(1, Ordering::Relaxed) as u64;
+            self.conns[i] = Some(SConn {
+                sock,
+                id,
+                buf: BytesMut::new(),
+                dec: FrameDecoder::new(Limits::default()),
+                out: Vec::new(),
+                out_pos: 0,
+                writable: false,
+                nframe: 0,
+            });
+            // Data may have arrived before registration; edge-triggered polls would
+            // not report it.
+            self.on_readable(i);
         }
-        buf.extend_from_slice(&tmp[..n]);
+    }
+
+    fn drop_conn(&mut self, i: usize) {
+        if let Some(mut c) = self.conns.get_mut(i).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut c.sock);
+            self.free.push(i);
+        }
+    }
+
+    /// Reads until the socket is empty (the poll is edge-triggered), decoding as it goes.
+    fn on_readable(&mut self, i: usize) {
         loop {
-            match dec.decode(&mut buf) {
-                Ok(Some(Frame::Events(b))) => {
-                    if nframe.is_multiple_of(every) {
-                        let now = wall_ns();
-                        for e in b.events() {
-                            if let Some(ts) = e.record.get(&stamp).and_then(|v| v.as_i64()) {
-                                let _ = local.record((now.saturating_sub(ts as u64) / 1000).max(1));
-                            }
-                        }
-                    }
-                    nframe += 1;
-                    // Per-tag counts are published before the events counter, so a
-                    // reader that sees N events also sees their tags.
-                    match tags.get_mut(&b.tag[..]) {
-                        Some(t) => {
-                            t.events += b.count as u64;
-                            t.bytes += b.wire_len as u64;
-                        }
-                        None => {
-                            tags.insert(b.tag.to_vec(), TagCount { events: b.count as u64, bytes: b.wire_len as u64 });
-                        }
-                    }
-                    if last_tags.elapsed() > Duration::from_millis(20) {
-                        flush_tags(&sh, &mut tags);
-                        last_tags = Instant::now();
-                    }
-                    sh.frames.fetch_add(1, Ordering::Relaxed);
-                    if let Some(c) = &b.option.chunk {
-                        if !cfg.no_ack {
-                            if dec.is_json() {
-                                encode::ack_json(&mut acks, c);
-                            } else {
-                                encode::ack(&mut acks, c);
-                            }
-                        }
-                    }
-                }
-                Ok(Some(Frame::Heartbeat)) => {}
-                Ok(None) => break,
-                Err(_) => {
-                    sh.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    flush_tags(&sh, &mut tags);
-                    merge(&sh, &mut local);
+            let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+            let n = match c.sock.read(&mut self.tmp) {
+                Ok(0) => {
+                    self.drop_conn(i);
                     return;
                 }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.drop_conn(i);
+                    return;
+                }
+            };
+            self.sh.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            if self.cfg.raw {
+                continue;
+            }
+            let at = wall_ns();
+            let ok = {
+                let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+                c.buf.extend_from_slice(&self.tmp[..n]);
+                decode_all(c, &self.sh, &self.cfg, &self.stamp, &mut self.local, &mut self.tags, at)
+            };
+            if !ok {
+                self.drop_conn(i);
+                return;
+            }
+            if self.flush(i).is_err() {
+                self.drop_conn(i);
+                return;
+            }
+            // A short read drained the socket; later data raises a new edge (Linux wakes
+            // epoll on every arrival): skip the read that would only say WouldBlock.
+            if n < self.tmp.len() {
+                return;
             }
         }
-        if !acks.is_empty() {
-            if s.write_all(&acks).is_err() {
-                break;
+    }
+
+    /// Writes pending acks; asks for writability while some remain.
+    fn flush(&mut self, i: usize) -> io::Result<()> {
+        let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return Ok(()) };
+        while c.out_pos < c.out.len() {
+            match c.sock.write(&c.out[c.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => c.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            sh.acks.fetch_add(1, Ordering::Relaxed);
-            acks.clear();
         }
+        if c.out_pos >= c.out.len() {
+            c.out.clear();
+            c.out_pos = 0;
+        }
+        let want = !c.out.is_empty();
+        if want != c.writable {
+            c.writable = want;
+            let int = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            self.poll.registry().reregister(&mut c.sock, Token(i), int)?;
+        }
+        Ok(())
     }
-    flush_tags(&sh, &mut tags);
-    merge(&sh, &mut local);
+
+    /// Publishes this worker's per-tag counts (and the event total) to the shared view.
+    fn flush_tags(&mut self) {
+        self.last_tags = Instant::now();
+        if self.tags.is_empty() {
+            return;
+        }
+        let mut n = 0;
+        if let Ok(mut t) = self.sh.by_tag.lock() {
+            for (k, v) in self.tags.drain() {
+                let e = t.entry(k).or_default();
+                e.events += v.events;
+                e.bytes += v.bytes;
+                n += v.events;
+            }
+        }
+        self.sh.events.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn merge(&mut self) {
+        self.last_merge = Instant::now();
+        if let Ok(mut h) = self.sh.hist.lock() {
+            if let Some(h) = h.as_mut() {
+                let _ = h.add(&self.local);
+            }
+        }
+        self.local.reset();
+    }
 }
 
-/// Publishes this connection's per-tag counts (and the event total) to the shared view.
-fn flush_tags(sh: &Shared, tags: &mut HashMap<Vec<u8>, TagCount>) {
-    if tags.is_empty() {
-        return;
-    }
-    let mut n = 0;
-    if let Ok(mut t) = sh.by_tag.lock() {
-        for (k, v) in tags.drain() {
-            let e = t.entry(k).or_default();
-            e.events += v.events;
-            e.bytes += v.bytes;
-            n += v.events;
+/// Decodes every complete frame in the connection's buffer: counts, samples stamps,
+/// queues acks, records. False: a bad frame (the connection is closed, as fluentd does).
+fn decode_all(
+    c: &mut SConn,
+    sh: &Shared,
+    cfg: &SinkConfig,
+    stamp: &[u8],
+    local: &mut Histogram<u64>,
+    tags: &mut HashMap<Vec<u8>, TagCount>,
+    at: u64,
+) -> bool {
+    let every = cfg.sample_every.max(1) as u64;
+    let recording = cfg.record.is_some();
+    loop {
+        let frame = if recording {
+            match c.dec.next_value(&mut c.buf) {
+                Ok(Some(raw)) => {
+                    if let Ok(mut r) = sh.recorder.lock() {
+                        if let Some(r) = r.as_mut() {
+                            if r.write(at, c.id, &raw).is_ok() {
+                                sh.recorded.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    let len = raw.len();
+                    parse_frame(raw, c.dec.limits()).map(|mut f| {
+                        if let Frame::Events(b) = &mut f {
+                            b.wire_len = len;
+                        }
+                        Some(f)
+                    })
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            }
+        } else {
+            c.dec.decode(&mut c.buf)
+        };
+        match frame {
+            Ok(Some(Frame::Events(b))) => {
+                if c.nframe.is_multiple_of(every) {
+                    sample(&b, stamp, local);
+                }
+                c.nframe += 1;
+                match tags.get_mut(&b.tag[..]) {
+                    Some(t) => {
+                        t.events += b.count as u64;
+                        t.bytes += b.wire_len as u64;
+                    }
+                    None => {
+                        tags.insert(b.tag.to_vec(), TagCount { events: b.count as u64, bytes: b.wire_len as u64 });
+                    }
+                }
+                sh.frames.fetch_add(1, Ordering::Relaxed);
+                if let Some(ch) = &b.option.chunk {
+                    if !cfg.no_ack {
+                        if c.dec.is_json() {
+                            encode::ack_json(&mut c.out, ch);
+                        } else {
+                            encode::ack(&mut c.out, ch);
+                        }
+                        sh.acks.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Ok(Some(Frame::Heartbeat)) => {}
+            Ok(None) => return true,
+            Err(_) => {
+                sh.bad_frames.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
         }
     }
-    sh.events.fetch_add(n, Ordering::Relaxed);
 }
 
-fn merge(sh: &Shared, local: &mut Histogram<u64>) {
-    if let Ok(mut h) = sh.hist.lock() {
-        if let Some(h) = h.as_mut() {
-            let _ = h.add(&*local);
+fn sample(b: &EventBatch, stamp: &[u8], local: &mut Histogram<u64>) {
+    let now = wall_ns();
+    for e in b.events() {
+        if let Some(ts) = e.record.get(stamp).and_then(|v| v.as_i64()) {
+            let _ = local.record((now.saturating_sub(ts as u64) / 1000).max(1));
         }
     }
-    local.reset();
 }
 
 impl SinkHandle {
@@ -239,6 +495,15 @@ impl SinkHandle {
         true
     }
 
+    /// Pushes the recording's buffered frames to its file.
+    pub fn flush_record(&self) {
+        if let Ok(mut r) = self.shared.recorder.lock() {
+            if let Some(r) = r.as_mut() {
+                let _ = r.flush();
+            }
+        }
+    }
+
     /// A report of what arrived so far.
     pub fn report(&self) -> SinkReport {
         let sh = &self.shared;
@@ -261,21 +526,35 @@ impl SinkHandle {
             events_per_sec: events as f64 / secs,
             e2e_latency_us: lat,
             by_tag,
+            frames_recorded: sh.recorded.load(Ordering::Relaxed),
         }
     }
 
-    /// Stops (closing every connection within ~100 ms) and returns the final report.
+    /// Stops (closing every connection within ~100 ms), ends the recording, and returns
+    /// the final report.
     pub fn stop(mut self) -> SinkReport {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
+        self.shutdown();
         self.report()
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(r) = self.shared.recorder.lock().ok().and_then(|mut r| r.take()) {
+            if let Err(e) = r.finish() {
+                eprintln!("spate-loadgen sink: recording: {e}");
+            }
+        }
     }
 }
 
 impl Drop for SinkHandle {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shutdown();
     }
 }

@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use spate_loadgen::generator::{run, RunConfig};
+use spate_loadgen::generator::{run, IoMode, RunConfig};
 use spate_loadgen::records::{RecordSource, SendMode};
 use spate_loadgen::report::Latency;
 use spate_loadgen::sink::{self, SinkConfig};
@@ -19,36 +19,48 @@ fn ordered(l: &Latency) {
 }
 
 #[test]
-fn exact_counts_every_mode_with_and_without_acks() {
+fn exact_counts_every_mode_split_and_io_path() {
+    // (events, connections, batch): splits that divide evenly and ones that do not (the
+    // issue's case: message mode, batch 500 -> 64 frames per write, 2 connections, 20000).
+    let splits = [(20_000u64, 2u32, 500u32), (5_003, 3, 100), (1_001, 4, 7)];
     for mode in [SendMode::Message, SendMode::Forward, SendMode::Packed, SendMode::Compressed] {
-        for ack in [false, true] {
-            let s = sink::start(SinkConfig::default()).unwrap();
-            let batch = if mode == SendMode::Message { 10 } else { 100 };
-            let cfg = RunConfig {
-                targets: vec![s.addr()],
-                connections: 2,
-                mode,
-                batch,
-                ack,
-                events: Some(5000),
-                quiet: true,
-                ..Default::default()
-            };
-            let r = run(cfg).unwrap();
-            assert_eq!(r.events_sent, 5000, "{mode:?} ack={ack}");
-            assert_eq!(r.errors, 0);
-            if ack {
-                assert_eq!(r.events_acked, 5000, "{mode:?}");
-                ordered(&r.ack_latency_us);
+        for (events, connections, batch) in splits {
+            for (ack, io) in
+                [(false, IoMode::Threads), (true, IoMode::Threads), (false, IoMode::Loop), (true, IoMode::Loop)]
+            {
+                let what =
+                    format!("{mode:?} events={events} connections={connections} batch={batch} ack={ack} io={io:?}");
+                let s = sink::start(SinkConfig::default()).unwrap();
+                let cfg = RunConfig {
+                    targets: vec![s.addr()],
+                    connections,
+                    mode,
+                    batch,
+                    ack,
+                    io,
+                    events: Some(events),
+                    quiet: true,
+                    ..Default::default()
+                };
+                let r = run(cfg).unwrap();
+                assert_eq!(r.events_sent, events, "{what}");
+                assert_eq!(r.errors, 0, "{what}");
+                if ack {
+                    assert_eq!(r.events_acked, events, "{what}");
+                    ordered(&r.ack_latency_us);
+                }
+                assert!(s.wait_for(events, Duration::from_secs(10)), "{what}: sink got {}", s.events());
+                std::thread::sleep(Duration::from_millis(30));
+                let rep = s.stop();
+                assert_eq!(rep.events_received, events, "{what}: exactly, no duplicates");
+                assert_eq!(rep.by_tag.get("spate.loadgen").map(|t| t.events), Some(events));
+                // The stamp survived the trip: every event gave an end-to-end sample.
+                assert_eq!(rep.e2e_latency_us.count, events, "{what}");
+                ordered(&rep.e2e_latency_us);
+                // Fairness covers every connection and adds up.
+                assert_eq!(r.fairness.connections, connections as u64, "{what}");
+                assert!(r.fairness.min <= r.fairness.p50 && r.fairness.p50 <= r.fairness.max, "{what}");
             }
-            assert!(s.wait_for(5000, Duration::from_secs(10)), "{mode:?} ack={ack}: sink got {}", s.events());
-            std::thread::sleep(Duration::from_millis(50));
-            let rep = s.stop();
-            assert_eq!(rep.events_received, 5000, "{mode:?} ack={ack}: exactly, no duplicates");
-            assert_eq!(rep.by_tag.get("spate.loadgen").map(|t| t.events), Some(5000));
-            // The stamp survived the trip: every event gave an end-to-end sample.
-            assert_eq!(rep.e2e_latency_us.count, 5000, "{mode:?}");
-            ordered(&rep.e2e_latency_us);
         }
     }
 }

@@ -128,6 +128,13 @@ pub(crate) fn read_entry(
         EntriesFormat::Packed => {
             // Usually fixarray 0x92: walk time and record once, in place.
             if buf.first() == Some(&0x92) && max_depth > 0 {
+                // Fast path: a scalar time (EventTime is fixext8) and a flat record map,
+                // walked without recursion; anything else takes the general walk.
+                if let (true, Some(tend)) = (max_depth >= 2, msgpack::scalar_end_fast(buf, 1)) {
+                    if let Some(rend) = msgpack::flat_map_end(buf, tend) {
+                        return Ok((check_pair(&buf[1..tend], &buf[tend..rend], &buf[..rend]), rend));
+                    }
+                }
                 let tend = msgpack::value_end(buf, 1, 1, max_depth)?;
                 let rend = msgpack::value_end(buf, tend, 1, max_depth)?;
                 return Ok((check_pair(&buf[1..tend], &buf[tend..rend], &buf[..rend]), rend));
@@ -148,6 +155,11 @@ pub(crate) fn read_entry(
             Ok((check_pair(&body[..tlen], &body[tlen..], raw), len))
         }
         EntriesFormat::Message => {
+            if let (true, Some(tend)) = (max_depth >= 1, msgpack::scalar_end_fast(buf, 0)) {
+                if let Some(rend) = msgpack::flat_map_end(buf, tend) {
+                    return Ok((check_pair(&buf[..tend], &buf[tend..rend], &buf[..rend]), rend));
+                }
+            }
             let tlen = msgpack::value_len(buf, max_depth)?;
             let rlen = msgpack::value_len(&buf[tlen..], max_depth).map_err(|e| e.at(tlen))?;
             let raw = &buf[..tlen + rlen];
@@ -266,13 +278,13 @@ impl<'a> RecordRef<'a> {
         };
         let mut found = None;
         for _ in 0..n {
-            let kend = msgpack::skip_from(raw, pos)?;
+            let kend = msgpack::scalar_end_fast(raw, pos).or_else(|| msgpack::skip_from(raw, pos))?;
             let k = &raw[pos..kend];
             let hit = match k[0] {
                 m @ 0xa0..=0xbf => (m & 0x1f) as usize == key.len() && &k[1..] == key,
                 _ => msgpack::read_bytes(k) == Some(key),
             };
-            let vend = msgpack::skip_from(raw, kend)?;
+            let vend = msgpack::scalar_end_fast(raw, kend).or_else(|| msgpack::skip_from(raw, kend))?;
             if hit {
                 found = Some(ValueRef { raw: &raw[kend..vend] });
             }

@@ -463,6 +463,60 @@ pub(crate) fn skip_from(buf: &[u8], pos: usize) -> Option<usize> {
     skip_at(buf, pos, 0, MAX_DEPTH, &mut (), &mut ())
 }
 
+/// The end of the scalar (nil, boolean, number, string, bin, ext) at `buf[pos]`, or
+/// `None` when the value there is a container, the reserved marker, or runs past the
+/// end. The per-value step of the flat fast paths below: no recursion, no error
+/// bookkeeping (a `None` sends the caller to the general walk, which explains errors).
+#[inline(always)]
+pub(crate) fn scalar_end_fast(buf: &[u8], pos: usize) -> Option<usize> {
+    let m = *buf.get(pos)?;
+    let len8 = |at: usize| buf.get(at).map(|&b| b as usize);
+    let len16 = |at: usize| buf.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize);
+    let len32 = |at: usize| buf.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let end = match m {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => pos + 1,
+        0xa0..=0xbf => pos + 1 + (m & 0x1f) as usize,
+        0xcc | 0xd0 => pos + 2,
+        0xcd | 0xd1 | 0xd4 => pos + 3,
+        0xd5 => pos + 4,
+        0xca | 0xce | 0xd2 => pos + 5,
+        0xd6 => pos + 6,
+        0xcb | 0xcf | 0xd3 => pos + 9,
+        0xd7 => pos + 10,
+        0xd8 => pos + 18,
+        0xc4 | 0xd9 => (pos + 2).saturating_add(len8(pos + 1)?),
+        0xc5 | 0xda => (pos + 3).saturating_add(len16(pos + 1)?),
+        0xc6 | 0xdb => (pos + 5).saturating_add(len32(pos + 1)?),
+        0xc7 => (pos + 3).saturating_add(len8(pos + 1)?),
+        0xc8 => (pos + 4).saturating_add(len16(pos + 1)?),
+        0xc9 => (pos + 6).saturating_add(len32(pos + 1)?),
+        // Containers (0x80..=0x9f, 0xdc..=0xdf) and 0xc1.
+        _ => return None,
+    };
+    (end <= buf.len()).then_some(end)
+}
+
+/// The end of the map at `buf[pos]` when every key and value in it is a scalar (the
+/// usual log record), or `None` when it holds a container, is not a map, or is
+/// truncated: the caller then takes the general walk. A flat map is within any nesting
+/// limit, so no depth is tracked.
+#[inline]
+pub(crate) fn flat_map_end(buf: &[u8], pos: usize) -> Option<usize> {
+    let m = *buf.get(pos)?;
+    let (mut p, n) = match m {
+        0x80..=0x8f => (pos + 1, 2 * (m & 0x0f) as usize),
+        0xde => {
+            let b = buf.get(pos + 1..pos + 3)?;
+            (pos + 3, 2 * u16::from_be_bytes([b[0], b[1]]) as usize)
+        }
+        _ => return None,
+    };
+    for _ in 0..n {
+        p = scalar_end_fast(buf, p)?;
+    }
+    Some(p)
+}
+
 /// Unchecked-depth variant used on data already validated (depth was checked on decode).
 #[inline]
 pub(crate) fn skip(buf: &[u8]) -> Result<usize> {
@@ -651,6 +705,54 @@ pub fn read_bytes(v: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flat_fast_paths_agree_with_the_general_walk() {
+        // A map of every scalar kind: fixint, negative fixint, nil, bools, u8/u16/u32/u64,
+        // i8..i64, f32/f64, fixstr, str8, bin8, fixext1..16, ext8, timestamp fixext8.
+        let mut m = vec![0xde, 0x00, 0x0c];
+        let kv: &[&[u8]] = &[
+            &[0x01],
+            &[0xe0],
+            &[0xc0],
+            &[0xc3],
+            &[0xcc, 1],
+            &[0xcd, 0, 1],
+            &[0xce, 0, 0, 0, 1],
+            &[0xcf, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[0xd0, 1],
+            &[0xd3, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[0xca, 0, 0, 0, 0],
+            &[0xcb, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0xa1, b'x'],
+            &[0xd9, 2, b'a', b'b'],
+            &[0xc4, 1, 9],
+            &[0xd4, 1, 2],
+            &[0xd8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0xc7, 1, 5, 7],
+            &[0xd7, 0, 0, 0, 0, 1, 0, 0, 0, 2],
+            &[0xc3],
+            &[0xa0],
+            &[0xc2],
+            &[0x7f],
+            &[0xc0],
+        ];
+        for v in kv {
+            m.extend_from_slice(v);
+        }
+        let end = value_end(&m, 0, 0, MAX_DEPTH).unwrap();
+        assert_eq!(end, m.len());
+        assert_eq!(flat_map_end(&m, 0), Some(end));
+        // Every truncation: the fast path never claims more than the buffer holds.
+        for cut in 0..m.len() {
+            assert_eq!(flat_map_end(&m[..cut], 0), None, "cut at {cut}");
+        }
+        // A container inside, or not a map at all: the general walk decides.
+        assert_eq!(flat_map_end(&[0x81, 0xa1, b'k', 0x91, 0x01], 0), None);
+        assert_eq!(flat_map_end(&[0x91, 0x01], 0), None);
+        assert_eq!(flat_map_end(&[0x81, 0xc1, 0x01], 0), None);
+        assert_eq!(scalar_end_fast(&[0xdb, 0xff, 0xff, 0xff, 0xff], 0), None);
+    }
 
     #[test]
     fn skipper_handles_nested_and_resumes() {

@@ -29,6 +29,9 @@ pub struct Chunk {
     /// Failed send attempts so far.
     pub retries: u32,
     pub first_failure: Option<Instant>,
+    /// `data` holds only the entries still to write (a writer confirmed the others);
+    /// a file chunk keeps them in memory instead of reloading the whole file.
+    pub partial: bool,
     pub(crate) disk: Option<ChunkDisk>,
 }
 
@@ -45,6 +48,7 @@ impl Chunk {
             created: Instant::now(),
             retries: 0,
             first_failure: None,
+            partial: false,
             disk: None,
         }
     }

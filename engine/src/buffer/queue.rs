@@ -432,9 +432,10 @@ impl Buffer {
     }
 
     /// The chunk failed: put it back at the front to retry. Loaded file data is
-    /// dropped (it is on disk) so a long outage does not hold it in memory.
+    /// dropped (it is on disk) so a long outage does not hold it in memory, unless the
+    /// chunk is partial (only its remaining entries are in memory).
     pub fn requeue(&mut self, mut chunk: Chunk) {
-        if chunk.disk.is_some() {
+        if chunk.disk.is_some() && !chunk.partial {
             chunk.data = Vec::new();
         }
         self.queue.push_front(chunk);

@@ -1,7 +1,7 @@
-//! fluentd's stdout line format (formatter_stdout with the json sub-formatter):
-//! `2026-11-24 10:00:00.123456789 +0000 tag: {"json":"record"}` (local time,
-//! nanoseconds), shared by `out_stdout` and `filter_stdout`. The date and zone of a
-//! second are formatted once and reused for the events of that second.
+//! The stdout line of `out_stdout` / `filter_stdout` with the json sub-formatter
+//! ([`StdoutLines`]), which caches the formatted second; and the tests of the `stdout`
+//! formatter (whose type, [`super::Stdout`], lives beside [`super::Formatter`] because
+//! it holds one).
 
 use std::io::Write;
 
@@ -38,5 +38,31 @@ impl StdoutLines {
             ev.record.write_json(out);
             out.push(b'\n');
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::super::*;
+
+    // fluentd's test/plugin/test_out_stdout.rb: "#{Time.at(time).localtime.strftime(TIME_FORMAT)} test: {...}\n".
+    #[test]
+    fn stdout() {
+        let t = EventTime::new(T, 123_456_789);
+        let r = rec(&[("test", Some("test"))]);
+        let mut want = Vec::new();
+        strftime(&mut want, "%Y-%m-%d %H:%M:%S.%N %z", T as i64, 123_456_789, Zone::Local);
+        let want = String::from_utf8(want).unwrap();
+        let c = conf("<format>\n@type stdout\n</format>", "x").unwrap();
+        assert_eq!(fmt(&c, "test", t, &r), format!("{want} test: {{\"test\":\"test\"}}\n"));
+        let c = conf("<format>\n@type stdout\noutput_type hash\n</format>", "x").unwrap();
+        assert_eq!(fmt(&c, "test", t, &r), format!("{want} test: {{\"test\" => \"test\"}}\n"));
+        // The sub-formatter's newline (crlf here) is chomped.
+        let c = conf("<format>\n@type stdout\noutput_type ltsv\nnewline crlf\n</format>", "x").unwrap();
+        assert_eq!(fmt(&c, "test", t, &r), format!("{want} test: test:test\n"));
+        let c = conf("<format>\n@type stdout\ntime_format %s\noutput_type csv\nfields test\n</format>", "x").unwrap();
+        assert_eq!(fmt(&c, "test", t, &r), format!("{T} test: \"test\"\n"));
+        assert!(conf("<format>\n@type stdout\noutput_type stdout\n</format>", "x").is_err());
     }
 }

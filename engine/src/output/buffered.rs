@@ -51,6 +51,8 @@ pub struct BufferedOutput {
     slow_flush: Duration,
     /// fluentd's retry state while a chunk is being retried.
     retry: Cell<Option<crate::metrics::RetryState>>,
+    /// The shard's context, for the `@ERROR` label (weak: the shard owns this output).
+    errors: Option<std::rc::Weak<ShardCtx>>,
 }
 
 impl BufferedOutput {
@@ -78,7 +80,14 @@ impl BufferedOutput {
             adopted_conf: RefCell::new(None),
             slow_flush: Duration::from_secs(20),
             retry: Cell::new(None),
+            errors: None,
         }
+    }
+
+    /// Routes rejected events to the shard's `@ERROR` label (when it has one).
+    pub fn with_error_route(mut self, ctx: &Rc<ShardCtx>) -> Self {
+        self.errors = Some(Rc::downgrade(ctx));
+        self
     }
 
     /// Takes over `buffer` (a reload), to be reconfigured with `conf` at start.
@@ -250,6 +259,9 @@ impl BufferedOutput {
                     self.buffer.borrow_mut().requeue(chunk);
                     glommio::timer::sleep(Duration::from_millis(10)).await;
                 }
+                Err(WriteError::Partial { retry, retry_count, rejected, rejected_count, reason }) => {
+                    self.partial(chunk, (retry, retry_count), (rejected, rejected_count), reason, stopping, &vars).await
+                }
                 Err(e) => self.failed(chunk, e, stopping, &vars).await,
             }
         }
@@ -275,6 +287,89 @@ impl BufferedOutput {
                 self.id
             );
         }
+    }
+
+    /// A writer confirmed part of a chunk: the rejected entries go to the error path,
+    /// the chunk keeps the entries to retry (or leaves the buffer when none are left).
+    async fn partial(
+        &self,
+        mut chunk: Chunk,
+        (mut retry, mut retry_count): (Vec<u8>, u32),
+        (rejected, rejected_count): (Vec<u8>, u32),
+        reason: String,
+        stopping: bool,
+        vars: &[(String, String)],
+    ) {
+        let before = chunk.count;
+        if rejected_count > 0 && !self.error_path(&chunk, &rejected, rejected_count, vars).await {
+            // Nowhere to put them now: keep them, they are tried again with the rest.
+            retry.extend_from_slice(&rejected);
+            retry_count += rejected_count;
+        }
+        let done = before.saturating_sub(retry_count);
+        OutputMetrics::add(&self.metrics.write_records, done as u64);
+        if retry_count == 0 {
+            OutputMetrics::add(&self.metrics.write_count, 1);
+            self.buffer.borrow_mut().commit(chunk);
+            return;
+        }
+        chunk.data = retry;
+        chunk.count = retry_count;
+        chunk.partial = true;
+        self.failed(chunk, WriteError::Retry(reason), stopping, vars).await;
+    }
+
+    /// Sends events that can never be written to the error path: the `@ERROR` label
+    /// when the configuration has one, else `<secondary>`, else they are dropped (the
+    /// writer logged why). Returns false when they could not be handed on.
+    async fn error_path(&self, chunk: &Chunk, entries: &[u8], count: u32, vars: &[(String, String)]) -> bool {
+        let batch = EventBatch {
+            tag: chunk.tag.clone(),
+            entries: bytes::Bytes::copy_from_slice(entries),
+            format: spate_protocol::EntriesFormat::Packed,
+            count,
+            invalid: 0,
+            mode: spate_protocol::Mode::PackedForward,
+            option: Default::default(),
+            wire_len: entries.len(),
+        };
+        if let Some(r) = self.ctx_error(batch) {
+            return match r {
+                Ok(()) => true,
+                Err(e) => {
+                    crate::error!("{}: @ERROR did not take {count} rejected events: {e}", self.id);
+                    false
+                }
+            };
+        }
+        if let Some(sec) = &self.secondary {
+            let mut sub = Chunk::new(chunk.id, chunk.tag.clone(), chunk.timekey, entries.len());
+            sub.vars = chunk.vars.clone();
+            sub.data.extend_from_slice(entries);
+            sub.count = count;
+            sub.size = entries.len();
+            return match sec.write(&sub, vars).await {
+                Ok(_) => {
+                    crate::warn!("{}: {count} rejected events written to <secondary> {}", self.id, sec.type_name());
+                    true
+                }
+                Err(e) => {
+                    crate::error!(
+                        "{}: <secondary> {} did not take {count} rejected events: {e}",
+                        self.id,
+                        sec.type_name()
+                    );
+                    false
+                }
+            };
+        }
+        crate::warn!("{}: {count} rejected events dropped (no @ERROR label, no <secondary>)", self.id);
+        OutputMetrics::add(&self.metrics.dropped_records, count as u64);
+        true
+    }
+
+    fn ctx_error(&self, batch: EventBatch) -> Option<Result<(), EmitError>> {
+        self.errors.as_ref().and_then(std::rc::Weak::upgrade).and_then(|c| c.emit_error(batch))
     }
 
     /// The chunk's record-field chunk keys by name.
@@ -548,6 +643,7 @@ impl OutputPlan for BufferedPlan {
             };
             let placeholder = Buffer::new(self.buffer.clone(), shard);
             let mut o = BufferedOutput::new(self.id.clone(), placeholder, writer, secondary, ctx.syncer.clone())
+                .with_error_route(ctx)
                 .adopting(buf, self.buffer.clone());
             o.slow_flush = self.slow_flush;
             return Ok(Rc::new(o));
@@ -565,7 +661,8 @@ impl OutputPlan for BufferedPlan {
             Some(w) => Some(w.build(&format!("{}.secondary", self.id), ctx)?),
             None => None,
         };
-        let mut o = BufferedOutput::new(self.id.clone(), buffer, writer, secondary, ctx.syncer.clone());
+        let mut o =
+            BufferedOutput::new(self.id.clone(), buffer, writer, secondary, ctx.syncer.clone()).with_error_route(ctx);
         o.slow_flush = self.slow_flush;
         Ok(Rc::new(o))
     }

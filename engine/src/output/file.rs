@@ -123,7 +123,7 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Output,
     build: Build::Buffered(plan),
-    params: "`path` (fluentd's file naming: `path.%Y%m%d_N.log` per time slice, `*` patterns, time placeholders in the path, `${tag}`/`${tag[N]}`), `append`, `compress gzip`, `add_path_suffix`, `path_suffix`, `symlink_path` (points at the newest file written), `<format>` (`out_file` with `delimiter`/`output_tag`/`output_time`/`time_format`/`localtime`/`utc`/`timezone`, `json`, `msgpack`, `single_value` with `message_key`/`add_newline`), `<inject>` (`time_key`, `time_type`, `time_format`, `tag_key`, `hostname_key`) and v0.12's `include_time_key`/`include_tag_key`/`format`; default `<buffer time>`: a file buffer at `path`, `timekey 1d`",
+    params: "`path` (fluentd's file naming: `path.%Y%m%d_N.log` per time slice, `*` patterns, time placeholders in the path, `${tag}`/`${tag[N]}`), `append`, `compress gzip`, `add_path_suffix`, `path_suffix`, `symlink_path` (points at the newest file written), `<format>` (any formatter: `out_file`, `json`, `msgpack`, `single_value`, `csv`, `ltsv`, `tsv`, `hash`, `stdout`; below), `<inject>` (`time_key`, `time_type`, `time_format`, `tag_key`, `hostname_key`) and v0.12's `include_time_key`/`include_tag_key`/`format`; default `<buffer time>`: a file buffer at `path`, `timekey 1d`",
 };
 
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
@@ -313,7 +313,7 @@ mod tests {
                 output_tag: true,
                 time: TimeFormat { format: None, zone: Zone::Utc },
             },
-            newline: true,
+            newline: "\n",
             inject: Inject::default(),
         };
         FileWriter::new(

@@ -7,13 +7,15 @@
 //!
 //! Unbuffered outputs (`null`, `stdout`, `copy`, `relabel`) implement
 //! [`crate::plugin::Output`] themselves; buffered ones implement only a
-//! [`crate::plugin::Writer`] (`forward`, `file`, `secondary_file`) and are wrapped by
+//! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `secondary_file`) and are wrapped by
 //! the generic [`buffered::BufferedOutput`] (buffer, flush task, retries, `<secondary>`).
 
 pub mod buffered;
 pub mod copy;
+pub mod elasticsearch;
 pub mod file;
 pub mod forward;
+pub mod http;
 pub mod null;
 pub mod prometheus;
 pub mod relabel;

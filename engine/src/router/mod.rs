@@ -31,6 +31,9 @@ pub struct Label {
     pub rules: Vec<Rule>,
 }
 
+/// A tag (copied) and its route.
+type LastRoute = (Vec<u8>, Option<Rc<Route>>);
+
 struct Route {
     filters: Vec<Rc<dyn Filter>>,
     output: Option<Rc<dyn Output>>,
@@ -45,13 +48,19 @@ const MAX_RELABEL_DEPTH: usize = 16;
 pub struct Router {
     labels: Vec<Label>,
     cache: Vec<RefCell<HashMap<Bytes, Rc<Route>>>>,
+    /// The last route looked up, per label, with a copy of its tag: most traffic
+    /// repeats its tag batch after batch (Message mode: frame after frame), and
+    /// comparing a short tag is cheaper than hashing it. (A copy, not a `Bytes` of the
+    /// receive buffer, which it would keep alive.)
+    last: Vec<RefCell<LastRoute>>,
     depth: Cell<usize>,
 }
 
 impl Router {
     pub fn new(labels: Vec<Label>) -> Self {
         let cache = labels.iter().map(|_| RefCell::new(HashMap::new())).collect();
-        Router { labels, cache, depth: Cell::new(0) }
+        let last = labels.iter().map(|_| RefCell::new((Vec::new(), None))).collect();
+        Router { labels, cache, last, depth: Cell::new(0) }
     }
 
     pub fn labels(&self) -> &[Label] {
@@ -59,6 +68,24 @@ impl Router {
     }
 
     fn route(&self, label: usize, tag: &[u8]) -> Option<Rc<Route>> {
+        let last = self.last.get(label)?;
+        {
+            let l = last.borrow();
+            if let (t, Some(r)) = &*l {
+                if t[..] == *tag {
+                    return Some(r.clone());
+                }
+            }
+        }
+        let r = self.lookup(label, tag)?;
+        let mut l = last.borrow_mut();
+        l.0.clear();
+        l.0.extend_from_slice(tag);
+        l.1 = Some(r.clone());
+        Some(r)
+    }
+
+    fn lookup(&self, label: usize, tag: &[u8]) -> Option<Rc<Route>> {
         let cache = self.cache.get(label)?;
         if let Some(r) = cache.borrow().get(tag) {
             return Some(r.clone());

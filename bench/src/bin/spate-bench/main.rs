@@ -3,6 +3,7 @@
 //! the load generator on the other, and writes results JSON; `report` regenerates
 //! `results/README.md` and SVG charts; `compare` guards against regressions.
 
+mod bulk_sink;
 mod compare;
 mod procstat;
 mod report;
@@ -259,9 +260,18 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     // The relay sink shares the load generator's CPU; the system under test has its own.
     let relay = pipeline_kind == "relay" || pipeline_kind == "durable";
     let sink = if relay { Some(start_sink(cpus().1, false)?) } else { None };
+    let bulk = if pipeline_kind == "elasticsearch" {
+        pin_current(cpus().1);
+        let b = bulk_sink::BulkSink::start().map_err(|e| e.to_string());
+        pin_current(None);
+        Some(b?)
+    } else {
+        None
+    };
     let pipeline = match (pipeline_kind, &sink) {
         ("grep", _) => Pipeline::GrepNull,
         ("null-metrics", _) => Pipeline::NullMetrics { monitor_port: free_port(), prometheus_port: free_port() },
+        ("elasticsearch", _) => Pipeline::Elasticsearch { bulk_port: bulk.as_ref().map_or(0, |b| b.addr.port()) },
         ("relay", Some(s)) => Pipeline::Relay { sink_port: s.addr().port() },
         ("durable", Some(s)) => Pipeline::DurableRelay { sink_port: s.addr().port() },
         _ => Pipeline::Null,
@@ -328,6 +338,7 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     let sent = f(&gen, "events_sent") as u64;
     let acked = f(&gen, "events_acked") as u64;
     let mut received = None;
+    let mut bulk_requests = None;
     let mut e2e = Value::Null;
     if let Some(s) = sink {
         // Everything acked must reach the sink (flush 100 ms; allow slow systems time).
@@ -343,6 +354,17 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
         received = Some(ours(&s));
         stop(&mut child);
         e2e = serde_json::to_value(s.stop().e2e_latency_us).unwrap_or(Value::Null);
+    } else if let Some(b) = &bulk {
+        // Every acked event must reach the bulk endpoint as a document.
+        let want = f(&gen, "events_acked_total") as u64;
+        let end = Instant::now() + Duration::from_secs(60);
+        while b.docs() < want && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        received = Some(b.docs());
+        bulk_requests = Some(b.requests.load(std::sync::atomic::Ordering::Relaxed));
+        stop(&mut child);
     } else {
         stop(&mut child);
     }
@@ -389,6 +411,7 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
         "rss_end_kb": rss_end,
         "ack_latency_us": gen.get("ack_latency_us").cloned().unwrap_or(Value::Null),
         "e2e_latency_us": e2e,
+        "bulk_requests": bulk_requests,
         "events_sent": sent,
         "events_acked": acked,
         "events_received": received,
@@ -454,12 +477,12 @@ fn memcpy_bandwidth() -> f64 {
 }
 
 fn run(a: RunArgs) -> i32 {
-    let all = ["S1", "S2", "S3", "S4", "S5", "S6", "S7"];
+    let all = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S12"];
     let scenarios: Vec<&str> =
         if a.scenario == "all" { all.to_vec() } else { a.scenario.split(',').map(str::trim).collect() };
     for s in &scenarios {
         if !all.contains(s) && *s != "S1M" {
-            eprintln!("spate-bench: unknown scenario {s:?}; expected S1..S7, S1M or all");
+            eprintln!("spate-bench: unknown scenario {s:?}; expected S1..S7, S12, S1M or all");
             return 2;
         }
     }
@@ -499,6 +522,8 @@ fn run(a: RunArgs) -> i32 {
             "S4" => ("relay", Gen::s1()),
             "S5" => ("durable", Gen::s1()),
             "S6" => ("relay", Gen::s1()),
+            // forward -> out_elasticsearch -> a bulk endpoint, S1's load.
+            "S12" => ("elasticsearch", Gen::s1()),
             "S7" => {
                 ("null", Gen { mode: "packed", connections: 4, inflight: 8, batch: 100, ack: true, rate: Some(50_000) })
             }

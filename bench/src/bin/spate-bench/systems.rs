@@ -57,6 +57,8 @@ pub enum Pipeline {
     /// prometheus_output_monitor, prometheus_tail_monitor) and spate's own log events
     /// routed (spate only).
     NullMetrics { monitor_port: u16, prometheus_port: u16 },
+    /// forward -> out_elasticsearch (memory buffer, flush 100 ms) -> a bulk endpoint
+    Elasticsearch { bulk_port: u16 },
 }
 
 fn version_of(cmd: &Path, args: &[&str]) -> Option<String> {
@@ -138,6 +140,9 @@ pub fn config(kind: Kind, p: Pipeline, port: u16, dir: &Path) -> std::io::Result
                     "<match **>\n  @type forward\n  require_ack_response true\n  <server>\n    host 127.0.0.1\n    port {sink_port}\n  </server>\n  <buffer>\n    @type file\n    path {}\n    flush_interval 0.1s\n    chunk_limit_size 8m\n    total_limit_size 512m\n  </buffer>\n</match>\n",
                     dir.join("buffer").display()
                 ),
+                Pipeline::Elasticsearch { bulk_port } => format!(
+                    "<match **>\n  @type elasticsearch\n  host 127.0.0.1\n  port {bulk_port}\n  verify_es_version_at_startup false\n  default_elasticsearch_version 8\n  <buffer>\n    flush_interval 0.1s\n    chunk_limit_size 8m\n    total_limit_size 512m\n  </buffer>\n</match>\n"
+                ),
             };
             let workers = if kind == Kind::Spate { "<system>\n  workers 1\n</system>\n" } else { "" };
             let conf = format!(
@@ -165,6 +170,9 @@ pub fn config(kind: Kind, p: Pipeline, port: u16, dir: &Path) -> std::io::Result
                 }
                 Pipeline::DurableRelay { sink_port } => format!(
                     "[OUTPUT]\n    Name forward\n    Match *\n    Host 127.0.0.1\n    Port {sink_port}\n    Require_ack_response true\n"
+                ),
+                Pipeline::Elasticsearch { bulk_port } => format!(
+                    "[OUTPUT]\n    Name es\n    Match *\n    Host 127.0.0.1\n    Port {bulk_port}\n    Suppress_Type_Name On\n"
                 ),
             };
             // Durable: chunks in the filesystem, written with fsync (storage.sync full).

@@ -1,0 +1,250 @@
+//! out_http through a live spate: against a test HTTP server that answers chosen status
+//! codes (retryable codes retried, other errors unrecoverable -> `<secondary>`), bodies
+//! as fluentd builds them (NDJSON, `json_array`, gzip, other formatters), headers and
+//! basic auth; and against Ruby fluentd's in_http when `fluentd` is on PATH (or
+//! `$FLUENTD`). spate's own in_http does not exist yet.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use spate_protocol::encode::{self, EntriesType, OptionsOut};
+use spate_protocol::EventTime;
+
+const T: u32 = 1_700_000_000;
+
+#[derive(Debug, Clone)]
+struct Got {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Got {
+    fn header(&self, k: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        let b = if self.header("content-encoding") == Some("gzip") {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&self.body[..]).read_to_end(&mut out).unwrap();
+            out
+        } else {
+            self.body.clone()
+        };
+        String::from_utf8(b).unwrap()
+    }
+}
+
+/// Answers requests with the given statuses in turn (then 200), recording them.
+fn server(statuses: Vec<u16>) -> (u16, Arc<Mutex<Vec<Got>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let statuses = Arc::new(Mutex::new(statuses.into_iter()));
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let (g, st) = (g.clone(), statuses.clone());
+            std::thread::spawn(move || serve(s, g, st));
+        }
+    });
+    (port, got)
+}
+
+fn serve(mut s: TcpStream, got: Arc<Mutex<Vec<Got>>>, st: Arc<Mutex<std::vec::IntoIter<u16>>>) {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 65536];
+    loop {
+        let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match s.read(&mut b) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&b[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..i]).to_string();
+        let mut lines = head.split("\r\n");
+        let first: Vec<String> = lines.next().unwrap().split(' ').map(str::to_string).collect();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = buf[i + 4..].to_vec();
+        while body.len() < len {
+            let n = s.read(&mut b).unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            body.extend_from_slice(&b[..n]);
+        }
+        buf = body.split_off(len);
+        got.lock().unwrap().push(Got { method: first[0].clone(), path: first[1].clone(), headers, body });
+        let code = st.lock().unwrap().next().unwrap_or(200);
+        let msg = format!("status {code}");
+        let _ = write!(s, "HTTP/1.1 {code} Whatever\r\nContent-Length: {}\r\n\r\n{msg}", msg.len());
+    }
+}
+
+fn send(spate: &Spate, tag: &str, n: u32, id: &str) {
+    let mut entries = Vec::new();
+    for i in 0..n {
+        let r = spate_protocol::json::to_msgpack(format!(r#"{{"n":{i},"m":"x"}}"#).as_bytes()).unwrap();
+        encode::entry(&mut entries, EventTime::new(T + i, 0), encode::TimeFormat::EventTime, &r);
+    }
+    let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
+    let mut f = Vec::new();
+    encode::packed_forward(&mut f, tag.as_bytes(), &entries, EntriesType::Bin, &opt);
+    let mut c = Client::connect(spate.addr());
+    c.send(&f).unwrap();
+    assert_eq!(c.read_ack().unwrap(), id.as_bytes());
+}
+
+fn wait(got: &Arc<Mutex<Vec<Got>>>, n: usize) -> Vec<Got> {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let g = got.lock().unwrap().clone();
+        if g.len() >= n || Instant::now() > end {
+            return g;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const SRC: &str = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n";
+const BUF: &str = "<buffer>\n    flush_mode interval\n    flush_interval 100ms\n    retry_wait 0.1s\n    retry_randomize false\n  </buffer>\n";
+
+#[test]
+fn ndjson_with_headers_auth_gzip_and_retry_on_503() {
+    let (port, got) = server(vec![503, 200]);
+    let conf = format!(
+        "{SRC}<match **>\n  @type http\n  endpoint http://127.0.0.1:{port}/api/${{tag}}\n  headers {{\"X-Static\":\"s\"}}\n  headers_from_placeholders {{\"X-Tag\":\"${{tag}}\"}}\n  compress gzip\n  <auth>\n    method basic\n    username u\n    password p\n  </auth>\n  {BUF}</match>\n"
+    );
+    let spate = Spate::start("http-ndjson", &conf, Stdio::null());
+    send(&spate, "app.a", 2, "h1");
+    let reqs = wait(&got, 2);
+    assert_eq!(reqs.len(), 2, "503 then the retry");
+    let r = &reqs[1];
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/api/app.a"));
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(r.header("authorization"), Some("Basic dTpw"));
+    assert_eq!((r.header("x-static"), r.header("x-tag")), (Some("s"), Some("app.a")));
+    assert_eq!(r.text(), "{\"n\":0,\"m\":\"x\"}\n{\"n\":1,\"m\":\"x\"}\n");
+    assert_eq!(reqs[0].text(), r.text());
+    let (st, _, err) = spate.stop();
+    assert!(st.success(), "{err}");
+}
+
+#[test]
+fn json_array_and_other_formatters() {
+    let (port, got) = server(vec![]);
+    let conf = format!(
+        "{SRC}<match arr>\n  @type http\n  endpoint http://127.0.0.1:{port}/arr\n  json_array true\n  http_method put\n  {BUF}</match>\n\
+         <match csv>\n  @type http\n  endpoint http://127.0.0.1:{port}/csv\n  <format>\n    @type csv\n    fields n,m\n  </format>\n  {BUF}</match>\n"
+    );
+    let spate = Spate::start("http-array", &conf, Stdio::null());
+    send(&spate, "arr", 2, "a1");
+    send(&spate, "csv", 2, "c1");
+    let reqs = wait(&got, 2);
+    let arr = reqs.iter().find(|r| r.path == "/arr").unwrap();
+    assert_eq!(arr.method, "PUT");
+    assert_eq!(arr.header("content-type"), Some("application/json"));
+    // fluentd: "[" + each json line + "," ... with the last "," chopped + "]".
+    assert_eq!(arr.text(), "[{\"n\":0,\"m\":\"x\"}\n,{\"n\":1,\"m\":\"x\"}\n]");
+    let csv = reqs.iter().find(|r| r.path == "/csv").unwrap();
+    assert_eq!(csv.header("content-type"), Some("text/csv"));
+    assert_eq!(csv.text(), "\"0\",\"x\"\n\"1\",\"x\"\n");
+    let (st, _, err) = spate.stop();
+    assert!(st.success(), "{err}");
+}
+
+#[test]
+fn error_statuses_are_unrecoverable_and_go_to_secondary() {
+    // 500 is retried (listed), 400 is not: the chunk goes to <secondary> at once.
+    let (port, got) = server(vec![500, 400]);
+    let dir = tempdir::Dir::new("http-sec");
+    let d = dir.path().display().to_string();
+    let conf = format!(
+        "{SRC}<match **>\n  @type http\n  endpoint http://127.0.0.1:{port}/x\n  retryable_response_codes [500, 502]\n  {BUF}  <secondary>\n    @type secondary_file\n    directory {d}\n    basename failed\n  </secondary>\n</match>\n"
+    );
+    let spate = Spate::start("http-sec", &conf, Stdio::null());
+    send(&spate, "t", 3, "s1");
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut files = Vec::new();
+    while files.is_empty() && Instant::now() < end {
+        files = glob::glob(&format!("{d}/failed*")).unwrap().flatten().collect();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(files.len(), 1, "the chunk reached <secondary>");
+    let data = std::fs::read(&files[0]).unwrap();
+    assert_eq!(spate_protocol::Events::new(&data, spate_protocol::EntriesFormat::Packed).count(), 3);
+    assert_eq!(got.lock().unwrap().len(), 2, "one retry after the 500, none after the 400");
+    let (st, _, err) = spate.stop();
+    assert!(st.success(), "{err}");
+    assert!(err.contains("400 Whatever status 400"), "{err}");
+}
+
+#[test]
+fn placeholder_hosts_need_allowed_hosts() {
+    let (port, got) = server(vec![]);
+    let conf = format!(
+        "{SRC}<match **>\n  @type http\n  endpoint http://${{tag}}:{port}/x\n  allowed_hosts [\"127.0.0.1\"]\n  {BUF}</match>\n"
+    );
+    let spate = Spate::start("http-hosts", &conf, Stdio::null());
+    send(&spate, "127.0.0.1", 1, "p1");
+    assert_eq!(wait(&got, 1).len(), 1);
+    let (st, _, err) = spate.stop();
+    assert!(st.success(), "{err}");
+}
+
+/// spate's out_http into Ruby fluentd's in_http (fluentd writes what it got to a file).
+#[test]
+fn into_fluentd_in_http() {
+    let Some(fluentd) = find_peer("FLUENTD", "fluentd") else {
+        eprintln!(
+            "skipped: fluentd not on PATH and $FLUENTD unset (Ruby fluentd cannot be installed from a registry here)"
+        );
+        return;
+    };
+    let dir = tempdir::Dir::new("http-fluentd");
+    let d = dir.path().display().to_string();
+    let port = free_port();
+    let fconf = dir.path().join("fluentd.conf");
+    std::fs::write(
+        &fconf,
+        format!(
+            "<source>\n  @type http\n  bind 127.0.0.1\n  port {port}\n</source>\n<match spate.**>\n  @type file\n  path {d}/got\n  <format>\n    @type json\n  </format>\n  <buffer>\n    flush_mode immediate\n  </buffer>\n</match>\n"
+        ),
+    )
+    .unwrap();
+    let _peer = Proc::start_peer("fluentd", &fluentd, &fconf, port);
+    let conf = format!(
+        "{SRC}<match **>\n  @type http\n  endpoint http://127.0.0.1:{port}/${{tag}}\n  json_array true\n  {BUF}</match>\n"
+    );
+    let spate = Spate::start("http-fluentd-spate", &conf, Stdio::null());
+    send(&spate, "spate.test", 3, "f1");
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    while lines.len() < 3 && Instant::now() < end {
+        lines = glob::glob(&format!("{d}/got*"))
+            .unwrap()
+            .flatten()
+            .flat_map(|p| {
+                std::fs::read_to_string(p).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].contains("\"n\":0"));
+    let _ = spate.stop();
+}
