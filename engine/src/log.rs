@@ -371,91 +371,86 @@ pub fn write(level: Level, msg: std::fmt::Arguments<'_>) {
 
 /// fluentd's log record fields from a line's trailing `key=value` pairs (fluentd
 /// appends them to the message from the same map it puts in the record): the longest
-/// tail of the message that is all `key=value` / `key="quoted"` tokens.
+/// run of `key=value` / `key="quoted"` tokens that ends the message. One pass over the
+/// line: tokens split at spaces, a token that starts `key="` running to its closing
+/// quote.
 pub fn fields_of(message: &str) -> Vec<(String, serde_json::Value)> {
-    if message.len() > 4096 {
+    if message.len() > 16 << 10 {
         return Vec::new();
     }
     let b = message.as_bytes();
-    for (i, _) in message.match_indices(' ') {
-        if let Some(f) = parse_kvs(&message[i + 1..]) {
-            return f;
-        }
-    }
-    if b.first().is_some_and(|c| c.is_ascii_lowercase()) {
-        if let Some(f) = parse_kvs(message) {
-            return f;
-        }
-    }
-    Vec::new()
-}
-
-fn parse_kvs(s: &str) -> Option<Vec<(String, serde_json::Value)>> {
-    let b = s.as_bytes();
+    // (start, end, is a key=value token)
+    let mut tokens: Vec<(usize, usize, bool)> = Vec::new();
     let mut i = 0;
-    let mut out = Vec::new();
     while i < b.len() {
-        let k0 = i;
-        while i < b.len() && (b[i].is_ascii_lowercase() || b[i].is_ascii_digit() || b[i] == b'_') {
+        if b[i] == b' ' {
             i += 1;
+            continue;
         }
-        if i == k0 || b.get(i) != Some(&b'=') || !b[k0].is_ascii_lowercase() {
-            return None;
+        let start = i;
+        let mut k = i;
+        while k < b.len() && (b[k].is_ascii_lowercase() || b[k].is_ascii_digit() || b[k] == b'_') {
+            k += 1;
         }
-        let key = &s[k0..i];
-        i += 1;
-        let value = if b.get(i) == Some(&b'"') {
-            i += 1;
-            let mut v = String::new();
-            loop {
-                match b.get(i)? {
+        let keyed = k > start && b[start].is_ascii_lowercase() && b.get(k) == Some(&b'=');
+        if keyed && b.get(k + 1) == Some(&b'"') {
+            let mut j = k + 2;
+            let mut closed = false;
+            while j < b.len() {
+                match b[j] {
+                    b'\\' => j += 2,
                     b'"' => {
-                        i += 1;
+                        closed = true;
+                        j += 1;
                         break;
                     }
-                    b'\\' => {
-                        match b.get(i + 1)? {
-                            b'n' => v.push('\n'),
-                            b't' => v.push('\t'),
-                            c => v.push(*c as char),
-                        }
-                        i += 2;
-                    }
-                    _ => {
-                        let ch = s[i..].chars().next()?;
-                        v.push(ch);
-                        i += ch.len_utf8();
-                    }
+                    _ => j += 1,
                 }
             }
-            serde_json::Value::String(v)
+            let end = j.min(b.len());
+            let ok = closed && (end == b.len() || b[end] == b' ');
+            tokens.push((start, end, ok));
+            i = end;
         } else {
-            let v0 = i;
             while i < b.len() && b[i] != b' ' {
                 i += 1;
             }
-            let raw = &s[v0..i];
-            if raw.is_empty() {
-                return None;
-            }
-            if let Ok(n) = raw.parse::<i64>() {
-                serde_json::Value::from(n)
-            } else if let Some(f) = raw.parse::<f64>().ok().filter(|f| f.is_finite()) {
-                serde_json::Value::from(f)
-            } else if raw == "true" || raw == "false" {
-                serde_json::Value::Bool(raw == "true")
-            } else {
-                serde_json::Value::String(raw.to_string())
-            }
-        };
-        out.push((key.to_string(), value));
-        match b.get(i) {
-            None => break,
-            Some(b' ') => i += 1,
-            Some(_) => return None,
+            tokens.push((start, i, keyed && i > k + 1));
         }
     }
-    (!out.is_empty()).then_some(out)
+    let first = tokens.iter().rposition(|t| !t.2).map_or(0, |p| p + 1);
+    tokens[first..].iter().filter_map(|&(a, z, _)| kv(&message[a..z])).collect()
+}
+
+/// One `key=value` or `key="quoted"` token.
+fn kv(t: &str) -> Option<(String, serde_json::Value)> {
+    let (k, v) = t.split_once('=')?;
+    let value = if let Some(q) = v.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+        let mut out = String::with_capacity(q.len());
+        let mut chars = q.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some(o) => out.push(o),
+                    None => {}
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        serde_json::Value::String(out)
+    } else if let Ok(n) = v.parse::<i64>() {
+        serde_json::Value::from(n)
+    } else if let Some(f) = v.parse::<f64>().ok().filter(|f| f.is_finite()) {
+        serde_json::Value::from(f)
+    } else if v == "true" || v == "false" {
+        serde_json::Value::Bool(v == "true")
+    } else {
+        serde_json::Value::String(v.to_string())
+    };
+    Some((k.to_string(), value))
 }
 
 #[macro_export]
