@@ -6,8 +6,10 @@
 //! - [`sys`] (the libc calls), [`log`], [`config`] (fluent.conf into an element tree),
 //!   [`system`] (`<system>`'s logging and RPC settings), [`metrics`] (per-shard values,
 //!   their reading across shards, Prometheus and monitor_agent renderings),
-//!   [`format`] (fluentd's formatters), [`buffer`] (chunks, file store, group commit),
-//!   [`tls`], [`security`] and [`http`] (transports; `http` is the HTTP/1.1 client of the HTTP outputs);
+//!   [`ruby`] (the Ruby semantics configs rely on: record accessors, `to_s`, regexps,
+//!   times, `${...}` expressions), [`format`] (fluentd's formatters), [`buffer`] (chunks,
+//!   file store, group commit), [`tls`], [`security`] and [`http`] (transports; `http` is
+//!   the HTTP/1.1 client of the HTTP outputs);
 //! - [`plugin`]: the plugin traits, [`plugin::PlanCtx`] and [`plugin::ShardCtx`];
 //! - [`router`]: fluentd's tag routing over plugin instances;
 //! - the plugins, one module (or folder) each: [`input`], [`filter`], [`output`];
@@ -37,10 +39,13 @@ pub mod registry;
 pub mod reload;
 pub mod router;
 pub mod rpc;
+pub mod ruby;
 pub mod runtime;
 pub mod security;
 pub mod sys;
 pub mod system;
+#[cfg(test)]
+pub mod test_support;
 pub mod tls;
 
 /// The configuration used when spate runs without `-c`: in_forward on

@@ -14,6 +14,10 @@ struct Cli {
     /// default: in_forward on 127.0.0.1:24224 -> stdout
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
+    /// how to read the configuration file: guess (default: *.yaml and *.yml are YAML,
+    /// anything else fluent.conf syntax), yaml or yml (as fluentd's --config-file-type)
+    #[argh(option, default = "String::from(\"guess\")")]
+    config_file_type: String,
     /// parse and validate the configuration, print the plugin graph, and exit
     #[argh(switch)]
     dry_run: bool,
@@ -70,10 +74,14 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
+    let Some(file_type) = config::FileType::from_arg(&cli.config_file_type) else {
+        eprintln!("spate: --config-file-type accepts yaml/yml or guess");
+        return ExitCode::from(2);
+    };
     let ctx = config::EvalContext::from_process();
     let hostname = ctx.hostname.clone();
     let parsed = match &cli.config {
-        Some(path) => config::parse_file(path, &ctx),
+        Some(path) => config::parse_file_as(path, &ctx, file_type),
         None => config::parse_str(
             spate_engine::DEFAULT_CONFIG,
             "(embedded default config)",

@@ -143,7 +143,7 @@ impl Emitter for InputEmitter {
 
 /// A filter with what goes in and out counted.
 pub struct CountedFilter {
-    inner: Box<dyn Filter>,
+    inner: Rc<dyn Filter>,
     records: Cell<u64>,
     size: Cell<u64>,
     out: Cell<u64>,
@@ -151,7 +151,7 @@ pub struct CountedFilter {
 
 impl CountedFilter {
     pub fn new(inner: Box<dyn Filter>) -> Self {
-        CountedFilter { inner, records: Cell::new(0), size: Cell::new(0), out: Cell::new(0) }
+        CountedFilter { inner: Rc::from(inner), records: Cell::new(0), size: Cell::new(0), out: Cell::new(0) }
     }
 
     pub fn inner(&self) -> &dyn Filter {
@@ -169,6 +169,14 @@ impl Filter for CountedFilter {
             self.out.set(self.out.get() + b.count as u64);
         }
         r
+    }
+
+    fn start(self: Rc<Self>, emitter: Rc<dyn Emitter>) {
+        self.inner.clone().start(emitter);
+    }
+
+    fn shutdown(&self, emitter: &dyn Emitter) {
+        self.inner.shutdown(emitter);
     }
 
     fn visit_metrics(&self, m: &mut dyn Visitor) {
@@ -282,7 +290,7 @@ pub fn plan(root: &Element, workers_override: Option<usize>, hostname: &str) -> 
     let mut labels = Vec::new();
     for (i, (name, e, w)) in label_elems.iter().enumerate() {
         let mut rules = Vec::new();
-        ctx.label_now = i;
+        ctx.set_current_label(i);
         collect_rules(e, *w, &mut ctx, &mut rules, name.is_empty())?;
         labels.push(LabelPlan { name: name.clone(), rules });
     }
@@ -300,6 +308,13 @@ pub fn plan(root: &Element, workers_override: Option<usize>, hostname: &str) -> 
                 e.name
             )));
         }
+    }
+    if count_named(root, "source") == 0 && count_named(root, "match") == 0 {
+        crate::warn!(
+            "{}: the configuration has no <source> and no <match>: spate would run and do nothing (a YAML \
+             config read as fluent.conf syntax? name it *.yaml or pass --config-file-type yaml)",
+            root.pos
+        );
     }
     Ok(Plan {
         workers,
@@ -343,6 +358,18 @@ fn catalog(ctx: &PlanCtx<'_>, labels: &[LabelPlan]) -> (Catalog, Vec<(String, cr
     }
     let levels = planned.iter().filter_map(|p| p.log_level.map(|l| (p.info.id.clone(), l))).collect();
     (Catalog { generation: 0, plugins: planned.into_iter().map(|p| p.info).collect() }, levels)
+}
+
+/// Directives called `name` at the top level and inside `<label>`/`<worker>`.
+fn count_named(e: &Element, name: &str) -> usize {
+    e.elements
+        .iter()
+        .map(|c| match c.name.as_str() {
+            n if n == name => 1,
+            "label" | "worker" => count_named(c, name),
+            _ => 0,
+        })
+        .sum()
 }
 
 fn parse_workers(e: &Element, workers: usize) -> Result<Workers, ConfigError> {
@@ -434,7 +461,7 @@ fn collect_rules(
                 };
                 let plan = f(c, ctx)?;
                 c.warn_unused();
-                let key = ctx.record_plugin(c, Category::Filter, plan.id(), ctx.label_now)?;
+                let key = ctx.record_plugin(c, Category::Filter, plan.id(), ctx.current_label())?;
                 let key = format!("{key}\u{0}{w:?}");
                 out.push(RulePlan::Filter { pattern, plan, workers: w, at: c.pos.to_string(), key });
             }

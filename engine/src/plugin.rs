@@ -159,10 +159,10 @@ pub struct PlanCtx<'a> {
     names: HashMap<(&'static str, String), String>,
     /// Every plugin planned so far, with its label (for monitor_agent and reload).
     infos: Vec<PlannedPlugin>,
-    /// The label whose rules are being planned (outputs record it).
-    pub label_now: usize,
     /// `@id`s written in the configuration, with where (duplicates are an error).
     explicit_ids: Vec<(String, Pos)>,
+    /// The label whose rules are being planned (0: the top level).
+    current_label: usize,
     pub hostname: String,
     pub workers: usize,
 }
@@ -198,8 +198,8 @@ impl<'a> PlanCtx<'a> {
             paths: Vec::new(),
             names: HashMap::new(),
             infos: Vec::new(),
-            label_now: 0,
             explicit_ids: Vec::new(),
+            current_label: 0,
             hostname: hostname.to_string(),
             workers,
         }
@@ -290,6 +290,17 @@ impl<'a> PlanCtx<'a> {
         self.labels.get(name).copied()
     }
 
+    /// The label the plugin being planned is in (0: the top level): where events an
+    /// output re-emits go unless it says otherwise (fluentd's `router` of a plugin).
+    pub fn current_label(&self) -> usize {
+        self.current_label
+    }
+
+    /// Set by the planner while it walks a label's rules.
+    pub fn set_current_label(&mut self, label: usize) {
+        self.current_label = label;
+    }
+
     /// A label's name by index ("" for the top level).
     pub fn label_name(&self, i: usize) -> &str {
         self.label_names.get(i).map_or("", String::as_str)
@@ -338,7 +349,7 @@ impl<'a> PlanCtx<'a> {
         let reg = self.lookup(e, Kind::Output)?;
         // Recorded before its nested stores, so copy comes before its stores.
         let slot = self.infos.len();
-        let label = self.label_now;
+        let label = self.current_label;
         let plan = match reg.build {
             Build::Output(f) => f(e, self)?,
             Build::Buffered(f) => (self.buffered)(e, self, reg.name, f)?,
@@ -693,6 +704,12 @@ pub trait Filter {
     fn filter(&self, batch: EventBatch, emitter: &dyn Emitter) -> Option<EventBatch>;
     /// Reports the filter's own counters (events in and out are counted for it).
     fn visit_metrics(&self, _m: &mut dyn Visitor) {}
+    /// Starts the filter's own tasks (timers) on the shard's executor; `emitter` is the
+    /// shard's router. Most filters have none.
+    fn start(self: Rc<Self>, _emitter: Rc<dyn Emitter>) {}
+    /// At shutdown, after the inputs stopped and before the outputs flush: a filter that
+    /// holds events (concat) emits them.
+    fn shutdown(&self, _emitter: &dyn Emitter) {}
 }
 
 // ---------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ pub static PLUGINS: &[Registration] = &[
     // filters
     crate::filter::grep::PLUGIN,
     crate::filter::record_transformer::PLUGIN,
+    crate::filter::record_modifier::PLUGIN,
+    crate::filter::concat::PLUGIN,
     crate::filter::stdout::PLUGIN,
     crate::filter::prometheus::PLUGIN,
     // outputs
@@ -28,6 +30,9 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::null::PLUGIN,
     crate::output::copy::PLUGIN,
     crate::output::relabel::PLUGIN,
+    crate::output::rewrite_tag_filter::PLUGIN,
+    crate::output::label_router::PLUGIN,
+    crate::output::route::PLUGIN,
     crate::output::forward::PLUGIN,
     crate::output::file::PLUGIN,
     crate::output::prometheus::PLUGIN,

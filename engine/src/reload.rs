@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::output::buffered::shares_buffer;
 use crate::plan::{build_graph, Plan, ShardGraph};
-use crate::plugin::{Listening, Output};
+use crate::plugin::{Filter, Listening, Output};
 
 /// How long a stopped input's connections may finish what they are reading.
 const INPUT_GRACE: Duration = Duration::from_secs(5);
@@ -50,6 +50,17 @@ pub async fn apply(
     let gone = ctx.end_generation();
     // Commit: from here every batch takes the new routes.
     graph.slot.set(graph.router.clone());
+    for f in &graph.filters {
+        if !cur.graph.filters.iter().any(|o| Rc::ptr_eq(&o.filter, &f.filter)) {
+            f.filter.clone().start(graph.slot.clone());
+        }
+    }
+    // A removed filter that holds events (concat) hands them to the new routes.
+    for f in &cur.graph.filters {
+        if !graph.filters.iter().any(|n| Rc::ptr_eq(&n.filter, &f.filter)) {
+            f.filter.shutdown(&*graph.slot);
+        }
+    }
     let new_outputs = ctx.outputs();
     for o in &new_outputs {
         if !old_outputs.iter().any(|x| Rc::ptr_eq(x, o)) {

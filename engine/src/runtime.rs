@@ -20,7 +20,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::metrics::hub::{self, Hub};
 use crate::metrics::ShardSnapshot;
 use crate::plan::{build_graph, Plan};
-use crate::plugin::{Listening, ShardCtx};
+use crate::plugin::{Filter, Listening, ShardCtx};
 
 pub use crate::control::{Control, Reloader};
 
@@ -195,6 +195,11 @@ async fn shard_main(
     for o in &graph.outputs() {
         o.clone().start();
     }
+    for f in &graph.filters {
+        // Through the slot: a filter's timers emit into the routes of the current
+        // configuration, also after a reload.
+        f.filter.clone().start(graph.slot.clone());
+    }
     let mut addrs = Vec::new();
     for s in &graph.sources {
         match s.input.clone().start(s.first) {
@@ -273,6 +278,10 @@ async fn shard_main(
     }
     for s in &gen.graph.sources {
         s.input.stop(Duration::from_secs(1)).await;
+    }
+    // Filters that hold events (concat) emit them before the outputs flush.
+    for f in &gen.graph.filters {
+        f.filter.shutdown(&*gen.graph.slot);
     }
     let outputs = gen.graph.outputs();
     if control.draining() {

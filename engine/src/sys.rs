@@ -109,6 +109,30 @@ pub fn parent_pid() -> u32 {
     unsafe { libc::getppid() as u32 }
 }
 
+/// The canonical name of a host (getaddrinfo's `AI_CANONNAME`, as Ruby's hostent
+/// `h_name` and `hostname -f`). Uses the resolver: call it at config time.
+pub fn canonical_name(name: &str) -> Result<String, String> {
+    let c = std::ffi::CString::new(name).map_err(|_| "invalid name (NUL byte)".to_string())?;
+    // SAFETY: zeroed addrinfo is a valid "no hints" value; we set flags only.
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_flags = libc::AI_CANONNAME;
+    hints.ai_family = libc::AF_UNSPEC;
+    let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: `c` is NUL-terminated, `hints` and `res` are valid; `res` is freed below.
+    let r = unsafe { libc::getaddrinfo(c.as_ptr(), std::ptr::null(), &hints, &mut res) };
+    if r != 0 || res.is_null() {
+        return Err("the name does not resolve here".into());
+    }
+    // SAFETY: `res` is a list getaddrinfo returned; ai_canonname is NUL-terminated or null.
+    let canon = unsafe {
+        let p = (*res).ai_canonname;
+        let s = if p.is_null() { name.to_string() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() };
+        libc::freeaddrinfo(res);
+        s
+    };
+    Ok(canon)
+}
+
 /// Drops the file-backed pages (the binary's and the shared libraries' code and
 /// read-only data) from this process's resident set once start-up is over: the kernel
 /// maps them in 64 KiB runs around each fault, so start-up code leaves megabytes mapped

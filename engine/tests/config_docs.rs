@@ -550,7 +550,7 @@ mod config {
         ),
         (
             "<match **>\n  @type forward\n  <server>\n    host \"#{ENV['HOST'].downcase}\"\n  </server>\n</match>\n",
-            "fluent.conf:4:11: embedded Ruby is not supported: `ENV['HOST'].downcase`; spate supports ENV['X'], ENV['X'] || 'default', ENV.fetch('X', 'default'), Socket.gethostname, hostname, worker_id, use_default, use_nil, File.join, string literals and '+'",
+            "fluent.conf:4:11: embedded Ruby is not supported: `ENV['HOST'].downcase`; spate supports ENV['X'], ENV['X'] || 'default', ENV.fetch('X', 'default'), c ? a : b, ==, !=, local variables, ';', x rescue y, Socket.gethostname, Socket.gethostbyname(h).first, IPAddr.new(x).ipv6?, hostname, worker_id, use_default, use_nil, File.join, string literals and '+'",
         ),
         (
             "<match **>\n  @type http\n  endpoint \"https://#{ENV.fetch('COLLECTOR')}/v1\"\n</match>\n",

@@ -6,6 +6,7 @@
 //! Asserted: the process survives and keeps serving (a final frame is acked); the good
 //! client never loses its connection and its slowest ack is printed and must stay under
 //! 100 ms; spate's peak RSS (VmHWM) stays under 256 MiB; the rejections are in the log.
+//! (Compression bombs have their own test binary, `bombs.rs`, so that they run alone.)
 
 mod common;
 
@@ -14,36 +15,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use spate_protocol::encode::{self, raw, EntriesType, OptionsOut};
 use spate_protocol::{Compression, EventTime};
-
-fn good_frame(seq: u64) -> (Vec<u8>, String) {
-    let id = format!("good-{seq}");
-    (acked_frame(b"good", &packed_entries(100, seq * 100), 100, &id), id)
-}
-
-/// Sends acked frames until `stop`, recording each frame's send -> ack time.
-fn good_client(addr: SocketAddr, stop: Arc<AtomicBool>, waits: Arc<Mutex<Vec<Duration>>>) -> Result<u64, String> {
-    let mut c = Client::connect(addr);
-    let mut seq = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let (f, id) = good_frame(seq);
-        let t0 = Instant::now();
-        c.send(&f).map_err(|e| format!("good client: send failed: {e}"))?;
-        let got = c.read_ack().map_err(|e| format!("good client: no ack for frame {seq}: {e}"))?;
-        let dt = t0.elapsed();
-        if got != id.as_bytes() {
-            return Err(format!("good client: ack {got:?} for {id}"));
-        }
-        waits.lock().unwrap().push(dt);
-        seq += 1;
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(seq)
-}
 
 /// Connects, sends `bytes`, waits up to `wait` for the server to react (close), closes.
 fn hit_wait(addr: SocketAddr, bytes: &[u8], wait: Duration) {
@@ -133,14 +109,7 @@ fn wrong_types() -> Vec<Vec<u8>> {
 
 #[test]
 fn hostile_input_while_a_good_client_is_served() {
-    // 1000 idle connections plus everything else need file descriptors on both sides.
-    // SAFETY: getrlimit/setrlimit on a live local rlimit.
-    unsafe {
-        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_cur = l.rlim_max.min(16384);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
+    raise_fd_limit();
     let conf = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n  chunk_size_limit 4m\n  decompression_size_limit 8m\n</source>\n<match **>\n  @type null\n</match>\n";
     let spate = Spate::start("hostile", conf, Stdio::null());
     let addr = spate.addr();
@@ -221,12 +190,7 @@ fn hostile_input_while_a_good_client_is_served() {
     let loris_ok = loris.join().unwrap();
     // Keep the idle connections a moment longer, then check the server still works.
     std::thread::sleep(Duration::from_millis(300));
-    let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-        .unwrap_or(0);
+    let hwm = peak_rss_kb(pid);
     stop.store(true, Ordering::Relaxed);
     let frames = good.join().unwrap();
     drop(idle);

@@ -183,7 +183,14 @@ fn unknown_labels_types_and_bad_workers_are_config_errors() {
         ("<filter **>\n@type parser\n</filter>\n", "unknown filter plugin type 'parser'"),
         ("<worker 5>\n</worker>\n", "worker ids must be within 0..1"),
         ("<match {a>\n@type null\n</match>\n<match /(/>\n@type null\n</match>\n", "invalid match pattern"),
-        ("<filter **>\n@type record_transformer\nenable_ruby true\n</filter>\n", "enable_ruby is not supported"),
+        (
+            "<filter **>\n@type record_transformer\nenable_ruby true\n<record>\nx ${record.each_with_index{|k| k}}\n</record>\n</filter>\n",
+            "t.conf:1:1: <record> x: Ruby expression `record.each_with_index{|k| k}`: not supported: a block",
+        ),
+        (
+            "<source>\n@type forward\ninflate_memory_limit 4m\n</source>\n",
+            "t.conf:1:1: inflate_memory_limit must be at least 9m",
+        ),
     ] {
         let root = parse_str(conf, "t.conf", Path::new("."), &ctx).unwrap();
         let e = plan(&root, Some(2), "h").unwrap_err().to_string();

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use crate::compress::{self, Compression};
 use crate::error::{DecodeError, ErrorKind, Result};
 use crate::event::{read_entry, EntriesFormat, EntryCheck, Events};
+use crate::inflate::{Inflater, Slice};
 use crate::json::{self, JsonScanner};
 use crate::msgpack::{read_int, Cursor, Head, Kind, Skipper, MAX_DEPTH};
 
@@ -282,22 +283,95 @@ impl FrameDecoder {
 
     /// Decodes the next frame from `buf`. `Ok(None)`: more bytes needed. Error offsets
     /// count from the start of the stream (for a JSON frame whose content is wrong: the
-    /// offset of that JSON value).
+    /// offset of that JSON value). Compressed entries are inflated whole (bounded by
+    /// `max_inflated_size`); a server should use [`FrameDecoder::decode_deferred`].
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>> {
+        match self.decode_inner(buf, false)? {
+            None => Ok(None),
+            Some(Decoded::Frame(f)) => Ok(Some(f)),
+            // Never produced without deferring.
+            Some(Decoded::Compressed(c)) => {
+                Err(DecodeError { offset: c.offset, kind: ErrorKind::Inflate("frame left compressed".into()) })
+            }
+        }
+    }
+
+    /// Like [`FrameDecoder::decode`], but a CompressedPackedForward frame comes back
+    /// still compressed, as [`Decoded::Compressed`]: inflate it with
+    /// [`CompressedFrame::inflater`] a slice at a time, so memory does not grow with the
+    /// compression ratio.
+    pub fn decode_deferred(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>> {
+        self.decode_inner(buf, true)
+    }
+
+    fn decode_inner(&mut self, buf: &mut BytesMut, defer: bool) -> Result<Option<Decoded>> {
         let base = self.consumed;
         let Some(raw) = self.next_value(buf)? else { return Ok(None) };
         let start = self.consumed - self.last_wire_len as u64;
         let json = self.is_json();
-        let mut frame = parse_frame(raw, &self.limits).map_err(|mut e| {
+        let mut frame = parse_frame_inner(raw, &self.limits, defer).map_err(|mut e| {
             // Offsets into the msgpack a JSON value became mean nothing on the wire:
             // point at the JSON value instead.
             e.offset = if json { start } else { base + e.offset };
             e
         })?;
-        if let Frame::Events(b) = &mut frame {
-            b.wire_len = self.last_wire_len;
+        match &mut frame {
+            Decoded::Frame(Frame::Events(b)) => b.wire_len = self.last_wire_len,
+            Decoded::Compressed(c) => {
+                c.wire_len = self.last_wire_len;
+                c.offset = start;
+            }
+            Decoded::Frame(Frame::Heartbeat) => {}
         }
         Ok(Some(frame))
+    }
+}
+
+/// What [`FrameDecoder::decode_deferred`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A frame decoded whole (everything but compressed entries).
+    Frame(Frame),
+    /// A CompressedPackedForward frame whose entries are still compressed.
+    Compressed(CompressedFrame),
+}
+
+/// A CompressedPackedForward frame before inflation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressedFrame {
+    /// The frame's tag.
+    pub tag: Bytes,
+    /// The compressed entries, as received.
+    pub data: Bytes,
+    /// `option.compressed`: gzip or zstd.
+    pub kind: Compression,
+    /// The frame's options.
+    pub option: Options,
+    /// Size of the frame on the wire.
+    pub wire_len: usize,
+    /// Offset of the frame in the connection's stream (for error messages).
+    pub offset: u64,
+}
+
+impl CompressedFrame {
+    /// An inflater for the entries, bounded by `limits` (`max_inflated_size` in all,
+    /// `max_depth` for nesting).
+    pub fn inflater(&self, limits: &Limits) -> std::result::Result<Inflater, ErrorKind> {
+        Inflater::new(self.kind, self.data.clone(), limits.max_inflated_size, limits.max_depth)
+    }
+
+    /// A batch of the entries one slice produced (tag and options of this frame).
+    pub fn batch(&self, slice: Slice) -> EventBatch {
+        EventBatch {
+            tag: self.tag.clone(),
+            entries: slice.entries,
+            format: EntriesFormat::Packed,
+            count: slice.count,
+            invalid: slice.invalid,
+            mode: Mode::CompressedPackedForward,
+            option: self.option.clone(),
+            wire_len: self.wire_len,
+        }
     }
 }
 
@@ -305,6 +379,14 @@ impl FrameDecoder {
 /// from the start of `raw` (for compressed entries: from the start of the inflated
 /// entries).
 pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
+    match parse_frame_inner(raw, limits, false)? {
+        Decoded::Frame(f) => Ok(f),
+        // Never produced without deferring.
+        Decoded::Compressed(_) => Err(DecodeError::new(0, ErrorKind::Inflate("frame left compressed".into()))),
+    }
+}
+
+fn parse_frame_inner(raw: Bytes, limits: &Limits, defer: bool) -> Result<Decoded> {
     let wire_len = raw.len();
     let mut c = Cursor::new(&raw);
     // The usual first byte: a fixarray of 2 to 4.
@@ -314,7 +396,7 @@ pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
             (m & 0x0f) as u32
         }
         _ => match c.peek()? {
-            Head::Scalar { kind: Kind::Nil, .. } => return Ok(Frame::Heartbeat),
+            Head::Scalar { kind: Kind::Nil, .. } => return Ok(Decoded::Frame(Frame::Heartbeat)),
             Head::Array { n, .. } if (2..=4).contains(&n) => c.array_len()?,
             Head::Array { n, .. } => return Err(DecodeError::new(0, ErrorKind::BadArity(n))),
             h => {
@@ -376,6 +458,9 @@ pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
         return Err(DecodeError::new(c.pos, ErrorKind::Trailing));
     }
     let (mode, entries) = match option.compressed {
+        Some(kind @ (Compression::Gzip | Compression::Zstd)) if mode == Mode::PackedForward && defer => {
+            return Ok(Decoded::Compressed(CompressedFrame { tag, data: entries, kind, option, wire_len, offset: 0 }));
+        }
         Some(kind @ (Compression::Gzip | Compression::Zstd)) if mode == Mode::PackedForward => {
             let inflated =
                 compress::inflate(kind, &entries, limits.max_inflated_size).map_err(|k| DecodeError::new(second, k))?;
@@ -394,7 +479,7 @@ pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
             count_entries(&entries, format, limits.max_depth).map_err(|e| e.at(entries_offset))?
         }
     };
-    Ok(Frame::Events(EventBatch { tag, entries, format, count, invalid, mode, option, wire_len }))
+    Ok(Decoded::Frame(Frame::Events(EventBatch { tag, entries, format, count, invalid, mode, option, wire_len })))
 }
 
 /// Walks every entry once: proves the entries are well-formed msgpack within the depth

@@ -2,7 +2,8 @@
 //!
 //! Bytes in, frames out ([`FrameDecoder`]); frames in, bytes out ([`encode`]). This crate
 //! owns the wire format: msgpack reading in place, the four Forward modes, EventTime,
-//! options and acks, gzip/zstd inflation with limits, JSON on the same port, and the
+//! options and acks, gzip/zstd inflation with limits (whole, or streamed in bounded
+//! slices by [`Inflater`]), JSON on the same port, and the
 //! HELO/PING/PONG handshake. It never does I/O, never spawns, and never panics or
 //! allocates without a bound on untrusted input: decoded tags, entries and records are
 //! `Bytes` slices of the caller's receive buffer, and iterating events allocates nothing.
@@ -34,11 +35,13 @@ pub mod frame;
 pub mod fuzz_harness;
 pub mod handshake;
 pub mod hex;
+pub mod inflate;
 pub mod json;
 pub mod msgpack;
 
 pub use compress::Compression;
 pub use error::{DecodeError, ErrorKind, Result};
 pub use event::{EntriesFormat, Event, EventTime, Events, RecordRef, ValueRef};
-pub use frame::{parse_frame, EventBatch, Frame, FrameDecoder, Limits, Mode, Options};
+pub use frame::{parse_frame, CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits, Mode, Options};
 pub use hex::hex;
+pub use inflate::{Inflater, Slice};

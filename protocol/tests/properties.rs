@@ -9,13 +9,16 @@
 //! - a stream of several frames split anywhere (every byte boundary, random cuts, one
 //!   byte at a time) decodes to exactly the frames of the whole stream, for msgpack and
 //!   for JSON streams;
+//! - a compressed frame inflated a slice at a time ([`FrameDecoder::decode_deferred`] and
+//!   an `Inflater`), whatever the slice size and however its bytes are damaged, gives
+//!   the same entries and counts as inflating it whole, or fails where that fails;
 //! - a large frame arriving in 4 KiB reads is scanned once: `pending()` only grows, and
 //!   the decoder's scanning work (`scan_steps()`) is linear in the frame's size.
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use spate_protocol::encode::{self, raw, EntriesType, OptionsOut, TimeFormat};
-use spate_protocol::{Compression, DecodeError, EventBatch, EventTime, Frame, FrameDecoder, Limits, Mode};
+use spate_protocol::{Compression, DecodeError, Decoded, EventBatch, EventTime, Frame, FrameDecoder, Limits, Mode};
 use spate_testkit::wire::{self, Wire};
 
 /// A msgpack value to generate records from.
@@ -364,6 +367,69 @@ proptest! {
         let a = decode_stream_lossy(&bytes, &[], limits);
         let b = decode_stream_lossy(&bytes, &[split], limits);
         prop_assert_eq!(a, b);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sliced_inflation_equals_whole_inflation(
+        zstd in any::<bool>(),
+        events in proptest::collection::vec((time(), record()), 1..40),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+        slice in prop_oneof![1usize..64, 64usize..5000],
+        limit in prop_oneof![Just(1usize << 20), 16usize..2000],
+    ) {
+        let m = if zstd { Wire::Zstd } else { Wire::Gzip };
+        let mut bytes = build(m, "t", &events, OptionsOut { chunk: Some(b"c"), ..Default::default() });
+        // Damage only the compressed payload (the frame's last bytes before the options).
+        let n = bytes.len();
+        for (i, b) in flips {
+            let at = n / 2 + i % (n / 2);
+            bytes[at] = b;
+        }
+        let limits = Limits { max_inflated_size: limit, ..Limits::default() };
+        let whole = FrameDecoder::new(limits).decode(&mut BytesMut::from(&bytes[..]));
+        let deferred = FrameDecoder::new(limits).decode_deferred(&mut BytesMut::from(&bytes[..]));
+        let streamed: Result<(Vec<u8>, u32, u32), String> = match deferred {
+            Ok(Some(Decoded::Compressed(c))) => {
+                prop_assert_eq!(c.wire_len, bytes.len());
+                match c.inflater(&limits) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(mut inf) => {
+                        let (mut all, mut count, mut invalid) = (Vec::new(), 0, 0);
+                        loop {
+                            // Never more than the state, one slice and one carried entry.
+                            prop_assert!(inf.memory(slice) <= (8 << 20) + (256 << 10) + slice + limit);
+                            match inf.next_slice(slice) {
+                                Ok(Some(s)) => {
+                                    let b = c.batch(s);
+                                    prop_assert_eq!(b.events().count(), b.count as usize);
+                                    all.extend_from_slice(&b.entries);
+                                    count += b.count;
+                                    invalid += b.invalid;
+                                }
+                                Ok(None) => break Ok((all, count, invalid)),
+                                Err(e) => break Err(e.to_string()),
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(Some(Decoded::Frame(f))) => match f {
+                Frame::Events(b) => Ok((b.entries.to_vec(), b.count, b.invalid)),
+                Frame::Heartbeat => Err("heartbeat".into()),
+            },
+            Ok(None) => Err("incomplete".into()),
+            Err(e) => Err(e.to_string()),
+        };
+        match whole {
+            Ok(Some(Frame::Events(b))) => {
+                prop_assert_eq!(streamed, Ok((b.entries.to_vec(), b.count, b.invalid)));
+            }
+            _ => prop_assert!(streamed.is_err(), "whole failed, streamed gave {:?}", streamed),
+        }
     }
 }
 

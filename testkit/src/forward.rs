@@ -145,6 +145,9 @@ pub struct FixedSink {
     pub port: u16,
     /// How many times each `k` arrived.
     pub seen: Arc<Mutex<HashMap<u64, u32>>>,
+    /// Microseconds the sink spends per event received (0: as fast as it can), so a
+    /// test can make it slower than the load.
+    pub micros_per_event: Arc<std::sync::atomic::AtomicU64>,
     run: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -156,6 +159,7 @@ impl FixedSink {
         FixedSink {
             port,
             seen: Arc::new(Mutex::new(HashMap::new())),
+            micros_per_event: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             run: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(Mutex::new(Vec::new())),
             thread: None,
@@ -168,6 +172,7 @@ impl FixedSink {
         l.set_nonblocking(true).expect("a non-blocking listener");
         self.run.store(true, Ordering::SeqCst);
         let (run, seen, conns) = (self.run.clone(), self.seen.clone(), self.conns.clone());
+        let slow = self.micros_per_event.clone();
         self.thread = Some(std::thread::spawn(move || {
             while run.load(Ordering::SeqCst) {
                 let s = match l.accept() {
@@ -178,11 +183,14 @@ impl FixedSink {
                     }
                 };
                 s.set_nonblocking(false).expect("a blocking connection");
+                // Acks go out at once (a sender with several frames in flight would
+                // otherwise wait for Nagle and delayed ACKs).
+                let _ = s.set_nodelay(true);
                 if let Ok(c) = s.try_clone() {
                     conns.lock().unwrap().push(c);
                 }
-                let seen = seen.clone();
-                std::thread::spawn(move || serve_counting(s, seen));
+                let (seen, slow) = (seen.clone(), slow.clone());
+                std::thread::spawn(move || serve_counting(s, seen, slow));
             }
         }));
     }
@@ -204,8 +212,12 @@ impl FixedSink {
     }
 }
 
-fn serve_counting(s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>) {
+fn serve_counting(s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>, slow: Arc<std::sync::atomic::AtomicU64>) {
     serve_acking(s, |b| {
+        let us = slow.load(Ordering::Relaxed);
+        if us > 0 {
+            std::thread::sleep(Duration::from_micros(us * u64::from(b.count)));
+        }
         let mut g = seen.lock().unwrap();
         for e in b.events() {
             if let Some(k) = RecordRef::new(e.record.as_bytes()).and_then(|r| r.get(b"k")).and_then(|v| v.as_i64()) {

@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::progress::Progress;
+
 /// A chunk of packed `[time, record]` entries of one tag (and time slice).
 #[derive(Debug)]
 pub struct Chunk {
@@ -33,6 +35,8 @@ pub struct Chunk {
     /// a file chunk keeps them in memory instead of reloading the whole file.
     pub partial: bool,
     pub(crate) disk: Option<ChunkDisk>,
+    /// What the destination acknowledged of `data` so far (see [`super::progress`]).
+    acked: std::cell::Cell<Progress>,
 }
 
 impl Chunk {
@@ -50,6 +54,29 @@ impl Chunk {
             first_failure: None,
             partial: false,
             disk: None,
+            acked: std::cell::Cell::new(Progress::default()),
+        }
+    }
+
+    /// Entries (bytes from the start of `data`) and events the destination already
+    /// acknowledged: a send resumes after them.
+    pub fn acked(&self) -> Progress {
+        self.acked.get()
+    }
+
+    /// Records that the destination acknowledged everything up to `p`; for a file
+    /// chunk also in its side file, so a restart resumes there too.
+    pub fn record_acked(&self, p: Progress) {
+        self.acked.set(p);
+        if let Some(d) = &self.disk {
+            if d.file.is_some() {
+                if let Err(e) = super::progress::write(&d.path, p) {
+                    crate::warn!(
+                        "file buffer: cannot record delivery progress of {}: {e} (after a restart the whole chunk is resent)",
+                        d.path.display()
+                    );
+                }
+            }
         }
     }
 
@@ -100,6 +127,7 @@ impl ChunkDisk {
             if let Err(e) = std::fs::remove_file(&self.path) {
                 crate::warn!("file buffer: cannot delete delivered chunk {}: {e}", self.path.display());
             }
+            super::progress::remove(&self.path);
         }
     }
 }

@@ -158,12 +158,22 @@ pub(crate) fn recover(p: &Path) -> Result<Option<Chunk>, String> {
     }
     if count == 0 {
         let _ = std::fs::remove_file(p);
+        super::progress::remove(p);
         return Ok(None);
     }
     let _ = f.seek(SeekFrom::Start(0));
     let disk = ChunkDisk { path: p.to_path_buf(), file: Some(Arc::new(f)), len: pos, pending_count: 0, syncing: false };
     let mut c = recovered_chunk(id, tag, timekey, count, size, disk);
     c.vars = vars;
+    let acked = super::progress::read(p, size, count);
+    if acked.bytes > 0 {
+        crate::info!(
+            "file buffer: chunk {}: {} of its {count} events were acknowledged downstream before the restart; sending the rest",
+            p.display(),
+            acked.events
+        );
+        c.record_acked(acked);
+    }
     Ok(Some(c))
 }
 

@@ -1,12 +1,13 @@
 //! `<buffer>` configuration: fluentd's parameters and defaults ([`BufferConf`]), the
 //! chunk keys (`tag`, `time` with `timekey`, record fields), and the parsing of a
 //! `<buffer>` section with a plugin's own defaults ([`BufferDefaults`]), including
-//! fluentd v0.12's flat `buffer_*` / `retry_*` parameters that v1 still maps.
+//! fluentd v0.12's flat `buffer_*` / `retry_*` / `time_slice_*` parameters that v1 still
+//! maps.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{ConfigError, Element};
+use crate::config::{Attr, ConfigError, Element};
 
 /// What to do when a buffer is full (fluentd's `overflow_action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,14 +152,76 @@ impl BufferConf {
 pub fn from_output(e: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferConf, ConfigError> {
     let mut b = match e.single("buffer")? {
         Some(b) => buffer_conf_with(b, defaults)?,
-        None if defaults.file_path.is_some() => buffer_conf_with(
-            &Element::new("buffer".into(), defaults.keys.join(","), Vec::new(), Vec::new(), e.pos.clone()),
-            defaults,
-        )?,
-        None => BufferConf::default(),
+        None => match v012_time_sliced(e, defaults)? {
+            Some(synth) => buffer_conf_with(&synth, defaults)?,
+            None if defaults.file_path.is_some() => buffer_conf_with(
+                &Element::new("buffer".into(), defaults.keys.join(","), Vec::new(), Vec::new(), e.pos.clone()),
+                defaults,
+            )?,
+            None => BufferConf::default(),
+        },
     };
     v012_buffer_params(e, &mut b)?;
     Ok(b)
+}
+
+/// v0.12's time-sliced output parameters as fluentd v1's compat layer maps them onto a
+/// `<buffer>` (`plugin_helper/compat_parameters.rb`, only when the output has no
+/// `<buffer>`): `time_slice_format` makes `time` the chunk key with `timekey` 1 (`%S`),
+/// 60 (`%M`), 3600 (`%H`) or 86400 (`%d`), `localtime`/`utc` set `timekey_use_utc`;
+/// `time_slice_wait` is `timekey_wait` and `timezone` is `timekey_zone`. None when the
+/// output has none of them.
+pub fn v012_time_sliced(e: &Element, defaults: &BufferDefaults<'_>) -> Result<Option<Element>, ConfigError> {
+    let tsf = e.get("time_slice_format").cloned();
+    let tsw = e.get("time_slice_wait").cloned();
+    let tz = if tsf.is_some() || tsw.is_some() { e.get("timezone").cloned() } else { None };
+    if tsf.is_none() && tsw.is_none() {
+        return Ok(None);
+    }
+    let mut attrs = Vec::new();
+    let arg = match &tsf {
+        Some(f) => {
+            let secs = if f.value.contains("%S") {
+                1
+            } else if f.value.contains("%M") {
+                60
+            } else if f.value.contains("%H") {
+                3600
+            } else if f.value.contains("%d") {
+                86400
+            } else {
+                return Err(ConfigError::at(&f.pos, "time_slice_format only with %Y or %m is too long"));
+            };
+            attrs.push(Attr { key: "timekey".into(), value: secs.to_string(), pos: f.pos.clone() });
+            let (lt, utc) = (e.get("localtime").cloned(), e.get("utc").cloned());
+            match (lt, utc) {
+                (Some(_), Some(u)) => {
+                    return Err(ConfigError::at(
+                        &u.pos,
+                        "both of utc and localtime are specified, use only one of them",
+                    ))
+                }
+                (Some(l), None) => {
+                    let v = crate::config::parse_bool(&l.value).map_err(|m| ConfigError::at(&l.pos, m))?;
+                    attrs.push(Attr { key: "timekey_use_utc".into(), value: (!v).to_string(), pos: l.pos });
+                }
+                (None, Some(u)) => {
+                    let v = crate::config::parse_bool(&u.value).map_err(|m| ConfigError::at(&u.pos, m))?;
+                    attrs.push(Attr { key: "timekey_use_utc".into(), value: v.to_string(), pos: u.pos });
+                }
+                (None, None) => {}
+            }
+            "time".to_string()
+        }
+        None => defaults.keys.join(","),
+    };
+    if let Some(w) = tsw {
+        attrs.push(Attr { key: "timekey_wait".into(), value: w.value, pos: w.pos });
+    }
+    if let Some(z) = tz {
+        attrs.push(Attr { key: "timekey_zone".into(), value: z.value, pos: z.pos });
+    }
+    Ok(Some(Element::new("buffer".into(), arg, attrs, Vec::new(), e.pos.clone())))
 }
 
 /// fluentd v0.12's flat buffer parameters, which fluentd v1 still maps onto `<buffer>`.
@@ -361,4 +424,50 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
     }
     b.warn_unused();
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_str_with_warnings, EvalContext};
+
+    fn out(body: &str) -> Element {
+        let ctx = EvalContext::with_env("h", None, Default::default());
+        let text = format!("<match **>\n  @type file\n{body}</match>\n");
+        let (root, _) = parse_str_with_warnings(&text, "t.conf", std::path::Path::new("."), &ctx).unwrap();
+        root.elements.into_iter().next().unwrap()
+    }
+
+    const FILE: BufferDefaults<'static> =
+        BufferDefaults { keys: &["time"], tag_required: false, file_path: Some("/tmp/x"), timekey: Some(86400) };
+    const FWD: BufferDefaults<'static> =
+        BufferDefaults { keys: &["tag"], tag_required: false, file_path: None, timekey: None };
+
+    #[test]
+    fn v012_time_slice_format_maps_to_timekey() {
+        // compat_parameters.rb: %S 1, %M 60, %H 3600, %d 86400.
+        for (f, secs) in [("%Y%m%d%H%M%S", 1), ("%Y%m%d%H%M", 60), ("%Y%m%d%H", 3600), ("%Y%m%d", 86400)] {
+            let b = from_output(&out(&format!("  time_slice_format {f}\n")), &FWD).unwrap();
+            assert_eq!(b.timekey.as_ref().map(|k| k.secs), Some(secs), "{f}");
+        }
+        let e = out("  time_slice_format %Y%m\n");
+        assert_eq!(
+            from_output(&e, &FWD).unwrap_err().to_string(),
+            "t.conf:3:3: time_slice_format only with %Y or %m is too long"
+        );
+        // time_slice_wait -> timekey_wait; utc -> timekey_use_utc; timezone -> timekey_zone.
+        let b = from_output(&out("  time_slice_format %Y%m%d%H\n  time_slice_wait 10m\n  utc\n"), &FILE).unwrap();
+        let k = b.timekey.unwrap();
+        assert_eq!((k.secs, k.wait, k.utc_offset), (3600, Duration::from_secs(600), 0));
+        let b = from_output(&out("  time_slice_format %Y%m%d\n  timezone +09:00\n"), &FILE).unwrap();
+        assert_eq!(b.timekey.unwrap().utc_offset, 9 * 3600);
+        let b = from_output(&out("  time_slice_wait 30s\n"), &FILE).unwrap();
+        let k = b.timekey.unwrap();
+        assert_eq!((k.secs, k.wait), (86400, Duration::from_secs(30)));
+        let e = out("  time_slice_format %Y%m%d\n  utc\n  localtime\n");
+        assert!(from_output(&e, &FILE).unwrap_err().to_string().contains("both of utc and localtime"));
+        // With a <buffer> section the flat parameters are not mapped (as in fluentd).
+        let b = from_output(&out("  time_slice_format %Y%m%d%H\n  <buffer>\n  </buffer>\n"), &FWD).unwrap();
+        assert!(b.timekey.is_none());
+    }
 }

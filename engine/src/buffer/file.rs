@@ -57,6 +57,9 @@ impl FileStore {
                 let p = f.path();
                 if p.to_str().is_some_and(|s| s.ends_with(SUFFIX)) {
                     files.push(p);
+                } else if p.extension().is_some_and(|e| e == "acked") && !p.with_extension("chunk").exists() {
+                    // The progress of a chunk deleted just before a crash.
+                    let _ = std::fs::remove_file(&p);
                 }
             }
         }

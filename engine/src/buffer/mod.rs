@@ -15,6 +15,7 @@ pub mod error;
 pub mod file;
 pub mod fluentd_import;
 pub mod placeholders;
+pub mod progress;
 pub mod queue;
 pub mod sync;
 

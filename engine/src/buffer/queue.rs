@@ -20,6 +20,7 @@ use super::conf::{BufferConf, FlushMode, OverflowAction};
 use super::error::BufferError;
 use super::file::FileStore;
 use super::sync::{CommitSource, CommitWork};
+use crate::ruby::accessor::{Accessor, Dug, Step};
 
 pub struct Buffer {
     conf: BufferConf,
@@ -33,6 +34,8 @@ pub struct Buffer {
     /// allocate; the values start at `vars_at` (usize::MAX: none).
     key: Vec<u8>,
     vars_at: usize,
+    /// The record-field chunk keys (`conf.vars`) as record accessors.
+    var_accessors: Vec<Accessor>,
     /// Chunks dropped by `drop_oldest_chunk` or given up after retries.
     pub dropped_chunks: u64,
     pub dropped_events: u64,
@@ -65,8 +68,10 @@ fn packed_size(batch: &EventBatch) -> usize {
 impl Buffer {
     /// A memory buffer.
     pub fn new(conf: BufferConf, shard: u32) -> Self {
+        let var_accessors = conf.vars.iter().map(|v| var_accessor(v)).collect();
         Buffer {
             conf,
+            var_accessors,
             staged: HashMap::new(),
             queue: VecDeque::new(),
             bytes: 0,
@@ -300,10 +305,10 @@ impl Buffer {
         self.key.push(0xfe);
         self.vars_at = self.key.len();
         let rec = spate_protocol::RecordRef::new(record);
-        for i in 0..self.conf.vars.len() {
+        for a in &self.var_accessors {
             let at = self.key.len();
             self.key.extend_from_slice(&[0, 0, 0, 0]);
-            if let Some(v) = rec.and_then(|r| lookup(r, &self.conf.vars[i])) {
+            if let Some(Dug::Value(v)) = rec.map(|r| a.dig(r)) {
                 v.write_text(&mut self.key);
             }
             let n = (self.key.len() - at - 4) as u32;
@@ -492,19 +497,10 @@ impl CommitSource for Buffer {
     }
 }
 
-/// A record field by chunk-key name: `name`, or a `$.a.b` path into nested maps.
-fn lookup<'a>(rec: spate_protocol::RecordRef<'a>, key: &str) -> Option<spate_protocol::ValueRef<'a>> {
-    match key.strip_prefix("$.") {
-        None => rec.get(key.as_bytes()),
-        Some(path) => {
-            let mut parts = path.split('.');
-            let mut v = rec.get(parts.next()?.as_bytes())?;
-            for p in parts {
-                v = v.as_map()?.get(p.as_bytes())?;
-            }
-            Some(v)
-        }
-    }
+/// A chunk key as fluentd reads it (`Accessor.new(key)`): `name`, or a `$.a.b` path. The
+/// plan only passes keys that parse; anything else is taken as one plain key.
+fn var_accessor(key: &str) -> Accessor {
+    Accessor::parse(key).unwrap_or_else(|_| Accessor { steps: vec![Step::Key(key.as_bytes().to_vec())] })
 }
 
 /// Wall-clock seconds (time slices are wall-clock based, as in fluentd).

@@ -1,23 +1,25 @@
 //! fluent.conf: the element tree ([`Element`], [`Attr`] with file:line:col), typed value
 //! accessors with fluentd's rules (sizes, times, booleans, arrays, hashes; see
 //! `types.rs`), and the entry points [`parse_file`] / [`parse_str`]. The grammar lives in
-//! `parser.rs`, the supported embedded-Ruby idioms in `ruby.rs`.
+//! `parser.rs`, the supported embedded-Ruby idioms (`"#{...}"`) in `embedded/`, fluentd's
+//! YAML format in `yaml.rs`.
 //!
 //! Accessors record which parameters were read, so the caller can warn about unknown
 //! ones with their location (fluentd warns too; it does not fail).
 
 pub mod dump;
 mod element;
+mod embedded;
 mod parser;
-mod ruby;
 mod types;
+mod yaml;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use element::{Attr, ConfigError, Element, Pos, Warning};
+pub use embedded::{hostname, EnvFn, EvalContext};
 pub use parser::{MAX_INCLUDE_DEPTH, MAX_NESTING};
-pub use ruby::{hostname, EnvFn, EvalContext};
 pub use types::{parse_array, parse_bool, parse_float, parse_hash, parse_int, parse_size, parse_time};
 
 fn log_warnings(r: Result<(Element, Vec<Warning>), ConfigError>) -> Result<Element, ConfigError> {
@@ -28,10 +30,48 @@ fn log_warnings(r: Result<(Element, Vec<Warning>), ConfigError>) -> Result<Eleme
     Ok(root)
 }
 
+/// How a config file is read: fluentd's `--config-file-type` (`guess`, the default, reads
+/// `*.yaml`/`*.yml` as YAML and anything else as fluent.conf syntax).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileType {
+    #[default]
+    Guess,
+    Yaml,
+}
+
+impl FileType {
+    /// `--config-file-type` values, as fluentd accepts them.
+    pub fn from_arg(s: &str) -> Option<FileType> {
+        match s {
+            "guess" => Some(FileType::Guess),
+            "yaml" | "yml" => Some(FileType::Yaml),
+            _ => None,
+        }
+    }
+}
+
+/// [`parse_file`] with an explicit [`FileType`].
+pub fn parse_file_as(path: &Path, ctx: &EvalContext, ty: FileType) -> Result<Element, ConfigError> {
+    log_warnings(parse_file_with_warnings_as(path, ctx, ty))
+}
+
+/// [`parse_file_as`], returning the warnings instead of logging them.
+pub fn parse_file_with_warnings_as(
+    path: &Path,
+    ctx: &EvalContext,
+    ty: FileType,
+) -> Result<(Element, Vec<Warning>), ConfigError> {
+    if ty == FileType::Yaml || yaml::is_yaml_path(path) {
+        return yaml::parse_file(path, ctx);
+    }
+    parse_file_with_warnings(path, ctx)
+}
+
 /// Parses a config file, following `@include`s relative to it, and logs the warnings.
 /// Positions name the file as `path` spells it (included files by their joined path).
+/// A `*.yaml`/`*.yml` file is read as fluentd's YAML format (as fluentd guesses).
 pub fn parse_file(path: &Path, ctx: &EvalContext) -> Result<Element, ConfigError> {
-    log_warnings(parse_file_with_warnings(path, ctx))
+    log_warnings(parse_file_with_warnings_as(path, ctx, FileType::Guess))
 }
 
 /// Parses config text (`file_name` is used in positions, `base_dir` for `@include`) and
@@ -40,7 +80,8 @@ pub fn parse_str(text: &str, file_name: &str, base_dir: &Path, ctx: &EvalContext
     log_warnings(parse_str_with_warnings(text, file_name, base_dir, ctx))
 }
 
-/// [`parse_file`], returning the warnings instead of logging them.
+/// [`parse_file`] for fluent.conf syntax whatever the file name, returning the warnings
+/// instead of logging them.
 pub fn parse_file_with_warnings(path: &Path, ctx: &EvalContext) -> Result<(Element, Vec<Warning>), ConfigError> {
     let name = path.to_string_lossy();
     let text = std::fs::read_to_string(path).map_err(|e| {

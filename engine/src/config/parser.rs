@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::element::{Attr, ConfigError, Element, Pos, Warning};
-use super::ruby::{self, Eval, EvalContext, Value};
+use super::embedded::{self, Eval, EvalContext, Value};
 
 /// Deepest section nesting (across included files).
 pub const MAX_NESTING: usize = 64;
@@ -707,11 +707,11 @@ impl<'a> Parser<'a> {
     fn embedded_code(&mut self) -> Result<Eval, ConfigError> {
         let at = self.i;
         let code_start = self.i + 2;
-        let end = ruby::find_code_end(self.s, code_start)
-            .ok_or_else(|| self.err(at, "expected '}' to end the embedded code #{...} on this line"))?;
+        let end = embedded::find_code_end(self.s, code_start)
+            .ok_or_else(|| self.err(at, "expected '}' to end the embedded code #{...}"))?;
         let code = self.text(code_start, end);
         self.i = end + 1;
-        ruby::eval(&code, self.shared.ctx).map_err(|m| self.err(at, m))
+        embedded::eval(&code, self.shared.ctx).map_err(|m| self.err(at, m))
     }
 
     /// A JSON array/object value that may span lines, with `#` comments after complete
@@ -1317,6 +1317,13 @@ mod tests {
         assert!(e.starts_with("test.conf:2:6: embedded Ruby is not supported: ``id``; spate supports ENV['X']"), "{e}");
         let e = p("k \"#{ENV['X']\n\"\n").unwrap_err().to_string();
         assert!(e.starts_with("test.conf:1:4: expected '}' to end the embedded code"), "{e}");
+        // Code may span lines (fluentd finds its end with Ruby's lexer); positions after
+        // it stay right.
+        let r = p("<s>\n  k \"#{ENV['NOPE'] ||\n     'multi'}\"\n  after 1\n  bad\n</s>\n").unwrap();
+        assert_eq!(r.elements[0].str("k"), Some("multi"));
+        assert_eq!(r.elements[0].get("after").map(|a| a.pos.line), Some(4));
+        let r = p("k \"#{ENV['NOPE'] ? ENV['NOPE'] : 'info'}\"\n").unwrap();
+        assert_eq!(r.str("k"), Some("info"));
     }
 
     #[test]

@@ -15,11 +15,14 @@ pub enum FilterError {
     /// A parameter combination fluentd rejects too (its message, verbatim where it has one).
     #[error("{0}")]
     Config(String),
-    /// `enable_ruby true` in filter_record_transformer.
-    #[error(
-        "enable_ruby is not supported: spate does not run Ruby. Remove `enable_ruby` and use the \
-         placeholders that work without it: ${{tag}}, ${{tag_parts[N]}}, ${{tag_prefix[N]}}, \
-         ${{tag_suffix[N]}}, ${{hostname}}, ${{time}}, ${{record[\"key\"]}}"
-    )]
-    EnableRuby,
+    /// A `<record>` value (or key) with a Ruby expression outside the subset spate
+    /// evaluates (`enable_ruby`).
+    #[error("<record> {key}: {error}")]
+    Ruby { key: String, error: crate::ruby::expr::ExprError },
+}
+
+impl From<crate::ruby::accessor::AccessorError> for FilterError {
+    fn from(e: crate::ruby::accessor::AccessorError) -> Self {
+        FilterError::Accessor { key: e.key, reason: e.reason }
+    }
 }

@@ -4,8 +4,10 @@
 //! changed, so pass-through stays zero-copy), or `None` when every event was dropped;
 //! see [`crate::plugin::Filter`].
 
+pub mod concat;
 pub mod error;
 pub mod grep;
 pub mod prometheus;
+pub mod record_modifier;
 pub mod record_transformer;
 pub mod stdout;

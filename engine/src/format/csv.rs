@@ -5,8 +5,8 @@
 //! and nil is an empty unquoted field.
 
 use super::inject::{Val, View};
-use super::ruby_text::{Accessor, Step};
 use crate::config::{ConfigError, Element};
+use crate::ruby::accessor::{Accessor, Dug, Step};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Csv {
@@ -35,7 +35,9 @@ impl Csv {
         }
         let mut fields = Vec::with_capacity(names.len());
         for n in &names {
-            fields.push(Accessor::parse(n).map_err(|e| ConfigError::at(&src.pos, format!("fields: {n:?}: {e}")))?);
+            fields.push(
+                Accessor::parse(n).map_err(|e| ConfigError::at(&src.pos, format!("fields: {n:?}: {}", e.reason)))?,
+            );
         }
         Ok(Csv {
             fields,
@@ -101,7 +103,10 @@ fn lookup<'a>(a: &Accessor, v: View<'a>) -> Option<Val<'a>> {
             return (a.steps.len() == 1).then_some(Val::Inj(inj));
         }
     }
-    a.dig(v.rec).map(Val::Ref)
+    match a.dig(v.rec) {
+        Dug::Value(x) if !x.is_nil() => Some(Val::Ref(x)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -167,14 +167,14 @@ impl InjectValue<'_> {
             InjectValue::Int(i) => {
                 let _ = write!(out, "{i}");
             }
-            InjectValue::Float(f) => super::ruby_text::write_ruby_float(f, out),
+            InjectValue::Float(f) => crate::ruby::value::write_ruby_float(f, out),
         }
     }
 
     /// Ruby's `inspect`.
     pub fn write_inspect(&self, out: &mut Vec<u8>) {
         match *self {
-            InjectValue::Str(s) => super::ruby_text::inspect_str(s, true, out),
+            InjectValue::Str(s) => crate::ruby::value::inspect_str(s, true, out),
             _ => self.write_to_s(out),
         }
     }
@@ -196,13 +196,13 @@ impl Val<'_> {
     }
     pub fn write_to_s(&self, out: &mut Vec<u8>) {
         match self {
-            Val::Ref(v) => super::ruby_text::write_to_s(*v, out),
+            Val::Ref(v) => crate::ruby::value::write_to_s(*v, out),
             Val::Inj(v) => v.write_to_s(out),
         }
     }
     pub fn write_inspect(&self, out: &mut Vec<u8>) {
         match self {
-            Val::Ref(v) => super::ruby_text::write_inspect(*v, out),
+            Val::Ref(v) => crate::ruby::value::write_inspect(*v, out),
             Val::Inj(v) => v.write_inspect(out),
         }
     }
@@ -291,14 +291,14 @@ impl KeyOf<'_> {
     }
     pub fn write_to_s(&self, out: &mut Vec<u8>) {
         match self {
-            KeyOf::Ref(k) => super::ruby_text::write_to_s(*k, out),
+            KeyOf::Ref(k) => crate::ruby::value::write_to_s(*k, out),
             KeyOf::Str(s) => out.extend_from_slice(s),
         }
     }
     pub fn write_inspect(&self, out: &mut Vec<u8>) {
         match self {
-            KeyOf::Ref(k) => super::ruby_text::write_inspect(*k, out),
-            KeyOf::Str(s) => super::ruby_text::inspect_str(s, true, out),
+            KeyOf::Ref(k) => crate::ruby::value::write_inspect(*k, out),
+            KeyOf::Str(s) => crate::ruby::value::inspect_str(s, true, out),
         }
     }
     pub fn as_ref(&self) -> Option<ValueRef<'_>> {

@@ -14,7 +14,6 @@ pub mod inject;
 mod json;
 mod ltsv;
 mod out_file;
-mod ruby_text;
 mod single_value;
 pub mod stdout;
 pub mod time;

@@ -65,17 +65,33 @@ pub fn path_template(
     gzip: bool,
     path_suffix: &str,
 ) -> Result<String, String> {
+    path_template_sliced(original, timekey, append, gzip, path_suffix, None)
+}
+
+/// [`path_template`] with v0.12's `time_slice_format`, which names the files instead of
+/// the format derived from `timekey` (fluentd keeps this for compatibility).
+pub fn path_template_sliced(
+    original: &str,
+    timekey: Option<i64>,
+    append: bool,
+    gzip: bool,
+    path_suffix: &str,
+    time_slice_format: Option<&str>,
+) -> Result<String, String> {
     let comp = if gzip { ".gz" } else { "" };
     let index = if append { "" } else { "_**" };
     if original.contains('*') {
         if timekey.is_none() {
             return Err("path including '*' must be used with buffer chunk key 'time'".into());
         }
-        let ph = timekey_to_timeformat(timekey);
+        let ph = time_slice_format.unwrap_or_else(|| timekey_to_timeformat(timekey));
         return Ok(format!("{}{comp}", original.replace('*', &format!("{ph}{index}"))));
     }
     if timekey.is_none() {
         return Ok(format!("{original}{index}{path_suffix}{comp}"));
+    }
+    if let Some(f) = time_slice_format {
+        return Ok(format!("{original}.{f}{index}{path_suffix}{comp}"));
     }
     let ph = timekey_to_timeformat(timekey);
     let parts: Vec<&str> = (0..ph.len()).step_by(2).map(|i| &ph[i..i + 2]).collect();
@@ -101,7 +117,8 @@ pub fn file_conf(e: &Element, timekey: Option<i64>, zone: Zone, hostname: &str) 
     };
     let add_suffix = e.bool("add_path_suffix")?.unwrap_or(true);
     let suffix = if add_suffix { e.str("path_suffix").unwrap_or(".log").to_string() } else { String::new() };
-    let template = path_template(&path, timekey, append, gzip, &suffix).map_err(err)?;
+    let tsf = e.str("time_slice_format");
+    let template = path_template_sliced(&path, timekey, append, gzip, &suffix, tsf).map_err(err)?;
     for k in ["recompress", "file_permission", "dir_permission"] {
         let _ = e.str(k);
     }
@@ -301,6 +318,10 @@ mod tests {
         assert_eq!(path_template("/path/to/file", None, false, false, ".log").unwrap(), "/path/to/file_**.log");
         assert!(path_template("/path/%Y/file", Some(3600), false, false, ".log").is_err(), "insufficient placeholders");
         assert!(path_template("/path/to/file.*", None, false, false, ".log").is_err());
+        // v0.12's time_slice_format names the files (fluentd's compat).
+        let sliced = |p: &str, f: &str| path_template_sliced(p, Some(3600), false, false, ".log", Some(f)).unwrap();
+        assert_eq!(sliced("/path/to/file", "%Y%m%d%H"), "/path/to/file.%Y%m%d%H_**.log");
+        assert_eq!(sliced("/path/to/file.*.log", "%Y-%m-%d-%H"), "/path/to/file.%Y-%m-%d-%H_**.log");
     }
 
     fn writer(dir: &std::path::Path, path: &str, append: bool, gzip: bool) -> FileWriter {

@@ -5,7 +5,8 @@
 //! every matched output accepted (for a file buffer: once the shard's group commit made
 //! it durable).
 //!
-//! Unbuffered outputs (`null`, `stdout`, `copy`, `relabel`) implement
+//! Unbuffered outputs (`null`, `stdout`, `copy`, `relabel`, and the re-routing ones:
+//! `rewrite_tag_filter`...) implement
 //! [`crate::plugin::Output`] themselves; buffered ones implement only a
 //! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `secondary_file`) and are wrapped by
 //! the generic [`buffered::BufferedOutput`] (buffer, flush task, retries, `<secondary>`).
@@ -16,8 +17,11 @@ pub mod elasticsearch;
 pub mod file;
 pub mod forward;
 pub mod http;
+pub mod label_router;
 pub mod null;
 pub mod prometheus;
 pub mod relabel;
+pub mod rewrite_tag_filter;
+pub mod route;
 pub mod secondary_file;
 pub mod stdout;

@@ -3,10 +3,18 @@
 //! `a`), `{a,b}` alternation (nestable), `\` escapes, `/regex/` for a whole pattern, and
 //! several whitespace-separated patterns in one `<match a b>` (any may match).
 //!
+//! A `/regex/` pattern is a Ruby regexp compiled as fluentd compiles it,
+//! `Regexp.new("\\A" + body + "\\Z")`, through [`crate::ruby::regex`] (Ruby's `\d`, `\h`,
+//! `(?<name>)`, `^`/`$` at line boundaries, look-around...). The body is not grouped, as
+//! in fluentd: `/a|b/` is `\Aa|b\Z`, so it matches tags starting with `a` or ending with
+//! `b`.
+//!
 //! fluentd emits a look-ahead for `a.**` (`a(?![^.]).*`); the `regex` crate has none, so
 //! the equivalent forms are used: `a(?:\z|\..*)`, and for `a.**.b`, `a\.(?:.*\.)?b`.
 
 use regex::bytes::Regex;
+
+use crate::ruby::regex::RubyRegex;
 
 #[derive(Debug, Clone)]
 enum One {
@@ -15,8 +23,8 @@ enum One {
     /// A literal tag: compared as bytes.
     Literal(Vec<u8>),
     Regex(Regex),
-    /// A `/regex/` pattern: Ruby regexes may use look-around, which needs fancy-regex.
-    Fancy(Box<fancy_regex::Regex>),
+    /// A `/regex/` pattern (a Ruby regexp).
+    Ruby(Box<RubyRegex>),
 }
 
 /// A compiled `<match>`/`<filter>` argument.
@@ -121,13 +129,9 @@ fn compile_one(p: &str) -> Result<One, PatternError> {
         let Some(body) = rest.strip_suffix('/') else {
             return Err(PatternError::UnterminatedRegex { pattern: p.to_string() });
         };
-        let src = format!(r"\A(?:{body})\z");
-        return match Regex::new(&src) {
-            Ok(r) => Ok(One::Regex(r)),
-            Err(_) => fancy_regex::Regex::new(&src)
-                .map(|r| One::Fancy(Box::new(r)))
-                .map_err(|e| PatternError::BadRegex { pattern: p.to_string(), reason: e.to_string() }),
-        };
+        return RubyRegex::new(&format!(r"\A{body}\Z"), false, false)
+            .map(|r| One::Ruby(Box::new(r)))
+            .map_err(|reason| PatternError::BadRegex { pattern: p.to_string(), reason });
     }
     if p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@' | ':' | '/'))
         && !p.ends_with('.')
@@ -159,7 +163,8 @@ impl MatchPattern {
             One::All => true,
             One::Literal(l) => l == tag,
             One::Regex(r) => r.is_match(tag),
-            One::Fancy(r) => std::str::from_utf8(tag).is_ok_and(|t| r.is_match(t).unwrap_or(false)),
+            // The scratch is only written (allocated) for a tag that is not UTF-8.
+            One::Ruby(r) => r.is_match(tag, &mut Vec::new()),
         })
     }
 
@@ -277,6 +282,26 @@ mod tests {
         assert!(m("**", ""));
         assert!(matches!(MatchPattern::parse("/abc"), Err(PatternError::UnterminatedRegex { .. })));
         assert!(matches!(MatchPattern::parse("/a(/"), Err(PatternError::BadRegex { .. })));
+    }
+
+    #[test]
+    fn regex_patterns_are_ruby_regexps() {
+        // Ruby's ASCII \d and \h, named groups with quotes, look-ahead.
+        assert!(m(r"/app\.\d+/", "app.42"));
+        assert!(!m(r"/app\.\d+/", "app.\u{0661}"));
+        assert!(m(r"/id\.\h{4}/", "id.beef"));
+        assert!(m(r"/(?'svc'web|api)\..*/", "api.access"));
+        assert!(m(r"/k8s\.(?!kube-system\.).*/", "k8s.default.pod"));
+        assert!(!m(r"/k8s\.(?!kube-system\.).*/", "k8s.kube-system.pod"));
+        // fluentd does not group the body: `\Aa|b\Z`.
+        assert!(m("/a|b/", "a.x"));
+        assert!(m("/a|b/", "x.b"));
+        assert!(!m("/a|b/", "x.a.y"));
+        assert!(m("/(a|b)/", "a"));
+        assert!(!m("/(a|b)/", "a.x"));
+        // \Z allows one final newline, as in Ruby.
+        assert!(m("/abc/", "abc\n"));
+        assert!(!m("/abc/", "abc\n\n"));
     }
 
     #[test]

@@ -45,11 +45,25 @@ impl Spate {
     /// Starts spate with 2 workers on `config` (with `{PORT}` replaced by a free port)
     /// and waits until it accepts connections. stderr is piped (returned by `stop`).
     pub fn start(name: &str, config: &str, stdout: Stdio) -> Spate {
+        Self::start_bin(std::path::Path::new(spate_bin()), name, config, stdout)
+    }
+
+    /// The release binary named by `SPATE_RELEASE_BIN` (set by `.ci/run` after its
+    /// release build), for tests whose figures only mean something optimized.
+    pub fn release_bin() -> Option<std::path::PathBuf> {
+        let p = std::path::PathBuf::from(std::env::var_os("SPATE_RELEASE_BIN")?);
+        p.is_file().then_some(p)
+    }
+
+    /// [`Spate::start`] with another build of the binary.
+    pub fn start_bin(bin: &std::path::Path, name: &str, config: &str, stdout: Stdio) -> Spate {
         let port = free_port();
         let dir = tempdir::Dir::new(name);
         let path = dir.path().join("fluent.conf");
         std::fs::write(&path, config.replace("{PORT}", &port.to_string())).expect("write fluent.conf");
-        let mut proc = Proc::spawn("spate", spate_cmd(&path, 2).stdout(stdout).stderr(Stdio::piped()));
+        let mut cmd = Command::new(bin);
+        cmd.arg("-c").arg(&path).args(["--workers", "2"]);
+        let mut proc = Proc::spawn("spate", cmd.stdout(stdout).stderr(Stdio::piped()));
         proc.wait_listening(port, Duration::from_secs(20));
         Spate { proc, port, dir }
     }
@@ -73,4 +87,57 @@ impl Spate {
     pub fn signal(&self, sig: i32) {
         self.proc.signal(sig);
     }
+}
+
+// ---- a well-behaved acking client and process probes (hostile.rs, bombs.rs) ----
+
+/// Peak RSS (VmHWM) of process `pid`, in kB.
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(0)
+}
+
+/// 1000 idle connections plus everything else need file descriptors on both sides.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on a live local rlimit.
+    unsafe {
+        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_cur = l.rlim_max.min(16384);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    }
+}
+
+pub fn good_frame(seq: u64) -> (Vec<u8>, String) {
+    let id = format!("good-{seq}");
+    (acked_frame(b"good", &packed_entries(100, seq * 100), 100, &id), id)
+}
+
+/// Sends acked frames until `stop`, recording each frame's send -> ack time.
+pub fn good_client(
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    waits: std::sync::Arc<std::sync::Mutex<Vec<Duration>>>,
+) -> Result<u64, String> {
+    use std::sync::atomic::Ordering;
+    let mut c = Client::connect(addr);
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let (f, id) = good_frame(seq);
+        let t0 = std::time::Instant::now();
+        c.send(&f).map_err(|e| format!("good client: send failed: {e}"))?;
+        let got = c.read_ack().map_err(|e| format!("good client: no ack for frame {seq}: {e}"))?;
+        let dt = t0.elapsed();
+        if got != id.as_bytes() {
+            return Err(format!("good client: ack {got:?} for {id}"));
+        }
+        waits.lock().unwrap().push(dt);
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(seq)
 }

@@ -6,8 +6,8 @@
 //! `<initlabels>`). The series they count into are in [`super::store`].
 
 use crate::config::{ConfigError, Element};
-use crate::filter::grep::Accessor;
 use crate::plugin::PlanCtx;
+use crate::ruby::accessor::Accessor;
 
 /// prometheus-client-ruby's default histogram buckets.
 const DEFAULT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];

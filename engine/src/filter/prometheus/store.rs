@@ -18,8 +18,9 @@ use spate_protocol::msgpack::Kind as MKind;
 use spate_protocol::{EventBatch, RecordRef, ValueRef};
 
 use super::metric::{template_text, Defs, LabelDef, MetricDef, MetricKind, Piece};
-use crate::filter::grep::{array_len, ruby_index, write_to_s, Dug};
 use crate::metrics::{Histogram, Merge, Value, Visitor};
+use crate::ruby::accessor::{array_len, ruby_index, Dug};
+use crate::ruby::value::write_to_s;
 
 /// Series per metric per shard, beyond which new label sets are not counted.
 pub const MAX_SERIES: usize = 10_000;

@@ -1,6 +1,6 @@
 //! in_forward's configuration: fluentd's parameters and defaults, plus spate's own
-//! connection limits (`max_connections`, `idle_timeout`, `handshake_timeout`), and its
-//! registry row.
+//! connection limits (`max_connections`, `idle_timeout`, `handshake_timeout`) and
+//! inflation budget (`inflate_memory_limit`), and its registry row.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,6 +9,14 @@ use spate_protocol::Limits;
 
 use crate::config::{ConfigError, Element};
 use crate::plugin::{Build, InputPlan, Kind, PlanCtx, Registration};
+
+/// Default `inflate_memory_limit`: room for three zstd streams with the largest window
+/// (8 MiB) or a few hundred gzip streams at once per shard, while an aggregator with
+/// many shards stays far from gigabytes under compression bombs.
+pub const DEFAULT_INFLATE_MEMORY_LIMIT: usize = 32 << 20;
+
+/// The smallest `inflate_memory_limit`: one zstd stream with the largest window.
+pub const MIN_INFLATE_MEMORY_LIMIT: usize = 9 << 20;
 
 /// in_forward parameters, fluentd's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +32,9 @@ pub struct ForwardInConf {
     pub chunk_size_limit: Option<usize>,
     pub chunk_size_warn_limit: Option<usize>,
     pub decompression_size_limit: usize,
+    /// spate: memory for inflating compressed frames, per shard; connections beyond it
+    /// wait (see `input/forward/inflate.rs`).
+    pub inflate_memory_limit: usize,
     pub skip_invalid_event: bool,
     pub source_address_key: Option<String>,
     pub source_hostname_key: Option<String>,
@@ -58,6 +69,7 @@ impl Default for ForwardInConf {
             chunk_size_limit: None,
             chunk_size_warn_limit: None,
             decompression_size_limit: 256 << 20,
+            inflate_memory_limit: DEFAULT_INFLATE_MEMORY_LIMIT,
             skip_invalid_event: true,
             source_address_key: None,
             source_hostname_key: None,
@@ -98,7 +110,7 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Input,
     build: Build::Input(plan),
-    params: "`bind`, `port`, `backlog`, `linger_timeout`, `<transport tcp>` / `<transport tls>` (below), `resolve_hostname`, `deny_keepalive`, `send_keepalive_packet`, `chunk_size_limit`, `chunk_size_warn_limit`, `decompression_size_limit`, `skip_invalid_event`, `source_address_key`, `source_hostname_key`, `tag`, `add_tag_prefix`, `@label`, `<security>` (below); spate's own `max_connections` (per shard, default 10000) and `idle_timeout` (default none) and `handshake_timeout` (default 10 s). Every Forward mode (Message, Forward, PackedForward, CompressedPackedForward gzip/zstd), JSON on the same port, acks, the UDP heartbeat (replies `\\0`).",
+    params: "`bind`, `port`, `backlog`, `linger_timeout`, `<transport tcp>` / `<transport tls>` (below), `resolve_hostname`, `deny_keepalive`, `send_keepalive_packet`, `chunk_size_limit`, `chunk_size_warn_limit`, `decompression_size_limit`, `skip_invalid_event`, `source_address_key`, `source_hostname_key`, `tag`, `add_tag_prefix`, `@label`, `<security>` (below); spate's own `max_connections` (per shard, default 10000) and `idle_timeout` (default none) and `handshake_timeout` (default 10 s) and `inflate_memory_limit` (per shard, default 32 MiB, see Security). Every Forward mode (Message, Forward, PackedForward, CompressedPackedForward gzip/zstd), JSON on the same port, acks, the UDP heartbeat (replies `\\0`).",
 };
 
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
@@ -116,6 +128,15 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
     c.chunk_size_limit = e.size("chunk_size_limit")?.map(|v| v as usize);
     c.chunk_size_warn_limit = e.size("chunk_size_warn_limit")?.map(|v| v as usize);
     c.decompression_size_limit = e.size("decompression_size_limit")?.map_or(d.decompression_size_limit, |v| v as usize);
+    if let Some(m) = e.size("inflate_memory_limit")? {
+        let m = usize::try_from(m).unwrap_or(usize::MAX);
+        if m < MIN_INFLATE_MEMORY_LIMIT {
+            return Err(e.error(format!(
+                "inflate_memory_limit must be at least 9m (one zstd stream with an 8 MiB window), got {m} bytes"
+            )));
+        }
+        c.inflate_memory_limit = m;
+    }
     c.skip_invalid_event = e.bool("skip_invalid_event")?.unwrap_or(true);
     c.source_address_key = e.str("source_address_key").map(str::to_string);
     c.source_hostname_key = e.str("source_hostname_key").map(str::to_string);

@@ -4,7 +4,12 @@
 //! sends `{"ack": chunk}` only after every matched output accepted the batch. A bad
 //! frame closes that connection with a log line naming the peer and the reason;
 //! everything else keeps running. Shard 0 also answers fluentd's UDP heartbeat on the
-//! same port (one `\0` byte back).
+//! same port (one `\0` byte back). Compressed frames are inflated in bounded slices
+//! under a per-shard memory budget ([`inflate`]).
+
+mod inflate;
+
+use inflate::{FrameInflater, InflateError};
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -17,7 +22,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use spate_protocol::encode;
-use spate_protocol::{EventBatch, Frame, FrameDecoder, Limits};
+use spate_protocol::{CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits};
 
 use crate::buffer::sync::Syncer;
 use crate::plugin::{BuildError, Emitter, Input, InputPlan, Listening, LocalFuture, ShardCtx};
@@ -95,11 +100,13 @@ pub struct ForwardInput {
     next_conn: Cell<u64>,
     stopping: Cell<bool>,
     tasks: RefCell<Vec<JoinHandle<()>>>,
+    inflate_budget: inflate::InflateBudget,
 }
 
 impl ForwardInput {
     pub fn new(conf: ForwardInConf, router: Rc<dyn Emitter>, syncer: Rc<Syncer>) -> Rc<Self> {
         Rc::new(ForwardInput {
+            inflate_budget: inflate::InflateBudget::new(conf.inflate_memory_limit),
             conf,
             metrics: InputMetrics::default(),
             router,
@@ -215,8 +222,9 @@ impl ForwardInput {
             },
         };
         let mut dec = FrameDecoder::new(self.conf.limits());
-        // Reads start small and grow while they come back full: 1000 idle connections
-        // hold 16 KiB each, a bulk sender reads 256 KiB at a time after a few reads.
+        // Reads start small and grow while they come back full: an idle connection
+        // holds 512 bytes, a bulk sender reads 256 KiB at a time after a few reads; a
+        // connection whose reads turn small again shrinks back (see below).
         let mut want = READ_MIN;
         let mut buf = BytesMut::with_capacity(READ_MIN);
         let mut acks: Vec<u8> = Vec::new();
@@ -278,6 +286,7 @@ impl ForwardInput {
             };
             inc(&self.metrics.bytes, n as u64);
             let (read_at, acks_before) = (Instant::now(), self.metrics.acks.get());
+            let small_read = n < want / 8;
             if n >= want / 2 {
                 want = (want * 2).min(READ_SIZE);
             }
@@ -288,6 +297,23 @@ impl ForwardInput {
                     Step::Close => {
                         close = true;
                         break;
+                    }
+                    Step::Inflate(frame, json) => {
+                        // A compressed frame: inflated a slice at a time, yielding to
+                        // the shard's other connections in between.
+                        let limits = *dec.limits();
+                        // Boxed: its state would otherwise be part of every connection's
+                        // task, idle or not.
+                        let inflated =
+                            Box::pin(self.inflate_frame(*frame, &limits, &peer_s, source_ip.as_ref(), json, &mut acks));
+                        if !inflated.await {
+                            close = true;
+                            break;
+                        }
+                        if self.conf.deny_keepalive {
+                            close = true;
+                            break;
+                        }
                     }
                     Step::Blocked(batch, chunk, json) => {
                         // overflow_action block: stop reading (TCP back-pressure) until
@@ -330,7 +356,89 @@ impl ForwardInput {
                 let _ = stream.close().await;
                 return;
             }
+            // A burst is over (reads come back small and nothing is pending): give the
+            // large read buffer back, so a fleet of mostly quiet connections stays small.
+            if small_read && want > READ_MIN {
+                want = (want / 2).max(READ_MIN);
+                if buf.is_empty() && buf.capacity() > 2 * want {
+                    buf = BytesMut::with_capacity(want);
+                }
+            }
         }
+    }
+
+    /// Inflates and routes one compressed frame a slice at a time ([`inflate`]),
+    /// appending its ack to `acks` once every slice was accepted. `false`: the
+    /// connection must be closed (logged here, one line per frame).
+    async fn inflate_frame(
+        &self,
+        frame: CompressedFrame,
+        limits: &Limits,
+        peer: &str,
+        source_ip: Option<&Bytes>,
+        json: bool,
+        acks: &mut Vec<u8>,
+    ) -> bool {
+        let (mut count, mut invalid, mut inflated) = (0u64, 0u64, 0u64);
+        let r: Result<(), InflateError> = async {
+            let mut fi = FrameInflater::new(&frame, limits, &self.inflate_budget)?;
+            loop {
+                let next = fi.next().await;
+                inflated = fi.inflated();
+                let Some(slice) = next? else { return Ok(()) };
+                inc(&self.metrics.invalid_events, slice.invalid as u64);
+                invalid += slice.invalid as u64;
+                if slice.count == 0 {
+                    continue;
+                }
+                count += slice.count as u64;
+                inc(&self.metrics.events, slice.count as u64);
+                let batch = self.rewrite(frame.batch(slice), source_ip);
+                match self.router.emit(self.conf.label, batch.clone()) {
+                    Ok(()) => {}
+                    // No chunk id: the frame's ack is sent once, after its last slice.
+                    Err(e) if e.is_block() => {
+                        if !self.wait_for_room(Box::new(batch), None, json, peer, acks).await {
+                            return Err(InflateError::Blocked);
+                        }
+                    }
+                    Err(e) => return Err(InflateError::Rejected(e.to_string())),
+                }
+            }
+        }
+        .await;
+        if let Err(e) = r {
+            match e {
+                InflateError::Rejected(_) | InflateError::Blocked => inc(&self.metrics.rejected_batches, 1),
+                _ => inc(&self.metrics.bad_frames, 1),
+            }
+            crate::warn!(
+                "{}: closing connection from {peer}: compressed ({}) frame at stream byte {} ({} bytes) not accepted after inflating {inflated} bytes ({count} events routed, no ack sent): {e}",
+                self.conf.id,
+                frame.kind.name(),
+                frame.offset,
+                frame.wire_len,
+            );
+            return false;
+        }
+        if let Some(w) = self.conf.chunk_size_warn_limit {
+            if inflated > w as u64 {
+                crate::warn!(
+                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{peer}\" limit={w} size={inflated}",
+                    self.conf.id,
+                    String::from_utf8_lossy(&frame.tag),
+                );
+            }
+        }
+        if invalid > 0 && self.conf.skip_invalid_event {
+            crate::warn!(
+                "{}: skip invalid event: {invalid} entries without a valid time or record, tag=\"{}\" host=\"{peer}\"",
+                self.conf.id,
+                String::from_utf8_lossy(&frame.tag)
+            );
+        }
+        self.ack(frame.option.chunk.as_ref(), json, acks);
+        true
     }
 
     /// Retries a batch an output refused with `overflow_action block` until it is
@@ -431,8 +539,12 @@ impl ForwardInput {
         acks: &mut Vec<u8>,
     ) -> Step {
         loop {
-            match dec.decode(buf) {
-                Ok(Some(Frame::Events(batch))) => {
+            match dec.decode_deferred(buf) {
+                Ok(Some(Decoded::Compressed(frame))) => {
+                    inc(&self.metrics.frames, 1);
+                    return Step::Inflate(Box::new(frame), dec.is_json());
+                }
+                Ok(Some(Decoded::Frame(Frame::Events(batch)))) => {
                     inc(&self.metrics.frames, 1);
                     let json = dec.is_json();
                     match self.handle(batch, peer, source_ip, json, acks) {
@@ -441,7 +553,7 @@ impl ForwardInput {
                         other => return other,
                     }
                 }
-                Ok(Some(Frame::Heartbeat)) => {}
+                Ok(Some(Decoded::Frame(Frame::Heartbeat))) => {}
                 Ok(None) => return Step::More,
                 Err(e) => {
                     inc(&self.metrics.bad_frames, 1);
@@ -458,14 +570,7 @@ impl ForwardInput {
 
     /// Routes one batch; appends its ack if accepted. `Close`: the batch was rejected
     /// (the client must resend); `Blocked`: an output asks the input to wait for room.
-    fn handle(
-        &self,
-        mut batch: EventBatch,
-        peer: &str,
-        source_ip: Option<&Bytes>,
-        json: bool,
-        acks: &mut Vec<u8>,
-    ) -> Step {
+    fn handle(&self, batch: EventBatch, peer: &str, source_ip: Option<&Bytes>, json: bool, acks: &mut Vec<u8>) -> Step {
         if let Some(w) = self.conf.chunk_size_warn_limit {
             if batch.entries.len() > w {
                 crate::warn!(
@@ -488,6 +593,28 @@ impl ForwardInput {
             }
         }
         inc(&self.metrics.events, batch.count as u64);
+        let batch = self.rewrite(batch, source_ip);
+        let chunk = batch.option.chunk.clone();
+        // Kept for a retry under overflow_action block (a few refcounts, no copy).
+        let keep = batch.clone();
+        match self.router.emit(self.conf.label, batch) {
+            Ok(()) => {
+                self.ack(chunk.as_ref(), json, acks);
+                Step::More
+            }
+            Err(e) if e.is_block() => Step::Blocked(Box::new(keep), chunk, json),
+            Err(e) => {
+                inc(&self.metrics.rejected_batches, 1);
+                if crate::log::emit_error_allowed() {
+                    crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                }
+                Step::Close
+            }
+        }
+    }
+
+    /// Applies `tag`, `add_tag_prefix` and the source keys to a batch about to be routed.
+    fn rewrite(&self, mut batch: EventBatch, source_ip: Option<&Bytes>) -> EventBatch {
         if let Some(t) = &self.conf.tag {
             batch.tag = Bytes::copy_from_slice(t.as_bytes());
         }
@@ -509,23 +636,7 @@ impl ForwardInput {
         if !extra.is_empty() {
             batch = add_fields(&batch, &extra);
         }
-        let chunk = batch.option.chunk.clone();
-        // Kept for a retry under overflow_action block (a few refcounts, no copy).
-        let keep = batch.clone();
-        match self.router.emit(self.conf.label, batch) {
-            Ok(()) => {
-                self.ack(chunk.as_ref(), json, acks);
-                Step::More
-            }
-            Err(e) if e.is_block() => Step::Blocked(Box::new(keep), chunk, json),
-            Err(e) => {
-                inc(&self.metrics.rejected_batches, 1);
-                if crate::log::emit_error_allowed() {
-                    crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
-                }
-                Step::Close
-            }
-        }
+        batch
     }
 }
 
@@ -561,10 +672,13 @@ pub enum Step {
     /// An output is full with `overflow_action block`: wait for room, retry this batch
     /// (with its ack chunk id and JSON flag), then process the rest.
     Blocked(Box<EventBatch>, Option<Bytes>, bool),
+    /// A compressed frame (with the connection's JSON flag): inflate and route it a
+    /// slice at a time, then process the rest.
+    Inflate(Box<CompressedFrame>, bool),
 }
 
 const READ_SIZE: usize = 256 << 10;
-const READ_MIN: usize = 16 << 10;
+const READ_MIN: usize = 512;
 
 /// Reads up to `max` bytes into the spare capacity of `buf` (zero-filled once per read,
 /// which is cheap next to the syscall and keeps this free of `unsafe`).

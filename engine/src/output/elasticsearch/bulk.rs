@@ -689,11 +689,11 @@ impl Encoder<'_> {
     /// `None` for nil or false.
     fn meta_value<'r>(
         &self,
-        a: &crate::filter::grep::Accessor,
+        a: &crate::ruby::accessor::Accessor,
         rec: RecordRef<'r>,
         act: Active,
     ) -> Option<MetaVal<'r>> {
-        use crate::filter::grep::{Dug, Step};
+        use crate::ruby::accessor::{Dug, Step};
         if let Some(Step::Key(k)) = a.steps.first() {
             if let Some(ki) = self.ops.find(k) {
                 let present = rec.get(k).is_some();
@@ -944,7 +944,7 @@ fn flatten_into(m: RecordRef<'_>, sep: &[u8], out: &mut Vec<u8>, prefix: &mut Ve
         }
         match k.as_str() {
             Some(s) => prefix.extend_from_slice(s),
-            None => crate::filter::grep::write_to_s(k, prefix),
+            None => crate::ruby::value::write_to_s(k, prefix),
         }
         match v.as_map() {
             Some(inner) if depth < 64 => flatten_into(inner, sep, out, prefix, n, depth + 1),

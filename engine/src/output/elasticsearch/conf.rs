@@ -4,7 +4,7 @@
 //! parameters spate does not implement (each a configuration error naming it).
 
 use crate::config::{ConfigError, Element};
-use crate::filter::grep::Accessor;
+use crate::ruby::accessor::Accessor;
 
 use super::timeparse::TimeParser;
 

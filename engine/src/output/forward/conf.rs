@@ -2,7 +2,7 @@
 //! heartbeat settings, keepalive, DNS and TLS, with fluentd's defaults; and its
 //! registration as a buffered output (chunk key `tag` required, as in fluentd).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::buffer::BufferDefaults;
@@ -18,6 +18,7 @@ pub struct ServerConf {
     pub weight: u32,
     pub standby: bool,
     /// Resolved when the configuration was loaded.
+    /// The address when `host` is one; empty for a name (resolved on connect).
     pub addrs: Vec<SocketAddr>,
     /// Shared-key/user credentials when out_forward has `<security>`.
     pub cred: Option<crate::security::ClientCredentials>,
@@ -170,10 +171,16 @@ pub fn from_element(e: &Element) -> Result<ForwardConf, ConfigError> {
                 None
             }
         };
-        let addrs: Vec<_> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|x| s.error(format!("cannot resolve host {host:?}: {x}")))?
-            .collect();
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(s.error(format!("<server> host {host:?} is not a host name or address")));
+        }
+        // An address is used as is; a name is resolved when connecting (off the shard
+        // thread, retried until it resolves), as fluentd does: Kubernetes service names
+        // may not exist yet when the aggregator starts.
+        let addrs: Vec<SocketAddr> = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => Vec::new(),
+        };
         s.warn_unused();
         c.servers.push(ServerConf { name, host, port, weight, standby, addrs, cred });
     }
@@ -189,7 +196,7 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Output,
     build: Build::Buffered(plan),
-    params: "`<server>` (`host`, `port`, `weight`, `standby`, `name`), `transport tls` (below), `require_ack_response`, `ack_response_timeout` (no ack: the server is detached and the chunk resent at once, to another server when there is one), `heartbeat_type` (`transport`/`tcp`: a TCP connect plus the handshake under `<security>`; `udp`: a `\\0` datagram in_forward answers; `none`), `heartbeat_interval`, `phi_failure_detector`, `phi_threshold`, `hard_timeout`, `recover_wait`, `keepalive`, `keepalive_timeout`, `expire_dns_cache`, `dns_round_robin`, `compress gzip`, `send_timeout`, `connect_timeout`, `time_as_integer`, `<secondary>`",
+    params: "`<server>` (`host`: a name is resolved when connecting and retried, as in fluentd; `port`, `weight`, `standby`, `name`), `transport tls` (below), `require_ack_response`, `ack_response_timeout` (no ack: the server is detached and the chunk resent at once, to another server when there is one), `heartbeat_type` (`transport`/`tcp`: a TCP connect plus the handshake under `<security>`; `udp`: a `\\0` datagram in_forward answers; `none`), `heartbeat_interval`, `phi_failure_detector`, `phi_threshold`, `hard_timeout`, `recover_wait`, `keepalive`, `keepalive_timeout`, `expire_dns_cache`, `dns_round_robin`, `compress gzip`, `send_timeout`, `connect_timeout`, `time_as_integer`, `<secondary>`",
 };
 
 fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {

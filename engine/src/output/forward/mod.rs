@@ -11,10 +11,16 @@
 //!   heartbeats. `heartbeat_type none` keeps every server available;
 //! - with `require_ack_response` a chunk leaves the buffer only after the server acked
 //!   it; no ack within `ack_response_timeout` detaches the server and resends the chunk
-//!   at once (fluentd's rollback), to another server when there is one;
+//!   at once (fluentd's rollback), to another server when there is one. The chunk goes
+//!   out as frames of at most 16 KiB, each with its own ack id, with a window of
+//!   unacked bytes that follows the bandwidth-delay product ([`Window`]); every ack is recorded in the
+//!   chunk (and for a file buffer in a side file), so a retry or a restart after
+//!   `kill -9` resends only the frames that were not acked;
 //! - `keepalive` keeps connections open (`keepalive_timeout` closes idle ones); without
 //!   it each chunk gets its own connection, as in fluentd;
-//! - `expire_dns_cache` re-resolves host names (off the shard thread).
+//! - host names are resolved when connecting, off the shard thread (fluentd resolves
+//!   lazily too), and again when `expire_dns_cache` says so; a name that does not resolve
+//!   is an error of that attempt (logged, retried), never a startup failure.
 //!
 //! Pass-through: a chunk's entries are the received entries copied once into the
 //! buffer, and are written to the socket as they are: records are never re-encoded.
@@ -31,6 +37,7 @@ use spate_protocol::encode::{self, EntriesType, OptionsOut};
 use spate_protocol::msgpack::Skipper;
 use spate_protocol::{Compression, EntriesFormat, Events};
 
+use crate::buffer::progress::Progress;
 use crate::buffer::Chunk;
 use crate::plugin::{BuildError, ChunkVars, LocalFuture, ShardCtx, WriteError, Writer, WriterPlan};
 
@@ -46,6 +53,53 @@ struct Conn {
     addr: SocketAddr,
     rbuf: BytesMut,
     last_used: Instant,
+    /// Bytes of acked frames allowed in flight (see [`Window`]).
+    window: Window,
+}
+
+/// How many bytes of a chunk may be sent before their acks: enough to cover the
+/// bandwidth-delay product of the connection (a far, fast server needs a large window
+/// for throughput), and little more (everything in flight is sent again after a
+/// crash). Estimated as BBR does: each ack gives a delivery-rate sample (bytes acked
+/// during that frame's round trip / the round trip); the window is 1.25 x the best rate
+/// of the last 8 samples x the smallest round trip of the last 10 s, plus one frame.
+/// A server slower than the sender keeps the window near two frames (more in flight
+/// would only queue there); a window-limited fast path grows by 1.25x per round trip.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    bytes: usize,
+    /// Bytes acked on this connection so far.
+    delivered: u64,
+    min_rtt: Option<(Duration, Instant)>,
+    rates: [f64; 8],
+    next: usize,
+}
+
+impl Window {
+    fn new() -> Self {
+        Window { bytes: MIN_WINDOW, delivered: 0, min_rtt: None, rates: [0.0; 8], next: 0 }
+    }
+
+    /// An ack for a frame of `len` bytes sent at `sent`, when `delivered_then` bytes
+    /// had been acked.
+    fn on_ack(&mut self, sent: Instant, delivered_then: u64, len: usize) {
+        self.on_ack_at(sent, delivered_then, len, Instant::now())
+    }
+
+    fn on_ack_at(&mut self, sent: Instant, delivered_then: u64, len: usize, now: Instant) {
+        self.delivered += len as u64;
+        let rtt = now.saturating_duration_since(sent).max(Duration::from_micros(1));
+        match self.min_rtt {
+            Some((m, at)) if m <= rtt && now.saturating_duration_since(at) < Duration::from_secs(10) => {}
+            _ => self.min_rtt = Some((rtt, now)),
+        }
+        self.rates[self.next % self.rates.len()] = (self.delivered - delivered_then) as f64 / rtt.as_secs_f64();
+        self.next = self.next.wrapping_add(1);
+        let rate = self.rates.iter().copied().fold(0.0, f64::max);
+        let min_rtt = self.min_rtt.map_or(rtt, |(m, _)| m).as_secs_f64();
+        let bdp = (1.25 * rate * min_rtt).min(MAX_WINDOW as f64) as usize;
+        self.bytes = (bdp + FRAME_BYTES).clamp(MIN_WINDOW, MAX_WINDOW);
+    }
 }
 
 fn now_f64() -> f64 {
@@ -103,7 +157,8 @@ impl ForwardSender {
                 available: true,
                 failure: FailureDetector::new(hb, conf.hard_timeout.as_secs_f64(), now),
                 addrs: s.addrs.clone(),
-                resolved_at: Some(Instant::now()),
+                // A name is resolved on first use (and again per expire_dns_cache).
+                resolved_at: (!s.addrs.is_empty()).then(Instant::now),
                 conn: None,
             })
             .collect();
@@ -410,7 +465,13 @@ impl ForwardSender {
                             }
                         }
                     };
-                    let mut conn = Conn { stream, addr, rbuf: BytesMut::with_capacity(256), last_used: Instant::now() };
+                    let mut conn = Conn {
+                        stream,
+                        addr,
+                        rbuf: BytesMut::with_capacity(256),
+                        last_used: Instant::now(),
+                        window: Window::new(),
+                    };
                     if let Some(cred) = &s.cred {
                         let hs = glommio::timer::timeout(self.conf.connect_timeout, async {
                             Ok(handshake(&mut conn, cred).await)
@@ -456,9 +517,59 @@ impl ForwardSender {
     }
 
     async fn send_on(&self, conn: &mut Conn, chunk: &Chunk) -> Result<usize, SendError> {
+        if !self.conf.require_ack_response {
+            // No acks, no progress to track: the whole chunk in one frame, as fluentd.
+            return self.send_frame(conn, chunk, &chunk.data, chunk.count, None).await;
+        }
+        // Frames of at most FRAME_BYTES, each with its own ack id, at most the
+        // connection's window of them unacknowledged; every ack is recorded in the
+        // chunk (and its side file), so a retry or a restarted spate resends only what
+        // was not acked.
+        let base = hex(&chunk.id);
+        let mut pos = chunk.acked().bytes.min(chunk.data.len());
+        let mut in_flight: std::collections::VecDeque<(String, Progress, Instant, u64, usize)> =
+            std::collections::VecDeque::new();
+        let (mut total, mut flying) = (0, 0);
+        let mut next = chunk.acked();
+        // The next frame to send (its end and event count), found once.
+        let mut upcoming: Option<(usize, u32)> = None;
+        while pos < chunk.data.len() || !in_flight.is_empty() {
+            if pos < chunk.data.len() {
+                let (end, n) = *upcoming.get_or_insert_with(|| frame_end(&chunk.data, pos, FRAME_BYTES));
+                if in_flight.is_empty() || flying + (end - pos) <= conn.window.bytes {
+                    upcoming = None;
+                    // The id names the chunk and the frame's offset: a resend after a
+                    // restart splits the rest of the chunk the same way.
+                    let id = format!("{base}-{pos:x}");
+                    total += self.send_frame(conn, chunk, &chunk.data[pos..end], n, Some(&id)).await?;
+                    next = Progress { bytes: end, events: next.events.saturating_add(n) };
+                    in_flight.push_back((id, next, Instant::now(), conn.window.delivered, end - pos));
+                    flying += end - pos;
+                    pos = end;
+                    continue;
+                }
+            }
+            let Some((id, p, sent, delivered_then, len)) = in_flight.pop_front() else { break };
+            self.wait_ack(conn, &id).await?;
+            conn.window.on_ack(sent, delivered_then, len);
+            flying -= len;
+            chunk.record_acked(p);
+        }
+        Ok(total)
+    }
+
+    /// Writes one PackedForward frame of `entries` (`n` events) with ack id `ack`.
+    async fn send_frame(
+        &self,
+        conn: &mut Conn,
+        chunk: &Chunk,
+        entries: &[u8],
+        n: u32,
+        ack: Option<&str>,
+    ) -> Result<usize, SendError> {
         let addr = conn.addr;
         let converted;
-        let mut entries: &[u8] = &chunk.data;
+        let mut entries = entries;
         if self.conf.time_as_integer {
             converted = to_integer_times(entries);
             entries = &converted;
@@ -468,10 +579,9 @@ impl ForwardSender {
             compressed = spate_protocol::compress::gzip(entries, 6);
             entries = &compressed;
         }
-        let ack_id = hex(&chunk.id);
         let opt = OptionsOut {
-            chunk: self.conf.require_ack_response.then_some(ack_id.as_bytes()),
-            size: Some(chunk.count as u64),
+            chunk: ack.map(str::as_bytes),
+            size: Some(n as u64),
             compressed: self.conf.compress_gzip.then_some(Compression::Gzip),
         };
         let mut head = Vec::with_capacity(64 + chunk.tag.len());
@@ -491,14 +601,15 @@ impl ForwardSender {
         })
         .await
         {
-            Ok(()) => {}
-            Err(e) => return Err(SendError::Write(addr, e.to_string())),
+            Ok(()) => Ok(head.len() + entries.len() + tail.len()),
+            Err(e) => Err(SendError::Write(addr, e.to_string())),
         }
-        let total = head.len() + entries.len() + tail.len();
-        if !self.conf.require_ack_response {
-            return Ok(total);
-        }
-        let want = ack_id.as_bytes();
+    }
+
+    /// Waits up to `ack_response_timeout` for the ack of frame `want`.
+    async fn wait_ack(&self, conn: &mut Conn, want: &str) -> Result<(), SendError> {
+        let addr = conn.addr;
+        let want = want.as_bytes();
         let wait = async {
             loop {
                 let v = read_value(conn).await.map_err(|e| match e {
@@ -515,10 +626,37 @@ impl ForwardSender {
         };
         let timeout = self.conf.ack_response_timeout;
         match glommio::timer::timeout(timeout, async { Ok(wait.await) }).await {
-            Ok(r) => r.map(|()| total),
+            Ok(r) => r,
             Err(_) => Err(SendError::AckTimeout(addr, timeout)),
         }
     }
+}
+
+/// Largest frame out_forward sends with `require_ack_response` (a chunk is split into
+/// frames of whole entries up to this size; an entry larger than this is a frame alone).
+pub const FRAME_BYTES: usize = 16 << 10;
+/// Bytes in flight (sent, not yet acked) at first and at least: two frames, so the
+/// server always has the next frame while it acks one.
+pub const MIN_WINDOW: usize = 2 * FRAME_BYTES;
+/// Bytes in flight at most (a far, fast server): what a crash may send again.
+pub const MAX_WINDOW: usize = 4 << 20;
+
+/// End of the frame starting at `pos`: whole entries up to `max` bytes (at least one),
+/// and their count. Entries in a chunk were validated when they were received.
+fn frame_end(data: &[u8], pos: usize, max: usize) -> (usize, u32) {
+    let (mut end, mut n) = (pos, 0u32);
+    while end < data.len() {
+        let Ok(len) = spate_protocol::msgpack::value_len(&data[end..], spate_protocol::msgpack::MAX_DEPTH) else {
+            // Not expected in a buffer; send the rest as it is.
+            return (data.len(), n.max(1));
+        };
+        if n > 0 && end + len - pos > max {
+            break;
+        }
+        end += len;
+        n += 1;
+    }
+    (end, n)
 }
 
 /// Reads one complete msgpack value from the connection (handshake messages).
@@ -628,6 +766,64 @@ impl WriterPlan for ForwardConf {
 mod tests {
     use super::*;
 
+    #[test]
+    fn frames_are_whole_entries_up_to_the_size() {
+        let mut data = Vec::new();
+        for i in 0..100u32 {
+            encode::entry(
+                &mut data,
+                spate_protocol::EventTime::new(i, 0),
+                encode::TimeFormat::EventTime,
+                &[0x81, 0xa1, b'k', 0xa1, b'v'],
+            );
+        }
+        let one = data.len() / 100;
+        let (mut pos, mut n_all, mut frames) = (0, 0, 0);
+        while pos < data.len() {
+            let (end, n) = frame_end(&data, pos, 10 * one + one / 2);
+            assert!(n >= 1 && end - pos <= 10 * one + one / 2);
+            n_all += n;
+            frames += 1;
+            pos = end;
+        }
+        assert_eq!((n_all, frames, pos), (100, 10, data.len()));
+        // An entry larger than the frame size is a frame alone.
+        assert_eq!(frame_end(&data, 0, 1), (one, 1));
+    }
+
+    #[test]
+    fn the_window_covers_the_round_trip_and_no_more() {
+        // A far server (50 ms) that takes whatever is sent: the window grows until it
+        // reaches the largest.
+        let t0 = Instant::now();
+        let mut w = Window::new();
+        let mut now = t0;
+        for _ in 0..200 {
+            // One round trip: the whole window goes out and comes back acked.
+            let sent = now;
+            let then = w.delivered;
+            now += Duration::from_millis(50);
+            let frames = w.bytes / FRAME_BYTES;
+            for _ in 0..frames {
+                w.on_ack_at(sent, then, FRAME_BYTES, now);
+            }
+        }
+        assert_eq!(w.bytes, MAX_WINDOW, "a far, fast server gets the largest window");
+        // A slow server: 16 ms per frame, frames queue behind each other.
+        let mut w = Window::new();
+        let mut now = t0;
+        let mut sent = std::collections::VecDeque::from([(now, 0u64), (now, 0u64)]);
+        for _ in 0..200 {
+            now += Duration::from_millis(16);
+            let (s, d) = sent.pop_front().unwrap();
+            w.on_ack_at(s, d, FRAME_BYTES, now);
+            while sent.len() * FRAME_BYTES < w.bytes {
+                sent.push_back((now, w.delivered));
+            }
+        }
+        assert!(w.bytes <= MIN_WINDOW + FRAME_BYTES, "a slow server keeps the window small: {}", w.bytes);
+    }
+
     fn server(name: &str, weight: u32, standby: bool) -> ServerConf {
         ServerConf {
             name: name.into(),
@@ -659,5 +855,32 @@ mod tests {
         // As in fluentd, a detached node stays in the array (skipped when chosen) and
         // the standby joins it.
         assert_eq!(w, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn names_resolve_when_connecting_not_at_startup() {
+        // A name that does not resolve is accepted at config time (fluentd resolves
+        // lazily; Kubernetes headless-service names appear later).
+        let ctx = crate::config::EvalContext::with_env("h", None, Default::default());
+        let text = "<match **>\n  @type forward\n  <server>\n    host fluentd-0.fluentd-headless.default.svc.invalid\n  </server>\n  <server>\n    host localhost\n    port 24299\n  </server>\n  <server>\n    host 10.1.2.3\n  </server>\n</match>\n";
+        let (root, _) =
+            crate::config::parse_str_with_warnings(text, "t.conf", std::path::Path::new("."), &ctx).unwrap();
+        let conf = conf::from_element(&root.elements[0]).unwrap();
+        assert!(conf.servers[0].addrs.is_empty() && conf.servers[1].addrs.is_empty());
+        assert_eq!(conf.servers[2].addrs, vec![SocketAddr::from(([10, 1, 2, 3], 24224))]);
+        let (bad, local) = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move {
+                let s = ForwardSender::new("f".into(), conf);
+                let bad = s.addrs(0).await;
+                let local = s.addrs(1).await;
+                (bad.map_err(|e| e.to_string()), local.map_err(|e| e.to_string()))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let e = bad.unwrap_err();
+        assert!(e.starts_with("cannot resolve fluentd-0.fluentd-headless.default.svc.invalid: "), "{e}");
+        let local = local.unwrap();
+        assert!(!local.is_empty() && local.iter().all(|a| a.port() == 24299 && a.ip().is_loopback()), "{local:?}");
     }
 }

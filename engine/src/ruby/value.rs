@@ -1,10 +1,9 @@
-//! Ruby's text of record values as the formatters need it (`to_s`, `inspect`, the
-//! `record_accessor` paths of csv's `fields`). A copy of what filter_grep uses, kept
-//! here because formatters sit below the plugins; both move to the shared `ruby`
-//! module when it lands (see the rubyyaml branch).
+//! Ruby's text of record values as fluentd produces it after msgpack decoding: `to_s`
+//! (string interpolation, `${record["k"]}`, grep's match subject), `inspect` (Ruby >= 3.4
+//! hash style `{"k" => 1}`), `Float#to_s`, `String#scrub` and `String#to_f`.
 
-use spate_protocol::msgpack::{self, Head, Kind};
-use spate_protocol::{EventTime, RecordRef, ValueRef};
+use spate_protocol::msgpack::{self, Kind};
+use spate_protocol::{EventTime, ValueRef};
 
 fn write_int(v: ValueRef<'_>, out: &mut Vec<u8>) {
     use std::io::Write;
@@ -179,101 +178,192 @@ pub fn write_to_s(v: ValueRef<'_>, out: &mut Vec<u8>) {
     }
 }
 
-/// One step of a record accessor: a map key or an array index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    Key(Vec<u8>),
-    Index(i64),
+/// Ruby's `String#scrub('?')`: each invalid UTF-8 sequence becomes one `?`.
+pub fn scrub(s: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let mut rest = s;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(_) => {
+                out.extend_from_slice(rest);
+                return;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                out.extend_from_slice(good);
+                out.push(b'?');
+                rest = &bad[e.error_len().unwrap_or(bad.len())..];
+            }
+        }
+    }
 }
 
-/// fluentd's record accessor (`name`, `$.a.b[0]`, `$['a']['b']`), as csv's `fields`
-/// reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Accessor {
-    /// Never empty.
-    pub steps: Vec<Step>,
+/// Ruby's `String#to_f`: the longest numeric prefix after whitespace, `_` between digits.
+pub fn ruby_str_to_f(s: &[u8]) -> f64 {
+    let mut i = 0;
+    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+        i += 1;
+    }
+    let mut buf = String::new();
+    if i < s.len() && matches!(s[i], b'+' | b'-') {
+        buf.push(s[i] as char);
+        i += 1;
+    }
+    fn digits(s: &[u8], mut i: usize, buf: &mut String) -> (usize, bool) {
+        let mut any = false;
+        while i < s.len() {
+            if s[i].is_ascii_digit() {
+                buf.push(s[i] as char);
+                any = true;
+                i += 1;
+            } else if s[i] == b'_' && any && s.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        (i, any)
+    }
+    let (j, int) = digits(s, i, &mut buf);
+    i = j;
+    let mut frac = false;
+    if s.get(i) == Some(&b'.') && s.get(i + 1).is_some_and(u8::is_ascii_digit) {
+        if !int {
+            buf.push('0');
+        }
+        buf.push('.');
+        let (j, f) = digits(s, i + 1, &mut buf);
+        i = j;
+        frac = f;
+    }
+    if !int && !frac {
+        return 0.0;
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        let mut j = i + 1;
+        let mut exp = String::from("e");
+        if matches!(s.get(j), Some(b'+' | b'-')) {
+            exp.push(s[j] as char);
+            j += 1;
+        }
+        let (_, any) = digits(s, j, &mut exp);
+        if any {
+            buf.push_str(&exp);
+        }
+    }
+    buf.parse().unwrap_or(0.0)
 }
 
-impl Accessor {
-    /// Parses a field name; `Err` says what is wrong with it.
-    pub fn parse(p: &str) -> Result<Accessor, String> {
-        let mut steps = Vec::new();
-        if let Some(rest) = p.strip_prefix("$.") {
-            for part in rest.split('.').filter(|x| !x.is_empty()) {
-                let (key, mut idx) = match part.find('[') {
-                    Some(i) => (&part[..i], &part[i..]),
-                    None => (part, ""),
-                };
-                if key.contains(char::is_whitespace) {
-                    return Err(format!(
-                        "whitespace character is not allowed in dot notation. Use bracket notation: {key}"
-                    ));
-                }
-                if !key.is_empty() {
-                    steps.push(Step::Key(key.as_bytes().to_vec()));
-                }
-                while let Some(r) = idx.strip_prefix('[') {
-                    let end = r.find(']').ok_or("'[' found but ']' not found")?;
-                    let n =
-                        r[..end].trim().parse::<i64>().map_err(|_| format!("invalid array index {:?}", &r[..end]))?;
-                    steps.push(Step::Index(n));
-                    idx = &r[end + 1..];
-                }
-                if !idx.is_empty() {
-                    return Err("found more characters after ']'".into());
-                }
+/// Ruby's `Integer(str)`: surrounding whitespace, a sign, `0x`/`0b`/`0o`/`0` prefixes and
+/// `_` between digits.
+pub fn ruby_integer(s: &str) -> Option<i64> {
+    let t = s.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\x0b');
+    let (neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let lower = t.to_ascii_lowercase();
+    let (radix, digits) = if let Some(r) = lower.strip_prefix("0x") {
+        (16, r.to_string())
+    } else if let Some(r) = lower.strip_prefix("0b") {
+        (2, r.to_string())
+    } else if let Some(r) = lower.strip_prefix("0o") {
+        (8, r.to_string())
+    } else if let Some(r) = lower.strip_prefix("0d") {
+        (10, r.to_string())
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, lower[1..].to_string())
+    } else {
+        (10, lower)
+    };
+    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+        return None;
+    }
+    let v = i64::from_str_radix(&digits.replace('_', ""), radix).ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// Ruby's `String#capitalize`: the first character upper case, the rest lower case
+/// (Unicode case mapping for UTF-8; ASCII only for a broken string).
+pub fn capitalize(s: &[u8]) -> Vec<u8> {
+    match std::str::from_utf8(s) {
+        Ok(t) => {
+            let mut c = t.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().chain(c.as_str().to_lowercase().chars()).collect::<String>().into_bytes(),
+                None => Vec::new(),
             }
-        } else if let Some(mut rest) = p.strip_prefix('$') {
-            while let Some(r) = rest.strip_prefix('[') {
-                let end = r.find(']').ok_or("'[' found but ']' not found")?;
-                let inner = &r[..end];
-                let quoted = inner.len() >= 2
-                    && ((inner.starts_with('\'') && inner.ends_with('\''))
-                        || (inner.starts_with('"') && inner.ends_with('"')));
-                if quoted {
-                    steps.push(Step::Key(inner.as_bytes()[1..inner.len() - 1].to_vec()));
-                } else {
-                    steps.push(Step::Index(
-                        inner.trim().parse::<i64>().map_err(|_| format!("invalid array index {inner:?}"))?,
-                    ));
-                }
-                rest = &r[end + 1..];
-            }
-            if !rest.is_empty() {
-                return Err("found more characters after ']'".into());
-            }
-        } else {
-            steps.push(Step::Key(p.as_bytes().to_vec()));
         }
-        if steps.is_empty() {
-            return Err("empty keys".into());
+        Err(_) => {
+            let mut v = s.to_ascii_lowercase();
+            if let Some(f) = v.first_mut() {
+                f.make_ascii_uppercase();
+            }
+            v
         }
-        Ok(Accessor { steps })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruby_float_and_inspect_text() {
+        let f = |x: f64| {
+            let mut o = Vec::new();
+            write_ruby_float(x, &mut o);
+            String::from_utf8(o).unwrap()
+        };
+        for (x, s) in [
+            (1e15, "1.0e+15"),
+            (1e16, "1.0e+16"),
+            (9007199254740992.0, "9.007199254740992e+15"),
+            (999999999999999.0, "999999999999999.0"),
+            (123456789012345.0, "123456789012345.0"),
+            (1e-4, "0.0001"),
+            (1e-5, "1.0e-05"),
+            (123_456_789.123_456_79, "123456789.12345679"),
+            (-0.0, "-0.0"),
+            (0.1, "0.1"),
+            (100.0, "100.0"),
+            (2.5e-10, "2.5e-10"),
+            (1e100, "1.0e+100"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ] {
+            assert_eq!(f(x), s);
+        }
+        let mut o = Vec::new();
+        inspect_str(b"a\x01\x7f\"#{x}\x1b\\\xff", true, &mut o);
+        assert_eq!(String::from_utf8_lossy(&o), r#""a\u0001\u007F\"\#{x}\e\\\xFF""#);
+        let mut o = Vec::new();
+        inspect_str("é".as_bytes(), false, &mut o);
+        assert_eq!(String::from_utf8_lossy(&o), r#""\xC3\xA9""#);
     }
 
-    /// `record.dig(*steps)`: `None` for nil, a missing key, or what Ruby would raise on.
-    pub fn dig<'a>(&self, rec: RecordRef<'a>) -> Option<ValueRef<'a>> {
-        let mut it = self.steps.iter();
-        let mut cur = match it.next()? {
-            Step::Key(k) => rec.get(k)?,
-            Step::Index(_) => return None,
-        };
-        for s in it {
-            cur = match s {
-                Step::Key(k) => cur.as_map()?.get(k)?,
-                Step::Index(i) => {
-                    let n = match msgpack::head(cur.as_bytes()) {
-                        Ok(Some(Head::Array { n, .. })) => n as i64,
-                        _ => return None,
-                    };
-                    let i = if *i < 0 { n + i } else { *i };
-                    if !(0..n).contains(&i) {
-                        return None;
-                    }
-                    cur.as_array()?.nth(i as usize)?
-                }
-            };
+    #[test]
+    fn ruby_string_to_f() {
+        for (s, f) in [
+            ("1_000.5", 1000.5),
+            (" 12abc", 12.0),
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("1e5x", 100000.0),
+            ("-1.5e-3", -0.0015),
+            ("_1", 0.0),
+            ("1__0", 1.0),
+            ("0x10", 0.0),
+            ("1e", 1.0),
+            ("\n3", 3.0),
+            ("+.5e1", 5.0),
+            ("1.e3", 1.0),
+            ("Infinity", 0.0),
+            ("12_3_4", 1234.0),
+        ] {
+            assert_eq!(ruby_str_to_f(s.as_bytes()), f, "{s:?}");
         }
-        (!cur.is_nil()).then_some(cur)
+        assert!(ruby_str_to_f(b"1e400").is_infinite());
     }
 }
