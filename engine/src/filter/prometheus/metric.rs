@@ -60,13 +60,13 @@ pub(super) enum LabelDef {
 }
 
 impl LabelDef {
-    fn parse(v: &str) -> LabelDef {
+    /// A record accessor for `$.`/`$[` values (an invalid one is an error, as the
+    /// plugin's `RecordAccessor` raises), else a template.
+    fn parse(v: &str) -> Result<LabelDef, String> {
         if v.starts_with("$.") || v.starts_with("$[") {
-            if let Ok(a) = Accessor::parse(v) {
-                return LabelDef::Accessor(a);
-            }
+            return Accessor::parse(v).map(LabelDef::Accessor).map_err(|e| e.to_string());
         }
-        LabelDef::Template(parse_template(v))
+        Ok(LabelDef::Template(parse_template(v)))
     }
 
     /// Depends on the record (not only on the tag, host and worker).
@@ -175,7 +175,8 @@ impl Labels {
                     format!("invalid label name {:?} (labels match [a-zA-Z_][a-zA-Z0-9_]*)", a.key),
                 ));
             }
-            out.push((a.key.clone(), a.value.clone(), LabelDef::parse(&a.value)));
+            let def = LabelDef::parse(&a.value).map_err(|m| ConfigError::at(&a.pos, m))?;
+            out.push((a.key.clone(), a.value.clone(), def));
         }
         Ok(Labels(out))
     }
@@ -189,7 +190,7 @@ impl Labels {
         hostname: &str,
     ) -> Result<Vec<(String, String)>, ConfigError> {
         let mut out = Vec::new();
-        for (k, raw, d) in &self.0 {
+        for (k, _, d) in &self.0 {
             let LabelDef::Template(pieces) = d else {
                 return Err(e.error(format!("record accessor syntax is not available in {plugin}")));
             };
@@ -200,10 +201,8 @@ impl Labels {
                     Piece::Hostname => v.push_str(hostname),
                     // spate sums its shards: one process, worker 0.
                     Piece::WorkerId => v.push('0'),
-                    _ => {
-                        let _ = raw;
-                        v.push_str(&template_text(p));
-                    }
+                    // Nothing of a record here: kept as written.
+                    _ => v.push_str(&template_text(p)),
                 }
             }
             out.push((k.clone(), v));

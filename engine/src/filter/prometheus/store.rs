@@ -591,6 +591,7 @@ mod tests {
         assert!(bad("name x\ndesc d\ntype gauge").contains("gauge metric requires 'key' option"));
         assert!(bad("name 1x\ndesc d\ntype counter").contains("must match"));
         assert!(bad("name x\ndesc d\ntype histogram\nkey v\nbuckets 5,1").contains("sorted"));
+        assert!(!bad("name x\ndesc d\ntype counter\n<labels>\na $['x'\n</labels>").is_empty(), "a broken accessor");
         assert!(bad("name x\ndesc d\ntype counter\ninitialized true\n<labels>\na $.a\n</labels>")
             .contains("has not been set in a <initlabels>"));
         assert!(bad("name x\ndesc d\ntype counter\ninitialized true\n<labels>\na b\n</labels>\n<initlabels>\na c\n</initlabels>")
