@@ -7,9 +7,10 @@
 //!   [`system`] (`<system>`'s logging and RPC settings), [`metrics`] (per-shard values,
 //!   their reading across shards, Prometheus and monitor_agent renderings),
 //!   [`ruby`] (the Ruby semantics configs rely on: record accessors, `to_s`, regexps,
-//!   times, `${...}` expressions), [`format`] (fluentd's formatters), [`buffer`] (chunks,
-//!   file store, group commit), [`tls`], [`security`] and [`http`] (transports; `http` is
-//!   the HTTP/1.1 client of the HTTP outputs);
+//!   times, `${...}` expressions), [`format`] (fluentd's formatters), [`parser`] (the
+//!   `<parse>` plugins), [`buffer`] (chunks, file store, group commit), [`tls`],
+//!   [`security`] and [`http`] (transports; `http` is the HTTP/1.1 client of the HTTP
+//!   outputs);
 //! - [`plugin`]: the plugin traits, [`plugin::PlanCtx`] and [`plugin::ShardCtx`];
 //! - [`router`]: fluentd's tag routing over plugin instances;
 //! - the plugins, one module (or folder) each: [`input`], [`filter`], [`output`];
@@ -33,6 +34,7 @@ pub mod input;
 pub mod logevents;
 pub mod metrics;
 pub mod output;
+pub mod parser;
 pub mod plan;
 pub mod plugin;
 pub mod registry;

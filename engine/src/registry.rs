@@ -12,6 +12,10 @@ pub static PLUGINS: &[Registration] = &[
     // inputs
     crate::input::forward::PLUGIN,
     crate::input::sample::PLUGIN,
+    crate::input::tcp::PLUGIN,
+    crate::input::udp::PLUGIN,
+    crate::input::syslog::PLUGIN,
+    crate::input::http::PLUGIN,
     crate::input::monitor_agent::PLUGIN,
     crate::input::prometheus::PLUGIN,
     crate::input::prometheus::MONITOR,
@@ -20,6 +24,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::input::debug_agent::PLUGIN,
     // filters
     crate::filter::grep::PLUGIN,
+    crate::filter::parser::PLUGIN,
     crate::filter::record_transformer::PLUGIN,
     crate::filter::record_modifier::PLUGIN,
     crate::filter::concat::PLUGIN,

@@ -156,8 +156,14 @@ fn a_fleet_of_acked_message_mode_clients_with_churn() {
     let active_per_conn = (peak_active.saturating_sub(before) as f64 * 1024.0) / (conns + churners) as f64;
 
     let acked = f.events_acked_total + c.events_acked_total;
+    // Wait for each tag's acked events (spate flushes every 100 ms), then read them.
     let delivered = wait_loadgen_events(&s, f.events_acked_total);
-    let churn_delivered = s.report().by_tag.get("spate.churn").map_or(0, |t| t.events);
+    let churn_events = || s.report().by_tag.get("spate.churn").map_or(0, |t| t.events);
+    let end = Instant::now() + Duration::from_secs(30);
+    while churn_events() < c.events_acked_total && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let churn_delivered = churn_events();
     let (st, _, log) = spate.stop();
     println!(
         "fleet ({} binary): {conns} connections x 20 events/s for {secs}s + {churners} churning ({} reconnects): {} events acked ({:.0}/s), {} at the sink; ack p50 {} us, p99 {} us, max {} us; spate anonymous RSS: {before} kB before, {with_idle} kB with {conns} idle connections ({idle_per_conn:.0} B each), peak {peak_active} kB under load ({active_per_conn:.0} B per connection)",

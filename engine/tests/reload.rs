@@ -238,10 +238,18 @@ fn five_reloads_under_acked_load_lose_nothing_and_refuse_nothing() {
     let (st, _, _) = spate.stop(Duration::from_secs(60));
     assert!(st.success());
 
-    let loadgen_received = count(&a, "spate.loadgen") + count(&b, "spate.loadgen");
-    let indep_received = count(&a, "app.indep") + count(&b, "app.indep");
     let (indep_acked, refusals, tries) =
         (acked.load(Ordering::Relaxed), refused.load(Ordering::Relaxed), attempts.load(Ordering::Relaxed));
+    // The loadgen sink publishes its per-tag counts periodically (after it acked): wait
+    // for them to catch up before comparing.
+    let both = |tag: &str| count(&a, tag) + count(&b, tag);
+    let end = Instant::now() + Duration::from_secs(10);
+    while (both("spate.loadgen") < report.events_acked_total || both("app.indep") < indep_acked) && Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let loadgen_received = both("spate.loadgen");
+    let indep_received = both("app.indep");
     println!(
         "reload: 5 reloads; spate-loadgen {} events acked, {} received ({} lost, {} duplicates), errors {}; \
          independent client {tries} connections, {refusals} refused, {indep_acked} events acked, {indep_received} received",

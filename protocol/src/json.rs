@@ -96,13 +96,22 @@ impl JsonScanner {
 /// Errors carry the byte offset in `json`.
 pub fn to_msgpack(json: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(json.len());
+    to_msgpack_into(json, &mut out)?;
+    Ok(out)
+}
+
+/// [`to_msgpack`], appending to `out` (a buffer reused across calls). On error `out`
+/// is left as it was.
+pub fn to_msgpack_into(json: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let start = out.len();
     let mut de = serde_json::Deserializer::from_slice(json);
-    let res = ToMsgpack { out: &mut out }.deserialize(&mut de).and_then(|()| de.end());
+    let res = ToMsgpack { out: &mut *out }.deserialize(&mut de).and_then(|()| de.end());
     if let Err(e) = res {
+        out.truncate(start);
         return Err(DecodeError::new(byte_offset(json, e.line(), e.column()), ErrorKind::Json(e.to_string())));
     }
-    canonicalize(&mut out);
-    Ok(out)
+    canonicalize(out, start);
+    Ok(())
 }
 
 /// serde_json reports 1-based line and column; turn them into a byte offset.
@@ -180,8 +189,8 @@ impl<'de> Visitor<'de> for ToMsgpack<'_> {
 
 /// Rewrites the array32/map32 headers [`ToMsgpack`] wrote with the smallest header for
 /// their count, in place, in one pass (a smaller header never overtakes the reader).
-fn canonicalize(buf: &mut Vec<u8>) {
-    let (mut r, mut w) = (0, 0);
+fn canonicalize(buf: &mut Vec<u8>, start: usize) {
+    let (mut r, mut w) = (start, start);
     while r < buf.len() {
         match msgpack::head(&buf[r..]) {
             Ok(Some(Head::Array { hdr, n })) | Ok(Some(Head::Map { hdr, n })) => {

@@ -236,6 +236,13 @@ impl Skipper {
         // resumable walk takes over and gives the same answer as if this had not run.
         if self.pos == 0 && !self.walked {
             self.walked = true;
+            let window = &buf[..buf.len().min(limit)];
+            // Flat frames (Message, PackedForward) first: no recursion at all.
+            if let (true, Some((len, values))) = (max_depth >= 2, flat_array_end(window)) {
+                self.steps += values;
+                self.reset();
+                return Ok(Some(len));
+            }
             if let Some(len) = skip_at(&buf[..buf.len().min(limit)], 0, 0, max_depth, &mut self.steps, &mut ()) {
                 self.reset();
                 return Ok(Some(len));
@@ -470,30 +477,53 @@ pub(crate) fn skip_from(buf: &[u8], pos: usize) -> Option<usize> {
 #[inline(always)]
 pub(crate) fn scalar_end_fast(buf: &[u8], pos: usize) -> Option<usize> {
     let m = *buf.get(pos)?;
-    let len8 = |at: usize| buf.get(at).map(|&b| b as usize);
-    let len16 = |at: usize| buf.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize);
-    let len32 = |at: usize| buf.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
-    let end = match m {
-        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => pos + 1,
-        0xa0..=0xbf => pos + 1 + (m & 0x1f) as usize,
-        0xcc | 0xd0 => pos + 2,
-        0xcd | 0xd1 | 0xd4 => pos + 3,
-        0xd5 => pos + 4,
-        0xca | 0xce | 0xd2 => pos + 5,
-        0xd6 => pos + 6,
-        0xcb | 0xcf | 0xd3 => pos + 9,
-        0xd7 => pos + 10,
-        0xd8 => pos + 18,
-        0xc4 | 0xd9 => (pos + 2).saturating_add(len8(pos + 1)?),
-        0xc5 | 0xda => (pos + 3).saturating_add(len16(pos + 1)?),
-        0xc6 | 0xdb => (pos + 5).saturating_add(len32(pos + 1)?),
-        0xc7 => (pos + 3).saturating_add(len8(pos + 1)?),
-        0xc8 => (pos + 4).saturating_add(len16(pos + 1)?),
-        0xc9 => (pos + 6).saturating_add(len32(pos + 1)?),
-        // Containers (0x80..=0x9f, 0xdc..=0xdf) and 0xc1.
-        _ => return None,
+    let fixed = SCALAR_LEN[m as usize];
+    let end = if fixed != 0 {
+        pos + fixed as usize
+    } else {
+        let len8 = |at: usize| buf.get(at).map(|&b| b as usize);
+        let len16 = |at: usize| buf.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize);
+        let len32 = |at: usize| buf.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        match m {
+            0xc4 | 0xd9 => (pos + 2).saturating_add(len8(pos + 1)?),
+            0xc5 | 0xda => (pos + 3).saturating_add(len16(pos + 1)?),
+            0xc6 | 0xdb => (pos + 5).saturating_add(len32(pos + 1)?),
+            0xc7 => (pos + 3).saturating_add(len8(pos + 1)?),
+            0xc8 => (pos + 4).saturating_add(len16(pos + 1)?),
+            0xc9 => (pos + 6).saturating_add(len32(pos + 1)?),
+            // Containers (0x80..=0x9f, 0xdc..=0xdf) and 0xc1.
+            _ => return None,
+        }
     };
     (end <= buf.len()).then_some(end)
+}
+
+/// The encoded length of a scalar known from its marker alone (fixint, nil, booleans,
+/// fixstr, numbers, fixext); 0 for markers whose length follows them (str8/16/32,
+/// bin, ext8/16/32), containers and 0xc1. One load per value in the fast paths.
+static SCALAR_LEN: [u8; 256] = scalar_len_table();
+
+const fn scalar_len_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let m = i as u8;
+        t[i] = match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 1,
+            0xa0..=0xbf => 1 + (m & 0x1f),
+            0xcc | 0xd0 => 2,
+            0xcd | 0xd1 | 0xd4 => 3,
+            0xd5 => 4,
+            0xca | 0xce | 0xd2 => 5,
+            0xd6 => 6,
+            0xcb | 0xcf | 0xd3 => 9,
+            0xd7 => 10,
+            0xd8 => 18,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
 }
 
 /// The end of the map at `buf[pos]` when every key and value in it is a scalar (the
@@ -502,6 +532,12 @@ pub(crate) fn scalar_end_fast(buf: &[u8], pos: usize) -> Option<usize> {
 /// limit, so no depth is tracked.
 #[inline]
 pub(crate) fn flat_map_end(buf: &[u8], pos: usize) -> Option<usize> {
+    flat_map_end_counted(buf, pos).map(|(end, _)| end)
+}
+
+/// [`flat_map_end`], with the number of values walked (the map and its keys and values).
+#[inline]
+fn flat_map_end_counted(buf: &[u8], pos: usize) -> Option<(usize, u64)> {
     let m = *buf.get(pos)?;
     let (mut p, n) = match m {
         0x80..=0x8f => (pos + 1, 2 * (m & 0x0f) as usize),
@@ -514,7 +550,35 @@ pub(crate) fn flat_map_end(buf: &[u8], pos: usize) -> Option<usize> {
     for _ in 0..n {
         p = scalar_end_fast(buf, p)?;
     }
-    Some(p)
+    Some((p, 1 + n as u64))
+}
+
+/// The end of a fixarray (a Forward frame: tag, time or entries, record or options)
+/// whose elements are scalars or flat maps, with the number of values walked; `None`
+/// when it holds anything else or is incomplete (the general walk decides). Message and
+/// PackedForward frames take this path; it visits each value once, without recursion.
+#[inline]
+pub(crate) fn flat_array_end(buf: &[u8]) -> Option<(usize, u64)> {
+    let m = *buf.first()?;
+    let n = match m {
+        0x90..=0x9f => (m & 0x0f) as usize,
+        _ => return None,
+    };
+    let (mut p, mut values) = (1, 1u64);
+    for _ in 0..n {
+        match *buf.get(p)? {
+            0x80..=0x8f | 0xde => {
+                let (end, v) = flat_map_end_counted(buf, p)?;
+                p = end;
+                values += v;
+            }
+            _ => {
+                p = scalar_end_fast(buf, p)?;
+                values += 1;
+            }
+        }
+    }
+    Some((p, values))
 }
 
 /// Unchecked-depth variant used on data already validated (depth was checked on decode).

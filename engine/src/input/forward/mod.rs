@@ -22,13 +22,16 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use spate_protocol::encode;
-use spate_protocol::{CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits};
+use spate_protocol::{CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits, Mode};
+
+use message_run::MessageRun;
 
 use crate::buffer::sync::Syncer;
 use crate::plugin::{BuildError, Emitter, Input, InputPlan, Listening, LocalFuture, ShardCtx};
 use crate::tls::Stream;
 
 pub mod conf;
+mod message_run;
 
 pub use conf::{ForwardInConf, PLUGIN};
 
@@ -315,10 +318,10 @@ impl ForwardInput {
                             break;
                         }
                     }
-                    Step::Blocked(batch, chunk, json) => {
+                    Step::Blocked(batch, chunks, json) => {
                         // overflow_action block: stop reading (TCP back-pressure) until
                         // the buffer has room, then retry the batch.
-                        if !self.wait_for_room(batch, chunk, json, &peer_s, &mut acks).await {
+                        if !self.wait_for_room(batch, chunks, json, &peer_s, &mut acks).await {
                             close = true;
                             break;
                         }
@@ -398,7 +401,7 @@ impl ForwardInput {
                     Ok(()) => {}
                     // No chunk id: the frame's ack is sent once, after its last slice.
                     Err(e) if e.is_block() => {
-                        if !self.wait_for_room(Box::new(batch), None, json, peer, acks).await {
+                        if !self.wait_for_room(Box::new(batch), Vec::new(), json, peer, acks).await {
                             return Err(InflateError::Blocked);
                         }
                     }
@@ -446,7 +449,7 @@ impl ForwardInput {
     async fn wait_for_room(
         &self,
         batch: Box<EventBatch>,
-        chunk: Option<Bytes>,
+        chunks: Vec<Bytes>,
         json: bool,
         peer: &str,
         acks: &mut Vec<u8>,
@@ -465,7 +468,9 @@ impl ForwardInput {
             }
             match self.router.emit(self.conf.label, (*batch).clone()) {
                 Ok(()) => {
-                    self.ack(chunk.as_ref(), json, acks);
+                    for c in &chunks {
+                        self.ack(Some(c), json, acks);
+                    }
                     return true;
                 }
                 Err(e) if e.is_block() => continue,
@@ -538,24 +543,53 @@ impl ForwardInput {
         source_ip: Option<&Bytes>,
         acks: &mut Vec<u8>,
     ) -> Step {
+        let mut run = MessageRun::default();
+        // Routes what the run holds before anything else happens on the connection.
+        macro_rules! flush_run {
+            () => {
+                if let Some((batch, chunks)) = run.take() {
+                    match self.handle(batch, peer, source_ip, false, &chunks, acks) {
+                        Step::More => {}
+                        other => return other,
+                    }
+                }
+            };
+        }
         loop {
             match dec.decode_deferred(buf) {
                 Ok(Some(Decoded::Compressed(frame))) => {
+                    flush_run!();
                     inc(&self.metrics.frames, 1);
                     return Step::Inflate(Box::new(frame), dec.is_json());
                 }
                 Ok(Some(Decoded::Frame(Frame::Events(batch)))) => {
                     inc(&self.metrics.frames, 1);
                     let json = dec.is_json();
-                    match self.handle(batch, peer, source_ip, json, acks) {
+                    // Message-mode frames of one tag in this read become one batch.
+                    if batch.mode == Mode::Message && !json && !self.conf.deny_keepalive {
+                        self.warn_size(&batch, peer);
+                        if !run.accepts(&batch) {
+                            flush_run!();
+                        }
+                        run.push(batch);
+                        continue;
+                    }
+                    flush_run!();
+                    let chunk = batch.option.chunk.clone();
+                    match self.handle(batch, peer, source_ip, json, chunk.as_slice(), acks) {
                         Step::More if !self.conf.deny_keepalive => {}
                         Step::More => return Step::Close,
                         other => return other,
                     }
                 }
                 Ok(Some(Decoded::Frame(Frame::Heartbeat))) => {}
-                Ok(None) => return Step::More,
+                Ok(None) => {
+                    flush_run!();
+                    return Step::More;
+                }
                 Err(e) => {
+                    // The frames before the bad one are routed (and acked) first.
+                    flush_run!();
                     inc(&self.metrics.bad_frames, 1);
                     crate::warn!(
                         "{}: closing connection from {peer}: {e} (stream bytes seen: {})",
@@ -568,9 +602,7 @@ impl ForwardInput {
         }
     }
 
-    /// Routes one batch; appends its ack if accepted. `Close`: the batch was rejected
-    /// (the client must resend); `Blocked`: an output asks the input to wait for room.
-    fn handle(&self, batch: EventBatch, peer: &str, source_ip: Option<&Bytes>, json: bool, acks: &mut Vec<u8>) -> Step {
+    fn warn_size(&self, batch: &EventBatch, peer: &str) {
         if let Some(w) = self.conf.chunk_size_warn_limit {
             if batch.entries.len() > w {
                 crate::warn!(
@@ -580,6 +612,23 @@ impl ForwardInput {
                     batch.entries.len()
                 );
             }
+        }
+    }
+
+    /// Routes one batch; appends its ack if accepted. `Close`: the batch was rejected
+    /// (the client must resend); `Blocked`: an output asks the input to wait for room.
+    /// `chunks` are the ack ids of the frames in `batch` (one, or a Message-mode run's).
+    fn handle(
+        &self,
+        batch: EventBatch,
+        peer: &str,
+        source_ip: Option<&Bytes>,
+        json: bool,
+        chunks: &[Bytes],
+        acks: &mut Vec<u8>,
+    ) -> Step {
+        if batch.mode != Mode::Message {
+            self.warn_size(&batch, peer);
         }
         if batch.invalid > 0 {
             inc(&self.metrics.invalid_events, batch.invalid as u64);
@@ -594,15 +643,16 @@ impl ForwardInput {
         }
         inc(&self.metrics.events, batch.count as u64);
         let batch = self.rewrite(batch, source_ip);
-        let chunk = batch.option.chunk.clone();
         // Kept for a retry under overflow_action block (a few refcounts, no copy).
         let keep = batch.clone();
         match self.router.emit(self.conf.label, batch) {
             Ok(()) => {
-                self.ack(chunk.as_ref(), json, acks);
+                for c in chunks {
+                    self.ack(Some(c), json, acks);
+                }
                 Step::More
             }
-            Err(e) if e.is_block() => Step::Blocked(Box::new(keep), chunk, json),
+            Err(e) if e.is_block() => Step::Blocked(Box::new(keep), chunks.to_vec(), json),
             Err(e) => {
                 inc(&self.metrics.rejected_batches, 1);
                 if crate::log::emit_error_allowed() {
@@ -671,7 +721,7 @@ pub enum Step {
     Close,
     /// An output is full with `overflow_action block`: wait for room, retry this batch
     /// (with its ack chunk id and JSON flag), then process the rest.
-    Blocked(Box<EventBatch>, Option<Bytes>, bool),
+    Blocked(Box<EventBatch>, Vec<Bytes>, bool),
     /// A compressed frame (with the connection's JSON flag): inflate and route it a
     /// slice at a time, then process the rest.
     Inflate(Box<CompressedFrame>, bool),

@@ -1,0 +1,357 @@
+//! in_tcp, in_udp, in_syslog and filter_parser against real senders: `nc`, `socat`,
+//! Python sockets, util-linux `logger` (RFC 3164/5424, UDP/TCP, octet counting),
+//! rsyslog forwarding to spate, and nginx access-log lines. Events are checked at a
+//! Forward test sink behind out_forward. A sender that is not installed is a skip with
+//! the reason (`.ci/run` installs them all; SPATE_REQUIRE_TOOLS=1 turns skips into
+//! failures there).
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, Received, Sink, Spate};
+use serde_json::{json, Value};
+use spate_protocol::{RecordRef, ValueRef};
+
+fn tool(name: &str) -> bool {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        common::skip_unless_required(
+            "SPATE_REQUIRE_TOOLS",
+            &format!("{name} is not installed (apt-get install it; .ci/run does)"),
+        );
+    }
+    ok
+}
+
+fn to_json(r: &Received) -> Value {
+    let mut out = Vec::new();
+    ValueRef::new(RecordRef::new(&r.record).unwrap().as_bytes()).unwrap().write_json(&mut out);
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// spate with `sources` (ports as {P1}, {P2}...), everything forwarded to a test sink.
+fn start(name: &str, sources: &str, ports: &[u16], sink: &Sink) -> Spate {
+    let mut s = sources.to_string();
+    for (i, p) in ports.iter().enumerate() {
+        s = s.replace(&format!("{{P{}}}", i + 1), &p.to_string());
+    }
+    let cfg = format!(
+        "<source>\n@type forward\nbind 127.0.0.1\nport {{PORT}}\n</source>\n{s}\n<match **>\n@type forward\n<server>\nhost 127.0.0.1\nport {}\n</server>\n<buffer>\nflush_interval 0.1s\n</buffer>\n</match>\n",
+        sink.addr.port()
+    );
+    let s = Spate::start(name, &cfg, Stdio::null());
+    // UDP sockets cannot be probed; every input binds during the same start-up step.
+    std::thread::sleep(Duration::from_millis(200));
+    s
+}
+
+/// Waits until every shard's listener on TCP port `p` accepts (spate reports ready when
+/// its in_forward listens; the other inputs bind at the same time, not necessarily before).
+fn wait_port(p: u16) {
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", p)).is_err() {
+        assert!(std::time::Instant::now() < end, "nothing listens on {p}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait(sink: &Sink, n: usize) -> Vec<Received> {
+    let got = sink.wait_for(n, Duration::from_secs(15));
+    assert!(
+        got.len() >= n,
+        "expected {n} events, got {}: {:?}",
+        got.len(),
+        got.iter().map(to_json).collect::<Vec<_>>()
+    );
+    // Nothing more arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    sink.events.lock().unwrap().clone()
+}
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").args(["-c", cmd]).stdout(Stdio::null()).status().unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+#[test]
+fn in_tcp_with_nc_socat_python_and_bad_input() {
+    let sink = Sink::start();
+    let p = free_port();
+    let spate = start(
+        "tcp",
+        "<source>\n@type tcp\ntag tcp.json\nbind 127.0.0.1\nport {P1}\nsource_address_key addr\nmessage_length_limit 1k\n<parse>\n@type json\n</parse>\n</source>",
+        &[p],
+        &sink,
+    );
+    let mut n = 0;
+    if tool("nc") {
+        sh(&format!("printf '{{\"via\":\"nc\",\"i\":1}}\\n{{\"via\":\"nc\",\"i\":2}}\\n' | nc -q1 127.0.0.1 {p}"));
+        n += 2;
+    }
+    if tool("socat") {
+        sh(&format!("printf '{{\"via\":\"socat\",\"time\":1362020400}}\\n' | socat - TCP:127.0.0.1:{p}"));
+        n += 1;
+    }
+    // Python sockets: one connection with garbage, a line over the limit, invalid
+    // UTF-8 inside JSON, a message without its newline at close...
+    let bad = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    let mut bad2 = bad.try_clone().unwrap();
+    bad2.write_all(b"\x00\xff\xfe garbage\n").unwrap();
+    bad2.write_all(&[b'x'; 5000]).unwrap();
+    bad2.write_all(b"\n{\"k\":\"\xff\"}\n{\"after\":\"bad\"}\n{\"unterminated\":1}").unwrap();
+    drop(bad2);
+    drop(bad);
+    n += 1; // {"after":"bad"}
+            // ...while a well-behaved client is served.
+    let py = format!(
+        "import socket\ns=socket.create_connection(('127.0.0.1',{p}))\nfor i in range(100):\n    s.sendall(b'{{\"via\":\"python\",\"i\":%d}}\\n' % i)\ns.close()\n"
+    );
+    let st = Command::new("python3").args(["-c", &py]).status().unwrap();
+    assert!(st.success());
+    n += 100;
+    let got = wait(&sink, n);
+    assert_eq!(got.len(), n);
+    let recs: Vec<Value> = got.iter().map(to_json).collect();
+    assert!(got.iter().all(|r| r.tag == b"tcp.json"));
+    assert!(recs.iter().all(|r| r["addr"] == json!("127.0.0.1")));
+    assert_eq!(recs.iter().filter(|r| r["via"] == json!("python")).count(), 100);
+    assert!(recs.iter().any(|r| r["after"] == json!("bad")));
+    if let Some(s) = got.iter().find(|r| to_json(r)["via"] == json!("socat")) {
+        assert_eq!(s.time.sec, 1362020400);
+    }
+    let (_, _, err) = spate.stop();
+    assert!(err.contains("pattern not matched"), "{err}");
+    assert!(err.contains("larger than message_length_limit 1024"), "{err}");
+    assert!(err.contains("in the middle of a message"), "{err}");
+}
+
+#[test]
+fn in_udp_with_socat_and_python() {
+    let sink = Sink::start();
+    let p = free_port();
+    let spate = start(
+        "udp",
+        "<source>\n@type udp\ntag udp.kv\nbind 127.0.0.1\nport {P1}\nmessage_length_limit 200\nsource_hostname_key host\n<parse>\n@type regexp\nexpression /^(?<k>\\w+)=(?<v>.*)$/\n</parse>\n</source>",
+        &[p],
+        &sink,
+    );
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut n = 0;
+    for i in 0..50 {
+        u.send_to(format!("key{i}=value {i}\n").as_bytes(), ("127.0.0.1", p)).unwrap();
+        n += 1;
+        if i % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    u.send_to(&[b'a'; 300], ("127.0.0.1", p)).unwrap(); // over the limit: dropped
+    u.send_to(b"no match here", ("127.0.0.1", p)).unwrap();
+    if tool("socat") {
+        sh(&format!("printf 'from=socat\\n' | socat - UDP:127.0.0.1:{p}"));
+        n += 1;
+    }
+    let got = wait(&sink, n);
+    assert_eq!(got.len(), n);
+    let recs: Vec<Value> = got.iter().map(to_json).collect();
+    assert!(recs.contains(&json!({"k":"key7","v":"value 7","host":"127.0.0.1"})), "{recs:?}");
+    let (_, _, err) = spate.stop();
+    assert!(err.contains("larger than message_length_limit 200"), "{err}");
+    assert!(err.contains("pattern not matched"), "{err}");
+}
+
+#[test]
+fn in_syslog_with_logger() {
+    if !tool("logger") {
+        return;
+    }
+    let sink = Sink::start();
+    let (pu, pt, po) = (free_port(), free_port(), free_port());
+    let spate = start(
+        "syslog",
+        "<source>\n@type syslog\ntag su\nbind 127.0.0.1\nport {P1}\nseverity_key severity\nfacility_key facility\n<parse>\nmessage_format auto\n</parse>\n</source>\n\
+         <source>\n@type syslog\ntag st\nbind 127.0.0.1\nport {P2}\nsource_address_key addr\n<transport tcp>\n</transport>\n<parse>\nmessage_format auto\n</parse>\n</source>\n\
+         <source>\n@type syslog\ntag so\nbind 127.0.0.1\nport {P3}\nframe_type octet_count\n<transport tcp>\n</transport>\n<parse>\nmessage_format rfc5424\n</parse>\n</source>",
+        &[pu, pt, po],
+        &sink,
+    );
+    let l = |args: &str| sh(&format!("logger -n 127.0.0.1 {args}"));
+    l(&format!("--udp --rfc3164 -P {pu} -t app1 -p local3.warning 'udp 3164 message'"));
+    l(&format!("--udp --rfc5424 -P {pu} -t app2 -p user.err 'udp 5424 message'"));
+    l(&format!("--tcp --rfc3164 -P {pt} -t app3 -p mail.info 'tcp 3164 message'"));
+    l(&format!("--tcp --rfc5424 -P {pt} -t app4 -p daemon.debug 'tcp 5424 message'"));
+    l(&format!("--tcp --rfc5424 --octet-count -P {po} -t app5 -p auth.crit 'octet counted\nwith a newline'"));
+    let got = wait(&sink, 5);
+    assert_eq!(got.len(), 5);
+    let by_tag = |t: &str| {
+        got.iter().find(|r| r.tag == t.as_bytes()).map(to_json).unwrap_or_else(|| {
+            panic!("no {t}: {:?}", got.iter().map(|r| String::from_utf8_lossy(&r.tag).into_owned()).collect::<Vec<_>>())
+        })
+    };
+    let r = by_tag("su.local3.warn");
+    assert_eq!(
+        (&r["ident"], &r["message"], &r["severity"], &r["facility"]),
+        (&json!("app1"), &json!("udp 3164 message"), &json!("warn"), &json!("local3"))
+    );
+    assert!(r.get("pri").is_none());
+    let r = by_tag("su.user.err");
+    assert_eq!((&r["ident"], &r["message"]), (&json!("app2"), &json!("udp 5424 message")));
+    assert!(r["extradata"].as_str().unwrap().contains("timeQuality"));
+    assert_eq!(by_tag("st.mail.info")["addr"], json!("127.0.0.1"));
+    assert_eq!(by_tag("st.daemon.debug")["message"], json!("tcp 5424 message"));
+    assert_eq!(by_tag("so.auth.crit")["message"], json!("octet counted\nwith a newline"));
+    // A lying octet count closes that connection, logged; the port keeps serving.
+    let mut c = TcpStream::connect(("127.0.0.1", po)).unwrap();
+    c.write_all(b"99999999 x").unwrap();
+    drop(c);
+    l(&format!("--tcp --rfc5424 --octet-count -P {po} -t app6 'after the liar'"));
+    let got = wait(&sink, 6);
+    assert!(got.iter().any(|r| to_json(r)["message"] == json!("after the liar")));
+    let (_, _, err) = spate.stop();
+    assert!(err.contains("exceeds the frame limit"), "{err}");
+}
+
+#[test]
+fn rsyslog_forwards_to_in_syslog() {
+    if !tool("rsyslogd") || !tool("logger") {
+        return;
+    }
+    let sink = Sink::start();
+    let (p, rs) = (free_port(), free_port());
+    let spate = start(
+        "rsyslog",
+        "<source>\n@type syslog\ntag rs\nbind 127.0.0.1\nport {P1}\nframe_type octet_count\n<transport tcp>\n</transport>\n<parse>\nmessage_format rfc5424\n</parse>\n</source>",
+        &[p],
+        &sink,
+    );
+    let dir = common::tempdir::Dir::new("rsyslog");
+    let conf = dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{d}\")\nmodule(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{rs}\")\n\
+             *.* action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{p}\" protocol=\"tcp\" TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\")\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let pid = dir.path().join("rsyslogd.pid");
+    let mut child = Command::new("rsyslogd")
+        .args(["-n", "-f", conf.to_str().unwrap(), "-i", pid.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    for i in 0..20 {
+        sh(&format!("logger --udp --rfc3164 -n 127.0.0.1 -P {rs} -t relayed -p local0.notice 'through rsyslog {i}'"));
+    }
+    let got = sink.wait_for(20, Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    let ours: Vec<Value> = got.iter().filter(|r| r.tag == b"rs.local0.notice").map(to_json).collect();
+    assert_eq!(ours.len(), 20, "{:?}", got.iter().map(to_json).collect::<Vec<_>>());
+    assert!(ours.iter().all(|r| r["ident"] == json!("relayed")));
+    // rsyslog's RFC 5424 template keeps the blank that followed the 3164 tag (`%msg%`
+    // starts with it), and fluentd's parser keeps it too.
+    assert!(ours.iter().any(|r| r["message"] == json!(" through rsyslog 7")), "{:?}", ours[0]);
+    spate.stop();
+}
+
+#[test]
+fn nginx_access_log_lines_parse_with_nginx_and_apache2() {
+    if !tool("nginx") || !tool("curl") {
+        return;
+    }
+    let dir = common::tempdir::Dir::new("nginx");
+    let np = free_port();
+    let log = dir.path().join("access.log");
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log {log} combined;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n  server {{\n    listen 127.0.0.1:{np};\n    location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
+            d = dir.path().display(),
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let mut nginx = Command::new("nginx")
+        .args(["-c", conf.to_str().unwrap(), "-p", dir.path().to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    for path in ["/", "/a?b=c", "/x%20y", "/missing.png"] {
+        sh(&format!("curl -s -o /dev/null -A 'spate-test/1.0' -e http://ref.example/ 'http://127.0.0.1:{np}{path}'"));
+    }
+    sh(&format!("curl -s -o /dev/null -X POST -d x=1 'http://127.0.0.1:{np}/post'"));
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines.lines().count(), 5, "{lines}");
+
+    let sink = Sink::start();
+    let (p1, p2) = (free_port(), free_port());
+    let spate = start(
+        "nginx",
+        "<source>\n@type tcp\ntag ng\nbind 127.0.0.1\nport {P1}\n<parse>\n@type nginx\n</parse>\n</source>\n<source>\n@type tcp\ntag ap\nbind 127.0.0.1\nport {P2}\n<parse>\n@type apache2\n</parse>\n</source>",
+        &[p1, p2],
+        &sink,
+    );
+    for p in [p1, p2] {
+        let mut c = TcpStream::connect(("127.0.0.1", p)).unwrap();
+        c.write_all(lines.as_bytes()).unwrap();
+    }
+    let got = wait(&sink, 10);
+    assert_eq!(got.len(), 10);
+    let ng: Vec<Value> = got.iter().filter(|r| r.tag == b"ng").map(to_json).collect();
+    let ap: Vec<Value> = got.iter().filter(|r| r.tag == b"ap").map(to_json).collect();
+    assert!(ng.iter().all(|r| r["remote"] == json!("127.0.0.1") && r["agent"] != Value::Null));
+    assert!(ng.iter().any(|r| r["path"] == json!("/a?b=c")
+        && r["code"] == json!("200")
+        && r["referer"] == json!("http://ref.example/")));
+    assert!(ng.iter().any(|r| r["method"] == json!("POST")));
+    assert!(ap.iter().any(|r| r["path"] == json!("/x%20y") && r["code"] == json!(200) && r["user"] == Value::Null));
+    // The time is the log's (now, within a minute).
+    let now = spate_protocol::EventTime::now().sec;
+    assert!(got.iter().all(|r| now.abs_diff(r.time.sec) < 60));
+    spate.stop();
+}
+
+#[test]
+fn filter_parser_sends_failures_to_the_error_label() {
+    let sink = Sink::start();
+    let p = free_port();
+    let cfg = format!(
+        "<source>\n@type forward\nbind 127.0.0.1\nport {{PORT}}\n</source>\n\
+         <source>\n@type tcp\ntag raw\nbind 127.0.0.1\nport {p}\n<parse>\n@type json\n</parse>\n</source>\n\
+         <filter raw>\n@type parser\nkey_name log\nreserve_data true\n<parse>\n@type apache2\n</parse>\n</filter>\n\
+         <match raw>\n@type forward\n<server>\nhost 127.0.0.1\nport {s}\n</server>\n<buffer>\nflush_interval 0.1s\n</buffer>\n</match>\n\
+         <label @ERROR>\n<match **>\n@type forward\n<server>\nhost 127.0.0.1\nport {s}\n</server>\n<buffer>\nflush_interval 0.1s\n</buffer>\n</match>\n</label>\n",
+        s = sink.addr.port()
+    );
+    let spate = Spate::start("filter_parser", &cfg, Stdio::null());
+    wait_port(p);
+    let mut c = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    c.write_all(b"{\"log\":\"192.168.0.1 - - [28/Feb/2013:12:00:00 +0900] \\\"GET / HTTP/1.1\\\" 200 777 \\\"-\\\" \\\"Opera/12.0\\\"\",\"stream\":\"stdout\"}\n{\"log\":\"not an access log\",\"stream\":\"stderr\"}\n{\"other\":1}\n").unwrap();
+    drop(c);
+    let got = wait(&sink, 4);
+    let recs: Vec<Value> = got.iter().map(to_json).collect();
+    // Parsed, merged (reserve_data), with the log's time.
+    let ok = got.iter().find(|r| to_json(r)["method"] == json!("GET")).unwrap();
+    assert_eq!(ok.time.sec, 1362020400);
+    assert_eq!(to_json(ok)["stream"], json!("stdout"));
+    // The unparsable line is kept (reserve_data) and also sent to @ERROR, as the key-less record.
+    assert_eq!(recs.iter().filter(|r| r["log"] == json!("not an access log")).count(), 2);
+    assert!(recs.iter().filter(|r| r["other"] == json!(1)).count() >= 2, "{recs:?}");
+    spate.stop();
+}
