@@ -180,7 +180,7 @@ fn unknown_labels_types_and_bad_workers_are_config_errors() {
             "<match **>\n@type mongo\n</match>\n",
             &format!("t.conf:1:1: unknown output plugin type 'mongo' in <match **>; spate supports: {}", outputs),
         ),
-        ("<filter **>\n@type parser\n</filter>\n", "unknown filter plugin type 'parser'"),
+        ("<filter **>\n@type no_such_filter\n</filter>\n", "unknown filter plugin type 'no_such_filter'"),
         ("<worker 5>\n</worker>\n", "worker ids must be within 0..1"),
         ("<match {a>\n@type null\n</match>\n<match /(/>\n@type null\n</match>\n", "invalid match pattern"),
         (
