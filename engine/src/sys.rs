@@ -129,6 +129,12 @@ pub fn ignore_sigxfsz() {
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
 }
 
+/// The parent process id (monitor_agent's `ppid`).
+pub fn parent_pid() -> u32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
 /// The canonical name of a host (getaddrinfo's `AI_CANONNAME`, as Ruby's hostent
 /// `h_name` and `hostname -f`). Uses the resolver: call it at config time.
 pub fn canonical_name(name: &str) -> Result<String, String> {

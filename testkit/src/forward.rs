@@ -81,8 +81,11 @@ pub struct Received {
 pub struct Sink {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Every event received, in arrival order.
+    /// Every event received, in arrival order, except the server's own log events.
     pub events: Arc<Mutex<Vec<Received>>>,
+    /// The server's own log events (tags `fluent.*`: fluentd and spate route their log
+    /// lines to a top-level `<match **>` too), kept apart so counts stay exact.
+    pub logs: Arc<Mutex<Vec<Received>>>,
     /// Acks sent.
     pub acks_sent: Arc<Mutex<u64>>,
 }
@@ -93,15 +96,16 @@ impl Sink {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback sink");
         let addr = l.local_addr().expect("the sink's address");
         let events = Arc::new(Mutex::new(Vec::new()));
+        let logs = Arc::new(Mutex::new(Vec::new()));
         let acks_sent = Arc::new(Mutex::new(0));
-        let (ev, ac) = (events.clone(), acks_sent.clone());
+        let (ev, lg, ac) = (events.clone(), logs.clone(), acks_sent.clone());
         std::thread::spawn(move || {
             for s in l.incoming() {
                 let Ok(s) = s else { continue };
-                let (ev, ac) = (ev.clone(), ac.clone());
+                let (ev, lg, ac) = (ev.clone(), lg.clone(), ac.clone());
                 std::thread::spawn(move || {
                     serve_acking(s, |b| {
-                        let mut g = ev.lock().unwrap();
+                        let mut g = if b.tag.starts_with(b"fluent.") { lg.lock().unwrap() } else { ev.lock().unwrap() };
                         for e in b.events() {
                             g.push(Received {
                                 tag: b.tag.to_vec(),
@@ -117,7 +121,7 @@ impl Sink {
                 });
             }
         });
-        Sink { addr, events, acks_sent }
+        Sink { addr, events, logs, acks_sent }
     }
 
     /// Waits until `n` events arrived or `within` passed; returns the events so far.

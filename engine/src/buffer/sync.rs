@@ -134,6 +134,8 @@ pub struct Syncer {
     waiters: RefCell<Vec<Waker>>,
     started: Cell<bool>,
     stats: Cell<SyncStats>,
+    /// Duration of each group commit.
+    pub latency: crate::metrics::Histogram,
 }
 
 impl Syncer {
@@ -168,10 +170,40 @@ impl Syncer {
         self.stats.get()
     }
 
+    /// The shard values of the group commit (for the metrics endpoints).
+    pub fn samples(&self) -> Vec<crate::metrics::Sample> {
+        use crate::metrics::{Sample, Value};
+        let st = self.stats.get();
+        let c = |name: &str, help: &str, v: u64| Sample {
+            name: name.into(),
+            help: help.into(),
+            labels: Vec::new(),
+            value: Value::Counter(v as f64),
+        };
+        vec![
+            c("group_commits", "Group commits of file buffers (one fdatasync per file touched).", st.commits),
+            c("group_commit_failures", "Chunk writes a group commit could not make durable.", st.failures),
+            c("fsync_bytes", "Bytes written and fdatasynced by group commits.", st.bytes_written),
+            c("fsync_chunks", "Chunk files written by group commits.", st.chunks_written),
+            Sample {
+                name: "group_commit_duration_seconds".into(),
+                help: "Time of a group commit (write + fdatasync).".into(),
+                labels: Vec::new(),
+                value: Value::Histogram(self.latency.snapshot()),
+            },
+        ]
+    }
+
     /// Registers a file buffer and the flush task to wake when its chunks become
-    /// durable; starts the commit task on first use.
+    /// durable (again after a reload handed the buffer to a new output: the new flush
+    /// task replaces the old); starts the commit task on first use.
     pub fn register(self: &Rc<Self>, buffer: Rc<RefCell<dyn CommitSource>>, flusher: &Rc<Notify>) {
-        self.buffers.borrow_mut().push((Rc::downgrade(&buffer), Rc::downgrade(flusher)));
+        {
+            let mut regs = self.buffers.borrow_mut();
+            let same = |b: &Weak<RefCell<dyn CommitSource>>| std::ptr::addr_eq(b.as_ptr(), Rc::as_ptr(&buffer));
+            regs.retain(|(b, _)| b.strong_count() > 0 && !same(b));
+            regs.push((Rc::downgrade(&buffer), Rc::downgrade(flusher)));
+        }
         if !self.started.replace(true) {
             let me = self.clone();
             glommio::spawn_local(async move { me.run().await }).detach();
@@ -237,7 +269,9 @@ impl Syncer {
                 continue;
             }
             let target = self.written.get();
+            let t0 = std::time::Instant::now();
             let r = self.commit().await;
+            self.latency.observe_duration(t0.elapsed());
             let from = self.durable.get() + 1;
             if let Err(why) = r {
                 self.failed_upto.set(target);

@@ -4,6 +4,8 @@
 //! — comes from `spate-testkit` and is re-exported here for the tests' `use common::*`.
 #![allow(dead_code, unused_imports)]
 
+pub mod http;
+
 use std::net::SocketAddr;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;

@@ -33,6 +33,44 @@ pub struct InputMetrics {
     /// `deduplicate`: frames (and their events) acked without storing them again.
     pub resent_frames: Cell<u64>,
     pub resent_events: Cell<u64>,
+    /// From the read that completed a frame to its ack written.
+    pub ack_latency: crate::metrics::Histogram,
+}
+
+impl InputMetrics {
+    /// Reports the counters under spate's names (see `metrics::prom`).
+    pub fn visit(&self, m: &mut dyn crate::metrics::Visitor) {
+        use crate::metrics::Merge;
+        m.counter("batches_in", "Frames received.", self.frames.get());
+        m.counter("events_in", "Events received.", self.events.get());
+        m.counter("bytes_in", "Bytes read from connections.", self.bytes.get());
+        m.counter("decode_errors", "Frames that could not be decoded (connection closed).", self.bad_frames.get());
+        m.counter("invalid_events", "Entries that were not [time, record] (dropped).", self.invalid_events.get());
+        m.counter(
+            "rejected_batches",
+            "Batches the outputs refused (no ack, connection closed).",
+            self.rejected_batches.get(),
+        );
+        m.counter("blocked", "Times a full buffer (overflow_action block) paused reading.", self.blocked.get());
+        m.counter("acks_sent", "Acks sent.", self.acks.get());
+        m.counter("auth_failures", "Shared-key or user authentication failures.", self.auth_failures.get());
+        m.counter("tls_failures", "Failed TLS handshakes.", self.tls_failures.get());
+        m.counter("connections_accepted", "Connections accepted.", self.connections.get());
+        m.counter("connections_refused", "Connections refused (max_connections).", self.refused_connections.get());
+        m.counter("connections_idle_closed", "Connections closed after idle_timeout.", self.idle_closed.get());
+        m.counter(
+            "resent_frames",
+            "Frames acked without storing them again: resends of stored frames (deduplicate).",
+            self.resent_frames.get(),
+        );
+        m.counter("resent_events", "Events in those resent frames (deduplicate).", self.resent_events.get());
+        m.gauge("connections_open", "Connections open.", self.active.get() as f64, Merge::Sum);
+        m.histogram(
+            "ack_latency_seconds",
+            "From the read that completed a frame to its ack written (per ack).",
+            &self.ack_latency,
+        );
+    }
 }
 
 pub(super) fn inc(c: &Cell<u64>, n: u64) {

@@ -24,13 +24,12 @@ use wire::{add_fields, handshake, heartbeat_loop, read_into};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::AsyncWriteExt;
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use spate_protocol::encode;
 use spate_protocol::{CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits, Mode};
@@ -83,10 +82,8 @@ impl ForwardInput {
     }
 
     /// Starts accepting on this shard. `udp` binds the heartbeat socket (one shard).
-    pub fn start(self: &Rc<Self>, listener: std::net::TcpListener, udp: bool) -> std::io::Result<SocketAddr> {
-        let local = listener.local_addr()?;
-        // SAFETY: the fd comes from a listening, non-blocking socket we own.
-        let l = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    pub fn start(self: &Rc<Self>, l: crate::input::net::Listener, udp: bool) -> std::io::Result<SocketAddr> {
+        let local = l.local_addr();
         let me = self.clone();
         let t = glommio::spawn_local(async move { me.accept_loop(l).await }).detach();
         self.tasks.borrow_mut().push(t);
@@ -102,43 +99,39 @@ impl ForwardInput {
         Ok(local)
     }
 
-    async fn accept_loop(self: Rc<Self>, l: TcpListener) {
+    async fn accept_loop(self: Rc<Self>, l: crate::input::net::Listener) {
         loop {
-            match l.accept().await {
-                Ok(stream) => {
-                    if self.stopping.get() {
-                        break;
-                    }
-                    if self.metrics.active.get() as usize >= self.conf.max_connections {
-                        let n = self.metrics.refused_connections.get() + 1;
-                        self.metrics.refused_connections.set(n);
-                        // Log the first refusal and then every 1000th: a flood must not flood the log.
-                        if n == 1 || n.is_multiple_of(1000) {
-                            let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |p| p.to_string());
-                            crate::warn!("{}: refusing connection from {peer}: max_connections {} reached on this shard ({n} refused so far)", self.conf.id, self.conf.max_connections);
-                        }
-                        drop(stream);
-                        continue;
-                    }
-                    let id = self.next_conn.get();
-                    self.next_conn.set(id + 1);
-                    inc(&self.metrics.connections, 1);
-                    inc(&self.metrics.active, 1);
-                    let me = self.clone();
-                    let h = glommio::spawn_local(async move {
-                        let peer = stream.peer_addr().ok();
-                        me.serve(stream, peer).await;
-                        me.metrics.active.set(me.metrics.active.get().saturating_sub(1));
-                        me.conns.borrow_mut().remove(&id);
-                    })
-                    .detach();
-                    self.conns.borrow_mut().insert(id, h);
-                }
-                Err(e) => {
-                    crate::warn!("{}: accept failed: {e}", self.conf.id);
-                    glommio::timer::sleep(Duration::from_millis(50)).await;
-                }
+            // The listener is pooled (it survives a reload): accept errors are handled
+            // by the pool, and a stopping input hands back what it took.
+            let stream = l.accept().await;
+            if self.stopping.get() {
+                l.give_back(stream);
+                break;
             }
+            if self.metrics.active.get() as usize >= self.conf.max_connections {
+                let n = self.metrics.refused_connections.get() + 1;
+                self.metrics.refused_connections.set(n);
+                // Log the first refusal and then every 1000th: a flood must not flood the log.
+                if n == 1 || n.is_multiple_of(1000) {
+                    let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |p| p.to_string());
+                    crate::warn!("{}: refusing connection from {peer}: max_connections {} reached on this shard ({n} refused so far)", self.conf.id, self.conf.max_connections);
+                }
+                drop(stream);
+                continue;
+            }
+            let id = self.next_conn.get();
+            self.next_conn.set(id + 1);
+            inc(&self.metrics.connections, 1);
+            inc(&self.metrics.active, 1);
+            let me = self.clone();
+            let h = glommio::spawn_local(async move {
+                let peer = stream.peer_addr().ok();
+                me.serve(stream, peer).await;
+                me.metrics.active.set(me.metrics.active.get().saturating_sub(1));
+                me.conns.borrow_mut().remove(&id);
+            })
+            .detach();
+            self.conns.borrow_mut().insert(id, h);
         }
     }
 
@@ -268,6 +261,7 @@ impl ForwardInput {
                 }
             };
             inc(&self.metrics.bytes, n as u64);
+            let (read_at, acks_before) = (Instant::now(), self.metrics.acks.get());
             let small_read = n < want / 8;
             if n >= want / 2 {
                 want = (want * 2).min(READ_SIZE);
@@ -321,6 +315,8 @@ impl ForwardInput {
                 }
                 let w = stream.write_all(&acks).await;
                 acks.clear();
+                let n = self.metrics.acks.get() - acks_before;
+                self.metrics.ack_latency.observe_n(read_at.elapsed().as_secs_f64(), n);
                 if let Err(e) = w {
                     crate::debug!("{}: writing acks to {peer_s} failed: {e}", self.conf.id);
                     return;
@@ -496,7 +492,9 @@ impl ForwardInput {
                 Err(e) if e.is_block() => continue,
                 Err(e) => {
                     inc(&self.metrics.rejected_batches, 1);
-                    crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                    if crate::log::emit_error_allowed() {
+                        crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                    }
                     return false;
                 }
             }
@@ -714,7 +712,9 @@ impl ForwardInput {
             Err(e) => {
                 self.not_stored(&held);
                 inc(&self.metrics.rejected_batches, 1);
-                crate::warn!("{}: events from {host} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                if crate::log::emit_error_allowed() {
+                    crate::warn!("{}: events from {host} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                }
                 Step::Close
             }
         }
@@ -753,7 +753,7 @@ impl Input for ForwardInput {
             d.start();
         }
         let addr = self.conf.addr().map_err(std::io::Error::other)?;
-        let l = crate::input::net::bind_tcp(addr, self.conf.backlog)
+        let l = crate::input::net::listen(addr, self.conf.backlog)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: cannot listen on {addr}: {e}", self.conf.id)))?;
         // One shard answers the UDP heartbeat on the same port.
         let a = ForwardInput::start(&self, l, first)?;
@@ -762,6 +762,10 @@ impl Input for ForwardInput {
 
     fn stop(&self, grace: Duration) -> LocalFuture<'_, ()> {
         Box::pin(ForwardInput::stop(self, grace))
+    }
+
+    fn visit_metrics(&self, m: &mut dyn crate::metrics::Visitor) {
+        self.metrics.visit(m);
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
