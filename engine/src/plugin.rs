@@ -17,6 +17,9 @@
 //! instance may ask of its shard (group commit, hostname, the shard's outputs). Layers
 //! only point down: this file knows the buffer and the config tree, never a concrete
 //! plugin, the router or the registry.
+//!
+//! Over 800 lines on purpose: every contract a plugin author implements is on one page
+//! (the registry row, the four plan/instance trait pairs, the shard context).
 
 use std::any::Any;
 use std::cell::RefCell;
