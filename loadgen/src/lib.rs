@@ -9,6 +9,8 @@ pub mod capture;
 mod fleet;
 pub mod generator;
 pub mod handshake;
+pub mod lines;
+mod plain;
 pub mod records;
 pub mod replay;
 pub mod report;
