@@ -1,6 +1,7 @@
-//! `spate-loadgen run`: the generator's configuration, its two I/O paths (threads per
-//! connection for a few fast connections, `threaded.rs`; epoll loops for fleets of
-//! thousands, `fleet.rs`), the live line, and the report. Every run ends within its
+//! `spate-loadgen run`: the generator's configuration, its two Forward I/O paths
+//! (threads per connection for a few fast connections, `threaded.rs`; epoll loops for
+//! fleets of thousands, `fleet.rs`), the senders for the other inputs' protocols
+//! (`plain.rs`, threads), the live line, and the report. Every run ends within its
 //! duration plus the ack timeout plus a second.
 
 use std::net::SocketAddr;
