@@ -12,6 +12,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("sys", 0),
     ("log", 1),
     ("config", 2),
+    ("system", 3),
+    ("metrics", 3),
     ("ruby", 3),
     ("format", 4),
     ("parser", 4),
@@ -21,7 +23,6 @@ const LAYERS: &[(&str, u32)] = &[
     ("security", 5),
     ("s3", 5),
     ("kafka", 5),
-    ("metrics", 6),
     ("plugin", 6),
     ("router", 7),
     ("input", 8),
@@ -29,7 +30,11 @@ const LAYERS: &[(&str, u32)] = &[
     ("output", 8),
     ("registry", 9),
     ("plan", 10),
-    ("runtime", 11),
+    ("logevents", 11),
+    ("reload", 11),
+    ("control", 11),
+    ("rpc", 11),
+    ("runtime", 12),
 ];
 
 type Module = Vec<String>;
