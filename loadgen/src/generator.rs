@@ -1,6 +1,7 @@
-//! `spate-loadgen run`: the generator's configuration, its two I/O paths (threads per
-//! connection for a few fast connections, `threaded.rs`; epoll loops for fleets of
-//! thousands, `fleet.rs`), the live line, and the report. Every run ends within its
+//! `spate-loadgen run`: the generator's configuration, its two Forward I/O paths
+//! (threads per connection for a few fast connections, `threaded.rs`; epoll loops for
+//! fleets of thousands, `fleet.rs`), the senders for the other inputs' protocols
+//! (`plain.rs`, threads), the live line, and the report. Every run ends within its
 //! duration plus the ack timeout plus a second.
 
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use spate_protocol::encode::TimeFormat;
 
 pub use crate::handshake::Auth;
+use crate::lines::{Format, Protocol};
 use crate::records::{templates, FrameParams, RecordSource, SendMode, Template};
 use crate::report::{hist_to_string, new_count_hist, second_row, Fairness, Latency, RunReport};
 use crate::stats::{clock_pair, conn_rates, raise_nofile, Shared};
@@ -75,6 +77,18 @@ pub struct RunConfig {
     pub io: IoMode,
     /// Event-loop threads with `--io loop` (0: one per CPU).
     pub threads: u32,
+    /// Forward (every `mode`), or one of the other inputs' protocols (`plain.rs`).
+    pub protocol: Protocol,
+    /// How events are written for the non-Forward protocols (None: the protocol's
+    /// default, [`Protocol::default_format`]).
+    pub format: Option<Format>,
+}
+
+impl RunConfig {
+    /// The format events are written in (non-Forward protocols).
+    pub fn format(&self) -> Format {
+        self.format.unwrap_or(self.protocol.default_format())
+    }
 }
 
 impl Default for RunConfig {
@@ -103,6 +117,8 @@ impl Default for RunConfig {
             churn: None,
             io: IoMode::Auto,
             threads: 0,
+            protocol: Protocol::Forward,
+            format: None,
         }
     }
 }
@@ -153,8 +169,36 @@ pub fn uses_loop(cfg: &RunConfig) -> bool {
     }
 }
 
+/// Rejects what the non-Forward protocols cannot do, and marks HTTP runs as acked
+/// (every request is confirmed by its response).
+fn check_protocol(cfg: &mut RunConfig) -> Result<(), Error> {
+    if cfg.protocol == Protocol::Forward {
+        if cfg.format.is_some() {
+            return Err(Error::Config("--format goes with --protocol http, tcp, udp or syslog".into()));
+        }
+        return Ok(());
+    }
+    let p = cfg.protocol.name();
+    crate::lines::check(cfg.protocol, cfg.format()).map_err(Error::Config)?;
+    let unsupported = [
+        (cfg.ack, "--ack (HTTP requests are always confirmed by their response; tcp, udp and syslog have no acks)"),
+        (cfg.tls.is_some(), "--tls"),
+        (cfg.auth.is_some(), "--shared-key"),
+        (cfg.churn.is_some(), "--churn"),
+        (cfg.io == IoMode::Loop, "--io loop"),
+    ];
+    if let Some((_, what)) = unsupported.iter().find(|(on, _)| *on) {
+        return Err(Error::Config(format!("--protocol {p} does not support {what}")));
+    }
+    cfg.io = IoMode::Threads;
+    cfg.ack = cfg.protocol == Protocol::Http;
+    cfg.inflight = 1;
+    Ok(())
+}
+
 /// Runs the generator to completion and returns its report.
-pub fn run(cfg: RunConfig) -> Result<RunReport, Error> {
+pub fn run(mut cfg: RunConfig) -> Result<RunReport, Error> {
+    check_protocol(&mut cfg)?;
     if cfg.targets.is_empty() || cfg.connections == 0 {
         return Err(Error::Config("need at least one --target and one connection".into()));
     }
@@ -200,7 +244,11 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, Error> {
             .map(|i| {
                 let addr = cfg.targets[i as usize % cfg.targets.len()];
                 let c2 = ctx.clone();
-                std::thread::spawn(move || crate::threaded::connection(i, addr, c2))
+                if c2.cfg.protocol == Protocol::Forward {
+                    std::thread::spawn(move || crate::threaded::connection(i, addr, c2))
+                } else {
+                    std::thread::spawn(move || crate::plain::connection(i, addr, c2))
+                }
             })
             .collect()
     };
@@ -213,6 +261,9 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, Error> {
 pub fn run_replay(cfg: RunConfig, rc: crate::replay::ReplayConfig) -> Result<RunReport, Error> {
     if cfg.targets.is_empty() {
         return Err(Error::Config("need at least one --target".into()));
+    }
+    if cfg.protocol != Protocol::Forward {
+        return Err(Error::Config("--replay sends Forward recordings: it goes with --protocol forward".into()));
     }
     if cfg.events.is_some() || cfg.rate.is_some() || cfg.churn.is_some() {
         return Err(Error::Config("--replay sends the recording as it was: no --events, --rate or --churn".into()));
@@ -373,7 +424,10 @@ fn build_report(ctx: &Ctx, rows: Rows, io: &str, slots: usize) -> RunReport {
         events_acked_total: c.acked_total.load(Ordering::Relaxed),
         rate_per_sec,
         per_second,
-        mode: format!("{:?}", cfg.mode).to_lowercase(),
+        mode: match cfg.protocol {
+            Protocol::Forward => format!("{:?}", cfg.mode).to_lowercase(),
+            p => format!("{}/{}", p.name(), cfg.format().name()),
+        },
         connections: cfg.connections,
         batch: cfg.batch,
         inflight: cfg.inflight,

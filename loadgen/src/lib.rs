@@ -3,12 +3,16 @@
 //! ([`generator::run`]) sends in every Forward mode at a fixed open-loop rate or as fast
 //! as the target takes it, with acks and HDR latency histograms; the sink
 //! ([`sink::start`]) receives, acks, counts per tag and measures end-to-end latency from
-//! a send stamp in each record. Both write the JSON reports of [`report`].
+//! a send stamp in each record. Both write the JSON reports of [`report`]. With
+//! `--protocol http|tcp|udp|syslog` the generator drives in_http, in_tcp, in_udp and
+//! in_syslog instead ([`lines`]).
 
 pub mod capture;
 mod fleet;
 pub mod generator;
 pub mod handshake;
+pub mod lines;
+mod plain;
 pub mod records;
 pub mod replay;
 pub mod report;

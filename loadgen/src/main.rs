@@ -1,4 +1,5 @@
-//! `spate-loadgen`: CLI over the `spate_loadgen` library (`run` generator and replay,
+//! `spate-loadgen`: CLI over the `spate_loadgen` library (`run` generator for Forward
+//! and the other inputs' protocols, and replay,
 //! `sink`, `merge` of reports).
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use spate_loadgen::generator::{self, IoMode, RunConfig};
+use spate_loadgen::lines::{Format, Protocol};
 use spate_loadgen::records::{RecordSource, SendMode};
 use spate_loadgen::replay::ReplayConfig;
 use spate_loadgen::report::RunReport;
@@ -45,7 +47,8 @@ struct MergeArgs {
     report_svg: Option<PathBuf>,
 }
 
-/// generate load against one or more Forward servers
+/// generate load against one or more Forward servers (or in_http, in_tcp, in_udp,
+/// in_syslog inputs with --protocol)
 #[derive(FromArgs)]
 #[argh(subcommand, name = "run")]
 struct RunArgs {
@@ -55,9 +58,16 @@ struct RunArgs {
     /// connections (default 1)
     #[argh(option, default = "1")]
     connections: u32,
-    /// message, forward, packed or compressed (default packed)
-    #[argh(option, default = "SendMode::Packed")]
-    mode: SendMode,
+    /// forward (default: fluentd's Forward protocol), http, tcp, udp or syslog
+    #[argh(option, default = "Protocol::Forward")]
+    protocol: Protocol,
+    /// events as json, msgpack, ltsv, apache2, syslog3164 or syslog5424 (non-forward
+    /// protocols; default json, syslog: syslog3164)
+    #[argh(option)]
+    format: Option<Format>,
+    /// message, forward, packed or compressed (default packed; forward protocol)
+    #[argh(option)]
+    mode: Option<SendMode>,
     /// events per frame (default 1000; message mode: frames per write)
     #[argh(option, default = "1000")]
     batch: u32,
@@ -70,9 +80,9 @@ struct RunArgs {
     /// tag (default spate.loadgen)
     #[argh(option, default = "String::from(\"spate.loadgen\")")]
     tag: String,
-    /// eventtime (nanoseconds, default) or int
-    #[argh(option, default = "String::from(\"eventtime\")")]
-    time: String,
+    /// eventtime (nanoseconds, default) or int (forward protocol)
+    #[argh(option)]
+    time: Option<String>,
     /// open-loop rate in events/s (default: as fast as the target takes it)
     #[argh(option)]
     rate: Option<f64>,
@@ -124,9 +134,9 @@ struct RunArgs {
     /// warmup before measuring, not counted (default 0s)
     #[argh(option, default = "String::from(\"0s\")")]
     warmup: String,
-    /// record field carrying the send time in ns (default _spate_ts)
-    #[argh(option, default = "String::from(\"_spate_ts\")")]
-    stamp_field: String,
+    /// record field carrying the send time in ns (default _spate_ts; forward protocol)
+    #[argh(option)]
+    stamp_field: Option<String>,
     /// no live line on stderr
     #[argh(switch)]
     quiet: bool,
@@ -256,7 +266,18 @@ fn run_cmd(a: RunArgs) -> ExitCode {
             return Err("at least one --target HOST:PORT is required".into());
         }
         let targets = a.target.iter().map(|t| resolve(t)).collect::<Result<Vec<_>, _>>()?;
-        let time = match a.time.as_str() {
+        if a.protocol != Protocol::Forward {
+            let forward_only = [
+                (a.mode.is_some(), "--mode"),
+                (a.time.is_some(), "--time"),
+                (a.stamp_field.is_some(), "--stamp-field"),
+                (a.replay.is_some(), "--replay"),
+            ];
+            if let Some((_, o)) = forward_only.iter().find(|(on, _)| *on) {
+                return Err(format!("{o} goes with --protocol forward, not {}", a.protocol.name()));
+            }
+        }
+        let time = match a.time.as_deref().unwrap_or("eventtime") {
             "eventtime" => TimeFormat::EventTime,
             "int" => TimeFormat::Integer,
             o => return Err(format!("--time {o:?}: expected eventtime or int")),
@@ -272,7 +293,7 @@ fn run_cmd(a: RunArgs) -> ExitCode {
         let cfg = RunConfig {
             targets,
             connections: a.connections,
-            mode: a.mode,
+            mode: a.mode.unwrap_or(SendMode::Packed),
             batch: a.batch.max(1),
             record,
             tag: a.tag.clone(),
@@ -285,7 +306,7 @@ fn run_cmd(a: RunArgs) -> ExitCode {
             duration: a.duration.as_deref().map(parse_duration).transpose()?,
             events: a.events,
             warmup: parse_duration(&a.warmup)?,
-            stamp_field: a.stamp_field.clone(),
+            stamp_field: a.stamp_field.clone().unwrap_or_else(|| "_spate_ts".into()),
             quiet: a.quiet,
             connect_timeout: Duration::from_secs(3),
             auth: a.shared_key.clone().map(|k| generator::Auth {
@@ -313,6 +334,8 @@ fn run_cmd(a: RunArgs) -> ExitCode {
             churn: a.churn,
             io: a.io,
             threads: a.threads,
+            protocol: a.protocol,
+            format: a.format,
         };
         let mut r = match &a.replay {
             Some(file) => {

@@ -5,6 +5,7 @@
 
 mod bulk_sink;
 mod compare;
+mod inputs;
 mod procstat;
 mod report;
 mod systems;
@@ -40,8 +41,8 @@ enum Sub {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "run")]
 struct RunArgs {
-    /// scenario: S1..S7, S1M (S1 with every metric source configured and scraped; spate
-    /// only) or all (default all: S1..S7)
+    /// scenario: S1..S9, S12, S1M (S1 with every metric source configured and scraped;
+    /// spate only) or all (default all: S1..S9, S12)
     #[argh(option, default = "String::from(\"all\")")]
     scenario: String,
     /// systems, comma-separated (default spate,fluentd,fluent-bit)
@@ -187,16 +188,13 @@ fn drive(port: u16, g: &Gen, warmup: f64, duration: f64, dir: &Path) -> Result<V
     c.arg("run")
         .args(["--target", &format!("127.0.0.1:{port}")])
         .args(["--connections", &g.connections.to_string()])
-        .args(["--mode", g.mode])
+        .args(inputs::gen_args(g))
         .args(["--batch", &g.batch.to_string()])
         .args(["--record", "r1"])
         .args(["--duration", &format!("{duration}s")])
         .args(["--warmup", &format!("{warmup}s")])
         .args(["--report", &report.display().to_string()])
         .arg("--quiet");
-    if g.ack {
-        c.arg("--ack").args(["--inflight", &g.inflight.to_string()]);
-    }
     if let Some(r) = g.rate {
         c.args(["--rate", &r.to_string()]);
     }
@@ -278,7 +276,9 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     };
     let dir = ctx.dir.join(format!("{}-{}-{}", sc, sys.kind.name(), port));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let args = systems::config(sys.kind, pipeline, port, &dir).map_err(|e| e.to_string())?;
+    let args = inputs::config(sys.kind, pipeline_kind, port, &dir)
+        .unwrap_or_else(|| systems::config(sys.kind, pipeline, port, &dir))
+        .map_err(|e| e.to_string())?;
     let log = std::fs::File::create(dir.join("system.log")).map_err(|e| e.to_string())?;
     let mut child = pinned(cpus().0, &sys.cmd)
         .args(&args)
@@ -477,12 +477,12 @@ fn memcpy_bandwidth() -> f64 {
 }
 
 fn run(a: RunArgs) -> i32 {
-    let all = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S12"];
+    let all = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S12"];
     let scenarios: Vec<&str> =
         if a.scenario == "all" { all.to_vec() } else { a.scenario.split(',').map(str::trim).collect() };
     for s in &scenarios {
         if !all.contains(s) && *s != "S1M" {
-            eprintln!("spate-bench: unknown scenario {s:?}; expected S1..S7, S12, S1M or all");
+            eprintln!("spate-bench: unknown scenario {s:?}; expected S1..S9, S12, S1M or all");
             return 2;
         }
     }
@@ -524,6 +524,8 @@ fn run(a: RunArgs) -> i32 {
             "S6" => ("relay", Gen::s1()),
             // forward -> out_elasticsearch -> a bulk endpoint, S1's load.
             "S12" => ("elasticsearch", Gen::s1()),
+            "S8" => inputs::s8(),
+            "S9" => inputs::s9(),
             "S7" => {
                 ("null", Gen { mode: "packed", connections: 4, inflight: 8, batch: 100, ack: true, rate: Some(50_000) })
             }
