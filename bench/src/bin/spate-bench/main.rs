@@ -5,6 +5,7 @@
 
 mod bulk_sink;
 mod compare;
+mod fleet;
 mod kafka;
 mod procstat;
 mod relay;
@@ -405,7 +406,7 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
         None => -1,
     };
     let errors = f(&gen, "errors") as u64;
-    let status = if lost > 0 {
+    let mut status = if lost > 0 {
         format!("invalid: lost {lost} acked events")
     } else if lost < 0 {
         "ok (loss not verifiable: no acks and no sink)".into()
@@ -414,6 +415,9 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     } else {
         "ok".into()
     };
+    if let Some(note) = fleet::rate_note(g, f(&gen, "events_per_sec")) {
+        status.push_str(&note);
+    }
     Ok(json!({
         "scenario": sc,
         "system": sys.kind.name(),
@@ -520,6 +524,13 @@ fn run(a: RunArgs) -> i32 {
     }
     eprintln!("measuring ceilings (generator -> sink, memcpy)...");
     let mut ceil = ceiling(&ctx);
+    if scenarios.contains(&"S11") {
+        eprintln!("measuring S11's generator ceiling (1,000 connections into the sink)...");
+        let c = fleet::gen_ceiling(&ctx);
+        if let Some(o) = ceil.as_object_mut() {
+            o.insert("fleet_gen_to_sink".into(), c);
+        }
+    }
     if scenarios.contains(&"S4") {
         eprintln!("measuring the sink's ceiling with 1, 2 and 8 connections...");
         let by = relay::sink_ceilings(&ctx);
@@ -545,10 +556,7 @@ fn run(a: RunArgs) -> i32 {
             "S10" => ("kafka", Gen::s1()),
             // 1,000 Message-mode connections with acks at a fixed 200k events/s in total
             // (200 events/s each); the generator's event-loop path drives them.
-            "S11" => (
-                "null",
-                Gen { mode: "message", connections: 1000, inflight: 8, batch: 1, ack: true, rate: Some(200_000) },
-            ),
+            "S11" => ("null", fleet::s11()),
             "S7" => {
                 ("null", Gen { mode: "packed", connections: 4, inflight: 8, batch: 100, ack: true, rate: Some(50_000) })
             }

@@ -103,6 +103,14 @@ pub fn write(dir: &Path) -> Result<(), String> {
                 by.iter().map(|(n, v)| format!("{n} conn. {}", v.as_f64().map_or("-".into(), human))).collect();
             let _ = writeln!(md, "  - sink by connections (events/s): {}", list.join(", "));
         }
+        if let Some(e) = num(&c["fleet_gen_to_sink"], "events_per_sec") {
+            let _ = writeln!(
+                md,
+                "  - S11's generator into the sink (1,000 Message-mode connections, acks, 200 k events/s offered): {} events/s, ack latency {} µs",
+                human(e),
+                lat(&c["fleet_gen_to_sink"], "ack_latency_us")
+            );
+        }
         let h = &doc["sink_headroom"];
         if let (Some(r), Some(best)) = (num(h, "ratio"), num(h, "spate_best_events_per_sec")) {
             let _ = writeln!(
