@@ -308,7 +308,8 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     }
     let mut child = cmd
         .args(&args)
-        .stdout(Stdio::null())
+        // fluentd writes its config errors to stdout: keep them for the failure message.
+        .stdout(log.try_clone().map_or_else(|_| Stdio::null(), Stdio::from))
         .stderr(log)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", sys.cmd.display()))?;

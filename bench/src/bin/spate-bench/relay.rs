@@ -41,13 +41,15 @@ pub fn sink_ceilings(ctx: &Ctx) -> Value {
 }
 
 /// The run's headroom: the best sink ceiling against 1.5x spate's best events/s in this
-/// run (issue 17's goal), or Null when either is missing.
+/// run (issue 17's goal; meaningful in an `all` run, which has S1), or Null when the run
+/// did not measure the sink by connections (no S4) or spate has no figure.
 pub fn headroom(ceilings: &Value, results: &[Value]) -> Value {
+    let Some(m) = ceilings.get("sink_by_connections").and_then(Value::as_object) else {
+        return Value::Null;
+    };
     let mut best_sink = f(ceilings, "gen_to_sink_events_per_sec");
-    if let Some(m) = ceilings.get("sink_by_connections").and_then(Value::as_object) {
-        for v in m.values() {
-            best_sink = best_sink.max(v.as_f64().unwrap_or(0.0));
-        }
+    for v in m.values() {
+        best_sink = best_sink.max(v.as_f64().unwrap_or(0.0));
     }
     let best = results
         .iter()

@@ -115,7 +115,7 @@ pub fn write(dir: &Path) -> Result<(), String> {
         if let (Some(r), Some(best)) = (num(h, "ratio"), num(h, "spate_best_events_per_sec")) {
             let _ = writeln!(
                 md,
-                "  - sink headroom: {:.2}x spate's best ({} events/s, {}); goal 1.5x: {}",
+                "  - sink headroom: {:.2}x spate's best in this run ({} events/s, {}); goal 1.5x: {}",
                 r,
                 human(best),
                 h["spate_best_scenario"].as_str().unwrap_or("?"),
