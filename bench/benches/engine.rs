@@ -1,6 +1,7 @@
 //! Criterion: the engine's hot pieces in process: tag routing over 100 patterns (route
 //! cache hits and misses), buffer append, gzip inflate, and the whole per-read pipeline
-//! (decode -> route -> out_null). Throughput in bytes where it applies.
+//! (decode -> route -> out_null, and with a prometheus filter counting records per tag).
+//! Throughput in bytes where it applies.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use spate_bench::{frame, packed_entries, Shape, Wire};
 use spate_engine::buffer::{BufferConf, MemoryBuffer};
 use spate_engine::config::{parse_str, EvalContext};
-use spate_engine::input::forward::ForwardInput;
+use spate_engine::input::forward::{ForwardInput, Peer};
 use spate_engine::plan::{build_shard, plan};
 use spate_engine::router::MatchPattern;
 use spate_protocol::compress::{gzip, inflate, Compression};
@@ -85,29 +86,34 @@ fn gzip_inflate(c: &mut Criterion) {
     g.finish();
 }
 
+/// `<filter **> @type prometheus` counting records per tag: what S1M adds to S1's data
+/// path (the metric sources themselves are off it).
+const PROMETHEUS_FILTER: &str = "<filter **>\n@type prometheus\n<metric>\nname records_total\ntype counter\ndesc d\n<labels>\ntag ${tag}\n</labels>\n</metric>\n</filter>\n";
+
 fn pipeline(c: &mut Criterion) {
-    let root = parse_str(
-        "<source>\n@type forward\nport 0\n</source>\n<match **>\n@type null\n</match>\n",
-        "bench.conf",
-        Path::new("."),
-        &ctx(),
-    )
-    .unwrap();
-    let shard = build_shard(&plan(&root, Some(1), "bench").unwrap(), 0).unwrap();
-    let input = shard.inputs[0].as_any().downcast_ref::<ForwardInput>().expect("in_forward");
     let mut g = c.benchmark_group("pipeline");
-    for (name, mode) in [("packed", Wire::PackedStr), ("message", Wire::Message)] {
-        let bytes = frame(mode, Shape::R1, 1000);
-        g.throughput(Throughput::Bytes(bytes.len() as u64));
-        let mut acks = Vec::with_capacity(1 << 16);
-        g.bench_function(format!("decode_route_null_R1_1000_{name}"), |b| {
-            b.iter(|| {
-                let mut buf = BytesMut::from(&bytes[..]);
-                let mut dec = FrameDecoder::new(Default::default());
-                acks.clear();
-                input.process(&mut dec, &mut buf, "bench", None, &mut acks)
-            })
-        });
+    for (filter, label) in [("", "null"), (PROMETHEUS_FILTER, "prometheus_null")] {
+        let conf = format!("<source>\n@type forward\nport 0\n</source>\n{filter}<match **>\n@type null\n</match>\n");
+        let root = parse_str(&conf, "bench.conf", Path::new("."), &ctx()).unwrap();
+        let shard = build_shard(&plan(&root, Some(1), "bench").unwrap(), 0).unwrap();
+        let input = shard.inputs[0].as_any().downcast_ref::<ForwardInput>().expect("in_forward");
+        for (name, mode) in [("packed", Wire::PackedStr), ("message", Wire::Message)] {
+            if label != "null" && name != "packed" {
+                continue;
+            }
+            let bytes = frame(mode, Shape::R1, 1000);
+            g.throughput(Throughput::Bytes(bytes.len() as u64));
+            let mut acks = Vec::with_capacity(1 << 16);
+            let peer = Peer::named("bench");
+            g.bench_function(format!("decode_route_{label}_R1_1000_{name}"), |b| {
+                b.iter(|| {
+                    let mut buf = BytesMut::from(&bytes[..]);
+                    let mut dec = FrameDecoder::new(Default::default());
+                    acks.clear();
+                    input.process(&mut dec, &mut buf, &peer, &mut acks)
+                })
+            });
+        }
     }
     g.finish();
 }

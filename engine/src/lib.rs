@@ -4,6 +4,8 @@
 //!
 //! Layout, bottom to top (a module only uses the ones above it in this list):
 //! - [`sys`] (the libc calls), [`log`], [`config`] (fluent.conf into an element tree),
+//!   [`system`] (`<system>`'s logging and RPC settings), [`metrics`] (per-shard values,
+//!   their reading across shards, Prometheus and monitor_agent renderings),
 //!   [`ruby`] (the Ruby semantics configs rely on: record accessors, `to_s`, regexps,
 //!   times, `${...}` expressions), [`format`] (fluentd's formatters), [`parser`] (the
 //!   `<parse>` plugins), [`buffer`] (chunks, file store, group commit), [`tls`],
@@ -14,12 +16,16 @@
 //! - [`router`]: fluentd's tag routing over plugin instances;
 //! - the plugins, one module (or folder) each: [`input`], [`filter`], [`output`];
 //! - [`registry`]: the table of every plugin; [`plan`]: config -> validated
-//!   [`plan::Plan`] -> per-shard plugins; [`runtime`]: one glommio executor per shard.
+//!   [`plan::Plan`] -> per-shard plugins;
+//! - [`control`] (the flags shards poll), [`logevents`] (spate's logs as `fluent.*`
+//!   events), [`reload`] (a shard's side of a configuration reload), [`rpc`] (fluentd's
+//!   RPC endpoint); [`runtime`]: one glommio executor per shard.
 
 pub mod log;
 
 pub mod buffer;
 pub mod config;
+pub mod control;
 pub mod filter;
 pub mod format;
 #[doc(hidden)]
@@ -27,17 +33,22 @@ pub mod fuzz_harness;
 pub mod http;
 pub mod input;
 pub mod kafka;
+pub mod logevents;
+pub mod metrics;
 pub mod output;
 pub mod parser;
 pub mod plan;
 pub mod plugin;
 pub mod registry;
+pub mod reload;
 pub mod router;
+pub mod rpc;
 pub mod ruby;
 pub mod runtime;
 pub mod s3;
 pub mod security;
 pub mod sys;
+pub mod system;
 #[cfg(test)]
 pub mod test_support;
 pub mod tls;

@@ -30,9 +30,9 @@ struct Cli {
     /// quiet logging (warnings and errors only)
     #[argh(switch, short = 'q')]
     quiet: bool,
-    /// log format: text (fluentd style, default) or json
-    #[argh(option, default = "String::from(\"text\")")]
-    log_format: String,
+    /// log format: text (fluentd style, default) or json; overrides <system> <log> format
+    #[argh(option)]
+    log_format: Option<String>,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -51,10 +51,10 @@ fn main() -> ExitCode {
         print!("{}", registry::markdown_table());
         return ExitCode::SUCCESS;
     }
-    match cli.log_format.as_str() {
-        "text" => {}
-        "json" => log::set_json(true),
-        other => {
+    match cli.log_format.as_deref() {
+        None | Some("text") => {}
+        Some("json") => log::set_json(true),
+        Some(other) => {
             eprintln!("spate: --log-format {other:?}: expected text or json");
             return ExitCode::from(2);
         }
@@ -103,11 +103,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if cli_level.is_none() {
-        if let Some(l) = plan.log_level {
-            log::set_level(l);
-        }
-    }
+    let (cli_set_level, cli_set_format) = (cli_level.is_some(), cli.log_format.is_some());
+    runtime::apply_log_settings(&plan, cli_set_level, cli_set_format);
     if cli.dry_run {
         print!("{}", plan::describe(&plan));
         println!("configuration OK");
@@ -119,8 +116,32 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let workers = plan.workers;
+    // SIGHUP / SIGUSR2 / RPC: re-read the same file; the worker count stays.
+    let path = cli.config.clone();
+    control.set_reloader(Box::new(move |generation| {
+        let ctx = config::EvalContext::from_process();
+        let root = match &path {
+            Some(p) => config::parse_file(p, &ctx),
+            None => config::parse_str(
+                spate_engine::DEFAULT_CONFIG,
+                "(embedded default config)",
+                std::path::Path::new("."),
+                &ctx,
+            ),
+        }
+        .map_err(|e| e.to_string())?;
+        let plan = plan::plan(&root, Some(workers), &ctx.hostname).map_err(|e| e.to_string())?;
+        if let Some(w) = plan.system.workers.filter(|w| *w != workers) {
+            spate_engine::warn!(
+                "<system> workers {w}: the number of workers changes at the next restart; reloading with {workers}"
+            );
+        }
+        runtime::apply_log_settings(&plan, cli_set_level, cli_set_format);
+        Ok(plan.with_generation(generation))
+    }));
     spate_engine::info!("starting spate {} with {} shard(s)", env!("CARGO_PKG_VERSION"), workers);
-    let r = runtime::run(Arc::new(plan), control, |s| {
+    let config_path = cli.config.as_ref().map(|p| p.display().to_string());
+    let r = runtime::run_with(Arc::new(plan), control, config_path, |s| {
         for l in &s.listening {
             spate_engine::info!("listening on {} ({})", l.addr, l.what);
         }

@@ -17,6 +17,9 @@
 //! instance may ask of its shard (group commit, hostname, the shard's outputs). Layers
 //! only point down: this file knows the buffer and the config tree, never a concrete
 //! plugin, the router or the registry.
+//!
+//! Over 800 lines on purpose: every contract a plugin author implements is on one page
+//! (the registry row, the four plan/instance trait pairs, the shard context).
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -32,7 +35,8 @@ use spate_protocol::EventBatch;
 
 use crate::buffer::sync::Syncer;
 use crate::buffer::{BufferConf, BufferDefaults, BufferError, Chunk};
-use crate::config::{ConfigError, Element};
+use crate::config::{ConfigError, Element, Pos};
+use crate::metrics::{Category, PluginInfo, Visitor};
 
 /// A future run on the shard's executor (not `Send`: shards share nothing).
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -154,10 +158,28 @@ pub struct PlanCtx<'a> {
     counters: HashMap<&'static str, usize>,
     /// File-buffer paths in use (two outputs may not share one).
     paths: Vec<std::path::PathBuf>,
+    /// Names plugins registered process-wide (`register_name`), with their signature.
+    names: HashMap<(&'static str, String), String>,
+    /// Every plugin planned so far, with its label (for monitor_agent and reload).
+    infos: Vec<PlannedPlugin>,
+    /// `@id`s written in the configuration, with where (duplicates are an error).
+    explicit_ids: Vec<(String, Pos)>,
     /// The label whose rules are being planned (0: the top level).
     current_label: usize,
     pub hostname: String,
     pub workers: usize,
+}
+
+/// A plugin as planned: what monitor_agent lists and what reload compares.
+#[derive(Debug, Clone)]
+pub struct PlannedPlugin {
+    pub info: PluginInfo,
+    pub label: usize,
+    /// `@log_level` of the plugin, if set.
+    pub log_level: Option<crate::log::Level>,
+    /// The section as text (without the `<match>` pattern): equal keys mean an
+    /// unchanged plugin across a reload.
+    pub key: String,
 }
 
 impl<'a> PlanCtx<'a> {
@@ -177,16 +199,76 @@ impl<'a> PlanCtx<'a> {
             label_names,
             counters: HashMap::new(),
             paths: Vec::new(),
+            names: HashMap::new(),
+            infos: Vec::new(),
+            explicit_ids: Vec::new(),
             current_label: 0,
             hostname: hostname.to_string(),
             workers,
         }
     }
 
+    /// Registers a process-wide name (a Prometheus metric name...) with a signature;
+    /// `Err(previous signature)` when it was registered with another one.
+    pub fn register_name(&mut self, namespace: &'static str, name: &str, signature: &str) -> Result<(), String> {
+        match self.names.get(&(namespace, name.to_string())) {
+            Some(prev) if prev != signature => Err(prev.clone()),
+            Some(_) => Ok(()),
+            None => {
+                self.names.insert((namespace, name.to_string()), signature.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Records a planned plugin (inputs and filters are recorded by the planner,
+    /// outputs by [`PlanCtx::output`]). Returns its reuse key. A bad `@log_level` is an
+    /// error here.
+    pub fn record_plugin(
+        &mut self,
+        e: &Element,
+        category: Category,
+        id: &str,
+        label: usize,
+    ) -> Result<String, ConfigError> {
+        let key = format!("{id}\u{0}{}", crate::config::dump::section_key(e));
+        let log_level = match e.str("@log_level") {
+            None => None,
+            Some(l) => Some(crate::log::Level::parse(l).ok_or_else(|| {
+                e.error(format!("unknown @log_level {l:?}; expected trace, debug, info, warn, error or fatal"))
+            })?),
+        };
+        let info = PluginInfo {
+            id: id.to_string(),
+            category,
+            type_name: e.plugin_type().unwrap_or_default().to_string(),
+            config: crate::config::dump::masked_attrs(e),
+            pattern: None,
+        };
+        self.infos.push(PlannedPlugin { info, label, log_level, key: key.clone() });
+        Ok(key)
+    }
+
+    /// Every plugin planned, in planning order.
+    pub fn planned(&self) -> &[PlannedPlugin] {
+        &self.infos
+    }
+
+    /// The `@id`s written twice, with the second place (fluentd refuses those).
+    pub fn duplicate_ids(&self) -> Option<(String, Pos)> {
+        for (i, (id, pos)) in self.explicit_ids.iter().enumerate() {
+            if self.explicit_ids[..i].iter().any(|(x, _)| x == id) {
+                return Some((id.clone(), pos.clone()));
+            }
+        }
+        None
+    }
+
     /// The plugin id: `@id`, or `type#n` counting plugins of that type.
     pub fn id(&mut self, e: &Element, ty: &'static str) -> String {
-        if let Some(id) = e.str("@id") {
-            return id.to_string();
+        if let Some(a) = e.get("@id") {
+            self.explicit_ids.push((a.value.clone(), a.pos.clone()));
+            return a.value.clone();
         }
         let n = self.counters.entry(ty).or_insert(0);
         *n += 1;
@@ -238,6 +320,16 @@ impl<'a> PlanCtx<'a> {
         Ok(())
     }
 
+    /// Claims a directory a plugin keeps its own files in (`what` names the parameter):
+    /// no other plugin, file buffer included, may use it.
+    pub fn claim_dir(&mut self, e: &Element, p: &std::path::Path, what: &str) -> Result<(), ConfigError> {
+        if self.paths.iter().any(|q| q == p) {
+            return Err(e.error(format!("{what} {} is already used by another plugin or file buffer", p.display())));
+        }
+        self.paths.push(p.to_path_buf());
+        Ok(())
+    }
+
     /// The registered plugins that fit `kind`, sorted by name (for "supported: ...").
     pub fn supported(&self, kind: Kind) -> Vec<&'static str> {
         supported(self.table, kind)
@@ -268,13 +360,21 @@ impl<'a> PlanCtx<'a> {
     /// Builds the output `e` describes (`<match>` or `<store>`), buffered or not.
     pub fn output(&mut self, e: &Element) -> Result<Box<dyn OutputPlan>, ConfigError> {
         let reg = self.lookup(e, Kind::Output)?;
+        // Recorded before its nested stores, so copy comes before its stores.
+        let slot = self.infos.len();
+        let label = self.current_label;
         let plan = match reg.build {
             Build::Output(f) => f(e, self)?,
             Build::Buffered(f) => (self.buffered)(e, self, reg.name, f)?,
             _ => return Err(e.error(format!("{} cannot be used in {}", reg.name, e.header()))),
         };
         e.warn_unused();
-        Ok(plan)
+        let key = self.record_plugin(e, Category::Output, plan.id(), label)?;
+        let rec = self.infos.pop();
+        if let Some(rec) = rec {
+            self.infos.insert(slot.min(self.infos.len()), rec);
+        }
+        Ok(Box::new(Keyed { key, inner: plan }))
     }
 
     /// Builds the writer of a `<secondary>` for a primary of type `primary` whose buffer
@@ -313,6 +413,33 @@ pub fn supported(table: &[Registration], kind: Kind) -> Vec<&'static str> {
     v.sort_unstable();
     v.dedup();
     v
+}
+
+/// An output plan with its reuse key: on a reload, [`ShardCtx::build_output`] hands
+/// back the running instance when the key (its `@id` and its section's text) is
+/// unchanged.
+#[derive(Debug)]
+struct Keyed {
+    key: String,
+    inner: Box<dyn OutputPlan>,
+}
+
+impl OutputPlan for Keyed {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    fn type_name(&self) -> &'static str {
+        self.inner.type_name()
+    }
+    fn describe(&self, labels: &[String]) -> String {
+        self.inner.describe(labels)
+    }
+    fn build(&self, ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Output>, BuildError> {
+        self.inner.build(ctx)
+    }
+    fn reuse_key(&self) -> Option<&str> {
+        Some(&self.key)
+    }
 }
 
 /// Handed to a buffered output's writer builder: reads the `<buffer>` section with the
@@ -366,19 +493,43 @@ pub struct ShardCtx {
     /// Every output built on this shard (including `<store>`s), for start, flush and
     /// shutdown.
     outputs: RefCell<Vec<Rc<dyn Output>>>,
+    /// Outputs built with a reuse key, with the outputs built inside them (stores).
+    keyed: RefCell<Vec<KeyedOutput>>,
+    /// During a reload: the previous generation's keyed outputs and all its outputs.
+    previous: RefCell<Vec<KeyedOutput>>,
+    previous_all: RefCell<Vec<Rc<dyn Output>>>,
+    /// How readers reach every shard's metrics (`None` in tests that build shards by
+    /// hand).
+    pub hub: Option<Arc<crate::metrics::hub::Hub>>,
     /// The `@ERROR` label and the shard's router, when the configuration has that label
     /// (weak: the router owns the outputs that hold this context).
     error_route: RefCell<Option<(usize, std::rc::Weak<dyn Emitter>)>>,
 }
 
+/// An output built from a keyed plan and the outputs built inside it.
+type KeyedOutput = (String, Rc<dyn Output>, Vec<Rc<dyn Output>>);
+
 impl ShardCtx {
     pub fn new(shard: usize, workers: usize, hostname: &str) -> Rc<Self> {
+        Self::with_hub(shard, workers, hostname, None)
+    }
+
+    pub fn with_hub(
+        shard: usize,
+        workers: usize,
+        hostname: &str,
+        hub: Option<Arc<crate::metrics::hub::Hub>>,
+    ) -> Rc<Self> {
         Rc::new(ShardCtx {
             shard,
             workers,
             hostname: Arc::from(hostname),
             syncer: Rc::new(Syncer::default()),
             outputs: RefCell::new(Vec::new()),
+            keyed: RefCell::new(Vec::new()),
+            previous: RefCell::new(Vec::new()),
+            previous_all: RefCell::new(Vec::new()),
+            hub,
             error_route: RefCell::new(None),
         })
     }
@@ -386,6 +537,11 @@ impl ShardCtx {
     /// Where error events go (fluentd's `router.emit_error_event`): the `@ERROR` label.
     pub fn set_error_route(&self, label: usize, router: std::rc::Weak<dyn Emitter>) {
         *self.error_route.borrow_mut() = Some((label, router));
+    }
+
+    /// The configuration has no `@ERROR` label (any more: a reload removed it).
+    pub fn clear_error_route(&self) {
+        *self.error_route.borrow_mut() = None;
     }
 
     /// Emits error events into `@ERROR`. `None` when the configuration has no such label
@@ -401,16 +557,70 @@ impl ShardCtx {
         self.error_route.borrow().is_some()
     }
 
-    /// Builds an output from its plan and remembers it.
+    /// Builds an output from its plan and remembers it. During a reload, an output
+    /// whose plan has the same reuse key as one of the previous generation is that
+    /// running instance (with the outputs nested in it).
     pub fn build_output(self: &Rc<Self>, plan: &dyn OutputPlan) -> Result<Rc<dyn Output>, BuildError> {
+        if let Some(key) = plan.reuse_key() {
+            let found = {
+                let mut prev = self.previous.borrow_mut();
+                prev.iter().position(|(k, _, _)| k == key).map(|i| prev.swap_remove(i))
+            };
+            if let Some((k, o, nested)) = found {
+                let mut outs = self.outputs.borrow_mut();
+                outs.extend(nested.iter().cloned());
+                outs.push(o.clone());
+                self.keyed.borrow_mut().push((k, o.clone(), nested));
+                return Ok(o);
+            }
+        }
+        let start = self.outputs.borrow().len();
         let o = plan.build(self)?;
+        let nested = self.outputs.borrow().get(start..).map(<[_]>::to_vec).unwrap_or_default();
         self.outputs.borrow_mut().push(o.clone());
+        if let Some(key) = plan.reuse_key() {
+            self.keyed.borrow_mut().push((key.to_string(), o.clone(), nested));
+        }
         Ok(o)
     }
 
     /// Every output built on this shard, in build order.
     pub fn outputs(&self) -> Vec<Rc<dyn Output>> {
         self.outputs.borrow().clone()
+    }
+
+    /// Starts building a new generation (reload): the current outputs become the
+    /// previous ones, which [`ShardCtx::build_output`] reuses by key and buffered
+    /// outputs may take buffers from ([`ShardCtx::previous_outputs`]).
+    pub fn begin_generation(&self) {
+        *self.previous.borrow_mut() = std::mem::take(&mut *self.keyed.borrow_mut());
+        *self.previous_all.borrow_mut() = std::mem::take(&mut *self.outputs.borrow_mut());
+    }
+
+    /// The previous generation's outputs (during a reload).
+    pub fn previous_outputs(&self) -> Vec<Rc<dyn Output>> {
+        self.previous_all.borrow().clone()
+    }
+
+    /// Ends a reload: the previous outputs the new generation does not use, to be shut
+    /// down (or retired, when a new output took their buffer).
+    pub fn end_generation(&self) -> Vec<Rc<dyn Output>> {
+        self.previous.borrow_mut().clear();
+        let now = self.outputs.borrow();
+        std::mem::take(&mut *self.previous_all.borrow_mut())
+            .into_iter()
+            .filter(|o| !now.iter().any(|n| Rc::ptr_eq(n, o)))
+            .collect()
+    }
+
+    /// Undoes [`ShardCtx::begin_generation`] when building the new generation failed:
+    /// the previous outputs are current again.
+    pub fn abort_generation(&self) {
+        let prev_all = std::mem::take(&mut *self.previous_all.borrow_mut());
+        *self.outputs.borrow_mut() = prev_all;
+        let mut keyed = self.keyed.borrow_mut();
+        keyed.clear();
+        keyed.append(&mut self.previous.borrow_mut());
     }
 }
 
@@ -480,6 +690,8 @@ pub trait Input: Any {
     fn start(self: Rc<Self>, first: bool) -> std::io::Result<Vec<Listening>>;
     /// Stops accepting; lets connections finish what they are reading for `grace`.
     fn stop(&self, grace: Duration) -> LocalFuture<'_, ()>;
+    /// Reports the input's own counters (what it emitted is counted for it).
+    fn visit_metrics(&self, _m: &mut dyn Visitor) {}
     /// For tests and metrics readers that know the concrete type.
     fn as_any(&self) -> &dyn Any;
 }
@@ -503,6 +715,8 @@ pub trait FilterPlan: Send + Sync + std::fmt::Debug {
 /// was dropped. `emitter` lets a filter send events elsewhere (the `@ERROR` label).
 pub trait Filter {
     fn filter(&self, batch: EventBatch, emitter: &dyn Emitter) -> Option<EventBatch>;
+    /// Reports the filter's own counters (events in and out are counted for it).
+    fn visit_metrics(&self, _m: &mut dyn Visitor) {}
     /// Starts the filter's own tasks (timers) on the shard's executor; `emitter` is the
     /// shard's router. Most filters have none.
     fn start(self: Rc<Self>, _emitter: Rc<dyn Emitter>) {}
@@ -514,26 +728,7 @@ pub trait Filter {
 // ---------------------------------------------------------------------------------------
 // Outputs.
 
-/// Per-output counters (shard-local; summed across shards when read).
-#[derive(Debug, Default)]
-pub struct OutputMetrics {
-    pub emit_records: std::cell::Cell<u64>,
-    pub emit_count: std::cell::Cell<u64>,
-    pub emit_errors: std::cell::Cell<u64>,
-    pub write_count: std::cell::Cell<u64>,
-    pub write_records: std::cell::Cell<u64>,
-    pub write_bytes: std::cell::Cell<u64>,
-    pub retry_count: std::cell::Cell<u64>,
-    pub rollback_count: std::cell::Cell<u64>,
-    pub dropped_records: std::cell::Cell<u64>,
-}
-
-impl OutputMetrics {
-    #[inline]
-    pub fn add(c: &std::cell::Cell<u64>, n: u64) {
-        c.set(c.get() + n);
-    }
-}
+pub use crate::metrics::output::OutputMetrics;
 
 /// An output's validated configuration.
 pub trait OutputPlan: Send + Sync + std::fmt::Debug {
@@ -544,6 +739,10 @@ pub trait OutputPlan: Send + Sync + std::fmt::Debug {
     /// The output on one shard. Nested outputs (copy's stores) are built through
     /// [`ShardCtx::build_output`] so the shard knows them all.
     fn build(&self, ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Output>, BuildError>;
+    /// What identifies this output across a reload (set by [`PlanCtx::output`]).
+    fn reuse_key(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// An output on one shard. `emit` is synchronous: it accepts the batch (stored in the
@@ -567,6 +766,13 @@ pub trait Output: Any {
     fn has_room(&self, _bytes: usize) -> bool {
         true
     }
+    /// Reports the output's counters (default: the common [`OutputMetrics`]).
+    fn visit_metrics(&self, m: &mut dyn Visitor) {
+        self.metrics().visit(m, false);
+    }
+    /// Reload: a new output took over this one's buffer; stop flushing after the write
+    /// in progress and leave the buffer as it is.
+    fn retire(&self) {}
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -624,11 +830,16 @@ pub trait Writer {
 /// emit_records / emit_count): the router and copy deliver through this.
 #[inline]
 pub fn emit_counted(o: &dyn Output, batch: &EventBatch, emitter: &dyn Emitter) -> Result<(), EmitError> {
+    if crate::log::emitting_events() {
+        // This output carries spate's own log events: its lines must not become events.
+        crate::log::mark_sink(o.id());
+    }
     let r = o.emit(batch, emitter);
     let m = o.metrics();
     match r {
         Ok(()) => {
             OutputMetrics::add(&m.emit_records, batch.count as u64);
+            OutputMetrics::add(&m.emit_size, batch.entries.len() as u64);
             OutputMetrics::add(&m.emit_count, 1);
         }
         Err(_) => OutputMetrics::add(&m.emit_errors, 1),

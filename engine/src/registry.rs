@@ -17,6 +17,12 @@ pub static PLUGINS: &[Registration] = &[
     crate::input::syslog::PLUGIN,
     crate::input::http::PLUGIN,
     crate::input::kafka_group::PLUGIN,
+    crate::input::monitor_agent::PLUGIN,
+    crate::input::prometheus::PLUGIN,
+    crate::input::prometheus::MONITOR,
+    crate::input::prometheus::OUTPUT_MONITOR,
+    crate::input::prometheus::TAIL_MONITOR,
+    crate::input::debug_agent::PLUGIN,
     // filters
     crate::filter::grep::PLUGIN,
     crate::filter::parser::PLUGIN,
@@ -24,6 +30,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::filter::record_modifier::PLUGIN,
     crate::filter::concat::PLUGIN,
     crate::filter::stdout::PLUGIN,
+    crate::filter::prometheus::PLUGIN,
     // outputs
     crate::output::stdout::PLUGIN,
     crate::output::null::PLUGIN,
@@ -34,6 +41,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::route::PLUGIN,
     crate::output::forward::PLUGIN,
     crate::output::file::PLUGIN,
+    crate::output::prometheus::PLUGIN,
     crate::output::elasticsearch::PLUGIN,
     crate::output::elasticsearch::PLUGIN_OPENSEARCH,
     crate::output::elasticsearch::PLUGIN_DATA_STREAM,

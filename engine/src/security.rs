@@ -153,9 +153,21 @@ impl ServerHandshake {
     /// Checks a PING and writes the PONG. `Err(reason)` means the client is refused
     /// (the PONG carrying the reason is still written).
     pub fn check(&self, sec: &ServerSecurity, ping_raw: &[u8], peer: IpAddr, out: &mut Vec<u8>) -> Result<(), String> {
+        self.check_user(sec, ping_raw, peer, out).map(|_| ())
+    }
+
+    /// [`ServerHandshake::check`], returning the user name `user_auth` authenticated
+    /// (`None` without user_auth).
+    pub fn check_user(
+        &self,
+        sec: &ServerSecurity,
+        ping_raw: &[u8],
+        peer: IpAddr,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<String>, String> {
         let r = self.decide(sec, ping_raw, peer);
         match &r {
-            Ok((salt, key)) => handshake::encode_pong_ok(
+            Ok((salt, key, _)) => handshake::encode_pong_ok(
                 out,
                 salt,
                 sec.self_hostname.as_bytes(),
@@ -164,10 +176,15 @@ impl ServerHandshake {
             ),
             Err(reason) => handshake::encode_pong_fail(out, reason.as_bytes()),
         }
-        r.map(|_| ())
+        r.map(|(_, _, user)| user)
     }
 
-    fn decide(&self, sec: &ServerSecurity, ping_raw: &[u8], peer: IpAddr) -> Result<(Vec<u8>, String), String> {
+    fn decide(
+        &self,
+        sec: &ServerSecurity,
+        ping_raw: &[u8],
+        peer: IpAddr,
+    ) -> Result<(Vec<u8>, String, Option<String>), String> {
         let ping: Ping<'_> = handshake::parse_ping(ping_raw).map_err(|_| "invalid ping message".to_string())?;
         let node = sec.clients.iter().find(|c| c.contains(peer));
         if node.is_none() && !sec.allow_anonymous_source {
@@ -188,8 +205,10 @@ impl ServerHandshake {
             if !ok {
                 return Err("username/password mismatch".into());
             }
+            let user = String::from_utf8_lossy(ping.username).into_owned();
+            return Ok((ping.shared_key_salt.to_vec(), key, Some(user)));
         }
-        Ok((ping.shared_key_salt.to_vec(), key))
+        Ok((ping.shared_key_salt.to_vec(), key, None))
     }
 }
 
@@ -310,6 +329,22 @@ mod tests {
         let mut same = cred("k", "alice", "pw");
         same.self_hostname = "server".into();
         assert!(round(&same, "127.0.0.1").1.unwrap_err().contains("same hostname"));
+    }
+
+    #[test]
+    fn the_authenticated_user_is_returned() {
+        // in_forward's `deduplicate` keys a connection's frames by it.
+        let ping_for = |s: &ServerSecurity, server: &ServerHandshake| {
+            let mut helo = Vec::new();
+            server.helo(true, &mut helo);
+            let mut ping = Vec::new();
+            ClientHandshake::ping(&cred("k", "alice", "pw"), &helo, &mut ping).unwrap();
+            server.check_user(s, &ping, "127.0.0.1".parse().unwrap(), &mut Vec::new())
+        };
+        assert_eq!(ping_for(&sec(), &ServerHandshake::new()), Ok(Some("alice".to_string())));
+        let mut no_users = sec();
+        no_users.user_auth = false;
+        assert_eq!(ping_for(&no_users, &ServerHandshake::new()), Ok(None), "shared_key only: no user");
     }
 
     #[test]

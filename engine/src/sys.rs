@@ -1,6 +1,6 @@
 //! The libc calls spate makes, each wrapped once with its safety argument and its
-//! return value checked: CPU affinity, the local time zone, file locks, random bytes and
-//! signal dispositions. Nothing else in the engine calls libc for these.
+//! return value checked: CPU affinity, the local time zone, file locks, random bytes,
+//! signal dispositions, the boot id and `sync`. Nothing else in the engine calls libc for these.
 
 use std::os::fd::AsRawFd;
 
@@ -96,11 +96,43 @@ pub fn random16() -> [u8; 16] {
     b
 }
 
+/// This boot of the kernel (`/proc/sys/kernel/random/boot_id`, 16 bytes), or `None`
+/// when it cannot be read. Files written in the same boot are intact up to the last
+/// `write` even without fsync after a `kill -9` (the page cache outlives the process);
+/// after a reboot only what was synced counts.
+pub fn boot_id() -> Option<[u8; 16]> {
+    let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let hex: Vec<u8> = s.trim().bytes().filter(|b| *b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let v = std::str::from_utf8(pair).ok().and_then(|p| u8::from_str_radix(p, 16).ok())?;
+        id[i] = v;
+    }
+    Some(id)
+}
+
+/// Flushes every file system's dirty pages to disk (`sync(2)`; Linux waits for the
+/// writes). Used once at start when state written without fsync by a killed process
+/// is about to be relied on.
+pub fn sync_all() {
+    // SAFETY: sync takes no arguments and touches no memory of ours.
+    unsafe { libc::sync() };
+}
+
 /// A file-size limit (`ulimit -f`) must fail the write (EFBIG: the file buffer refuses
 /// the batch and sends no ack), not kill the process with SIGXFSZ.
 pub fn ignore_sigxfsz() {
     // SAFETY: setting a signal's disposition to ignore has no memory-safety effect.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+}
+
+/// The parent process id (monitor_agent's `ppid`).
+pub fn parent_pid() -> u32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() as u32 }
 }
 
 /// The canonical name of a host (getaddrinfo's `AI_CANONNAME`, as Ruby's hostent

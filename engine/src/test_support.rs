@@ -12,7 +12,8 @@ use bytes::Bytes;
 use spate_protocol::{encode, EntriesFormat, EventBatch, EventTime, Mode, Options};
 
 use crate::config::{parse_str_with_warnings, EvalContext};
-use crate::plan::{build_shard, plan, Plan, RulePlan, ShardGraph};
+pub use crate::plan::ShardGraph;
+use crate::plan::{build_shard, plan, Plan, RulePlan};
 use crate::plugin::{EmitError, Emitter, Filter, Output, ShardCtx};
 
 pub const T0: EventTime = EventTime::new(1_700_000_000, 0);

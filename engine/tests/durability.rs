@@ -22,61 +22,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use spate_protocol::EventTime;
 
-/// spate on a fixed port and config, logging to a file; restartable.
-struct Restartable {
-    conf: std::path::PathBuf,
-    port: u16,
-    proc: Option<Proc>,
-    log: std::path::PathBuf,
-    starts: u32,
-}
-
-impl Restartable {
-    fn new(conf: std::path::PathBuf, port: u16, log: std::path::PathBuf) -> Restartable {
-        Restartable { conf, port, proc: None, log, starts: 0 }
-    }
-
-    fn start(&mut self) {
-        self.starts += 1;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let mut cmd = match Spate::release_bin() {
-            Some(bin) => {
-                let mut c = std::process::Command::new(bin);
-                c.arg("-c").arg(&self.conf).args(["--workers", "2"]);
-                c
-            }
-            None => spate_cmd(&self.conf, 2),
-        };
-        let mut p = Proc::spawn("spate", cmd.stdout(Stdio::null()).stderr(Stdio::from(log)));
-        p.wait_listening(self.port, Duration::from_secs(20));
-        self.proc = Some(p);
-    }
-
-    /// SIGKILL: a crash.
-    fn kill9(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.kill();
-        }
-    }
-
-    /// SIGTERM and wait for the exit.
-    fn term(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.stop(Duration::from_secs(60));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Restartable {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
 fn conf(port: u16, sink: u16, buf: &std::path::Path, extra: &str) -> String {
     format!(
         "<source>\n  @type forward\n  bind 127.0.0.1\n  port {port}\n</source>\n\
@@ -85,47 +30,6 @@ fn conf(port: u16, sink: u16, buf: &std::path::Path, extra: &str) -> String {
          <buffer>\n    @type file\n    path {}\n    flush_interval 100ms\n    retry_wait 100ms\n    retry_max_interval 500ms\n    retry_forever true\n{extra}  </buffer>\n</match>\n",
         buf.display()
     )
-}
-
-/// An at-least-once client: frames of `batch` events with unique `k`, each resent
-/// (same chunk id) until acked, reconnecting as needed. Returns the acked `k`s.
-fn client(addr: SocketAddr, base: u64, batch: u64, stop: Arc<AtomicBool>, acked_n: Arc<AtomicU64>) -> Vec<u64> {
-    let mut acked = Vec::new();
-    let mut seq = 0u64;
-    let mut conn: Option<Client> = None;
-    while !stop.load(Ordering::SeqCst) {
-        let k0 = base + seq * batch;
-        let id = format!("c{base}-{seq}");
-        let frame = frame(b"chaos", k0, batch, &id);
-        // Until acked (the client's promise: it resends what was not acked).
-        loop {
-            if conn.is_none() {
-                match TcpStream::connect(addr) {
-                    Ok(s) => {
-                        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                        conn = Some(Client::new(s));
-                    }
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(20));
-                        continue;
-                    }
-                }
-            }
-            let Some(c) = conn.as_mut() else { continue };
-            if c.send(&frame).is_err() {
-                conn = None;
-                continue;
-            }
-            match c.read_ack() {
-                Ok(got) if got == id.as_bytes() => break,
-                _ => conn = None,
-            }
-        }
-        acked.extend(k0..k0 + batch);
-        acked_n.fetch_add(batch, Ordering::Relaxed);
-        seq += 1;
-    }
-    acked
 }
 
 struct Outcome {
@@ -172,7 +76,7 @@ fn run_chaos(
     let clients: Vec<_> = (0..2u64)
         .map(|t| {
             let (stop, n) = (stop.clone(), acked_n.clone());
-            std::thread::spawn(move || client(addr, t * 1_000_000_000, 100, stop, n))
+            std::thread::spawn(move || at_least_once_client(addr, t * 1_000_000_000, 100, stop, n))
         })
         .collect();
     let t0 = Instant::now();

@@ -120,6 +120,8 @@ fn wait(got: &Arc<Mutex<Vec<Got>>>, n: usize) -> Vec<Got> {
     }
 }
 
+// The <match>es name the tags sent: with `**`, spate's own log lines (fluent.* events,
+// as fluentd routes its logs) would be posted too.
 const SRC: &str = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n";
 const BUF: &str = "<buffer>\n    flush_mode interval\n    flush_interval 100ms\n    retry_wait 0.1s\n    retry_randomize false\n  </buffer>\n";
 
@@ -127,7 +129,7 @@ const BUF: &str = "<buffer>\n    flush_mode interval\n    flush_interval 100ms\n
 fn ndjson_with_headers_auth_gzip_and_retry_on_503() {
     let (port, got) = server(vec![503, 200]);
     let conf = format!(
-        "{SRC}<match **>\n  @type http\n  endpoint http://127.0.0.1:{port}/api/${{tag}}\n  headers {{\"X-Static\":\"s\"}}\n  headers_from_placeholders {{\"X-Tag\":\"${{tag}}\"}}\n  compress gzip\n  <auth>\n    method basic\n    username u\n    password p\n  </auth>\n  {BUF}</match>\n"
+        "{SRC}<match app.**>\n  @type http\n  endpoint http://127.0.0.1:{port}/api/${{tag}}\n  headers {{\"X-Static\":\"s\"}}\n  headers_from_placeholders {{\"X-Tag\":\"${{tag}}\"}}\n  compress gzip\n  <auth>\n    method basic\n    username u\n    password p\n  </auth>\n  {BUF}</match>\n"
     );
     let spate = Spate::start("http-ndjson", &conf, Stdio::null());
     send(&spate, "app.a", 2, "h1");
@@ -174,7 +176,7 @@ fn error_statuses_are_unrecoverable_and_go_to_secondary() {
     let dir = tempdir::Dir::new("http-sec");
     let d = dir.path().display().to_string();
     let conf = format!(
-        "{SRC}<match **>\n  @type http\n  endpoint http://127.0.0.1:{port}/x\n  retryable_response_codes [500, 502]\n  {BUF}  <secondary>\n    @type secondary_file\n    directory {d}\n    basename failed\n  </secondary>\n</match>\n"
+        "{SRC}<match t>\n  @type http\n  endpoint http://127.0.0.1:{port}/x\n  retryable_response_codes [500, 502]\n  {BUF}  <secondary>\n    @type secondary_file\n    directory {d}\n    basename failed\n  </secondary>\n</match>\n"
     );
     let spate = Spate::start("http-sec", &conf, Stdio::null());
     send(&spate, "t", 3, "s1");
@@ -197,7 +199,7 @@ fn error_statuses_are_unrecoverable_and_go_to_secondary() {
 fn placeholder_hosts_need_allowed_hosts() {
     let (port, got) = server(vec![]);
     let conf = format!(
-        "{SRC}<match **>\n  @type http\n  endpoint http://${{tag}}:{port}/x\n  allowed_hosts [\"127.0.0.1\"]\n  {BUF}</match>\n"
+        "{SRC}<match 127.0.0.1>\n  @type http\n  endpoint http://${{tag}}:{port}/x\n  allowed_hosts [\"127.0.0.1\"]\n  {BUF}</match>\n"
     );
     let spate = Spate::start("http-hosts", &conf, Stdio::null());
     send(&spate, "127.0.0.1", 1, "p1");
@@ -228,7 +230,7 @@ fn into_fluentd_in_http() {
     .unwrap();
     let _peer = Proc::start_peer("fluentd", &fluentd, &fconf, port);
     let conf = format!(
-        "{SRC}<match **>\n  @type http\n  endpoint http://127.0.0.1:{port}/${{tag}}\n  json_array true\n  {BUF}</match>\n"
+        "{SRC}<match spate.**>\n  @type http\n  endpoint http://127.0.0.1:{port}/${{tag}}\n  json_array true\n  {BUF}</match>\n"
     );
     let spate = Spate::start("http-fluentd-spate", &conf, Stdio::null());
     send(&spate, "spate.test", 3, "f1");

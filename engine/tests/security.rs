@@ -31,6 +31,10 @@ fn secure_conf(sink_port: u16) -> String {
     </user>
   </security>
 </source>
+<match fluent.**>
+  # spate's own log lines (the refused logins' warnings): not for the sink.
+  @type null
+</match>
 <match **>
   @type forward
   <server>

@@ -129,7 +129,12 @@ fn in_tcp_with_nc_socat_python_and_bad_input() {
     }
     let (_, _, err) = spate.stop();
     assert!(err.contains("pattern not matched"), "{err}");
-    assert!(err.contains("larger than message_length_limit 1024"), "{err}");
+    // Which of the two lines depends on whether the newline after the 5000 bytes came in
+    // the same read (dropped whole) or a later one (buffer cleared, rest discarded).
+    assert!(
+        err.contains("larger than message_length_limit 1024") || err.contains("exceeds message_length_limit 1024"),
+        "{err}"
+    );
     assert!(err.contains("in the middle of a message"), "{err}");
 }
 

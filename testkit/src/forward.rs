@@ -81,8 +81,11 @@ pub struct Received {
 pub struct Sink {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Every event received, in arrival order.
+    /// Every event received, in arrival order, except the server's own log events.
     pub events: Arc<Mutex<Vec<Received>>>,
+    /// The server's own log events (tags `fluent.*`: fluentd and spate route their log
+    /// lines to a top-level `<match **>` too), kept apart so counts stay exact.
+    pub logs: Arc<Mutex<Vec<Received>>>,
     /// Acks sent.
     pub acks_sent: Arc<Mutex<u64>>,
 }
@@ -93,15 +96,16 @@ impl Sink {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback sink");
         let addr = l.local_addr().expect("the sink's address");
         let events = Arc::new(Mutex::new(Vec::new()));
+        let logs = Arc::new(Mutex::new(Vec::new()));
         let acks_sent = Arc::new(Mutex::new(0));
-        let (ev, ac) = (events.clone(), acks_sent.clone());
+        let (ev, lg, ac) = (events.clone(), logs.clone(), acks_sent.clone());
         std::thread::spawn(move || {
             for s in l.incoming() {
                 let Ok(s) = s else { continue };
-                let (ev, ac) = (ev.clone(), ac.clone());
+                let (ev, lg, ac) = (ev.clone(), lg.clone(), ac.clone());
                 std::thread::spawn(move || {
                     serve_acking(s, |b| {
-                        let mut g = ev.lock().unwrap();
+                        let mut g = if b.tag.starts_with(b"fluent.") { lg.lock().unwrap() } else { ev.lock().unwrap() };
                         for e in b.events() {
                             g.push(Received {
                                 tag: b.tag.to_vec(),
@@ -117,7 +121,7 @@ impl Sink {
                 });
             }
         });
-        Sink { addr, events, acks_sent }
+        Sink { addr, events, logs, acks_sent }
     }
 
     /// Waits until `n` events arrived or `within` passed; returns the events so far.
@@ -144,6 +148,13 @@ pub struct FixedSink {
     /// Microseconds the sink spends per event received (0: as fast as it can), so a
     /// test can make it slower than the load.
     pub micros_per_event: Arc<std::sync::atomic::AtomicU64>,
+    /// When set, the sink checks ack ids as spate's in_forward `deduplicate` does: a
+    /// frame whose ack id it already counted is acked without counting its events
+    /// again (the resends of its own sender), and counted in `repeats`.
+    pub dedup_ids: Arc<AtomicBool>,
+    /// (frames, events) acked without counting them, under `dedup_ids`.
+    pub repeats: Arc<Mutex<(u64, u64)>>,
+    ids: Arc<Mutex<std::collections::HashSet<Vec<u8>>>>,
     run: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -156,6 +167,9 @@ impl FixedSink {
             port,
             seen: Arc::new(Mutex::new(HashMap::new())),
             micros_per_event: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            dedup_ids: Arc::new(AtomicBool::new(false)),
+            repeats: Arc::new(Mutex::new((0, 0))),
+            ids: Arc::new(Mutex::new(std::collections::HashSet::new())),
             run: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(Mutex::new(Vec::new())),
             thread: None,
@@ -169,6 +183,7 @@ impl FixedSink {
         self.run.store(true, Ordering::SeqCst);
         let (run, seen, conns) = (self.run.clone(), self.seen.clone(), self.conns.clone());
         let slow = self.micros_per_event.clone();
+        let dedup = Dedup { on: self.dedup_ids.clone(), ids: self.ids.clone(), repeats: self.repeats.clone() };
         self.thread = Some(std::thread::spawn(move || {
             while run.load(Ordering::SeqCst) {
                 let s = match l.accept() {
@@ -185,8 +200,8 @@ impl FixedSink {
                 if let Ok(c) = s.try_clone() {
                     conns.lock().unwrap().push(c);
                 }
-                let (seen, slow) = (seen.clone(), slow.clone());
-                std::thread::spawn(move || serve_counting(s, seen, slow));
+                let (seen, slow, dedup) = (seen.clone(), slow.clone(), dedup.clone());
+                std::thread::spawn(move || serve_counting(s, seen, slow, dedup));
             }
         }));
     }
@@ -208,11 +223,32 @@ impl FixedSink {
     }
 }
 
-fn serve_counting(s: TcpStream, seen: Arc<Mutex<HashMap<u64, u32>>>, slow: Arc<std::sync::atomic::AtomicU64>) {
+/// A [`FixedSink`]'s ack-id check (see `dedup_ids`).
+#[derive(Clone)]
+struct Dedup {
+    on: Arc<AtomicBool>,
+    ids: Arc<Mutex<std::collections::HashSet<Vec<u8>>>>,
+    repeats: Arc<Mutex<(u64, u64)>>,
+}
+
+fn serve_counting(
+    s: TcpStream,
+    seen: Arc<Mutex<HashMap<u64, u32>>>,
+    slow: Arc<std::sync::atomic::AtomicU64>,
+    dedup: Dedup,
+) {
     serve_acking(s, |b| {
         let us = slow.load(Ordering::Relaxed);
         if us > 0 {
             std::thread::sleep(Duration::from_micros(us * u64::from(b.count)));
+        }
+        if let (true, Some(c)) = (dedup.on.load(Ordering::Relaxed), &b.option.chunk) {
+            if !dedup.ids.lock().unwrap().insert(c.to_vec()) {
+                let mut r = dedup.repeats.lock().unwrap();
+                r.0 += 1;
+                r.1 += u64::from(b.count);
+                return;
+            }
         }
         let mut g = seen.lock().unwrap();
         for e in b.events() {

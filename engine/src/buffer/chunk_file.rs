@@ -245,6 +245,8 @@ pub(crate) struct Done {
     pub id: [u8; 16],
     pub path: PathBuf,
     pub file: Option<Arc<File>>,
+    /// Where the job's segment starts (the file is cut back here if it fails).
+    pub start: u64,
     pub len: u64,
     pub count: u32,
     pub bytes: usize,
@@ -293,11 +295,23 @@ pub(crate) fn apply(c: &mut Chunk, done: &Done) {
 pub(crate) struct Jobs {
     pub jobs: Vec<Job>,
     pub done: Vec<Done>,
+    /// Directories that got a new file (synced with the files).
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Jobs {
+    pub(crate) fn new(jobs: Vec<Job>) -> Self {
+        Jobs { jobs, done: Vec::new(), dirs: Vec::new() }
+    }
 }
 
 impl CommitWork for Jobs {
-    fn run(&mut self) {
-        self.done = run_jobs(std::mem::take(&mut self.jobs));
+    fn write(&mut self) {
+        self.done = write_jobs(std::mem::take(&mut self.jobs), &mut self.dirs);
+    }
+
+    fn sync(&mut self) {
+        sync_jobs(&mut self.done, &self.dirs);
     }
 
     fn written(&self) -> (u64, u64, u64) {
@@ -311,11 +325,22 @@ impl CommitWork for Jobs {
     }
 }
 
-/// Runs a group commit's writes, then one fdatasync per file touched and one fsync per
-/// directory that got a new file. Blocking: runs on glommio's blocking pool.
+/// Runs a group commit's jobs: [`write_jobs`], then [`sync_jobs`]. Blocking.
+#[cfg(test)]
 pub(crate) fn run_jobs(jobs: Vec<Job>) -> Vec<Done> {
+    let mut dirs = Vec::new();
+    let mut done = write_jobs(jobs, &mut dirs);
+    sync_jobs(&mut done, &dirs);
+    done
+}
+
+/// The first half of a commit: writes every job's segment (creating new chunk files
+/// with their header) into the page cache. Nothing is synced yet: the shard's group
+/// commit writes every buffer's segments first and syncs them after (see
+/// [`super::sync`]), so what must follow the events (in_forward's ids of acked frames)
+/// can be written between the two. Blocking: runs on glommio's blocking pool.
+pub(crate) fn write_jobs(jobs: Vec<Job>, dirs: &mut Vec<PathBuf>) -> Vec<Done> {
     let mut done = Vec::with_capacity(jobs.len());
-    let mut dirs: Vec<PathBuf> = Vec::new();
     for j in jobs {
         let bytes = j.data.len();
         let mut created = false;
@@ -339,7 +364,6 @@ pub(crate) fn run_jobs(jobs: Vec<Job>) -> Vec<Done> {
             let sh = segment_header(&j.data, j.count);
             f.write_all_at(&sh, offset)?;
             f.write_all_at(&j.data, offset + SEG_HEADER as u64)?;
-            f.sync_data()?;
             Ok(())
         })();
         let (len, err) = match r {
@@ -352,13 +376,27 @@ pub(crate) fn run_jobs(jobs: Vec<Job>) -> Vec<Done> {
                 (offset, Some(format!("{}: {e}", j.path.display())))
             }
         };
-        done.push(Done { id: j.id, path: j.path, file, len, count: j.count, bytes, err, created });
+        done.push(Done { id: j.id, path: j.path, file, start: offset, len, count: j.count, bytes, err, created });
+    }
+    done
+}
+
+/// The second half: one fdatasync per file written, then one fsync per directory that
+/// got a new file. A file whose sync fails is cut back to before its segment (its
+/// events are not acked). Blocking.
+pub(crate) fn sync_jobs(done: &mut [Done], dirs: &[PathBuf]) {
+    for d in done.iter_mut().filter(|d| d.err.is_none()) {
+        let Some(f) = &d.file else { continue };
+        if let Err(e) = f.sync_data() {
+            let _ = f.set_len(d.start);
+            d.len = d.start;
+            d.err = Some(format!("{}: {e}", d.path.display()));
+        }
     }
     for d in dirs {
         // A new file's name is durable only once its directory is synced.
-        if let Ok(f) = File::open(&d) {
+        if let Ok(f) = File::open(d) {
             let _ = f.sync_all();
         }
     }
-    done
 }

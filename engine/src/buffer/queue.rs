@@ -39,6 +39,10 @@ pub struct Buffer {
     /// Chunks dropped by `drop_oldest_chunk` or given up after retries.
     pub dropped_chunks: u64,
     pub dropped_events: u64,
+    /// Of those, dropped by `overflow_action drop_oldest_chunk`.
+    pub dropped_oldest: u64,
+    /// The id of the output this buffer belongs to (log lines name it).
+    owner: String,
     pub(crate) store: Option<FileStore>,
 }
 
@@ -77,6 +81,8 @@ impl Buffer {
             vars_at: usize::MAX,
             dropped_chunks: 0,
             dropped_events: 0,
+            dropped_oldest: 0,
+            owner: String::from("file buffer"),
             store: None,
         }
     }
@@ -117,6 +123,57 @@ impl Buffer {
         self.queue.is_empty() && self.staged.is_empty()
     }
 
+    /// Bytes in queued chunks (fluentd's queue_byte_size).
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.iter().map(|c| c.size).sum()
+    }
+
+    /// Bytes in staged chunks (fluentd's stage_byte_size).
+    pub fn staged_bytes(&self) -> usize {
+        self.staged.values().map(|c| c.size).sum()
+    }
+
+    /// The time slices of staged and queued chunks (fluentd's `timekeys`).
+    pub fn timekeys(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self.staged.values().chain(self.queue.iter()).filter_map(|c| c.timekey).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Names the output this buffer belongs to (its log lines start with it).
+    pub fn set_owner(&mut self, id: &str) {
+        self.owner = id.to_string();
+    }
+
+    /// A reload handed this buffer to a new output with `conf`. When the chunk keys
+    /// changed (time slice or record-field keys), the staged chunks are queued as they
+    /// are (their record-field values re-ordered for the new keys by name, missing ones
+    /// empty) so every new append starts a chunk under the new keys.
+    pub fn reconfigure(&mut self, conf: BufferConf) {
+        let old_keys = (self.conf.timekey.as_ref().map(|k| (k.secs, k.utc_offset)), self.conf.vars.clone());
+        let new_keys = (conf.timekey.as_ref().map(|k| (k.secs, k.utc_offset)), conf.vars.clone());
+        if old_keys != new_keys {
+            let staged: Vec<Chunk> = self.staged.drain().map(|(_, c)| c).collect();
+            for c in staged {
+                self.push_queue(c);
+            }
+            if self.conf.vars != conf.vars {
+                let old = self.conf.vars.clone();
+                for c in self.queue.iter_mut() {
+                    let mut v = Vec::new();
+                    for name in &conf.vars {
+                        let val = old.iter().position(|o| o == name).and_then(|i| c.var(i)).unwrap_or(b"");
+                        v.extend_from_slice(&(val.len() as u32).to_le_bytes());
+                        v.extend_from_slice(val);
+                    }
+                    c.vars = Bytes::from(v);
+                }
+            }
+        }
+        self.conf = conf;
+    }
+
     /// Whether `add` more bytes fit.
     pub fn has_room(&self, add: usize) -> bool {
         self.bytes + add <= self.conf.total_limit_size
@@ -142,6 +199,7 @@ impl Buffer {
                 if let Some(pos) = self.queue.iter().position(Chunk::ready) {
                     if let Some(old) = self.queue.remove(pos) {
                         self.dropped_chunks += 1;
+                        self.dropped_oldest += 1;
                         self.dropped_events += old.count as u64;
                         crate::warn!(
                             "buffer full: dropping oldest chunk tag={:?} events={} (overflow_action drop_oldest_chunk; {} chunks / {} events dropped so far)",
@@ -405,7 +463,7 @@ impl CommitSource for Buffer {
     fn prepare(&mut self) -> Option<Box<dyn CommitWork>> {
         let jobs: Vec<_> =
             self.staged.values_mut().chain(self.queue.iter_mut()).filter_map(chunk_file::job_for).collect();
-        (!jobs.is_empty()).then(|| Box::new(chunk_file::Jobs { jobs, done: Vec::new() }) as Box<dyn CommitWork>)
+        (!jobs.is_empty()).then(|| Box::new(chunk_file::Jobs::new(jobs)) as Box<dyn CommitWork>)
     }
 
     fn finish(&mut self, work: Box<dyn CommitWork>) -> Result<(), String> {
@@ -425,8 +483,11 @@ impl CommitSource for Buffer {
             }
             if let Some(e) = &d.err {
                 self.unaccount(d.bytes);
+                // Named by its output's id: a log line of that output (so a file buffer
+                // that carries spate's own log events does not log into itself).
                 crate::error!(
-                    "file buffer: writing {} events to disk failed: {e}; they are not acked (clients resend)",
+                    "{}: file buffer: writing {} events to disk failed: {e}; they are not acked (clients resend)",
+                    self.owner,
                     d.count
                 );
                 first_err.get_or_insert_with(|| e.clone());

@@ -8,6 +8,15 @@
 //! while a commit runs wait for the next one, so one fsync per file covers all writes
 //! since the previous commit. in_forward waits for [`Syncer::wait`] before it sends
 //! acks; with no file buffer the epochs never move and nothing waits.
+//!
+//! A commit can also carry what must become durable *after* its events and never
+//! before them ([`Follower`]: in_forward's log of acked frame ids, see
+//! `input/forward/dedup`). The blocking part runs in this order: every buffer writes its
+//! segments (page cache), then the followers write (only if every event write
+//! succeeded), then every buffer fdatasyncs, then the followers seal (a mark and their
+//! own fdatasync when the events are durable; take back what they wrote when not).
+//! So a follower's record is never on disk without its events after a `kill -9` (the
+//! page cache keeps write order), and after a power loss only sealed records count.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -72,11 +81,37 @@ pub trait CommitSource {
 
 /// The blocking part of one buffer's share of a commit (writes and fdatasyncs).
 pub trait CommitWork: Send {
-    /// Runs on the blocking pool.
-    fn run(&mut self);
+    /// Writes (page cache). Runs on the blocking pool.
+    fn write(&mut self);
+    /// Makes what [`CommitWork::write`] wrote durable. Runs on the blocking pool after
+    /// every buffer's write and the followers' writes.
+    fn sync(&mut self);
     /// (chunks written, bytes written, failed writes), for the commit statistics.
     fn written(&self) -> (u64, u64, u64);
     /// For [`CommitSource::finish`] to get its own type back.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}
+
+/// What becomes durable after the events of a commit, never before them (see the
+/// module doc). Shard-local, like the buffers.
+pub trait Follower {
+    /// Takes what waits for the next commit (`None`: nothing). `failed_upto`: the last
+    /// epoch of the newest failed commit (0: none yet); whatever followed events
+    /// appended at or before it must be dropped, not written.
+    fn prepare(&mut self, failed_upto: u64) -> Option<Box<dyn FollowWork>>;
+    /// Applies the outcome on the shard: `durable` says whether every event of the
+    /// commit is durable.
+    fn finish(&mut self, work: Box<dyn FollowWork>, durable: bool);
+}
+
+/// The blocking part of a follower's share of a commit.
+pub trait FollowWork: Send {
+    /// After every buffer wrote its segments; `written`: all of them succeeded (if not,
+    /// nothing may be written).
+    fn write(&mut self, written: bool);
+    /// After every buffer's fdatasync; `durable`: all of them succeeded.
+    fn seal(&mut self, durable: bool);
+    /// For [`Follower::finish`] to get its own type back.
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
@@ -92,10 +127,15 @@ pub struct Syncer {
     /// check right after the commit that covers them).
     failed: RefCell<VecDeque<(u64, u64, String)>>,
     buffers: RefCell<Vec<Registered>>,
+    followers: RefCell<Vec<Weak<RefCell<dyn Follower>>>>,
+    /// The last epoch of the newest failed commit (0: none).
+    failed_upto: Cell<u64>,
     kick: Notify,
     waiters: RefCell<Vec<Waker>>,
     started: Cell<bool>,
     stats: Cell<SyncStats>,
+    /// Duration of each group commit.
+    pub latency: crate::metrics::Histogram,
 }
 
 impl Syncer {
@@ -104,6 +144,19 @@ impl Syncer {
     pub fn written(&self) {
         self.written.set(self.written.get() + 1);
         self.kick.notify();
+    }
+
+    /// The epoch the next append will have: an input notes it before routing a frame,
+    /// to check later that no commit since then failed ([`Syncer::wait_since`]).
+    #[inline]
+    pub fn next_epoch(&self) -> u64 {
+        self.written.get() + 1
+    }
+
+    /// The epoch of the latest append (0: none yet).
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.written.get()
     }
 
     /// The epoch to wait for if anything written is not durable yet.
@@ -117,10 +170,49 @@ impl Syncer {
         self.stats.get()
     }
 
+    /// The shard values of the group commit (for the metrics endpoints).
+    pub fn samples(&self) -> Vec<crate::metrics::Sample> {
+        use crate::metrics::{Sample, Value};
+        let st = self.stats.get();
+        let c = |name: &str, help: &str, v: u64| Sample {
+            name: name.into(),
+            help: help.into(),
+            labels: Vec::new(),
+            value: Value::Counter(v as f64),
+        };
+        vec![
+            c("group_commits", "Group commits of file buffers (one fdatasync per file touched).", st.commits),
+            c("group_commit_failures", "Chunk writes a group commit could not make durable.", st.failures),
+            c("fsync_bytes", "Bytes written and fdatasynced by group commits.", st.bytes_written),
+            c("fsync_chunks", "Chunk files written by group commits.", st.chunks_written),
+            Sample {
+                name: "group_commit_duration_seconds".into(),
+                help: "Time of a group commit (write + fdatasync).".into(),
+                labels: Vec::new(),
+                value: Value::Histogram(self.latency.snapshot()),
+            },
+        ]
+    }
+
     /// Registers a file buffer and the flush task to wake when its chunks become
-    /// durable; starts the commit task on first use.
+    /// durable (again after a reload handed the buffer to a new output: the new flush
+    /// task replaces the old); starts the commit task on first use.
     pub fn register(self: &Rc<Self>, buffer: Rc<RefCell<dyn CommitSource>>, flusher: &Rc<Notify>) {
-        self.buffers.borrow_mut().push((Rc::downgrade(&buffer), Rc::downgrade(flusher)));
+        {
+            let mut regs = self.buffers.borrow_mut();
+            let same = |b: &Weak<RefCell<dyn CommitSource>>| std::ptr::addr_eq(b.as_ptr(), Rc::as_ptr(&buffer));
+            regs.retain(|(b, _)| b.strong_count() > 0 && !same(b));
+            regs.push((Rc::downgrade(&buffer), Rc::downgrade(flusher)));
+        }
+        if !self.started.replace(true) {
+            let me = self.clone();
+            glommio::spawn_local(async move { me.run().await }).detach();
+        }
+    }
+
+    /// Registers a follower (see the module doc); starts the commit task on first use.
+    pub fn register_follower(self: &Rc<Self>, f: Rc<RefCell<dyn Follower>>) {
+        self.followers.borrow_mut().push(Rc::downgrade(&f));
         if !self.started.replace(true) {
             let me = self.clone();
             glommio::spawn_local(async move { me.run().await }).detach();
@@ -130,6 +222,14 @@ impl Syncer {
     /// Waits until everything written up to `epoch` is durable. `Err`: the commit
     /// covering it failed; the events must not be acked.
     pub async fn wait(&self, epoch: u64) -> Result<(), String> {
+        self.wait_since(epoch, epoch).await
+    }
+
+    /// Waits until everything written up to `epoch` is durable. `Err`: a commit
+    /// covering any epoch from `first` to `epoch` failed (a frame routed across several
+    /// commits, such as a compressed one inflated a slice at a time, is acked only if
+    /// all of them succeeded).
+    pub async fn wait_since(&self, first: u64, epoch: u64) -> Result<(), String> {
         struct W<'a>(&'a Syncer, u64);
         impl Future for W<'_> {
             type Output = ();
@@ -144,7 +244,7 @@ impl Syncer {
         }
         W(self, epoch).await;
         for (from, to, why) in self.failed.borrow().iter() {
-            if (*from..=*to).contains(&epoch) {
+            if *from <= epoch && *to >= first {
                 return Err(why.clone());
             }
         }
@@ -169,9 +269,12 @@ impl Syncer {
                 continue;
             }
             let target = self.written.get();
+            let t0 = std::time::Instant::now();
             let r = self.commit().await;
+            self.latency.observe_duration(t0.elapsed());
             let from = self.durable.get() + 1;
             if let Err(why) = r {
+                self.failed_upto.set(target);
                 let mut f = self.failed.borrow_mut();
                 f.push_back((from, target, why));
                 while f.len() > 64 {
@@ -185,7 +288,7 @@ impl Syncer {
         }
     }
 
-    /// One group commit over every registered buffer.
+    /// One group commit over every registered buffer, and then its followers.
     async fn commit(&self) -> Result<(), String> {
         let mut works = Vec::new();
         let mut owners = Vec::new();
@@ -204,16 +307,41 @@ impl Syncer {
                 }
             }
         }
-        if works.is_empty() {
+        let mut follows = Vec::new();
+        let mut followers = Vec::new();
+        {
+            let mut regs = self.followers.borrow_mut();
+            regs.retain(|f| f.strong_count() > 0);
+            for f in regs.iter().filter_map(Weak::upgrade) {
+                let work = f.borrow_mut().prepare(self.failed_upto.get());
+                if let Some(w) = work {
+                    follows.push(w);
+                    followers.push(f);
+                }
+            }
+        }
+        if works.is_empty() && follows.is_empty() {
             return Ok(());
         }
-        let works = glommio::executor()
+        let (works, follows, durable) = glommio::executor()
             .spawn_blocking(move || {
-                let mut works = works;
+                let (mut works, mut follows) = (works, follows);
                 for w in works.iter_mut() {
-                    w.run();
+                    w.write();
                 }
-                works
+                let ok = |works: &[Box<dyn CommitWork>]| works.iter().all(|w| w.written().2 == 0);
+                let written = ok(&works);
+                for f in follows.iter_mut() {
+                    f.write(written);
+                }
+                for w in works.iter_mut() {
+                    w.sync();
+                }
+                let durable = written && ok(&works);
+                for f in follows.iter_mut() {
+                    f.seal(durable);
+                }
+                (works, follows, durable)
             })
             .await;
         let mut st = self.stats.get();
@@ -227,6 +355,9 @@ impl Syncer {
             if let Err(e) = b.borrow_mut().finish(w) {
                 first_err.get_or_insert(e);
             }
+        }
+        for (w, f) in follows.into_iter().zip(followers) {
+            f.borrow_mut().finish(w, durable && first_err.is_none());
         }
         self.stats.set(st);
         for n in &flushers {

@@ -7,6 +7,7 @@
 //! Accessors record which parameters were read, so the caller can warn about unknown
 //! ones with their location (fluentd warns too; it does not fail).
 
+pub mod dump;
 mod element;
 mod embedded;
 mod parser;

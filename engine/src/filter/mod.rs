@@ -8,6 +8,7 @@ pub mod concat;
 pub mod error;
 pub mod grep;
 pub mod parser;
+pub mod prometheus;
 pub mod record_modifier;
 pub mod record_transformer;
 pub mod stdout;

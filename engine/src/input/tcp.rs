@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::AsyncReadExt;
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use spate_protocol::EventBatch;
 
@@ -305,39 +305,33 @@ impl TextServer {
         }
     }
 
-    fn start_tcp(self: &Rc<Self>, listener: std::net::TcpListener) {
-        // SAFETY: the fd comes from a listening, non-blocking socket we own.
-        let l = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    fn start_tcp(self: &Rc<Self>, l: super::net::Listener) {
         let me = self.clone();
         let t = glommio::spawn_local(async move { me.accept_loop(l).await }).detach();
         self.tasks.borrow_mut().push(t);
     }
 
-    async fn accept_loop(self: Rc<Self>, l: TcpListener) {
+    /// The listener is pooled per shard (it survives a reload): accept errors are the
+    /// pool's, and a stopping input hands back what it took.
+    async fn accept_loop(self: Rc<Self>, l: super::net::Listener) {
         loop {
-            match l.accept().await {
-                Ok(stream) => {
-                    if self.stopping.get() {
-                        break;
-                    }
-                    let id = self.next_conn.get();
-                    self.next_conn.set(id + 1);
-                    inc(&self.metrics.connections, 1);
-                    inc(&self.metrics.active, 1);
-                    let me = self.clone();
-                    let h = glommio::spawn_local(async move {
-                        me.serve(stream).await;
-                        me.metrics.active.set(me.metrics.active.get().saturating_sub(1));
-                        me.conns.borrow_mut().remove(&id);
-                    })
-                    .detach();
-                    self.conns.borrow_mut().insert(id, h);
-                }
-                Err(e) => {
-                    crate::warn!("{}: accept failed: {e}", self.conf.id);
-                    glommio::timer::sleep(Duration::from_millis(50)).await;
-                }
+            let stream = l.accept().await;
+            if self.stopping.get() {
+                l.give_back(stream);
+                break;
             }
+            let id = self.next_conn.get();
+            self.next_conn.set(id + 1);
+            inc(&self.metrics.connections, 1);
+            inc(&self.metrics.active, 1);
+            let me = self.clone();
+            let h = glommio::spawn_local(async move {
+                me.serve(stream).await;
+                me.metrics.active.set(me.metrics.active.get().saturating_sub(1));
+                me.conns.borrow_mut().remove(&id);
+            })
+            .detach();
+            self.conns.borrow_mut().insert(id, h);
         }
     }
 
@@ -476,8 +470,8 @@ impl Input for TextServer {
             self.start_udp(s);
             local
         } else {
-            let l = super::net::bind_tcp(self.conf.addr, None)?;
-            let local = l.local_addr()?;
+            let l = super::net::listen(self.conf.addr, None)?;
+            let local = l.local_addr();
             self.start_tcp(l);
             local
         };

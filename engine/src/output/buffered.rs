@@ -7,6 +7,11 @@
 //!
 //! A chunk leaves the buffer only when a writer returned Ok for it (for out_forward
 //! with `require_ack_response`: after the server's ack), so delivery is at least once.
+//!
+//! On a reload, a new buffered output with the same `@id` (same buffer type) or the
+//! same file-buffer path takes over the previous one's [`Buffer`] as it is: the old
+//! flush task finishes the chunk it is writing (committing or re-queueing it into the
+//! shared buffer) and stops; nothing is flushed, closed or re-read.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -34,6 +39,18 @@ pub struct BufferedOutput {
     secondary: Option<Rc<dyn Writer>>,
     seq: Cell<u64>,
     syncer: Rc<Syncer>,
+    /// A reload gave the buffer to a new output: stop after the write in progress.
+    retired: Cell<bool>,
+    /// Flush everything before exiting, whatever `flush_at_shutdown` says (RPC
+    /// flushBuffersAndKillWorkers).
+    drain: Cell<bool>,
+    /// The buffer was taken over from the previous generation: its new configuration,
+    /// applied when this output starts.
+    adopted_conf: RefCell<Option<BufferConf>>,
+    /// `slow_flush_log_threshold`.
+    slow_flush: Duration,
+    /// fluentd's retry state while a chunk is being retried.
+    retry: Cell<Option<crate::metrics::RetryState>>,
     /// The shard's context, for the `@ERROR` label (weak: the shard owns this output).
     errors: Option<std::rc::Weak<ShardCtx>>,
 }
@@ -58,6 +75,11 @@ impl BufferedOutput {
             secondary,
             seq: Cell::new(0),
             syncer,
+            retired: Cell::new(false),
+            drain: Cell::new(false),
+            adopted_conf: RefCell::new(None),
+            slow_flush: Duration::from_secs(20),
+            retry: Cell::new(None),
             errors: None,
         }
     }
@@ -66,6 +88,17 @@ impl BufferedOutput {
     pub fn with_error_route(mut self, ctx: &Rc<ShardCtx>) -> Self {
         self.errors = Some(Rc::downgrade(ctx));
         self
+    }
+
+    /// Takes over `buffer` (a reload), to be reconfigured with `conf` at start.
+    fn adopting(mut self, buffer: Rc<RefCell<Buffer>>, conf: BufferConf) -> Self {
+        self.buffer = buffer;
+        *self.adopted_conf.borrow_mut() = Some(conf);
+        self
+    }
+
+    fn shares_buffer_with(&self, o: &BufferedOutput) -> bool {
+        Rc::ptr_eq(&self.buffer, &o.buffer)
     }
 
     pub fn writer(&self) -> &dyn Writer {
@@ -115,7 +148,11 @@ impl BufferedOutput {
     /// Registers with the shard's group commit and starts the writer's own tasks
     /// (heartbeats); the caller spawns [`BufferedOutput::run`].
     fn register(&self) {
+        if let Some(conf) = self.adopted_conf.borrow_mut().take() {
+            self.buffer.borrow_mut().reconfigure(conf);
+        }
         if self.buffer.borrow().is_file() {
+            self.buffer.borrow_mut().set_owner(&self.id);
             self.syncer.register(self.buffer.clone(), &self.notify);
         }
         self.writer.clone().start();
@@ -164,9 +201,12 @@ impl BufferedOutput {
     /// The flush loop: runs until shutdown has flushed what it should.
     async fn run(&self) {
         loop {
+            if self.retired.get() {
+                break;
+            }
             let now = Instant::now();
             let stopping = self.stopping.get();
-            let flush_at_shutdown = self.buffer.borrow().conf().flush_at_shutdown;
+            let flush_at_shutdown = self.buffer.borrow().conf().flush_at_shutdown || self.drain.get();
             let force = self.force.replace(false) || (stopping && flush_at_shutdown);
             if stopping && !flush_at_shutdown {
                 break;
@@ -194,12 +234,21 @@ impl BufferedOutput {
                     continue;
                 }
             }
+            if self.retired.get() {
+                // The buffer belongs to the new output now: give the chunk back to it.
+                self.buffer.borrow_mut().requeue(chunk);
+                break;
+            }
             let vars = self.vars_of(&chunk);
-            match self.writer.write(&chunk, &vars).await {
+            let started = Instant::now();
+            let result = self.writer.write(&chunk, &vars).await;
+            self.timed(started);
+            match result {
                 Ok(bytes) => {
                     OutputMetrics::add(&self.metrics.write_count, 1);
                     OutputMetrics::add(&self.metrics.write_records, chunk.count as u64);
                     OutputMetrics::add(&self.metrics.write_bytes, bytes as u64);
+                    self.retry.set(None);
                     self.buffer.borrow_mut().commit(chunk);
                 }
                 Err(e @ WriteError::Rollback(_)) => {
@@ -217,6 +266,27 @@ impl BufferedOutput {
             }
         }
         self.done.set(true);
+        if self.retired.get() {
+            self.writer.stop();
+        }
+    }
+
+    /// fluentd's `check_slow_flush`: flush time in milliseconds, and a warning plus a
+    /// count when a write took longer than `slow_flush_log_threshold`.
+    fn timed(&self, started: Instant) {
+        let took = started.elapsed();
+        self.metrics.flush_latency.observe_duration(took);
+        OutputMetrics::add(&self.metrics.flush_time_count, took.as_millis() as u64);
+        if took > self.slow_flush {
+            OutputMetrics::add(&self.metrics.slow_flush_count, 1);
+            crate::warn!(
+                "{}: buffer flush took longer time than slow_flush_log_threshold: elapsed_time={:.3} slow_flush_log_threshold={:.1} plugin_id=\"{}\"",
+                self.id,
+                took.as_secs_f64(),
+                self.slow_flush.as_secs_f64(),
+                self.id
+            );
+        }
     }
 
     /// A writer confirmed part of a chunk: the rejected entries go to the error path,
@@ -330,6 +400,8 @@ impl BufferedOutput {
             if let Some(sec) = &self.secondary {
                 match sec.write(&chunk, vars).await {
                     Ok(_) => {
+                        OutputMetrics::add(&self.metrics.write_secondary_count, 1);
+                        self.retry.set(None);
                         crate::warn!(
                             "{}: retries exhausted for chunk {} ({} events; last error: {e}); written to <secondary> {}",
                             self.id,
@@ -356,10 +428,20 @@ impl BufferedOutput {
                 e
             );
             OutputMetrics::add(&self.metrics.dropped_records, chunk.count as u64);
+            self.retry.set(None);
             self.buffer.borrow_mut().discard(chunk);
             return;
         }
         let delay = bc.retry_delay(chunk.retries, self.jitter());
+        let wall = |t: Instant| {
+            let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            since.as_secs_f64() - Instant::now().saturating_duration_since(t).as_secs_f64()
+        };
+        self.retry.set(Some(crate::metrics::RetryState {
+            start: wall(first),
+            steps: chunk.retries,
+            next_time: wall(Instant::now()) + delay.as_secs_f64(),
+        }));
         crate::warn!(
             "{}: failed to flush the buffer. retry_times={} next_retry_in={:.1}s chunk={} error=\"{}\"",
             self.id,
@@ -376,7 +458,7 @@ impl BufferedOutput {
         } else {
             // A notification here is not a reason to retry early; a shutdown is.
             let until = Instant::now() + delay;
-            while Instant::now() < until && !self.stopping.get() {
+            while Instant::now() < until && !self.stopping.get() && !self.retired.get() {
                 self.notify.wait(until.saturating_duration_since(Instant::now())).await;
             }
         }
@@ -417,8 +499,62 @@ impl Output for BufferedOutput {
         BufferedOutput::has_room(self, bytes)
     }
 
+    fn visit_metrics(&self, m: &mut dyn crate::metrics::Visitor) {
+        use crate::metrics::names::*;
+        use crate::metrics::Merge;
+        let b = self.buffer.borrow();
+        // The buffer counts what it dropped (drop_oldest_chunk, retries exhausted).
+        self.metrics.drop_oldest_chunk_count.set(b.dropped_oldest);
+        self.metrics.dropped_chunks.set(b.dropped_chunks);
+        self.metrics.dropped_records.set(b.dropped_events);
+        self.metrics.visit(m, true);
+        m.gauge(BUFFER_QUEUE_LENGTH, "Chunks queued for writing.", b.queued_chunks() as f64, Merge::Sum);
+        m.gauge(BUFFER_STAGE_LENGTH, "Chunks being filled.", b.staged_chunks() as f64, Merge::Sum);
+        m.gauge(BUFFER_QUEUE_BYTE_SIZE, "Bytes in queued chunks.", b.queued_bytes() as f64, Merge::Sum);
+        m.gauge(BUFFER_STAGE_BYTE_SIZE, "Bytes in chunks being filled.", b.staged_bytes() as f64, Merge::Sum);
+        m.gauge("buffer_bytes", "Bytes held (staged, queued and being written).", b.total_bytes() as f64, Merge::Sum);
+        m.gauge(
+            BUFFER_TOTAL_LIMIT_SIZE,
+            "total_limit_size (per shard, summed).",
+            b.conf().total_limit_size as f64,
+            Merge::Sum,
+        );
+        let keys = b.timekeys();
+        m.timekeys(&mut keys.iter().copied());
+        if let (Some(min), Some(max)) = (keys.first(), keys.last()) {
+            m.gauge(BUFFER_OLDEST_TIMEKEY, "Oldest time slice in the buffer (Unix seconds).", *min as f64, Merge::Min);
+            m.gauge(BUFFER_NEWEST_TIMEKEY, "Newest time slice in the buffer (Unix seconds).", *max as f64, Merge::Max);
+        }
+        if let Some(r) = self.retry.get() {
+            m.retry(r);
+        }
+    }
+
+    fn retire(&self) {
+        self.retired.set(true);
+        self.notify.notify();
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+/// Whether two outputs are buffered outputs sharing one buffer (a reload handed it
+/// over).
+pub fn shares_buffer(a: &dyn Output, b: &dyn Output) -> bool {
+    match (a.as_any().downcast_ref::<BufferedOutput>(), b.as_any().downcast_ref::<BufferedOutput>()) {
+        (Some(x), Some(y)) => x.shares_buffer_with(y),
+        _ => false,
+    }
+}
+
+/// Makes every buffered output flush everything before it exits (RPC
+/// `flushBuffersAndKillWorkers`), whatever its `flush_at_shutdown`.
+pub fn drain_on_shutdown(o: &dyn Output) {
+    if let Some(b) = o.as_any().downcast_ref::<BufferedOutput>() {
+        b.drain.set(true);
+        b.flush_now();
     }
 }
 
@@ -430,6 +566,8 @@ pub struct BufferedPlan {
     pub writer: Box<dyn WriterPlan>,
     pub buffer: BufferConf,
     pub secondary: Option<Box<dyn WriterPlan>>,
+    /// fluentd's `slow_flush_log_threshold` (20 s).
+    pub slow_flush: Duration,
 }
 
 /// Plans a buffered output of registered type `name` whose writer `f` builds: the
@@ -453,7 +591,12 @@ pub fn plan(
         Some(s) => Some(ctx.secondary(s, name, &buffer)?),
         None => None,
     };
-    Ok(Box::new(BufferedPlan { id, type_name: name, writer, buffer, secondary }))
+    let slow_flush = match e.float("slow_flush_log_threshold")? {
+        Some(f) if f >= 0.0 => Duration::from_secs_f64(f),
+        Some(f) => return Err(e.error(format!("slow_flush_log_threshold {f} must not be negative"))),
+        None => Duration::from_secs(20),
+    };
+    Ok(Box::new(BufferedPlan { id, type_name: name, writer, buffer, secondary, slow_flush }))
 }
 
 impl OutputPlan for BufferedPlan {
@@ -483,6 +626,28 @@ impl OutputPlan for BufferedPlan {
 
     fn build(&self, ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Output>, BuildError> {
         let shard = ctx.shard as u32;
+        // A reload: take over the previous generation's buffer of the same @id (and
+        // buffer type) or the same file path, as it is.
+        let adopted = ctx.previous_outputs().into_iter().find_map(|o| {
+            let b = o.as_any().downcast_ref::<BufferedOutput>()?;
+            let old = b.buffer.borrow();
+            let same_path = self.buffer.path.is_some() && old.conf().path == self.buffer.path;
+            let same_id = b.id == self.id && old.conf().path.is_none() && self.buffer.path.is_none();
+            (same_path || same_id).then(|| b.buffer.clone())
+        });
+        if let Some(buf) = adopted {
+            let writer = self.writer.build(&self.id, ctx)?;
+            let secondary = match &self.secondary {
+                Some(w) => Some(w.build(&format!("{}.secondary", self.id), ctx)?),
+                None => None,
+            };
+            let placeholder = Buffer::new(self.buffer.clone(), shard);
+            let mut o = BufferedOutput::new(self.id.clone(), placeholder, writer, secondary, ctx.syncer.clone())
+                .with_error_route(ctx)
+                .adopting(buf, self.buffer.clone());
+            o.slow_flush = self.slow_flush;
+            return Ok(Rc::new(o));
+        }
         let buffer = match &self.buffer.path {
             None => Buffer::new(self.buffer.clone(), shard),
             Some(path) => {
@@ -496,8 +661,9 @@ impl OutputPlan for BufferedPlan {
             Some(w) => Some(w.build(&format!("{}.secondary", self.id), ctx)?),
             None => None,
         };
-        Ok(Rc::new(
-            BufferedOutput::new(self.id.clone(), buffer, writer, secondary, ctx.syncer.clone()).with_error_route(ctx),
-        ))
+        let mut o =
+            BufferedOutput::new(self.id.clone(), buffer, writer, secondary, ctx.syncer.clone()).with_error_route(ctx);
+        o.slow_flush = self.slow_flush;
+        Ok(Rc::new(o))
     }
 }

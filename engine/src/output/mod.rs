@@ -21,6 +21,7 @@ pub mod http;
 pub mod kafka2;
 pub mod label_router;
 pub mod null;
+pub mod prometheus;
 pub mod relabel;
 pub mod rewrite_tag_filter;
 pub mod route;

@@ -105,7 +105,7 @@ impl RegexpParser {
         let mut end = None;
         let conf = &self.conf;
         match (&*conf.re, self.locs.as_mut()) {
-            (RubyRegex::Fast { re, strict }, Some(locs)) => {
+            (RubyRegex::Fast { re, strict, .. }, Some(locs)) => {
                 let m = re.captures_read_at(locs, text, from);
                 // Ruby's `^` does not match after a final newline; the regex crate's does.
                 let caret_at_end =

@@ -19,6 +19,11 @@ pub enum RubyRegex {
         /// the `regex` crate's) does not match at the very end after a final newline.
         /// Only consulted when the one match found starts there.
         strict: Option<Box<fancy_regex::Regex>>,
+        /// A pattern that is a plain ASCII literal (no metacharacter, no `?`, case
+        /// sensitive), found with a SIMD substring search instead of the regex engine.
+        /// Exact on raw bytes: scrubbing invalid bytes to `?` cannot create or remove a
+        /// match of such a needle.
+        literal: Option<Box<memchr::memmem::Finder<'static>>>,
     },
     Fancy(Box<fancy_regex::Regex>),
 }
@@ -89,7 +94,9 @@ impl RubyRegex {
         match regex::bytes::RegexBuilder::new(&src).multi_line(true).build() {
             Ok(re) => {
                 let strict = strict_src.and_then(|s| fancy_regex::Regex::new(&s).ok()).map(Box::new);
-                Ok(RubyRegex::Fast { re, strict })
+                let literal = (!ignore_case && !body.is_empty() && body.is_ascii() && regex::escape(body) == body)
+                    .then(|| Box::new(memchr::memmem::Finder::new(body.as_bytes()).into_owned()));
+                Ok(RubyRegex::Fast { re, strict, literal })
             }
             Err(fast_err) => match fancy_regex::Regex::new(&strict_src.unwrap_or_else(|| format!("(?m){src}"))) {
                 Ok(r) => Ok(RubyRegex::Fancy(Box::new(r))),
@@ -112,14 +119,19 @@ impl RubyRegex {
     #[inline]
     pub fn is_match(&self, s: &[u8], scratch: &mut Vec<u8>) -> bool {
         match self {
-            RubyRegex::Fast { re, strict } => {
+            RubyRegex::Fast { re, strict, literal } => {
+                if let Some(f) = literal {
+                    return f.find(s).is_some();
+                }
                 let strict = strict.as_deref();
                 // The common outcomes need no UTF-8 check: a match not at a final "\n".
-                if re.is_match(s) && (strict.is_none() || s.last() != Some(&b'\n')) {
+                let raw = re.is_match(s);
+                if raw && (strict.is_none() || s.last() != Some(&b'\n')) {
                     return true;
                 }
                 if std::str::from_utf8(s).is_ok() {
-                    return fast_match(re, strict, s);
+                    // Valid UTF-8 is what Ruby matches too: no match is the answer.
+                    return raw && fast_match(re, strict, s);
                 }
                 scrub(s, scratch);
                 fast_match(re, strict, scratch)
@@ -145,7 +157,7 @@ impl RubyRegex {
         };
         match self {
             RubyRegex::Fast { strict: Some(strict), .. } => fancy(strict),
-            RubyRegex::Fast { re, strict: None } => {
+            RubyRegex::Fast { re, strict: None, .. } => {
                 let c = re.captures_at(text.as_bytes(), pos)?;
                 Some(spans(c.len(), &|i| c.get(i).map(|m| (m.start(), m.end()))))
             }
@@ -157,7 +169,7 @@ impl RubyRegex {
     /// needs fancy-regex, which allocates its own).
     pub fn capture_locations(&self) -> Option<regex::bytes::CaptureLocations> {
         match self {
-            RubyRegex::Fast { re, strict: None } => Some(re.capture_locations()),
+            RubyRegex::Fast { re, strict: None, .. } => Some(re.capture_locations()),
             _ => None,
         }
     }
@@ -172,7 +184,7 @@ impl RubyRegex {
         spans: &mut Spans,
     ) -> bool {
         spans.clear();
-        if let (RubyRegex::Fast { re, strict: None }, Some(l)) = (self, locs.as_mut()) {
+        if let (RubyRegex::Fast { re, strict: None, .. }, Some(l)) = (self, locs.as_mut()) {
             if re.captures_read(l, text.as_bytes()).is_none() {
                 return false;
             }
@@ -514,5 +526,16 @@ mod tests {
         assert!(is("(?<=x)y", b"xy"), "look-behind goes to fancy-regex");
         assert!(matches!(RubyRegex::new("(?<=x)y", false, false).unwrap(), RubyRegex::Fancy(_)));
         assert!(matches!(RubyRegex::new("\\d+", false, false).unwrap(), RubyRegex::Fast { .. }));
+    }
+
+    #[test]
+    fn plain_literals_take_the_substring_search_with_the_same_answers() {
+        let lit = |p: &str| matches!(RubyRegex::from_config(p).unwrap(), RubyRegex::Fast { literal: Some(_), .. });
+        assert!(lit("cool") && lit("GET /api"));
+        assert!(!lit("/cool/i") && !lit("co.l") && !lit("a?b") && !lit("caf\u{e9}"));
+        assert!(is("cool", b"so cool!") && !is("cool", b"so coal"));
+        // Invalid bytes around the needle: scrubbing them to '?' cannot change the answer.
+        assert!(is("cool", b"\xff cool \xfe") && !is("cool", b"\xffcoo\xfel"));
+        assert!(!is("error", b""));
     }
 }

@@ -4,6 +4,8 @@
 //! — comes from `spate-testkit` and is re-exported here for the tests' `use common::*`.
 #![allow(dead_code, unused_imports)]
 
+pub mod http;
+
 use std::net::SocketAddr;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -85,6 +87,111 @@ impl Spate {
     pub fn signal(&self, sig: i32) {
         self.proc.signal(sig);
     }
+}
+
+// ---- spate that a test kills and restarts (durability.rs, exactly_once.rs) ----
+
+/// spate (2 workers; the release binary when `SPATE_RELEASE_BIN` is set) on a fixed
+/// port and config, logging to a file; restartable.
+pub struct Restartable {
+    conf: std::path::PathBuf,
+    port: u16,
+    proc: Option<Proc>,
+    log: std::path::PathBuf,
+    pub starts: u32,
+}
+
+impl Restartable {
+    pub fn new(conf: std::path::PathBuf, port: u16, log: std::path::PathBuf) -> Restartable {
+        Restartable { conf, port, proc: None, log, starts: 0 }
+    }
+
+    pub fn start(&mut self) {
+        self.starts += 1;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = match Spate::release_bin() {
+            Some(bin) => {
+                let mut c = std::process::Command::new(bin);
+                c.arg("-c").arg(&self.conf).args(["--workers", "2"]);
+                c
+            }
+            None => spate_cmd(&self.conf, 2),
+        };
+        let mut p = Proc::spawn("spate", cmd.stdout(Stdio::null()).stderr(Stdio::from(log)));
+        p.wait_listening(self.port, Duration::from_secs(20));
+        self.proc = Some(p);
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub fn term(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(60));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Restartable {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// An at-least-once client: frames of `batch` events with unique `k`, each resent
+/// (same chunk id) until acked, reconnecting as needed. Returns the acked `k`s.
+pub fn at_least_once_client(
+    addr: SocketAddr,
+    base: u64,
+    batch: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked_n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Vec<u64> {
+    let mut acked = Vec::new();
+    let mut seq = 0u64;
+    let mut conn: Option<Client> = None;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let k0 = base + seq * batch;
+        let id = format!("c{base}-{seq}");
+        let frame = kv_frame(b"chaos", k0..k0 + batch, spate_protocol::EventTime::new(T0, 0), &id);
+        // Until acked (the client's promise: it resends what was not acked).
+        loop {
+            if conn.is_none() {
+                match std::net::TcpStream::connect(addr) {
+                    Ok(s) => {
+                        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                        conn = Some(Client::new(s));
+                    }
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            if c.send(&frame).is_err() {
+                conn = None;
+                continue;
+            }
+            match c.read_ack() {
+                Ok(got) if got == id.as_bytes() => break,
+                _ => conn = None,
+            }
+        }
+        acked.extend(k0..k0 + batch);
+        acked_n.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+        seq += 1;
+    }
+    acked
 }
 
 // ---- a well-behaved acking client and process probes (hostile.rs, bombs.rs) ----

@@ -43,7 +43,9 @@ enum Sub {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "run")]
 struct RunArgs {
-    /// scenario: S1..S7 or all (default all)
+    /// scenario: S1..S7, S10 (kafka), S11 (1,000 connections), S12, S1M (S1 with every
+    /// metric source configured and scraped; spate only) or all (default all: S1..S7,
+    /// S10..S12)
     #[argh(option, default = "String::from(\"all\")")]
     scenario: String,
     /// systems, comma-separated (default spate,fluentd,fluent-bit)
@@ -281,6 +283,7 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     let pipeline = match (pipeline_kind, &sink) {
         ("grep", _) => Pipeline::GrepNull,
         ("kafka", _) => Pipeline::Kafka { broker_port: broker.as_ref().map_or(0, |b| b.port) },
+        ("null-metrics", _) => Pipeline::NullMetrics { monitor_port: free_port(), prometheus_port: free_port() },
         ("elasticsearch", _) => Pipeline::Elasticsearch { bulk_port: bulk.as_ref().map_or(0, |b| b.addr.port()) },
         ("relay" | "relay2", Some(s)) => Pipeline::Relay { sink_port: s.addr().port() },
         ("durable", Some(s)) => Pipeline::DurableRelay { sink_port: s.addr().port() },
@@ -327,6 +330,29 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
         std::thread::sleep(Duration::from_secs(if ctx.quick { 3 } else { 10 }));
         rss_idle = Some(procstat::rss_kb(pid));
     }
+    // S1M: scrape both metrics endpoints every second while the load runs, as Prometheus
+    // and a monitor_agent consumer would (the scraper shares the generator's CPU).
+    let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let scraper = match pipeline {
+        Pipeline::NullMetrics { monitor_port, prometheus_port } => {
+            let run = scraping.clone();
+            let cpu = cpus().1;
+            Some(std::thread::spawn(move || {
+                pin_current(cpu);
+                let mut n = 0u64;
+                while run.load(std::sync::atomic::Ordering::Relaxed) {
+                    for (p, path) in [(prometheus_port, "/metrics"), (monitor_port, "/api/plugins.json")] {
+                        if http_get(p, path).is_some_and(|b| !b.is_empty()) {
+                            n += 1;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                n
+            }))
+        }
+        _ => None,
+    };
     let cpu0 = procstat::cpu_seconds(pid);
     let sampler = broker.clone().map(kafka::Sampler::start);
     let t0 = Instant::now();
@@ -336,6 +362,8 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     let measured_from = t0 + Duration::from_secs_f64(ctx.warmup);
     let delivered_eps =
         sampler.and_then(|s| s.rate(measured_from, measured_from + Duration::from_secs_f64(ctx.duration)));
+    scraping.store(false, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = scraper.and_then(|t| t.join().ok());
     let rss_peak = procstat::hwm_kb(pid);
     let rss_end = procstat::rss_kb(pid);
     let gen = match gen {
@@ -449,8 +477,21 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
         "events_received": received,
         "generator_errors": errors,
         "offered_rate": gen.get("offered_rate").cloned().unwrap_or(Value::Null),
+        "metric_scrapes": scrapes,
         "generator": gen,
     }))
+}
+
+/// One HTTP GET on loopback (the S1M scraper); the body, if the answer was 200.
+fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n")?;
+    out.starts_with(b"HTTP/1.1 200").then(|| out[end + 4..].to_vec())
 }
 
 /// Generator -> in-process sink over loopback: the measuring tools' own ceiling.
@@ -500,8 +541,8 @@ fn run(a: RunArgs) -> i32 {
     let scenarios: Vec<&str> =
         if a.scenario == "all" { all.to_vec() } else { a.scenario.split(',').map(str::trim).collect() };
     for s in &scenarios {
-        if !all.contains(s) {
-            eprintln!("spate-bench: unknown scenario {s:?}; expected S1..S7, S10..S12 or all");
+        if !all.contains(s) && *s != "S1M" {
+            eprintln!("spate-bench: unknown scenario {s:?}; expected S1..S7, S10..S12, S1M or all");
             return 2;
         }
     }
@@ -550,6 +591,7 @@ fn run(a: RunArgs) -> i32 {
     for sc in &scenarios {
         let (pipeline, g) = match *sc {
             "S1" => ("null", Gen::s1()),
+            "S1M" => ("null-metrics", Gen::s1()),
             // One event per frame; the generator writes 64 frames per syscall.
             "S2" => ("null", Gen { mode: "message", connections: 16, inflight: 1, batch: 64, ack: false, rate: None }),
             "S3" => ("grep", Gen::s1()),
@@ -586,6 +628,10 @@ fn run(a: RunArgs) -> i32 {
                 g.rate = Some((slowest * 0.5) as u64);
             }
             for (k, s) in &systems {
+                if name == "S1M" && *k != Kind::Spate {
+                    results.push(json!({"scenario": name, "system": k.name(), "status": "not applicable (spate's metric sources)"}));
+                    continue;
+                }
                 let sys = match s {
                     Ok(s) => s,
                     Err(e) => {

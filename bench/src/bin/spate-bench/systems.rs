@@ -52,6 +52,11 @@ pub enum Pipeline {
     Relay { sink_port: u16 },
     /// forward -> file buffer (flush 100 ms) -> forward with acks -> sink
     DurableRelay { sink_port: u16 },
+    /// S1M: forward -> prometheus filter (records per tag) -> null, with every metric
+    /// source configured (monitor_agent, prometheus, prometheus_monitor,
+    /// prometheus_output_monitor, prometheus_tail_monitor) and spate's own log events
+    /// routed (spate only).
+    NullMetrics { monitor_port: u16, prometheus_port: u16 },
     /// forward -> out_elasticsearch (memory buffer, flush 100 ms) -> a bulk endpoint
     Elasticsearch { bulk_port: u16 },
     /// forward -> out_kafka2 (fluent-bit: `kafka`), acks=all, one broker (S10, `kafka.rs`)
@@ -111,13 +116,25 @@ pub fn find(kind: Kind) -> Result<System, String> {
 pub fn config(kind: Kind, p: Pipeline, port: u16, dir: &Path) -> std::io::Result<Vec<String>> {
     match kind {
         Kind::Spate | Kind::Fluentd => {
-            let filter = if p == Pipeline::GrepNull {
-                "<filter **>\n  @type grep\n  <regexp>\n    key message\n    pattern /error/\n  </regexp>\n</filter>\n"
-            } else {
-                ""
+            let filter = match p {
+                Pipeline::GrepNull => {
+                    "<filter **>\n  @type grep\n  <regexp>\n    key message\n    pattern /error/\n  </regexp>\n</filter>\n".to_string()
+                }
+                Pipeline::NullMetrics { monitor_port, prometheus_port } => format!(
+                    "<source>\n  @type monitor_agent\n  bind 127.0.0.1\n  port {monitor_port}\n</source>\n\
+                     <source>\n  @type prometheus\n  bind 127.0.0.1\n  port {prometheus_port}\n</source>\n\
+                     <source>\n  @type prometheus_monitor\n</source>\n\
+                     <source>\n  @type prometheus_output_monitor\n</source>\n\
+                     <source>\n  @type prometheus_tail_monitor\n</source>\n\
+                     <filter **>\n  @type prometheus\n  <metric>\n    name records_total\n    type counter\n    desc Records per tag.\n    <labels>\n      tag ${{tag}}\n    </labels>\n  </metric>\n</filter>\n\
+                     <match fluent.**>\n  @type null\n</match>\n"
+                ),
+                _ => String::new(),
             };
             let out = match p {
-                Pipeline::Null | Pipeline::GrepNull => "<match **>\n  @type null\n</match>\n".to_string(),
+                Pipeline::Null | Pipeline::GrepNull | Pipeline::NullMetrics { .. } => {
+                    "<match **>\n  @type null\n</match>\n".to_string()
+                }
                 Pipeline::Relay { sink_port } => format!(
                     "<match **>\n  @type forward\n  <server>\n    host 127.0.0.1\n    port {sink_port}\n  </server>\n  <buffer>\n    flush_interval 0.1s\n    chunk_limit_size 8m\n    total_limit_size 512m\n  </buffer>\n</match>\n"
                 ),
@@ -148,7 +165,9 @@ pub fn config(kind: Kind, p: Pipeline, port: u16, dir: &Path) -> std::io::Result
                 ""
             };
             let out = match p {
-                Pipeline::Null | Pipeline::GrepNull => "[OUTPUT]\n    Name null\n    Match *\n".to_string(),
+                Pipeline::Null | Pipeline::GrepNull | Pipeline::NullMetrics { .. } => {
+                    "[OUTPUT]\n    Name null\n    Match *\n".to_string()
+                }
                 Pipeline::Relay { sink_port } => {
                     format!("[OUTPUT]\n    Name forward\n    Match *\n    Host 127.0.0.1\n    Port {sink_port}\n")
                 }

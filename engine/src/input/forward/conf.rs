@@ -1,6 +1,7 @@
 //! in_forward's configuration: fluentd's parameters and defaults, plus spate's own
-//! connection limits (`max_connections`, `idle_timeout`, `handshake_timeout`) and
-//! inflation budget (`inflate_memory_limit`), and its registry row.
+//! connection limits (`max_connections`, `idle_timeout`, `handshake_timeout`),
+//! inflation budget (`inflate_memory_limit`) and `deduplicate` (with its path and
+//! window), and its registry row.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -53,6 +54,9 @@ pub struct ForwardInConf {
     /// spate: time a new connection has for its TLS handshake and, under `<security>`,
     /// to send its PING (fluentd has no limit).
     pub handshake_timeout: Duration,
+    /// spate: `deduplicate true`: resent frames (same source and ack id) are acked
+    /// without being stored again (see `dedup`). Shared by the input's shards.
+    pub dedup: Option<std::sync::Arc<super::dedup::Dedup>>,
 }
 
 impl Default for ForwardInConf {
@@ -81,6 +85,7 @@ impl Default for ForwardInConf {
             idle_timeout: None,
             tls: None,
             handshake_timeout: Duration::from_secs(10),
+            dedup: None,
         }
     }
 }
@@ -110,7 +115,7 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Input,
     build: Build::Input(plan),
-    params: "`bind`, `port`, `backlog`, `linger_timeout`, `<transport tcp>` / `<transport tls>` (below), `resolve_hostname`, `deny_keepalive`, `send_keepalive_packet`, `chunk_size_limit`, `chunk_size_warn_limit`, `decompression_size_limit`, `skip_invalid_event`, `source_address_key`, `source_hostname_key`, `tag`, `add_tag_prefix`, `@label`, `<security>` (below); spate's own `max_connections` (per shard, default 10000) and `idle_timeout` (default none) and `handshake_timeout` (default 10 s) and `inflate_memory_limit` (per shard, default 32 MiB, see Security). Every Forward mode (Message, Forward, PackedForward, CompressedPackedForward gzip/zstd), JSON on the same port, acks, the UDP heartbeat (replies `\\0`).",
+    params: "`bind`, `port`, `backlog`, `linger_timeout`, `<transport tcp>` / `<transport tls>` (below), `resolve_hostname`, `deny_keepalive`, `send_keepalive_packet`, `chunk_size_limit`, `chunk_size_warn_limit`, `decompression_size_limit`, `skip_invalid_event`, `source_address_key`, `source_hostname_key`, `tag`, `add_tag_prefix`, `@label`, `<security>` (below); spate's own `max_connections` (per shard, default 10000) and `idle_timeout` (default none) and `handshake_timeout` (default 10 s) and `inflate_memory_limit` (per shard, default 32 MiB, see Security), `deduplicate` (default false; with `deduplicate_path`, `deduplicate_window_size` default 100000 ids, `deduplicate_window_time` default 1h: exactly once between spate hops, see Durability). Every Forward mode (Message, Forward, PackedForward, CompressedPackedForward gzip/zstd), JSON on the same port, acks, the UDP heartbeat (replies `\\0`).",
 };
 
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
@@ -172,5 +177,42 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
     if let Some(s) = e.elements_named("security").next() {
         c.security = Some(crate::security::server_from_element(s)?);
     }
+    c.dedup = dedup(e, ctx)?;
     Ok(Box::new(c))
+}
+
+/// `deduplicate` and its parameters (spate's own).
+fn dedup(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Option<std::sync::Arc<super::dedup::Dedup>>, ConfigError> {
+    use super::dedup::{Dedup, DEFAULT_WINDOW_SIZE, DEFAULT_WINDOW_TIME};
+    let on = e.bool("deduplicate")?.unwrap_or(false);
+    let path = e.str("deduplicate_path").map(std::path::PathBuf::from);
+    let size = e.int("deduplicate_window_size")?;
+    let time = e.time("deduplicate_window_time")?;
+    if !on {
+        if path.is_some() || size.is_some() || time.is_some() {
+            return Err(
+                e.error("deduplicate_path, deduplicate_window_size and deduplicate_window_time need deduplicate true")
+            );
+        }
+        return Ok(None);
+    }
+    let size = match size {
+        None => DEFAULT_WINDOW_SIZE,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=100_000_000).contains(n))
+            .ok_or_else(|| e.error(format!("deduplicate_window_size must be between 1 and 100000000 ids, got {n}")))?,
+    };
+    let time = time.unwrap_or(DEFAULT_WINDOW_TIME);
+    if time.as_secs() == 0 {
+        return Err(e.error("deduplicate_window_time must be at least 1s"));
+    }
+    match &path {
+        Some(p) => ctx.claim_dir(e, p, "deduplicate_path")?,
+        None => crate::warn!(
+            "{}: deduplicate without deduplicate_path keeps the window of acked ids in memory only: after a restart of spate, resends are stored again",
+            e.pos
+        ),
+    }
+    Ok(Some(std::sync::Arc::new(Dedup::new(path, size, time))))
 }

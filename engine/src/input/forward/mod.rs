@@ -5,61 +5,44 @@
 //! frame closes that connection with a log line naming the peer and the reason;
 //! everything else keeps running. Shard 0 also answers fluentd's UDP heartbeat on the
 //! same port (one `\0` byte back). Compressed frames are inflated in bounded slices
-//! under a per-shard memory budget ([`inflate`]).
+//! under a per-shard memory budget ([`inflate`]). With `deduplicate`, a frame whose ack
+//! id was already stored from the same source is acked without storing it again
+//! ([`dedup`]). Message-mode frames of one tag in a read are routed as one batch
+//! ([`message_run`]; per frame with `deduplicate`, where each frame has its own claim).
 
+pub mod dedup;
+mod frame;
 mod inflate;
+mod message_run;
+mod wire;
 
+use frame::{inc, Held, Seen};
+pub use frame::{InputMetrics, Peer, Step};
 use inflate::{FrameInflater, InflateError};
+use wire::{add_fields, handshake, heartbeat_loop, read_into};
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use spate_protocol::encode;
 use spate_protocol::{CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits, Mode};
 
-use message_run::MessageRun;
-
 use crate::buffer::sync::Syncer;
 use crate::plugin::{BuildError, Emitter, Input, InputPlan, Listening, LocalFuture, ShardCtx};
 use crate::tls::Stream;
+use dedup::{Claim, ShardDedup};
+use message_run::MessageRun;
 
 pub mod conf;
-mod message_run;
 
 pub use conf::{ForwardInConf, PLUGIN};
-
-/// Per-input counters (shard-local).
-#[derive(Debug, Default)]
-pub struct InputMetrics {
-    pub connections: Cell<u64>,
-    pub active: Cell<u64>,
-    pub frames: Cell<u64>,
-    pub events: Cell<u64>,
-    pub bytes: Cell<u64>,
-    pub invalid_events: Cell<u64>,
-    pub bad_frames: Cell<u64>,
-    pub rejected_batches: Cell<u64>,
-    /// Times a full buffer with `overflow_action block` paused reading.
-    pub blocked: Cell<u64>,
-    pub acks: Cell<u64>,
-    pub auth_failures: Cell<u64>,
-    /// TLS handshakes that failed (no TLS, wrong CA, no client certificate, timeout).
-    pub tls_failures: Cell<u64>,
-    pub refused_connections: Cell<u64>,
-    pub idle_closed: Cell<u64>,
-}
-
-fn inc(c: &Cell<u64>, n: u64) {
-    c.set(c.get() + n);
-}
 
 /// One in_forward instance on one shard.
 pub struct ForwardInput {
@@ -73,11 +56,19 @@ pub struct ForwardInput {
     stopping: Cell<bool>,
     tasks: RefCell<Vec<JoinHandle<()>>>,
     inflate_budget: inflate::InflateBudget,
+    /// `deduplicate`: this shard's side of the input's shared window.
+    dedup: Option<ShardDedup>,
 }
 
 impl ForwardInput {
-    pub fn new(conf: ForwardInConf, router: Rc<dyn Emitter>, syncer: Rc<Syncer>) -> Rc<Self> {
+    pub fn new(
+        conf: ForwardInConf,
+        router: Rc<dyn Emitter>,
+        syncer: Rc<Syncer>,
+        dedup: Option<ShardDedup>,
+    ) -> Rc<Self> {
         Rc::new(ForwardInput {
+            dedup,
             inflate_budget: inflate::InflateBudget::new(conf.inflate_memory_limit),
             conf,
             metrics: InputMetrics::default(),
@@ -91,10 +82,8 @@ impl ForwardInput {
     }
 
     /// Starts accepting on this shard. `udp` binds the heartbeat socket (one shard).
-    pub fn start(self: &Rc<Self>, listener: std::net::TcpListener, udp: bool) -> std::io::Result<SocketAddr> {
-        let local = listener.local_addr()?;
-        // SAFETY: the fd comes from a listening, non-blocking socket we own.
-        let l = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    pub fn start(self: &Rc<Self>, l: crate::input::net::Listener, udp: bool) -> std::io::Result<SocketAddr> {
+        let local = l.local_addr();
         let me = self.clone();
         let t = glommio::spawn_local(async move { me.accept_loop(l).await }).detach();
         self.tasks.borrow_mut().push(t);
@@ -110,43 +99,39 @@ impl ForwardInput {
         Ok(local)
     }
 
-    async fn accept_loop(self: Rc<Self>, l: TcpListener) {
+    async fn accept_loop(self: Rc<Self>, l: crate::input::net::Listener) {
         loop {
-            match l.accept().await {
-                Ok(stream) => {
-                    if self.stopping.get() {
-                        break;
-                    }
-                    if self.metrics.active.get() as usize >= self.conf.max_connections {
-                        let n = self.metrics.refused_connections.get() + 1;
-                        self.metrics.refused_connections.set(n);
-                        // Log the first refusal and then every 1000th: a flood must not flood the log.
-                        if n == 1 || n.is_multiple_of(1000) {
-                            let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |p| p.to_string());
-                            crate::warn!("{}: refusing connection from {peer}: max_connections {} reached on this shard ({n} refused so far)", self.conf.id, self.conf.max_connections);
-                        }
-                        drop(stream);
-                        continue;
-                    }
-                    let id = self.next_conn.get();
-                    self.next_conn.set(id + 1);
-                    inc(&self.metrics.connections, 1);
-                    inc(&self.metrics.active, 1);
-                    let me = self.clone();
-                    let h = glommio::spawn_local(async move {
-                        let peer = stream.peer_addr().ok();
-                        me.serve(stream, peer).await;
-                        me.metrics.active.set(me.metrics.active.get().saturating_sub(1));
-                        me.conns.borrow_mut().remove(&id);
-                    })
-                    .detach();
-                    self.conns.borrow_mut().insert(id, h);
-                }
-                Err(e) => {
-                    crate::warn!("{}: accept failed: {e}", self.conf.id);
-                    glommio::timer::sleep(Duration::from_millis(50)).await;
-                }
+            // The listener is pooled (it survives a reload): accept errors are handled
+            // by the pool, and a stopping input hands back what it took.
+            let stream = l.accept().await;
+            if self.stopping.get() {
+                l.give_back(stream);
+                break;
             }
+            if self.metrics.active.get() as usize >= self.conf.max_connections {
+                let n = self.metrics.refused_connections.get() + 1;
+                self.metrics.refused_connections.set(n);
+                // Log the first refusal and then every 1000th: a flood must not flood the log.
+                if n == 1 || n.is_multiple_of(1000) {
+                    let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |p| p.to_string());
+                    crate::warn!("{}: refusing connection from {peer}: max_connections {} reached on this shard ({n} refused so far)", self.conf.id, self.conf.max_connections);
+                }
+                drop(stream);
+                continue;
+            }
+            let id = self.next_conn.get();
+            self.next_conn.set(id + 1);
+            inc(&self.metrics.connections, 1);
+            inc(&self.metrics.active, 1);
+            let me = self.clone();
+            let h = glommio::spawn_local(async move {
+                let peer = stream.peer_addr().ok();
+                me.serve(stream, peer).await;
+                me.metrics.active.set(me.metrics.active.get().saturating_sub(1));
+                me.conns.borrow_mut().remove(&id);
+            })
+            .detach();
+            self.conns.borrow_mut().insert(id, h);
         }
     }
 
@@ -180,9 +165,14 @@ impl ForwardInput {
         }
     }
 
-    async fn serve(&self, tcp: TcpStream, peer: Option<SocketAddr>) {
+    async fn serve(&self, tcp: TcpStream, addr: Option<SocketAddr>) {
+        let mut peer = Peer::at(addr);
+        self.serve_peer(tcp, &mut peer).await;
+    }
+
+    async fn serve_peer(&self, tcp: TcpStream, peer: &mut Peer) {
         self.tune(&tcp);
-        let peer_s = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
+        let peer_s = peer.name.clone();
         let mut stream = match &self.conf.tls {
             None => Stream::Plain(tcp),
             Some(tls) => match Stream::accept(tcp, tls, self.conf.handshake_timeout).await {
@@ -206,15 +196,21 @@ impl ForwardInput {
         let mut want = READ_MIN;
         let mut buf = BytesMut::with_capacity(READ_MIN);
         let mut acks: Vec<u8> = Vec::new();
-        let source_ip: Option<Bytes> = peer.map(|p| Bytes::from(p.ip().to_string()));
         if let Some(sec) = &self.conf.security {
-            let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), crate::security::peer_ip);
+            let ip = peer.ip_addr();
             let hs_timeout = self.conf.handshake_timeout;
-            let r =
-                glommio::timer::timeout(hs_timeout, async { Ok(self.handshake(&mut stream, &mut buf, sec, ip).await) })
-                    .await;
+            let r = glommio::timer::timeout(hs_timeout, async {
+                Ok(handshake(&mut stream, &mut buf, sec, ip, !self.conf.deny_keepalive).await)
+            })
+            .await;
             let reason = match r {
-                Ok(Ok(())) => None,
+                Ok(Ok(user)) => {
+                    // An authenticated user is the source of its frames' ack ids.
+                    if let Some(u) = user {
+                        peer.source = dedup::source(Some(&u), None);
+                    }
+                    None
+                }
                 Ok(Err(reason)) => Some(reason),
                 Err(_) => Some(format!("no PING within {hs_timeout:?} (handshake_timeout)")),
             };
@@ -225,6 +221,8 @@ impl ForwardInput {
                 return;
             }
         }
+        let peer = &*peer;
+        let mut logged = (0, 0);
         loop {
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
@@ -263,54 +261,49 @@ impl ForwardInput {
                 }
             };
             inc(&self.metrics.bytes, n as u64);
+            let (read_at, acks_before) = (Instant::now(), self.metrics.acks.get());
             let small_read = n < want / 8;
             if n >= want / 2 {
                 want = (want * 2).min(READ_SIZE);
             }
+            // Every append this read causes has an epoch from here on: the acks go out
+            // only if no commit covering any of them failed.
+            let first = self.syncer.next_epoch();
             let mut close = false;
             loop {
-                match self.process(&mut dec, &mut buf, &peer_s, source_ip.as_ref(), &mut acks) {
+                match self.process(&mut dec, &mut buf, peer, &mut acks) {
                     Step::More => break,
                     Step::Close => {
                         close = true;
                         break;
                     }
-                    Step::Inflate(frame, json) => {
-                        // A compressed frame: inflated a slice at a time, yielding to
-                        // the shard's other connections in between.
+                    step => {
                         let limits = *dec.limits();
                         // Boxed: its state would otherwise be part of every connection's
                         // task, idle or not.
-                        let inflated =
-                            Box::pin(self.inflate_frame(*frame, &limits, &peer_s, source_ip.as_ref(), json, &mut acks));
-                        if !inflated.await {
-                            close = true;
-                            break;
-                        }
-                        if self.conf.deny_keepalive {
-                            close = true;
-                            break;
-                        }
-                    }
-                    Step::Blocked(batch, chunks, json) => {
-                        // overflow_action block: stop reading (TCP back-pressure) until
-                        // the buffer has room, then retry the batch.
-                        if !self.wait_for_room(batch, chunks, json, &peer_s, &mut acks).await {
-                            close = true;
-                            break;
-                        }
-                        if self.conf.deny_keepalive {
+                        if !Box::pin(self.finish_step(step, &limits, peer, &mut acks)).await {
                             close = true;
                             break;
                         }
                     }
                 }
             }
+            let resent = peer.resent.get();
+            if resent != logged {
+                // Resends come in bursts (after a sender's reconnect): one line per read.
+                crate::info!(
+                    "{}: {} frames ({} events) from {peer_s} were resends of frames already stored: acked without storing them again (deduplicate)",
+                    self.conf.id,
+                    resent.0 - logged.0,
+                    resent.1 - logged.1
+                );
+                logged = resent;
+            }
             if !acks.is_empty() {
                 // A file buffer's events are acked only once the shard's group commit
                 // has made them durable.
                 if let Some(epoch) = self.syncer.pending() {
-                    if let Err(e) = self.syncer.wait(epoch).await {
+                    if let Err(e) = self.syncer.wait_since(first, epoch).await {
                         inc(&self.metrics.rejected_batches, 1);
                         crate::warn!(
                             "{}: events from {peer_s} could not be stored ({e}); no ack sent, closing the connection so the client retries",
@@ -322,6 +315,8 @@ impl ForwardInput {
                 }
                 let w = stream.write_all(&acks).await;
                 acks.clear();
+                let n = self.metrics.acks.get() - acks_before;
+                self.metrics.ack_latency.observe_n(read_at.elapsed().as_secs_f64(), n);
                 if let Err(e) = w {
                     crate::debug!("{}: writing acks to {peer_s} failed: {e}", self.conf.id);
                     return;
@@ -342,6 +337,28 @@ impl ForwardInput {
         }
     }
 
+    /// Finishes a step that has to wait (a compressed frame, a full buffer under
+    /// `overflow_action block`, a resend whose first copy is still being committed).
+    /// `true`: go on with the rest of the read; `false`: close the connection.
+    async fn finish_step(&self, mut step: Step, limits: &Limits, peer: &Peer, acks: &mut Vec<u8>) -> bool {
+        loop {
+            let ok = match step {
+                Step::More => true,
+                Step::Close => false,
+                Step::Inflate(frame, json) => self.inflate_frame(*frame, limits, peer, json, acks).await,
+                Step::Blocked(held) => self.wait_for_room(*held, peer, acks).await,
+                Step::Repeat(batch, json) => {
+                    if !self.wait_settled(peer, batch.option.chunk.as_ref()).await {
+                        return false;
+                    }
+                    step = self.handle(*batch, peer, json, acks);
+                    continue;
+                }
+            };
+            return ok && !self.conf.deny_keepalive;
+        }
+    }
+
     /// Inflates and routes one compressed frame a slice at a time ([`inflate`]),
     /// appending its ack to `acks` once every slice was accepted. `false`: the
     /// connection must be closed (logged here, one line per frame).
@@ -349,11 +366,34 @@ impl ForwardInput {
         &self,
         frame: CompressedFrame,
         limits: &Limits,
-        peer: &str,
-        source_ip: Option<&Bytes>,
+        peer: &Peer,
         json: bool,
         acks: &mut Vec<u8>,
     ) -> bool {
+        let chunk = frame.option.chunk.as_ref();
+        let claim = loop {
+            match self.seen(peer, chunk, frame.option.size.unwrap_or(0)) {
+                Seen::Store(claim) => break claim,
+                Seen::Again => {
+                    self.ack(chunk, json, acks);
+                    return true;
+                }
+                Seen::Wait => {
+                    if !self.wait_settled(peer, chunk).await {
+                        return false;
+                    }
+                }
+            }
+        };
+        let mut held = Held {
+            batch: None,
+            chunk: chunk.cloned(),
+            run: Vec::new(),
+            json,
+            claim,
+            first: self.syncer.next_epoch(),
+            wrote: false,
+        };
         let (mut count, mut invalid, mut inflated) = (0u64, 0u64, 0u64);
         let r: Result<(), InflateError> = async {
             let mut fi = FrameInflater::new(&frame, limits, &self.inflate_budget)?;
@@ -368,12 +408,11 @@ impl ForwardInput {
                 }
                 count += slice.count as u64;
                 inc(&self.metrics.events, slice.count as u64);
-                let batch = self.rewrite(frame.batch(slice), source_ip);
-                match self.router.emit(self.conf.label, batch.clone()) {
+                let batch = self.rewrite(frame.batch(slice), peer.ip.as_ref());
+                match self.route(batch.clone(), &mut held.wrote) {
                     Ok(()) => {}
-                    // No chunk id: the frame's ack is sent once, after its last slice.
                     Err(e) if e.is_block() => {
-                        if !self.wait_for_room(Box::new(batch), Vec::new(), json, peer, acks).await {
+                        if !self.block_until_room(&batch, &mut held.wrote, &peer.name).await {
                             return Err(InflateError::Blocked);
                         }
                     }
@@ -383,13 +422,15 @@ impl ForwardInput {
         }
         .await;
         if let Err(e) = r {
+            self.not_stored(&held);
             match e {
                 InflateError::Rejected(_) | InflateError::Blocked => inc(&self.metrics.rejected_batches, 1),
                 _ => inc(&self.metrics.bad_frames, 1),
             }
             crate::warn!(
-                "{}: closing connection from {peer}: compressed ({}) frame at stream byte {} ({} bytes) not accepted after inflating {inflated} bytes ({count} events routed, no ack sent): {e}",
+                "{}: closing connection from {}: compressed ({}) frame at stream byte {} ({} bytes) not accepted after inflating {inflated} bytes ({count} events routed, no ack sent): {e}",
                 self.conf.id,
+                peer.name,
                 frame.kind.name(),
                 frame.offset,
                 frame.wire_len,
@@ -399,33 +440,41 @@ impl ForwardInput {
         if let Some(w) = self.conf.chunk_size_warn_limit {
             if inflated > w as u64 {
                 crate::warn!(
-                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{peer}\" limit={w} size={inflated}",
+                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{}\" limit={w} size={inflated}",
                     self.conf.id,
                     String::from_utf8_lossy(&frame.tag),
+                    peer.name,
                 );
             }
         }
         if invalid > 0 && self.conf.skip_invalid_event {
             crate::warn!(
-                "{}: skip invalid event: {invalid} entries without a valid time or record, tag=\"{}\" host=\"{peer}\"",
+                "{}: skip invalid event: {invalid} entries without a valid time or record, tag=\"{}\" host=\"{}\"",
                 self.conf.id,
-                String::from_utf8_lossy(&frame.tag)
+                String::from_utf8_lossy(&frame.tag),
+                peer.name
             );
         }
-        self.ack(frame.option.chunk.as_ref(), json, acks);
+        self.stored(&held, acks);
         true
     }
 
-    /// Retries a batch an output refused with `overflow_action block` until it is
-    /// accepted (true) or the input stops or it fails otherwise (false).
-    async fn wait_for_room(
-        &self,
-        batch: Box<EventBatch>,
-        chunks: Vec<Bytes>,
-        json: bool,
-        peer: &str,
-        acks: &mut Vec<u8>,
-    ) -> bool {
+    /// Retries a frame an output refused with `overflow_action block` until it is
+    /// accepted (true: acked) or the input stops or it fails otherwise (false).
+    async fn wait_for_room(&self, mut held: Held, peer: &Peer, acks: &mut Vec<u8>) -> bool {
+        let Some(batch) = held.batch.take() else { return false };
+        if self.block_until_room(&batch, &mut held.wrote, &peer.name).await {
+            self.stored(&held, acks);
+            true
+        } else {
+            self.not_stored(&held);
+            false
+        }
+    }
+
+    /// Routes `batch` again and again while an output with `overflow_action block` is
+    /// full; true once it is accepted.
+    async fn block_until_room(&self, batch: &EventBatch, wrote: &mut bool, peer: &str) -> bool {
         inc(&self.metrics.blocked, 1);
         crate::warn!(
             "{}: buffer full, not reading from {peer} until it has room (overflow_action block)",
@@ -438,20 +487,76 @@ impl ForwardInput {
             if self.stopping.get() {
                 return false;
             }
-            match self.router.emit(self.conf.label, (*batch).clone()) {
-                Ok(()) => {
-                    for c in &chunks {
-                        self.ack(Some(c), json, acks);
-                    }
-                    return true;
-                }
+            match self.route(batch.clone(), wrote) {
+                Ok(()) => return true,
                 Err(e) if e.is_block() => continue,
                 Err(e) => {
                     inc(&self.metrics.rejected_batches, 1);
-                    crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                    if crate::log::emit_error_allowed() {
+                        crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                    }
                     return false;
                 }
             }
+        }
+    }
+
+    /// Routes a batch, noting whether a file buffer took any of it (the shard's epoch
+    /// moved: `emit` is synchronous, so no other append can come in between).
+    fn route(&self, batch: EventBatch, wrote: &mut bool) -> Result<(), crate::plugin::EmitError> {
+        let before = self.syncer.epoch();
+        let r = self.router.emit(self.conf.label, batch);
+        *wrote |= self.syncer.epoch() > before;
+        r
+    }
+
+    /// Whether a frame with ack id `chunk` from `peer` is to be stored (see [`dedup`]).
+    fn seen(&self, peer: &Peer, chunk: Option<&Bytes>, events: u64) -> Seen {
+        let (Some(d), Some(c)) = (&self.dedup, chunk) else { return Seen::Store(None) };
+        let key = dedup::key(&peer.source, c);
+        match d.claim(&key) {
+            Claim::New(seq) => Seen::Store(Some((key, seq))),
+            Claim::Pending => Seen::Wait,
+            Claim::Durable => {
+                inc(&self.metrics.resent_frames, 1);
+                inc(&self.metrics.resent_events, events);
+                let (f, e) = peer.resent.get();
+                peer.resent.set((f + 1, e + events));
+                Seen::Again
+            }
+        }
+    }
+
+    /// Waits while another copy of the frame with ack id `chunk` is being stored (its
+    /// group commit decides whether this one is a duplicate). `false`: the input stops.
+    async fn wait_settled(&self, peer: &Peer, chunk: Option<&Bytes>) -> bool {
+        let (Some(d), Some(c)) = (&self.dedup, chunk) else { return true };
+        let key = dedup::key(&peer.source, c);
+        while d.is_pending(&key) {
+            if self.stopping.get() {
+                return false;
+            }
+            glommio::timer::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+
+    /// Every output accepted the frame: its id counts (after the commit, for a file
+    /// buffer) and its ack is queued.
+    fn stored(&self, held: &Held, acks: &mut Vec<u8>) {
+        if let (Some(d), Some((key, seq))) = (&self.dedup, held.claim) {
+            d.accepted(key, seq, held.first, held.wrote);
+        }
+        self.ack(held.chunk.as_ref(), held.json, acks);
+        for c in &held.run {
+            self.ack(Some(c), false, acks);
+        }
+    }
+
+    /// The frame was not accepted (no ack): its resend must be stored.
+    fn not_stored(&self, held: &Held) {
+        if let (Some(d), Some((key, seq))) = (&self.dedup, held.claim) {
+            d.release(key, seq);
         }
     }
 
@@ -466,59 +571,17 @@ impl ForwardInput {
         }
     }
 
-    /// The server side of the handshake: HELO, read the PING, answer PONG. Bytes after
-    /// the PING stay in `buf` for the frame decoder.
-    async fn handshake(
-        &self,
-        stream: &mut Stream,
-        buf: &mut BytesMut,
-        sec: &crate::security::ServerSecurity,
-        ip: std::net::IpAddr,
-    ) -> Result<(), String> {
-        let hs = crate::security::ServerHandshake::new();
-        let mut out = Vec::new();
-        hs.helo(!self.conf.deny_keepalive, &mut out);
-        stream.write_all(&out).await.map_err(|e| e.to_string())?;
-        let mut dec = FrameDecoder::new(Limits { max_frame_size: 64 << 10, ..Limits::default() });
-        let ping = loop {
-            match dec.next_value(buf) {
-                Ok(Some(v)) => break v,
-                Ok(None) => {}
-                Err(e) => return Err(format!("invalid ping message: {e}")),
-            }
-            if buf.capacity() - buf.len() < 1024 {
-                buf.reserve(4096);
-            }
-            match read_into(stream, buf, 4096).await {
-                Ok(0) => return Err("connection closed before PING".into()),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        };
-        out.clear();
-        let r = hs.check(sec, &ping, ip, &mut out);
-        stream.write_all(&out).await.map_err(|e| e.to_string())?;
-        r
-    }
-
     /// Decodes and routes every complete frame in `buf`, appending acks to `acks`.
     /// Stops at a frame an output wants to block on, and when the connection must be
     /// closed (bad frame, rejected batch, deny_keepalive). This is the whole per-read
     /// data path, without I/O.
-    pub fn process(
-        &self,
-        dec: &mut FrameDecoder,
-        buf: &mut BytesMut,
-        peer: &str,
-        source_ip: Option<&Bytes>,
-        acks: &mut Vec<u8>,
-    ) -> Step {
+    pub fn process(&self, dec: &mut FrameDecoder, buf: &mut BytesMut, peer: &Peer, acks: &mut Vec<u8>) -> Step {
         let mut run = MessageRun::default();
         // Routes what the run holds before anything else happens on the connection.
         macro_rules! flush_run {
             () => {
                 if let Some((batch, chunks)) = run.take() {
-                    match self.handle(batch, peer, source_ip, false, &chunks, acks) {
+                    match self.handle_run(batch, peer, chunks, acks) {
                         Step::More => {}
                         other => return other,
                     }
@@ -535,9 +598,10 @@ impl ForwardInput {
                 Ok(Some(Decoded::Frame(Frame::Events(batch)))) => {
                     inc(&self.metrics.frames, 1);
                     let json = dec.is_json();
-                    // Message-mode frames of one tag in this read become one batch.
-                    if batch.mode == Mode::Message && !json && !self.conf.deny_keepalive {
-                        self.warn_size(&batch, peer);
+                    // Message-mode frames of one tag in this read become one batch
+                    // (not with deduplicate: each frame needs its own claim).
+                    if batch.mode == Mode::Message && !json && !self.conf.deny_keepalive && self.dedup.is_none() {
+                        self.warn_size(&batch, &peer.name);
                         if !run.accepts(&batch) {
                             flush_run!();
                         }
@@ -545,8 +609,7 @@ impl ForwardInput {
                         continue;
                     }
                     flush_run!();
-                    let chunk = batch.option.chunk.clone();
-                    match self.handle(batch, peer, source_ip, json, chunk.as_slice(), acks) {
+                    match self.handle(batch, peer, json, acks) {
                         Step::More if !self.conf.deny_keepalive => {}
                         Step::More => return Step::Close,
                         other => return other,
@@ -562,8 +625,9 @@ impl ForwardInput {
                     flush_run!();
                     inc(&self.metrics.bad_frames, 1);
                     crate::warn!(
-                        "{}: closing connection from {peer}: {e} (stream bytes seen: {})",
+                        "{}: closing connection from {}: {e} (stream bytes seen: {})",
                         self.conf.id,
+                        peer.name,
                         dec.consumed() + buf.len() as u64
                     );
                     return Step::Close;
@@ -572,11 +636,44 @@ impl ForwardInput {
         }
     }
 
-    fn warn_size(&self, batch: &EventBatch, peer: &str) {
+    /// Routes one batch; appends its ack if accepted. `Close`: the batch was rejected
+    /// (the client must resend); `Blocked`: an output asks the input to wait for room;
+    /// `Repeat`: another copy of this frame is being stored right now (`deduplicate`).
+    fn handle(&self, batch: EventBatch, peer: &Peer, json: bool, acks: &mut Vec<u8>) -> Step {
+        let claim = match self.seen(peer, batch.option.chunk.as_ref(), batch.count as u64) {
+            Seen::Store(claim) => claim,
+            Seen::Again => {
+                self.ack(batch.option.chunk.as_ref(), json, acks);
+                return Step::More;
+            }
+            Seen::Wait => return Step::Repeat(Box::new(batch), json),
+        };
+        self.warn_size(&batch, &peer.name);
+        let chunk = batch.option.chunk.clone();
+        let held =
+            Held { batch: None, chunk, run: Vec::new(), json, claim, first: self.syncer.next_epoch(), wrote: false };
+        self.route_held(batch, peer, held, acks)
+    }
+
+    /// Routes a Message-mode run ([`MessageRun`]) with the ack ids of its frames.
+    fn handle_run(&self, batch: EventBatch, peer: &Peer, run: Vec<Bytes>, acks: &mut Vec<u8>) -> Step {
+        let held = Held {
+            batch: None,
+            chunk: None,
+            run,
+            json: false,
+            claim: None,
+            first: self.syncer.next_epoch(),
+            wrote: false,
+        };
+        self.route_held(batch, peer, held, acks)
+    }
+
+    fn warn_size(&self, batch: &EventBatch, host: &str) {
         if let Some(w) = self.conf.chunk_size_warn_limit {
             if batch.entries.len() > w {
                 crate::warn!(
-                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{peer}\" limit={w} size={}",
+                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{host}\" limit={w} size={}",
                     self.conf.id,
                     String::from_utf8_lossy(&batch.tag),
                     batch.entries.len()
@@ -585,26 +682,14 @@ impl ForwardInput {
         }
     }
 
-    /// Routes one batch; appends its ack if accepted. `Close`: the batch was rejected
-    /// (the client must resend); `Blocked`: an output asks the input to wait for room.
-    /// `chunks` are the ack ids of the frames in `batch` (one, or a Message-mode run's).
-    fn handle(
-        &self,
-        batch: EventBatch,
-        peer: &str,
-        source_ip: Option<&Bytes>,
-        json: bool,
-        chunks: &[Bytes],
-        acks: &mut Vec<u8>,
-    ) -> Step {
-        if batch.mode != Mode::Message {
-            self.warn_size(&batch, peer);
-        }
+    /// Routes a frame (or a run) that is to be stored; acks it once accepted.
+    fn route_held(&self, batch: EventBatch, peer: &Peer, mut held: Held, acks: &mut Vec<u8>) -> Step {
+        let host = &peer.name;
         if batch.invalid > 0 {
             inc(&self.metrics.invalid_events, batch.invalid as u64);
             if self.conf.skip_invalid_event {
                 crate::warn!(
-                    "{}: skip invalid event: {} entries without a valid time or record, tag=\"{}\" host=\"{peer}\"",
+                    "{}: skip invalid event: {} entries without a valid time or record, tag=\"{}\" host=\"{host}\"",
                     self.conf.id,
                     batch.invalid,
                     String::from_utf8_lossy(&batch.tag)
@@ -612,20 +697,24 @@ impl ForwardInput {
             }
         }
         inc(&self.metrics.events, batch.count as u64);
-        let batch = self.rewrite(batch, source_ip);
+        let batch = self.rewrite(batch, peer.ip.as_ref());
         // Kept for a retry under overflow_action block (a few refcounts, no copy).
         let keep = batch.clone();
-        match self.router.emit(self.conf.label, batch) {
+        match self.route(batch, &mut held.wrote) {
             Ok(()) => {
-                for c in chunks {
-                    self.ack(Some(c), json, acks);
-                }
+                self.stored(&held, acks);
                 Step::More
             }
-            Err(e) if e.is_block() => Step::Blocked(Box::new(keep), chunks.to_vec(), json),
+            Err(e) if e.is_block() => {
+                held.batch = Some(keep);
+                Step::Blocked(Box::new(held))
+            }
             Err(e) => {
+                self.not_stored(&held);
                 inc(&self.metrics.rejected_batches, 1);
-                crate::warn!("{}: events from {peer} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                if crate::log::emit_error_allowed() {
+                    crate::warn!("{}: events from {host} not accepted, no ack sent, closing the connection so the client retries: {e}", self.conf.id);
+                }
                 Step::Close
             }
         }
@@ -660,8 +749,11 @@ impl ForwardInput {
 
 impl Input for ForwardInput {
     fn start(self: Rc<Self>, first: bool) -> std::io::Result<Vec<Listening>> {
+        if let Some(d) = &self.dedup {
+            d.start();
+        }
         let addr = self.conf.addr().map_err(std::io::Error::other)?;
-        let l = crate::input::net::bind_tcp(addr, self.conf.backlog)
+        let l = crate::input::net::listen(addr, self.conf.backlog)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: cannot listen on {addr}: {e}", self.conf.id)))?;
         // One shard answers the UDP heartbeat on the same port.
         let a = ForwardInput::start(&self, l, first)?;
@@ -672,74 +764,18 @@ impl Input for ForwardInput {
         Box::pin(ForwardInput::stop(self, grace))
     }
 
+    fn visit_metrics(&self, m: &mut dyn crate::metrics::Visitor) {
+        self.metrics.visit(m);
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
 }
 
-/// What [`ForwardInput::process`] did with the bytes it had.
-pub enum Step {
-    /// Everything complete was handled: read more.
-    More,
-    /// Close the connection.
-    Close,
-    /// An output is full with `overflow_action block`: wait for room, retry this batch
-    /// (with its ack chunk id and JSON flag), then process the rest.
-    Blocked(Box<EventBatch>, Vec<Bytes>, bool),
-    /// A compressed frame (with the connection's JSON flag): inflate and route it a
-    /// slice at a time, then process the rest.
-    Inflate(Box<CompressedFrame>, bool),
-}
-
 const READ_SIZE: usize = 256 << 10;
 const READ_MIN: usize = 512;
 
-/// Reads up to `max` bytes into the spare capacity of `buf` (zero-filled once per read,
-/// which is cheap next to the syscall and keeps this free of `unsafe`).
-async fn read_into(stream: &mut Stream, buf: &mut BytesMut, max: usize) -> std::io::Result<usize> {
-    let len = buf.len();
-    let spare = (buf.capacity() - len).min(max);
-    buf.resize(len + spare, 0);
-    let r = stream.read(&mut buf[len..]).await;
-    let n = *r.as_ref().unwrap_or(&0);
-    buf.truncate(len + n);
-    r
-}
-
-/// Adds string fields to every record (source_address_key and friends): re-encodes the
-/// records, so it is only done when configured.
-fn add_fields(batch: &EventBatch, fields: &[(&[u8], &[u8])]) -> EventBatch {
-    use spate_protocol::encode::raw;
-    let mut out = Vec::with_capacity(batch.entries.len() + batch.count as usize * 32);
-    for ev in batch.events() {
-        out.push(0x92);
-        out.extend_from_slice(ev.time_raw);
-        raw::map_header(&mut out, (ev.record.len() + fields.len()) as u32);
-        for (k, v) in ev.record.fields() {
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(v.as_bytes());
-        }
-        for (k, v) in fields {
-            raw::str(&mut out, k);
-            raw::str(&mut out, v);
-        }
-    }
-    // An empty batch (nothing valid to extend) stays as it is.
-    batch.with_packed_entries(bytes::Bytes::from(out), batch.count).unwrap_or_else(|| batch.clone())
-}
-
-/// fluentd's UDP heartbeat: answer every datagram with one `\0` byte.
-async fn heartbeat_loop(sock: glommio::net::UdpSocket) {
-    let mut buf = [0u8; 128];
-    loop {
-        match sock.recv_from(&mut buf).await {
-            Ok((_, from)) => {
-                let _ = sock.send_to(b"\0", from).await;
-            }
-            Err(_) => glommio::timer::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
 impl InputPlan for ForwardInConf {
     fn id(&self) -> &str {
         &self.id
@@ -754,6 +790,13 @@ impl InputPlan for ForwardInConf {
         format!("{}:{}", self.bind, self.port)
     }
     fn build(&self, ctx: &Rc<ShardCtx>, emitter: Rc<dyn Emitter>) -> Result<Rc<dyn Input>, BuildError> {
-        Ok(ForwardInput::new(self.clone(), emitter, ctx.syncer.clone()))
+        let dedup = match &self.dedup {
+            Some(d) => Some(
+                d.for_shard(&self.id, ctx.shard, ctx.workers, &ctx.syncer)
+                    .map_err(|e| BuildError::Io { plugin: self.id.clone(), source: std::io::Error::other(e) })?,
+            ),
+            None => None,
+        };
+        Ok(ForwardInput::new(self.clone(), emitter, ctx.syncer.clone(), dedup))
     }
 }

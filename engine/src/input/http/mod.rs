@@ -20,13 +20,12 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use spate_protocol::{EntriesFormat, EventBatch, EventTime, Mode, Options};
 
@@ -484,29 +483,25 @@ impl HttpInput {
         self.handler.borrow().conf.clone()
     }
 
-    async fn accept_loop(self: Rc<Self>, l: TcpListener) {
+    /// The listener is pooled per shard (it survives a reload): accept errors are the
+    /// pool's, and a stopping input hands back what it took.
+    async fn accept_loop(self: Rc<Self>, l: super::net::Listener) {
         loop {
-            match l.accept().await {
-                Ok(s) => {
-                    if self.stopping.get() {
-                        return;
-                    }
-                    inc(&self.metrics.connections, 1);
-                    let id = self.next.get();
-                    self.next.set(id + 1);
-                    let me = self.clone();
-                    let h = glommio::spawn_local(async move {
-                        me.serve(s).await;
-                        me.conns.borrow_mut().remove(&id);
-                    })
-                    .detach();
-                    self.conns.borrow_mut().insert(id, h);
-                }
-                Err(e) => {
-                    crate::warn!("http: accept failed: {e}");
-                    glommio::timer::sleep(Duration::from_millis(50)).await;
-                }
+            let s = l.accept().await;
+            if self.stopping.get() {
+                l.give_back(s);
+                return;
             }
+            inc(&self.metrics.connections, 1);
+            let id = self.next.get();
+            self.next.set(id + 1);
+            let me = self.clone();
+            let h = glommio::spawn_local(async move {
+                me.serve(s).await;
+                me.conns.borrow_mut().remove(&id);
+            })
+            .detach();
+            self.conns.borrow_mut().insert(id, h);
         }
     }
 
@@ -655,10 +650,8 @@ impl HttpInput {
 impl Input for HttpInput {
     fn start(self: Rc<Self>, _first: bool) -> std::io::Result<Vec<Listening>> {
         let conf = self.conf();
-        let l = super::net::bind_tcp(conf.addr, conf.backlog)?;
-        let local = l.local_addr()?;
-        // SAFETY: the fd comes from a listening, non-blocking socket we own.
-        let l = unsafe { TcpListener::from_raw_fd(l.into_raw_fd()) };
+        let l = super::net::listen(conf.addr, conf.backlog)?;
+        let local = l.local_addr();
         let me = self.clone();
         let t = glommio::spawn_local(async move { me.accept_loop(l).await }).detach();
         self.tasks.borrow_mut().push(t);

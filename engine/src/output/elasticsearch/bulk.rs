@@ -13,6 +13,9 @@
 //! Record changes follow Ruby Hash semantics: setting an existing key keeps its
 //! position, a new key is appended, deleting and setting again appends. The changes are
 //! a fixed list of operations known at configuration time ([`Ops`]), evaluated per key.
+//!
+//! Over 800 lines because the encoder and the item-to-entry bookkeeping the response
+//! handling reads are one data structure; the response side is in its own file.
 
 use std::ops::Range;
 
