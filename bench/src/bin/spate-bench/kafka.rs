@@ -35,7 +35,7 @@ pub fn tansu_bin() -> Result<PathBuf, String> {
         }
     }
     spate_testkit::process::on_path("tansu").ok_or_else(|| {
-        "tansu not found: set $SPATE_TANSU (cargo install --locked tansu --version '^0.6' --features dynostore,libsql)"
+        "skipped: tansu not found: set $SPATE_TANSU (cargo install --locked tansu --version '^0.6' --features dynostore,libsql)"
             .to_string()
     })
 }
