@@ -1,12 +1,19 @@
-//! The per-read pipeline (decode -> route -> out_null) in process, with or without a
-//! prometheus filter counting records per tag (what S1M adds to S1's data path), N
-//! times, for instruction counts that machine noise does not move:
+//! The per-read pipeline (decode -> route -> out_null) in process, N times, for
+//! instruction counts that machine noise does not move: `null` (S1's path, PackedForward),
+//! `prom` (a prometheus filter counting records per tag: what S1M adds), `grep` (S3's
+//! `<regexp> key message pattern /error/`), `message` (S2: one event per Message-mode
+//! frame, 1000 frames per read):
 //!
 //! ```sh
 //! cargo build --release -p spate-bench --example pipeline_instructions
 //! valgrind --tool=callgrind target/release/examples/pipeline_instructions null 200
 //! valgrind --tool=callgrind target/release/examples/pipeline_instructions prom 200
+//! valgrind --tool=callgrind target/release/examples/pipeline_instructions grep 200
+//! valgrind --tool=callgrind target/release/examples/pipeline_instructions message 200
 //! ```
+//!
+//! Instructions per event: callgrind's total over (N x 1000), minus the set-up (run with
+//! N = 0 for it).
 
 use bytes::BytesMut;
 use spate_bench::{frame, Shape, Wire};
@@ -15,21 +22,22 @@ use spate_engine::input::forward::{ForwardInput, Peer};
 use spate_engine::plan::{build_shard, plan};
 use spate_protocol::FrameDecoder;
 use std::path::Path;
-/// `pipeline_instructions null|prom [N]`: N R1 PackedForward frames of 1000 events.
+/// `pipeline_instructions null|prom|grep|message [N]`: N reads of 1000 R1 events.
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_default();
     let n: usize = std::env::args().nth(2).and_then(|x| x.parse().ok()).unwrap_or(20000);
-    let filter = if which == "prom" {
-        "<filter **>\n@type prometheus\n<metric>\nname records_total\ntype counter\ndesc d\n<labels>\ntag ${tag}\n</labels>\n</metric>\n</filter>\n"
-    } else {
-        ""
+    let filter = match which.as_str() {
+        "prom" => "<filter **>\n@type prometheus\n<metric>\nname records_total\ntype counter\ndesc d\n<labels>\ntag ${tag}\n</labels>\n</metric>\n</filter>\n",
+        "grep" => "<filter **>\n@type grep\n<regexp>\nkey message\npattern /error/\n</regexp>\n</filter>\n",
+        _ => "",
     };
     let conf = format!("<source>\n@type forward\nport 0\n</source>\n{filter}<match **>\n@type null\n</match>\n");
     let ctx = EvalContext { hostname: "bench".into(), worker_id: None, env: Box::new(|_| None) };
     let root = parse_str(&conf, "bench.conf", Path::new("."), &ctx).unwrap();
     let shard = build_shard(&plan(&root, Some(1), "bench").unwrap(), 0).unwrap();
     let input = shard.inputs[0].as_any().downcast_ref::<ForwardInput>().unwrap();
-    let bytes = frame(Wire::PackedStr, Shape::R1, 1000);
+    let wire = if which == "message" { Wire::Message } else { Wire::PackedStr };
+    let bytes = frame(wire, Shape::R1, 1000);
     let mut acks = Vec::new();
     let peer = Peer::named("bench");
     let t = std::time::Instant::now();

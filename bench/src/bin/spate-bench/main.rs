@@ -5,8 +5,11 @@
 
 mod bulk_sink;
 mod compare;
+mod fleet;
 mod inputs;
+mod kafka;
 mod procstat;
+mod relay;
 mod report;
 mod systems;
 
@@ -41,8 +44,9 @@ enum Sub {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "run")]
 struct RunArgs {
-    /// scenario: S1..S9, S12, S1M (S1 with every metric source configured and scraped;
-    /// spate only) or all (default all: S1..S9, S12)
+    /// scenario: S1..S12 (S8 in_http, S9 syslog, S10 kafka, S11 1,000 connections), S1M
+    /// (S1 with every metric source configured and scraped; spate only) or all (default
+    /// all: S1..S12)
     #[argh(option, default = "String::from(\"all\")")]
     scenario: String,
     /// systems, comma-separated (default spate,fluentd,fluent-bit)
@@ -256,7 +260,7 @@ struct Ctx {
 fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> Result<Value, String> {
     let port = free_port();
     // The relay sink shares the load generator's CPU; the system under test has its own.
-    let relay = pipeline_kind == "relay" || pipeline_kind == "durable";
+    let relay = pipeline_kind == "relay" || pipeline_kind == "relay2" || pipeline_kind == "durable";
     let sink = if relay { Some(start_sink(cpus().1, false)?) } else { None };
     let bulk = if pipeline_kind == "elasticsearch" {
         pin_current(cpus().1);
@@ -266,11 +270,20 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     } else {
         None
     };
+    let broker = if pipeline_kind == "kafka" {
+        if let Some(why) = kafka::unsupported(sys.kind, &sys.cmd) {
+            return Err(why);
+        }
+        Some(std::sync::Arc::new(kafka::Broker::start(&ctx.dir, cpus().1)?))
+    } else {
+        None
+    };
     let pipeline = match (pipeline_kind, &sink) {
         ("grep", _) => Pipeline::GrepNull,
+        ("kafka", _) => Pipeline::Kafka { broker_port: broker.as_ref().map_or(0, |b| b.port) },
         ("null-metrics", _) => Pipeline::NullMetrics { monitor_port: free_port(), prometheus_port: free_port() },
         ("elasticsearch", _) => Pipeline::Elasticsearch { bulk_port: bulk.as_ref().map_or(0, |b| b.addr.port()) },
-        ("relay", Some(s)) => Pipeline::Relay { sink_port: s.addr().port() },
+        ("relay" | "relay2", Some(s)) => Pipeline::Relay { sink_port: s.addr().port() },
         ("durable", Some(s)) => Pipeline::DurableRelay { sink_port: s.addr().port() },
         _ => Pipeline::Null,
     };
@@ -279,17 +292,36 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     let args = inputs::config(sys.kind, pipeline_kind, port, &dir)
         .unwrap_or_else(|| systems::config(sys.kind, pipeline, port, &dir))
         .map_err(|e| e.to_string())?;
+    if pipeline_kind == "relay2" {
+        relay::two_workers(sys.kind, &dir).map_err(|e| e.to_string())?;
+    }
+    if pipeline_kind == "kafka" && sys.kind == Kind::FluentBit {
+        kafka::bound_fluent_bit(&dir, port).map_err(|e| e.to_string())?;
+    }
     let log = std::fs::File::create(dir.join("system.log")).map_err(|e| e.to_string())?;
-    let mut child = pinned(cpus().0, &sys.cmd)
+    let mut cmd = pinned(cpus().0, &sys.cmd);
+    // fluentd finds out_kafka2 (fluent-plugin-kafka + ruby-kafka) on RUBYLIB (peers/README).
+    if let (Kind::Fluentd, Some(extra)) = (sys.kind, std::env::var_os("FLUENTD_PLUGIN_RUBYLIB")) {
+        let mut v = std::env::var_os("RUBYLIB").unwrap_or_default();
+        if !v.is_empty() {
+            v.push(":");
+        }
+        v.push(extra);
+        cmd.env("RUBYLIB", v);
+    }
+    let mut child = cmd
         .args(&args)
-        .stdout(Stdio::null())
+        // fluentd writes its config errors to stdout: keep them for the failure message.
+        .stdout(log.try_clone().map_or_else(|_| Stdio::null(), Stdio::from))
         .stderr(log)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", sys.cmd.display()))?;
     let pid = child.id();
     if let Err(e) = wait_listening(port, &mut child, Duration::from_secs(90)) {
         stop(&mut child);
-        return Err(e.to_string());
+        let log = std::fs::read_to_string(dir.join("system.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(3).collect();
+        return Err(format!("{e}; log: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")));
     }
     // Let fluentd finish booting its worker before measuring.
     std::thread::sleep(Duration::from_millis(if sys.kind == Kind::Fluentd { 2000 } else { 300 }));
@@ -322,8 +354,14 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
         _ => None,
     };
     let cpu0 = procstat::cpu_seconds(pid);
+    let sampler = broker.clone().map(kafka::Sampler::start);
+    let t0 = Instant::now();
     let gen = drive(port, g, ctx.warmup, ctx.duration, &ctx.dir);
     let cpu1 = procstat::cpu_seconds(pid);
+    // Delivered to the broker per second over the measured period (after the warmup).
+    let measured_from = t0 + Duration::from_secs_f64(ctx.warmup);
+    let delivered_eps =
+        sampler.and_then(|s| s.rate(measured_from, measured_from + Duration::from_secs_f64(ctx.duration)));
     scraping.store(false, std::sync::atomic::Ordering::Relaxed);
     let scrapes = scraper.and_then(|t| t.join().ok());
     let rss_peak = procstat::hwm_kb(pid);
@@ -354,6 +392,18 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
         received = Some(ours(&s));
         stop(&mut child);
         e2e = serde_json::to_value(s.stop().e2e_latency_us).unwrap_or(Value::Null);
+    } else if let Some(k) = broker {
+        // Every acked event must be stored by the broker: its high watermarks count them.
+        let want = f(&gen, "events_acked_total") as u64;
+        let end = Instant::now() + Duration::from_secs(120);
+        while k.count().unwrap_or(0) < want && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        // A broker that does not answer counts as nothing delivered: never a free pass.
+        received = Some(k.count().unwrap_or(0));
+        stop(&mut child);
+        drop(k);
     } else if let Some(b) = &bulk {
         // Every acked event must reach the bulk endpoint as a document.
         let want = f(&gen, "events_acked_total") as u64;
@@ -370,9 +420,15 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     }
     // Events are counted from the warmup's end by the generator; the server's CPU covers
     // warmup and measurement, so normalise CPU per event over everything sent.
-    let total_sent = f(&gen, "events_sent_total").max(sent as f64);
+    let mut total_sent = f(&gen, "events_sent_total").max(sent as f64);
+    if pipeline_kind == "kafka" {
+        // Most of S10's frames are refused while the broker is the bottleneck: its CPU
+        // cost is per event delivered to the broker.
+        total_sent = received.unwrap_or(0) as f64;
+    }
     let cpu = (cpu1 - cpu0).max(0.0);
-    let eps = f(&gen, "events_per_sec");
+    // S10's headline is what reached the broker, not what the system took in.
+    let eps = delivered_eps.unwrap_or_else(|| f(&gen, "events_per_sec"));
     // What must arrive: every acked event (warmup included, the sink sees it too), or
     // with no acks every event sent.
     let must_arrive = if g.ack { f(&gen, "events_acked_total") as u64 } else { f(&gen, "events_sent_total") as u64 };
@@ -384,7 +440,7 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
         None => -1,
     };
     let errors = f(&gen, "errors") as u64;
-    let status = if lost > 0 {
+    let mut status = if lost > 0 {
         format!("invalid: lost {lost} acked events")
     } else if lost < 0 {
         "ok (loss not verifiable: no acks and no sink)".into()
@@ -393,6 +449,9 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     } else {
         "ok".into()
     };
+    if let Some(note) = fleet::rate_note(g, f(&gen, "events_per_sec")) {
+        status.push_str(&note);
+    }
     Ok(json!({
         "scenario": sc,
         "system": sys.kind.name(),
@@ -402,6 +461,7 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
         "params": g.json(),
         "pipeline": pipeline_kind,
         "events_per_sec": eps,
+        "ingest_events_per_sec": f(&gen, "events_per_sec"),
         "bytes_per_sec": f(&gen, "bytes_per_sec"),
         "server_cpu_seconds": cpu,
         "events_per_cpu_second": if cpu > 0.0 { total_sent / cpu } else { 0.0 },
@@ -477,12 +537,12 @@ fn memcpy_bandwidth() -> f64 {
 }
 
 fn run(a: RunArgs) -> i32 {
-    let all = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S12"];
+    let all = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12"];
     let scenarios: Vec<&str> =
         if a.scenario == "all" { all.to_vec() } else { a.scenario.split(',').map(str::trim).collect() };
     for s in &scenarios {
         if !all.contains(s) && *s != "S1M" {
-            eprintln!("spate-bench: unknown scenario {s:?}; expected S1..S9, S12, S1M or all");
+            eprintln!("spate-bench: unknown scenario {s:?}; expected S1..S12, S1M or all");
             return 2;
         }
     }
@@ -496,6 +556,8 @@ fn run(a: RunArgs) -> i32 {
             }
         }
     }
+    // S11 opens 1,000 connections: the systems (our children) inherit the raised limit.
+    let _ = spate_loadgen::stats::raise_nofile(16_384);
     let duration = a.duration.unwrap_or(if a.quick { 2.0 } else { 10.0 });
     let tmp = std::env::temp_dir().join(format!("spate-bench-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&tmp);
@@ -508,7 +570,21 @@ fn run(a: RunArgs) -> i32 {
         }
     }
     eprintln!("measuring ceilings (generator -> sink, memcpy)...");
-    let ceil = ceiling(&ctx);
+    let mut ceil = ceiling(&ctx);
+    if scenarios.contains(&"S11") {
+        eprintln!("measuring S11's generator ceiling (1,000 connections into the sink)...");
+        let c = fleet::gen_ceiling(&ctx);
+        if let Some(o) = ceil.as_object_mut() {
+            o.insert("fleet_gen_to_sink".into(), c);
+        }
+    }
+    if scenarios.contains(&"S4") {
+        eprintln!("measuring the sink's ceiling with 1, 2 and 8 connections...");
+        let by = relay::sink_ceilings(&ctx);
+        if let Some(o) = ceil.as_object_mut() {
+            o.insert("sink_by_connections".into(), by);
+        }
+    }
     eprintln!("ceilings: {ceil}");
     let mut results = Vec::new();
     let mut s4_max: Vec<f64> = Vec::new();
@@ -526,17 +602,26 @@ fn run(a: RunArgs) -> i32 {
             "S12" => ("elasticsearch", Gen::s1()),
             "S8" => inputs::s8(),
             "S9" => inputs::s9(),
+            // forward -> out_kafka2 (acks=all) -> tansu, S1's load; delivered = broker's count.
+            "S10" => ("kafka", Gen::s1()),
+            // 1,000 Message-mode connections with acks at a fixed 200k events/s in total
+            // (200 events/s each); the generator's event-loop path drives them.
+            "S11" => ("null", fleet::s11()),
             "S7" => {
                 ("null", Gen { mode: "packed", connections: 4, inflight: 8, batch: 100, ack: true, rate: Some(50_000) })
             }
             _ => continue,
         };
-        let mut phases = vec![(sc.to_string(), g.clone())];
+        let mut phases = vec![(sc.to_string(), g.clone(), pipeline)];
         if *sc == "S4" || *sc == "S5" {
-            phases.push((format!("{sc}-fixed"), g.clone()));
+            phases.push((format!("{sc}-fixed"), g.clone(), pipeline));
             s4_max.clear();
         }
-        for (name, mut g) in phases {
+        if *sc == "S4" {
+            // The relay with two sink connections (two workers on the same CPU; relay.rs).
+            phases.push(("S4-multi".to_string(), g.clone(), "relay2"));
+        }
+        for (name, mut g, pipeline) in phases {
             if name.ends_with("-fixed") {
                 let slowest = s4_max.iter().cloned().filter(|v| *v > 0.0).fold(f64::MAX, f64::min);
                 if slowest == f64::MAX {
@@ -566,7 +651,10 @@ fn run(a: RunArgs) -> i32 {
                         }
                         Err(e) => {
                             eprintln!("  failed: {e}");
-                            runs.push(json!({"scenario": name, "system": k.name(), "version": sys.version, "status": format!("failed: {e}")}));
+                            let status = if e.starts_with("skipped") { e } else { format!("failed: {e}") };
+                            runs.push(
+                                json!({"scenario": name, "system": k.name(), "version": sys.version, "status": status}),
+                            );
                         }
                     }
                 }
@@ -605,6 +693,7 @@ fn run(a: RunArgs) -> i32 {
         "quick": a.quick,
         "warmup_s": ctx.warmup,
         "duration_s": ctx.duration,
+        "sink_headroom": relay::headroom(&ceil, &results),
         "ceilings": ceil,
         "results": results,
     });

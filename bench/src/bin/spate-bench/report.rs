@@ -98,6 +98,30 @@ pub fn write(dir: &Path) -> Result<(), String> {
                 human(num(c, "memcpy_bytes_per_sec").unwrap_or(0.0))
             );
         }
+        if let Some(by) = c.get("sink_by_connections").and_then(Value::as_object) {
+            let list: Vec<String> =
+                by.iter().map(|(n, v)| format!("{n} conn. {}", v.as_f64().map_or("-".into(), human))).collect();
+            let _ = writeln!(md, "  - sink by connections (events/s): {}", list.join(", "));
+        }
+        if let Some(e) = num(&c["fleet_gen_to_sink"], "events_per_sec") {
+            let _ = writeln!(
+                md,
+                "  - S11's generator into the sink (1,000 Message-mode connections, acks, 200 k events/s offered): {} events/s, ack latency {} µs",
+                human(e),
+                lat(&c["fleet_gen_to_sink"], "ack_latency_us")
+            );
+        }
+        let h = &doc["sink_headroom"];
+        if let (Some(r), Some(best)) = (num(h, "ratio"), num(h, "spate_best_events_per_sec")) {
+            let _ = writeln!(
+                md,
+                "  - sink headroom: {:.2}x spate's best in this run ({} events/s, {}); goal 1.5x: {}",
+                r,
+                human(best),
+                h["spate_best_scenario"].as_str().unwrap_or("?"),
+                if r >= 1.5 { "met" } else { "NOT met" }
+            );
+        }
     }
     let _ = writeln!(md);
     let mut scenarios: Vec<String> = latest.keys().map(|k| k.0.clone()).collect();

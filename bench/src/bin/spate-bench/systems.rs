@@ -59,6 +59,8 @@ pub enum Pipeline {
     NullMetrics { monitor_port: u16, prometheus_port: u16 },
     /// forward -> out_elasticsearch (memory buffer, flush 100 ms) -> a bulk endpoint
     Elasticsearch { bulk_port: u16 },
+    /// forward -> out_kafka2 (fluent-bit: `kafka`), acks=all, one broker (S10, `kafka.rs`)
+    Kafka { broker_port: u16 },
 }
 
 fn version_of(cmd: &Path, args: &[&str]) -> Option<String> {
@@ -143,6 +145,7 @@ pub fn config(kind: Kind, p: Pipeline, port: u16, dir: &Path) -> std::io::Result
                 Pipeline::Elasticsearch { bulk_port } => format!(
                     "<match **>\n  @type elasticsearch\n  host 127.0.0.1\n  port {bulk_port}\n  verify_es_version_at_startup false\n  default_elasticsearch_version 8\n  <buffer>\n    flush_interval 0.1s\n    chunk_limit_size 8m\n    total_limit_size 512m\n  </buffer>\n</match>\n"
                 ),
+                Pipeline::Kafka { broker_port } => crate::kafka::fluent_match(broker_port),
             };
             let workers = if kind == Kind::Spate { "<system>\n  workers 1\n</system>\n" } else { "" };
             let conf = format!(
@@ -174,6 +177,7 @@ pub fn config(kind: Kind, p: Pipeline, port: u16, dir: &Path) -> std::io::Result
                 Pipeline::Elasticsearch { bulk_port } => format!(
                     "[OUTPUT]\n    Name es\n    Match *\n    Host 127.0.0.1\n    Port {bulk_port}\n    Suppress_Type_Name On\n"
                 ),
+                Pipeline::Kafka { broker_port } => crate::kafka::fluent_bit_output(broker_port),
             };
             // Durable: chunks in the filesystem, written with fsync (storage.sync full).
             let (storage, input_storage) = match p {
