@@ -49,7 +49,8 @@ struct RunArgs {
     /// all: S1..S12)
     #[argh(option, default = "String::from(\"all\")")]
     scenario: String,
-    /// systems, comma-separated (default spate,fluentd,fluent-bit)
+    /// systems, comma-separated (default spate,fluentd,fluent-bit); `fluentd:VAR` takes
+    /// the binary from $VAR (two fluentd versions in one run)
     #[argh(option, default = "String::from(\"spate,fluentd,fluent-bit\")")]
     systems: String,
     /// short runs (2 s measured) for smoke tests
@@ -546,12 +547,18 @@ fn run(a: RunArgs) -> i32 {
             return 2;
         }
     }
-    let mut kinds = Vec::new();
+    // `fluentd:VAR` is fluentd found at $VAR (e.g. `fluentd:FLUENTD_118` next to
+    // `fluentd`: two versions side by side in one run).
+    let mut kinds: Vec<(Kind, Option<String>)> = Vec::new();
     for s in a.systems.split(',') {
-        match Kind::parse(s.trim()) {
-            Some(k) => kinds.push(k),
+        let (name, var) = match s.trim().split_once(':') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (s.trim(), None),
+        };
+        match Kind::parse(name) {
+            Some(k) => kinds.push((k, var)),
             None => {
-                eprintln!("spate-bench: unknown system {s:?}; expected spate, fluentd, fluent-bit");
+                eprintln!("spate-bench: unknown system {s:?}; expected spate, fluentd, fluent-bit (each optionally :ENV_VAR naming its binary)");
                 return 2;
             }
         }
@@ -562,7 +569,8 @@ fn run(a: RunArgs) -> i32 {
     let tmp = std::env::temp_dir().join(format!("spate-bench-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&tmp);
     let ctx = Ctx { warmup: if a.quick { 0.5 } else { 2.0 }, duration, quick: a.quick, dir: tmp.clone() };
-    let systems: Vec<(Kind, Result<System, String>)> = kinds.iter().map(|&k| (k, systems::find(k))).collect();
+    let systems: Vec<(Kind, Result<System, String>)> =
+        kinds.iter().map(|(k, var)| (*k, systems::find(*k, var.as_deref()))).collect();
     for (k, s) in &systems {
         match s {
             Ok(s) => eprintln!("{}: {} ({})", k.name(), s.version, s.cmd.display()),

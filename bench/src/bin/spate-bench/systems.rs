@@ -76,13 +76,15 @@ pub fn sibling(name: &str) -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-/// Finds a system, or says why it was not found.
-pub fn find(kind: Kind) -> Result<System, String> {
+/// Finds a system (at `$var` when given, else its usual variable or `PATH`), or says
+/// why it was not found.
+pub fn find(kind: Kind, var: Option<&str>) -> Result<System, String> {
     let (env, bin) = match kind {
         Kind::Spate => ("SPATE", "spate"),
         Kind::Fluentd => ("FLUENTD", "fluentd"),
         Kind::FluentBit => ("FLUENT_BIT", "fluent-bit"),
     };
+    let env = var.unwrap_or(env);
     let cmd = match std::env::var_os(env) {
         Some(p) => PathBuf::from(p),
         None => {
