@@ -164,6 +164,12 @@ pub fn run_with(
         // let its pages go from the resident set (idle RSS goal: 4 MB).
         let n = crate::sys::release_startup_pages();
         crate::debug!("advised {} KiB of file-backed pages out of the resident set after start-up", n >> 10);
+        // Shards go on setting up for a moment after they report ready (first flush
+        // timers, connections of outputs): once more when that is over.
+        let _ = std::thread::Builder::new().name("spate-trim".into()).stack_size(64 << 10).spawn(|| {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            crate::sys::release_startup_pages();
+        });
     }
     for h in handles {
         let _ = h.join();

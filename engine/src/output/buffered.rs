@@ -432,7 +432,11 @@ impl BufferedOutput {
             self.buffer.borrow_mut().discard(chunk);
             return;
         }
-        let delay = bc.retry_delay(chunk.retries, self.jitter());
+        let mut delay = bc.retry_delay(chunk.retries, self.jitter());
+        if stopping {
+            // Keep trying until the shutdown deadline, more briskly (and say so in the log).
+            delay = delay.min(Duration::from_millis(200));
+        }
         let wall = |t: Instant| {
             let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             since.as_secs_f64() - Instant::now().saturating_duration_since(t).as_secs_f64()
@@ -453,8 +457,7 @@ impl BufferedOutput {
         chunk.retries += 1;
         self.buffer.borrow_mut().requeue(chunk);
         if stopping {
-            // Keep trying until the shutdown deadline, more briskly.
-            glommio::timer::sleep(delay.min(Duration::from_millis(200))).await;
+            glommio::timer::sleep(delay).await;
         } else {
             // A notification here is not a reason to retry early; a shutdown is.
             let until = Instant::now() + delay;
