@@ -156,6 +156,27 @@ impl LogEvents {
         }
     }
 
+    /// Routes what is queued now, without yielding: at shutdown, before the outputs
+    /// stop (the drain task is cancelled first, so it cannot race their shutdown).
+    pub fn route_queued(&self, slot: &RouterSlot, global: bool) {
+        let mut evs: Vec<LogEvent> = self.queue.borrow_mut().drain(..).collect();
+        if global {
+            evs.extend(crate::log::take_global_events());
+        }
+        if evs.is_empty() {
+            return;
+        }
+        let router = slot.get();
+        let Some((label, levels)) = targets(&router) else { return };
+        let _guard = crate::log::EmittingEvents::begin();
+        for level in levels {
+            let mine: Vec<&LogEvent> = evs.iter().filter(|e| e.level == level).collect();
+            for slice in mine.chunks(SLICE) {
+                self.emit(&router, label, level, slice);
+            }
+        }
+    }
+
     fn emit(&self, router: &Router, label: usize, level: Level, evs: &[&LogEvent]) {
         let mut entries = Vec::with_capacity(evs.len() * 128);
         let mut rec = Vec::with_capacity(256);

@@ -278,6 +278,10 @@ async fn shard_main(
     }
     if !gen.plan.system.log_event_verbose {
         crate::log::set_events(false);
+        // Lines logged before this point (the SIGTERM line...) are routed now, while
+        // every output still accepts them; after it there are none to route.
+        drain.cancel();
+        logs.route_queued(&gen.graph.slot, shard == 0);
     }
     if let Some(s) = &rpc {
         s.stop();
