@@ -3,7 +3,7 @@
 //! work goes through `spate-protocol`.
 //!
 //! Layout, bottom to top (a module only uses the ones above it in this list):
-//! - [`sys`] (the libc calls), [`log`], [`config`] (fluent.conf into an element tree),
+//! - [`sys`] (the libc calls), [`calendar`] (day numbers), [`log`], [`config`] (fluent.conf into an element tree),
 //!   [`system`] (`<system>`'s logging and RPC settings), [`metrics`] (per-shard values,
 //!   their reading across shards, Prometheus and monitor_agent renderings),
 //!   [`ruby`] (the Ruby semantics configs rely on: record accessors, `to_s`, regexps,
@@ -24,6 +24,7 @@
 pub mod log;
 
 pub mod buffer;
+pub mod calendar;
 pub mod config;
 pub mod control;
 pub mod filter;

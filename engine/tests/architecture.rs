@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// Layers, bottom to top. A file may use files of its own layer or below.
 const LAYERS: &[(&str, u32)] = &[
     ("sys", 0),
+    ("calendar", 0),
     ("log", 1),
     ("config", 2),
     ("system", 3),

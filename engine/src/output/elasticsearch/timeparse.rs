@@ -10,6 +10,7 @@ use std::io::Write;
 
 use spate_protocol::ValueRef;
 
+use crate::calendar::{civil_from_days, days_from_civil};
 use crate::format::{strftime, Zone};
 
 /// A point in time and the zone it is expressed in (Ruby's DateTime).
@@ -269,17 +270,6 @@ const MONTHS: [&str; 12] = [
 ];
 const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
 /// Epoch seconds of a civil time in `zone` (local time through `mktime`).
 fn civil_to_epoch(y: i64, mon: u32, d: u32, h: u32, mi: u32, s: u32, zone: Zone) -> Option<i64> {
     if !(1..=12).contains(&mon) || !(1..=31).contains(&d) || h > 24 || mi > 59 || s > 60 {
@@ -480,19 +470,6 @@ pub fn strptime(s: &[u8], fmt: &str, default_zone: Zone) -> Option<DateTime> {
     let zone = off.map_or(default_zone, Zone::Fixed);
     let sec = civil_to_epoch(year, mon, mday, hour, min, sec, zone)?;
     Some(DateTime { sec, nsec, zone })
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719468;
-    let era = if z >= 0 { z } else { z - 146096 } / 146097;
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
