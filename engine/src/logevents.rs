@@ -134,31 +134,13 @@ impl LogEvents {
         loop {
             self.notify.wait(DRAIN).await;
             glommio::timer::sleep(Duration::from_millis(1)).await;
-            let mut evs: Vec<LogEvent> = self.queue.borrow_mut().drain(..).collect();
-            if global {
-                evs.extend(crate::log::take_global_events());
-            }
-            if evs.is_empty() {
-                continue;
-            }
-            let router = slot.get();
-            let Some((label, levels)) = targets(&router) else { continue };
-            let _guard = crate::log::EmittingEvents::begin();
-            for level in levels {
-                // In slices, yielding between them: a burst of log lines must not hold
-                // the shard away from its connections.
-                let mine: Vec<&LogEvent> = evs.iter().filter(|e| e.level == level).collect();
-                for slice in mine.chunks(SLICE) {
-                    self.emit(&router, label, level, slice);
-                    futures_lite::future::yield_now().await;
-                }
-            }
+            self.route_queued(&slot, global).await;
         }
     }
 
-    /// Routes what is queued now, without yielding: at shutdown, before the outputs
-    /// stop (the drain task is cancelled first, so it cannot race their shutdown).
-    pub fn route_queued(&self, slot: &RouterSlot, global: bool) {
+    /// Routes what is queued now. Also called at shutdown, before the outputs stop
+    /// (the drain task is cancelled first, so it cannot race their shutdown).
+    pub async fn route_queued(&self, slot: &RouterSlot, global: bool) {
         let mut evs: Vec<LogEvent> = self.queue.borrow_mut().drain(..).collect();
         if global {
             evs.extend(crate::log::take_global_events());
@@ -170,9 +152,12 @@ impl LogEvents {
         let Some((label, levels)) = targets(&router) else { return };
         let _guard = crate::log::EmittingEvents::begin();
         for level in levels {
+            // In slices, yielding between them: a burst of log lines must not hold
+            // the shard away from its connections.
             let mine: Vec<&LogEvent> = evs.iter().filter(|e| e.level == level).collect();
             for slice in mine.chunks(SLICE) {
                 self.emit(&router, label, level, slice);
+                futures_lite::future::yield_now().await;
             }
         }
     }

@@ -281,7 +281,7 @@ async fn shard_main(
         // Lines logged before this point (the SIGTERM line...) are routed now, while
         // every output still accepts them; after it there are none to route.
         drain.cancel();
-        logs.route_queued(&gen.graph.slot, shard == 0);
+        logs.route_queued(&gen.graph.slot, shard == 0).await;
     }
     if let Some(s) = &rpc {
         s.stop();
