@@ -4,8 +4,9 @@
 //! `time_type float` (`string` when `time_format` is given).
 //!
 //! `json_parser` (oj/yajl/json) is accepted and ignored with a note: spate has one JSON
-//! reader (serde_json, streaming straight to msgpack), and the three Ruby engines give
-//! the same records for valid JSON.
+//! reader (`json_direct`, straight into records; serde_json for what it does not take
+//! and for the error messages), and the three Ruby engines give the same records for
+//! valid JSON.
 
 use spate_protocol::msgpack::{self, Head};
 use spate_protocol::{RecordRef, ValueRef};
@@ -35,6 +36,7 @@ impl Conf {
 pub struct JsonParser {
     /// The text converted to msgpack (reused).
     scratch: Vec<u8>,
+    direct: super::json_direct::Direct,
 }
 
 /// Writes the fields of one msgpack map as a record.
@@ -80,6 +82,34 @@ pub(crate) fn value_records<S: Sink>(ctx: &mut Ctx, dedup: &mut Dedup, v: &[u8],
 
 impl JsonParser {
     pub fn parse<S: Sink>(&mut self, ctx: &mut Ctx, dedup: &mut Dedup, text: &[u8], out: &mut Vec<u8>, sink: &mut S) {
+        if self.direct.parse(ctx, dedup, text, out, sink).is_ok() {
+            return;
+        }
+        self.parse_via_msgpack(ctx, dedup, text, out, sink);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn direct_takes<S: Sink>(
+        &mut self,
+        ctx: &mut Ctx,
+        dedup: &mut Dedup,
+        text: &[u8],
+        out: &mut Vec<u8>,
+        sink: &mut S,
+    ) -> bool {
+        self.direct.parse(ctx, dedup, text, out, sink).is_ok()
+    }
+
+    /// The serde_json path: the text converted to msgpack, then read as records. It
+    /// takes what the direct path does not, and says what is wrong with bad JSON.
+    pub(crate) fn parse_via_msgpack<S: Sink>(
+        &mut self,
+        ctx: &mut Ctx,
+        dedup: &mut Dedup,
+        text: &[u8],
+        out: &mut Vec<u8>,
+        sink: &mut S,
+    ) {
         self.scratch.clear();
         if let Err(e) = spate_protocol::json::to_msgpack_into(text, &mut self.scratch) {
             let reason = match e.kind {

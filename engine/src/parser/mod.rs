@@ -15,6 +15,7 @@ pub mod apache_error;
 pub mod civil;
 pub mod csv;
 pub mod json;
+mod json_direct;
 mod loose;
 pub mod ltsv;
 pub mod msgpack;
@@ -341,6 +342,29 @@ impl Parser {
             Kind::Apache2(p) => p.parse(ctx, text, out, sink),
             Kind::Msgpack(p) => p.parse(ctx, &mut self.dedup, text, out, sink),
             Kind::Multiline(p) => p.parse(ctx, text, out, sink),
+        }
+    }
+
+    /// parser_json's serde_json path alone (the tests compare it with the direct path).
+    #[cfg(test)]
+    pub(crate) fn parse_json_via_msgpack<S: Sink>(&mut self, text: &[u8], out: &mut Vec<u8>, sink: &mut S) {
+        if let Kind::Json(p) = &mut self.kind {
+            p.parse_via_msgpack(&mut self.ctx, &mut self.dedup, text, out, sink);
+        }
+    }
+
+    /// Whether parser_json's direct path takes `text` (the tests check it is the one
+    /// being compared).
+    #[cfg(test)]
+    pub(crate) fn json_direct_takes(&mut self, text: &[u8]) -> bool {
+        struct Nothing;
+        impl Sink for Nothing {
+            fn record(&mut self, _: &mut Vec<u8>, _: Option<EventTime>) {}
+            fn error(&mut self, _: ParseError) {}
+        }
+        match &mut self.kind {
+            Kind::Json(p) => p.direct_takes(&mut self.ctx, &mut self.dedup, text, &mut Vec::new(), &mut Nothing),
+            _ => false,
         }
     }
 

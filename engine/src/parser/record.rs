@@ -107,6 +107,12 @@ impl Common {
         }
     }
 
+    /// No common parameter applies to a field `key`: its value is written as it is.
+    #[inline]
+    pub fn plain(&self, key: &[u8]) -> bool {
+        !self.converts() && self.time_key.as_deref() != Some(key) && !self.types.iter().any(|(k, _)| &**k == key)
+    }
+
     fn converts(&self) -> bool {
         self.null_pattern.is_some() || self.null_empty_string
     }
@@ -350,6 +356,16 @@ impl<'o> Rec<'o> {
             raw::str(self.out, v);
         }
         self.end_field(at);
+    }
+
+    /// A field whose msgpack value `write` appends (one value; None: it could not, and
+    /// the record is dropped), for keys [`Common::plain`] says nothing applies to.
+    #[inline]
+    pub fn written<R>(&mut self, key: &[u8], write: impl FnOnce(&mut Vec<u8>) -> Option<R>) -> Option<R> {
+        let at = self.key(key);
+        let r = write(self.out)?;
+        self.end_field(at);
+        Some(r)
     }
 
     /// A field whose value is already msgpack (JSON and msgpack records).

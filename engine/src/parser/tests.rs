@@ -791,3 +791,167 @@ fn parse_one_keeps_the_first_record_only() {
     assert_eq!(to_json(ValueRef::new(&out).unwrap()), json!({"a":1}));
     assert!(p.parse_one(b"nope", &mut out).unwrap_err().is_no_match());
 }
+
+/// Every byte written, and each outcome (a record ending at an offset, or an error).
+type Written = (Vec<u8>, Vec<Result<usize, ParseError>>);
+
+/// What the direct path and the serde_json path write.
+fn both_json_paths(p: &mut Parser, text: &[u8]) -> [Written; 2] {
+    struct Raw(Vec<Result<usize, ParseError>>);
+    impl Sink for Raw {
+        fn record(&mut self, out: &mut Vec<u8>, _: Option<EventTime>) {
+            self.0.push(Ok(out.len()));
+        }
+        fn error(&mut self, err: ParseError) {
+            self.0.push(Err(err));
+        }
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut ra, mut rb) = (Raw(Vec::new()), Raw(Vec::new()));
+    p.parse(text, &mut a, &mut ra);
+    p.parse_json_via_msgpack(text, &mut b, &mut rb);
+    [(a, ra.0), (b, rb.0)]
+}
+
+/// A random JSON text: nested values, escapes, non-ASCII, numbers at the edges.
+fn next(x: &mut u64, n: u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x % n
+}
+
+fn random_json(x: &mut u64, depth: u32, out: &mut String) {
+    let mut next = |n: u64| next(x, n);
+    let pick = next(if depth > 3 { 9 } else { 11 });
+    match pick {
+        0 => out.push_str(["null", "true", "false"][next(3) as usize]),
+        1 => out.push_str(
+            [
+                "0",
+                "-0",
+                "7",
+                "-7",
+                "18446744073709551615",
+                "18446744073709551616",
+                "-9223372036854775808",
+                "-9223372036854775809",
+                "1.5",
+                "-0.25",
+                "1e3",
+                "2E-3",
+                "123456.789e-2",
+                "1e308",
+                "4e-400",
+                "99999999999999999999999",
+                "0.1",
+            ][next(17) as usize],
+        ),
+        2..=8 => {
+            out.push('"');
+            for _ in 0..next(12) {
+                out.push_str(
+                    ["a", "é", "\\n", "\\\"", "\\u00e9", "\\ud83d\\ude00", "\\/", " ", "日本", "\\t", "time", "x"]
+                        [next(12) as usize],
+                );
+            }
+            out.push('"');
+        }
+        9 => {
+            out.push('[');
+            for i in 0..self::next(x, 5) {
+                if i > 0 {
+                    out.push_str([",", " , ", ",\n"][self::next(x, 3) as usize]);
+                }
+                random_json(x, depth + 1, out);
+            }
+            out.push(']');
+        }
+        _ => random_object(x, depth, out),
+    }
+}
+
+fn random_object(x: &mut u64, depth: u32, out: &mut String) {
+    out.push('{');
+    for i in 0..self::next(x, 20) {
+        if i > 0 {
+            out.push(',');
+        }
+        // Repeated keys, the time key, keys with escapes.
+        out.push_str(
+            ["\"a\"", "\"b\"", "\"time\"", "\"n\"", "\"k\\u0041\"", "\"kA\"", "\"s\""][self::next(x, 7) as usize],
+        );
+        out.push_str([":", " : "][self::next(x, 2) as usize]);
+        random_json(x, depth + 1, out);
+    }
+    out.push('}');
+}
+
+#[test]
+fn json_direct_path_writes_what_the_serde_json_path_writes() {
+    let confs = [
+        "@type json",
+        "@type json\nkeep_time_key true",
+        "@type json\ntypes n:string,a:integer\nnull_empty_string true",
+        "@type json\ntime_type mixed\ntime_format %s",
+    ];
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let (mut taken, mut records, mut all) = (0, 0, 0);
+    for c in confs {
+        let mut p = conf(c).build();
+        for round in 0..4000 {
+            let mut text = String::new();
+            if round % 3 == 0 {
+                text.push('[');
+                for i in 0..(round % 5) {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    if i == 2 {
+                        random_json(&mut x, 1, &mut text);
+                    } else {
+                        random_object(&mut x, 1, &mut text);
+                    }
+                }
+                text.push(']');
+            } else {
+                text.push_str(["", " ", "\n"][round % 3]);
+                x ^= round as u64;
+                let mut obj = String::new();
+                if round % 11 == 0 {
+                    random_json(&mut x, 0, &mut obj);
+                } else {
+                    random_object(&mut x, 0, &mut obj);
+                }
+                text.push_str(&obj);
+            }
+            let mut bytes = text.into_bytes();
+            // Some texts damaged: cut short, a byte changed, invalid UTF-8, trailing junk.
+            match round % 7 {
+                1 if bytes.len() > 2 => bytes.truncate(bytes.len() - 1 - (round / 7) % (bytes.len() - 1)),
+                2 if !bytes.is_empty() => {
+                    let at = (round * 31) % bytes.len();
+                    bytes[at] = b"{}[]\",:\\0x \x01\xff"[(round / 7) % 13];
+                }
+                3 => bytes.extend_from_slice(b" x"),
+                _ => {}
+            }
+            let [direct, serde] = both_json_paths(&mut p, &bytes);
+            assert_eq!(direct, serde, "{c}: {:?}", String::from_utf8_lossy(&bytes));
+            all += 1;
+            if p.json_direct_takes(&bytes) {
+                taken += 1;
+                records += direct.1.iter().filter(|r| r.is_ok()).count();
+            }
+        }
+    }
+    // The comparison is about the direct path: it takes the undamaged texts (most of
+    // them: 1e308 falls back), records included.
+    assert!(taken * 3 > all && records * 3 > all, "{taken} of {all} texts, {records} records");
+    // Deep nesting takes the serde_json path and its recursion limit.
+    let mut p = conf("@type json").build();
+    let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+    let [direct, serde] = both_json_paths(&mut p, deep.as_bytes());
+    assert_eq!(direct, serde);
+    assert!(matches!(direct.1[..], [Err(ParseError::Json { .. })]), "{:?}", direct.1);
+}

@@ -309,29 +309,38 @@ impl Handler {
         } else {
             let ct = h.content_type.to_ascii_lowercase();
             let mut params = query.clone();
+            // The body is the last parameter of its name (fluentd sets params[name] =
+            // body), so it wins over the query's; borrowed, not copied.
+            let mut body_param = None;
             if ct.starts_with("application/x-www-form-urlencoded") {
                 params.extend(form(body));
             } else if ct.starts_with("application/json") || ct.starts_with("application/csp-report") {
-                params.push(("json".into(), body.to_vec()));
+                body_param = Some("json");
             } else if ct.starts_with("application/msgpack") {
-                params.push(("msgpack".into(), body.to_vec()));
+                body_param = Some("msgpack");
             } else if ct.starts_with("application/x-ndjson") {
-                params.push(("ndjson".into(), body.to_vec()));
+                body_param = Some("ndjson");
             } else if ct.starts_with("multipart/form-data") {
                 return Err("multipart/form-data bodies are not supported by spate; send json= as x-www-form-urlencoded or application/json".into());
             }
-            let mut get = |k: &str| params.iter().rposition(|(n, _)| n == k).map(|i| params.swap_remove(i).1);
+            let mut get = |k: &str| {
+                if body_param == Some(k) {
+                    return Some(std::borrow::Cow::Borrowed(body));
+                }
+                params.iter().rposition(|(n, _)| n == k).map(|i| std::borrow::Cow::Owned(params.swap_remove(i).1))
+            };
             if let Some(m) = get("msgpack") {
-                (K::Msgpack, m.into())
+                (K::Msgpack, m)
             } else if let Some(j) = get("json") {
-                (K::Json, j.into())
+                (K::Json, j)
             } else if let Some(n) = get("ndjson") {
-                (K::Ndjson, n.into())
+                (K::Ndjson, n)
             } else {
                 return Err("'json', 'ndjson' or 'msgpack' parameter is required".into());
             }
         };
-        let mut out = Vec::new();
+        // Records are about as long as their JSON, plus an entry header each.
+        let mut out = Vec::with_capacity(data.len() + data.len() / 8 + 64);
         let mut sink = Entries::default();
         let mut first_error: Option<ParseError> = None;
         let time_param =
@@ -479,7 +488,9 @@ impl HttpInput {
         })
     }
 
-    fn conf(&self) -> HttpConf {
+    /// The input's configuration (also what the instruction-count example builds its
+    /// [`Handler`] from).
+    pub fn conf(&self) -> HttpConf {
         self.handler.borrow().conf.clone()
     }
 

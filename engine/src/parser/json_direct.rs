@@ -1,0 +1,450 @@
+//! parser_json's fast path: JSON text straight into records, in one pass, through
+//! [`Rec`]: no intermediate msgpack document is built and walked again, which is what
+//! the serde_json path costs (S8: 6,650 instructions per R1 event in `Handler::handle`,
+//! half of them in the second walk).
+//!
+//! A text that is not JSON must emit nothing (fluentd's parser raises before it yields
+//! a record), so the records are staged in a reused buffer and handed to the sink only
+//! once the whole text has parsed. The reader is strict (RFC 8259 as serde_json reads
+//! it: UTF-8, escapes, surrogate pairs, no leading zeros); whatever it does not take
+//! (invalid JSON, nesting past 127 levels, a number that may be out of f64's range) is
+//! a [`Fallback`]: the caller takes the serde_json path, which names the error and its
+//! offset. So the fast path only has to be right on the texts it accepts; the parser
+//! tests compare both paths.
+//!
+//! Numbers are written as the serde_json path writes them: integers as the smallest
+//! msgpack int (`-0` and integers past the 64-bit ranges as floats), the others as
+//! float64, parsed with correct rounding (Ruby's strtod does the same).
+
+use std::ops::Range;
+
+use spate_protocol::encode::raw;
+use spate_protocol::ValueRef;
+
+use super::record::{Ctx, Dedup, Rec};
+use super::time::TimeError;
+use super::{emit, ParseError, Sink};
+use spate_protocol::EventTime;
+
+/// Containers nested deeper than this take the serde_json path (its limit is 128).
+const DEPTH: u32 = 127;
+
+/// The text is not one the fast path takes; use the serde_json path.
+#[derive(Debug)]
+pub(crate) struct Fallback;
+
+/// One staged element of the text: a record (its bytes in `staged`, its time), or an
+/// array element that is not an object.
+type Staged = Option<(Range<usize>, Result<Option<EventTime>, TimeError>)>;
+
+/// Reused buffers.
+#[derive(Debug, Default)]
+pub(crate) struct Direct {
+    /// The records of the text being parsed.
+    staged: Vec<u8>,
+    elements: Vec<Staged>,
+    /// A value for [`Rec::value`] (keys the common parameters apply to), or a skipped
+    /// array element.
+    value: Vec<u8>,
+    /// An unescaped key.
+    key: Vec<u8>,
+    /// An unescaped string value.
+    text: Vec<u8>,
+}
+
+impl Direct {
+    /// Writes the records of `s` (an object, or an array of objects), or returns
+    /// [`Fallback`] having written nothing.
+    pub(crate) fn parse<S: Sink>(
+        &mut self,
+        ctx: &mut Ctx,
+        dedup: &mut Dedup,
+        s: &[u8],
+        out: &mut Vec<u8>,
+        sink: &mut S,
+    ) -> Result<(), Fallback> {
+        if std::str::from_utf8(s).is_err() {
+            return Err(Fallback);
+        }
+        self.staged.clear();
+        self.elements.clear();
+        let start = ws(s, 0);
+        let end = match s.get(start) {
+            Some(b'{') => self.record(ctx, dedup, s, start)?,
+            Some(b'[') => {
+                let mut i = ws(s, start + 1);
+                if s.get(i) == Some(&b']') {
+                    i + 1
+                } else {
+                    loop {
+                        i = if s.get(i) == Some(&b'{') {
+                            self.record(ctx, dedup, s, i)?
+                        } else {
+                            self.value.clear();
+                            self.elements.push(None);
+                            write_value(s, i, &mut self.value, &mut self.text, 1).ok_or(Fallback)?
+                        };
+                        i = ws(s, i);
+                        match s.get(i) {
+                            Some(b',') => i = ws(s, i + 1),
+                            Some(b']') => break i + 1,
+                            _ => return Err(Fallback),
+                        }
+                    }
+                }
+            }
+            Some(_) => {
+                self.value.clear();
+                self.elements.push(None);
+                write_value(s, start, &mut self.value, &mut self.text, 0).ok_or(Fallback)?
+            }
+            None => return Err(Fallback),
+        };
+        if ws(s, end) != s.len() {
+            return Err(Fallback);
+        }
+        for e in &self.elements {
+            match e {
+                Some((range, time)) => emit(out, sink, |out| {
+                    out.extend_from_slice(&self.staged[range.clone()]);
+                    Ok((*time)?)
+                }),
+                None => sink.error(ParseError::NotObject),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stages the object at `i` as one record; returns its end.
+    fn record(&mut self, ctx: &mut Ctx, dedup: &mut Dedup, s: &[u8], i: usize) -> Result<usize, Fallback> {
+        let Direct { staged, elements, value, key, text } = self;
+        let from = staged.len();
+        let mut r = Rec::begin(staged, Some(dedup));
+        let end = (|| {
+            let mut j = ws(s, i + 1);
+            if s.get(j) == Some(&b'}') {
+                return Some(j + 1);
+            }
+            loop {
+                if s.get(j) != Some(&b'"') {
+                    return None;
+                }
+                let (ke, esc) = string_end(s, j + 1)?;
+                let k: &[u8] = if esc {
+                    key.clear();
+                    unescape(s.get(j + 1..ke)?, key)?;
+                    key
+                } else {
+                    s.get(j + 1..ke)?
+                };
+                j = ws(s, ke + 1);
+                if s.get(j) != Some(&b':') {
+                    return None;
+                }
+                j = ws(s, j + 1);
+                j = if ctx.common.plain(k) {
+                    r.written(k, |out| write_value(s, j, out, text, 1))?
+                } else {
+                    value.clear();
+                    let e = write_value(s, j, value, text, 1)?;
+                    r.value(ctx, k, ValueRef::new(value)?);
+                    e
+                };
+                j = ws(s, j);
+                match s.get(j)? {
+                    b',' => j = ws(s, j + 1),
+                    b'}' => return Some(j + 1),
+                    _ => return None,
+                }
+            }
+        })()
+        .ok_or(Fallback)?;
+        let time = r.finish(ctx);
+        elements.push(Some((from..staged.len(), time)));
+        Ok(end)
+    }
+}
+
+#[inline]
+fn ws(s: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = s.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The index of the first `"`, `\` or control character at or after `i`.
+#[inline]
+fn special(s: &[u8], mut i: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Eight bytes at a time: the lowest flagged byte of each test is exact (a borrow
+    // only flags bytes above a true one), so the lowest of the three is the answer.
+    while let Some(w) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes(w.try_into().ok()?);
+        let q = w ^ (LO * b'"' as u64);
+        let b = w ^ (LO * b'\\' as u64);
+        let m = ((q.wrapping_sub(LO) & !q) | (b.wrapping_sub(LO) & !b) | (w.wrapping_sub(LO * 0x20) & !w)) & HI;
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    while let Some(&c) = s.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+fn hex4(h: &[u8]) -> Option<u32> {
+    let h = h.get(..4)?;
+    h.iter().try_fold(0u32, |acc, &c| Some(acc << 4 | (c as char).to_digit(16)?))
+}
+
+/// From just after an opening quote: the closing quote's index and whether the string
+/// has escapes. None for a control character, a bad escape, a lone surrogate or no end.
+#[inline]
+fn string_end(s: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    let mut esc = false;
+    loop {
+        i = special(s, i)?;
+        match s[i] {
+            b'"' => return Some((i, esc)),
+            b'\\' => {
+                esc = true;
+                match *s.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        let c = hex4(s.get(i + 2..)?)?;
+                        if (0xd800..0xdc00).contains(&c) {
+                            if s.get(i + 6..i + 8)? != b"\\u" || !(0xdc00..0xe000).contains(&hex4(s.get(i + 8..)?)?) {
+                                return None;
+                            }
+                            i += 12;
+                        } else if (0xdc00..0xe000).contains(&c) {
+                            return None;
+                        } else {
+                            i += 6;
+                        }
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The string content `s` (checked) with its escapes decoded, appended to `out`.
+fn unescape(s: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'\\', s.get(i..)?) {
+        out.extend_from_slice(&s[i..i + p]);
+        i += p;
+        let c = match *s.get(i + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            _ => {
+                let hi = hex4(s.get(i + 2..)?)?;
+                let cp = if (0xd800..0xdc00).contains(&hi) {
+                    let lo = hex4(s.get(i + 8..)?)?;
+                    i += 6;
+                    0x10000 + ((hi - 0xd800) << 10) + (lo.checked_sub(0xdc00)?)
+                } else {
+                    hi
+                };
+                i += 4;
+                char::from_u32(cp)?
+            }
+        };
+        i += 2;
+        let mut b = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+    }
+    out.extend_from_slice(s.get(i..)?);
+    Some(())
+}
+
+/// A number at `i`: its end, whether it is an integer literal, and whether its value is
+/// surely finite as an f64 (integer digits plus exponent at most 308).
+fn number_end(s: &[u8], mut i: usize) -> Option<(usize, bool, bool)> {
+    let digits = |s: &[u8], mut i: usize| {
+        let from = i;
+        while s.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        (i, i - from)
+    };
+    if s.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    let int_digits;
+    match s.get(i)? {
+        b'0' => {
+            i += 1;
+            int_digits = 1;
+        }
+        b'1'..=b'9' => (i, int_digits) = digits(s, i),
+        _ => return None,
+    }
+    let mut int = true;
+    if s.get(i) == Some(&b'.') {
+        int = false;
+        let (e, n) = digits(s, i + 1);
+        if n == 0 {
+            return None;
+        }
+        i = e;
+    }
+    let mut exp: i64 = 0;
+    if let Some(b'e' | b'E') = s.get(i) {
+        int = false;
+        i += 1;
+        let neg = match s.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let (e, n) = digits(s, i);
+        if n == 0 {
+            return None;
+        }
+        for &d in &s[i..e] {
+            exp = (exp * 10 + (d - b'0') as i64).min(100_000);
+        }
+        if neg {
+            exp = -exp;
+        }
+        i = e;
+    }
+    Some((i, int, int_digits as i64 + exp <= 308))
+}
+
+/// Rewrites the one-byte container header at `hdr` for `n` elements.
+fn close(out: &mut Vec<u8>, hdr: usize, n: u32, map: bool) {
+    if n < 16 {
+        out[hdr] = if map { 0x80 } else { 0x90 } | n as u8;
+        return;
+    }
+    let mut h = [0u8; 5];
+    let len = if n <= u16::MAX as u32 {
+        h[0] = if map { 0xde } else { 0xdc };
+        h[1..3].copy_from_slice(&(n as u16).to_be_bytes());
+        3
+    } else {
+        h[0] = if map { 0xdf } else { 0xdd };
+        h[1..5].copy_from_slice(&n.to_be_bytes());
+        5
+    };
+    out.splice(hdr..hdr + 1, h[..len].iter().copied());
+}
+
+/// Writes the value at `i` as msgpack; returns its end, or None for anything the fast
+/// path does not take (the record is then dropped and the text falls back).
+fn write_value(s: &[u8], i: usize, out: &mut Vec<u8>, text: &mut Vec<u8>, depth: u32) -> Option<usize> {
+    match *s.get(i)? {
+        c @ (b'{' | b'[') => {
+            if depth >= DEPTH {
+                return None;
+            }
+            let (map, close_c) = (c == b'{', if c == b'{' { b'}' } else { b']' });
+            let hdr = out.len();
+            out.push(0x80);
+            let mut n = 0u32;
+            let mut i = ws(s, i + 1);
+            if s.get(i) == Some(&close_c) {
+                close(out, hdr, 0, map);
+                return Some(i + 1);
+            }
+            loop {
+                if map {
+                    if s.get(i) != Some(&b'"') {
+                        return None;
+                    }
+                    i = ws(s, write_value(s, i, out, text, depth + 1)?);
+                    if s.get(i) != Some(&b':') {
+                        return None;
+                    }
+                    i = ws(s, i + 1);
+                }
+                i = ws(s, write_value(s, i, out, text, depth + 1)?);
+                n = n.saturating_add(1);
+                match *s.get(i)? {
+                    b',' => i = ws(s, i + 1),
+                    c if c == close_c => {
+                        close(out, hdr, n, map);
+                        return Some(i + 1);
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        b'"' => {
+            let (e, esc) = string_end(s, i + 1)?;
+            if esc {
+                text.clear();
+                unescape(s.get(i + 1..e)?, text)?;
+                raw::str(out, text);
+            } else {
+                raw::str(out, s.get(i + 1..e)?);
+            }
+            Some(e + 1)
+        }
+        b't' => {
+            raw::bool(out, true);
+            s[i..].starts_with(b"true").then_some(i + 4)
+        }
+        b'f' => {
+            raw::bool(out, false);
+            s[i..].starts_with(b"false").then_some(i + 5)
+        }
+        b'n' => {
+            raw::nil(out);
+            s[i..].starts_with(b"null").then_some(i + 4)
+        }
+        _ => {
+            let (e, int, finite) = number_end(s, i)?;
+            let lit = s.get(i..e)?;
+            if int {
+                let (neg, digits) = match lit.split_first() {
+                    Some((b'-', d)) => (true, d),
+                    _ => (false, lit),
+                };
+                let v = digits.iter().try_fold(0u64, |v, &d| v.checked_mul(10)?.checked_add((d - b'0') as u64));
+                match (v, neg) {
+                    (Some(v), false) => {
+                        raw::uint(out, v);
+                        return Some(e);
+                    }
+                    // serde_json: -0 and integers below i64::MIN are floats.
+                    (Some(v), true) if v != 0 && v <= 1 << 63 => {
+                        raw::int(out, (v as i64).wrapping_neg());
+                        return Some(e);
+                    }
+                    _ => {}
+                }
+            }
+            if !finite {
+                return None;
+            }
+            let f: f64 = std::str::from_utf8(lit).ok()?.parse().ok()?;
+            raw::f64(out, f);
+            Some(e)
+        }
+    }
+}
