@@ -5,8 +5,8 @@
 //! loopback does not drop any. The spate binary is the workspace's
 //! `target/<profile>/spate` (built here if it is missing).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,25 +15,10 @@ use spate_loadgen::lines::{Format, Protocol};
 use spate_loadgen::sink::{self, SinkConfig, SinkHandle};
 
 fn spate_bin() -> PathBuf {
-    // target/<profile>/deps/inputs-xxxx -> target/<profile>/spate
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let bin = dir.join("spate");
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut c = Command::new(cargo);
-        c.args(["build", "-p", "spate-engine", "--bin", "spate"]);
-        if dir.ends_with("release") {
-            c.arg("--release");
-        }
-        assert!(c.status().unwrap().success(), "building spate");
-    }
-    bin
+    spate_testkit::process::workspace_bin("spate-engine", "spate")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use spate_testkit::net::free_port;
 
 struct Spate {
     child: Child,

@@ -95,6 +95,18 @@ pub enum EntriesFormat {
     Message,
 }
 
+impl EntriesFormat {
+    /// Appends `raw` (an event's bytes in this format, [`Event::raw`]) to `out` as one
+    /// packed `[time, record]` entry: a Message-mode event gets its array header.
+    #[inline]
+    pub fn append_packed(self, out: &mut Vec<u8>, raw: &[u8]) {
+        if self == EntriesFormat::Message {
+            out.push(0x92);
+        }
+        out.extend_from_slice(raw);
+    }
+}
+
 /// One event, borrowing the batch's bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {

@@ -199,6 +199,25 @@ impl Drop for Proc {
     }
 }
 
+/// A binary of another workspace package, beside the running test's executable
+/// (`target/<profile>/deps/test-xxxx` -> `target/<profile>/<bin>`), built with cargo
+/// (same profile) when it is missing: the loadgen tests need the spate binary.
+pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+    let path = dir.join(bin);
+    if !path.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut c = Command::new(cargo);
+        c.args(["build", "-p", package, "--bin", bin]);
+        if dir.ends_with("release") {
+            c.arg("--release");
+        }
+        assert!(c.status().is_ok_and(|s| s.success()), "building {bin}");
+    }
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

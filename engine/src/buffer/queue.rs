@@ -261,10 +261,7 @@ impl Buffer {
                     self.rotate_key();
                 }
                 let chunk = self.staged_for(&batch.tag, slice, len);
-                if batch.format == EntriesFormat::Message {
-                    chunk.data.push(0x92);
-                }
-                chunk.data.extend_from_slice(ev.raw);
+                batch.format.append_packed(&mut chunk.data, ev.raw);
                 chunk.count += 1;
                 chunk.size += len;
                 if let Some(d) = &mut chunk.disk {

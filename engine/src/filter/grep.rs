@@ -334,11 +334,7 @@ impl GrepFilter {
         } else {
             let mut out = Vec::with_capacity(runs.iter().map(|(a, b)| b - a + 1).sum());
             for &(a, b) in &runs {
-                if batch.format == EntriesFormat::Message {
-                    // A Message entry is `time record` without the array header.
-                    out.push(0x92);
-                }
-                out.extend_from_slice(&entries[a..b]);
+                batch.format.append_packed(&mut out, &entries[a..b]);
             }
             batch.with_packed_entries(bytes::Bytes::from(out), kept)
         };

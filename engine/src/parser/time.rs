@@ -13,6 +13,7 @@ use spate_protocol::{EventTime, ValueRef};
 
 pub use super::civil::{civil_from_days, days_from_civil, days_in_month, Civil, TimeError};
 use super::strptime::Format;
+pub use crate::ruby::value::ruby_to_i;
 
 /// The zone of times that name none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,43 +198,6 @@ pub struct TimeParser {
 
 fn event_time(sec: i64, nsec: u32) -> Result<EventTime, TimeError> {
     u32::try_from(sec).map(|s| EventTime::new(s, nsec.min(999_999_999))).map_err(|_| TimeError::Unrepresentable)
-}
-
-/// Ruby's `String#to_i`: optional blanks and sign, then digits with single `_`s; 0 if none.
-pub fn ruby_to_i(s: &[u8]) -> i128 {
-    let mut i = 0;
-    while s.get(i).is_some_and(|b| b.is_ascii_whitespace() || *b == 0x0b) {
-        i += 1;
-    }
-    let neg = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let mut v: i128 = 0;
-    let mut prev_digit = false;
-    while let Some(&b) = s.get(i) {
-        if b.is_ascii_digit() {
-            v = v.saturating_mul(10).saturating_add((b - b'0') as i128);
-            prev_digit = true;
-        } else if b == b'_' && prev_digit && s.get(i + 1).is_some_and(u8::is_ascii_digit) {
-            prev_digit = false;
-        } else {
-            break;
-        }
-        i += 1;
-    }
-    if neg {
-        -v
-    } else {
-        v
-    }
 }
 
 /// Ruby's `Float(s)` acceptance (strict: the whole string is a number, blanks around

@@ -1,6 +1,6 @@
 //! Ruby's text of record values as fluentd produces it after msgpack decoding: `to_s`
 //! (string interpolation, `${record["k"]}`, grep's match subject), `inspect` (Ruby >= 3.4
-//! hash style `{"k" => 1}`), `Float#to_s`, `String#scrub` and `String#to_f`.
+//! hash style `{"k" => 1}`), `Float#to_s`, `String#scrub`, `String#to_f` and `String#to_i`.
 
 use spate_protocol::msgpack::{self, Kind};
 use spate_protocol::{EventTime, ValueRef};
@@ -302,6 +302,44 @@ pub fn capitalize(s: &[u8]) -> Vec<u8> {
             }
             v
         }
+    }
+}
+
+/// Ruby's `String#to_i`: optional blanks and sign, then digits with single `_`s; 0 if none.
+/// Saturates at the i128 range (the callers narrow it; Ruby's Integer has no bound).
+pub fn ruby_to_i(s: &[u8]) -> i128 {
+    let mut i = 0;
+    while s.get(i).is_some_and(|b| b.is_ascii_whitespace() || *b == 0x0b) {
+        i += 1;
+    }
+    let neg = match s.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let mut v: i128 = 0;
+    let mut prev_digit = false;
+    while let Some(&b) = s.get(i) {
+        if b.is_ascii_digit() {
+            v = v.saturating_mul(10).saturating_add((b - b'0') as i128);
+            prev_digit = true;
+        } else if b == b'_' && prev_digit && s.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            prev_digit = false;
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    if neg {
+        -v
+    } else {
+        v
     }
 }
 

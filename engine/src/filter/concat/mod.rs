@@ -434,12 +434,7 @@ impl Filter for Concat {
         let mut first_err = None;
         let mut m = self.streams.borrow_mut();
         let now = Instant::now();
-        let push_same = |out: &mut Vec<u8>, raw: &[u8]| {
-            if batch.format == EntriesFormat::Message {
-                out.push(0x92);
-            }
-            out.extend_from_slice(raw);
-        };
+        let push_same = |out: &mut Vec<u8>, raw: &[u8]| batch.format.append_packed(out, raw);
         for ev in batch.events() {
             if ev.record.get(&self.conf.key).is_none() {
                 push_same(&mut out, ev.raw);

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use spate_protocol::encode::raw;
 use spate_protocol::msgpack::{self, Head, Kind as MsgKind};
-use spate_protocol::{EntriesFormat, EventBatch, RecordRef, ValueRef};
+use spate_protocol::{EventBatch, RecordRef, ValueRef};
 
 use crate::config::{ConfigError, Element};
 use crate::plugin::{Build, BuildError, Emitter, Filter, FilterPlan, Kind, PlanCtx, Registration, ShardCtx};
@@ -432,10 +432,7 @@ impl Filter for RecordModifier {
                 started = true;
                 out.reserve(batch.entries.len() + batch.entries.len() / 4 + 64);
                 for prev in batch.events().take(i) {
-                    if batch.format == EntriesFormat::Message {
-                        out.push(0x92);
-                    }
-                    out.extend_from_slice(prev.raw);
+                    batch.format.append_packed(&mut out, prev.raw);
                 }
             }
             if dropped {

@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use spate_protocol::encode::raw;
-use spate_protocol::{EntriesFormat, EventBatch, EventTime, RecordRef, ValueRef};
+use spate_protocol::{EventBatch, EventTime, RecordRef, ValueRef};
 
 pub use super::error::FilterError;
 use crate::config::{ConfigError, Element};
@@ -387,10 +387,7 @@ impl RecordTransformer {
         for (i, ev) in batch.events().enumerate() {
             if self.remove_only && !self.touches(ev.record) {
                 if started {
-                    if batch.format == EntriesFormat::Message {
-                        out.push(0x92);
-                    }
-                    out.extend_from_slice(ev.raw);
+                    batch.format.append_packed(&mut out, ev.raw);
                 }
                 count += 1;
                 continue;
@@ -418,10 +415,7 @@ impl RecordTransformer {
                 started = true;
                 out.reserve(batch.entries.len() + batch.entries.len() / 4 + 64);
                 for prev in batch.events().take(i) {
-                    if batch.format == EntriesFormat::Message {
-                        out.push(0x92);
-                    }
-                    out.extend_from_slice(prev.raw);
+                    batch.format.append_packed(&mut out, prev.raw);
                 }
             }
             if dropped {

@@ -375,20 +375,13 @@ impl Output for LabelRouter {
                     orphan = false;
                 }
                 hit_routes[i] = true;
-                let msg = batch.format == EntriesFormat::Message;
                 if self.batch {
                     let (dst, count) = &mut per_route[i];
-                    if msg {
-                        dst.push(0x92);
-                    }
-                    dst.extend_from_slice(ev.raw);
+                    batch.format.append_packed(dst, ev.raw);
                     *count += 1;
                 } else {
                     let mut entry = Vec::with_capacity(ev.raw.len() + 1);
-                    if msg {
-                        entry.push(0x92);
-                    }
-                    entry.extend_from_slice(ev.raw);
+                    batch.format.append_packed(&mut entry, ev.raw);
                     record_mode.push((i, entry));
                 }
             }

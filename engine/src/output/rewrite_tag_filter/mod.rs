@@ -20,7 +20,7 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use spate_protocol::{EntriesFormat, EventBatch};
+use spate_protocol::EventBatch;
 
 use crate::config::{ConfigError, Element};
 use crate::plugin::{
@@ -420,10 +420,7 @@ impl Output for RewriteTagFilter {
                     &mut groups[n]
                 }
             };
-            if batch.format == EntriesFormat::Message {
-                g.entries.push(0x92);
-            }
-            g.entries.extend_from_slice(ev.raw);
+            batch.format.append_packed(&mut g.entries, ev.raw);
             g.count += 1;
         }
         let mut first_err = None;

@@ -567,35 +567,7 @@ pub(super) fn cgi_unescape(s: &[u8]) -> Vec<u8> {
 /// Ruby's `String#to_i`: leading whitespace, a sign, digits with single `_` between
 /// them; 0 when there are none. `None` when it does not fit an i64 (a Bignum in Ruby).
 pub(super) fn str_to_i(s: &[u8]) -> Option<i64> {
-    let mut i = 0;
-    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
-        i += 1;
-    }
-    let neg = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let mut v: i64 = 0;
-    let mut any = false;
-    while i < s.len() {
-        match s[i] {
-            d @ b'0'..=b'9' => {
-                v = v.checked_mul(10)?.checked_add((d - b'0') as i64)?;
-                any = true;
-            }
-            b'_' if any && s.get(i + 1).is_some_and(u8::is_ascii_digit) => {}
-            _ => break,
-        }
-        i += 1;
-    }
-    Some(if neg { -v } else { v })
+    i64::try_from(crate::ruby::value::ruby_to_i(s)).ok()
 }
 
 pub(super) fn pat_arg<'v>(v: &'v Val<'_>) -> Result<Pat<'v>, RubyError> {
