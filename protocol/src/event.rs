@@ -180,8 +180,9 @@ pub(crate) fn read_entry(
     }
 }
 
+/// One entry from its time and record bytes (`raw`: both, as the entry's bytes).
 #[inline]
-fn check_pair<'a>(time_raw: &'a [u8], rec: &'a [u8], raw: &'a [u8]) -> EntryCheck<'a> {
+pub(crate) fn check_pair<'a>(time_raw: &'a [u8], rec: &'a [u8], raw: &'a [u8]) -> EntryCheck<'a> {
     let Some(time) = EventTime::from_msgpack(time_raw) else { return EntryCheck::Invalid };
     if !matches!(rec.first(), Some(0x80..=0x8f | 0xde | 0xdf)) {
         return EntryCheck::Invalid;

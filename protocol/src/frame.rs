@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::compress::{self, Compression};
 use crate::error::{DecodeError, ErrorKind, Result};
-use crate::event::{read_entry, EntriesFormat, EntryCheck, Events};
+use crate::event::{check_pair, read_entry, EntriesFormat, EntryCheck, Events};
 use crate::inflate::{Inflater, Slice};
 use crate::json::{self, JsonScanner};
 use crate::msgpack::{read_int, Cursor, Head, Kind, Skipper, MAX_DEPTH};
@@ -309,7 +309,8 @@ impl FrameDecoder {
         let Some(raw) = self.next_value(buf)? else { return Ok(None) };
         let start = self.consumed - self.last_wire_len as u64;
         let json = self.is_json();
-        let mut frame = parse_frame_inner(raw, &self.limits, defer).map_err(|mut e| {
+        let flat = if json { None } else { self.skipper.last_flat_ends() };
+        let mut frame = parse_frame_inner(raw, &self.limits, defer, flat).map_err(|mut e| {
             // Offsets into the msgpack a JSON value became mean nothing on the wire:
             // point at the JSON value instead.
             e.offset = if json { start } else { base + e.offset };
@@ -379,14 +380,16 @@ impl CompressedFrame {
 /// from the start of `raw` (for compressed entries: from the start of the inflated
 /// entries).
 pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
-    match parse_frame_inner(raw, limits, false)? {
+    match parse_frame_inner(raw, limits, false, None)? {
         Decoded::Frame(f) => Ok(f),
         // Never produced without deferring.
         Decoded::Compressed(_) => Err(DecodeError::new(0, ErrorKind::Inflate("frame left compressed".into()))),
     }
 }
 
-fn parse_frame_inner(raw: Bytes, limits: &Limits, defer: bool) -> Result<Decoded> {
+/// `flat`: the frame decoder's scan found `raw` to be a fixarray of scalars and flat
+/// maps ending where these ends say, so a Message-mode record need not be walked again.
+fn parse_frame_inner(raw: Bytes, limits: &Limits, defer: bool, flat: Option<[usize; 4]>) -> Result<Decoded> {
     let wire_len = raw.len();
     let mut c = Cursor::new(&raw);
     // The usual first byte: a fixarray of 2 to 4.
@@ -438,8 +441,22 @@ fn parse_frame_inner(raw: Bytes, limits: &Limits, defer: bool) -> Result<Decoded
                     ErrorKind::Invalid { what: "Message-mode frame", why: "it needs a time and a record" },
                 ));
             }
-            let (check, used) =
-                read_entry(&raw[second..], EntriesFormat::Message, limits.max_depth).map_err(|e| e.at(second))?;
+            // `[tag, time, record(, option)]` with a flat record (what loggers send): the
+            // scan already found where the time and the record end.
+            let known = match flat {
+                Some([_, tend, rend, _])
+                    if limits.max_depth >= 1 && second < tend && tend < rend && rend <= raw.len() =>
+                {
+                    Some((check_pair(&raw[second..tend], &raw[tend..rend], &raw[second..rend]), rend - second))
+                }
+                _ => None,
+            };
+            let (check, used) = match known {
+                Some(k) => k,
+                None => {
+                    read_entry(&raw[second..], EntriesFormat::Message, limits.max_depth).map_err(|e| e.at(second))?
+                }
+            };
             c.pos = second + used;
             let counts = match check {
                 EntryCheck::Valid(_) => (1, 0),

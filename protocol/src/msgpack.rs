@@ -180,11 +180,14 @@ pub struct Skipper {
     steps: u64,
     /// Remaining child values of each open container.
     stack: [u64; MAX_DEPTH],
+    /// The last value found was a fixarray of scalars and flat maps ([`flat_array_end`]):
+    /// where its first four elements end.
+    flat: Option<[usize; 4]>,
 }
 
 impl Default for Skipper {
     fn default() -> Self {
-        Skipper { pos: 0, depth: 0, walked: false, steps: 0, stack: [0; MAX_DEPTH] }
+        Skipper { pos: 0, depth: 0, walked: false, steps: 0, stack: [0; MAX_DEPTH], flat: None }
     }
 }
 
@@ -217,6 +220,13 @@ impl Skipper {
         self.steps
     }
 
+    /// When the value [`Skipper::advance`] last completed is a fixarray whose elements
+    /// are all scalars or flat maps (a Forward frame): where its first four elements end
+    /// (0 past its last). Frame parsing then needs not walk a record map again.
+    pub fn last_flat_ends(&self) -> Option<[usize; 4]> {
+        self.flat
+    }
+
     /// Forgets the current value (the step count is kept).
     pub fn reset(&mut self) {
         self.pos = 0;
@@ -236,11 +246,14 @@ impl Skipper {
         // resumable walk takes over and gives the same answer as if this had not run.
         if self.pos == 0 && !self.walked {
             self.walked = true;
+            self.flat = None;
             let window = &buf[..buf.len().min(limit)];
             // Flat frames (Message, PackedForward) first: no recursion at all.
-            if let (true, Some((len, values))) = (max_depth >= 2, flat_array_end(window)) {
+            let mut ends = [0; 4];
+            if let (true, Some((len, values))) = (max_depth >= 2, flat_array_end(window, &mut ends)) {
                 self.steps += values;
                 self.reset();
+                self.flat = Some(ends);
                 return Ok(Some(len));
             }
             if let Some(len) = skip_at(&buf[..buf.len().min(limit)], 0, 0, max_depth, &mut self.steps, &mut ()) {
@@ -558,14 +571,14 @@ fn flat_map_end_counted(buf: &[u8], pos: usize) -> Option<(usize, u64)> {
 /// when it holds anything else or is incomplete (the general walk decides). Message and
 /// PackedForward frames take this path; it visits each value once, without recursion.
 #[inline]
-pub(crate) fn flat_array_end(buf: &[u8]) -> Option<(usize, u64)> {
+pub(crate) fn flat_array_end(buf: &[u8], ends: &mut [usize; 4]) -> Option<(usize, u64)> {
     let m = *buf.first()?;
     let n = match m {
         0x90..=0x9f => (m & 0x0f) as usize,
         _ => return None,
     };
     let (mut p, mut values) = (1, 1u64);
-    for _ in 0..n {
+    for i in 0..n {
         match *buf.get(p)? {
             0x80..=0x8f | 0xde => {
                 let (end, v) = flat_map_end_counted(buf, p)?;
@@ -576,6 +589,9 @@ pub(crate) fn flat_array_end(buf: &[u8]) -> Option<(usize, u64)> {
                 p = scalar_end_fast(buf, p)?;
                 values += 1;
             }
+        }
+        if let Some(e) = ends.get_mut(i) {
+            *e = p;
         }
     }
     Some((p, values))

@@ -614,3 +614,51 @@ fn batch_from_entries_counts_invalid_events() {
     assert_eq!((b.count, b.invalid), (1, 3));
     assert_eq!(b.events().count(), 1);
 }
+
+/// Message-mode frames the stream decoder takes its flat shortcut on (`[tag, time,
+/// record]` whose record is the last element) decode as `parse_frame` decodes them
+/// alone: valid and invalid records, every time format, with and without options.
+#[test]
+fn message_frames_decode_alike_in_a_stream_and_alone() {
+    let rec = |extra: &[u8]| {
+        let mut r = vec![0x82];
+        for (k, v) in [(&b"a"[..], &b"1"[..]), (b"b", extra)] {
+            raw::str(&mut r, k);
+            raw::str(&mut r, v);
+        }
+        r
+    };
+    let times: [&[u8]; 4] = [
+        &[0xce, 0x5f, 0x00, 0x00, 0x00],
+        &[0xd7, 0x00, 0x5f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01],
+        &[0xcb, 0x41, 0xd7, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00],
+        &[0xa1, b'x'],
+    ];
+    let records: Vec<Vec<u8>> = vec![
+        rec(b"v"),
+        vec![0x80],
+        vec![0x2a],
+        vec![0xa3, b'a', b'b', b'c'],
+        vec![0x81, 0xa1, b'k', 0x91, 0x01],
+        vec![0xdf, 0, 0, 0, 1, 0xa1, b'k', 0x01],
+    ];
+    for t in times {
+        for r in &records {
+            for option in [None, Some(vec![0x81, 0xa4, b's', b'i', b'z', b'e', 0x01])] {
+                let mut f = vec![if option.is_some() { 0x94 } else { 0x93 }, 0xa3, b't', b'a', b'g'];
+                f.extend_from_slice(t);
+                f.extend_from_slice(r);
+                if let Some(o) = &option {
+                    f.extend_from_slice(o);
+                }
+                let alone = spate_protocol::parse_frame(Bytes::from(f.clone()), &Limits::default());
+                let streamed = decode_stream(&f, &[], Limits::default()).map(|mut v| v.remove(0));
+                match (&alone, &streamed) {
+                    (Ok(a), Ok(s)) => assert_eq!(a, s, "{f:02x?}"),
+                    (Err(a), Err(s)) => assert_eq!(a.kind, s.kind, "{f:02x?}"),
+                    _ => panic!("{f:02x?}: alone {alone:?}, streamed {streamed:?}"),
+                }
+            }
+        }
+    }
+}
