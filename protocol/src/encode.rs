@@ -116,6 +116,26 @@ pub mod raw {
             out.extend_from_slice(&n.to_be_bytes());
         }
     }
+    /// Sets the one-byte placeholder header at `at` of a container written before its
+    /// count was known (a map when `map`, else an array) for `n` elements: in place
+    /// below 16, else widened to the 16/32-bit form, moving the elements after it.
+    pub fn patch_header(out: &mut Vec<u8>, at: usize, n: u32, map: bool) {
+        if n < 16 {
+            out[at] = if map { 0x80 } else { 0x90 } | n as u8;
+            return;
+        }
+        let mut h = [0u8; 5];
+        let len = if n <= u16::MAX as u32 {
+            h[0] = if map { 0xde } else { 0xdc };
+            h[1..3].copy_from_slice(&(n as u16).to_be_bytes());
+            3
+        } else {
+            h[0] = if map { 0xdf } else { 0xdd };
+            h[1..5].copy_from_slice(&n.to_be_bytes());
+            5
+        };
+        out.splice(at..at + 1, h[..len].iter().copied());
+    }
     /// Appends the header of a map of `n` key/value pairs (fixmap, map16/32).
     #[inline]
     pub fn map_header(out: &mut Vec<u8>, n: u32) {

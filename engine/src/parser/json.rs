@@ -36,7 +36,8 @@ impl Conf {
 pub struct JsonParser {
     /// The text converted to msgpack (reused).
     scratch: Vec<u8>,
-    direct: super::json_direct::Direct,
+    /// The direct reader (the parser tests call it alone).
+    pub(super) direct: super::json_direct::Direct,
 }
 
 /// Writes the fields of one msgpack map as a record.
@@ -86,18 +87,6 @@ impl JsonParser {
             return;
         }
         self.parse_via_msgpack(ctx, dedup, text, out, sink);
-    }
-
-    #[cfg(test)]
-    pub(crate) fn direct_takes<S: Sink>(
-        &mut self,
-        ctx: &mut Ctx,
-        dedup: &mut Dedup,
-        text: &[u8],
-        out: &mut Vec<u8>,
-        sink: &mut S,
-    ) -> bool {
-        self.direct.parse(ctx, dedup, text, out, sink).is_ok()
     }
 
     /// The serde_json path: the text converted to msgpack, then read as records. It

@@ -335,25 +335,6 @@ fn number_end(s: &[u8], mut i: usize) -> Option<(usize, bool, bool)> {
     Some((i, int, int_digits as i64 + exp <= 308))
 }
 
-/// Rewrites the one-byte container header at `hdr` for `n` elements.
-fn close(out: &mut Vec<u8>, hdr: usize, n: u32, map: bool) {
-    if n < 16 {
-        out[hdr] = if map { 0x80 } else { 0x90 } | n as u8;
-        return;
-    }
-    let mut h = [0u8; 5];
-    let len = if n <= u16::MAX as u32 {
-        h[0] = if map { 0xde } else { 0xdc };
-        h[1..3].copy_from_slice(&(n as u16).to_be_bytes());
-        3
-    } else {
-        h[0] = if map { 0xdf } else { 0xdd };
-        h[1..5].copy_from_slice(&n.to_be_bytes());
-        5
-    };
-    out.splice(hdr..hdr + 1, h[..len].iter().copied());
-}
-
 /// Writes the value at `i` as msgpack; returns its end, or None for anything the fast
 /// path does not take (the record is then dropped and the text falls back).
 fn write_value(s: &[u8], i: usize, out: &mut Vec<u8>, text: &mut Vec<u8>, depth: u32) -> Option<usize> {
@@ -368,7 +349,7 @@ fn write_value(s: &[u8], i: usize, out: &mut Vec<u8>, text: &mut Vec<u8>, depth:
             let mut n = 0u32;
             let mut i = ws(s, i + 1);
             if s.get(i) == Some(&close_c) {
-                close(out, hdr, 0, map);
+                raw::patch_header(out, hdr, 0, map);
                 return Some(i + 1);
             }
             loop {
@@ -387,7 +368,7 @@ fn write_value(s: &[u8], i: usize, out: &mut Vec<u8>, text: &mut Vec<u8>, depth:
                 match *s.get(i)? {
                     b',' => i = ws(s, i + 1),
                     c if c == close_c => {
-                        close(out, hdr, n, map);
+                        raw::patch_header(out, hdr, n, map);
                         return Some(i + 1);
                     }
                     _ => return None,

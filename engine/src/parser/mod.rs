@@ -363,7 +363,9 @@ impl Parser {
             fn error(&mut self, _: ParseError) {}
         }
         match &mut self.kind {
-            Kind::Json(p) => p.direct_takes(&mut self.ctx, &mut self.dedup, text, &mut Vec::new(), &mut Nothing),
+            Kind::Json(p) => {
+                p.direct.parse(&mut self.ctx, &mut self.dedup, text, &mut Vec::new(), &mut Nothing).is_ok()
+            }
             _ => false,
         }
     }

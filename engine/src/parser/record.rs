@@ -110,7 +110,7 @@ impl Common {
     /// No common parameter applies to a field `key`: its value is written as it is.
     #[inline]
     pub fn plain(&self, key: &[u8]) -> bool {
-        !self.converts() && self.time_key.as_deref() != Some(key) && !self.types.iter().any(|(k, _)| &**k == key)
+        !self.converts() && self.role(key) == Role::default()
     }
 
     fn converts(&self) -> bool {
@@ -402,22 +402,7 @@ impl<'o> Rec<'o> {
                 d.rewrite(self.out, self.hdr + 1);
             }
         }
-        let n = self.n;
-        if n < 16 {
-            self.out[self.hdr] = 0x80 | n as u8;
-        } else {
-            let mut h = [0u8; 5];
-            let len = if n <= u16::MAX as u32 {
-                h[0] = 0xde;
-                h[1..3].copy_from_slice(&(n as u16).to_be_bytes());
-                3
-            } else {
-                h[0] = 0xdf;
-                h[1..5].copy_from_slice(&n.to_be_bytes());
-                5
-            };
-            self.out.splice(self.hdr..self.hdr + 1, h[..len].iter().copied());
-        }
+        raw::patch_header(self.out, self.hdr, self.n, true);
     }
 
     /// Closes the map; returns the time the record gave (an error if its time key did

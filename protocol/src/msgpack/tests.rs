@@ -94,3 +94,22 @@ fn ints_of_every_width() {
     assert_eq!(read_int(&[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), Some(u64::MAX as i128));
     assert_eq!(read_int(&[0xcd, 0x01]), None);
 }
+
+#[test]
+fn patched_placeholder_headers_match_the_appended_ones() {
+    use crate::encode::raw;
+    for map in [false, true] {
+        for n in [0u32, 15, 16, 65535, 65536] {
+            let mut patched = vec![0xa1, b'x', 0x80, 0xc0, 0xc3];
+            raw::patch_header(&mut patched, 2, n, map);
+            let mut want = vec![0xa1, b'x'];
+            if map {
+                raw::map_header(&mut want, n);
+            } else {
+                raw::array_header(&mut want, n);
+            }
+            want.extend_from_slice(&[0xc0, 0xc3]);
+            assert_eq!(patched, want, "map {map}, n {n}");
+        }
+    }
+}
