@@ -186,6 +186,9 @@ pub struct Entries {
     /// Records as they were written: (entry start, map start), for callers that add
     /// fields after parsing (in_syslog, in_http).
     pub last_map: Option<usize>,
+    /// The time given to records without one: read once per batch (a read, a request),
+    /// whose texts arrived together; reset by [`Batcher::take_batches`].
+    pub now: Option<EventTime>,
 }
 
 impl Sink for Entries {
@@ -199,7 +202,7 @@ impl Sink for Entries {
 
     #[inline]
     fn record(&mut self, out: &mut Vec<u8>, time: Option<EventTime>) {
-        let t = time.unwrap_or_else(EventTime::now);
+        let t = time.unwrap_or_else(|| *self.now.get_or_insert_with(EventTime::now));
         out[self.time_at + 2..self.time_at + 6].copy_from_slice(&t.sec.to_be_bytes());
         out[self.time_at + 6..self.time_at + 10].copy_from_slice(&t.nsec.to_be_bytes());
         for (k, v) in &self.extra {
@@ -218,6 +221,17 @@ impl Sink for Entries {
     fn error(&mut self, err: ParseError) {
         self.failed += 1;
         self.last_error = Some(err);
+    }
+
+    #[inline]
+    fn can_roll_back(&self) -> bool {
+        true
+    }
+
+    fn rollback(&mut self, records: u32) {
+        self.count -= records;
+        // It pointed into what the caller cut off; the records written next set it.
+        self.last_map = None;
     }
 }
 
@@ -404,6 +418,7 @@ impl Batcher {
 
     /// The batches of the messages given since the last call.
     pub fn take_batches(&mut self, mut emit: impl FnMut(EventBatch)) {
+        self.sink.now = None;
         let mk = |tag: Bytes, entries: Vec<u8>, count: u32| EventBatch {
             tag,
             wire_len: entries.len(),

@@ -103,6 +103,17 @@ pub trait Sink {
     /// (`estimate_current_event`), or None.
     fn record(&mut self, out: &mut Vec<u8>, time: Option<EventTime>);
     fn error(&mut self, err: ParseError);
+    /// Whether [`Sink::rollback`] can take back records: then a parser that must
+    /// emit all of a text or nothing (JSON) writes straight into `out` instead of
+    /// staging the records and copying them.
+    #[inline]
+    fn can_roll_back(&self) -> bool {
+        false
+    }
+    /// Takes back the last `records` records (`out` is cut back by the caller). Only
+    /// called when [`Sink::can_roll_back`] says so.
+    #[inline]
+    fn rollback(&mut self, _records: u32) {}
 }
 
 /// Runs `f` to write one record between the sink's `begin` and `record`/`error`.
@@ -331,6 +342,7 @@ impl Parser {
     /// holds through `sink` (JSON and msgpack texts may hold several).
     pub fn parse<S: Sink>(&mut self, text: &[u8], out: &mut Vec<u8>, sink: &mut S) {
         let ctx = &mut self.ctx;
+        ctx.new_text();
         match &mut self.kind {
             Kind::None(p) => p.parse(ctx, text, out, sink),
             Kind::Json(p) => p.parse(ctx, &mut self.dedup, text, out, sink),

@@ -190,6 +190,39 @@ fn json_duplicate_keys_keep_first_position_last_value() {
 }
 
 #[test]
+fn repeated_keys_anywhere_in_records_of_any_size() {
+    // Records of up to 60 fields from 40 key names: repeats among the first 16 fields
+    // (seen by their hashes), after them (the record listed), and past the 16 entries
+    // where the keyed index takes over; each checked against a Ruby Hash's rule.
+    let mut p = conf("@type json").build();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for round in 0..600 {
+        let fields = next(&mut x, 61) as usize;
+        let names = 1 + next(&mut x, 40);
+        let mut text = String::from("{");
+        let mut want: Vec<(String, u64)> = Vec::new();
+        for i in 0..fields {
+            let k = format!("key_{}", next(&mut x, names));
+            let v = round as u64 * 100 + i as u64;
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&format!("\"{k}\":{v}"));
+            match want.iter_mut().find(|(w, _)| *w == k) {
+                Some(e) => e.1 = v,
+                None => want.push((k, v)),
+            }
+        }
+        text.push('}');
+        let (_, rec) = one(&mut p, &text);
+        assert_eq!(keys(&rec), want.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), "{text}");
+        for (k, v) in &want {
+            assert_eq!(rec[k], json!(v), "{text}");
+        }
+    }
+}
+
+#[test]
 fn json_types_and_null_values() {
     // test_parser.rb: 'parser returns parsed JSON object, leaving empty/NULL strings'
     let mut p = conf("@type json\nnull_value_pattern /^(-|null|NULL)$/\nnull_empty_string true").build();
@@ -813,6 +846,42 @@ fn both_json_paths(p: &mut Parser, text: &[u8]) -> [Written; 2] {
     [(a, ra.0), (b, rb.0)]
 }
 
+/// The direct path into a sink that can take records back (as in_http's): it writes
+/// straight into `out`, gives errors after the records, and takes the records back
+/// when the text falls back. Returns what it wrote with the records and the errors
+/// apart, after a record of an earlier text (which must survive a rollback).
+fn rolled_back_path(p: &mut Parser, text: &[u8]) -> (Vec<u8>, Vec<usize>, Vec<ParseError>) {
+    #[derive(Default)]
+    struct Back {
+        records: Vec<usize>,
+        errors: Vec<ParseError>,
+    }
+    impl Sink for Back {
+        fn record(&mut self, out: &mut Vec<u8>, _: Option<EventTime>) {
+            self.records.push(out.len());
+        }
+        fn error(&mut self, err: ParseError) {
+            self.errors.push(err);
+        }
+        fn can_roll_back(&self) -> bool {
+            true
+        }
+        fn rollback(&mut self, n: u32) {
+            let keep = self.records.len().checked_sub(n as usize).expect("only its own records taken back");
+            self.records.truncate(keep);
+        }
+    }
+    let mut out = Vec::new();
+    let mut back = Back::default();
+    p.parse(br#"{"earlier":1}"#, &mut out, &mut back);
+    assert_eq!(back.records.len(), 1);
+    let earlier = out.len();
+    p.parse(text, &mut out, &mut back);
+    assert_eq!(back.records[0], earlier);
+    let records = back.records[1..].iter().map(|r| r - earlier).collect();
+    (out.split_off(earlier), records, back.errors)
+}
+
 /// A random JSON text: nested values, escapes, non-ASCII, numbers at the edges.
 fn next(x: &mut u64, n: u64) -> u64 {
     *x ^= *x << 13;
@@ -938,6 +1007,10 @@ fn json_direct_path_writes_what_the_serde_json_path_writes() {
             }
             let [direct, serde] = both_json_paths(&mut p, &bytes);
             assert_eq!(direct, serde, "{c}: {:?}", String::from_utf8_lossy(&bytes));
+            let (out, recs, errs) = rolled_back_path(&mut p, &bytes);
+            assert_eq!(out, serde.0, "{c}: {:?}", String::from_utf8_lossy(&bytes));
+            assert_eq!(recs, serde.1.iter().filter_map(|r| r.as_ref().ok().copied()).collect::<Vec<_>>());
+            assert_eq!(errs, serde.1.iter().filter_map(|r| r.as_ref().err().cloned()).collect::<Vec<_>>());
             all += 1;
             if p.json_direct_takes(&bytes) {
                 taken += 1;
