@@ -207,36 +207,45 @@ pub struct Dedup {
 
 const INDEX_FROM: usize = 16;
 
-/// A 64-bit hash of an encoded key (FxHash-like: a rotate, xor and multiply per
-/// 8 bytes). Two keys of one record with the same hash are listed and compared for
-/// real, so a collision costs time, never a wrong record.
+/// A 64-bit hash of a key (FxHash-like: a rotate, xor and multiply per word). Two
+/// keys of one record with the same hash are listed and compared for real, so a
+/// collision costs time, never a wrong record.
 ///
-/// `field` is the encoded key followed by its value, `n` the key's length: the last
-/// word is read whole from `field` and masked, not copied byte by byte.
+/// It reads the key where the parser found it, not the copy just written into the
+/// record: loading a word over bytes stored a moment ago by separate narrower stores
+/// stalls the CPU (no store forwarding), which cost more than the rest of the lookup.
+/// Every byte is covered by whole overlapping loads (no copy, no mask): words of 8
+/// and the last 8; the first and last 4; the first, middle and last byte.
 #[inline]
-fn key_hash(field: &[u8], n: usize) -> u64 {
+fn key_hash(k: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
-    let word = |i: usize| field.get(i..i + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
-    let mut h = n as u64;
-    let mut i = 0;
-    while i + 8 <= n {
-        h = (h.rotate_left(5) ^ word(i).unwrap_or_default()).wrapping_mul(K);
-        i += 8;
+    let n = k.len();
+    let w8 = |i: usize| k.get(i..i + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
+    let w4 = |i: usize| k.get(i..i + 4).map_or(0, |w| u32::from_le_bytes(w.try_into().unwrap_or_default())) as u64;
+    let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let mut h = mix(0, n as u64);
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            h = mix(h, w8(i));
+            i += 8;
+        }
+        mix(h, w8(n - 8))
+    } else if n >= 4 {
+        mix(h, w4(0) << 32 | w4(n - 4))
+    } else if n > 0 {
+        mix(h, (k[0] as u64) << 16 | (k[n / 2] as u64) << 8 | k[n - 1] as u64)
+    } else {
+        h
     }
-    if i < n {
-        let left = n - i;
-        let w = match word(i) {
-            Some(w) => w & (u64::MAX >> (64 - 8 * left)),
-            None => {
-                let mut b = [0u8; 8];
-                let rest = field.get(i..n).unwrap_or_default();
-                b[..rest.len()].copy_from_slice(rest);
-                u64::from_le_bytes(b)
-            }
-        };
-        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-    }
-    h
+}
+
+/// A field's key as written: where it starts and ends in the record, and its hash.
+#[derive(Clone, Copy)]
+struct Key {
+    at: usize,
+    vs: usize,
+    hash: u64,
 }
 
 /// Fields whose key hashes are kept before a record is listed.
@@ -328,23 +337,23 @@ impl<'o> Rec<'o> {
     /// Starts field `key` (its value must follow). With deduplication, a repeated key
     /// is remembered so `end_field` can move its value to the first position.
     #[inline]
-    fn key(&mut self, key: &[u8]) -> usize {
+    fn key(&mut self, key: &[u8]) -> Key {
         let at = self.out.len();
         raw::str(self.out, key);
-        at
+        let hash = if self.dedup.as_ref().is_some_and(|d| !d.listed) { key_hash(key) } else { 0 };
+        Key { at, vs: self.out.len(), hash }
     }
 
-    /// Ends the field whose key starts at `at`.
+    /// Ends the field of key `key` (its value written after it).
     #[inline]
-    fn end_field(&mut self, at: usize) {
+    fn end_field(&mut self, key: Key) {
         let Some(d) = self.dedup.as_deref_mut() else {
             self.n += 1;
             return;
         };
-        let vs = at + key_len(&self.out[at..]);
+        let Key { at, vs, hash: h } = key;
         let ve = self.out.len();
         if !d.listed {
-            let h = key_hash(&self.out[at..], vs - at);
             let k = self.n as usize;
             if k < HASHED && !d.hashes[..k].contains(&h) {
                 d.hashes[k] = h;
@@ -526,17 +535,6 @@ pub fn estimate(ctx: &Ctx) -> Option<EventTime> {
         ctx.now.set(Some(t));
         t
     }))
-}
-
-/// The encoded length of the str key at the start of `b` (written by `raw::str`).
-fn key_len(b: &[u8]) -> usize {
-    match b.first() {
-        Some(&h) if h & 0xe0 == 0xa0 => 1 + (h & 0x1f) as usize,
-        Some(0xd9) => 2 + b.get(1).copied().unwrap_or(0) as usize,
-        Some(0xda) => 3 + b.get(1..3).map_or(0, |x| u16::from_be_bytes([x[0], x[1]]) as usize),
-        Some(0xdb) => 5 + b.get(1..5).map_or(0, |x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]) as usize),
-        _ => 0,
-    }
 }
 
 /// Ruby's `String#to_f`: the longest numeric prefix (`1e3x` -> 1000.0), 0.0 if none.
