@@ -1,8 +1,9 @@
 //! The per-read pipeline (decode -> route -> out_null) in process, N times, for
 //! instruction counts that machine noise does not move: `null` (S1's path, PackedForward),
 //! `prom` (a prometheus filter counting records per tag: what S1M adds), `grep` (S3's
-//! `<regexp> key message pattern /error/`), `message` (S2: one event per Message-mode
-//! frame, 1000 frames per read), `http` (S8: in_http's handler on one POST of a JSON
+//! `<regexp> key message pattern /error/`), `message` (one event per Message-mode
+//! frame with an ack request, 1000 frames per read), `message-noack` (the same without
+//! options: S2's frames), `http` (S8: in_http's handler on one POST of a JSON
 //! array of 1000 R1 records, without the socket):
 //!
 //! ```sh
@@ -11,6 +12,7 @@
 //! valgrind --tool=callgrind target/release/examples/pipeline_instructions prom 200
 //! valgrind --tool=callgrind target/release/examples/pipeline_instructions grep 200
 //! valgrind --tool=callgrind target/release/examples/pipeline_instructions message 200
+//! valgrind --tool=callgrind target/release/examples/pipeline_instructions message-noack 200
 //! valgrind --tool=callgrind target/release/examples/pipeline_instructions http 200
 //! ```
 //!
@@ -18,7 +20,7 @@
 //! N = 0 for it).
 
 use bytes::BytesMut;
-use spate_bench::{frame, record, Shape, Wire};
+use spate_bench::{frame, frame_without_options, record, Shape, Wire};
 use spate_engine::config::{parse_str, EvalContext};
 use spate_engine::input::forward::{ForwardInput, Peer};
 use spate_engine::input::http::{parse_head, Handler, HttpInput};
@@ -43,8 +45,11 @@ fn main() {
     let root = parse_str(&conf, "bench.conf", Path::new("."), &ctx).unwrap();
     let shard = build_shard(&plan(&root, Some(1), "bench").unwrap(), 0).unwrap();
     let input = shard.inputs[0].as_any().downcast_ref::<ForwardInput>().unwrap();
-    let wire = if which == "message" { Wire::Message } else { Wire::PackedStr };
-    let bytes = frame(wire, Shape::R1, 1000);
+    let bytes = match which.as_str() {
+        "message" => frame(Wire::Message, Shape::R1, 1000),
+        "message-noack" => frame_without_options(Wire::Message, Shape::R1, 1000),
+        _ => frame(Wire::PackedStr, Shape::R1, 1000),
+    };
     let mut acks = Vec::new();
     let peer = Peer::named("bench");
     let t = std::time::Instant::now();

@@ -49,6 +49,11 @@ pub fn frame(mode: Wire, shape: Shape, n: u64) -> Vec<u8> {
     wire::frame(mode, b"bench.r", events(shape, n), &opt)
 }
 
+/// Like [`frame`], without options (no ack requested: what S2's generator sends).
+pub fn frame_without_options(mode: Wire, shape: Shape, n: u64) -> Vec<u8> {
+    wire::frame(mode, b"bench.r", events(shape, n), &OptionsOut::default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -214,7 +214,7 @@ impl FrameDecoder {
         self.skipper.steps() + self.json_steps
     }
 
-    fn detect(&mut self, buf: &BytesMut) -> Result<bool> {
+    fn detect(&mut self, buf: &[u8]) -> Result<bool> {
         if self.kind != StreamKind::Unknown {
             return Ok(true);
         }
@@ -281,6 +281,77 @@ impl FrameDecoder {
         buf.is_empty()
     }
 
+    /// Finds the next complete frame at the start of `buf` without taking it off: the
+    /// Message-mode frames loggers send (`[tag, time, record]` with a flat record, no
+    /// options) come back read in place, so a server can gather their entries without
+    /// a reference-counted slice per event; take `len` bytes off `buf` afterwards. Any
+    /// other frame is [`Scan::Other`]: split its `len` bytes off and hand them to
+    /// [`FrameDecoder::parse_scanned`]. JSON streams are [`Scan::Json`]: use
+    /// [`FrameDecoder::decode_deferred`] for them.
+    pub fn scan<'a>(&mut self, buf: &'a [u8]) -> Result<Scan<'a>> {
+        if !self.detect(buf)? {
+            return Ok(Scan::Partial);
+        }
+        if self.kind == StreamKind::Json {
+            return Ok(Scan::Json);
+        }
+        let base = self.consumed;
+        let len = match self.skipper.advance(buf, self.limits.max_frame_size, self.limits.max_depth) {
+            Ok(Some(len)) => len,
+            Ok(None) => return Ok(Scan::Partial),
+            Err(mut e) => {
+                e.offset += base;
+                return Err(e);
+            }
+        };
+        self.consumed += len as u64;
+        self.last_wire_len = len;
+        let raw = &buf[..len];
+        // What parse_frame_inner does for such a frame, without building slices: the
+        // scan proved the frame is a fixarray of 3 whose record is a flat map, and
+        // where the time and the record end.
+        if let (Some(0x93), Some([second, tend, rend, _])) = (raw.first(), self.skipper.last_flat_ends()) {
+            let mut c = Cursor::new(raw);
+            c.pos = 1;
+            let second_is_time =
+                |b: u8| !matches!(b, 0x90..=0x9f | 0xdc | 0xdd | 0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6);
+            if let Ok(tag) = c.bytes("the tag (a string)") {
+                if c.pos == second
+                    && self.limits.max_depth >= 1
+                    && second < tend
+                    && tend < rend
+                    && rend == len
+                    && raw.get(second).is_some_and(|&b| second_is_time(b))
+                {
+                    let entry = &raw[second..rend];
+                    let valid = matches!(check_pair(&raw[second..tend], &raw[tend..rend], entry), EntryCheck::Valid(_));
+                    return Ok(Scan::Message { tag, entry, valid, len });
+                }
+            }
+        }
+        Ok(Scan::Other { len })
+    }
+
+    /// Parses the frame [`FrameDecoder::scan`] found ([`Scan::Other`]), split off the
+    /// buffer: what [`FrameDecoder::decode_deferred`] would have returned for it.
+    pub fn parse_scanned(&self, raw: Bytes) -> Result<Decoded> {
+        let start = self.consumed - self.last_wire_len as u64;
+        let mut frame =
+            parse_frame_inner(raw, &self.limits, true, self.skipper.last_flat_ends()).map_err(|mut e| {
+                e.offset += start;
+                e
+            })?;
+        match &mut frame {
+            Decoded::Frame(Frame::Events(b)) => b.wire_len = self.last_wire_len,
+            Decoded::Compressed(c) => {
+                c.wire_len = self.last_wire_len;
+                c.offset = start;
+            }
+            Decoded::Frame(Frame::Heartbeat) => {}
+        }
+        Ok(frame)
+    }
+
     /// Decodes the next frame from `buf`. `Ok(None)`: more bytes needed. Error offsets
     /// count from the start of the stream (for a JSON frame whose content is wrong: the
     /// offset of that JSON value). Compressed entries are inflated whole (bounded by
@@ -326,6 +397,32 @@ impl FrameDecoder {
         }
         Ok(Some(frame))
     }
+}
+
+/// What [`FrameDecoder::scan`] found at the start of a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scan<'a> {
+    /// No complete frame yet.
+    Partial,
+    /// The stream is JSON: decode it with [`FrameDecoder::decode_deferred`].
+    Json,
+    /// A Message-mode frame `[tag, time, record]` (no options).
+    Message {
+        /// The tag's bytes.
+        tag: &'a [u8],
+        /// `time, record`, as [`EntriesFormat::Message`] entries are.
+        entry: &'a [u8],
+        /// Whether the entry is a valid event (else it counts as invalid, as in a
+        /// decoded frame).
+        valid: bool,
+        /// The frame's size.
+        len: usize,
+    },
+    /// Another frame (or a heartbeat).
+    Other {
+        /// The frame's size.
+        len: usize,
+    },
 }
 
 /// What [`FrameDecoder::decode_deferred`] found.

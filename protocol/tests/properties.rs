@@ -18,7 +18,9 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use spate_protocol::encode::{self, raw, EntriesType, OptionsOut, TimeFormat};
-use spate_protocol::{Compression, DecodeError, Decoded, EventBatch, EventTime, Frame, FrameDecoder, Limits, Mode};
+use spate_protocol::{
+    Compression, DecodeError, Decoded, EntriesFormat, EventBatch, EventTime, Frame, FrameDecoder, Limits, Mode, Scan,
+};
 use spate_testkit::wire::{self, Wire};
 
 /// A msgpack value to generate records from.
@@ -259,6 +261,9 @@ proptest! {
         prop_assert_eq!(whole.len(), frames.len() + frames.len().div_ceil(2));
         let split = decode_stream(&stream, &cuts, Limits::default()).unwrap();
         prop_assert_eq!(&split, &whole);
+        // Scanned (Message frames read in place), split the same way.
+        let (scanned, _) = scan_stream(&stream, &cuts);
+        prop_assert_eq!(&scanned.unwrap(), &whole);
         // And a few single cuts, spread over the stream.
         for k in 1..8 {
             let split = decode_stream(&stream, &[stream.len() * k / 8], Limits::default()).unwrap();
@@ -615,6 +620,58 @@ fn batch_from_entries_counts_invalid_events() {
     assert_eq!(b.events().count(), 1);
 }
 
+/// [`FrameDecoder::scan`] over a stream cut at `cuts`, each frame it reads in place
+/// turned into the batch `decode` gives for it, the others parsed with
+/// `parse_scanned`; also returns how many it read in place.
+fn scan_stream(bytes: &[u8], cuts: &[usize]) -> (Result<Vec<Frame>, DecodeError>, usize) {
+    let mut dec = FrameDecoder::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let (mut out, mut in_place) = (Vec::new(), 0);
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    cuts.sort_unstable();
+    cuts.push(bytes.len());
+    let mut pos = 0;
+    for c in cuts {
+        buf.extend_from_slice(&bytes[pos..c.max(pos)]);
+        pos = c.max(pos);
+        loop {
+            match dec.scan(&buf) {
+                Ok(Scan::Message { tag, entry, valid, len }) => {
+                    out.push(Frame::Events(EventBatch {
+                        tag: Bytes::copy_from_slice(tag),
+                        entries: Bytes::copy_from_slice(entry),
+                        format: EntriesFormat::Message,
+                        count: valid as u32,
+                        invalid: !valid as u32,
+                        mode: Mode::Message,
+                        option: Default::default(),
+                        wire_len: len,
+                    }));
+                    in_place += 1;
+                    let _ = buf.split_to(len);
+                }
+                Ok(Scan::Other { len }) => {
+                    let raw = buf.split_to(len).freeze();
+                    match dec.parse_scanned(raw.clone()) {
+                        Ok(Decoded::Frame(f)) => out.push(f),
+                        // Left compressed, as decode_deferred leaves it: inflated whole
+                        // here to compare with decode.
+                        Ok(Decoded::Compressed(_)) => {
+                            out.push(spate_protocol::parse_frame(raw, &Limits::default()).unwrap())
+                        }
+                        Err(e) => return (Err(e), in_place),
+                    }
+                }
+                Ok(Scan::Partial) => break,
+                Ok(Scan::Json) => panic!("a msgpack stream"),
+                Err(e) => return (Err(e), in_place),
+            }
+        }
+    }
+    assert!(buf.is_empty(), "{} bytes of an incomplete frame left", buf.len());
+    (Ok(out), in_place)
+}
+
 /// Message-mode frames the stream decoder takes its flat shortcut on (`[tag, time,
 /// record]` whose record is the last element) decode as `parse_frame` decodes them
 /// alone: valid and invalid records, every time format, with and without options.
@@ -658,6 +715,20 @@ fn message_frames_decode_alike_in_a_stream_and_alone() {
                     (Err(a), Err(s)) => assert_eq!(a.kind, s.kind, "{f:02x?}"),
                     _ => panic!("{f:02x?}: alone {alone:?}, streamed {streamed:?}"),
                 }
+                // Read in place (or parsed after the scan): the same frame.
+                let (scanned, in_place) = scan_stream(&f, &[]);
+                match (&streamed, scanned.map(|mut v| v.remove(0))) {
+                    (Ok(s), Ok(sc)) => assert_eq!(s, &sc, "{f:02x?}"),
+                    (Err(s), Err(sc)) => assert_eq!(s.kind, sc.kind, "{f:02x?}"),
+                    (s, sc) => panic!("{f:02x?}: streamed {s:?}, scanned {sc:?}"),
+                }
+                // Frames loggers send, `[tag, time, flat map]` without options, are
+                // the ones read in place.
+                // (A scalar record too, as an invalid event; a string where the time
+                // goes makes it a PackedForward frame; the scan calls fixmaps flat,
+                // not map32s.)
+                let message = t[0] != 0xa1 && r != &records[4] && r != &records[5];
+                assert_eq!(in_place == 1, option.is_none() && message, "{f:02x?}");
             }
         }
     }

@@ -8,7 +8,10 @@
 //! under a per-shard memory budget ([`inflate`]). With `deduplicate`, a frame whose ack
 //! id was already stored from the same source is acked without storing it again
 //! ([`dedup`]). Message-mode frames of one tag in a read are routed as one batch
-//! ([`message_run`]; per frame with `deduplicate`, where each frame has its own claim).
+//! ([`message_run`]; per frame with `deduplicate`, where each frame has its own claim);
+//! those without options (no ack requested: what loggers send by default) are read in
+//! place from the connection's buffer (`FrameDecoder::scan`), without a reference-
+//! counted slice per event.
 
 pub mod dedup;
 mod frame;
@@ -27,12 +30,12 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use spate_protocol::encode;
-use spate_protocol::{CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits, Mode};
+use spate_protocol::{CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits, Mode, Scan};
 
 use crate::buffer::sync::Syncer;
 use crate::plugin::{BuildError, Emitter, Input, InputPlan, Listening, LocalFuture, ShardCtx};
@@ -588,8 +591,40 @@ impl ForwardInput {
                 }
             };
         }
+        // Message-mode frames may be read in place (no slice per event) when they can
+        // join a run; JSON streams, deduplication and deny_keepalive take the decoder's
+        // usual path.
+        let in_place = !self.conf.deny_keepalive && self.dedup.is_none();
         loop {
-            match dec.decode_deferred(buf) {
+            let decoded = if in_place && !dec.is_json() {
+                match dec.scan(buf) {
+                    Ok(Scan::Message { tag, entry, valid, len }) => {
+                        inc(&self.metrics.frames, 1);
+                        if let Some(w) = self.conf.chunk_size_warn_limit.filter(|&w| entry.len() > w) {
+                            crate::warn!(
+                                "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{}\" limit={w} size={}",
+                                self.conf.id,
+                                String::from_utf8_lossy(tag),
+                                peer.name,
+                                entry.len()
+                            );
+                        }
+                        if !run.accepts_tag(tag) {
+                            flush_run!();
+                        }
+                        run.push_in_place(tag, entry, valid, len);
+                        buf.advance(len);
+                        continue;
+                    }
+                    Ok(Scan::Other { len }) => dec.parse_scanned(buf.split_to(len).freeze()).map(Some),
+                    Ok(Scan::Partial) => Ok(None),
+                    Ok(Scan::Json) => continue,
+                    Err(e) => Err(e),
+                }
+            } else {
+                dec.decode_deferred(buf)
+            };
+            match decoded {
                 Ok(Some(Decoded::Compressed(frame))) => {
                     flush_run!();
                     inc(&self.metrics.frames, 1);
