@@ -3,7 +3,11 @@
 
 use bytes::BytesMut;
 
-use crate::{Frame, FrameDecoder, Limits, RecordRef};
+use crate::{Decoded, Frame, FrameDecoder, Limits, RecordRef, Scan};
+
+fn limits() -> Limits {
+    Limits { max_frame_size: 1 << 20, max_inflated_size: 4 << 20, ..Limits::default() }
+}
 
 /// Decodes `data` as a Forward stream fed in pieces (the first byte picks the piece
 /// size, so every split is reachable), walking every event of every frame and rendering
@@ -11,8 +15,7 @@ use crate::{Frame, FrameDecoder, Limits, RecordRef};
 pub fn frames(data: &[u8]) -> u64 {
     let Some((&first, body)) = data.split_first() else { return 0 };
     let stride = first as usize % 97 + 1;
-    let mut dec =
-        FrameDecoder::new(Limits { max_frame_size: 1 << 20, max_inflated_size: 4 << 20, ..Limits::default() });
+    let mut dec = FrameDecoder::new(limits());
     let mut buf = BytesMut::new();
     let mut events = 0u64;
     let mut out = Vec::new();
@@ -35,10 +38,53 @@ pub fn frames(data: &[u8]) -> u64 {
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => break,
-                Err(_) => return events,
+                Err(_) => return checked(events, body, stride),
             }
         }
     }
+    checked(events, body, stride)
+}
+
+/// Asserts that the server's path (`scan`, frames read in place, `parse_scanned`)
+/// finds as many valid events in `body` fed in pieces of `stride` as `decode` did.
+fn checked(events: u64, body: &[u8], stride: usize) -> u64 {
+    let mut dec = FrameDecoder::new(limits());
+    let mut buf = BytesMut::new();
+    let mut scanned = 0u64;
+    'feed: for piece in body.chunks(stride) {
+        buf.extend_from_slice(piece);
+        loop {
+            let r = match dec.scan(&buf) {
+                Ok(Scan::Message { valid, len, .. }) => {
+                    scanned += valid as u64;
+                    let _ = buf.split_to(len);
+                    continue;
+                }
+                Ok(Scan::Other { len }) => {
+                    let raw = buf.split_to(len).freeze();
+                    match dec.parse_scanned(raw.clone()) {
+                        // Left compressed: inflated whole, as decode does.
+                        Ok(Decoded::Compressed(_)) => crate::parse_frame(raw, &limits()),
+                        Ok(Decoded::Frame(f)) => Ok(f),
+                        Err(e) => Err(e),
+                    }
+                }
+                Ok(Scan::Partial) => break,
+                Ok(Scan::Json) => match dec.decode(&mut buf) {
+                    Ok(Some(f)) => Ok(f),
+                    Ok(None) => break,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(Frame::Events(b)) => scanned += b.events().count() as u64,
+                Ok(Frame::Heartbeat) => {}
+                Err(_) => break 'feed,
+            }
+        }
+    }
+    assert_eq!(scanned, events, "scan and decode disagree");
     events
 }
 
