@@ -64,7 +64,7 @@ pub mod raw {
         out.extend_from_slice(&v.to_be_bytes());
     }
     /// Appends the header of a string of `len` bytes (fixstr, str8/16/32).
-    #[inline]
+    #[inline(always)]
     pub fn str_header(out: &mut Vec<u8>, len: usize) {
         if len < 32 {
             out.push(0xa0 | len as u8);
@@ -79,7 +79,7 @@ pub mod raw {
         }
     }
     /// Appends a string (header and bytes); the bytes are not checked for UTF-8.
-    #[inline]
+    #[inline(always)]
     pub fn str(out: &mut Vec<u8>, s: &[u8]) {
         str_header(out, s.len());
         out.extend_from_slice(s);

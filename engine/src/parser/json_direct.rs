@@ -352,7 +352,7 @@ fn hex4(h: &[u8]) -> Option<u32> {
 /// From just after an opening quote: the closing quote's index and whether the string
 /// has escapes. None for a control character, a bad escape, a lone surrogate, invalid
 /// UTF-8 or no end.
-#[inline]
+#[inline(always)]
 fn string_end(s: &[u8], mut i: usize) -> Option<(usize, bool)> {
     let (from, mut esc, mut high) = (i, false, false);
     loop {
