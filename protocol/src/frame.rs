@@ -332,6 +332,14 @@ impl FrameDecoder {
         Ok(Scan::Other { len })
     }
 
+    /// Puts back the frame [`FrameDecoder::scan`] last found, which the caller leaves
+    /// in (or returns to) its buffer: the next scan finds it again and counts its bytes
+    /// once.
+    pub fn unscan(&mut self) {
+        self.consumed -= self.last_wire_len as u64;
+        self.last_wire_len = 0;
+    }
+
     /// Parses the frame [`FrameDecoder::scan`] found ([`Scan::Other`]), split off the
     /// buffer: what [`FrameDecoder::decode_deferred`] would have returned for it.
     pub fn parse_scanned(&self, raw: Bytes) -> Result<Decoded> {

@@ -239,6 +239,11 @@ impl Skipper {
     /// `limit` bounds the value's total size: declared lengths beyond it fail at once.
     pub fn advance(&mut self, buf: &[u8], limit: usize, max_depth: usize) -> Result<Option<usize>> {
         let max_depth = max_depth.min(MAX_DEPTH);
+        // Nothing buffered: keep the one-pass attempt below for when the value arrives
+        // (a server scans its emptied buffer after every read).
+        if buf.is_empty() {
+            return Ok(None);
+        }
         // Usually the whole value is already buffered: find its end in one recursive
         // pass (several times faster than the resumable walk below). Tried once per
         // value, from its start, over at most `limit` bytes (so a value it finds is

@@ -733,3 +733,54 @@ fn message_frames_decode_alike_in_a_stream_and_alone() {
         }
     }
 }
+
+/// A frame the server puts back (`unscan`, its bytes left in or returned to the front
+/// of the buffer, as in_forward does when routing the run before it has to wait) is
+/// found again, and its bytes count once; an emptied buffer scanned between reads does
+/// not cost the next frame its in-place reading.
+#[test]
+fn unscanned_frames_are_found_again_and_counted_once() {
+    let mut msg = Vec::new();
+    let rec = [0x81, 0xa1, b'k', 0x01];
+    encode::message(&mut msg, b"tag", EventTime::new(1, 0), TimeFormat::EventTime, &rec, &OptionsOut::default());
+    let mut other = Vec::new();
+    encode::forward(
+        &mut other,
+        b"tag",
+        &{
+            let mut e = vec![0x92];
+            raw::event_time(&mut e, EventTime::new(2, 0));
+            e.extend_from_slice(&rec);
+            e
+        },
+        1,
+        &OptionsOut::default(),
+    );
+    let mut stream = msg.clone();
+    stream.extend_from_slice(&other);
+    let mut dec = FrameDecoder::new(Limits::default());
+    // An empty buffer first, as after every read.
+    assert_eq!(dec.scan(&[]), Ok(Scan::Partial));
+    let mut buf = BytesMut::from(&stream[..]);
+    for _ in 0..2 {
+        match dec.scan(&buf) {
+            Ok(Scan::Message { tag, len, valid: true, .. }) => assert_eq!((tag, len), (&b"tag"[..], msg.len())),
+            r => panic!("{r:?}"),
+        }
+        dec.unscan();
+        assert_eq!(dec.consumed(), 0);
+    }
+    let Ok(Scan::Message { len, .. }) = dec.scan(&buf) else { panic!() };
+    let _ = buf.split_to(len);
+    let Ok(Scan::Other { len }) = dec.scan(&buf) else { panic!() };
+    let raw = buf.split_to(len).freeze();
+    let first = dec.parse_scanned(raw.clone()).unwrap();
+    // Returned to the buffer and found again.
+    dec.unscan();
+    let mut back = BytesMut::from(&raw[..]);
+    back.extend_from_slice(&buf);
+    let Ok(Scan::Other { len }) = dec.scan(&back) else { panic!() };
+    assert_eq!(dec.parse_scanned(back.split_to(len).freeze()).unwrap(), first);
+    assert_eq!(dec.consumed(), stream.len() as u64);
+    assert_eq!(dec.scan(&back), Ok(Scan::Partial));
+}

@@ -62,21 +62,32 @@ pub(crate) fn map_record<S: Sink>(
     });
 }
 
-/// One decoded msgpack value: a map is a record, an array is one record per map.
+/// One decoded msgpack value: a map is a record, an array is one record per map. A
+/// record nested deeper than [`super::RECORD_DEPTH`] is an error, not a record.
 pub(crate) fn value_records<S: Sink>(ctx: &mut Ctx, dedup: &mut Dedup, v: &[u8], out: &mut Vec<u8>, sink: &mut S) {
+    let record = |ctx: &mut Ctx, dedup: &mut Dedup, m: &[u8], out: &mut Vec<u8>, sink: &mut S| match msgpack::value_len(
+        m,
+        super::RECORD_DEPTH,
+    )
+    .ok()
+    .and_then(|_| RecordRef::new(m))
+    {
+        Some(m) => map_record(ctx, dedup, m, out, sink),
+        None => sink.error(ParseError::TooDeep),
+    };
     match msgpack::head(v) {
-        Ok(Some(Head::Map { .. })) => match RecordRef::new(v) {
-            Some(m) => map_record(ctx, dedup, m, out, sink),
-            None => sink.error(ParseError::NotObject),
-        },
-        Ok(Some(Head::Array { .. })) => {
-            for el in ValueRef::new(v).and_then(|a| a.as_array()).into_iter().flatten() {
-                match el.as_map() {
-                    Some(m) => map_record(ctx, dedup, m, out, sink),
-                    None => sink.error(ParseError::NotObject),
+        Ok(Some(Head::Map { .. })) => record(ctx, dedup, v, out, sink),
+        Ok(Some(Head::Array { .. })) => match ValueRef::new(v).and_then(|a| a.as_array()) {
+            Some(elements) => {
+                for el in elements {
+                    match el.kind() {
+                        msgpack::Kind::Map => record(ctx, dedup, el.as_bytes(), out, sink),
+                        _ => sink.error(ParseError::NotObject),
+                    }
                 }
             }
-        }
+            None => sink.error(ParseError::TooDeep),
+        },
         _ => sink.error(ParseError::NotObject),
     }
 }

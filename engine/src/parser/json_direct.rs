@@ -26,8 +26,10 @@ use super::time::TimeError;
 use super::{emit, ParseError, Sink};
 use spate_protocol::EventTime;
 
-/// Containers nested deeper than this take the serde_json path (its limit is 128).
-const DEPTH: u32 = 127;
+/// Containers nested this deep in a record (a field's value is at depth 1, inside the
+/// record's map) take the serde_json path, which rejects them: a record is at most
+/// [`super::RECORD_DEPTH`] levels deep.
+const DEPTH: u32 = super::RECORD_DEPTH as u32;
 
 /// The text is not one the fast path takes; use the serde_json path.
 #[derive(Debug)]

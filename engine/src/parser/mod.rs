@@ -79,7 +79,17 @@ pub enum ParseError {
     /// The time field did not parse (fluentd raises ParserError).
     #[error("invalid time: {0}")]
     Time(#[from] TimeError),
+    /// A record nested deeper than spate's events can carry.
+    #[error("the record is nested deeper than {RECORD_DEPTH} levels")]
+    TooDeep,
 }
+
+/// The deepest record a parser emits, counting the record's map as one level: an event
+/// `[time, record]` must stay within the Forward decoder's depth limit
+/// (`msgpack::MAX_DEPTH`) with a level to spare for filter_parser's `hash_value_field`.
+/// A deeper record would make every reader of the batch stop at it (and drop the
+/// events after it), so it is a parse error instead.
+pub const RECORD_DEPTH: usize = spate_protocol::msgpack::MAX_DEPTH - 4;
 
 impl ParseError {
     /// Whether fluentd's parser yields `nil, nil` for this (no match) rather than
@@ -87,7 +97,11 @@ impl ParseError {
     pub fn is_no_match(&self) -> bool {
         matches!(
             self,
-            ParseError::NoMatch | ParseError::Json { .. } | ParseError::NotObject | ParseError::Msgpack { .. }
+            ParseError::NoMatch
+                | ParseError::Json { .. }
+                | ParseError::NotObject
+                | ParseError::Msgpack { .. }
+                | ParseError::TooDeep
         )
     }
 }

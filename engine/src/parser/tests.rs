@@ -190,6 +190,46 @@ fn json_duplicate_keys_keep_first_position_last_value() {
 }
 
 #[test]
+fn records_deeper_than_events_can_carry_are_errors_on_both_paths() {
+    // `{"a": [[...1...]]}` with the record's map counting one level: RECORD_DEPTH levels
+    // are a record; one more is an error, not an event that would stop every reader of
+    // its batch (the Forward decoder reads entries at most MAX_DEPTH deep).
+    let deep = |levels: usize| format!("{{\"a\":{}1{}}}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+    for conf_text in ["@type json", "@type json\nkeep_time_key true"] {
+        let mut p = conf(conf_text).build();
+        for (levels, ok) in [(RECORD_DEPTH, true), (RECORD_DEPTH + 1, false), (127, false), (140, false)] {
+            let text = deep(levels);
+            let [direct, serde] = both_json_paths(&mut p, text.as_bytes());
+            assert_eq!(direct, serde, "{levels} levels");
+            match &direct.1[..] {
+                [Ok(_)] if ok => {
+                    // The event [time, record] decodes as a whole.
+                    let mut entry = vec![0x92, 0x01];
+                    entry.extend_from_slice(&direct.0);
+                    assert!(spate_protocol::msgpack::value_len(&entry, spate_protocol::msgpack::MAX_DEPTH).is_ok());
+                }
+                [Err(ParseError::TooDeep)] if !ok && levels <= 127 => {}
+                [Err(ParseError::Json { .. })] if !ok && levels > 127 => {}
+                other => panic!("{levels} levels: {other:?}"),
+            }
+            // In an array, next to a shallow record: that one is still emitted.
+            let text = format!("[{},{{\"b\":1}}]", deep(levels));
+            let [direct, serde] = both_json_paths(&mut p, text.as_bytes());
+            assert_eq!(direct, serde, "{levels} levels in an array");
+            // (serde_json's own limit of 128 counts the array.)
+            if levels < 127 {
+                assert_eq!(
+                    direct.1.iter().filter(|r| r.is_ok()).count(),
+                    if ok { 2 } else { 1 },
+                    "{levels}: {:?}",
+                    direct.1
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn repeated_keys_anywhere_in_records_of_any_size() {
     // Records of up to 60 fields from 40 key names: repeats among the first 16 fields
     // (seen by their hashes), after them (the record listed), and past the 16 entries

@@ -599,6 +599,18 @@ impl ForwardInput {
             let decoded = if in_place && !dec.is_json() {
                 match dec.scan(buf) {
                     Ok(Scan::Message { tag, entry, valid, len }) => {
+                        if !run.accepts_tag(tag) {
+                            if let Some((batch, chunks)) = run.take() {
+                                match self.handle_run(batch, peer, chunks, acks) {
+                                    Step::More => {}
+                                    other => {
+                                        // The frame stays in `buf` for after the wait.
+                                        dec.unscan();
+                                        return other;
+                                    }
+                                }
+                            }
+                        }
                         inc(&self.metrics.frames, 1);
                         if let Some(w) = self.conf.chunk_size_warn_limit.filter(|&w| entry.len() > w) {
                             crate::warn!(
@@ -609,14 +621,38 @@ impl ForwardInput {
                                 entry.len()
                             );
                         }
-                        if !run.accepts_tag(tag) {
-                            flush_run!();
-                        }
                         run.push_in_place(tag, entry, valid, len);
                         buf.advance(len);
                         continue;
                     }
-                    Ok(Scan::Other { len }) => dec.parse_scanned(buf.split_to(len).freeze()).map(Some),
+                    Ok(Scan::Other { len }) => {
+                        let raw = buf.split_to(len).freeze();
+                        let d = dec.parse_scanned(raw.clone());
+                        // A frame that does not join the run has the run routed first;
+                        // if that blocks, the frame goes back to the front of `buf`
+                        // (unrouted, uncounted) for after the wait.
+                        let joins = match &d {
+                            Ok(Decoded::Frame(Frame::Events(b))) => b.mode == Mode::Message && run.accepts(b),
+                            Ok(Decoded::Frame(Frame::Heartbeat)) => true,
+                            _ => false,
+                        };
+                        if !joins {
+                            if let Some((batch, chunks)) = run.take() {
+                                match self.handle_run(batch, peer, chunks, acks) {
+                                    Step::More => {}
+                                    other => {
+                                        dec.unscan();
+                                        let mut back = BytesMut::with_capacity(raw.len() + buf.len());
+                                        back.extend_from_slice(&raw);
+                                        back.extend_from_slice(buf);
+                                        *buf = back;
+                                        return other;
+                                    }
+                                }
+                            }
+                        }
+                        d.map(Some)
+                    }
                     Ok(Scan::Partial) => Ok(None),
                     Ok(Scan::Json) => continue,
                     Err(e) => Err(e),
