@@ -4,13 +4,16 @@
 //! half of them in the second walk).
 //!
 //! A text that is not JSON must emit nothing (fluentd's parser raises before it yields
-//! a record), so the records are staged in a reused buffer and handed to the sink only
-//! once the whole text has parsed. The reader is strict (RFC 8259 as serde_json reads
-//! it: UTF-8, escapes, surrogate pairs, no leading zeros); whatever it does not take
-//! (invalid JSON, nesting past 127 levels, a number that may be out of f64's range) is
-//! a [`Fallback`]: the caller takes the serde_json path, which names the error and its
-//! offset. So the fast path only has to be right on the texts it accepts; the parser
-//! tests compare both paths.
+//! a record). A sink that can take records back ([`Sink::can_roll_back`]: the input
+//! batches) gets them written straight into its buffer, its errors once the whole text
+//! has parsed, and a rollback if it does not; other sinks get records staged in a
+//! reused buffer and handed over once the whole text has parsed. The reader is strict
+//! (RFC 8259 as serde_json reads it: UTF-8, escapes, surrogate pairs, no leading
+//! zeros); whatever it does not take (invalid JSON, records nested deeper than
+//! `RECORD_DEPTH`, a number that may be out of f64's range) is a [`Fallback`]: the
+//! caller takes the serde_json path, which names the error and its offset. So the fast
+//! path only has to be right on the texts it accepts; the parser tests compare both
+//! paths.
 //!
 //! Numbers are written as the serde_json path writes them: integers as the smallest
 //! msgpack int (`-0` and integers past the 64-bit ranges as floats), the others as
