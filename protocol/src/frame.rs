@@ -343,12 +343,21 @@ impl FrameDecoder {
     /// Parses the frame [`FrameDecoder::scan`] found ([`Scan::Other`]), split off the
     /// buffer: what [`FrameDecoder::decode_deferred`] would have returned for it.
     pub fn parse_scanned(&self, raw: Bytes) -> Result<Decoded> {
+        self.parse_taken(raw, true)
+    }
+
+    /// Parses the value just taken off the stream (`raw`, of `last_wire_len` wire
+    /// bytes); error offsets count from the start of the stream.
+    fn parse_taken(&self, raw: Bytes, defer: bool) -> Result<Decoded> {
         let start = self.consumed - self.last_wire_len as u64;
-        let mut frame =
-            parse_frame_inner(raw, &self.limits, true, self.skipper.last_flat_ends()).map_err(|mut e| {
-                e.offset += start;
-                e
-            })?;
+        let json = self.is_json();
+        let flat = if json { None } else { self.skipper.last_flat_ends() };
+        let mut frame = parse_frame_inner(raw, &self.limits, defer, flat).map_err(|mut e| {
+            // Offsets into the msgpack a JSON value became mean nothing on the wire:
+            // point at the JSON value instead.
+            e.offset = if json { start } else { start + e.offset };
+            e
+        })?;
         match &mut frame {
             Decoded::Frame(Frame::Events(b)) => b.wire_len = self.last_wire_len,
             Decoded::Compressed(c) => {
@@ -384,26 +393,8 @@ impl FrameDecoder {
     }
 
     fn decode_inner(&mut self, buf: &mut BytesMut, defer: bool) -> Result<Option<Decoded>> {
-        let base = self.consumed;
         let Some(raw) = self.next_value(buf)? else { return Ok(None) };
-        let start = self.consumed - self.last_wire_len as u64;
-        let json = self.is_json();
-        let flat = if json { None } else { self.skipper.last_flat_ends() };
-        let mut frame = parse_frame_inner(raw, &self.limits, defer, flat).map_err(|mut e| {
-            // Offsets into the msgpack a JSON value became mean nothing on the wire:
-            // point at the JSON value instead.
-            e.offset = if json { start } else { base + e.offset };
-            e
-        })?;
-        match &mut frame {
-            Decoded::Frame(Frame::Events(b)) => b.wire_len = self.last_wire_len,
-            Decoded::Compressed(c) => {
-                c.wire_len = self.last_wire_len;
-                c.offset = start;
-            }
-            Decoded::Frame(Frame::Heartbeat) => {}
-        }
-        Ok(Some(frame))
+        self.parse_taken(raw, defer).map(Some)
     }
 }
 

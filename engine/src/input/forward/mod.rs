@@ -612,15 +612,7 @@ impl ForwardInput {
                             }
                         }
                         inc(&self.metrics.frames, 1);
-                        if let Some(w) = self.conf.chunk_size_warn_limit.filter(|&w| entry.len() > w) {
-                            crate::warn!(
-                                "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{}\" limit={w} size={}",
-                                self.conf.id,
-                                String::from_utf8_lossy(tag),
-                                peer.name,
-                                entry.len()
-                            );
-                        }
+                        self.warn_size(tag, entry.len(), &peer.name);
                         run.push_in_place(tag, entry, valid, len);
                         buf.advance(len);
                         continue;
@@ -672,7 +664,7 @@ impl ForwardInput {
                     // Message-mode frames of one tag in this read become one batch
                     // (not with deduplicate: each frame needs its own claim).
                     if batch.mode == Mode::Message && !json && !self.conf.deny_keepalive && self.dedup.is_none() {
-                        self.warn_size(&batch, &peer.name);
+                        self.warn_size(&batch.tag, batch.entries.len(), &peer.name);
                         if !run.accepts(&batch) {
                             flush_run!();
                         }
@@ -719,7 +711,7 @@ impl ForwardInput {
             }
             Seen::Wait => return Step::Repeat(Box::new(batch), json),
         };
-        self.warn_size(&batch, &peer.name);
+        self.warn_size(&batch.tag, batch.entries.len(), &peer.name);
         let chunk = batch.option.chunk.clone();
         let held =
             Held { batch: None, chunk, run: Vec::new(), json, claim, first: self.syncer.next_epoch(), wrote: false };
@@ -740,14 +732,13 @@ impl ForwardInput {
         self.route_held(batch, peer, held, acks)
     }
 
-    fn warn_size(&self, batch: &EventBatch, host: &str) {
+    fn warn_size(&self, tag: &[u8], size: usize, host: &str) {
         if let Some(w) = self.conf.chunk_size_warn_limit {
-            if batch.entries.len() > w {
+            if size > w {
                 crate::warn!(
-                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{host}\" limit={w} size={}",
+                    "{}: Input chunk size is larger than 'chunk_size_warn_limit': tag=\"{}\" host=\"{host}\" limit={w} size={size}",
                     self.conf.id,
-                    String::from_utf8_lossy(&batch.tag),
-                    batch.entries.len()
+                    String::from_utf8_lossy(tag),
                 );
             }
         }
