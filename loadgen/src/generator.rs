@@ -57,6 +57,9 @@ pub struct RunConfig {
     /// Each connection's share of `rate` varies by up to this fraction (0.1: ±10%).
     pub rate_jitter: f64,
     pub ack: bool,
+    /// Announce each frame's event count in its `size` option (Forward and
+    /// PackedForward frames), as fluentd's out_forward does.
+    pub size_option: bool,
     pub inflight: u32,
     pub ack_timeout: Duration,
     pub duration: Option<Duration>,
@@ -104,6 +107,7 @@ impl Default for RunConfig {
             rate: None,
             rate_jitter: 0.1,
             ack: false,
+            size_option: false,
             inflight: 8,
             ack_timeout: Duration::from_secs(10),
             duration: None,
@@ -152,6 +156,7 @@ impl Ctx {
             time: self.cfg.time,
             stamp_field: self.cfg.stamp_field.as_bytes().to_vec(),
             ack: self.cfg.ack,
+            size: self.cfg.size_option,
         }
     }
 

@@ -119,6 +119,10 @@ struct RunArgs {
     /// request an ack per frame
     #[argh(switch)]
     ack: bool,
+    /// announce each frame's event count in its `size` option, as fluentd's
+    /// out_forward does (forward, packed and compressed modes)
+    #[argh(switch)]
+    size: bool,
     /// frames in flight per connection when acking (default 8)
     #[argh(option, default = "8")]
     inflight: u32,
@@ -301,6 +305,7 @@ fn run_cmd(a: RunArgs) -> ExitCode {
             rate: a.rate,
             rate_jitter: a.rate_jitter,
             ack: a.ack,
+            size_option: a.size,
             inflight: a.inflight.max(1),
             ack_timeout: parse_duration(&a.ack_timeout)?,
             duration: a.duration.as_deref().map(parse_duration).transpose()?,

@@ -219,7 +219,8 @@ fn record_with_stamp(out: &mut Vec<u8>, tpl: &Template, stamp_field: &[u8]) -> u
 }
 
 impl FrameTemplate {
-    /// Builds the frame for `events` events; `ack` adds a chunk id slot.
+    /// Builds the frame for `events` events; `ack` adds a chunk id slot; `size` the
+    /// `size` option (Forward and PackedForward frames, as fluentd's out_forward sends).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         mode: SendMode,
@@ -230,10 +231,16 @@ impl FrameTemplate {
         tf: TimeFormat,
         stamp_field: &[u8],
         ack: bool,
+        size: bool,
     ) -> FrameTemplate {
         let now = EventTime::now();
         let placeholder = [b'0'; CHUNK_LEN];
-        let opt = OptionsOut { chunk: ack.then_some(&placeholder[..]), size: None, compressed: None };
+        let sized = size && mode != SendMode::Message;
+        let opt = OptionsOut {
+            chunk: ack.then_some(&placeholder[..]),
+            size: sized.then_some(u64::from(events)),
+            compressed: None,
+        };
         let mut ft = FrameTemplate {
             bytes: Vec::new(),
             stamp_offsets: Vec::new(),
@@ -278,7 +285,7 @@ impl FrameTemplate {
                 let mut f = Vec::new();
                 let base = match mode {
                     SendMode::Forward => {
-                        f.push(if ack { 0x93 } else { 0x92 });
+                        f.push(if ack || sized { 0x93 } else { 0x92 });
                         raw::str(&mut f, tag);
                         raw::array_header(&mut f, events);
                         f.len()
@@ -290,8 +297,14 @@ impl FrameTemplate {
                 };
                 f.extend_from_slice(&entries);
                 ft.stamp_offsets = offs.iter().map(|o| o + base).collect();
+                if ack || sized {
+                    raw::map_header(&mut f, u32::from(ack) + u32::from(sized));
+                }
+                if sized {
+                    raw::str(&mut f, b"size");
+                    raw::uint(&mut f, u64::from(events));
+                }
                 if ack {
-                    raw::map_header(&mut f, 1);
                     raw::str(&mut f, b"chunk");
                     raw::str_header(&mut f, CHUNK_LEN);
                     ft.chunk_offsets.push(f.len());
@@ -356,6 +369,8 @@ pub struct FrameParams {
     pub time: TimeFormat,
     pub stamp_field: Vec<u8>,
     pub ack: bool,
+    /// Send the `size` option.
+    pub size: bool,
 }
 
 impl FrameSet {
@@ -381,6 +396,7 @@ impl FrameSet {
                     p.time,
                     &p.stamp_field,
                     p.ack,
+                    p.size,
                 )
             })
             .collect();
@@ -402,7 +418,8 @@ impl FrameSet {
         if self.short.as_ref().is_none_or(|s| s.events != events) {
             let p = &self.build;
             let first = (self.first + self.next * self.batch as usize) % self.tpls_len;
-            self.short = Some(FrameTemplate::new(p.mode, &p.tag, tpls, first, events, p.time, &p.stamp_field, p.ack));
+            self.short =
+                Some(FrameTemplate::new(p.mode, &p.tag, tpls, first, events, p.time, &p.stamp_field, p.ack, p.size));
         }
         match &mut self.short {
             Some(s) => s,
@@ -429,7 +446,7 @@ mod tests {
     fn templates_patch_in_place_and_decode() {
         let tpls = templates(&RecordSource::R1).unwrap();
         for mode in [SendMode::Message, SendMode::Forward, SendMode::Packed, SendMode::Compressed] {
-            let mut ft = FrameTemplate::new(mode, b"lg", &tpls, 0, 3, TimeFormat::EventTime, b"_spate_ts", true);
+            let mut ft = FrameTemplate::new(mode, b"lg", &tpls, 0, 3, TimeFormat::EventTime, b"_spate_ts", true, false);
             let ids: Vec<_> = (0..ft.frames as u64).map(|s| chunk_id(7, s)).collect();
             let mut scratch = Vec::new();
             let bytes = ft.render(123_456_789, &ids, &mut scratch).to_vec();

@@ -297,6 +297,10 @@ pub struct SinkReport {
     pub acks_sent: u64,
     pub connections: u64,
     pub bad_frames: u64,
+    /// Sampled frames whose `size` option disagreed with their entries (the sink counts
+    /// unsampled PackedForward frames by `size`: any mismatch makes its counts suspect).
+    #[serde(default)]
+    pub size_mismatches: u64,
     pub duration_s: f64,
     pub events_per_sec: f64,
     pub e2e_latency_us: Latency,

@@ -3,6 +3,11 @@
 //! (a nanosecond timestamp in `--stamp-field`). `--raw` only counts bytes (the loopback
 //! ceiling); `--record FILE` writes every frame with its arrival time (`capture.rs`).
 //!
+//! A PackedForward frame that carries the `size` option is counted by it without its
+//! events being walked (`FrameDecoder::decode_sized`); every `sample_every`th frame is
+//! decoded whole, which samples its stamps and checks its `size` (mismatches are
+//! reported). So the sink costs little more than the kernel's copy for what relays send.
+//!
 //! An acceptor thread hands connections round-robin to a few worker threads, each an
 //! epoll loop (mio) over its share: thousands of connections cost no threads, and a few
 //! fast ones spread over the cores. Counters are merged per read, per-tag counts every
@@ -68,6 +73,7 @@ struct Shared {
     acks: AtomicU64,
     connections: AtomicU64,
     bad_frames: AtomicU64,
+    size_mismatches: AtomicU64,
     by_tag: Mutex<HashMap<Vec<u8>, TagCount>>,
     hist: Mutex<Option<Histogram<u64>>>,
     recorder: Mutex<Option<Recorder>>,
@@ -181,7 +187,6 @@ struct SConn {
     out: Vec<u8>,
     out_pos: usize,
     writable: bool,
-    nframe: u64,
 }
 
 struct Worker {
@@ -192,11 +197,25 @@ struct Worker {
     conns: Vec<Option<SConn>>,
     free: Vec<usize>,
     tmp: Vec<u8>,
-    local: Histogram<u64>,
-    tags: HashMap<Vec<u8>, TagCount>,
+    /// Closed connections' read buffers, for the next ones.
+    spare: Vec<BytesMut>,
+    st: Tally,
     last_tags: Instant,
     last_merge: Instant,
     stamp: Vec<u8>,
+}
+
+/// A worker's counts between merges into [`Shared`].
+struct Tally {
+    /// End-to-end latencies sampled since the last merge.
+    local: Histogram<u64>,
+    /// Events and bytes per tag since the last publish.
+    tags: HashMap<Vec<u8>, TagCount>,
+    /// Frames decoded by this worker, over all its connections: every `sample_every`th
+    /// is sampled. (Counted per worker, not per connection: a relay that opens a
+    /// connection per chunk, as fluentd's out_forward does by default, would otherwise
+    /// have every frame sampled.)
+    nframe: u64,
 }
 
 static CONN_IDS: AtomicUsize = AtomicUsize::new(0);
@@ -208,12 +227,12 @@ impl Worker {
             rx,
             sh,
             stamp: cfg.stamp_field.as_bytes().to_vec(),
+            tmp: if cfg.raw { vec![0; READ] } else { Vec::new() },
             cfg,
             conns: Vec::new(),
             free: Vec::new(),
-            tmp: vec![0; 256 << 10],
-            local: new_hist(),
-            tags: HashMap::new(),
+            spare: Vec::new(),
+            st: Tally { local: new_hist(), tags: HashMap::new(), nframe: 0 },
             last_tags: Instant::now(),
             last_merge: Instant::now(),
         }
@@ -222,7 +241,7 @@ impl Worker {
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         while !self.sh.stop.load(Ordering::Relaxed) {
-            let timeout = if self.tags.is_empty() { Duration::from_millis(100) } else { Duration::from_millis(20) };
+            let timeout = if self.st.tags.is_empty() { Duration::from_millis(100) } else { Duration::from_millis(20) };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     break;
@@ -269,12 +288,11 @@ impl Worker {
             self.conns[i] = Some(SConn {
                 sock,
                 id,
-                buf: BytesMut::new(),
+                buf: self.spare.pop().unwrap_or_default(),
                 dec: FrameDecoder::new(Limits::default()),
                 out: Vec::new(),
                 out_pos: 0,
                 writable: false,
-                nframe: 0,
             });
             // Data may have arrived before registration; edge-triggered polls would
             // not report it.
@@ -286,6 +304,15 @@ impl Worker {
         if let Some(mut c) = self.conns.get_mut(i).and_then(Option::take) {
             let _ = self.poll.registry().deregister(&mut c.sock);
             self.free.push(i);
+            // Keep the read buffer for a later connection: a relay that
+            // connects per chunk would otherwise fault in fresh pages for every chunk.
+            // (Its capacity may show only the tail past the last frame taken; the next
+            // reserve reclaims the whole block, which nothing else holds by then.) A
+            // few are kept: the next connection often opens before this one closed.
+            if self.spare.len() < SPARE_BUFFERS {
+                c.buf.clear();
+                self.spare.push(c.buf);
+            }
         }
     }
 
@@ -293,8 +320,15 @@ impl Worker {
     fn on_readable(&mut self, i: usize) {
         loop {
             let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
-            let n = match c.sock.read(&mut self.tmp) {
-                Ok(0) => {
+            // Decoding reads the connection's buffer; raw counting only needs the bytes
+            // gone, so it reads into scratch.
+            let res = if self.cfg.raw {
+                c.sock.read(&mut self.tmp).map(|n| (n, self.tmp.len()))
+            } else {
+                read_into(&c.sock, &mut c.buf, READ)
+            };
+            let (n, asked) = match res {
+                Ok((0, _)) => {
                     self.drop_conn(i);
                     return;
                 }
@@ -313,8 +347,7 @@ impl Worker {
             let at = wall_ns();
             let ok = {
                 let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
-                c.buf.extend_from_slice(&self.tmp[..n]);
-                decode_all(c, &self.sh, &self.cfg, &self.stamp, &mut self.local, &mut self.tags, at)
+                decode_all(c, &self.sh, &self.cfg, &self.stamp, &mut self.st, at)
             };
             if !ok {
                 self.drop_conn(i);
@@ -326,7 +359,7 @@ impl Worker {
             }
             // A short read drained the socket; later data raises a new edge (Linux wakes
             // epoll on every arrival): skip the read that would only say WouldBlock.
-            if n < self.tmp.len() {
+            if n < asked {
                 return;
             }
         }
@@ -360,12 +393,12 @@ impl Worker {
     /// Publishes this worker's per-tag counts (and the event total) to the shared view.
     fn flush_tags(&mut self) {
         self.last_tags = Instant::now();
-        if self.tags.is_empty() {
+        if self.st.tags.is_empty() {
             return;
         }
         let mut n = 0;
         if let Ok(mut t) = self.sh.by_tag.lock() {
-            for (k, v) in self.tags.drain() {
+            for (k, v) in self.st.tags.drain() {
                 let e = t.entry(k).or_default();
                 e.events += v.events;
                 e.bytes += v.bytes;
@@ -379,27 +412,22 @@ impl Worker {
         self.last_merge = Instant::now();
         if let Ok(mut h) = self.sh.hist.lock() {
             if let Some(h) = h.as_mut() {
-                let _ = h.add(&self.local);
+                let _ = h.add(&self.st.local);
             }
         }
-        self.local.reset();
+        self.st.local.reset();
     }
 }
 
 /// Decodes every complete frame in the connection's buffer: counts, samples stamps,
 /// queues acks, records. False: a bad frame (the connection is closed, as fluentd does).
-fn decode_all(
-    c: &mut SConn,
-    sh: &Shared,
-    cfg: &SinkConfig,
-    stamp: &[u8],
-    local: &mut Histogram<u64>,
-    tags: &mut HashMap<Vec<u8>, TagCount>,
-    at: u64,
-) -> bool {
+fn decode_all(c: &mut SConn, sh: &Shared, cfg: &SinkConfig, stamp: &[u8], st: &mut Tally, at: u64) -> bool {
     let every = cfg.sample_every.max(1) as u64;
     let recording = cfg.record.is_some();
     loop {
+        // Frames whose stamps are sampled are also walked whole: their `size` option,
+        // trusted for the others, is checked against their entries.
+        let sampled = st.nframe.is_multiple_of(every);
         let frame = if recording {
             match c.dec.next_value(&mut c.buf) {
                 Ok(Some(raw)) => {
@@ -421,22 +449,27 @@ fn decode_all(
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
             }
-        } else {
+        } else if sampled {
             c.dec.decode(&mut c.buf)
+        } else {
+            c.dec.decode_sized(&mut c.buf)
         };
         match frame {
             Ok(Some(Frame::Events(b))) => {
-                if c.nframe.is_multiple_of(every) {
-                    sample(&b, stamp, local);
+                if sampled {
+                    sample(&b, stamp, &mut st.local);
+                    if b.option.size.is_some_and(|n| n != u64::from(b.count) + u64::from(b.invalid)) {
+                        sh.size_mismatches.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                c.nframe += 1;
-                match tags.get_mut(&b.tag[..]) {
+                st.nframe += 1;
+                match st.tags.get_mut(&b.tag[..]) {
                     Some(t) => {
                         t.events += b.count as u64;
                         t.bytes += b.wire_len as u64;
                     }
                     None => {
-                        tags.insert(b.tag.to_vec(), TagCount { events: b.count as u64, bytes: b.wire_len as u64 });
+                        st.tags.insert(b.tag.to_vec(), TagCount { events: b.count as u64, bytes: b.wire_len as u64 });
                     }
                 }
                 sh.frames.fetch_add(1, Ordering::Relaxed);
@@ -458,6 +491,66 @@ fn decode_all(
                 return false;
             }
         }
+    }
+}
+
+/// Read buffers kept for new connections.
+const SPARE_BUFFERS: usize = 4;
+
+/// Bytes asked for per read.
+const READ: usize = 256 << 10;
+
+/// Reads up to `want` bytes from `sock` straight into the free room of `buf` (grown if
+/// need be), so the bytes are not copied again from a scratch buffer. Returns the bytes
+/// read and the bytes asked for: fewer read than asked means the socket is drained.
+fn read_into(sock: &TcpStream, buf: &mut BytesMut, want: usize) -> io::Result<(usize, usize)> {
+    // Room for the whole frame under way when its header tells its size: a relay's
+    // multi-megabyte chunk would otherwise be copied again at every doubling.
+    // While that frame is incomplete, read no further than its end (plus room for its
+    // options): asking for a full `want` near its end would copy it all to a new block.
+    let frame = packed_frame_len(buf).unwrap_or(0).min(MAX_HINT);
+    if frame > buf.len() {
+        buf.reserve(frame - buf.len() + 256);
+    } else {
+        buf.reserve(want);
+    }
+    let room = buf.spare_capacity_mut();
+    let len = room.len().min(want);
+    // SAFETY: `room` is writable memory of at least `len` bytes owned by `buf`; recv
+    // writes at most `len` bytes into it and says how many, and only those are then
+    // marked as initialised.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), room.as_mut_ptr().cast(), len, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: recv initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok((n, len))
+}
+
+/// The most [`packed_frame_len`] may make a read reserve.
+const MAX_HINT: usize = 64 << 20;
+
+/// The length of the PackedForward frame at the start of `buf` as far as its header
+/// tells (tag and entries; the options, not yet seen, not counted), when the header is
+/// there: `[tag (fixstr or str 8), entries (str 32 or bin 32), ...]`, what relays send.
+fn packed_frame_len(buf: &[u8]) -> Option<usize> {
+    if !matches!(buf.first()?, 0x92..=0x94) {
+        return None;
+    }
+    let (tag_at, tag_len) = match *buf.get(1)? {
+        m @ 0xa0..=0xbf => (2, (m & 0x1f) as usize),
+        0xd9 => (3, *buf.get(2)? as usize),
+        _ => return None,
+    };
+    let at = tag_at + tag_len;
+    match *buf.get(at)? {
+        0xdb | 0xc6 => {
+            let n = buf.get(at + 1..at + 5)?;
+            Some(at + 5 + u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
+        }
+        _ => None,
     }
 }
 
@@ -522,6 +615,7 @@ impl SinkHandle {
             acks_sent: sh.acks.load(Ordering::Relaxed),
             connections: sh.connections.load(Ordering::Relaxed),
             bad_frames: sh.bad_frames.load(Ordering::Relaxed),
+            size_mismatches: sh.size_mismatches.load(Ordering::Relaxed),
             duration_s: secs,
             events_per_sec: events as f64 / secs,
             e2e_latency_us: lat,

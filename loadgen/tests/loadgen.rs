@@ -227,3 +227,100 @@ fn binary_writes_the_documented_json_report() {
     assert_eq!(s["by_tag"]["spate.loadgen"]["events"], 3000);
     assert!(s["e2e_latency_us"]["p99"].as_u64().is_some());
 }
+
+#[test]
+fn frames_with_size_are_counted_exactly_and_sampled_frames_check_it() {
+    for mode in [SendMode::Forward, SendMode::Packed, SendMode::Compressed] {
+        let s = sink::start(SinkConfig { sample_every: 8, ..Default::default() }).unwrap();
+        let events = 50_000;
+        let cfg = RunConfig {
+            targets: vec![s.addr()],
+            connections: 3,
+            mode,
+            batch: 100,
+            ack: true,
+            size_option: true,
+            events: Some(events),
+            quiet: true,
+            ..Default::default()
+        };
+        let r = run(cfg).unwrap();
+        assert_eq!(r.events_acked, events, "{mode:?}");
+        assert!(s.wait_for(events, Duration::from_secs(10)), "{mode:?}: sink got {}", s.events());
+        std::thread::sleep(Duration::from_millis(30));
+        let rep = s.stop();
+        assert_eq!(rep.events_received, events, "{mode:?}");
+        assert_eq!(rep.size_mismatches, 0, "{mode:?}");
+        // About one frame in 8 is sampled (each connection's last frame is short).
+        let n = rep.e2e_latency_us.count;
+        assert!(n > events / 16 && n < events / 4, "{mode:?}: {n} samples");
+    }
+}
+
+/// A PackedForward frame (str 32 entries, as out_forward sends) of `n` events that
+/// claims `size`.
+fn packed(n: u32, size: u64) -> Vec<u8> {
+    use spate_protocol::encode::{self, EntriesType, OptionsOut, TimeFormat};
+    use spate_protocol::EventTime;
+    let mut rec = Vec::new();
+    encode::raw::map_header(&mut rec, 1);
+    encode::raw::str(&mut rec, b"message");
+    encode::raw::str(&mut rec, &[b'x'; 200]);
+    let mut entries = Vec::new();
+    for i in 0..n {
+        encode::entry(&mut entries, EventTime::new(i, 0), TimeFormat::EventTime, &rec);
+    }
+    let mut f = Vec::new();
+    let opt = OptionsOut { size: Some(size), ..Default::default() };
+    encode::packed_forward(&mut f, b"relay", &entries, EntriesType::Str32, &opt);
+    f
+}
+
+#[test]
+fn a_size_that_lies_is_reported_by_the_sampled_frame() {
+    use std::io::Write;
+    // Every second frame is walked: the first claims 5 of its 3 events (walked: 3 and a
+    // mismatch), the second too (taken on trust: 5).
+    let s = sink::start(SinkConfig { sample_every: 2, ..Default::default() }).unwrap();
+    let mut c = std::net::TcpStream::connect(s.addr()).unwrap();
+    c.write_all(&packed(3, 5)).unwrap();
+    c.write_all(&packed(3, 5)).unwrap();
+    assert!(s.wait_for(8, Duration::from_secs(10)), "sink got {}", s.events());
+    let rep = s.stop();
+    assert_eq!(rep.size_mismatches, 1);
+    assert_eq!(rep.events_received, 8);
+}
+
+#[test]
+fn multi_megabyte_frames_arriving_in_pieces_over_fresh_connections_are_counted() {
+    use std::io::Write;
+    // What a relay sends: one ~3 MB frame per connection (fluentd's out_forward
+    // connects per chunk), written in pieces with pauses, so the sink sees the frame's
+    // header first and reserves it whole. Sampled and trusted frames both.
+    for sample_every in [1, 1000] {
+        let s = sink::start(SinkConfig { sample_every, ..Default::default() }).unwrap();
+        let n = 15_000u32;
+        let frame = packed(n, u64::from(n));
+        assert!(frame.len() > 3 << 20);
+        for conn in 0..3 {
+            let mut c = std::net::TcpStream::connect(s.addr()).unwrap();
+            for (i, piece) in frame.chunks(300_007).enumerate() {
+                c.write_all(piece).unwrap();
+                if i % 3 == conn {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            // A second frame right behind the first on the last connection.
+            if conn == 2 {
+                c.write_all(&frame).unwrap();
+            }
+        }
+        let want = 4 * u64::from(n);
+        assert!(s.wait_for(want, Duration::from_secs(10)), "sample {sample_every}: sink got {}", s.events());
+        std::thread::sleep(Duration::from_millis(30));
+        let rep = s.stop();
+        assert_eq!(rep.events_received, want, "sample {sample_every}");
+        assert_eq!(rep.frames_received, 4);
+        assert_eq!(rep.size_mismatches, 0);
+    }
+}

@@ -343,16 +343,16 @@ impl FrameDecoder {
     /// Parses the frame [`FrameDecoder::scan`] found ([`Scan::Other`]), split off the
     /// buffer: what [`FrameDecoder::decode_deferred`] would have returned for it.
     pub fn parse_scanned(&self, raw: Bytes) -> Result<Decoded> {
-        self.parse_taken(raw, true)
+        self.parse_taken(raw, true, false)
     }
 
     /// Parses the value just taken off the stream (`raw`, of `last_wire_len` wire
     /// bytes); error offsets count from the start of the stream.
-    fn parse_taken(&self, raw: Bytes, defer: bool) -> Result<Decoded> {
+    fn parse_taken(&self, raw: Bytes, defer: bool, trust_size: bool) -> Result<Decoded> {
         let start = self.consumed - self.last_wire_len as u64;
         let json = self.is_json();
         let flat = if json { None } else { self.skipper.last_flat_ends() };
-        let mut frame = parse_frame_inner(raw, &self.limits, defer, flat).map_err(|mut e| {
+        let mut frame = parse_frame_inner(raw, &self.limits, defer, flat, trust_size).map_err(|mut e| {
             // Offsets into the msgpack a JSON value became mean nothing on the wire:
             // point at the JSON value instead.
             e.offset = if json { start } else { start + e.offset };
@@ -374,7 +374,7 @@ impl FrameDecoder {
     /// offset of that JSON value). Compressed entries are inflated whole (bounded by
     /// `max_inflated_size`); a server should use [`FrameDecoder::decode_deferred`].
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>> {
-        match self.decode_inner(buf, false)? {
+        match self.decode_inner(buf, false, false)? {
             None => Ok(None),
             Some(Decoded::Frame(f)) => Ok(Some(f)),
             // Never produced without deferring.
@@ -389,12 +389,27 @@ impl FrameDecoder {
     /// [`CompressedFrame::inflater`] a slice at a time, so memory does not grow with the
     /// compression ratio.
     pub fn decode_deferred(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>> {
-        self.decode_inner(buf, true)
+        self.decode_inner(buf, true, false)
     }
 
-    fn decode_inner(&mut self, buf: &mut BytesMut, defer: bool) -> Result<Option<Decoded>> {
+    /// Like [`FrameDecoder::decode`], but an uncompressed PackedForward frame whose
+    /// options carry `size` is counted by that size: its entries are neither walked
+    /// nor checked (`invalid` is 0). For receivers that only count events, such as
+    /// the load generator's sink, which checks a sample of frames with
+    /// [`FrameDecoder::decode`]. Never for a server that routes what it receives.
+    pub fn decode_sized(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>> {
+        match self.decode_inner(buf, false, true)? {
+            None => Ok(None),
+            Some(Decoded::Frame(f)) => Ok(Some(f)),
+            Some(Decoded::Compressed(c)) => {
+                Err(DecodeError { offset: c.offset, kind: ErrorKind::Inflate("frame left compressed".into()) })
+            }
+        }
+    }
+
+    fn decode_inner(&mut self, buf: &mut BytesMut, defer: bool, trust_size: bool) -> Result<Option<Decoded>> {
         let Some(raw) = self.next_value(buf)? else { return Ok(None) };
-        self.parse_taken(raw, defer).map(Some)
+        self.parse_taken(raw, defer, trust_size).map(Some)
     }
 }
 
@@ -476,7 +491,7 @@ impl CompressedFrame {
 /// from the start of `raw` (for compressed entries: from the start of the inflated
 /// entries).
 pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
-    match parse_frame_inner(raw, limits, false, None)? {
+    match parse_frame_inner(raw, limits, false, None, false)? {
         Decoded::Frame(f) => Ok(f),
         // Never produced without deferring.
         Decoded::Compressed(_) => Err(DecodeError::new(0, ErrorKind::Inflate("frame left compressed".into()))),
@@ -485,7 +500,14 @@ pub fn parse_frame(raw: Bytes, limits: &Limits) -> Result<Frame> {
 
 /// `flat`: the frame decoder's scan found `raw` to be a fixarray of scalars and flat
 /// maps ending where these ends say, so a Message-mode record need not be walked again.
-fn parse_frame_inner(raw: Bytes, limits: &Limits, defer: bool, flat: Option<[usize; 4]>) -> Result<Decoded> {
+/// `trust_size`: see [`FrameDecoder::decode_sized`].
+fn parse_frame_inner(
+    raw: Bytes,
+    limits: &Limits,
+    defer: bool,
+    flat: Option<[usize; 4]>,
+    trust_size: bool,
+) -> Result<Decoded> {
     let wire_len = raw.len();
     let mut c = Cursor::new(&raw);
     // The usual first byte: a fixarray of 2 to 4.
@@ -581,9 +603,14 @@ fn parse_frame_inner(raw: Bytes, limits: &Limits, defer: bool, flat: Option<[usi
         }
         _ => (mode, entries),
     };
-    let (count, invalid) = match counts {
-        Some(counts) => counts,
-        None => {
+    let sized = match option.size {
+        Some(n) if trust_size && mode == Mode::PackedForward => u32::try_from(n).ok(),
+        _ => None,
+    };
+    let (count, invalid) = match (counts, sized) {
+        (Some(counts), _) => counts,
+        (None, Some(n)) => (n, 0),
+        (None, None) => {
             let entries_offset = if mode == Mode::CompressedPackedForward {
                 0
             } else {

@@ -595,3 +595,56 @@ fn chunk_ids_are_echoed_byte_for_byte() {
         "invalid ack response: no \"ack\" key (at byte 0)"
     );
 }
+
+#[test]
+fn decode_sized_counts_packed_forward_by_its_size_option_and_nothing_else() {
+    let entries: Vec<u8> = (0..3).flat_map(|i| entry(EventTime::new(i, 0))).collect();
+    let sized = |size: Option<u64>, compressed: bool| {
+        let mut f = Vec::new();
+        let opt = OptionsOut { size, ..Default::default() };
+        if compressed {
+            let z = spate_protocol::compress::gzip(&entries, 1);
+            let opt = OptionsOut { compressed: Some(Compression::Gzip), ..opt };
+            encode::packed_forward(&mut f, b"t", &z, EntriesType::Bin, &opt);
+        } else {
+            encode::packed_forward(&mut f, b"t", &entries, EntriesType::Str32, &opt);
+        }
+        f
+    };
+    let both = |f: &[u8]| {
+        let full = batch(f);
+        let mut buf = BytesMut::from(f);
+        let trusted = match FrameDecoder::new(Limits::default()).decode_sized(&mut buf).unwrap() {
+            Some(Frame::Events(b)) => b,
+            other => panic!("{other:?}"),
+        };
+        assert!(buf.is_empty());
+        ((full.count, full.invalid), (trusted.count, trusted.invalid))
+    };
+    // A size that says 5 where there are 3: decode walks and finds 3, decode_sized
+    // takes the sender's word.
+    assert_eq!(both(&sized(Some(5), false)), ((3, 0), (5, 0)));
+    assert_eq!(both(&sized(Some(3), false)), ((3, 0), (3, 0)));
+    // Without size, or compressed, or a size beyond u32: walked as by decode.
+    assert_eq!(both(&sized(None, false)), ((3, 0), (3, 0)));
+    assert_eq!(both(&sized(Some(5), true)), ((3, 0), (3, 0)));
+    assert_eq!(both(&sized(Some(u64::MAX), false)), ((3, 0), (3, 0)));
+    // Message and Forward frames never take size on trust.
+    let mut m = Vec::new();
+    encode::message(
+        &mut m,
+        b"t",
+        EventTime::new(1, 0),
+        TimeFormat::EventTime,
+        &rec(),
+        &OptionsOut { size: Some(9), ..Default::default() },
+    );
+    assert_eq!(both(&m), ((1, 0), (1, 0)));
+    let mut fw = Vec::new();
+    encode::forward(&mut fw, b"t", &entries, 3, &OptionsOut { size: Some(9), ..Default::default() });
+    assert_eq!(both(&fw), ((3, 0), (3, 0)));
+    // Truncated: partial either way.
+    let f = sized(Some(3), false);
+    let mut buf = BytesMut::from(&f[..f.len() - 2]);
+    assert!(FrameDecoder::new(Limits::default()).decode_sized(&mut buf).unwrap().is_none());
+}

@@ -12,7 +12,7 @@ use crate::{drive, f, start_sink, Ctx, Gen};
 
 /// S11's load generator settings.
 pub fn s11() -> Gen {
-    Gen { mode: "message", connections: 1000, inflight: 8, batch: 1, ack: true, rate: Some(200_000) }
+    Gen { mode: "message", connections: 1000, inflight: 8, batch: 1, ack: true, rate: Some(200_000), size: false }
 }
 
 /// S11's generator into the loadgen sink: what the generator itself reaches.

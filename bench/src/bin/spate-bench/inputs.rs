@@ -13,13 +13,24 @@ use crate::systems::Kind;
 /// connections, one request in flight each. A 2xx response confirms a request (the
 /// input emitted its events), so it counts as acked.
 pub fn s8() -> (&'static str, Gen) {
-    ("http", Gen { mode: "http/json", connections: 4, inflight: 1, batch: 1000, ack: true, rate: None })
+    ("http", Gen { mode: "http/json", connections: 4, inflight: 1, batch: 1000, ack: true, rate: None, size: false })
 }
 
 /// S9: RFC 5424 lines (R1's host and message) over 4 TCP connections, 1000 lines per
 /// write. Syslog has no acks and the pipeline ends in null, so loss is not verifiable.
 pub fn s9() -> (&'static str, Gen) {
-    ("syslog", Gen { mode: "syslog/syslog5424", connections: 4, inflight: 1, batch: 1000, ack: false, rate: None })
+    (
+        "syslog",
+        Gen {
+            mode: "syslog/syslog5424",
+            connections: 4,
+            inflight: 1,
+            batch: 1000,
+            ack: false,
+            rate: None,
+            size: false,
+        },
+    )
 }
 
 /// spate-loadgen arguments for a scenario's load: `--protocol P --format F` for a
