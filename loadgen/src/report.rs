@@ -301,6 +301,10 @@ pub struct SinkReport {
     /// unsampled PackedForward frames by `size`: any mismatch makes its counts suspect).
     #[serde(default)]
     pub size_mismatches: u64,
+    /// CPU seconds the sink's worker threads used (published every 20 ms while busy):
+    /// `events_received / worker_cpu_s` is what the sink can take on one CPU.
+    #[serde(default)]
+    pub worker_cpu_s: f64,
     pub duration_s: f64,
     pub events_per_sec: f64,
     pub e2e_latency_us: Latency,

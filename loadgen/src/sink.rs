@@ -74,6 +74,8 @@ struct Shared {
     connections: AtomicU64,
     bad_frames: AtomicU64,
     size_mismatches: AtomicU64,
+    /// CPU time of the worker threads, in ns (published with the per-tag counts).
+    cpu_ns: AtomicU64,
     by_tag: Mutex<HashMap<Vec<u8>, TagCount>>,
     hist: Mutex<Option<Histogram<u64>>>,
     recorder: Mutex<Option<Recorder>>,
@@ -199,6 +201,8 @@ struct Worker {
     tmp: Vec<u8>,
     /// Closed connections' read buffers, for the next ones.
     spare: Vec<BytesMut>,
+    /// This thread's CPU time when last published.
+    cpu_ns: u64,
     st: Tally,
     last_tags: Instant,
     last_merge: Instant,
@@ -232,6 +236,7 @@ impl Worker {
             conns: Vec::new(),
             free: Vec::new(),
             spare: Vec::new(),
+            cpu_ns: thread_cpu_ns(),
             st: Tally { local: new_hist(), tags: HashMap::new(), nframe: 0 },
             last_tags: Instant::now(),
             last_merge: Instant::now(),
@@ -390,9 +395,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Publishes this worker's per-tag counts (and the event total) to the shared view.
+    /// Publishes this worker's per-tag counts (and the event total) and its CPU time to
+    /// the shared view.
     fn flush_tags(&mut self) {
         self.last_tags = Instant::now();
+        let cpu = thread_cpu_ns();
+        self.sh.cpu_ns.fetch_add(cpu.saturating_sub(self.cpu_ns), Ordering::Relaxed);
+        self.cpu_ns = cpu;
         if self.st.tags.is_empty() {
             return;
         }
@@ -492,6 +501,16 @@ fn decode_all(c: &mut SConn, sh: &Shared, cfg: &SinkConfig, stamp: &[u8], st: &m
             }
         }
     }
+}
+
+/// The calling thread's CPU time (user and system), in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }
 
 /// Read buffers kept for new connections.
@@ -616,6 +635,7 @@ impl SinkHandle {
             connections: sh.connections.load(Ordering::Relaxed),
             bad_frames: sh.bad_frames.load(Ordering::Relaxed),
             size_mismatches: sh.size_mismatches.load(Ordering::Relaxed),
+            worker_cpu_s: sh.cpu_ns.load(Ordering::Relaxed) as f64 / 1e9,
             duration_s: secs,
             events_per_sec: events as f64 / secs,
             e2e_latency_us: lat,

@@ -251,6 +251,8 @@ fn frames_with_size_are_counted_exactly_and_sampled_frames_check_it() {
         let rep = s.stop();
         assert_eq!(rep.events_received, events, "{mode:?}");
         assert_eq!(rep.size_mismatches, 0, "{mode:?}");
+        // The workers' CPU time is reported (what the sink's capacity is computed from).
+        assert!(rep.worker_cpu_s > 0.0 && rep.worker_cpu_s < 60.0, "{mode:?}: {}", rep.worker_cpu_s);
         // About one frame in 8 is sampled (each connection's last frame is short).
         let n = rep.e2e_latency_us.count;
         assert!(n > events / 16 && n < events / 4, "{mode:?}: {n} samples");

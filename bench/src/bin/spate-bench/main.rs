@@ -599,9 +599,10 @@ fn run(a: RunArgs) -> i32 {
     }
     if scenarios.contains(&"S4") {
         eprintln!("measuring the sink's ceiling with 1, 2 and 8 connections...");
-        let by = relay::sink_ceilings(&ctx);
+        let (by, capacity) = relay::sink_ceilings(&ctx);
         if let Some(o) = ceil.as_object_mut() {
             o.insert("sink_by_connections".into(), by);
+            o.insert("sink_capacity_by_connections".into(), capacity);
         }
     }
     eprintln!("ceilings: {ceil}");

@@ -21,26 +21,33 @@ const SINK_CONNECTIONS: [u32; 3] = [1, 2, 8];
 /// Generator -> sink with 1, 2 and 8 connections (S1's frames: packed 1000, acks, plus
 /// the `size` option out_forward sends), the sink on the CPU the systems under test
 /// get: events/s per connection count.
-pub fn sink_ceilings(ctx: &Ctx) -> Value {
+///
+/// The second map is the sink's capacity: events it received per CPU-second its worker
+/// used. The generator, on the other CPU, may be what limits the first figure; the
+/// sink's one CPU then still has room, and the capacity says how much.
+pub fn sink_ceilings(ctx: &Ctx) -> (Value, Value) {
     let mut out = serde_json::Map::new();
+    let mut capacity = serde_json::Map::new();
     for n in SINK_CONNECTIONS {
         let v = start_sink(crate::cpus().0, false).and_then(|s| {
             // Frames with `size`, as relays send them (fluentd's and spate's
             // out_forward): the sink counts those without walking their events.
             let g = Gen { connections: n, size: true, ..Gen::s1() };
             let r = drive(s.addr().port(), &g, ctx.warmup, ctx.duration, &ctx.dir);
-            let _ = s.stop();
-            r
+            let rep = s.stop();
+            r.map(|g| (g, rep))
         });
-        out.insert(
-            n.to_string(),
-            match v {
-                Ok(g) => json!(f(&g, "events_per_sec")),
-                Err(e) => json!({"error": e}),
-            },
-        );
+        let (eps, cap) = match v {
+            Ok((g, rep)) => {
+                let cap = if rep.worker_cpu_s > 0.0 { rep.events_received as f64 / rep.worker_cpu_s } else { 0.0 };
+                (json!(f(&g, "events_per_sec")), json!(cap))
+            }
+            Err(e) => (json!({"error": e}), Value::Null),
+        };
+        out.insert(n.to_string(), eps);
+        capacity.insert(n.to_string(), cap);
     }
-    Value::Object(out)
+    (Value::Object(out), Value::Object(capacity))
 }
 
 /// The run's headroom: the best sink ceiling against 1.5x spate's best events/s in this
@@ -54,15 +61,26 @@ pub fn headroom(ceilings: &Value, results: &[Value]) -> Value {
     for v in m.values() {
         best_sink = best_sink.max(v.as_f64().unwrap_or(0.0));
     }
+    // What the sink can take on its CPU, where measured (the generator may have been
+    // the limit of the throughput figures).
+    let mut best_capacity = 0.0f64;
+    if let Some(c) = ceilings.get("sink_capacity_by_connections").and_then(Value::as_object) {
+        for v in c.values() {
+            best_capacity = best_capacity.max(v.as_f64().unwrap_or(0.0));
+        }
+    }
     let best = results
         .iter()
         .filter(|r| r["system"] == "spate" && r["status"].as_str().is_some_and(|s| s.starts_with("ok")))
         .max_by(|a, b| f(a, "events_per_sec").total_cmp(&f(b, "events_per_sec")));
     match best {
         Some(r) if best_sink > 0.0 && f(r, "events_per_sec") > 0.0 => {
-            let ratio = best_sink / f(r, "events_per_sec");
+            let best = best_sink.max(best_capacity);
+            let ratio = best / f(r, "events_per_sec");
             json!({
-                "sink_ceiling_events_per_sec": best_sink,
+                "sink_ceiling_events_per_sec": best,
+                "sink_measured_events_per_sec": best_sink,
+                "sink_capacity_events_per_cpu_second": best_capacity,
                 "spate_best_events_per_sec": f(r, "events_per_sec"),
                 "spate_best_scenario": r["scenario"],
                 "ratio": ratio,

@@ -103,6 +103,15 @@ pub fn write(dir: &Path) -> Result<(), String> {
                 by.iter().map(|(n, v)| format!("{n} conn. {}", v.as_f64().map_or("-".into(), human))).collect();
             let _ = writeln!(md, "  - sink by connections (events/s): {}", list.join(", "));
         }
+        if let Some(by) = c.get("sink_capacity_by_connections").and_then(Value::as_object) {
+            let list: Vec<String> =
+                by.iter().map(|(n, v)| format!("{n} conn. {}", v.as_f64().map_or("-".into(), human))).collect();
+            let _ = writeln!(
+                md,
+                "  - sink capacity by connections (events per CPU-second of the sink's worker): {}",
+                list.join(", ")
+            );
+        }
         if let Some(e) = num(&c["fleet_gen_to_sink"], "events_per_sec") {
             let _ = writeln!(
                 md,
@@ -113,12 +122,21 @@ pub fn write(dir: &Path) -> Result<(), String> {
         }
         let h = &doc["sink_headroom"];
         if let (Some(r), Some(best)) = (num(h, "ratio"), num(h, "spate_best_events_per_sec")) {
+            let cap = num(h, "sink_capacity_events_per_cpu_second").filter(|c| *c > 0.0);
             let _ = writeln!(
                 md,
-                "  - sink headroom: {:.2}x spate's best in this run ({} events/s, {}); goal 1.5x: {}",
+                "  - sink headroom: {:.2}x spate's best in this run ({} events/s, {}){}; goal 1.5x: {}",
                 r,
                 human(best),
                 h["spate_best_scenario"].as_str().unwrap_or("?"),
+                match cap {
+                    Some(c) => format!(
+                        " (sink: {} events/s measured, capacity {} per CPU-second)",
+                        human(num(h, "sink_measured_events_per_sec").unwrap_or(0.0)),
+                        human(c)
+                    ),
+                    None => String::new(),
+                },
                 if r >= 1.5 { "met" } else { "NOT met" }
             );
         }
