@@ -668,9 +668,12 @@ impl Loop {
         let intended_ns = ctx.start_wall + intended.saturating_duration_since(ctx.start).as_nanos() as u64;
         let ft = self.fs.take(&ctx.tpls, events);
         let frames = ft.frames;
+        // Ids only when acks are asked for: without acks the frames carry none.
         self.ids.clear();
-        for k in 0..frames as u64 {
-            self.ids.push(chunk_id(c.slot, c.seq + k));
+        if cfg.ack {
+            for k in 0..frames as u64 {
+                self.ids.push(chunk_id(c.slot, c.seq + k));
+            }
         }
         if cfg.ack {
             let per = events / frames.max(1);

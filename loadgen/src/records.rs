@@ -428,16 +428,27 @@ impl FrameSet {
     }
 }
 
-/// A chunk id: fixed-width, unique per connection and sequence number.
+/// A chunk id: fixed-width, unique per connection and sequence number
+/// (`{conn:08x}{seq:016x}`), written without formatting machinery: it is made per frame.
 pub fn chunk_id(conn: u32, seq: u64) -> [u8; CHUNK_LEN] {
-    let s = format!("{conn:08x}{seq:016x}");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [b'0'; CHUNK_LEN];
-    id.copy_from_slice(&s.as_bytes()[..CHUNK_LEN]);
+    let v = (u128::from(conn) << 64) | u128::from(seq);
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = HEX[((v >> (4 * (CHUNK_LEN - 1 - i))) & 0xf) as usize];
+    }
     id
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn chunk_ids_are_the_hex_of_connection_and_sequence() {
+        for (conn, seq) in [(0u32, 0u64), (7, 1), (0xdead_beef, u64::MAX), (1, 0x0123_4567_89ab_cdef)] {
+            assert_eq!(super::chunk_id(conn, seq).to_vec(), format!("{conn:08x}{seq:016x}").into_bytes());
+        }
+    }
+
     use super::*;
     use bytes::BytesMut;
     use spate_protocol::{Frame, FrameDecoder, Limits};

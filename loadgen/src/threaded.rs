@@ -272,9 +272,12 @@ pub(crate) fn connection(id: u32, addr: SocketAddr, ctx: Arc<Ctx>) {
             let intended_ns = ctx.start_wall + intended.duration_since(ctx.start).as_nanos() as u64;
             let ft = fs.take(&ctx.tpls, events);
             let frames = ft.frames;
+            // Ids only when acks are asked for: without acks the frames carry none.
             ids.clear();
-            for i in 0..frames as u64 {
-                ids.push(chunk_id(id, seq + i));
+            if cfg.ack {
+                for i in 0..frames as u64 {
+                    ids.push(chunk_id(id, seq + i));
+                }
             }
             if cfg.ack {
                 let mut p = st.pending.lock().unwrap_or_else(|e| e.into_inner());
