@@ -61,6 +61,10 @@ impl std::fmt::Debug for Buffer {
     }
 }
 
+/// Staged chunks beyond which a new chunk reserves only what its first batch needs
+/// (see `Buffer::recent_chunk`).
+const RESERVING_KEYS: usize = 16;
+
 /// Encoded size of a batch once appended as packed entries.
 fn packed_size(batch: &EventBatch) -> usize {
     match batch.format {
@@ -324,7 +328,10 @@ impl Buffer {
             let id = self.next_id();
             // Own the tag so the chunk does not pin the receive buffer.
             let owned = Bytes::copy_from_slice(tag);
-            let cap = hint.max(4096).max(self.recent_chunk).min(self.conf.chunk_limit_size);
+            // Many keys staged at once (a tag per client, say) get no reservation: only
+            // a few chunks reserve room they may not fill.
+            let recent = if self.staged.len() < RESERVING_KEYS { self.recent_chunk } else { 0 };
+            let cap = hint.max(4096).max(recent).min(self.conf.chunk_limit_size);
             let mut c = Chunk::new(id, owned, slice, cap);
             if let Some(v) = self.key.get(self.vars_at..) {
                 // Copied once per chunk, for path placeholders and the file header.
@@ -578,6 +585,12 @@ mod tests {
         assert_eq!(b.queued_chunks(), 1);
         let cap = b.staged.values().next().unwrap().data.capacity();
         assert!((1_048_500..=1 << 20).contains(&cap), "{cap}");
+        // With many keys staged, new chunks reserve only their first batch's room.
+        for k in 0..RESERVING_KEYS {
+            b.append(&batch(&format!("k{k}"), 1)).unwrap();
+        }
+        let cap = b.staged.get(&b"k15"[..]).unwrap().data.capacity();
+        assert!(cap < 8192, "{cap}");
     }
 
     #[test]
