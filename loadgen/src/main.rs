@@ -201,7 +201,7 @@ struct SinkArgs {
     /// never send acks
     #[argh(switch)]
     no_ack: bool,
-    /// read send stamps in every Nth frame only (default 1: all)
+    /// read send stamps in one frame in N only, drawn at random, and count the others by their size option when they carry one (default 1: all)
     #[argh(option, default = "1")]
     sample: u32,
     /// worker threads (default: one per CPU)

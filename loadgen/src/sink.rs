@@ -4,9 +4,9 @@
 //! ceiling); `--record FILE` writes every frame with its arrival time (`capture.rs`).
 //!
 //! A PackedForward frame that carries the `size` option is counted by it without its
-//! events being walked (`FrameDecoder::decode_sized`); every `sample_every`th frame is
-//! decoded whole, which samples its stamps and checks its `size` (mismatches are
-//! reported). So the sink costs little more than the kernel's copy for what relays send.
+//! events being walked (`FrameDecoder::decode_sized`); one frame in `sample_every`,
+//! drawn at random, is decoded whole, which samples its stamps and checks its `size`
+//! (mismatches are reported). So the sink costs little more than the kernel's copy for what relays send.
 //!
 //! An acceptor thread hands connections round-robin to a few worker threads, each an
 //! epoll loop (mio) over its share: thousands of connections cost no threads, and a few
@@ -41,7 +41,8 @@ pub struct SinkConfig {
     pub raw: bool,
     /// Never send acks (for testing clients' ack timeouts).
     pub no_ack: bool,
-    /// Read the send stamps of every Nth frame only (1: every frame). Sampling keeps the
+    /// Read the send stamps of one frame in N only, drawn at random (1: every frame),
+    /// and walk only those frames when the others carry `size`. Sampling keeps the
     /// sink much faster than what it measures; the histogram stays representative.
     pub sample_every: u32,
     /// Worker threads (0: one per CPU).
@@ -215,11 +216,33 @@ struct Tally {
     local: Histogram<u64>,
     /// Events and bytes per tag since the last publish.
     tags: HashMap<Vec<u8>, TagCount>,
-    /// Frames decoded by this worker, over all its connections: every `sample_every`th
-    /// is sampled. (Counted per worker, not per connection: a relay that opens a
-    /// connection per chunk, as fluentd's out_forward does by default, would otherwise
-    /// have every frame sampled.)
+    /// Frames decoded by this worker, over all its connections.
     nframe: u64,
+    /// Whether the frame under way is sampled (`decided`: drawn already; a frame not
+    /// complete yet keeps its draw).
+    sampled: bool,
+    decided: bool,
+    /// xorshift64 state: frames are sampled at random, one in `sample_every` on average,
+    /// per worker rather than per connection (a relay that connects per chunk, as
+    /// fluentd's out_forward does by default, would have every first frame sampled;
+    /// a fixed stride over round-robin connections can keep hitting one connection).
+    rng: u64,
+}
+
+impl Tally {
+    fn sample_next(&mut self, every: u64) -> bool {
+        if every <= 1 {
+            return true;
+        }
+        if !self.decided {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            self.sampled = self.rng.is_multiple_of(every);
+            self.decided = true;
+        }
+        self.sampled
+    }
 }
 
 static CONN_IDS: AtomicUsize = AtomicUsize::new(0);
@@ -237,7 +260,15 @@ impl Worker {
             free: Vec::new(),
             spare: Vec::new(),
             cpu_ns: thread_cpu_ns(),
-            st: Tally { local: new_hist(), tags: HashMap::new(), nframe: 0 },
+            st: Tally {
+                local: new_hist(),
+                tags: HashMap::new(),
+                nframe: 0,
+                sampled: false,
+                decided: false,
+                // Any odd seed will do; the clock makes workers differ.
+                rng: wall_ns() | 1,
+            },
             last_tags: Instant::now(),
             last_merge: Instant::now(),
         }
@@ -261,7 +292,7 @@ impl Worker {
                             continue;
                         }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.on_readable(i);
+                            self.on_readable(i, ev.is_read_closed() || ev.is_error());
                         }
                     }
                 }
@@ -301,7 +332,7 @@ impl Worker {
             });
             // Data may have arrived before registration; edge-triggered polls would
             // not report it.
-            self.on_readable(i);
+            self.on_readable(i, false);
         }
     }
 
@@ -322,7 +353,9 @@ impl Worker {
     }
 
     /// Reads until the socket is empty (the poll is edge-triggered), decoding as it goes.
-    fn on_readable(&mut self, i: usize) {
+    /// `closed`: the peer has closed (or the socket failed): read on to the end of the
+    /// stream, since a short read may have taken the last data and no edge follows.
+    fn on_readable(&mut self, i: usize, closed: bool) {
         loop {
             let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
             // Decoding reads the connection's buffer; raw counting only needs the bytes
@@ -330,7 +363,8 @@ impl Worker {
             let res = if self.cfg.raw {
                 c.sock.read(&mut self.tmp).map(|n| (n, self.tmp.len()))
             } else {
-                read_into(&c.sock, &mut c.buf, READ)
+                // A frame is reserved whole only up to what the decoder accepts anyway.
+                read_into(&c.sock, &mut c.buf, READ, MAX_HINT.min(c.dec.limits().max_frame_size))
             };
             let (n, asked) = match res {
                 Ok((0, _)) => {
@@ -364,7 +398,7 @@ impl Worker {
             }
             // A short read drained the socket; later data raises a new edge (Linux wakes
             // epoll on every arrival): skip the read that would only say WouldBlock.
-            if n < asked {
+            if n < asked && !closed {
                 return;
             }
         }
@@ -436,7 +470,7 @@ fn decode_all(c: &mut SConn, sh: &Shared, cfg: &SinkConfig, stamp: &[u8], st: &m
     loop {
         // Frames whose stamps are sampled are also walked whole: their `size` option,
         // trusted for the others, is checked against their entries.
-        let sampled = st.nframe.is_multiple_of(every);
+        let sampled = st.sample_next(every);
         let frame = if recording {
             match c.dec.next_value(&mut c.buf) {
                 Ok(Some(raw)) => {
@@ -467,11 +501,14 @@ fn decode_all(c: &mut SConn, sh: &Shared, cfg: &SinkConfig, stamp: &[u8], st: &m
             Ok(Some(Frame::Events(b))) => {
                 if sampled {
                     sample(&b, stamp, &mut st.local);
-                    if b.option.size.is_some_and(|n| n != u64::from(b.count) + u64::from(b.invalid)) {
+                    // Trusted frames count `size`, which would include invalid entries:
+                    // any invalid entry makes the counts suspect too.
+                    if b.option.size.is_some_and(|n| n != u64::from(b.count) || b.invalid > 0) {
                         sh.size_mismatches.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 st.nframe += 1;
+                st.decided = false;
                 match st.tags.get_mut(&b.tag[..]) {
                     Some(t) => {
                         t.events += b.count as u64;
@@ -522,12 +559,12 @@ const READ: usize = 256 << 10;
 /// Reads up to `want` bytes from `sock` straight into the free room of `buf` (grown if
 /// need be), so the bytes are not copied again from a scratch buffer. Returns the bytes
 /// read and the bytes asked for: fewer read than asked means the socket is drained.
-fn read_into(sock: &TcpStream, buf: &mut BytesMut, want: usize) -> io::Result<(usize, usize)> {
+fn read_into(sock: &TcpStream, buf: &mut BytesMut, want: usize, max_hint: usize) -> io::Result<(usize, usize)> {
     // Room for the whole frame under way when its header tells its size: a relay's
     // multi-megabyte chunk would otherwise be copied again at every doubling.
     // While that frame is incomplete, read no further than its end (plus room for its
     // options): asking for a full `want` near its end would copy it all to a new block.
-    let frame = packed_frame_len(buf).unwrap_or(0).min(MAX_HINT);
+    let frame = packed_frame_len(buf).unwrap_or(0).min(max_hint);
     if frame > buf.len() {
         buf.reserve(frame - buf.len() + 256);
     } else {
@@ -567,7 +604,7 @@ fn packed_frame_len(buf: &[u8]) -> Option<usize> {
     match *buf.get(at)? {
         0xdb | 0xc6 => {
             let n = buf.get(at + 1..at + 5)?;
-            Some(at + 5 + u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
+            (at + 5).checked_add(u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
         }
         _ => None,
     }

@@ -279,18 +279,26 @@ fn packed(n: u32, size: u64) -> Vec<u8> {
 }
 
 #[test]
-fn a_size_that_lies_is_reported_by_the_sampled_frame() {
+fn a_size_that_lies_is_reported_by_the_sampled_frames() {
     use std::io::Write;
-    // Every second frame is walked: the first claims 5 of its 3 events (walked: 3 and a
-    // mismatch), the second too (taken on trust: 5).
+    // 40 frames that claim 5 of their 3 events, about half of them walked (one in 2,
+    // at random): each walked frame counts 3 and a mismatch, each other frame 5.
     let s = sink::start(SinkConfig { sample_every: 2, ..Default::default() }).unwrap();
     let mut c = std::net::TcpStream::connect(s.addr()).unwrap();
-    c.write_all(&packed(3, 5)).unwrap();
-    c.write_all(&packed(3, 5)).unwrap();
-    assert!(s.wait_for(8, Duration::from_secs(10)), "sink got {}", s.events());
+    for _ in 0..40 {
+        c.write_all(&packed(3, 5)).unwrap();
+    }
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.report().frames_received < 40 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(30));
     let rep = s.stop();
-    assert_eq!(rep.size_mismatches, 1);
-    assert_eq!(rep.events_received, 8);
+    assert_eq!(rep.frames_received, 40);
+    let m = rep.size_mismatches;
+    assert!((1..40).contains(&m), "{m} of 40 walked");
+    assert_eq!(rep.events_received, 3 * m + 5 * (40 - m));
 }
 
 #[test]
@@ -325,4 +333,30 @@ fn multi_megabyte_frames_arriving_in_pieces_over_fresh_connections_are_counted()
         assert_eq!(rep.frames_received, 4);
         assert_eq!(rep.size_mismatches, 0);
     }
+}
+
+#[test]
+fn an_invalid_entry_in_a_sized_frame_counts_as_a_mismatch() {
+    use spate_protocol::encode::{self, EntriesType, OptionsOut};
+    use std::io::Write;
+    // size 2, two entries, one of them invalid (its time is a string): walked, it counts
+    // 1 event; taken on trust it would have counted 2, so the counts are suspect.
+    let mut entries = Vec::new();
+    encode::entry(&mut entries, spate_protocol::EventTime::new(1, 0), encode::TimeFormat::EventTime, &[0x80]);
+    entries.extend_from_slice(&[0x92, 0xa1, b'x', 0x80]);
+    let mut f = Vec::new();
+    encode::packed_forward(
+        &mut f,
+        b"t",
+        &entries,
+        EntriesType::Str32,
+        &OptionsOut { size: Some(2), ..Default::default() },
+    );
+    let s = sink::start(SinkConfig { sample_every: 1, ..Default::default() }).unwrap();
+    let mut c = std::net::TcpStream::connect(s.addr()).unwrap();
+    c.write_all(&f).unwrap();
+    assert!(s.wait_for(1, Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(30));
+    let rep = s.stop();
+    assert_eq!((rep.events_received, rep.size_mismatches, rep.bad_frames), (1, 1, 0));
 }

@@ -38,6 +38,11 @@ pub fn sink_ceilings(ctx: &Ctx) -> (Value, Value) {
             r.map(|g| (g, rep))
         });
         let (eps, cap) = match v {
+            // A size that disagreed (or a bad frame) makes the sink's counts suspect.
+            Ok((_, rep)) if rep.size_mismatches > 0 || rep.bad_frames > 0 => {
+                let e = format!("{} size mismatches, {} bad frames", rep.size_mismatches, rep.bad_frames);
+                (json!({ "error": e }), Value::Null)
+            }
             Ok((g, rep)) => {
                 let cap = if rep.worker_cpu_s > 0.0 { rep.events_received as f64 / rep.worker_cpu_s } else { 0.0 };
                 (json!(f(&g, "events_per_sec")), json!(cap))
@@ -50,7 +55,7 @@ pub fn sink_ceilings(ctx: &Ctx) -> (Value, Value) {
     (Value::Object(out), Value::Object(capacity))
 }
 
-/// The run's headroom: the best sink ceiling against 1.5x spate's best events/s in this
+/// The run's headroom: the best measured sink ceiling against 1.5x spate's best events/s in this
 /// run (issue 17's goal; meaningful in an `all` run, which has S1), or Null when the run
 /// did not measure the sink by connections (no S4) or spate has no figure.
 pub fn headroom(ceilings: &Value, results: &[Value]) -> Value {
@@ -75,12 +80,14 @@ pub fn headroom(ceilings: &Value, results: &[Value]) -> Value {
         .max_by(|a, b| f(a, "events_per_sec").total_cmp(&f(b, "events_per_sec")));
     match best {
         Some(r) if best_sink > 0.0 && f(r, "events_per_sec") > 0.0 => {
-            let best = best_sink.max(best_capacity);
-            let ratio = best / f(r, "events_per_sec");
+            // The goal is judged on what the sink was measured to take; its capacity
+            // per CPU-second (an extrapolation: the kernel charges part of loopback's
+            // receive work to the sender) is reported beside it.
+            let ratio = best_sink / f(r, "events_per_sec");
             json!({
-                "sink_ceiling_events_per_sec": best,
-                "sink_measured_events_per_sec": best_sink,
+                "sink_ceiling_events_per_sec": best_sink,
                 "sink_capacity_events_per_cpu_second": best_capacity,
+                "capacity_ratio": best_capacity / f(r, "events_per_sec"),
                 "spate_best_events_per_sec": f(r, "events_per_sec"),
                 "spate_best_scenario": r["scenario"],
                 "ratio": ratio,

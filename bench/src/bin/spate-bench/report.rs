@@ -131,9 +131,9 @@ pub fn write(dir: &Path) -> Result<(), String> {
                 h["spate_best_scenario"].as_str().unwrap_or("?"),
                 match cap {
                     Some(c) => format!(
-                        " (sink: {} events/s measured, capacity {} per CPU-second)",
-                        human(num(h, "sink_measured_events_per_sec").unwrap_or(0.0)),
-                        human(c)
+                        "; the sink's capacity, {} events per CPU-second of its worker, is {:.2}x",
+                        human(c),
+                        num(h, "capacity_ratio").unwrap_or(0.0)
                     ),
                     None => String::new(),
                 },
