@@ -396,6 +396,15 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// The socket of a plain (not TLS) stream, for reads that bypass the async reader.
+    pub fn plain_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            Stream::Plain(s) => Some(s.as_raw_fd()),
+            _ => None,
+        }
+    }
+
     /// The TLS handshake as the server, bounded by `timeout`.
     pub async fn accept(tcp: TcpStream, tls: &ServerTls, timeout: Duration) -> io::Result<Stream> {
         let acc = futures_rustls::TlsAcceptor::from(tls.config.clone());

@@ -355,15 +355,24 @@ impl TextServer {
         let mut buf: Vec<u8> = Vec::new();
         loop {
             let start = buf.len();
-            buf.resize(start + READ, 0);
-            let n = match stream.read(&mut buf[start..]).await {
+            // What is waiting is taken without zero-filling the window first.
+            let waiting = crate::sys::recv_waiting(std::os::fd::AsRawFd::as_raw_fd(&stream), &mut buf, READ);
+            let read = match waiting {
+                Some(r) => r,
+                None => {
+                    buf.resize(start + READ, 0);
+                    let r = stream.read(&mut buf[start..]).await;
+                    buf.truncate(start + *r.as_ref().unwrap_or(&0));
+                    r
+                }
+            };
+            let n = match read {
                 Ok(n) => n,
                 Err(e) => {
                     crate::debug!("{}: read from {peer_s} failed: {e}", self.conf.id);
                     0
                 }
             };
-            buf.truncate(start + n);
             if n == 0 {
                 if !buf.is_empty() {
                     self.warn("unterminated", || {

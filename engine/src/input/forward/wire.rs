@@ -10,11 +10,20 @@ use spate_protocol::{EventBatch, FrameDecoder, Limits};
 
 use crate::tls::Stream;
 
-/// Reads up to `max` bytes into the spare capacity of `buf` (zero-filled once per read,
-/// which is cheap next to the syscall and keeps this free of `unsafe`).
+/// Reads up to `max` bytes into the spare capacity of `buf`.
+///
+/// On a plain TCP stream it first takes what is waiting with a non-blocking `recv`
+/// straight into the spare capacity: under load data is nearly always there, and the
+/// read window (up to 256 KiB) need not be zero-filled first (perf put that memset at
+/// 6% of S1's cycles). Otherwise, and for TLS, the window is zero-filled and read
+/// through the async reader, which waits for data. (glommio's plain TcpStream keeps no
+/// receive buffer of its own, so reading its socket directly skips nothing.)
 pub(super) async fn read_into(stream: &mut Stream, buf: &mut BytesMut, max: usize) -> std::io::Result<usize> {
     let len = buf.len();
     let spare = (buf.capacity() - len).min(max);
+    if let Some(r) = stream.plain_fd().and_then(|fd| crate::sys::recv_waiting(fd, buf, spare)) {
+        return r;
+    }
     buf.resize(len + spare, 0);
     let r = stream.read(&mut buf[len..]).await;
     let n = *r.as_ref().unwrap_or(&0);

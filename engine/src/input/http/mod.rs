@@ -628,7 +628,14 @@ impl HttpInput {
                 return;
             }
             let start = buf.len();
-            buf.resize(start + (64 << 10).min(cap - start + 1), 0);
+            let window = (64 << 10).min(cap - start + 1);
+            // What is waiting is taken without zero-filling the window first.
+            match crate::sys::recv_waiting(std::os::fd::AsRawFd::as_raw_fd(&s), &mut buf, window) {
+                Some(Ok(n)) if n > 0 => continue,
+                Some(_) => return,
+                None => {}
+            }
+            buf.resize(start + window, 0);
             let r = glommio::timer::timeout(conf.keepalive_timeout, async {
                 s.read(&mut buf[start..]).await.map_err(glommio::GlommioError::from)
             })
