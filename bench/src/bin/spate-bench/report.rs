@@ -131,9 +131,10 @@ pub fn write(dir: &Path) -> Result<(), String> {
                 h["spate_best_scenario"].as_str().unwrap_or("?"),
                 match cap {
                     Some(c) => format!(
-                        "; the sink's capacity, {} events per CPU-second of its worker, is {:.2}x",
+                        " by the sink's capacity ({} events per CPU-second of its worker); measured throughput {} events/s, {:.2}x (bound by the generator once the sink is faster)",
                         human(c),
-                        num(h, "capacity_ratio").unwrap_or(0.0)
+                        human(num(h, "sink_ceiling_events_per_sec").unwrap_or(0.0)),
+                        num(h, "measured_ratio").unwrap_or(0.0)
                     ),
                     None => String::new(),
                 },
