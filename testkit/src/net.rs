@@ -5,9 +5,30 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it).
+/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it), and that no
+/// other caller in this process got before: tests run in parallel threads, the OS may
+/// hand a released port out again, and spate binds with SO_REUSEPORT, so two tests
+/// given one port would silently share it (each server getting some of the other's
+/// connections).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        let set = given.get_or_insert_with(HashSet::new);
+        // Never loop for want of ports: forget old ones long before the range runs out.
+        if set.len() >= 8192 {
+            set.clear();
+        }
+        if set.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// `127.0.0.1:port`.
