@@ -220,69 +220,32 @@ pub fn release_startup_pages() -> usize {
 }
 
 /// Bytes waiting on socket `fd` (non-blocking `recv`), up to `max`, appended to `buf`
-/// straight into its spare capacity (reserved first): no zero-filled read window.
-/// `Some(Ok(0))` is the end of the stream; `None`: nothing is waiting (or a signal
-/// interrupted), so the caller waits through its async reader.
-pub fn recv_waiting(fd: std::os::fd::RawFd, buf: &mut impl SpareBuf, max: usize) -> Option<std::io::Result<usize>> {
+/// straight into its spare capacity (`BufMut`: a `Vec<u8>` or `BytesMut`; the caller
+/// reserves the room): no zero-filled read window. `Some(Ok(0))` is the end of the
+/// stream; `None`: nothing is waiting (or a signal interrupted), so the caller waits
+/// through its async reader.
+pub fn recv_waiting(
+    fd: std::os::fd::RawFd,
+    buf: &mut impl bytes::BufMut,
+    max: usize,
+) -> Option<std::io::Result<usize>> {
     if max == 0 {
         return None;
     }
-    buf.reserve_spare(max);
-    let (ptr, room) = buf.spare();
-    let want = room.min(max);
-    // SAFETY: `ptr` points at `room` (>= want) writable bytes of the buffer's own spare
-    // capacity; recv writes at most `want` bytes there and says how many.
-    let n = unsafe { libc::recv(fd, ptr.cast(), want, libc::MSG_DONTWAIT) };
+    let room = buf.chunk_mut();
+    let want = room.len().min(max);
+    // SAFETY: `room` is the buffer's own writable spare capacity, `want` bytes of it at
+    // most; recv writes at most `want` bytes there and says how many.
+    let n = unsafe { libc::recv(fd, room.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT) };
     if n >= 0 {
         // SAFETY: recv initialised the first `n` (<= want) bytes of the spare capacity.
-        unsafe { buf.grow_into_spare(n as usize) };
+        unsafe { buf.advance_mut(n as usize) };
         return Some(Ok(n as usize));
     }
     let e = std::io::Error::last_os_error();
     match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => None,
         _ => Some(Err(e)),
-    }
-}
-
-/// A byte buffer whose spare capacity [`recv_waiting`] can fill.
-pub trait SpareBuf {
-    /// Makes room for at least `n` more bytes.
-    fn reserve_spare(&mut self, n: usize);
-    /// The start and length of the spare capacity.
-    fn spare(&mut self) -> (*mut u8, usize);
-    /// Counts `n` more bytes as data.
-    ///
-    /// # Safety
-    /// The first `n` bytes of the spare capacity must have been written.
-    unsafe fn grow_into_spare(&mut self, n: usize);
-}
-
-impl SpareBuf for Vec<u8> {
-    fn reserve_spare(&mut self, n: usize) {
-        self.reserve(n);
-    }
-    fn spare(&mut self) -> (*mut u8, usize) {
-        let s = self.spare_capacity_mut();
-        (s.as_mut_ptr().cast(), s.len())
-    }
-    unsafe fn grow_into_spare(&mut self, n: usize) {
-        // SAFETY: the caller wrote these bytes, which lie within the capacity.
-        unsafe { self.set_len(self.len() + n) }
-    }
-}
-
-impl SpareBuf for bytes::BytesMut {
-    fn reserve_spare(&mut self, n: usize) {
-        self.reserve(n);
-    }
-    fn spare(&mut self) -> (*mut u8, usize) {
-        let s = self.spare_capacity_mut();
-        (s.as_mut_ptr().cast(), s.len())
-    }
-    unsafe fn grow_into_spare(&mut self, n: usize) {
-        // SAFETY: the caller wrote these bytes, which lie within the capacity.
-        unsafe { self.set_len(self.len() + n) }
     }
 }
 
@@ -321,11 +284,13 @@ mod tests {
         use std::os::fd::AsRawFd;
         let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut buf = bytes::BytesMut::from(&b"ab"[..]);
+        buf.reserve(64);
         assert!(super::recv_waiting(b.as_raw_fd(), &mut buf, 64).is_none(), "nothing waiting");
         a.write_all(b"cdefg").unwrap();
         assert_eq!(super::recv_waiting(b.as_raw_fd(), &mut buf, 3).unwrap().unwrap(), 3);
         assert_eq!(&buf[..], b"abcde");
         let mut v = b"x".to_vec();
+        v.reserve(64);
         assert_eq!(super::recv_waiting(b.as_raw_fd(), &mut v, 64).unwrap().unwrap(), 2);
         assert_eq!(v, b"xfg");
         drop(a);

@@ -374,14 +374,7 @@ impl FrameDecoder {
     /// offset of that JSON value). Compressed entries are inflated whole (bounded by
     /// `max_inflated_size`); a server should use [`FrameDecoder::decode_deferred`].
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>> {
-        match self.decode_inner(buf, false, false)? {
-            None => Ok(None),
-            Some(Decoded::Frame(f)) => Ok(Some(f)),
-            // Never produced without deferring.
-            Some(Decoded::Compressed(c)) => {
-                Err(DecodeError { offset: c.offset, kind: ErrorKind::Inflate("frame left compressed".into()) })
-            }
-        }
+        self.decode_inner(buf, false, false).and_then(undeferred)
     }
 
     /// Like [`FrameDecoder::decode`], but a CompressedPackedForward frame comes back
@@ -398,18 +391,23 @@ impl FrameDecoder {
     /// the load generator's sink, which checks a sample of frames with
     /// [`FrameDecoder::decode`]. Never for a server that routes what it receives.
     pub fn decode_sized(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>> {
-        match self.decode_inner(buf, false, true)? {
-            None => Ok(None),
-            Some(Decoded::Frame(f)) => Ok(Some(f)),
-            Some(Decoded::Compressed(c)) => {
-                Err(DecodeError { offset: c.offset, kind: ErrorKind::Inflate("frame left compressed".into()) })
-            }
-        }
+        self.decode_inner(buf, false, true).and_then(undeferred)
     }
 
     fn decode_inner(&mut self, buf: &mut BytesMut, defer: bool, trust_size: bool) -> Result<Option<Decoded>> {
         let Some(raw) = self.next_value(buf)? else { return Ok(None) };
         self.parse_taken(raw, defer, trust_size).map(Some)
+    }
+}
+
+/// A frame decoded without deferring: a compressed one never comes back deferred.
+fn undeferred(d: Option<Decoded>) -> Result<Option<Frame>> {
+    match d {
+        None => Ok(None),
+        Some(Decoded::Frame(f)) => Ok(Some(f)),
+        Some(Decoded::Compressed(c)) => {
+            Err(DecodeError { offset: c.offset, kind: ErrorKind::Inflate("frame left compressed".into()) })
+        }
     }
 }
 

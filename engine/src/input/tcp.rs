@@ -356,6 +356,7 @@ impl TextServer {
         loop {
             let start = buf.len();
             // What is waiting is taken without zero-filling the window first.
+            buf.reserve(READ);
             let waiting = crate::sys::recv_waiting(std::os::fd::AsRawFd::as_raw_fd(&stream), &mut buf, READ);
             let read = match waiting {
                 Some(r) => r,

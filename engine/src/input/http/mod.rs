@@ -630,6 +630,7 @@ impl HttpInput {
             let start = buf.len();
             let window = (64 << 10).min(cap - start + 1);
             // What is waiting is taken without zero-filling the window first.
+            buf.reserve(window);
             match crate::sys::recv_waiting(std::os::fd::AsRawFd::as_raw_fd(&s), &mut buf, window) {
                 Some(Ok(n)) if n > 0 => continue,
                 Some(_) => return,
