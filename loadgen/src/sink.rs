@@ -216,12 +216,9 @@ struct Tally {
     local: Histogram<u64>,
     /// Events and bytes per tag since the last publish.
     tags: HashMap<Vec<u8>, TagCount>,
-    /// Frames decoded by this worker, over all its connections.
-    nframe: u64,
-    /// Whether the frame under way is sampled (`decided`: drawn already; a frame not
-    /// complete yet keeps its draw).
-    sampled: bool,
-    decided: bool,
+    /// Whether the frame under way is sampled, once drawn (a frame not complete yet
+    /// keeps its draw; None again after each frame).
+    draw: Option<bool>,
     /// xorshift64 state: frames are sampled at random, one in `sample_every` on average,
     /// per worker rather than per connection (a relay that connects per chunk, as
     /// fluentd's out_forward does by default, would have every first frame sampled;
@@ -242,17 +239,18 @@ impl Tally {
         if every <= 1 {
             return true;
         }
-        if !self.decided {
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            self.sampled = self.rng.is_multiple_of(every) || at.saturating_sub(self.last_sample_ns) >= SAMPLE_GAP_NS;
-            if self.sampled {
-                self.last_sample_ns = at;
-            }
-            self.decided = true;
+        if let Some(sampled) = self.draw {
+            return sampled;
         }
-        self.sampled
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let sampled = self.rng.is_multiple_of(every) || at.saturating_sub(self.last_sample_ns) >= SAMPLE_GAP_NS;
+        if sampled {
+            self.last_sample_ns = at;
+        }
+        self.draw = Some(sampled);
+        sampled
     }
 }
 
@@ -274,9 +272,7 @@ impl Worker {
             st: Tally {
                 local: new_hist(),
                 tags: HashMap::new(),
-                nframe: 0,
-                sampled: false,
-                decided: false,
+                draw: None,
                 // Any odd seed will do; the clock makes workers differ.
                 rng: wall_ns() | 1,
                 last_sample_ns: 0,
@@ -519,8 +515,7 @@ fn decode_all(c: &mut SConn, sh: &Shared, cfg: &SinkConfig, stamp: &[u8], st: &m
                         sh.size_mismatches.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                st.nframe += 1;
-                st.decided = false;
+                st.draw = None;
                 match st.tags.get_mut(&b.tag[..]) {
                     Some(t) => {
                         t.events += b.count as u64;

@@ -98,19 +98,18 @@ pub fn write(dir: &Path) -> Result<(), String> {
                 human(num(c, "memcpy_bytes_per_sec").unwrap_or(0.0))
             );
         }
-        if let Some(by) = c.get("sink_by_connections").and_then(Value::as_object) {
-            let list: Vec<String> =
-                by.iter().map(|(n, v)| format!("{n} conn. {}", v.as_f64().map_or("-".into(), human))).collect();
-            let _ = writeln!(md, "  - sink by connections (events/s): {}", list.join(", "));
-        }
-        if let Some(by) = c.get("sink_capacity_by_connections").and_then(Value::as_object) {
-            let list: Vec<String> =
-                by.iter().map(|(n, v)| format!("{n} conn. {}", v.as_f64().map_or("-".into(), human))).collect();
-            let _ = writeln!(
-                md,
-                "  - sink capacity by connections (events per CPU-second of the sink's worker): {}",
-                list.join(", ")
-            );
+        for (key, what) in [
+            ("sink_by_connections", "sink by connections (events/s)"),
+            (
+                "sink_capacity_by_connections",
+                "sink capacity by connections (events per CPU-second of the sink's worker)",
+            ),
+        ] {
+            if let Some(by) = c.get(key).and_then(Value::as_object) {
+                let list: Vec<String> =
+                    by.iter().map(|(n, v)| format!("{n} conn. {}", v.as_f64().map_or("-".into(), human))).collect();
+                let _ = writeln!(md, "  - {what}: {}", list.join(", "));
+            }
         }
         if let Some(e) = num(&c["fleet_gen_to_sink"], "events_per_sec") {
             let _ = writeln!(
