@@ -24,7 +24,7 @@ use std::ops::Range;
 use spate_protocol::encode::raw;
 use spate_protocol::ValueRef;
 
-use super::record::{Ctx, Dedup, Rec};
+use super::record::{put_str, Ctx, Dedup, Rec};
 use super::time::TimeError;
 use super::{emit, ParseError, Sink};
 use spate_protocol::EventTime;
@@ -244,6 +244,7 @@ fn record(
                 return None;
             }
             let (ke, esc) = string_end(s, j + 1)?;
+            let j0 = j;
             let k: &[u8] = if esc {
                 key.clear();
                 unescape(s.get(j + 1..ke)?, key)?;
@@ -256,13 +257,15 @@ fn record(
                 return None;
             }
             j = ws(s, j + 1);
-            j = if ctx.common.plain(k) {
-                r.written(k, |out| write_value(s, j, out, text, 1))?
-            } else {
+            j = if !ctx.common.plain(k) {
                 value.clear();
                 let e = write_value(s, j, value, text, 1)?;
                 r.value(ctx, k, ValueRef::new(value)?);
                 e
+            } else if esc {
+                r.written(k, |out| field_value(s, j, out, text))?
+            } else {
+                r.written_in(s, j0 + 1, ke, |out| field_value(s, j, out, text))?
             };
             j = ws(s, j);
             match s.get(j)? {
@@ -490,6 +493,30 @@ fn number_end(s: &[u8], mut i: usize) -> Option<(usize, bool, bool)> {
     Some((i, int, int_digits as i64 + exp <= 308))
 }
 
+/// [`write_value`] for a field's value, with strings (most values) read inline: the
+/// call to the recursive writer cost about as much as a short string.
+#[inline(always)]
+fn field_value(s: &[u8], i: usize, out: &mut Vec<u8>, text: &mut Vec<u8>) -> Option<usize> {
+    if s.get(i) != Some(&b'"') {
+        return write_value(s, i, out, text, 1);
+    }
+    string_value(s, i, out, text)
+}
+
+/// The string at `i` (its opening quote) as msgpack; returns its end.
+#[inline(always)]
+fn string_value(s: &[u8], i: usize, out: &mut Vec<u8>, text: &mut Vec<u8>) -> Option<usize> {
+    let (e, esc) = string_end(s, i + 1)?;
+    if esc {
+        text.clear();
+        unescape(s.get(i + 1..e)?, text)?;
+        raw::str(out, text);
+    } else {
+        put_str(out, s, i + 1, e);
+    }
+    Some(e + 1)
+}
+
 /// Writes the value at `i` as msgpack; returns its end, or None for anything the fast
 /// path does not take (the record is then dropped and the text falls back).
 fn write_value(s: &[u8], i: usize, out: &mut Vec<u8>, text: &mut Vec<u8>, depth: u32) -> Option<usize> {
@@ -530,17 +557,7 @@ fn write_value(s: &[u8], i: usize, out: &mut Vec<u8>, text: &mut Vec<u8>, depth:
                 }
             }
         }
-        b'"' => {
-            let (e, esc) = string_end(s, i + 1)?;
-            if esc {
-                text.clear();
-                unescape(s.get(i + 1..e)?, text)?;
-                raw::str(out, text);
-            } else {
-                raw::str(out, s.get(i + 1..e)?);
-            }
-            Some(e + 1)
-        }
+        b'"' => string_value(s, i, out, text),
         b't' => {
             raw::bool(out, true);
             s[i..].starts_with(b"true").then_some(i + 4)

@@ -207,7 +207,8 @@ pub struct Dedup {
 
 const INDEX_FROM: usize = 16;
 
-/// A 64-bit hash of a key (FxHash-like: a rotate, xor and multiply per word). Two
+/// A 64-bit hash of a key (past 8 bytes FxHash-like: a rotate, xor and multiply per
+/// word; up to 8, the bytes themselves). Two
 /// keys of one record with the same hash are listed and compared for real, so a
 /// collision costs time, never a wrong record.
 ///
@@ -223,20 +224,51 @@ fn key_hash(k: &[u8]) -> u64 {
     let w8 = |i: usize| k.get(i..i + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
     let w4 = |i: usize| k.get(i..i + 4).map_or(0, |w| u32::from_le_bytes(w.try_into().unwrap_or_default())) as u64;
     let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    // Up to 8 bytes, the key's bytes are their own hash (the hash is only compared
+    // with the other keys' of the record, never used as an index): no multiply.
+    // Keys of one length cannot collide; keys of different lengths rarely do, and a
+    // collision only costs the listing.
+    if n <= 8 {
+        return if n >= 4 {
+            w4(0) << 32 | w4(n - 4)
+        } else if n > 0 {
+            (n as u64) << 24 | (k[0] as u64) << 16 | (k[n / 2] as u64) << 8 | k[n - 1] as u64
+        } else {
+            1 << 63
+        };
+    }
     let mut h = mix(0, n as u64);
-    if n >= 8 {
-        let mut i = 0;
-        while i + 8 < n {
-            h = mix(h, w8(i));
-            i += 8;
+    let mut i = 0;
+    while i + 8 < n {
+        h = mix(h, w8(i));
+        i += 8;
+    }
+    mix(h, w8(n - 8))
+}
+
+/// Appends `text[from..to]` as a msgpack string. A short string whose text is followed
+/// by enough bytes is copied as one fixed 32-byte block and the length set after: two
+/// vector moves instead of a capacity check per part and a call to memcpy, which were
+/// most of what a short key or value cost (callgrind, S8's records).
+#[inline(always)]
+pub(crate) fn put_str(out: &mut Vec<u8>, text: &[u8], from: usize, to: usize) {
+    const BLOCK: usize = 32;
+    let len = to.saturating_sub(from);
+    if len < 32 && from < to && text.len() >= BLOCK && from <= text.len() - BLOCK {
+        out.reserve(1 + BLOCK);
+        let n = out.len();
+        // SAFETY: `from + BLOCK <= text.len()`, so the read stays inside `text`; the
+        // reserve above makes room for the header and BLOCK bytes after `n`; only the
+        // header and the `len` (< BLOCK) bytes that belong to the string are counted
+        // as initialised by set_len (the rest is spare capacity, overwritten later).
+        unsafe {
+            let dst = out.as_mut_ptr().add(n);
+            *dst = 0xa0 | len as u8;
+            std::ptr::copy_nonoverlapping(text.as_ptr().add(from), dst.add(1), BLOCK);
+            out.set_len(n + 1 + len);
         }
-        mix(h, w8(n - 8))
-    } else if n >= 4 {
-        mix(h, w4(0) << 32 | w4(n - 4))
-    } else if n > 0 {
-        mix(h, (k[0] as u64) << 16 | (k[n / 2] as u64) << 8 | k[n - 1] as u64)
     } else {
-        h
+        raw::str(out, text.get(from..to).unwrap_or_default());
     }
 }
 
@@ -344,22 +376,43 @@ impl<'o> Rec<'o> {
         Key { at, vs: self.out.len(), hash }
     }
 
-    /// Ends the field of key `key` (its value written after it).
+    /// [`Rec::key`] for a key that is `text[from..to]` (no escapes), written with
+    /// [`put_str`].
     #[inline]
+    fn key_in(&mut self, text: &[u8], from: usize, to: usize) -> Key {
+        let at = self.out.len();
+        put_str(self.out, text, from, to);
+        let hash = if self.dedup.as_ref().is_some_and(|d| !d.listed) { key_hash(&text[from..to]) } else { 0 };
+        Key { at, vs: self.out.len(), hash }
+    }
+
+    /// Ends the field of key `key` (its value written after it). The usual case (no
+    /// dedup, or a new hash among the first 16 fields) is inlined; the rest is not.
+    #[inline(always)]
     fn end_field(&mut self, key: Key) {
         let Some(d) = self.dedup.as_deref_mut() else {
             self.n += 1;
             return;
         };
-        let Key { at, vs, hash: h } = key;
+        let k = self.n as usize;
+        if !d.listed && k < HASHED && !d.hashes[..k].contains(&key.hash) {
+            d.hashes[k] = key.hash;
+            self.n += 1;
+            return;
+        }
+        self.end_field_listed(key);
+    }
+
+    /// [`Rec::end_field`] once the record's fields are listed (or must be now).
+    #[inline(never)]
+    fn end_field_listed(&mut self, key: Key) {
+        let Some(d) = self.dedup.as_deref_mut() else {
+            self.n += 1;
+            return;
+        };
+        let Key { at, vs, .. } = key;
         let ve = self.out.len();
         if !d.listed {
-            let k = self.n as usize;
-            if k < HASHED && !d.hashes[..k].contains(&h) {
-                d.hashes[k] = h;
-                self.n += 1;
-                return;
-            }
             d.list(self.out, self.hdr + 1, at);
         }
         match d.find(self.out, &self.out[at..vs]) {
@@ -458,6 +511,21 @@ impl<'o> Rec<'o> {
     #[inline]
     pub fn written<R>(&mut self, key: &[u8], write: impl FnOnce(&mut Vec<u8>) -> Option<R>) -> Option<R> {
         let at = self.key(key);
+        let r = write(self.out)?;
+        self.end_field(at);
+        Some(r)
+    }
+
+    /// [`Rec::written`] for a key that is `text[from..to]` (no escapes).
+    #[inline]
+    pub fn written_in<R>(
+        &mut self,
+        text: &[u8],
+        from: usize,
+        to: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Option<R>,
+    ) -> Option<R> {
+        let at = self.key_in(text, from, to);
         let r = write(self.out)?;
         self.end_field(at);
         Some(r)

@@ -190,6 +190,28 @@ fn json_duplicate_keys_keep_first_position_last_value() {
 }
 
 #[test]
+fn short_keys_with_equal_hashes_and_strings_near_the_end_of_the_text() {
+    // Keys up to 8 bytes are their own hash: "abcd" and "abcdabcd" hash alike (first
+    // and last four bytes), so the record is listed and compared for real.
+    let mut p = conf("@type json").build();
+    let (_, rec) = one(&mut p, r#"{"abcd":1,"abcdabcd":2,"abcd":3}"#);
+    assert_eq!(rec, json!({"abcd":3,"abcdabcd":2}));
+    assert_eq!(keys(&rec), ["abcd", "abcdabcd"]);
+    // Strings of 0..40 bytes as keys and values, with 0..40 bytes of text after them:
+    // short ones are copied as a 32-byte block when the text has that many bytes left.
+    for len in 0..40 {
+        let v: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        for pad in 0..40 {
+            let text = format!("{{\"{v}\":\"{v}\"}}{}", " ".repeat(pad));
+            let [direct, serde] = both_json_paths(&mut p, text.as_bytes());
+            assert_eq!(direct, serde, "{text:?}");
+            let (_, rec) = one(&mut p, &text);
+            assert_eq!(rec, json!({ v.clone(): v }), "{text:?}");
+        }
+    }
+}
+
+#[test]
 fn records_deeper_than_events_can_carry_are_errors_on_both_paths() {
     // `{"a": [[...1...]]}` with the record's map counting one level: RECORD_DEPTH levels
     // are a record; one more is an error, not an event that would stop every reader of
