@@ -497,10 +497,29 @@ fn number_end(s: &[u8], mut i: usize) -> Option<(usize, bool, bool)> {
 /// call to the recursive writer cost about as much as a short string.
 #[inline(always)]
 fn field_value(s: &[u8], i: usize, out: &mut Vec<u8>, text: &mut Vec<u8>) -> Option<usize> {
-    if s.get(i) != Some(&b'"') {
-        return write_value(s, i, out, text, 1);
+    match s.get(i) {
+        Some(b'"') => string_value(s, i, out, text),
+        Some(b'1'..=b'9') => {
+            // A small non-negative integer (a status, a size, a count) read in one
+            // pass; anything else (a fraction, an exponent, 19 digits or more) goes
+            // to write_value, which reads the number again.
+            let mut v = 0u64;
+            let mut j = i;
+            while let Some(&d @ b'0'..=b'9') = s.get(j) {
+                if j - i == 18 {
+                    return write_value(s, i, out, text, 1);
+                }
+                v = v * 10 + (d - b'0') as u64;
+                j += 1;
+            }
+            if let Some(b'.' | b'e' | b'E') = s.get(j) {
+                return write_value(s, i, out, text, 1);
+            }
+            raw::uint(out, v);
+            Some(j)
+        }
+        _ => write_value(s, i, out, text, 1),
     }
-    string_value(s, i, out, text)
 }
 
 /// The string at `i` (its opening quote) as msgpack; returns its end.

@@ -110,7 +110,11 @@ impl Common {
     /// No common parameter applies to a field `key`: its value is written as it is.
     #[inline]
     pub fn plain(&self, key: &[u8]) -> bool {
-        !self.converts() && self.role(key) == Role::default()
+        // The time key compared without a call to memcmp when it is short (the usual
+        // `time`): this runs for every field of every JSON record.
+        !self.converts()
+            && !self.time_key.as_deref().is_some_and(|t| short_eq(t, key))
+            && (self.types.is_empty() || self.role(key).conv.is_none())
     }
 
     fn converts(&self) -> bool {
@@ -244,6 +248,20 @@ fn key_hash(k: &[u8]) -> u64 {
         i += 8;
     }
     mix(h, w8(n - 8))
+}
+
+/// `a == b`, with keys of up to 8 bytes compared as two overlapping 4-byte words.
+#[inline(always)]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w4 = |k: &[u8], i: usize| k.get(i..i + 4).map_or(0, |w| u32::from_le_bytes(w.try_into().unwrap_or_default()));
+    match n {
+        4..=8 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        _ => a == b,
+    }
 }
 
 /// Appends `text[from..to]` as a msgpack string. A short string whose text is followed

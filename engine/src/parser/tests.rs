@@ -209,6 +209,16 @@ fn short_keys_with_equal_hashes_and_strings_near_the_end_of_the_text() {
             assert_eq!(rec, json!({ v.clone(): v }), "{text:?}");
         }
     }
+    // Integers read inline up to 18 digits, by write_value from 19 on: both paths agree
+    // around the switch and past u64.
+    for digits in 1..=22 {
+        for lit in ["9".repeat(digits), format!("1{}", "0".repeat(digits - 1)), format!("{}.5", "9".repeat(digits))] {
+            for text in [format!("{{\"n\":{lit}}}"), format!("{{\"n\":{lit},\"m\":0}}"), format!("{{\"n\":{lit}x}}")] {
+                let [direct, serde] = both_json_paths(&mut p, text.as_bytes());
+                assert_eq!(direct, serde, "{text}");
+            }
+        }
+    }
 }
 
 #[test]
