@@ -396,7 +396,7 @@ impl<'o> Rec<'o> {
 
     /// [`Rec::key`] for a key that is `text[from..to]` (no escapes), written with
     /// [`put_str`].
-    #[inline]
+    #[inline(always)]
     fn key_in(&mut self, text: &[u8], from: usize, to: usize) -> Key {
         let at = self.out.len();
         put_str(self.out, text, from, to);
@@ -535,7 +535,7 @@ impl<'o> Rec<'o> {
     }
 
     /// [`Rec::written`] for a key that is `text[from..to]` (no escapes).
-    #[inline]
+    #[inline(always)]
     pub fn written_in<R>(
         &mut self,
         text: &[u8],
