@@ -119,11 +119,17 @@ pub mod raw {
     /// Sets the one-byte placeholder header at `at` of a container written before its
     /// count was known (a map when `map`, else an array) for `n` elements: in place
     /// below 16, else widened to the 16/32-bit form, moving the elements after it.
+    #[inline]
     pub fn patch_header(out: &mut Vec<u8>, at: usize, n: u32, map: bool) {
         if n < 16 {
             out[at] = if map { 0x80 } else { 0x90 } | n as u8;
             return;
         }
+        widen_header(out, at, n, map);
+    }
+    /// [`patch_header`] from 16 elements (not inlined: rare).
+    #[inline(never)]
+    fn widen_header(out: &mut Vec<u8>, at: usize, n: u32, map: bool) {
         let mut h = [0u8; 5];
         let len = if n <= u16::MAX as u32 {
             h[0] = if map { 0xde } else { 0xdc };
@@ -152,9 +158,16 @@ pub mod raw {
     /// EventTime as fixext8 type 0.
     #[inline]
     pub fn event_time(out: &mut Vec<u8>, t: EventTime) {
-        out.extend_from_slice(&[0xd7, 0x00]);
-        out.extend_from_slice(&t.sec.to_be_bytes());
-        out.extend_from_slice(&t.nsec.to_be_bytes());
+        out.extend_from_slice(&event_time_bytes(t));
+    }
+    /// An EventTime ext as its 10 bytes (one append instead of three).
+    #[inline]
+    pub fn event_time_bytes(t: EventTime) -> [u8; 10] {
+        let mut b = [0u8; 10];
+        b[0] = 0xd7;
+        b[2..6].copy_from_slice(&t.sec.to_be_bytes());
+        b[6..10].copy_from_slice(&t.nsec.to_be_bytes());
+        b
     }
 }
 

@@ -194,17 +194,19 @@ pub struct Entries {
 impl Sink for Entries {
     #[inline]
     fn begin(&mut self, out: &mut Vec<u8>) {
-        out.push(0x92);
-        self.time_at = out.len();
-        raw::event_time(out, EventTime::default());
+        // [0x92, time placeholder] in one append; `record` sets the time.
+        const HEAD: [u8; 11] = [0x92, 0xd7, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        self.time_at = out.len() + 1;
+        out.extend_from_slice(&HEAD);
         self.map_at = out.len();
     }
 
     #[inline]
     fn record(&mut self, out: &mut Vec<u8>, time: Option<EventTime>) {
         let t = time.unwrap_or_else(|| *self.now.get_or_insert_with(EventTime::now));
-        out[self.time_at + 2..self.time_at + 6].copy_from_slice(&t.sec.to_be_bytes());
-        out[self.time_at + 6..self.time_at + 10].copy_from_slice(&t.nsec.to_be_bytes());
+        if let Some(at) = out.get_mut(self.time_at..self.time_at + 10) {
+            at.copy_from_slice(&raw::event_time_bytes(t));
+        }
         for (k, v) in &self.extra {
             add_field(out, self.map_at, k, v);
         }
