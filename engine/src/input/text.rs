@@ -171,7 +171,8 @@ pub fn add_field(out: &mut Vec<u8>, map: usize, key: &[u8], value: &[u8]) {
 /// A parser sink writing `[time, record]` entries for one batch.
 #[derive(Debug, Default)]
 pub struct Entries {
-    /// Where the current entry's time goes (its fixext8 payload).
+    /// Where the current entry's time goes: its EventTime ext (0xd7 header, 10 bytes),
+    /// written whole by `record`.
     time_at: usize,
     map_at: usize,
     pub count: u32,
@@ -204,9 +205,8 @@ impl Sink for Entries {
     #[inline]
     fn record(&mut self, out: &mut Vec<u8>, time: Option<EventTime>) {
         let t = time.unwrap_or_else(|| *self.now.get_or_insert_with(EventTime::now));
-        if let Some(at) = out.get_mut(self.time_at..self.time_at + 10) {
-            at.copy_from_slice(&raw::event_time_bytes(t));
-        }
+        // Our own offset into our own buffer (written by `begin`), not input.
+        out[self.time_at..self.time_at + 10].copy_from_slice(&raw::event_time_bytes(t));
         for (k, v) in &self.extra {
             add_field(out, self.map_at, k, v);
         }

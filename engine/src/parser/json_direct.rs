@@ -501,8 +501,9 @@ fn number_end(s: &[u8], mut i: usize) -> Option<(usize, bool, bool)> {
     Some((i, int, int_digits as i64 + exp <= 308))
 }
 
-/// [`write_value`] for a field's value, with strings (most values) read inline: the
-/// call to the recursive writer cost about as much as a short string.
+/// [`write_value`] for a field's value, with strings (most values) and small
+/// non-negative integers read inline: the call to the recursive writer cost about as
+/// much as a short string.
 #[inline(always)]
 fn field_value(s: &[u8], i: usize, out: &mut Vec<u8>, text: &mut Vec<u8>) -> Option<usize> {
     match s.get(i) {

@@ -212,7 +212,8 @@ pub struct Dedup {
 const INDEX_FROM: usize = 16;
 
 /// A 64-bit hash of a key (past 8 bytes FxHash-like: a rotate, xor and multiply per
-/// word; up to 8, the bytes themselves). Two
+/// word; up to 8, the bytes themselves: the first and last four, or for 1-3 bytes
+/// three of them and the length). Two
 /// keys of one record with the same hash are listed and compared for real, so a
 /// collision costs time, never a wrong record.
 ///
