@@ -295,12 +295,13 @@ fn ws(s: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The index of the first `"`, `\` or control character at or after `i`; sets `high`
+/// The index of the first `"`, `\` or control character at or after `i`, and whether it
+/// is the quote; sets `high`
 /// if a byte from 0x80 was passed on the way (possibly also one just after the answer:
 /// `high` only asks for a UTF-8 check).
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn special(s: &[u8], mut i: usize, high: &mut bool) -> Option<usize> {
+fn special(s: &[u8], mut i: usize, high: &mut bool) -> Option<(usize, bool)> {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
@@ -309,17 +310,21 @@ fn special(s: &[u8], mut i: usize, high: &mut bool) -> Option<usize> {
     while i + 16 <= s.len() {
         // SAFETY: i + 16 <= s.len(), so the unaligned 16-byte load stays inside `s`;
         // SSE2 is part of the x86_64 baseline, so the intrinsics are always available.
-        let (m, h) = unsafe {
+        let (q, o, h) = unsafe {
             let v = _mm_loadu_si128(s.as_ptr().add(i).cast());
             let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
             let slash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
             // v <= 0x1f (unsigned) exactly when min(v, 0x1f) == v.
             let ctrl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-            (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, slash), ctrl)), _mm_movemask_epi8(v))
+            (_mm_movemask_epi8(quote), _mm_movemask_epi8(_mm_or_si128(slash, ctrl)), _mm_movemask_epi8(v))
         };
         *high |= h != 0;
+        let m = q | o;
         if m != 0 {
-            return Some(i + m.trailing_zeros() as usize);
+            // Whether the first one is the quote comes from the masks, not from
+            // loading the byte again (that load was on the path of every string).
+            let p = m.trailing_zeros();
+            return Some((i + p as usize, o >> p & 1 == 0));
         }
         i += 16;
     }
@@ -329,7 +334,7 @@ fn special(s: &[u8], mut i: usize, high: &mut bool) -> Option<usize> {
 /// [`special`] without SIMD: eight bytes at a time, then byte by byte.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn special(s: &[u8], mut i: usize, high: &mut bool) -> Option<usize> {
+fn special(s: &[u8], mut i: usize, high: &mut bool) -> Option<(usize, bool)> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     // The lowest flagged byte of each test is exact (a borrow only flags bytes above a
@@ -341,7 +346,8 @@ fn special(s: &[u8], mut i: usize, high: &mut bool) -> Option<usize> {
         let b = w ^ (LO * b'\\' as u64);
         let m = ((q.wrapping_sub(LO) & !q) | (b.wrapping_sub(LO) & !b) | (w.wrapping_sub(LO * 0x20) & !w)) & HI;
         if m != 0 {
-            return Some(i + (m.trailing_zeros() / 8) as usize);
+            let at = i + (m.trailing_zeros() / 8) as usize;
+            return Some((at, s[at] == b'"'));
         }
         i += 8;
     }
@@ -349,10 +355,10 @@ fn special(s: &[u8], mut i: usize, high: &mut bool) -> Option<usize> {
 }
 
 #[inline]
-fn special_tail(s: &[u8], mut i: usize, high: &mut bool) -> Option<usize> {
+fn special_tail(s: &[u8], mut i: usize, high: &mut bool) -> Option<(usize, bool)> {
     while let Some(&c) = s.get(i) {
         if c == b'"' || c == b'\\' || c < 0x20 {
-            return Some(i);
+            return Some((i, c == b'"'));
         }
         *high |= c >= 0x80;
         i += 1;
@@ -372,13 +378,16 @@ fn hex4(h: &[u8]) -> Option<u32> {
 fn string_end(s: &[u8], mut i: usize) -> Option<(usize, bool)> {
     let (from, mut esc, mut high) = (i, false, false);
     loop {
-        i = special(s, i, &mut high)?;
-        match s[i] {
+        let quote;
+        (i, quote) = special(s, i, &mut high)?;
+        if quote {
             // Bytes from 0x80 are only taken inside strings (elsewhere they are a
             // syntax error, and the text falls back), so checking the strings that
             // have them checks the whole text: quotes and backslashes are ASCII and
             // cannot split a UTF-8 sequence.
-            b'"' => return (!high || std::str::from_utf8(&s[from..i]).is_ok()).then_some((i, esc)),
+            return (!high || std::str::from_utf8(&s[from..i]).is_ok()).then_some((i, esc));
+        }
+        match s[i] {
             b'\\' => {
                 esc = true;
                 match *s.get(i + 1)? {
