@@ -196,9 +196,10 @@ impl Sink for Entries {
     #[inline]
     fn begin(&mut self, out: &mut Vec<u8>) {
         // [0x92, time placeholder] in one append; `record` sets the time.
-        const HEAD: [u8; 11] = [0x92, 0xd7, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut head = [0x92; 11];
+        head[1..].copy_from_slice(&raw::event_time_bytes(EventTime::default()));
         self.time_at = out.len() + 1;
-        out.extend_from_slice(&HEAD);
+        out.extend_from_slice(&head);
         self.map_at = out.len();
     }
 

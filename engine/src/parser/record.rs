@@ -227,7 +227,7 @@ fn key_hash(k: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let n = k.len();
     let w8 = |i: usize| k.get(i..i + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
-    let w4 = |i: usize| k.get(i..i + 4).map_or(0, |w| u32::from_le_bytes(w.try_into().unwrap_or_default())) as u64;
+    let w4 = |i: usize| load4(k, i) as u64;
     let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
     // Up to 8 bytes, the key's bytes are their own hash (the hash is only compared
     // with the other keys' of the record, never used as an index): no multiply.
@@ -251,6 +251,12 @@ fn key_hash(k: &[u8]) -> u64 {
     mix(h, w8(n - 8))
 }
 
+/// The 4 bytes of `k` at `i` as a little-endian word (0 past the end).
+#[inline(always)]
+fn load4(k: &[u8], i: usize) -> u32 {
+    k.get(i..i + 4).map_or(0, |w| u32::from_le_bytes(w.try_into().unwrap_or_default()))
+}
+
 /// `a == b`, with keys of up to 8 bytes compared as two overlapping 4-byte words.
 #[inline(always)]
 fn short_eq(a: &[u8], b: &[u8]) -> bool {
@@ -258,9 +264,8 @@ fn short_eq(a: &[u8], b: &[u8]) -> bool {
     if n != b.len() {
         return false;
     }
-    let w4 = |k: &[u8], i: usize| k.get(i..i + 4).map_or(0, |w| u32::from_le_bytes(w.try_into().unwrap_or_default()));
     match n {
-        4..=8 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        4..=8 => load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4),
         _ => a == b,
     }
 }
@@ -354,6 +359,30 @@ impl Dedup {
         self.entries.push(e);
     }
 
+    /// [`Rec::end_field`] once the record's fields are listed (or must be now: a
+    /// repeated hash or a 17th field). `body`: where the record's fields start in
+    /// `out`. True if the field is new (a repeated key only takes the last value).
+    #[inline(never)]
+    fn add_listed(&mut self, out: &[u8], body: usize, key: Key) -> bool {
+        let Key { at, vs, .. } = key;
+        let ve = out.len();
+        if !self.listed {
+            self.list(out, body, at);
+        }
+        match self.find(out, &out[at..vs]) {
+            None => {
+                self.push(out, Entry { ks: at, vs, ve, latest: None, raw: false });
+                true
+            }
+            Some(i) => {
+                // A Ruby Hash keeps the first position and takes the last value.
+                self.entries[i].latest = Some((vs, ve));
+                self.dups = true;
+                false
+            }
+        }
+    }
+
     /// Rewrites the record body after `body` with each key once, at its first position,
     /// with its last value.
     fn rewrite(&mut self, out: &mut Vec<u8>, body: usize) {
@@ -389,10 +418,7 @@ impl<'o> Rec<'o> {
     /// is remembered so `end_field` can move its value to the first position.
     #[inline]
     fn key(&mut self, key: &[u8]) -> Key {
-        let at = self.out.len();
-        raw::str(self.out, key);
-        let hash = if self.dedup.as_ref().is_some_and(|d| !d.listed) { key_hash(key) } else { 0 };
-        Key { at, vs: self.out.len(), hash }
+        self.key_in(key, 0, key.len())
     }
 
     /// [`Rec::key`] for a key that is `text[from..to]` (no escapes), written with
@@ -419,31 +445,8 @@ impl<'o> Rec<'o> {
             self.n += 1;
             return;
         }
-        self.end_field_listed(key);
-    }
-
-    /// [`Rec::end_field`] once the record's fields are listed (or must be now).
-    #[inline(never)]
-    fn end_field_listed(&mut self, key: Key) {
-        let Some(d) = self.dedup.as_deref_mut() else {
+        if d.add_listed(self.out, self.hdr + 1, key) {
             self.n += 1;
-            return;
-        };
-        let Key { at, vs, .. } = key;
-        let ve = self.out.len();
-        if !d.listed {
-            d.list(self.out, self.hdr + 1, at);
-        }
-        match d.find(self.out, &self.out[at..vs]) {
-            None => {
-                d.push(self.out, Entry { ks: at, vs, ve, latest: None, raw: false });
-                self.n += 1;
-            }
-            Some(i) => {
-                // A Ruby Hash keeps the first position and takes the last value.
-                d.entries[i].latest = Some((vs, ve));
-                d.dups = true;
-            }
         }
     }
 
@@ -529,10 +532,7 @@ impl<'o> Rec<'o> {
     /// the record is dropped), for keys [`Common::plain`] says nothing applies to.
     #[inline]
     pub fn written<R>(&mut self, key: &[u8], write: impl FnOnce(&mut Vec<u8>) -> Option<R>) -> Option<R> {
-        let at = self.key(key);
-        let r = write(self.out)?;
-        self.end_field(at);
-        Some(r)
+        self.written_in(key, 0, key.len(), write)
     }
 
     /// [`Rec::written`] for a key that is `text[from..to]` (no escapes).

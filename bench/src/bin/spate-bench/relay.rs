@@ -94,7 +94,7 @@ pub fn headroom(ceilings: &Value, results: &[Value]) -> Value {
                 "sink_capacity_events_per_cpu_second": best_capacity,
                 "measured_ratio": measured_ratio,
                 "capacity_ratio": best_capacity / eps,
-                "spate_best_events_per_sec": f(r, "events_per_sec"),
+                "spate_best_events_per_sec": eps,
                 "spate_best_scenario": r["scenario"],
                 "ratio": ratio,
                 "goal": 1.5,
