@@ -223,7 +223,7 @@ const INDEX_FROM: usize = 16;
 /// Every byte is covered by whole overlapping loads (no copy, no mask): words of 8
 /// and the last 8; the first and last 4; the first, middle and last byte.
 #[inline]
-fn key_hash(k: &[u8]) -> u64 {
+pub(crate) fn key_hash(k: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let n = k.len();
     let w8 = |i: usize| k.get(i..i + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
@@ -257,15 +257,22 @@ fn load4(k: &[u8], i: usize) -> u32 {
     k.get(i..i + 4).map_or(0, |w| u32::from_le_bytes(w.try_into().unwrap_or_default()))
 }
 
-/// `a == b`, with keys of up to 8 bytes compared as two overlapping 4-byte words.
 #[inline(always)]
-fn short_eq(a: &[u8], b: &[u8]) -> bool {
+fn load8(k: &[u8], i: usize) -> u64 {
+    k.get(i..i + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+}
+
+/// `a == b`, with keys of 4 to 16 bytes compared as two overlapping words of 4 or 8
+/// bytes rather than through a call to memcmp.
+#[inline(always)]
+pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
     }
     match n {
-        4..=8 => load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4),
+        4..=7 => load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4),
+        8..=16 => load8(a, 0) == load8(b, 0) && load8(a, n - 8) == load8(b, n - 8),
         _ => a == b,
     }
 }
@@ -291,6 +298,30 @@ pub(crate) fn put_str(out: &mut Vec<u8>, text: &[u8], from: usize, to: usize) {
             std::ptr::copy_nonoverlapping(text.as_ptr().add(from), dst.add(1), BLOCK);
             out.set_len(n + 1 + len);
         }
+    } else if (32..256).contains(&len) && from <= text.len().saturating_sub(len.next_multiple_of(BLOCK)) {
+        // A message-sized string (str8): whole 32-byte blocks, the last one running
+        // past the end into spare capacity and past the closing quote in `text`.
+        // glibc's memcpy for an 80-byte message was about 6% of S8's cycles (perf),
+        // most of it the call and its size dispatch.
+        let blocks = len.div_ceil(BLOCK);
+        out.reserve(2 + blocks * BLOCK);
+        let n = out.len();
+        // SAFETY: `from + blocks * BLOCK <= text.len()` (checked above), so every read
+        // stays inside `text`; the reserve makes room for the header and all the
+        // blocks after `n`; set_len counts only the header and the string's `len`
+        // bytes, the rest stays spare capacity.
+        unsafe {
+            let dst = out.as_mut_ptr().add(n);
+            *dst = 0xd9;
+            *dst.add(1) = len as u8;
+            let (mut src, mut d) = (text.as_ptr().add(from), dst.add(2));
+            for _ in 0..blocks {
+                std::ptr::copy_nonoverlapping(src, d, BLOCK);
+                src = src.add(BLOCK);
+                d = d.add(BLOCK);
+            }
+            out.set_len(n + 2 + len);
+        }
     } else {
         raw::str(out, text.get(from..to).unwrap_or_default());
     }
@@ -298,7 +329,7 @@ pub(crate) fn put_str(out: &mut Vec<u8>, text: &[u8], from: usize, to: usize) {
 
 /// A field's key as written: where it starts and ends in the record, and its hash.
 #[derive(Clone, Copy)]
-struct Key {
+pub struct Key {
     at: usize,
     vs: usize,
     hash: u64,
@@ -528,26 +559,56 @@ impl<'o> Rec<'o> {
         self.end_field(at);
     }
 
-    /// A field whose msgpack value `write` appends (one value; None: it could not, and
-    /// the record is dropped), for keys [`Common::plain`] says nothing applies to.
+    /// Starts a field, for keys [`Common::plain`] says nothing applies to: writes
+    /// `key`; the caller appends one msgpack value to `out` and calls
+    /// [`Rec::end_plain`] (or drops the record). Not a method taking the value's writer
+    /// as a closure: LLVM did not always inline the closure, and the record's state
+    /// then went through memory (in-process S8: about 4% slower).
     #[inline]
-    pub fn written<R>(&mut self, key: &[u8], write: impl FnOnce(&mut Vec<u8>) -> Option<R>) -> Option<R> {
-        self.written_in(key, 0, key.len(), write)
+    pub fn start_plain(&mut self, key: &[u8]) -> Key {
+        self.key_in(key, 0, key.len())
     }
 
-    /// [`Rec::written`] for a key that is `text[from..to]` (no escapes).
+    /// [`Rec::start_plain`] for a key that is `text[from..to]` (no escapes).
     #[inline(always)]
-    pub fn written_in<R>(
-        &mut self,
-        text: &[u8],
-        from: usize,
-        to: usize,
-        write: impl FnOnce(&mut Vec<u8>) -> Option<R>,
-    ) -> Option<R> {
-        let at = self.key_in(text, from, to);
-        let r = write(self.out)?;
-        self.end_field(at);
-        Some(r)
+    pub fn start_plain_in(&mut self, text: &[u8], from: usize, to: usize) -> Key {
+        self.key_in(text, from, to)
+    }
+
+    /// [`Rec::start_plain_in`] for a key whose [`key_hash`] the caller has: json_direct's
+    /// memo of the keys of the record before.
+    #[inline(always)]
+    pub fn start_plain_hashed(&mut self, text: &[u8], from: usize, to: usize, hash: u64) -> Key {
+        let at = self.out.len();
+        put_str(self.out, text, from, to);
+        Key { at, vs: self.out.len(), hash }
+    }
+
+    /// Ends the field started with `key`, once its value is written.
+    #[inline(always)]
+    pub fn end_plain(&mut self, key: Key) {
+        self.end_field(key);
+    }
+
+    /// [`Rec::end_plain`] for a key the caller knows is not among the record's keys so
+    /// far (json_direct's memo: the same keys in the same order as a record before,
+    /// which had no repeat up to there): no comparison with the keys before it.
+    #[inline(always)]
+    pub fn end_plain_fresh(&mut self, key: Key) {
+        match self.dedup.as_deref_mut() {
+            Some(d) if !d.listed && (self.n as usize) < HASHED => {
+                d.hashes[self.n as usize] = key.hash;
+                self.n += 1;
+            }
+            _ => self.end_field(key),
+        }
+    }
+
+    /// No key of the record so far repeats another, as far as the deduplication knows
+    /// without listing the fields (none does when there is no deduplication).
+    #[inline(always)]
+    pub fn unrepeated(&self) -> bool {
+        self.dedup.as_deref().is_none_or(|d| !d.listed)
     }
 
     /// A field whose value is already msgpack (JSON and msgpack records).

@@ -190,6 +190,56 @@ fn json_duplicate_keys_keep_first_position_last_value() {
 }
 
 #[test]
+fn records_with_the_keys_of_the_record_before_and_then_not() {
+    // The direct reader remembers the keys of the record before (json_direct's memo):
+    // records that share some or all of them, in the same order or not, repeat one
+    // later, spell one with an escape, or meet the time key, in one text and across
+    // texts, on every configuration the random test uses.
+    let shapes = [
+        r#"{"host":"a","level":"info","status":200,"message":"m"}"#,
+        r#"{"host":"b","level":"warn","status":500,"message":"n"}"#,
+        r#"{"host":"c","level":"info"}"#,
+        r#"{"host":"d","level":"info","status":1,"message":"o","extra":true}"#,
+        r#"{"host":"e","host":"f","status":2}"#,
+        r#"{"host":"g","level":"x","host":"h"}"#,
+        r#"{"host":"i","level":"y","status":3,"level":"z"}"#,
+        r#"{"level":"j","host":"k"}"#,
+        r#"{"host":"l","level":"m","host":"n"}"#,
+        r#"{"host":"o","time":1362020400,"level":"p"}"#,
+        r#"{"host" : "q" ,"level":"r","time":"1362020400","host":"s"}"#,
+        r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"a":18}"#,
+        r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"r":18}"#,
+        r#"{"n":"","a":null}"#,
+        r#"{}"#,
+    ];
+    let confs = [
+        "@type json",
+        "@type json\nkeep_time_key true",
+        "@type json\ntypes n:string,a:integer,status:string\nnull_empty_string true",
+        "@type json\ntime_type mixed\ntime_format %s",
+    ];
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for c in confs {
+        let mut p = conf(c).build();
+        for _ in 0..3000 {
+            let n = 1 + next(&mut x, 6) as usize;
+            let picked: Vec<&str> = (0..n).map(|_| shapes[next(&mut x, shapes.len() as u64) as usize]).collect();
+            let text = if n == 1 { picked[0].to_string() } else { format!("[{}]", picked.join(",")) };
+            let [direct, serde] = both_json_paths(&mut p, text.as_bytes());
+            assert_eq!(direct, serde, "{c}: {text}");
+            assert!(p.json_direct_takes(text.as_bytes()), "{text}");
+        }
+    }
+    // Duplicates after a run of records that had none are still found.
+    let mut p = conf("@type json").build();
+    let text = format!("[{}]", [shapes[0]; 5].join(","));
+    run(&mut p, &text);
+    let (_, rec) = one(&mut p, r#"{"host":"a","level":"info","host":"b"}"#);
+    assert_eq!(rec, json!({"host":"b","level":"info"}));
+    assert_eq!(keys(&rec), ["host", "level"]);
+}
+
+#[test]
 fn short_keys_with_equal_hashes_and_strings_near_the_end_of_the_text() {
     // Keys up to 8 bytes are their own hash: "abcd" and "abcdabcd" hash alike (first
     // and last four bytes), so the record is listed and compared for real.
