@@ -366,9 +366,14 @@ fn fields(ctx: &mut Ctx, sc: &mut Scratch, s: &[u8], i: usize, r: &mut Rec<'_>) 
             }
         }
         f += 1;
-        j = ws(s, j);
-        match s.get(j)? {
-            b',' => j = ws(s, j + 1),
+        // The usual case, no white space, without ws()'s load of the same byte.
+        let mut c = *s.get(j)?;
+        if matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+            j = ws(s, j);
+            c = *s.get(j)?;
+        }
+        match c {
+            b',' => j = if s.get(j + 1) == Some(&b'"') { j + 1 } else { ws(s, j + 1) },
             b'}' => return Some(j + 1),
             _ => return None,
         }

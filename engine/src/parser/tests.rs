@@ -250,7 +250,7 @@ fn short_keys_with_equal_hashes_and_strings_near_the_end_of_the_text() {
     // Strings of 0..40 and more bytes as keys and values, with 0..40 bytes of text after
     // them: short ones are copied as a 32-byte block when the text has that many bytes
     // left.
-    for len in (0..40).chain([63, 64, 65, 200, 255, 256, 300]) {
+    for len in (0..40).chain([63, 64, 65, 96, 127, 128, 129, 200, 255, 256, 300]) {
         let v: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
         for pad in 0..40 {
             let text = format!("{{\"{v}\":\"{v}\"}}{}", " ".repeat(pad));
