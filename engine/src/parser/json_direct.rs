@@ -68,13 +68,18 @@ struct Scratch {
 }
 
 /// The keys of a record read before, in order, as its text had them (quotes
-/// included), up to the first that repeated an earlier one or had an escape. The
-/// records of one text (a batch) and of one sender's texts mostly have the same keys
-/// in the same order: a key found where the memo has it ends where the memo says, is
-/// not a repeat of the keys before it (they are the memo's too, and the memo's record
-/// had no repeat up to there), and has the hash and the role the memo kept. That
-/// skips the scan for its end, its hash and the comparison with the record's other
-/// keys (callgrind: about a third of what a short key cost).
+/// included). It ends before the first key that had an escape, was longer than
+/// `MEMO_KEY_LEN`, came after `MEMO_KEYS` others, or came once the deduplication had
+/// listed the record (a repeat, or two keys with one hash). The records of one text (a
+/// batch) and of one sender's texts mostly have the same keys in the same order.
+///
+/// A key found where the memo has it, after keys that all were the memo's, ends where
+/// the memo says and has the memo's hash and role. A plain key there is not a repeat
+/// of the record's keys before it: they are the memo's keys, and the memo's record had
+/// not repeated a plain key up to there. That skips the scan for its end, its hash and
+/// the comparison with the other keys (callgrind: about a third of what a short key
+/// cost). Keys that are not plain (the time key, `types`) go through [`Rec::value`]
+/// and its full check either way, so they may repeat in the memo.
 #[derive(Debug, Default)]
 struct Memo {
     bytes: Vec<u8>,

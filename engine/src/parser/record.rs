@@ -280,7 +280,9 @@ pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
 /// Appends `text[from..to]` as a msgpack string. A short string whose text is followed
 /// by enough bytes is copied as one fixed 32-byte block and the length set after: two
 /// vector moves instead of a capacity check per part and a call to memcpy, which were
-/// most of what a short key or value cost (callgrind, S8's records).
+/// most of what a short key or value cost (callgrind, S8's records). A string of 32 to
+/// 128 bytes is copied as two or four overlapping 32-byte blocks; longer ones by
+/// memcpy.
 #[inline(always)]
 pub(crate) fn put_str(out: &mut Vec<u8>, text: &[u8], from: usize, to: usize) {
     const BLOCK: usize = 32;
@@ -330,7 +332,7 @@ pub(crate) fn put_str(out: &mut Vec<u8>, text: &[u8], from: usize, to: usize) {
 
 /// A field's key as written: where it starts and ends in the record, and its hash.
 #[derive(Clone, Copy)]
-pub struct Key {
+pub(crate) struct Key {
     at: usize,
     vs: usize,
     hash: u64,
@@ -566,20 +568,20 @@ impl<'o> Rec<'o> {
     /// as a closure: LLVM did not always inline the closure, and the record's state
     /// then went through memory (in-process S8: about 4% slower).
     #[inline]
-    pub fn start_plain(&mut self, key: &[u8]) -> Key {
+    pub(crate) fn start_plain(&mut self, key: &[u8]) -> Key {
         self.key_in(key, 0, key.len())
     }
 
     /// [`Rec::start_plain`] for a key that is `text[from..to]` (no escapes).
     #[inline(always)]
-    pub fn start_plain_in(&mut self, text: &[u8], from: usize, to: usize) -> Key {
+    pub(crate) fn start_plain_in(&mut self, text: &[u8], from: usize, to: usize) -> Key {
         self.key_in(text, from, to)
     }
 
     /// [`Rec::start_plain_in`] for a key whose [`key_hash`] the caller has: json_direct's
     /// memo of the keys of the record before.
     #[inline(always)]
-    pub fn start_plain_hashed(&mut self, text: &[u8], from: usize, to: usize, hash: u64) -> Key {
+    pub(crate) fn start_plain_hashed(&mut self, text: &[u8], from: usize, to: usize, hash: u64) -> Key {
         let at = self.out.len();
         put_str(self.out, text, from, to);
         Key { at, vs: self.out.len(), hash }
@@ -587,7 +589,7 @@ impl<'o> Rec<'o> {
 
     /// Ends the field started with `key`, once its value is written.
     #[inline(always)]
-    pub fn end_plain(&mut self, key: Key) {
+    pub(crate) fn end_plain(&mut self, key: Key) {
         self.end_field(key);
     }
 
@@ -595,7 +597,7 @@ impl<'o> Rec<'o> {
     /// far (json_direct's memo: the same keys in the same order as a record before,
     /// which had no repeat up to there): no comparison with the keys before it.
     #[inline(always)]
-    pub fn end_plain_fresh(&mut self, key: Key) {
+    pub(crate) fn end_plain_fresh(&mut self, key: Key) {
         match self.dedup.as_deref_mut() {
             Some(d) if !d.listed && (self.n as usize) < HASHED => {
                 d.hashes[self.n as usize] = key.hash;
