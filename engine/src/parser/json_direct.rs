@@ -18,6 +18,10 @@
 //! Numbers are written as the serde_json path writes them: integers as the smallest
 //! msgpack int (`-0` and integers past the 64-bit ranges as floats), the others as
 //! float64, parsed with correct rounding (Ruby's strtod does the same).
+//!
+//! The reader keeps a [`Memo`] of the keys of the record read before (a batch's
+//! records mostly share their keys): a key found where the memo has it is not scanned,
+//! hashed or compared with the record's other keys again.
 
 use std::ops::Range;
 
