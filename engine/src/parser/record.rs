@@ -448,33 +448,56 @@ impl<'o> Rec<'o> {
         Rec { out, hdr, n: 0, time: None, dedup }
     }
 
-    /// Starts field `key` (its value must follow). With deduplication, a repeated key
-    /// is remembered so `end_field` can move its value to the first position.
+    /// Starts field `key` (its value must follow; the caller appends one msgpack value
+    /// to `out` and calls [`Rec::end_field`], or drops the record). With deduplication,
+    /// a repeated key is remembered so `end_field` can move its value to the first
+    /// position. Callers outside this module use it for keys [`Common::plain`] says
+    /// nothing applies to.
     #[inline]
-    fn key(&mut self, key: &[u8]) -> Key {
+    pub(crate) fn key(&mut self, key: &[u8]) -> Key {
         self.key_in(key, 0, key.len())
     }
 
     /// [`Rec::key`] for a key that is `text[from..to]` (no escapes), written with
     /// [`put_str`].
     #[inline(always)]
-    fn key_in(&mut self, text: &[u8], from: usize, to: usize) -> Key {
+    pub(crate) fn key_in(&mut self, text: &[u8], from: usize, to: usize) -> Key {
+        let hash = if self.dedup.as_ref().is_some_and(|d| !d.listed) { key_hash(&text[from..to]) } else { 0 };
+        self.key_hashed(text, from, to, hash)
+    }
+
+    /// [`Rec::key_in`] for a key whose [`key_hash`] the caller has (json_direct's memo
+    /// of the keys of the record before).
+    #[inline(always)]
+    pub(crate) fn key_hashed(&mut self, text: &[u8], from: usize, to: usize, hash: u64) -> Key {
         let at = self.out.len();
         put_str(self.out, text, from, to);
-        let hash = if self.dedup.as_ref().is_some_and(|d| !d.listed) { key_hash(&text[from..to]) } else { 0 };
         Key { at, vs: self.out.len(), hash }
     }
 
     /// Ends the field of key `key` (its value written after it). The usual case (no
     /// dedup, or a new hash among the first 16 fields) is inlined; the rest is not.
     #[inline(always)]
-    fn end_field(&mut self, key: Key) {
+    pub(crate) fn end_field(&mut self, key: Key) {
+        self.end_field_as(key, false);
+    }
+
+    /// [`Rec::end_field`] for a key the caller knows is not among the record's keys so
+    /// far (json_direct's memo: the same keys in the same order as a record before,
+    /// which had no repeat up to there): no comparison with the keys before it.
+    #[inline(always)]
+    pub(crate) fn end_field_fresh(&mut self, key: Key) {
+        self.end_field_as(key, true);
+    }
+
+    #[inline(always)]
+    fn end_field_as(&mut self, key: Key, fresh: bool) {
         let Some(d) = self.dedup.as_deref_mut() else {
             self.n += 1;
             return;
         };
         let k = self.n as usize;
-        if !d.listed && k < HASHED && !d.hashes[..k].contains(&key.hash) {
+        if !d.listed && k < HASHED && (fresh || !d.hashes[..k].contains(&key.hash)) {
             d.hashes[k] = key.hash;
             self.n += 1;
             return;
@@ -562,55 +585,10 @@ impl<'o> Rec<'o> {
         self.end_field(at);
     }
 
-    /// Starts a field, for keys [`Common::plain`] says nothing applies to: writes
-    /// `key`; the caller appends one msgpack value to `out` and calls
-    /// [`Rec::end_plain`] (or drops the record). Not a method taking the value's writer
-    /// as a closure: LLVM did not always inline the closure, and the record's state
-    /// then went through memory (in-process S8: about 4% slower).
-    #[inline]
-    pub(crate) fn start_plain(&mut self, key: &[u8]) -> Key {
-        self.key_in(key, 0, key.len())
-    }
-
-    /// [`Rec::start_plain`] for a key that is `text[from..to]` (no escapes).
-    #[inline(always)]
-    pub(crate) fn start_plain_in(&mut self, text: &[u8], from: usize, to: usize) -> Key {
-        self.key_in(text, from, to)
-    }
-
-    /// [`Rec::start_plain_in`] for a key whose [`key_hash`] the caller has: json_direct's
-    /// memo of the keys of the record before.
-    #[inline(always)]
-    pub(crate) fn start_plain_hashed(&mut self, text: &[u8], from: usize, to: usize, hash: u64) -> Key {
-        let at = self.out.len();
-        put_str(self.out, text, from, to);
-        Key { at, vs: self.out.len(), hash }
-    }
-
-    /// Ends the field started with `key`, once its value is written.
-    #[inline(always)]
-    pub(crate) fn end_plain(&mut self, key: Key) {
-        self.end_field(key);
-    }
-
-    /// [`Rec::end_plain`] for a key the caller knows is not among the record's keys so
-    /// far (json_direct's memo: the same keys in the same order as a record before,
-    /// which had no repeat up to there): no comparison with the keys before it.
-    #[inline(always)]
-    pub(crate) fn end_plain_fresh(&mut self, key: Key) {
-        match self.dedup.as_deref_mut() {
-            Some(d) if !d.listed && (self.n as usize) < HASHED => {
-                d.hashes[self.n as usize] = key.hash;
-                self.n += 1;
-            }
-            _ => self.end_field(key),
-        }
-    }
-
     /// No key of the record so far repeats another, as far as the deduplication knows
     /// without listing the fields (none does when there is no deduplication).
     #[inline(always)]
-    pub fn unrepeated(&self) -> bool {
+    pub(crate) fn unrepeated(&self) -> bool {
         self.dedup.as_deref().is_none_or(|d| !d.listed)
     }
 
