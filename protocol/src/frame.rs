@@ -15,6 +15,7 @@ use crate::event::{check_pair, read_entry, EntriesFormat, EntryCheck, Events};
 use crate::inflate::{Inflater, Slice};
 use crate::json::{self, JsonScanner};
 use crate::msgpack::{read_int, Cursor, Head, Kind, Skipper, MAX_DEPTH};
+use crate::shape::Shape;
 
 /// Limits applied while decoding. Defaults match fluentd's defaults where fluentd has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -534,12 +535,13 @@ fn parse_frame_inner(
         Head::Array { hdr, n: len } => {
             let body = c.pos + hdr;
             let (mut pos, mut valid, mut invalid) = (body, 0u32, 0u32);
+            let mut walk = Walk::default();
             for _ in 0..len {
-                let (check, used) =
-                    read_entry(&raw[pos..], EntriesFormat::Packed, limits.max_depth).map_err(|e| e.at(pos))?;
-                match check {
-                    EntryCheck::Valid(_) => valid = valid.saturating_add(1),
-                    EntryCheck::Invalid => invalid = invalid.saturating_add(1),
+                let (ok, used) = walk.entry(&raw, pos, limits.max_depth)?;
+                if ok {
+                    valid = valid.saturating_add(1);
+                } else {
+                    invalid = invalid.saturating_add(1);
                 }
                 pos += used;
             }
@@ -625,11 +627,18 @@ fn parse_frame_inner(
 fn count_entries(entries: &[u8], format: EntriesFormat, max_depth: usize) -> Result<(u32, u32)> {
     let (mut valid, mut invalid) = (0u32, 0u32);
     let mut pos = 0;
+    let mut walk = Walk::default();
     while pos < entries.len() {
-        let (check, used) = read_entry(&entries[pos..], format, max_depth).map_err(|e| e.at(pos))?;
-        match check {
-            EntryCheck::Valid(_) => valid = valid.saturating_add(1),
-            EntryCheck::Invalid => invalid = invalid.saturating_add(1),
+        let (ok, used) = if format == EntriesFormat::Packed {
+            walk.entry(entries, pos, max_depth)?
+        } else {
+            let (check, used) = read_entry(&entries[pos..], format, max_depth).map_err(|e| e.at(pos))?;
+            (matches!(check, EntryCheck::Valid(_)), used)
+        };
+        if ok {
+            valid = valid.saturating_add(1);
+        } else {
+            invalid = invalid.saturating_add(1);
         }
         pos += used;
         if format == EntriesFormat::Message && pos != entries.len() {
@@ -637,6 +646,34 @@ fn count_entries(entries: &[u8], format: EntriesFormat, max_depth: usize) -> Res
         }
     }
     Ok((valid, invalid))
+}
+
+/// Packed entries checked one after another: against the layout of an entry before
+/// ([`Shape`]) when they have it, else walked.
+#[derive(Default)]
+struct Walk {
+    shape: Shape,
+}
+
+impl Walk {
+    /// Whether the packed entry at `buf[pos..]` is a valid event, and its length.
+    /// Errors only on malformed msgpack (offsets relative to `buf`).
+    #[inline(always)]
+    fn entry(&mut self, buf: &[u8], pos: usize, max_depth: usize) -> Result<(bool, usize)> {
+        // The fast path's depth: the entry's array and a flat map in it.
+        if max_depth >= 2 {
+            if let Some(len) = self.shape.matches(buf, pos) {
+                return Ok((true, len));
+            }
+            if let Some(s) = Shape::learn(buf, pos) {
+                self.shape = s;
+                return Ok((true, s.len()));
+            }
+        }
+        let (check, used) =
+            read_entry(buf.get(pos..).unwrap_or_default(), EntriesFormat::Packed, max_depth).map_err(|e| e.at(pos))?;
+        Ok((matches!(check, EntryCheck::Valid(_)), used))
+    }
 }
 
 fn parse_options(c: &mut Cursor<'_>, raw: &Bytes) -> Result<Options> {

@@ -38,6 +38,7 @@ pub mod hex;
 pub mod inflate;
 pub mod json;
 pub mod msgpack;
+mod shape;
 
 pub use compress::Compression;
 pub use error::{DecodeError, ErrorKind, Result};

@@ -1,0 +1,352 @@
+//! Entry layouts: checking a packed `[time, record]` entry against the layout of the
+//! entry before it instead of walking it.
+//!
+//! Walking a msgpack map is one chain of dependent loads: where a value starts is known
+//! only once the value before it was read. For R1 entries that chain was most of what
+//! decoding a PackedForward batch cost (perf, S1's path in process).
+//!
+//! The entries of a batch mostly have the same layout: the same keys, and values of the
+//! same types, in the same order. A layout keeps the header bytes (marker, and length
+//! bytes for str8/16/32, bin and ext) of every value of the entry it was learned from,
+//! and its offset. An entry is checked by comparing its headers with those:
+//! - keys, the entry's array, its time, the map and values other than strings must have
+//!   the same header bytes, so they have the same length;
+//! - a string value (fixstr or str8) may have any length: its length shifts the offsets
+//!   of the headers after it.
+//!
+//! Only string values are then a chain (each shifts what follows); the other headers are
+//! loads that nothing waits for. A value's length depends only on its header, so an
+//! entry that matches is a well-formed entry of the same kinds of values, and is valid.
+//!
+//! Only entries the decoder's fast path takes are learned: a fixarray of two, a time
+//! that is valid whatever its value (EventTime with ext type 0, or an unsigned integer
+//! up to 32 bits), and a flat map. Anything else takes [`crate::event::read_entry`].
+
+use crate::msgpack;
+
+/// The most value headers a layout holds: the entry's array, its time, the map and 20
+/// keys and values (records of up to 10 fields).
+const HEADERS: usize = 24;
+
+/// The layout of an entry walked before; `n == 0` when there is none.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// The entry's length.
+    len: usize,
+    /// How many headers.
+    n: usize,
+    /// Each header's offset in the entry.
+    at: [u32; HEADERS],
+    /// Each header's bytes (little-endian, the marker lowest), masked.
+    head: [u64; HEADERS],
+    /// Which bytes of `head` to compare.
+    mask: [u64; HEADERS],
+    /// For a string value, its width (header and text) when learned; 0 for headers that
+    /// must match exactly.
+    width: [u32; HEADERS],
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape { len: 0, n: 0, at: [0; HEADERS], head: [0; HEADERS], mask: [0; HEADERS], width: [0; HEADERS] }
+    }
+}
+
+/// The mask of a header of `n` bytes (1 to 5).
+#[inline(always)]
+fn mask(n: usize) -> u64 {
+    u64::MAX >> (64 - 8 * n)
+}
+
+/// 8 bytes at `buf[i..]`, little-endian; 0 past the end (a match is only returned once
+/// the entry is known to end 8 bytes before `buf` does, so no load that decided it was
+/// past the end).
+#[inline(always)]
+fn load8(buf: &[u8], i: usize) -> u64 {
+    buf.get(i..i.wrapping_add(8)).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+}
+
+/// The width of the string value whose first 8 bytes are `w` (fixstr or str8), or None.
+#[inline(always)]
+fn str_width(w: u64) -> Option<usize> {
+    let m = w as u8;
+    if m & 0xe0 == 0xa0 {
+        Some(1 + (m & 0x1f) as usize)
+    } else if m == 0xd9 {
+        Some(2 + (w >> 8) as u8 as usize)
+    } else {
+        None
+    }
+}
+
+impl Shape {
+    /// The length of the entry at `buf[pos..]` if it has this layout. None when it does
+    /// not, or when it does not end 8 bytes or more before `buf` does (the last entry is
+    /// walked).
+    #[inline(always)]
+    pub(crate) fn matches(&self, buf: &[u8], pos: usize) -> Option<usize> {
+        if self.n == 0 {
+            return None;
+        }
+        let (mut shift, mut diff) = (0isize, 0u64);
+        for i in 0..self.n.min(HEADERS) {
+            let w = load8(buf, (pos + self.at[i] as usize).wrapping_add_signed(shift));
+            if self.width[i] == 0 {
+                diff |= (w & self.mask[i]) ^ self.head[i];
+            } else {
+                shift += str_width(w)? as isize - self.width[i] as isize;
+            }
+        }
+        let len = self.len.checked_add_signed(shift)?;
+        (diff == 0 && pos.checked_add(len + 8)? <= buf.len()).then_some(len)
+    }
+
+    /// Walks the entry at `buf[pos..]` if the fast path takes it, and returns its
+    /// layout (and so its length); the entry is then valid. None for anything else.
+    #[inline]
+    pub(crate) fn learn(buf: &[u8], pos: usize) -> Option<Shape> {
+        let mut s = Shape::default();
+        let e = buf.get(pos..)?;
+        if *e.first()? != 0x92 {
+            return None;
+        }
+        s.exact(e, 0, 1)?;
+        // The time: only forms that are valid whatever their value.
+        let p = match *e.get(1)? {
+            0xd7 if e.get(2) == Some(&0) => 11,
+            0xce => 6,
+            0xcd => 4,
+            0xcc => 3,
+            _ => return None,
+        };
+        s.exact(e, 1, if p == 11 { 2 } else { 1 })?;
+        let m = *e.get(p)?;
+        let (mut p, values) = match m {
+            0x80..=0x8f => (p + 1, 2 * (m & 0x0f) as usize),
+            0xde => {
+                let b = e.get(p + 1..p + 3)?;
+                (p + 3, 2 * u16::from_be_bytes([b[0], b[1]]) as usize)
+            }
+            _ => return None,
+        };
+        s.exact(e, p - (if m == 0xde { 3 } else { 1 }), if m == 0xde { 3 } else { 1 })?;
+        if s.n + values > HEADERS {
+            return None;
+        }
+        for v in 0..values {
+            let m = *e.get(p)?;
+            let end = msgpack::scalar_end_fast(e, p)?;
+            if v % 2 == 1 && (m & 0xe0 == 0xa0 || m == 0xd9) {
+                s.string(p, end - p);
+            } else {
+                let hdr = match m {
+                    0xc4 | 0xd9 | 0xc7 => 2,
+                    0xc5 | 0xda | 0xc8 => 3,
+                    0xc6 | 0xdb | 0xc9 => 5,
+                    _ => 1,
+                };
+                s.exact(e, p, hdr)?;
+            }
+            p = end;
+        }
+        // Offsets are u32: a longer entry is walked.
+        u32::try_from(p).ok()?;
+        s.len = p;
+        Some(s)
+    }
+
+    /// The entry's length.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Where the record (the map) starts in the entry: after the array's header and the
+    /// time, whose lengths a match does not change.
+    #[inline(always)]
+    pub(crate) fn record_at(&self) -> usize {
+        self.at[2] as usize
+    }
+
+    /// A header of `bytes` bytes at `e[at..]` that must match exactly.
+    #[inline(always)]
+    fn exact(&mut self, e: &[u8], at: usize, bytes: usize) -> Option<()> {
+        let h = e.get(at..at + bytes)?;
+        let mut w = [0u8; 8];
+        w[..bytes].copy_from_slice(h);
+        self.push(at, u64::from_le_bytes(w), mask(bytes), 0);
+        Some(())
+    }
+
+    /// A string value of `width` bytes (header and text) at `at`.
+    #[inline(always)]
+    fn string(&mut self, at: usize, width: usize) {
+        self.push(at, 0, 0, width as u32);
+    }
+
+    #[inline(always)]
+    fn push(&mut self, at: usize, head: u64, mask: u64, width: u32) {
+        let i = self.n;
+        if let (Some(a), Some(h), Some(m), Some(w)) =
+            (self.at.get_mut(i), self.head.get_mut(i), self.mask.get_mut(i), self.width.get_mut(i))
+        {
+            (*a, *h, *m, *w) = (at as u32, head, mask, width);
+            self.n += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{read_entry, EntriesFormat, EntryCheck};
+
+    fn entry(time: &[u8], fields: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut e = vec![0x92];
+        e.extend_from_slice(time);
+        e.push(0x80 | fields.len() as u8);
+        for (k, v) in fields {
+            e.push(0xa0 | k.len() as u8);
+            e.extend_from_slice(k);
+            e.extend_from_slice(v);
+        }
+        e
+    }
+
+    fn str8(s: &[u8]) -> Vec<u8> {
+        let mut v = vec![0xd9, s.len() as u8];
+        v.extend_from_slice(s);
+        v
+    }
+
+    fn fixstr(s: &[u8]) -> Vec<u8> {
+        let mut v = vec![0xa0 | s.len() as u8];
+        v.extend_from_slice(s);
+        v
+    }
+
+    const T: &[u8] = &[0xd7, 0, 0x60, 0, 0, 0, 0, 0, 0, 1];
+
+    /// `e` followed by 8 bytes, as a batch would have the next entry.
+    fn padded(e: &[u8]) -> Vec<u8> {
+        let mut b = e.to_vec();
+        b.extend_from_slice(&[0xc0; 8]);
+        b
+    }
+
+    fn r1(host: &[u8], status: &[u8], message: &[u8]) -> Vec<u8> {
+        let m = if message.len() < 32 { fixstr(message) } else { str8(message) };
+        entry(T, &[(b"host", &fixstr(host)), (b"status", status), (b"message", &m)])
+    }
+
+    #[test]
+    fn entries_of_the_same_layout_match_with_their_own_lengths() {
+        let a = r1(b"web", b"\xcc\xc8", &[b'a'; 40]);
+        let s = Shape::learn(&a, 0).expect("learned");
+        assert_eq!(s.len(), a.len());
+        let (check, used) = read_entry(&a, EntriesFormat::Packed, 8).unwrap();
+        assert!(matches!(check, EntryCheck::Valid(_)));
+        assert_eq!(used, a.len());
+        // Strings of other lengths (fixstr and str8 either way), other times and
+        // other contents: the same layout, each with its own length, as read_entry
+        // says.
+        for b in [
+            r1(b"web", b"\xcc\xc8", &[b'a'; 40]),
+            r1(b"", b"\xcc\xc9", &[b'b'; 255]),
+            r1(b"a-much-longer-host-name", b"\xcc\x01", b"short"),
+            r1(&[b'h'; 31], b"\xcc\xff", &[b'c'; 32]),
+        ] {
+            let buf = padded(&b);
+            assert_eq!(s.matches(&buf, 0), Some(b.len()));
+            assert_eq!(read_entry(&buf, EntriesFormat::Packed, 8).unwrap().1, b.len());
+        }
+        // The same at an offset in a batch.
+        let mut buf = a.clone();
+        let b = r1(b"x", b"\xcc\x00", b"y");
+        buf.extend_from_slice(&b);
+        buf.extend_from_slice(&[0; 8]);
+        assert_eq!(s.matches(&buf, a.len()), Some(b.len()));
+    }
+
+    #[test]
+    fn a_header_byte_that_differs_is_a_miss() {
+        let a = r1(b"web", b"\xcc\xc8", &[b'a'; 40]);
+        let s = Shape::learn(&a, 0).unwrap();
+        // The bytes that must match: the array, the time's marker and type, the map,
+        // the keys' headers, the status's marker.
+        let exact: Vec<usize> = (0..s.n)
+            .filter(|&i| s.width[i] == 0)
+            .flat_map(|i| (0..(s.mask[i].count_ones() / 8) as usize).map(move |k| s.at[i] as usize + k))
+            .collect();
+        assert_eq!(exact, vec![0, 1, 2, 11, 12, 21, 28, 30]);
+        for &h in &exact {
+            let mut b = a.clone();
+            b[h] ^= 0x01;
+            assert_eq!(s.matches(&padded(&b), 0), None, "header byte {h}");
+        }
+        // A string value that is not a fixstr or str8 any more: a miss.
+        for v in [&b"\xc0"[..], b"\x01", b"\xda\x00\x01x", b"\xc4\x01x"] {
+            let b = entry(T, &[(b"host", v), (b"status", b"\xcc\xc8"), (b"message", &str8(&[b'a'; 40]))]);
+            assert_eq!(s.matches(&padded(&b), 0), None, "{v:?}");
+        }
+        // Bytes that are not headers (the time's payload, string contents, the
+        // status's value) may differ.
+        let mut b = a.clone();
+        for i in (0..b.len()).filter(|i| !exact.contains(i) && ![17, 38, 39].contains(i)) {
+            b[i] = b[i].wrapping_add(1);
+        }
+        assert_eq!(s.matches(&padded(&b), 0), Some(a.len()));
+    }
+
+    #[test]
+    fn entries_ending_near_the_end_are_walked() {
+        let a = r1(b"web", b"\x01", b"m");
+        let s = Shape::learn(&a, 0).unwrap();
+        let mut buf = a.clone();
+        for _ in 0..8 {
+            assert_eq!(s.matches(&buf, 0), None, "{} bytes after", buf.len() - a.len());
+            buf.push(0);
+        }
+        assert_eq!(s.matches(&buf, 0), Some(a.len()));
+        // A longer string than the buffer holds, or a truncated entry: never a match.
+        let b = r1(b"web", b"\x01", &[b'm'; 200]);
+        for cut in 0..b.len() + 8 {
+            let mut t = b.clone();
+            t.resize(cut, 0);
+            assert_eq!(s.matches(&t, 0), None, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn only_always_valid_times_and_flat_maps_are_learned() {
+        for t in [T, &[0xce, 0, 0, 0, 1], &[0xcd, 0, 1], &[0xcc, 1]] {
+            assert!(Shape::learn(&entry(t, &[(b"k", b"\x01")]), 0).is_some(), "{t:?}");
+        }
+        // A float (range-checked), uint64 (may not fit), a negative int, an ext of
+        // another type, fluent-bit's [time, meta]: read_entry decides.
+        for t in [
+            &[0xcb, 0x41, 0xd0, 0, 0, 0, 0, 0, 0][..],
+            &[0xcf, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[0xff],
+            &[0xd7, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0x92, 0xce, 0, 0, 0, 1, 0x80],
+        ] {
+            assert!(Shape::learn(&entry(t, &[(b"k", b"\x01")]), 0).is_none(), "{t:?}");
+        }
+        // A nested value, a non-map record, too many fields.
+        assert!(Shape::learn(&entry(T, &[(b"k", b"\x91\x01")]), 0).is_none());
+        let mut e = vec![0x92];
+        e.extend_from_slice(T);
+        e.push(0x01);
+        assert!(Shape::learn(&e, 0).is_none());
+        let many: Vec<(&[u8], &[u8])> = (0..11).map(|_| (&b"k"[..], &b"\x01"[..])).collect();
+        assert!(Shape::learn(&entry(T, &many), 0).is_none());
+        let ten: Vec<(&[u8], &[u8])> = (0..10).map(|_| (&b"k"[..], &b"\x01"[..])).collect();
+        assert!(Shape::learn(&entry(T, &ten), 0).is_some());
+        // Truncated anywhere: nothing learned.
+        let a = r1(b"web", b"\x01", b"m");
+        for cut in 0..a.len() {
+            assert!(Shape::learn(&a[..cut], 0).is_none(), "cut at {cut}");
+        }
+    }
+}
