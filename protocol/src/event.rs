@@ -5,7 +5,7 @@
 //! buffer.
 
 use crate::msgpack::{self, Head, Kind, MAX_DEPTH};
-use crate::shape::Shape;
+use crate::shape::Shapes;
 
 /// Fluentd's EventTime: seconds and nanoseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -201,38 +201,33 @@ pub(crate) fn check_pair<'a>(time_raw: &'a [u8], rec: &'a [u8], raw: &'a [u8]) -
 }
 
 /// Iterator over the valid events of a batch; invalid entries are skipped (they were
-/// counted when the frame was decoded). Packed entries with the layout of the entry
-/// before them are checked against it rather than walked ([`Shape`]).
+/// counted when the frame was decoded). Packed entries with the layout of an entry
+/// before them are checked against it rather than walked (see `shape.rs`).
 #[derive(Debug, Clone)]
 pub struct Events<'a> {
     buf: &'a [u8],
     format: EntriesFormat,
-    shape: Shape,
+    shape: Shapes,
 }
 
 impl<'a> Events<'a> {
     /// Iterates entries that were validated by the decoder. On bytes that were not
     /// validated, iteration simply stops at the first malformed entry.
     pub fn new(buf: &'a [u8], format: EntriesFormat) -> Self {
-        Events { buf, format, shape: Shape::default() }
+        Events { buf, format, shape: Shapes::default() }
     }
 
-    /// The packed entry at the start of `buf` as an event, if it has the layout of the
+    /// The packed entry at the start of `buf` as an event, if it has the layout of an
     /// entry before it or is one whose layout can be learned.
     #[inline(always)]
     fn shaped(&mut self) -> Option<Event<'a>> {
-        let len = match self.shape.matches(self.buf, 0) {
-            Some(len) => len,
-            None => {
-                self.shape = Shape::learn(self.buf, 0)?;
-                self.shape.len()
-            }
-        };
+        let (len, record_at) = self.shape.entry(self.buf, 0)?;
         let raw = self.buf.get(..len)?;
-        let (time_raw, rec) = raw.get(1..)?.split_at_checked(self.shape.record_at() - 1)?;
-        self.buf = &self.buf[len..];
-        // A learned layout's time is valid whatever its value, so this is Some.
+        let (time_raw, rec) = raw.get(1..)?.split_at_checked(record_at.checked_sub(1)?)?;
+        // A layout's time is valid whatever its value, so this is Some; if it were not,
+        // the entry is left to read_entry.
         let time = EventTime::from_msgpack(time_raw)?;
+        self.buf = &self.buf[len..];
         Some(Event { time, time_raw, record: RecordRef { raw: rec }, raw })
     }
 }

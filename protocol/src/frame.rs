@@ -15,7 +15,7 @@ use crate::event::{check_pair, read_entry, EntriesFormat, EntryCheck, Events};
 use crate::inflate::{Inflater, Slice};
 use crate::json::{self, JsonScanner};
 use crate::msgpack::{read_int, Cursor, Head, Kind, Skipper, MAX_DEPTH};
-use crate::shape::Shape;
+use crate::shape::Shapes;
 
 /// Limits applied while decoding. Defaults match fluentd's defaults where fluentd has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -649,10 +649,10 @@ fn count_entries(entries: &[u8], format: EntriesFormat, max_depth: usize) -> Res
 }
 
 /// Packed entries checked one after another: against the layout of an entry before
-/// ([`Shape`]) when they have it, else walked.
+/// them ([`Shapes`]) when they have it, else walked.
 #[derive(Default)]
 struct Walk {
-    shape: Shape,
+    shape: Shapes,
 }
 
 impl Walk {
@@ -660,14 +660,10 @@ impl Walk {
     /// Errors only on malformed msgpack (offsets relative to `buf`).
     #[inline(always)]
     fn entry(&mut self, buf: &[u8], pos: usize, max_depth: usize) -> Result<(bool, usize)> {
-        // The fast path's depth: the entry's array and a flat map in it.
+        // The layouts' depth: the entry's array and a flat map in it.
         if max_depth >= 2 {
-            if let Some(len) = self.shape.matches(buf, pos) {
+            if let Some((len, _)) = self.shape.entry(buf, pos) {
                 return Ok((true, len));
-            }
-            if let Some(s) = Shape::learn(buf, pos) {
-                self.shape = s;
-                return Ok((true, s.len()));
             }
         }
         let (check, used) =

@@ -196,6 +196,46 @@ impl Shape {
     }
 }
 
+/// A layout and when to look for a new one: what [`crate::frame`]'s walk and
+/// [`crate::Events`] keep while they go through a batch.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Shapes {
+    shape: Shape,
+    /// Entries to leave to the walk before trying to learn again: learning an entry
+    /// that cannot be learned (a nested record, a float time) walks part of it for
+    /// nothing, so after a failure it is tried again only after 16 entries.
+    rest: u8,
+}
+
+/// Entries left to the walk after a failed [`Shape::learn`].
+const BACK_OFF: u8 = 16;
+
+impl Shapes {
+    /// The length of the entry at `buf[pos..]` and where its record starts, if it has
+    /// the layout of an entry before it or its layout can be learned now; the entry is
+    /// then valid. None: the caller walks it.
+    #[inline(always)]
+    pub(crate) fn entry(&mut self, buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+        if let Some(len) = self.shape.matches(buf, pos) {
+            return Some((len, self.shape.record_at()));
+        }
+        if self.rest > 0 {
+            self.rest -= 1;
+            return None;
+        }
+        match Shape::learn(buf, pos) {
+            Some(s) => {
+                self.shape = s;
+                Some((s.len(), s.record_at()))
+            }
+            None => {
+                self.rest = BACK_OFF;
+                None
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +387,217 @@ mod tests {
         let a = r1(b"web", b"\x01", b"m");
         for cut in 0..a.len() {
             assert!(Shape::learn(&a[..cut], 0).is_none(), "cut at {cut}");
+        }
+    }
+
+    /// A small xorshift generator: the cases below are the same on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    /// Value kinds: every scalar form (multi-byte headers included) and two containers.
+    const KINDS: usize = 24;
+
+    fn value(r: &mut Rng, kind: usize) -> Vec<u8> {
+        let len = |r: &mut Rng, max: u64| r.below(max) as usize;
+        let with = |head: &[u8], body: Vec<u8>| [head, &body[..]].concat();
+        match kind {
+            0 => vec![0xc0],
+            1 => vec![0xc2 + r.below(2) as u8],
+            2 => vec![r.below(0x80) as u8],
+            3 => vec![0xe0 | r.below(32) as u8],
+            4 => with(&[0xcc], r.bytes(1)),
+            5 => with(&[0xcd], r.bytes(2)),
+            6 => with(&[0xce], r.bytes(4)),
+            7 => with(&[0xcf], r.bytes(8)),
+            8 => {
+                let i = r.below(4);
+                with(&[0xd0 + i as u8], r.bytes(1 << i))
+            }
+            9 => with(&[0xcb], r.bytes(8)),
+            10 => with(&[0xca], r.bytes(4)),
+            11 => {
+                let n = len(r, 32);
+                with(&[0xa0 | n as u8], r.bytes(n))
+            }
+            12 => {
+                let n = len(r, 300);
+                with(&[0xd9, n as u8], r.bytes(n % 256))
+            }
+            13 => {
+                let n = len(r, 300);
+                with(&[0xda, (n >> 8) as u8, n as u8], r.bytes(n))
+            }
+            14 => {
+                let n = len(r, 40);
+                with(&[0xc4, n as u8], r.bytes(n))
+            }
+            15 => {
+                let n = len(r, 40);
+                with(&[0xc5, 0, n as u8], r.bytes(n))
+            }
+            16 => {
+                let n = len(r, 40);
+                with(&[0xc6, 0, 0, 0, n as u8], r.bytes(n))
+            }
+            17 => {
+                let n = len(r, 40);
+                with(&[0xc7, n as u8, r.next() as u8], r.bytes(n))
+            }
+            18 => {
+                let n = len(r, 40);
+                with(&[0xc8, 0, n as u8, r.next() as u8], r.bytes(n))
+            }
+            19 => {
+                let n = len(r, 40);
+                with(&[0xdb, 0, 0, 0, n as u8], r.bytes(n))
+            }
+            20 => {
+                let w = [1usize, 2, 4, 8, 16][len(r, 5)];
+                with(&[0xd4 + (w.trailing_zeros() as u8), r.next() as u8], r.bytes(w))
+            }
+            21 => vec![0x91, 0x01],
+            22 => vec![0x81, 0xa1, b'k', 0x01],
+            _ => vec![0xc1],
+        }
+    }
+
+    fn time(r: &mut Rng, kind: usize) -> Vec<u8> {
+        match kind {
+            0 => [&[0xd7, 0][..], &r.bytes(8)].concat(),
+            1 => [&[0xce][..], &r.bytes(4)].concat(),
+            2 => [&[0xcd][..], &r.bytes(2)].concat(),
+            3 => [&[0xcc][..], &r.bytes(1)].concat(),
+            4 => [&[0xcb][..], &r.bytes(8)].concat(),
+            5 => [&[0xcf][..], &r.bytes(8)].concat(),
+            6 => [&[0xd7, 1][..], &r.bytes(8)].concat(),
+            _ => vec![r.below(0x80) as u8],
+        }
+    }
+
+    /// An entry of the given kinds: (time kind, map16 or not, (key, value kind)...).
+    fn build(r: &mut Rng, t: usize, map16: bool, fields: &[(Vec<u8>, usize)]) -> Vec<u8> {
+        let mut e = vec![0x92];
+        e.extend(time(r, t));
+        if map16 {
+            e.extend([0xde, 0, fields.len() as u8]);
+        } else {
+            e.push(0x80 | fields.len() as u8);
+        }
+        for (k, v) in fields {
+            e.extend_from_slice(k);
+            e.extend(value(r, *v));
+        }
+        e
+    }
+
+    #[test]
+    fn a_match_is_what_read_entry_says_for_arbitrary_entries() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut learned, mut matched) = (0, 0);
+        for _ in 0..40_000 {
+            // A layout of kinds, and a second entry that mostly keeps them.
+            let t = r.below(8) as usize;
+            let map16 = r.below(4) == 0;
+            let n = r.below(12) as usize;
+            let kinds: Vec<(Vec<u8>, usize)> = (0..n)
+                .map(|_| {
+                    // Keys (the same in both entries): mostly strings; values: any
+                    // kind, strings more often.
+                    let k = if r.below(5) == 0 { r.below(KINDS as u64) as usize } else { 11 + r.below(2) as usize };
+                    let v = if r.below(3) == 0 { 11 + r.below(2) as usize } else { r.below(KINDS as u64) as usize };
+                    (value(&mut r, k), v)
+                })
+                .collect();
+            let a = build(&mut r, t, map16, &kinds);
+            let other: Vec<(Vec<u8>, usize)> = kinds
+                .iter()
+                .map(|(k, v)| (k.clone(), if r.below(20) == 0 { r.below(KINDS as u64) as usize } else { *v }))
+                .collect();
+            let tb = if r.below(10) == 0 { r.below(8) as usize } else { t };
+            let b = build(&mut r, tb, map16, &other);
+            let Some(s) = Shape::learn(&a, 0) else { continue };
+            learned += 1;
+            let (check, used) = read_entry(&a, EntriesFormat::Packed, 8).expect("a learned entry reads");
+            assert!(matches!(check, EntryCheck::Valid(_)), "{a:x?}");
+            assert_eq!(used, s.len(), "{a:x?}");
+            // b, followed by bytes of the next entry (or cut anywhere).
+            let mut buf = b.clone();
+            let pad = 8 + r.below(8) as usize;
+            buf.extend(r.bytes(pad));
+            if r.below(8) == 0 {
+                buf.truncate(r.below(buf.len() as u64 + 1) as usize);
+            }
+            if let Some(len) = s.matches(&buf, 0) {
+                matched += 1;
+                let (check, used) = read_entry(&buf, EntriesFormat::Packed, 8).expect("a matched entry reads");
+                assert!(matches!(check, EntryCheck::Valid(_)), "learned {a:x?}, matched {buf:x?}");
+                assert_eq!(used, len, "learned {a:x?}, matched {buf:x?}");
+            }
+        }
+        // The cases exercise both sides.
+        assert!(learned > 5_000 && matched > 3_000, "learned {learned}, matched {matched}");
+    }
+
+    #[test]
+    fn walks_and_events_agree_with_read_entry_over_mixed_batches() {
+        use crate::event::Events;
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..2_000 {
+            // Runs of one layout, other layouts, nested and invalid entries, in one batch.
+            let mut batch = Vec::new();
+            for _ in 0..r.below(40) {
+                let t = if r.below(6) == 0 { r.below(8) as usize } else { 0 };
+                let n = r.below(4) as usize;
+                let kinds: Vec<(Vec<u8>, usize)> = (0..n)
+                    .map(|i| (vec![0xa1, b'a' + i as u8], if r.below(4) == 0 { r.below(23) as usize } else { 12 }))
+                    .collect();
+                for _ in 0..1 + r.below(6) {
+                    batch.extend(build(&mut r, t, false, &kinds));
+                }
+            }
+            let mut expect = Vec::new();
+            let mut pos = 0;
+            while pos < batch.len() {
+                let (check, used) = read_entry(&batch[pos..], EntriesFormat::Packed, 8).unwrap();
+                if let EntryCheck::Valid(ev) = check {
+                    expect.push((ev.time, ev.time_raw.to_vec(), ev.record.as_bytes().to_vec(), ev.raw.to_vec()));
+                }
+                pos += used;
+            }
+            let got: Vec<_> = Events::new(&batch, EntriesFormat::Packed)
+                .map(|ev| (ev.time, ev.time_raw.to_vec(), ev.record.as_bytes().to_vec(), ev.raw.to_vec()))
+                .collect();
+            assert_eq!(got, expect);
+            let mut shapes = Shapes::default();
+            let (mut pos, mut valid) = (0, 0);
+            while pos < batch.len() {
+                let used = match shapes.entry(&batch, pos) {
+                    Some((len, _)) => {
+                        valid += 1;
+                        len
+                    }
+                    None => {
+                        let (check, used) = read_entry(&batch[pos..], EntriesFormat::Packed, 8).unwrap();
+                        valid += matches!(check, EntryCheck::Valid(_)) as usize;
+                        used
+                    }
+                };
+                pos += used;
+            }
+            assert_eq!((pos, valid), (batch.len(), expect.len()));
         }
     }
 }
