@@ -534,19 +534,12 @@ fn parse_frame_inner(
     let (mode, entries, format, opt_count, counts) = match c.peek()? {
         Head::Array { hdr, n: len } => {
             let body = c.pos + hdr;
-            let (mut pos, mut valid, mut invalid) = (body, 0u32, 0u32);
-            let mut walk = Walk::default();
+            let (mut pos, mut walk) = (body, Walk::default());
             for _ in 0..len {
-                let (ok, used) = walk.entry(&raw, pos, limits.max_depth)?;
-                if ok {
-                    valid = valid.saturating_add(1);
-                } else {
-                    invalid = invalid.saturating_add(1);
-                }
-                pos += used;
+                pos += walk.entry(&raw, pos, EntriesFormat::Packed, limits.max_depth)?;
             }
             c.pos = pos;
-            (Mode::Forward, raw.slice(body..pos), EntriesFormat::Packed, n - 2, Some((valid, invalid)))
+            (Mode::Forward, raw.slice(body..pos), EntriesFormat::Packed, n - 2, Some((walk.valid, walk.invalid)))
         }
         Head::Scalar { kind: Kind::Str | Kind::Bin, .. } => {
             let p = c.bytes("entries")?;
@@ -625,50 +618,43 @@ fn parse_frame_inner(
 /// Walks every entry once: proves the entries are well-formed msgpack within the depth
 /// limit, and counts valid and invalid events.
 fn count_entries(entries: &[u8], format: EntriesFormat, max_depth: usize) -> Result<(u32, u32)> {
-    let (mut valid, mut invalid) = (0u32, 0u32);
-    let mut pos = 0;
-    let mut walk = Walk::default();
+    let (mut pos, mut walk) = (0, Walk::default());
     while pos < entries.len() {
-        let (ok, used) = if format == EntriesFormat::Packed {
-            walk.entry(entries, pos, max_depth)?
-        } else {
-            let (check, used) = read_entry(&entries[pos..], format, max_depth).map_err(|e| e.at(pos))?;
-            (matches!(check, EntryCheck::Valid(_)), used)
-        };
-        if ok {
-            valid = valid.saturating_add(1);
-        } else {
-            invalid = invalid.saturating_add(1);
-        }
-        pos += used;
+        pos += walk.entry(entries, pos, format, max_depth)?;
         if format == EntriesFormat::Message && pos != entries.len() {
             return Err(DecodeError::new(pos, ErrorKind::Trailing));
         }
     }
-    Ok((valid, invalid))
+    Ok((walk.valid, walk.invalid))
 }
 
-/// Packed entries checked one after another: against the layout of an entry before
-/// them ([`Shapes`]) when they have it, else walked.
+/// Entries checked one after another and counted: packed ones against the layout of an
+/// entry before them ([`Shapes`]) when they have it, the others walked.
 #[derive(Default)]
 struct Walk {
     shape: Shapes,
+    valid: u32,
+    invalid: u32,
 }
 
 impl Walk {
-    /// Whether the packed entry at `buf[pos..]` is a valid event, and its length.
+    /// Counts the entry at `buf[pos..]` as valid or invalid; returns its length.
     /// Errors only on malformed msgpack (offsets relative to `buf`).
     #[inline(always)]
-    fn entry(&mut self, buf: &[u8], pos: usize, max_depth: usize) -> Result<(bool, usize)> {
+    fn entry(&mut self, buf: &[u8], pos: usize, format: EntriesFormat, max_depth: usize) -> Result<usize> {
         // The layouts' depth: the entry's array and a flat map in it.
-        if max_depth >= 2 {
+        if format == EntriesFormat::Packed && max_depth >= 2 {
             if let Some((len, _)) = self.shape.entry(buf, pos) {
-                return Ok((true, len));
+                self.valid = self.valid.saturating_add(1);
+                return Ok(len);
             }
         }
-        let (check, used) =
-            read_entry(buf.get(pos..).unwrap_or_default(), EntriesFormat::Packed, max_depth).map_err(|e| e.at(pos))?;
-        Ok((matches!(check, EntryCheck::Valid(_)), used))
+        let (check, used) = read_entry(buf.get(pos..).unwrap_or_default(), format, max_depth).map_err(|e| e.at(pos))?;
+        match check {
+            EntryCheck::Valid(_) => self.valid = self.valid.saturating_add(1),
+            EntryCheck::Invalid => self.invalid = self.invalid.saturating_add(1),
+        }
+        Ok(used)
     }
 }
 

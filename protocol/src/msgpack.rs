@@ -560,18 +560,26 @@ pub(crate) fn flat_map_end(buf: &[u8], pos: usize) -> Option<usize> {
     flat_map_end_counted(buf, pos).map(|(end, _)| end)
 }
 
+/// The fixmap or map16 header at `buf[pos]`: where its first key starts and how many
+/// keys and values follow. None for anything else (map32, which a log record does not
+/// need, included) or a truncated header. What the flat fast paths take.
+#[inline(always)]
+pub(crate) fn small_map_head(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let m = *buf.get(pos)?;
+    match m {
+        0x80..=0x8f => Some((pos + 1, 2 * (m & 0x0f) as usize)),
+        0xde => {
+            let b = buf.get(pos + 1..pos + 3)?;
+            Some((pos + 3, 2 * u16::from_be_bytes([b[0], b[1]]) as usize))
+        }
+        _ => None,
+    }
+}
+
 /// [`flat_map_end`], with the number of values walked (the map and its keys and values).
 #[inline]
 fn flat_map_end_counted(buf: &[u8], pos: usize) -> Option<(usize, u64)> {
-    let m = *buf.get(pos)?;
-    let (mut p, n) = match m {
-        0x80..=0x8f => (pos + 1, 2 * (m & 0x0f) as usize),
-        0xde => {
-            let b = buf.get(pos + 1..pos + 3)?;
-            (pos + 3, 2 * u16::from_be_bytes([b[0], b[1]]) as usize)
-        }
-        _ => return None,
-    };
+    let (mut p, n) = small_map_head(buf, pos)?;
     for _ in 0..n {
         p = scalar_end_fast(buf, p)?;
     }

@@ -120,16 +120,9 @@ impl Shape {
             _ => return None,
         };
         s.exact(e, 1, if p == 11 { 2 } else { 1 })?;
-        let m = *e.get(p)?;
-        let (mut p, values) = match m {
-            0x80..=0x8f => (p + 1, 2 * (m & 0x0f) as usize),
-            0xde => {
-                let b = e.get(p + 1..p + 3)?;
-                (p + 3, 2 * u16::from_be_bytes([b[0], b[1]]) as usize)
-            }
-            _ => return None,
-        };
-        s.exact(e, p - (if m == 0xde { 3 } else { 1 }), if m == 0xde { 3 } else { 1 })?;
+        let (body, values) = msgpack::small_map_head(e, p)?;
+        s.exact(e, p, body - p)?;
+        let mut p = body;
         if s.n + values > HEADERS {
             return None;
         }
@@ -240,6 +233,7 @@ impl Shapes {
 mod tests {
     use super::*;
     use crate::event::{read_entry, EntriesFormat, EntryCheck};
+    use spate_testkit::rng::Rng;
 
     fn entry(time: &[u8], fields: &[(&[u8], &[u8])]) -> Vec<u8> {
         let mut e = vec![0x92];
@@ -390,28 +384,10 @@ mod tests {
         }
     }
 
-    /// A small xorshift generator: the cases below are the same on every run.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-    }
-
     /// Value kinds: every scalar form (multi-byte headers included) and two containers.
     const KINDS: usize = 24;
 
     fn value(r: &mut Rng, kind: usize) -> Vec<u8> {
-        let len = |r: &mut Rng, max: u64| r.below(max) as usize;
         let with = |head: &[u8], body: Vec<u8>| [head, &body[..]].concat();
         match kind {
             0 => vec![0xc0],
@@ -429,44 +405,44 @@ mod tests {
             9 => with(&[0xcb], r.bytes(8)),
             10 => with(&[0xca], r.bytes(4)),
             11 => {
-                let n = len(r, 32);
+                let n = r.below(32);
                 with(&[0xa0 | n as u8], r.bytes(n))
             }
             12 => {
-                let n = len(r, 300);
+                let n = r.below(300);
                 with(&[0xd9, n as u8], r.bytes(n % 256))
             }
             13 => {
-                let n = len(r, 300);
+                let n = r.below(300);
                 with(&[0xda, (n >> 8) as u8, n as u8], r.bytes(n))
             }
             14 => {
-                let n = len(r, 40);
+                let n = r.below(40);
                 with(&[0xc4, n as u8], r.bytes(n))
             }
             15 => {
-                let n = len(r, 40);
+                let n = r.below(40);
                 with(&[0xc5, 0, n as u8], r.bytes(n))
             }
             16 => {
-                let n = len(r, 40);
+                let n = r.below(40);
                 with(&[0xc6, 0, 0, 0, n as u8], r.bytes(n))
             }
             17 => {
-                let n = len(r, 40);
-                with(&[0xc7, n as u8, r.next() as u8], r.bytes(n))
+                let n = r.below(40);
+                with(&[0xc7, n as u8, r.next_u64() as u8], r.bytes(n))
             }
             18 => {
-                let n = len(r, 40);
-                with(&[0xc8, 0, n as u8, r.next() as u8], r.bytes(n))
+                let n = r.below(40);
+                with(&[0xc8, 0, n as u8, r.next_u64() as u8], r.bytes(n))
             }
             19 => {
-                let n = len(r, 40);
+                let n = r.below(40);
                 with(&[0xdb, 0, 0, 0, n as u8], r.bytes(n))
             }
             20 => {
-                let w = [1usize, 2, 4, 8, 16][len(r, 5)];
-                with(&[0xd4 + (w.trailing_zeros() as u8), r.next() as u8], r.bytes(w))
+                let w = [1usize, 2, 4, 8, 16][r.below(5)];
+                with(&[0xd4 + (w.trailing_zeros() as u8), r.next_u64() as u8], r.bytes(w))
             }
             21 => vec![0x91, 0x01],
             22 => vec![0x81, 0xa1, b'k', 0x01],
@@ -509,24 +485,22 @@ mod tests {
         let (mut learned, mut matched) = (0, 0);
         for _ in 0..40_000 {
             // A layout of kinds, and a second entry that mostly keeps them.
-            let t = r.below(8) as usize;
+            let t = r.below(8);
             let map16 = r.below(4) == 0;
-            let n = r.below(12) as usize;
+            let n = r.below(12);
             let kinds: Vec<(Vec<u8>, usize)> = (0..n)
                 .map(|_| {
                     // Keys (the same in both entries): mostly strings; values: any
                     // kind, strings more often.
-                    let k = if r.below(5) == 0 { r.below(KINDS as u64) as usize } else { 11 + r.below(2) as usize };
-                    let v = if r.below(3) == 0 { 11 + r.below(2) as usize } else { r.below(KINDS as u64) as usize };
+                    let k = if r.below(5) == 0 { r.below(KINDS) } else { 11 + r.below(2) };
+                    let v = if r.below(3) == 0 { 11 + r.below(2) } else { r.below(KINDS) };
                     (value(&mut r, k), v)
                 })
                 .collect();
             let a = build(&mut r, t, map16, &kinds);
-            let other: Vec<(Vec<u8>, usize)> = kinds
-                .iter()
-                .map(|(k, v)| (k.clone(), if r.below(20) == 0 { r.below(KINDS as u64) as usize } else { *v }))
-                .collect();
-            let tb = if r.below(10) == 0 { r.below(8) as usize } else { t };
+            let other: Vec<(Vec<u8>, usize)> =
+                kinds.iter().map(|(k, v)| (k.clone(), if r.below(20) == 0 { r.below(KINDS) } else { *v })).collect();
+            let tb = if r.below(10) == 0 { r.below(8) } else { t };
             let b = build(&mut r, tb, map16, &other);
             let Some(s) = Shape::learn(&a, 0) else { continue };
             learned += 1;
@@ -535,10 +509,10 @@ mod tests {
             assert_eq!(used, s.len(), "{a:x?}");
             // b, followed by bytes of the next entry (or cut anywhere).
             let mut buf = b.clone();
-            let pad = 8 + r.below(8) as usize;
+            let pad = 8 + r.below(8);
             buf.extend(r.bytes(pad));
             if r.below(8) == 0 {
-                buf.truncate(r.below(buf.len() as u64 + 1) as usize);
+                buf.truncate(r.below(buf.len() + 1));
             }
             if let Some(len) = s.matches(&buf, 0) {
                 matched += 1;
@@ -559,10 +533,10 @@ mod tests {
             // Runs of one layout, other layouts, nested and invalid entries, in one batch.
             let mut batch = Vec::new();
             for _ in 0..r.below(40) {
-                let t = if r.below(6) == 0 { r.below(8) as usize } else { 0 };
-                let n = r.below(4) as usize;
+                let t = if r.below(6) == 0 { r.below(8) } else { 0 };
+                let n = r.below(4);
                 let kinds: Vec<(Vec<u8>, usize)> = (0..n)
-                    .map(|i| (vec![0xa1, b'a' + i as u8], if r.below(4) == 0 { r.below(23) as usize } else { 12 }))
+                    .map(|i| (vec![0xa1, b'a' + i as u8], if r.below(4) == 0 { r.below(23) } else { 12 }))
                     .collect();
                 for _ in 0..1 + r.below(6) {
                     batch.extend(build(&mut r, t, false, &kinds));

@@ -4,6 +4,7 @@
 //!   for the tests that prove a hot path does not allocate per event;
 //! - [`net`]: free loopback ports and waiting for a process to listen;
 //! - [`tempdir`]: temporary directories removed on drop;
+//! - [`rng`]: a deterministic random generator for tests that generate many cases;
 //! - [`process`]: finding a peer (`$ENV` or `PATH`) with a printed skip reason, and child
 //!   processes that are signalled, stopped and never left running;
 //! - [`wire`]: records, packed entries and Forward frames in every mode, built by hand
@@ -20,6 +21,7 @@ pub mod alloc;
 pub mod forward;
 pub mod net;
 pub mod process;
+pub mod rng;
 pub mod tempdir;
 pub mod wire;
 

@@ -28,13 +28,12 @@ pub fn free_port() -> u16 {
     let from = low.saturating_sub(10_000).max(1024);
     let span = u32::from(low.saturating_sub(from)).max(1);
     // Where to start: differs between processes and calls.
-    let mut x = u64::from(std::process::id()) << 32
-        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut rng = crate::rng::Rng(
+        u64::from(std::process::id()) << 32
+            ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+    );
     for _ in 0..100_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let port = from + (x % u64::from(span)) as u16;
+        let port = from + rng.below(span as usize) as u16;
         let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
         let set = given.get_or_insert_with(HashSet::new);
         // Never loop for want of ports: forget old ones long before the span runs out.

@@ -512,20 +512,6 @@ fn unused_parameters_are_reported() {
     assert_eq!(unused, ["typo_param test.conf:4:3"]);
 }
 
-/// A tiny deterministic generator (no dependency needed).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn hostile_inputs_never_panic() {
     let seeds = [
@@ -569,7 +555,7 @@ fn hostile_inputs_never_panic() {
         }
     }
     // Random strings over the grammar's alphabet.
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut rng = spate_testkit::rng::Rng(0x2545_F491_4F6C_DD1D);
     let alphabet: Vec<char> = "<>/#\"'{}[]\\ \n\r\t@ab$=,:*é|(){}ENV".chars().collect();
     for _ in 0..20000 {
         let len = rng.below(48);
