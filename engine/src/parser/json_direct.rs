@@ -21,7 +21,12 @@
 //!
 //! The reader keeps a [`Memo`] of the keys of the record read before (a batch's
 //! records mostly share their keys): a key found where the memo has it is not scanned,
-//! hashed or compared with the record's other keys again.
+//! hashed or compared with the record's other keys again. Past the memo, the reader
+//! keeps a [`Layout`] of one record: the text between its values (`{"host":`,
+//! `,"level":`, ... `}`) and its keys as msgpack. A record whose text between values is
+//! byte for byte the layout's is written without reading its keys at all (callgrind:
+//! about half of what an S8 record cost went to finding, checking and bookkeeping
+//! its keys).
 
 use std::ops::Range;
 
@@ -69,6 +74,7 @@ struct Scratch {
     /// An unescaped string value.
     text: Vec<u8>,
     memo: Memo,
+    layout: Layout,
 }
 
 /// The keys of a record read before, in order, as its text had them (quotes
@@ -146,6 +152,9 @@ trait Records {
     fn end(&mut self, time: RecTime);
     /// An array element that is not an object.
     fn not_object(&mut self);
+    /// Drops what was written since the record begun last (which did not end): the
+    /// layout missed and the record is read again from its start.
+    fn abandon(&mut self);
 }
 
 type RecTime = Result<Option<EventTime>, TimeError>;
@@ -183,6 +192,10 @@ impl<S: Sink> Records for Straight<'_, S> {
     fn not_object(&mut self) {
         self.errors.push(ParseError::NotObject);
     }
+    #[inline]
+    fn abandon(&mut self) {
+        self.out.truncate(self.mark);
+    }
 }
 
 /// Into `staged`, handed to the sink once the whole text has parsed.
@@ -206,9 +219,19 @@ impl Records for Staging<'_> {
     fn not_object(&mut self) {
         self.elements.push(None);
     }
+    #[inline]
+    fn abandon(&mut self) {
+        self.staged.truncate(self.from);
+    }
 }
 
 impl Direct {
+    /// Records written through the layout so far.
+    #[cfg(test)]
+    pub(crate) fn layout_hits(&self) -> usize {
+        self.scratch.layout.hits
+    }
+
     /// Writes the records of `s` (an object, or an array of objects), or returns
     /// [`Fallback`] having written nothing.
     pub(crate) fn parse<S: Sink>(
@@ -306,11 +329,204 @@ fn record(
     i: usize,
     into: &mut impl Records,
 ) -> Result<usize, Fallback> {
+    let layout = &mut sc.layout;
+    if layout.wait == 0 {
+        if layout.ready {
+            if let Some(end) = layout.record(s, i, into.begin(), &mut sc.text) {
+                into.end(Ok(super::record::estimate(ctx)));
+                #[cfg(test)]
+                {
+                    layout.hits += 1;
+                }
+                return Ok(end);
+            }
+            into.abandon();
+            layout.ready = false;
+            layout.wait = MISS_WAIT;
+        }
+    } else {
+        layout.wait -= 1;
+    }
     let mut r = Rec::begin(into.begin(), Some(dedup));
     let end = fields(ctx, sc, s, i, &mut r).ok_or(Fallback)?;
     let time = r.finish(ctx);
     into.end(time);
+    let layout = &mut sc.layout;
+    if !layout.ready && layout.wait == 0 {
+        layout.ready = layout.learn(ctx, s, i, &mut sc.value, &mut sc.text).is_some();
+        if !layout.ready {
+            layout.wait = LEARN_WAIT;
+        }
+    }
     Ok(end)
+}
+
+/// Records read without the layout after one that it missed, before the next is
+/// learned: a text whose records alternate between layouts pays for a miss and a
+/// learn once in this many records, not on every one.
+const MISS_WAIT: u32 = 8;
+/// Records read without the layout after one it could not be learned from (a time
+/// key, `types`, an escaped or repeated key, more than 15 fields).
+const LEARN_WAIT: u32 = 32;
+/// Fields a layout holds: what a fixmap holds, the header `Rec` writes for them.
+const LAYOUT_FIELDS: usize = 15;
+/// The longest text between two values a layout holds.
+const LAYOUT_LIT: usize = 64;
+/// Each key's msgpack string sits in a slot of this many bytes, copied whole.
+const KEY_SLOT: usize = 32;
+
+/// The layout of a record read before (see the module doc): the text before each
+/// value (from the record's `{`, or from the value before), the text after the last
+/// value up to its `}`, and each key as the msgpack string [`Rec`] writes. Only
+/// records whose keys are all [`Common::plain`](super::record::Common::plain), distinct,
+/// without escapes and shorter than 31 bytes, with 1 to 15 fields, are learned: for
+/// those, [`fields`] writes a map of the keys in text order, each followed by
+/// [`field_value`]'s value (no common parameter applies, no key repeats, no time key),
+/// and the record's time is [`estimate`](super::record::estimate)'s. A record whose
+/// text between values is the layout's byte for byte has the same keys in the same
+/// order, so it gets the same map by copying the keys and writing each value with
+/// [`field_value`]; a value that does not read (or white space where the layout had
+/// none) is a miss, and the record is read again by [`fields`].
+#[derive(Debug, Default)]
+struct Layout {
+    /// The texts between values, back to back, then `LAYOUT_LIT` bytes of padding (a
+    /// 16-byte comparison may read past the last).
+    lits: Vec<u8>,
+    /// Key `f`'s msgpack string at `f * KEY_SLOT`, its slot zero-filled after it.
+    keys: Vec<u8>,
+    /// Per field: where its text before the value starts in `lits`, that text's
+    /// length, its key's msgpack length.
+    fields: Vec<(u16, u8, u8)>,
+    /// The text after the last value, through the record's `}`.
+    tail: (u16, u8),
+    /// Whether a layout is learned.
+    ready: bool,
+    /// Records to read without the layout before it is used or learned again.
+    wait: u32,
+    /// Records written through the layout (the tests check it is what they compare).
+    #[cfg(test)]
+    hits: usize,
+}
+
+impl Layout {
+    /// Writes the record at `i` (its `{`) into `out` if its text between values is the
+    /// layout's; returns its end. On None, `out` holds a partial record.
+    #[inline(always)]
+    fn record(&self, s: &[u8], i: usize, out: &mut Vec<u8>, text: &mut Vec<u8>) -> Option<usize> {
+        out.push(0x80 | self.fields.len() as u8);
+        let mut j = i;
+        for (f, &(at, n, kl)) in self.fields.iter().enumerate() {
+            if !lit_eq(s, j, &self.lits, at as usize, n as usize) {
+                return None;
+            }
+            j += n as usize;
+            put_slot(out, &self.keys, f * KEY_SLOT, kl as usize);
+            j = field_value(s, j, out, text)?;
+        }
+        let (at, n) = self.tail;
+        lit_eq(s, j, &self.lits, at as usize, n as usize).then_some(j + n as usize)
+    }
+
+    /// Learns the layout of the record at `i`, which [`fields`] has just read whole,
+    /// or returns None (the layout is then empty). `value` and `text`: scratch.
+    #[cold]
+    fn learn(&mut self, ctx: &Ctx, s: &[u8], i: usize, value: &mut Vec<u8>, text: &mut Vec<u8>) -> Option<()> {
+        self.lits.clear();
+        self.keys.clear();
+        self.fields.clear();
+        let r = self.learn_fields(ctx, s, i, value, text);
+        if r.is_none() {
+            self.fields.clear();
+        }
+        r
+    }
+
+    fn learn_fields(&mut self, ctx: &Ctx, s: &[u8], i: usize, value: &mut Vec<u8>, text: &mut Vec<u8>) -> Option<()> {
+        let mut lit = i;
+        let mut j = ws(s, i + 1);
+        loop {
+            if s.get(j) != Some(&b'"') || self.fields.len() == LAYOUT_FIELDS {
+                return None;
+            }
+            let (ke, esc) = string_end(s, j + 1)?;
+            let k = s.get(j + 1..ke)?;
+            if esc || k.len() >= KEY_SLOT - 1 || !ctx.common.plain(k) {
+                return None;
+            }
+            let at = self.keys.len();
+            raw::str(&mut self.keys, k);
+            let kl = self.keys.len() - at;
+            if (0..self.fields.len())
+                .any(|f| self.keys[f * KEY_SLOT..f * KEY_SLOT + self.fields[f].2 as usize] == self.keys[at..])
+            {
+                return None;
+            }
+            self.keys.resize(at + KEY_SLOT, 0);
+            let v = colon(s, ke + 1)?;
+            let n = v - lit;
+            if n > LAYOUT_LIT {
+                return None;
+            }
+            self.fields.push((self.lits.len() as u16, n as u8, kl as u8));
+            self.lits.extend_from_slice(s.get(lit..v)?);
+            value.clear();
+            let e = field_value(s, v, value, text)?;
+            let c = ws(s, e);
+            match s.get(c)? {
+                b',' => j = ws(s, c + 1),
+                b'}' => {
+                    let n = c + 1 - e;
+                    if n > LAYOUT_LIT {
+                        return None;
+                    }
+                    self.tail = (self.lits.len() as u16, n as u8);
+                    self.lits.extend_from_slice(s.get(e..=c)?);
+                    self.lits.resize(self.lits.len() + LAYOUT_LIT, 0);
+                    return Some(());
+                }
+                _ => return None,
+            }
+            lit = e;
+        }
+    }
+}
+
+/// Whether `s[j..j + n]` is `lits[at..at + n]` (`lits` has 16 bytes after it).
+#[inline(always)]
+fn lit_eq(s: &[u8], j: usize, lits: &[u8], at: usize, n: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if n <= 16 && j + 16 <= s.len() && at + 16 <= lits.len() {
+        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8};
+        // SAFETY: both 16-byte unaligned loads stay inside their slices (checked just
+        // above); SSE2 is part of the x86_64 baseline.
+        let eq = unsafe {
+            let a = _mm_loadu_si128(s.as_ptr().add(j).cast());
+            let b = _mm_loadu_si128(lits.as_ptr().add(at).cast());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(a, b)) as u32
+        };
+        // Equal in the first n bytes: the bits beyond n do not count.
+        return (eq | (0xffff_u32 << n)) & 0xffff == 0xffff;
+    }
+    match (s.get(j..j + n), lits.get(at..at + n)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Appends the first `n` bytes of the `KEY_SLOT`-byte slot at `at` of `keys`: one
+/// 32-byte copy, not a call to memcpy for a few bytes.
+#[inline(always)]
+fn put_slot(out: &mut Vec<u8>, keys: &[u8], at: usize, n: usize) {
+    let Some(slot) = keys.get(at..at + KEY_SLOT) else { return };
+    out.reserve(KEY_SLOT);
+    let len = out.len();
+    // SAFETY: `slot` is KEY_SLOT readable bytes; the reserve makes room for KEY_SLOT
+    // bytes after `len`; set_len counts only the `n <= KEY_SLOT` bytes of the key
+    // (the rest is spare capacity, overwritten later).
+    unsafe {
+        std::ptr::copy_nonoverlapping(slot.as_ptr(), out.as_mut_ptr().add(len), KEY_SLOT);
+        out.set_len(len + n.min(KEY_SLOT));
+    }
 }
 
 /// The fields of the object at `i` into `r`; returns the object's end. A function of
@@ -318,7 +534,7 @@ fn record(
 /// the memo was added, and `r` then lived in memory (about 20% slower in-process).
 #[inline(always)]
 fn fields(ctx: &mut Ctx, sc: &mut Scratch, s: &[u8], i: usize, r: &mut Rec<'_>) -> Option<usize> {
-    let Scratch { value, key, text, memo } = sc;
+    let Scratch { value, key, text, memo, .. } = sc;
     let mut j = ws(s, i + 1);
     if s.get(j) == Some(&b'}') {
         return Some(j + 1);

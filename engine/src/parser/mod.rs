@@ -379,6 +379,15 @@ impl Parser {
         }
     }
 
+    /// Records parser_json's direct path wrote through its layout so far.
+    #[cfg(test)]
+    pub(crate) fn json_layout_hits(&self) -> usize {
+        match &self.kind {
+            Kind::Json(p) => p.direct.layout_hits(),
+            _ => 0,
+        }
+    }
+
     /// Whether parser_json's direct path takes `text` (the tests check it is the one
     /// being compared).
     #[cfg(test)]

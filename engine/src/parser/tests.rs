@@ -251,6 +251,115 @@ fn records_with_the_keys_of_the_record_before_and_then_not() {
 }
 
 #[test]
+fn records_in_the_layout_of_the_record_before_and_near_it() {
+    // json_direct's layout: records whose text between values is the record before's
+    // are written without reading their keys. Mostly one layout with values of every
+    // kind (strings short and long, escaped, non-ASCII, numbers of every form, nested,
+    // values that do not read), and records near it: a key renamed, escaped or
+    // repeated, white space moved, a field added, dropped or moved, the time key, a
+    // byte changed or the text cut, on configurations that make some keys not plain.
+    let values = [
+        r#""web-01""#,
+        r#""""#,
+        r#""a string longer than thirty-two bytes, to be copied in blocks""#,
+        r#""esc\"aped\\ and \u00e9 and \ud83d\ude00""#,
+        "\"caf\u{e9} \u{1f600}\"",
+        "0",
+        "200",
+        "-1",
+        "-0",
+        "1.5",
+        "1e3",
+        "123456789012345678",
+        "12345678901234567890",
+        "99999999999999999999999",
+        "true",
+        "false",
+        "null",
+        r#"{"a":[1,2,{"b":null}]}"#,
+        "[]",
+        "01",
+        r#""unterminated"#,
+        "\"bad \u{1} control\"",
+        "nul",
+    ];
+    let m = "m".repeat(150);
+    let near = [
+        r#"{"host":$,"level":$,"status":$,"message":$}"#,
+        r#"{"host":$,"level":$,"status":$,"message":$}"#,
+        r#"{"host":$,"level":$,"status":$,"message":$}"#,
+        r#"{"host":$,"level":$,"status":$,"massage":$}"#,
+        r#"{"host":$,"le\u0076el":$,"status":$,"message":$}"#,
+        r#"{"host":$,"level":$,"status":$,"host":$}"#,
+        r#"{"host" :$,"level":$,"status":$,"message":$}"#,
+        r#"{"host":$, "level":$,"status":$,"message":$}"#,
+        r#"{"host":$,"level":$,"status":$,"message":$ }"#,
+        r#"{ "host":$,"level":$,"status":$,"message":$}"#,
+        r#"{"host":$,"level":$,"status":$,"message":$,"extra":$}"#,
+        r#"{"host":$,"level":$,"status":$}"#,
+        r#"{"level":$,"host":$,"status":$,"message":$}"#,
+        r#"{"host":$,"level":$,"time":$,"message":$}"#,
+        r#"{"host":$,"level":$,"n":$,"message":$}"#,
+        r#"{"a":$,"b":$,"c":$,"d":$,"e":$,"f":$,"g":$,"h":$,"i":$,"j":$,"k":$,"l":$,"m":$,"n":$,"o":$}"#,
+        r#"{"a":$,"b":$,"c":$,"d":$,"e":$,"f":$,"g":$,"h":$,"i":$,"j":$,"k":$,"l":$,"m":$,"n":$,"o":$,"p":$}"#,
+        r#"{"a_key_of_thirty_one_bytes_____":$,"b":$}"#,
+        r#"{"a_key_of_thirty_bytes________":$,"b":$}"#,
+        "{\"$M\":$}",
+        r#"{}"#,
+    ];
+    let confs = [
+        "@type json",
+        "@type json\nkeep_time_key true",
+        "@type json\ntypes n:string,status:integer\nnull_empty_string true",
+        "@type json\ntime_type mixed\ntime_format %s",
+        "@type json\ntime_key level\ntime_type string\ntime_format %s",
+    ];
+    let mut x = 0x5851_F42D_4C95_7F2Du64;
+    let mut hits = 0;
+    let mut texts = 0;
+    for c in confs {
+        let mut p = conf(c).build();
+        for round in 0..1500 {
+            let n = 1 + next(&mut x, 24) as usize;
+            let mut recs = Vec::new();
+            for _ in 0..n {
+                // Mostly the first layout, with usual values.
+                let layout =
+                    if next(&mut x, 8) == 0 { near[next(&mut x, near.len() as u64) as usize] } else { near[0] };
+                let mut r = String::new();
+                for (k, piece) in layout.replace("$M", &m).split('$').enumerate() {
+                    if k > 0 {
+                        let v = if next(&mut x, 12) == 0 { next(&mut x, values.len() as u64) as usize } else { k % 7 };
+                        r.push_str(values[v]);
+                    }
+                    r.push_str(piece);
+                }
+                recs.push(r);
+            }
+            let mut bytes = if n == 1 { recs.remove(0) } else { format!("[{}]", recs.join(",")) }.into_bytes();
+            match round % 13 {
+                1 if bytes.len() > 2 => bytes.truncate(bytes.len() - 1 - next(&mut x, bytes.len() as u64 - 1) as usize),
+                2 => {
+                    let at = next(&mut x, bytes.len() as u64) as usize;
+                    bytes[at] = b"{}[]\",: \\0x\x01\xff"[next(&mut x, 13) as usize];
+                }
+                _ => {}
+            }
+            let [direct, serde] = both_json_paths(&mut p, &bytes);
+            assert_eq!(direct, serde, "{c}: {:?}", String::from_utf8_lossy(&bytes));
+            let (out, recs, errs) = rolled_back_path(&mut p, &bytes);
+            assert_eq!(out, serde.0, "{c}: {:?}", String::from_utf8_lossy(&bytes));
+            assert_eq!(recs, serde.1.iter().filter_map(|r| r.as_ref().ok().copied()).collect::<Vec<_>>());
+            assert_eq!(errs, serde.1.iter().filter_map(|r| r.as_ref().err().cloned()).collect::<Vec<_>>());
+            texts += usize::from(p.json_direct_takes(&bytes));
+        }
+        hits += p.json_layout_hits();
+    }
+    // The comparison is about the layout: most records went through it.
+    assert!(hits > 20_000 && texts > 2500, "{hits} records through the layout, {texts} texts taken");
+}
+
+#[test]
 fn short_keys_with_equal_hashes_and_strings_near_the_end_of_the_text() {
     // Keys up to 8 bytes are their own hash: "abcd" and "abcdabcd" hash alike (first
     // and last four bytes), so the record is listed and compared for real.
