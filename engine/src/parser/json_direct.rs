@@ -635,31 +635,43 @@ fn ws(s: &[u8], mut i: usize) -> usize {
 #[inline]
 fn special(s: &[u8], mut i: usize, high: &mut bool) -> Option<(usize, bool)> {
     use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_setzero_si128,
     };
     // Sixteen bytes at a time with SSE2, which every x86_64 CPU has: a string's end
-    // is found in a few instructions per 16 bytes rather than per byte.
+    // is found in a few instructions per 16 bytes rather than per byte. The blocks
+    // passed are OR-ed together and their high bits read once at the end, and which
+    // kind of byte ended the string is read from its block only then: one mask per
+    // block on the way (callgrind: about a quarter fewer instructions per block).
+    // SAFETY: SSE2 is part of the x86_64 baseline, so the intrinsic is always available.
+    let mut seen: __m128i = unsafe { _mm_setzero_si128() };
+    // SAFETY: as above.
+    let high_in = |seen: __m128i| unsafe { _mm_movemask_epi8(seen) } != 0;
     while i + 16 <= s.len() {
         // SAFETY: i + 16 <= s.len(), so the unaligned 16-byte load stays inside `s`;
         // SSE2 is part of the x86_64 baseline, so the intrinsics are always available.
-        let (q, o, h) = unsafe {
+        let (m, quote) = unsafe {
             let v = _mm_loadu_si128(s.as_ptr().add(i).cast());
+            seen = _mm_or_si128(seen, v);
             let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
             let slash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
             // v <= 0x1f (unsigned) exactly when min(v, 0x1f) == v.
             let ctrl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-            (_mm_movemask_epi8(quote), _mm_movemask_epi8(_mm_or_si128(slash, ctrl)), _mm_movemask_epi8(v))
+            (_mm_movemask_epi8(_mm_or_si128(quote, _mm_or_si128(slash, ctrl))), quote)
         };
-        *high |= h != 0;
-        let m = q | o;
         if m != 0 {
-            // Whether the first one is the quote comes from the masks, not from
-            // loading the byte again (that load was on the path of every string).
+            // Whether the first one is the quote comes from the block's quote mask,
+            // not from loading the byte again (that load was on the path of every
+            // string).
             let p = m.trailing_zeros();
-            return Some((i + p as usize, o >> p & 1 == 0));
+            *high |= high_in(seen);
+            // SAFETY: as above.
+            let q = unsafe { _mm_movemask_epi8(quote) };
+            return Some((i + p as usize, q >> p & 1 == 1));
         }
         i += 16;
     }
+    *high |= high_in(seen);
     special_tail(s, i, high)
 }
 
