@@ -302,8 +302,13 @@ fn records_in_the_layout_of_the_record_before_and_near_it() {
         r#"{"host":$,"level":$,"n":$,"message":$}"#,
         r#"{"a":$,"b":$,"c":$,"d":$,"e":$,"f":$,"g":$,"h":$,"i":$,"j":$,"k":$,"l":$,"m":$,"n":$,"o":$}"#,
         r#"{"a":$,"b":$,"c":$,"d":$,"e":$,"f":$,"g":$,"h":$,"i":$,"j":$,"k":$,"l":$,"m":$,"n":$,"o":$,"p":$}"#,
-        r#"{"a_key_of_thirty_one_bytes_____":$,"b":$}"#,
-        r#"{"a_key_of_thirty_bytes________":$,"b":$}"#,
+        r#"{"a_key_of_exactly_thirty_bytes_":$,"b":$}"#,
+        r#"{"a_key_of_exactly_thirty_one_byt":$,"b":$}"#,
+        r#"{"a_key_of_exactly_thirty_two_byte":$,"b":$}"#,
+        r#"{"host": $,"level":$,"status":$,"message":$}"#,
+        r#"{"hostname":$,"level":$,"status":$,"message":$}"#,
+        r#"{"hos":$,"level":$,"status":$,"message":$}"#,
+        "{\"h\u{f6}st\":$,\"level\":$,\"status\":$,\"message\":$}",
         "{\"$M\":$}",
         r#"{}"#,
     ];
@@ -322,10 +327,12 @@ fn records_in_the_layout_of_the_record_before_and_near_it() {
         for round in 0..1500 {
             let n = 1 + next(&mut x, 24) as usize;
             let mut recs = Vec::new();
+            // Mostly the first layout; one text in four mostly another one, so that
+            // every layout is learned and used.
+            let base = if round % 4 == 3 { near[next(&mut x, near.len() as u64) as usize] } else { near[0] };
             for _ in 0..n {
-                // Mostly the first layout, with usual values.
-                let layout =
-                    if next(&mut x, 8) == 0 { near[next(&mut x, near.len() as u64) as usize] } else { near[0] };
+                // Mostly the text's layout, with usual values.
+                let layout = if next(&mut x, 8) == 0 { near[next(&mut x, near.len() as u64) as usize] } else { base };
                 let mut r = String::new();
                 for (k, piece) in layout.replace("$M", &m).split('$').enumerate() {
                     if k > 0 {
