@@ -352,12 +352,7 @@ fn records_in_the_layout_of_the_record_before_and_near_it() {
                 }
                 _ => {}
             }
-            let [direct, serde] = both_json_paths(&mut p, &bytes);
-            assert_eq!(direct, serde, "{c}: {:?}", String::from_utf8_lossy(&bytes));
-            let (out, recs, errs) = rolled_back_path(&mut p, &bytes);
-            assert_eq!(out, serde.0, "{c}: {:?}", String::from_utf8_lossy(&bytes));
-            assert_eq!(recs, serde.1.iter().filter_map(|r| r.as_ref().ok().copied()).collect::<Vec<_>>());
-            assert_eq!(errs, serde.1.iter().filter_map(|r| r.as_ref().err().cloned()).collect::<Vec<_>>());
+            direct_path_is_serde_path(&mut p, c, &bytes);
             texts += usize::from(p.json_direct_takes(&bytes));
         }
         hits += p.json_layout_hits();
@@ -1096,6 +1091,18 @@ fn both_json_paths(p: &mut Parser, text: &[u8]) -> [Written; 2] {
     [(a, ra.0), (b, rb.0)]
 }
 
+/// Checks that the direct path writes what the serde_json path writes for `text` (on
+/// configuration `c`), into either kind of sink; returns what the direct path wrote.
+fn direct_path_is_serde_path(p: &mut Parser, c: &str, text: &[u8]) -> Written {
+    let [direct, serde] = both_json_paths(p, text);
+    assert_eq!(direct, serde, "{c}: {:?}", String::from_utf8_lossy(text));
+    let (out, recs, errs) = rolled_back_path(p, text);
+    assert_eq!(out, serde.0, "{c}: {:?}", String::from_utf8_lossy(text));
+    assert_eq!(recs, serde.1.iter().filter_map(|r| r.as_ref().ok().copied()).collect::<Vec<_>>());
+    assert_eq!(errs, serde.1.iter().filter_map(|r| r.as_ref().err().cloned()).collect::<Vec<_>>());
+    direct
+}
+
 /// The direct path into a sink that can take records back (as in_http's): it writes
 /// straight into `out`, gives errors after the records, and takes the records back
 /// when the text falls back. Returns what it wrote with the records and the errors
@@ -1255,12 +1262,7 @@ fn json_direct_path_writes_what_the_serde_json_path_writes() {
                 3 => bytes.extend_from_slice(b" x"),
                 _ => {}
             }
-            let [direct, serde] = both_json_paths(&mut p, &bytes);
-            assert_eq!(direct, serde, "{c}: {:?}", String::from_utf8_lossy(&bytes));
-            let (out, recs, errs) = rolled_back_path(&mut p, &bytes);
-            assert_eq!(out, serde.0, "{c}: {:?}", String::from_utf8_lossy(&bytes));
-            assert_eq!(recs, serde.1.iter().filter_map(|r| r.as_ref().ok().copied()).collect::<Vec<_>>());
-            assert_eq!(errs, serde.1.iter().filter_map(|r| r.as_ref().err().cloned()).collect::<Vec<_>>());
+            let direct = direct_path_is_serde_path(&mut p, c, &bytes);
             all += 1;
             if p.json_direct_takes(&bytes) {
                 taken += 1;
