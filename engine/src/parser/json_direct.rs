@@ -369,13 +369,12 @@ const LEARN_WAIT: u32 = 32;
 const LAYOUT_FIELDS: usize = 15;
 /// The longest text between two values a layout holds.
 const LAYOUT_LIT: usize = 64;
-/// Each key's text sits in a slot of this many bytes, so that [`put_str`] copies it as
-/// one block.
+/// Each key's msgpack string sits in a slot of this many bytes, copied whole.
 const KEY_SLOT: usize = 32;
 
 /// The layout of a record read before (see the module doc): the text before each
 /// value (from the record's `{`, or from the value before), the text after the last
-/// value up to its `}`, and each key, written with [`put_str`] as [`Rec`] writes it. Only
+/// value up to its `}`, and each key as the msgpack string [`Rec`] writes. Only
 /// records whose keys are all [`Common::plain`](super::record::Common::plain), distinct,
 /// without escapes and shorter than 31 bytes, with 1 to 15 fields, are learned: for
 /// those, [`fields`] writes a map of the keys in text order, each followed by
@@ -390,10 +389,10 @@ struct Layout {
     /// The texts between values, back to back, then `LAYOUT_LIT` bytes of padding (a
     /// 16-byte comparison may read past the last).
     lits: Vec<u8>,
-    /// Key `f`'s text at `f * KEY_SLOT`, its slot zero-filled after it.
+    /// Key `f`'s msgpack string at `f * KEY_SLOT`, its slot zero-filled after it.
     keys: Vec<u8>,
     /// Per field (none while no layout is learned): where its text before the value
-    /// starts in `lits`, that text's length, its key's length.
+    /// starts in `lits`, that text's length, its key's msgpack length.
     fields: Vec<(u16, u8, u8)>,
     /// The text after the last value, through the record's `}`.
     tail: (u16, u8),
@@ -416,7 +415,7 @@ impl Layout {
                 return None;
             }
             j += n as usize;
-            put_str(out, &self.keys, f * KEY_SLOT, f * KEY_SLOT + kl as usize);
+            put_slot(out, &self.keys, f * KEY_SLOT, kl as usize);
             j = field_value(s, j, out, text)?;
         }
         let (at, n) = self.tail;
@@ -449,18 +448,21 @@ impl Layout {
             if esc || k.len() >= KEY_SLOT - 1 || !ctx.common.plain(k) {
                 return None;
             }
-            if self.fields.iter().enumerate().any(|(f, &(_, _, kl))| self.keys[f * KEY_SLOT..][..kl as usize] == *k) {
+            let at = self.keys.len();
+            raw::str(&mut self.keys, k);
+            let kl = self.keys.len() - at;
+            if (0..self.fields.len())
+                .any(|f| self.keys[f * KEY_SLOT..f * KEY_SLOT + self.fields[f].2 as usize] == self.keys[at..])
+            {
                 return None;
             }
-            let at = self.keys.len();
-            self.keys.extend_from_slice(k);
             self.keys.resize(at + KEY_SLOT, 0);
             let v = colon(s, ke + 1)?;
             let n = v - lit;
             if n > LAYOUT_LIT {
                 return None;
             }
-            self.fields.push((self.lits.len() as u16, n as u8, k.len() as u8));
+            self.fields.push((self.lits.len() as u16, n as u8, kl as u8));
             self.lits.extend_from_slice(s.get(lit..v)?);
             value.clear();
             let e = field_value(s, v, value, text)?;
@@ -503,6 +505,22 @@ fn lit_eq(s: &[u8], j: usize, lits: &[u8], at: usize, n: usize) -> bool {
     match (s.get(j..j + n), lits.get(at..at + n)) {
         (Some(a), Some(b)) => a == b,
         _ => false,
+    }
+}
+
+/// Appends the first `n` bytes of the `KEY_SLOT`-byte slot at `at` of `keys`: one
+/// 32-byte copy, not a call to memcpy for a few bytes.
+#[inline(always)]
+fn put_slot(out: &mut Vec<u8>, keys: &[u8], at: usize, n: usize) {
+    let Some(slot) = keys.get(at..at + KEY_SLOT) else { return };
+    out.reserve(KEY_SLOT);
+    let len = out.len();
+    // SAFETY: `slot` is KEY_SLOT readable bytes; the reserve makes room for KEY_SLOT
+    // bytes after `len`; set_len counts only the `n <= KEY_SLOT` bytes of the key
+    // (the rest is spare capacity, overwritten later).
+    unsafe {
+        std::ptr::copy_nonoverlapping(slot.as_ptr(), out.as_mut_ptr().add(len), KEY_SLOT);
+        out.set_len(len + n.min(KEY_SLOT));
     }
 }
 
