@@ -812,10 +812,17 @@ pub trait WriterPlan: Send + Sync + std::fmt::Debug {
     /// The destination, for `--dry-run`.
     fn describe(&self) -> String;
     fn build(&self, id: &str, ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Writer>, BuildError>;
+    /// Whether several chunks may be written at once (`flush_thread_count` > 1): the
+    /// writer keeps no state between a write's awaits that another write could upset.
+    fn concurrent_writes(&self) -> bool {
+        false
+    }
 }
 
 /// Where a buffered output's chunks go. Called with one chunk at a time, its data
-/// loaded; returns the bytes written once the destination confirmed them.
+/// loaded, unless its plan allows [`WriterPlan::concurrent_writes`] (then with up to
+/// `flush_thread_count` chunks at once); returns the bytes written once the destination
+/// confirmed them.
 pub trait Writer {
     fn type_name(&self) -> &'static str;
     fn write<'a>(&'a self, chunk: &'a Chunk, vars: &'a ChunkVars) -> LocalFuture<'a, Result<usize, WriteError>>;

@@ -250,3 +250,121 @@ fn into_fluentd_in_http() {
     assert!(lines[0].contains("\"n\":0"));
     let _ = spate.stop();
 }
+
+/// In flight now, the most in flight at once, and the bodies (behind a lock, with a
+/// condition variable for the requests that wait at the gate).
+type Gate = Arc<(Mutex<(usize, usize, Vec<String>)>, std::sync::Condvar)>;
+
+/// A server that holds each response until `hold` requests are in flight at once (or
+/// `patience` passed), recording the most it saw in flight and the bodies.
+fn gate_server(hold: usize, patience: Duration) -> (u16, Gate) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let state = Arc::new((Mutex::new((0usize, 0usize, Vec::new())), std::sync::Condvar::new()));
+    let st = state.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let st = st.clone();
+            std::thread::spawn(move || {
+                // One request at a time per connection: read it, then wait at the gate.
+                let mut s = s;
+                let got = Arc::new(Mutex::new(Vec::new()));
+                loop {
+                    if !read_one(&mut s, &got) {
+                        return;
+                    }
+                    let body = got.lock().unwrap().last().map(Got::text).unwrap_or_default();
+                    let (m, cv) = &*st;
+                    let mut x = m.lock().unwrap();
+                    x.0 += 1;
+                    x.1 = x.1.max(x.0);
+                    x.2.push(body);
+                    cv.notify_all();
+                    let until = Instant::now() + patience;
+                    while x.0 < hold && Instant::now() < until {
+                        x = cv.wait_timeout(x, until.saturating_duration_since(Instant::now())).unwrap().0;
+                    }
+                    x.0 -= 1;
+                    drop(x);
+                    if write!(s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, state)
+}
+
+/// Reads one request into `got` (false: the connection closed).
+fn read_one(s: &mut TcpStream, got: &Arc<Mutex<Vec<Got>>>) -> bool {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 65536];
+    let i = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&b[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..i]).to_string();
+    let mut lines = head.split("\r\n");
+    let first: Vec<String> = lines.next().unwrap_or("").split(' ').map(str::to_string).collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))).collect();
+    let len: usize =
+        headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = buf[i + 4..].to_vec();
+    while body.len() < len {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => body.extend_from_slice(&b[..n]),
+        }
+    }
+    body.truncate(len);
+    got.lock().unwrap().push(Got {
+        method: first[0].clone(),
+        path: first.get(1).cloned().unwrap_or_default(),
+        headers,
+        body,
+    });
+    true
+}
+
+/// `flush_thread_count 3`: one shard posts three chunks (three tags) at once, each on
+/// its own connection; with the default (1) never more than one is in flight.
+#[test]
+fn flush_thread_count_overlaps_writes() {
+    for (threads, want) in [(3, 3), (1, 1)] {
+        let (port, state) = gate_server(3, Duration::from_millis(if threads == 1 { 300 } else { 5000 }));
+        let buf = BUF.replace("flush_mode interval", &format!("flush_mode interval\n    flush_thread_count {threads}"));
+        // One shard: each shard flushes on its own, so two shards overlap anyway.
+        let conf = format!(
+            "<system>\n  workers 1\n</system>\n{SRC}<match app.**>\n  @type http\n  endpoint http://127.0.0.1:{port}/\n  {buf}</match>\n"
+        );
+        let spate = Spate::start("http-threads", &conf, Stdio::null());
+        for (i, tag) in ["app.a", "app.b", "app.c"].iter().enumerate() {
+            send(&spate, tag, 2, &format!("t{i}"));
+        }
+        let end = Instant::now() + Duration::from_secs(20);
+        while state.0.lock().unwrap().2.len() < 3 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        let (max, mut bodies) = {
+            let x = state.0.lock().unwrap();
+            (x.1, x.2.clone())
+        };
+        bodies.sort();
+        assert_eq!(bodies.len(), 3, "flush_thread_count {threads}: every chunk posted once: {bodies:?}");
+        assert!(bodies.iter().all(|b| b == "{\"n\":0,\"m\":\"x\"}\n{\"n\":1,\"m\":\"x\"}\n"), "{bodies:?}");
+        assert_eq!(max, want, "flush_thread_count {threads}: requests in flight at once");
+        let (st, _, err) = spate.stop();
+        assert!(st.success(), "{err}");
+        if threads > 1 {
+            assert!(!err.contains("flush_thread_count"), "no warning for out_http: {err}");
+        }
+    }
+}

@@ -85,7 +85,13 @@ pub struct BufferConf {
     /// `retry_secondary_threshold`: share of `retry_timeout` after which a chunk goes to
     /// `<secondary>` (fluentd: 0.8).
     pub retry_secondary_threshold: f64,
+    /// `flush_thread_count`: chunks written at once by each shard (fluentd: flush
+    /// threads per worker). Outputs whose writes must not overlap write one at a time.
+    pub flush_thread_count: u32,
 }
+
+/// Largest `flush_thread_count` accepted (each write in flight holds a chunk).
+pub const MAX_FLUSH_THREADS: i64 = 256;
 
 impl Default for BufferConf {
     fn default() -> Self {
@@ -109,6 +115,7 @@ impl Default for BufferConf {
             retry_forever: false,
             retry_randomize: true,
             retry_secondary_threshold: 0.8,
+            flush_thread_count: 1,
         }
     }
 }
@@ -261,7 +268,12 @@ fn v012_buffer_params(e: &Element, b: &mut BufferConf) -> Result<(), ConfigError
     if let Some(v) = e.bool("disable_retry_limit")? {
         b.retry_forever = v;
     }
-    let _ = e.int("num_threads")?;
+    if let Some(n) = e.int("num_threads")? {
+        if !(1..=MAX_FLUSH_THREADS).contains(&n) {
+            return Err(e.error(format!("num_threads {n}: expected 1 to {MAX_FLUSH_THREADS} (chunks written at once)")));
+        }
+        b.flush_thread_count = n as u32;
+    }
     Ok(())
 }
 
@@ -374,16 +386,21 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
         Some("periodic") => RetryType::Periodic,
         Some(o) => return Err(b.error(format!("retry_type {o:?}: expected exponential_backoff or periodic"))),
     };
-    if let Some(n) = b.int("flush_thread_count")? {
-        if n != 1 {
-            crate::warn!("{}: flush_thread_count {n} is ignored: each shard flushes with one task (shards already flush in parallel)", b.pos);
+    let flush_thread_count = match b.int("flush_thread_count")? {
+        None => d.flush_thread_count,
+        Some(n) if (1..=MAX_FLUSH_THREADS).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(
+                b.error(format!("flush_thread_count {n}: expected 1 to {MAX_FLUSH_THREADS} (chunks written at once)"))
+            )
         }
-    }
+    };
     let c = BufferConf {
         path: d.path.clone(),
         timekey,
         vars,
         retry_secondary_threshold: b.float("retry_secondary_threshold")?.unwrap_or(d.retry_secondary_threshold),
+        flush_thread_count,
         chunk_limit_size: b.size("chunk_limit_size")?.map_or(d.chunk_limit_size, |v| v as usize),
         chunk_limit_records: b.int("chunk_limit_records")?.map(|v| v.clamp(1, u32::MAX as i64) as u32),
         total_limit_size: b.size("total_limit_size")?.map_or(d.total_limit_size, |v| v as usize),
@@ -442,6 +459,20 @@ mod tests {
         BufferDefaults { keys: &["time"], tag_required: false, file_path: Some("/tmp/x"), timekey: Some(86400) };
     const FWD: BufferDefaults<'static> =
         BufferDefaults { keys: &["tag"], tag_required: false, file_path: None, timekey: None };
+
+    #[test]
+    fn flush_thread_count_and_v012_num_threads() {
+        let b = from_output(&out("  <buffer>\n    flush_thread_count 8\n  </buffer>\n"), &FWD).unwrap();
+        assert_eq!(b.flush_thread_count, 8);
+        assert_eq!(from_output(&out(""), &FWD).unwrap().flush_thread_count, 1);
+        assert_eq!(from_output(&out("  num_threads 4\n"), &FWD).unwrap().flush_thread_count, 4);
+        for bad in ["0", "-1", "257"] {
+            let e = from_output(&out(&format!("  <buffer>\n    flush_thread_count {bad}\n  </buffer>\n")), &FWD);
+            let msg = e.unwrap_err().to_string();
+            assert!(msg.starts_with("t.conf:3:") && msg.contains("expected 1 to 256"), "{bad}: {msg}");
+        }
+        assert!(from_output(&out("  num_threads 0\n"), &FWD).unwrap_err().to_string().contains("expected 1 to 256"));
+    }
 
     #[test]
     fn v012_time_slice_format_maps_to_timekey() {

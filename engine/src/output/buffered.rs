@@ -53,6 +53,13 @@ pub struct BufferedOutput {
     retry: Cell<Option<crate::metrics::RetryState>>,
     /// The shard's context, for the `@ERROR` label (weak: the shard owns this output).
     errors: Option<std::rc::Weak<ShardCtx>>,
+    /// Chunks written at once: `flush_thread_count` when the writer allows it, else 1.
+    threads: u32,
+    /// Writes in flight.
+    writing: Cell<u32>,
+    /// After a failed write, no chunk is taken before this (fluentd's retry wait is the
+    /// output's, not the chunk's): the time, and when the write failed.
+    retry_at: Cell<Option<(Instant, Instant)>>,
 }
 
 impl BufferedOutput {
@@ -81,7 +88,16 @@ impl BufferedOutput {
             slow_flush: Duration::from_secs(20),
             retry: Cell::new(None),
             errors: None,
+            threads: 1,
+            writing: Cell::new(0),
+            retry_at: Cell::new(None),
         }
+    }
+
+    /// Writes up to `n` chunks at once (`flush_thread_count`).
+    pub fn with_threads(mut self, n: u32) -> Self {
+        self.threads = n.max(1);
+        self
     }
 
     /// Routes rejected events to the shard's `@ERROR` label (when it has one).
@@ -198,8 +214,10 @@ impl BufferedOutput {
         ((s >> 11) % 1000) as f64 / 1000.0
     }
 
-    /// The flush loop: runs until shutdown has flushed what it should.
-    async fn run(&self) {
+    /// The flush loop: runs until shutdown has flushed what it should. It takes the
+    /// queued chunks in order and writes up to `threads` of them at once (one: in the
+    /// loop itself; more: each in its own task).
+    async fn run(self: Rc<Self>) {
         loop {
             if self.retired.get() {
                 break;
@@ -207,10 +225,25 @@ impl BufferedOutput {
             let now = Instant::now();
             let stopping = self.stopping.get();
             let flush_at_shutdown = self.buffer.borrow().conf().flush_at_shutdown || self.drain.get();
-            let force = self.force.replace(false) || (stopping && flush_at_shutdown);
             if stopping && !flush_at_shutdown {
                 break;
             }
+            if let Some((at, failed)) = self.retry_at.get() {
+                // A notification is no reason to retry early; a shutdown shortens the
+                // wait to 200 ms after the failure (it keeps trying until its deadline).
+                let at = if stopping { at.min(failed + Duration::from_millis(200)) } else { at };
+                if now < at {
+                    self.notify.wait(at - now).await;
+                    continue;
+                }
+                self.retry_at.set(None);
+            }
+            if self.writing.get() >= self.threads {
+                // A finishing write notifies.
+                self.notify.wait(Duration::from_secs(1)).await;
+                continue;
+            }
+            let force = self.force.replace(false) || (stopping && flush_at_shutdown);
             self.buffer.borrow_mut().enqueue_due(now, force);
             let next = self.buffer.borrow_mut().take();
             let Some(mut chunk) = next else {
@@ -218,7 +251,7 @@ impl BufferedOutput {
                     let b = self.buffer.borrow();
                     (b.waiting_for_sync(), b.is_empty())
                 };
-                if stopping && (empty || !waiting) {
+                if stopping && self.writing.get() == 0 && (empty || !waiting) {
                     break;
                 }
                 let wait =
@@ -239,36 +272,65 @@ impl BufferedOutput {
                 self.buffer.borrow_mut().requeue(chunk);
                 break;
             }
-            let vars = self.vars_of(&chunk);
-            let started = Instant::now();
-            let result = self.writer.write(&chunk, &vars).await;
-            self.timed(started);
-            match result {
-                Ok(bytes) => {
-                    OutputMetrics::add(&self.metrics.write_count, 1);
-                    OutputMetrics::add(&self.metrics.write_records, chunk.count as u64);
-                    OutputMetrics::add(&self.metrics.write_bytes, bytes as u64);
-                    self.retry.set(None);
-                    self.buffer.borrow_mut().commit(chunk);
-                }
-                Err(e @ WriteError::Rollback(_)) => {
-                    // fluentd's rollback without a retry count (ack timeout): resend now,
-                    // to another server if this one was detached.
-                    OutputMetrics::add(&self.metrics.rollback_count, 1);
-                    crate::warn!("{}: {e}; resending chunk {}", self.id, hex(&chunk.id));
-                    self.buffer.borrow_mut().requeue(chunk);
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
-                }
-                Err(WriteError::Partial { retry, retry_count, rejected, rejected_count, reason }) => {
-                    self.partial(chunk, (retry, retry_count), (rejected, rejected_count), reason, stopping, &vars).await
-                }
-                Err(e) => self.failed(chunk, e, stopping, &vars).await,
+            if self.threads == 1 {
+                self.write(chunk, stopping).await;
+            } else {
+                self.writing.set(self.writing.get() + 1);
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    me.write(chunk, stopping).await;
+                    me.writing.set(me.writing.get() - 1);
+                    me.notify.notify();
+                })
+                .detach();
             }
+        }
+        // Writes in flight finish (commit or requeue) before the writer stops.
+        while self.writing.get() > 0 {
+            self.notify.wait(Duration::from_millis(100)).await;
         }
         self.done.set(true);
         if self.retired.get() {
             self.writer.stop();
         }
+    }
+
+    /// Writes one chunk, then commits it, or requeues it for a retry.
+    async fn write(&self, chunk: Chunk, stopping: bool) {
+        let vars = self.vars_of(&chunk);
+        let started = Instant::now();
+        let result = self.writer.write(&chunk, &vars).await;
+        self.timed(started);
+        match result {
+            Ok(bytes) => {
+                OutputMetrics::add(&self.metrics.write_count, 1);
+                OutputMetrics::add(&self.metrics.write_records, chunk.count as u64);
+                OutputMetrics::add(&self.metrics.write_bytes, bytes as u64);
+                self.retry.set(None);
+                self.buffer.borrow_mut().commit(chunk);
+            }
+            Err(e @ WriteError::Rollback(_)) => {
+                // fluentd's rollback without a retry count (ack timeout): resend now,
+                // to another server if this one was detached.
+                OutputMetrics::add(&self.metrics.rollback_count, 1);
+                crate::warn!("{}: {e}; resending chunk {}", self.id, hex(&chunk.id));
+                self.buffer.borrow_mut().requeue(chunk);
+                self.wait_before_retry(Duration::from_millis(10));
+            }
+            Err(WriteError::Partial { retry, retry_count, rejected, rejected_count, reason }) => {
+                self.partial(chunk, (retry, retry_count), (rejected, rejected_count), reason, stopping, &vars).await
+            }
+            Err(e) => self.failed(chunk, e, stopping, &vars).await,
+        }
+    }
+
+    /// No chunk is taken for `delay` from now (the flush loop waits).
+    fn wait_before_retry(&self, delay: Duration) {
+        let now = Instant::now();
+        let at = now + delay;
+        // Several writes may fail at once: the latest retry time holds.
+        let at = self.retry_at.get().map_or(at, |(a, _)| a.max(at));
+        self.retry_at.set(Some((at, now)));
     }
 
     /// fluentd's `check_slow_flush`: flush time in milliseconds, and a warning plus a
@@ -456,15 +518,7 @@ impl BufferedOutput {
         );
         chunk.retries += 1;
         self.buffer.borrow_mut().requeue(chunk);
-        if stopping {
-            glommio::timer::sleep(delay).await;
-        } else {
-            // A notification here is not a reason to retry early; a shutdown is.
-            let until = Instant::now() + delay;
-            while Instant::now() < until && !self.stopping.get() && !self.retired.get() {
-                self.notify.wait(until.saturating_duration_since(Instant::now())).await;
-            }
-        }
+        self.wait_before_retry(delay);
     }
 }
 
@@ -590,6 +644,13 @@ pub fn plan(
         None => crate::buffer::conf::from_output(e, &Default::default())?,
     };
     ctx.claim_path(e, &buffer)?;
+    if buffer.flush_thread_count > 1 && !writer.concurrent_writes() {
+        crate::warn!(
+            "{}: flush_thread_count {}: out_{name} writes one chunk at a time (its writes must not overlap), so each shard flushes with one task",
+            e.pos,
+            buffer.flush_thread_count
+        );
+    }
     let secondary = match e.single("secondary")? {
         Some(s) => Some(ctx.secondary(s, name, &buffer)?),
         None => None,
@@ -600,6 +661,17 @@ pub fn plan(
         None => Duration::from_secs(20),
     };
     Ok(Box::new(BufferedPlan { id, type_name: name, writer, buffer, secondary, slow_flush }))
+}
+
+impl BufferedPlan {
+    /// Chunks written at once by each shard.
+    fn threads(&self) -> u32 {
+        if self.writer.concurrent_writes() {
+            self.buffer.flush_thread_count
+        } else {
+            1
+        }
+    }
 }
 
 impl OutputPlan for BufferedPlan {
@@ -616,7 +688,10 @@ impl OutputPlan for BufferedPlan {
             Some(path) => format!("file buffer {}", path.display()),
             None => "memory buffer".to_string(),
         };
-        let sec = self.secondary.as_ref().map_or(String::new(), |w| format!(", secondary {}", w.type_name()));
+        let mut sec = self.secondary.as_ref().map_or(String::new(), |w| format!(", secondary {}", w.type_name()));
+        if self.threads() > 1 {
+            sec.push_str(&format!(", {} chunks at once", self.threads()));
+        }
         format!(
             "{} {} -> {} ({buf}, flush {:?} every {:?}{sec})",
             self.writer.type_name(),
@@ -649,7 +724,7 @@ impl OutputPlan for BufferedPlan {
                 .with_error_route(ctx)
                 .adopting(buf, self.buffer.clone());
             o.slow_flush = self.slow_flush;
-            return Ok(Rc::new(o));
+            return Ok(Rc::new(o.with_threads(self.threads())));
         }
         let buffer = match &self.buffer.path {
             None => Buffer::new(self.buffer.clone(), shard),
@@ -667,6 +742,6 @@ impl OutputPlan for BufferedPlan {
         let mut o =
             BufferedOutput::new(self.id.clone(), buffer, writer, secondary, ctx.syncer.clone()).with_error_route(ctx);
         o.slow_flush = self.slow_flush;
-        Ok(Rc::new(o))
+        Ok(Rc::new(o.with_threads(self.threads())))
     }
 }

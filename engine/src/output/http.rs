@@ -201,6 +201,10 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
 }
 
 impl WriterPlan for HttpPlan {
+    fn concurrent_writes(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         "http"
     }

@@ -145,7 +145,7 @@ pub fn config(kind: Kind, p: Pipeline, port: u16, dir: &Path) -> std::io::Result
                     dir.join("buffer").display()
                 ),
                 Pipeline::Elasticsearch { bulk_port } => format!(
-                    "<match **>\n  @type elasticsearch\n  host 127.0.0.1\n  port {bulk_port}\n  verify_es_version_at_startup false\n  default_elasticsearch_version 8\n  <buffer>\n    flush_interval 0.1s\n    chunk_limit_size 8m\n    total_limit_size 512m\n  </buffer>\n</match>\n"
+                    "<match **>\n  @type elasticsearch\n  host 127.0.0.1\n  port {bulk_port}\n  verify_es_version_at_startup false\n  default_elasticsearch_version 8\n  <buffer>\n    flush_thread_count 2\n    flush_interval 0.1s\n    chunk_limit_size 8m\n    total_limit_size 512m\n  </buffer>\n</match>\n"
                 ),
                 Pipeline::Kafka { broker_port } => crate::kafka::fluent_match(broker_port),
             };
@@ -177,7 +177,7 @@ pub fn config(kind: Kind, p: Pipeline, port: u16, dir: &Path) -> std::io::Result
                     "[OUTPUT]\n    Name forward\n    Match *\n    Host 127.0.0.1\n    Port {sink_port}\n    Require_ack_response true\n"
                 ),
                 Pipeline::Elasticsearch { bulk_port } => format!(
-                    "[OUTPUT]\n    Name es\n    Match *\n    Host 127.0.0.1\n    Port {bulk_port}\n    Suppress_Type_Name On\n"
+                    "[OUTPUT]\n    Name es\n    Match *\n    Host 127.0.0.1\n    Port {bulk_port}\n    Suppress_Type_Name On\n    Workers 2\n"
                 ),
                 Pipeline::Kafka { broker_port } => crate::kafka::fluent_bit_output(broker_port),
             };

@@ -148,6 +148,10 @@ fn plan(
 }
 
 impl WriterPlan for EsPlan {
+    fn concurrent_writes(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         self.type_name
     }

@@ -111,8 +111,9 @@ struct Node {
     failure: FailureDetector,
     addrs: Vec<SocketAddr>,
     resolved_at: Option<Instant>,
-    /// A kept-alive connection (`keepalive true`).
-    conn: Option<Conn>,
+    /// Kept-alive connections (`keepalive true`): one per chunk being written at
+    /// once (`flush_thread_count`), the most recently used last.
+    conns: Vec<Conn>,
 }
 
 pub struct ForwardSender {
@@ -159,7 +160,7 @@ impl ForwardSender {
                 addrs: s.addrs.clone(),
                 // A name is resolved on first use (and again per expire_dns_cache).
                 resolved_at: (!s.addrs.is_empty()).then(Instant::now),
-                conn: None,
+                conns: Vec::new(),
             })
             .collect();
         let recover_samples = (conf.recover_wait.as_secs_f64() / hb) as usize;
@@ -183,7 +184,7 @@ impl ForwardSender {
     pub fn stop(&self) {
         self.stopping.set(true);
         for n in self.nodes.borrow_mut().iter_mut() {
-            n.conn = None;
+            n.conns.clear();
         }
     }
 
@@ -363,7 +364,7 @@ impl ForwardSender {
 
     fn detach(&self, n: &mut Node) {
         n.available = false;
-        n.conn = None;
+        n.conns.clear();
         n.failure.clear();
         if self.conf.expire_dns_cache.is_some() {
             n.resolved_at = None;
@@ -501,8 +502,9 @@ impl ForwardSender {
         // A kept-alive connection, unless it idled past keepalive_timeout.
         let kept = {
             let mut nodes = self.nodes.borrow_mut();
-            let c = nodes[i].conn.take();
-            c.filter(|c| self.conf.keepalive_timeout.is_none_or(|t| c.last_used.elapsed() < t))
+            let conns = &mut nodes[i].conns;
+            conns.retain(|c| self.conf.keepalive_timeout.is_none_or(|t| c.last_used.elapsed() < t));
+            conns.pop()
         };
         let mut conn = match kept {
             Some(c) => c,
@@ -511,7 +513,11 @@ impl ForwardSender {
         let r = self.send_on(&mut conn, chunk).await;
         if r.is_ok() && self.conf.keepalive && !self.stopping.get() {
             conn.last_used = Instant::now();
-            self.nodes.borrow_mut()[i].conn = Some(conn);
+            let mut nodes = self.nodes.borrow_mut();
+            // At most one kept connection per write that can be in flight.
+            if nodes[i].conns.len() < MAX_KEPT {
+                nodes[i].conns.push(conn);
+            }
         }
         r
     }
@@ -632,6 +638,10 @@ impl ForwardSender {
     }
 }
 
+/// Kept-alive connections per server, at most (`flush_thread_count` writes each hold
+/// one while they run).
+const MAX_KEPT: usize = crate::buffer::conf::MAX_FLUSH_THREADS as usize;
+
 /// Largest frame out_forward sends with `require_ack_response` (a chunk is split into
 /// frames of whole entries up to this size; an entry larger than this is a frame alone).
 pub const FRAME_BYTES: usize = 16 << 10;
@@ -744,6 +754,10 @@ impl Writer for ForwardSender {
 }
 
 impl WriterPlan for ForwardConf {
+    fn concurrent_writes(&self) -> bool {
+        true
+    }
+
     fn type_name(&self) -> &'static str {
         "forward"
     }
