@@ -93,6 +93,8 @@ struct Expanded {
     pipeline: Option<String>,
     chunk_id_hex: [u8; 32],
     data_stream: Option<String>,
+    /// Capacity for the chunk's first request body.
+    body_hint: usize,
 }
 
 /// Expands fluentd's output placeholders (`extract_placeholders`): strftime directives
@@ -338,13 +340,17 @@ impl Encoder<'_> {
             pipeline: c.pipeline.as_deref().map(|p| expand(p, ctx)),
             chunk_id_hex: hex(ctx.chunk_id),
             data_stream: c.data_stream.as_ref().map(|d| expand(&d.name, ctx)),
+            body_hint: 0,
         }
     }
 
     /// Encodes the entries of `data` (packed `[time, record]`); with `only`, just the
     /// entries whose byte ranges are listed (a retry of failed items).
     pub fn encode(&self, ctx: &ChunkCtx<'_>, data: &[u8], only: Option<&[Range<usize>]>, s: &mut Scratch) -> Encoded {
-        let x = self.expanded(ctx);
+        let mut x = self.expanded(ctx);
+        // Untouched capacity costs no memory: 2x the msgpack covers JSON plus the
+        // action lines for usual records (a bigger body grows as any Vec).
+        x.body_hint = data.len().saturating_mul(2).min(256 << 20);
         let mut out = Encoded::default();
         let mut groups: Vec<Group> = Vec::new();
         let base = data.as_ptr() as usize;
@@ -516,7 +522,14 @@ impl Encoder<'_> {
                 } else {
                     None
                 };
-                groups.push(Group { index: s.index.clone(), req: Request { index: url_index, ..Default::default() } });
+                // The first request gets room for about the whole chunk as JSON (a
+                // source line is about 1.3x its msgpack, plus the action line), so its
+                // body is not copied at every doubling.
+                let body = if groups.is_empty() { Vec::with_capacity(x.body_hint) } else { Vec::new() };
+                groups.push(Group {
+                    index: s.index.clone(),
+                    req: Request { index: url_index, body, ..Default::default() },
+                });
                 groups.len() - 1
             }
         };

@@ -463,9 +463,11 @@ impl EsWriter {
                 None => "/_bulk".to_string(),
             };
             let target = url.target(&path);
-            let body = match self.conn.gzip {
-                Some(level) => crate::http::gzip(req.body.clone(), level).await,
-                None => req.body.clone(),
+            // Uncompressed, the body is sent from the request as it is (a copy of a
+            // chunk's Bulk body was 5% of out_elasticsearch's cycles).
+            let body: std::borrow::Cow<'_, [u8]> = match self.conn.gzip {
+                Some(level) => crate::http::gzip(req.body.clone(), level).await.into(),
+                None => (&req.body[..]).into(),
             };
             let headers = self.headers(url, self.conn.gzip.is_some(), major);
             OneShot::add(&self.stats.requests, 1);
