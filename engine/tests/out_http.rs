@@ -333,20 +333,30 @@ fn read_one(s: &mut TcpStream, got: &Arc<Mutex<Vec<Got>>>) -> bool {
     true
 }
 
-/// `flush_thread_count 3`: one shard posts three chunks (three tags) at once, each on
-/// its own connection; with the default (1) never more than one is in flight.
+/// `flush_thread_count 3`: one shard posts its three chunks (three tags) at once, each
+/// on its own connection; with the default (1) never more than one is in flight.
 #[test]
 fn flush_thread_count_overlaps_writes() {
     for (threads, want) in [(3, 3), (1, 1)] {
         let (port, state) = gate_server(3, Duration::from_millis(if threads == 1 { 300 } else { 5000 }));
         let buf = BUF.replace("flush_mode interval", &format!("flush_mode interval\n    flush_thread_count {threads}"));
-        // One shard: each shard flushes on its own, so two shards overlap anyway.
-        let conf = format!(
-            "<system>\n  workers 1\n</system>\n{SRC}<match app.**>\n  @type http\n  endpoint http://127.0.0.1:{port}/\n  {buf}</match>\n"
-        );
+        let conf = format!("{SRC}<match app.**>\n  @type http\n  endpoint http://127.0.0.1:{port}/\n  {buf}</match>\n");
         let spate = Spate::start("http-threads", &conf, Stdio::null());
+        // One connection, so one shard holds the three chunks (spate runs two shards
+        // here, and each shard flushes on its own).
+        let mut c = Client::connect(spate.addr());
         for (i, tag) in ["app.a", "app.b", "app.c"].iter().enumerate() {
-            send(&spate, tag, 2, &format!("t{i}"));
+            let mut entries = Vec::new();
+            for n in 0..2 {
+                let r = spate_protocol::json::to_msgpack(format!(r#"{{"n":{n},"m":"x"}}"#).as_bytes()).unwrap();
+                encode::entry(&mut entries, EventTime::new(T + n, 0), encode::TimeFormat::EventTime, &r);
+            }
+            let id = format!("t{i}");
+            let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
+            let mut f = Vec::new();
+            encode::packed_forward(&mut f, tag.as_bytes(), &entries, EntriesType::Bin, &opt);
+            c.send(&f).unwrap();
+            assert_eq!(c.read_ack().unwrap(), id.as_bytes());
         }
         let end = Instant::now() + Duration::from_secs(20);
         while state.0.lock().unwrap().2.len() < 3 && Instant::now() < end {
