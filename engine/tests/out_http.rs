@@ -60,39 +60,43 @@ fn server(statuses: Vec<u16>) -> (u16, Arc<Mutex<Vec<Got>>>) {
 
 fn serve(mut s: TcpStream, got: Arc<Mutex<Vec<Got>>>, st: Arc<Mutex<std::vec::IntoIter<u16>>>) {
     let mut buf = Vec::new();
-    let mut b = [0u8; 65536];
-    loop {
-        let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            match s.read(&mut b) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&b[..n]),
-            }
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..i]).to_string();
-        let mut lines = head.split("\r\n");
-        let first: Vec<String> = lines.next().unwrap().split(' ').map(str::to_string).collect();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .map_or(0, |(_, v)| v.parse().unwrap());
-        let mut body = buf[i + 4..].to_vec();
-        while body.len() < len {
-            let n = s.read(&mut b).unwrap_or(0);
-            if n == 0 {
-                return;
-            }
-            body.extend_from_slice(&b[..n]);
-        }
-        buf = body.split_off(len);
-        got.lock().unwrap().push(Got { method: first[0].clone(), path: first[1].clone(), headers, body });
+    while let Some(r) = read_request(&mut s, &mut buf) {
+        got.lock().unwrap().push(r);
         let code = st.lock().unwrap().next().unwrap_or(200);
         let msg = format!("status {code}");
         let _ = write!(s, "HTTP/1.1 {code} Whatever\r\nContent-Length: {}\r\n\r\n{msg}", msg.len());
     }
+}
+
+/// Reads the next request from `s` (`buf` keeps what was read past it); None when
+/// the connection closes first.
+fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Got> {
+    let mut b = [0u8; 65536];
+    let i = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&b[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..i]).to_string();
+    let mut lines = head.split("\r\n");
+    let first: Vec<String> = lines.next().unwrap().split(' ').map(str::to_string).collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))).collect();
+    let len: usize =
+        headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = buf[i + 4..].to_vec();
+    while body.len() < len {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => body.extend_from_slice(&b[..n]),
+        }
+    }
+    *buf = body.split_off(len);
+    Some(Got { method: first[0].clone(), path: first[1].clone(), headers, body })
 }
 
 fn send(spate: &Spate, tag: &str, n: u32, id: &str) {
@@ -267,13 +271,9 @@ fn gate_server(hold: usize, patience: Duration) -> (u16, Gate) {
             let st = st.clone();
             std::thread::spawn(move || {
                 // One request at a time per connection: read it, then wait at the gate.
-                let mut s = s;
-                let got = Arc::new(Mutex::new(Vec::new()));
-                loop {
-                    if !read_one(&mut s, &got) {
-                        return;
-                    }
-                    let body = got.lock().unwrap().last().map(Got::text).unwrap_or_default();
+                let (mut s, mut buf) = (s, Vec::new());
+                while let Some(r) = read_request(&mut s, &mut buf) {
+                    let body = r.text();
                     let (m, cv) = &*st;
                     let mut x = m.lock().unwrap();
                     x.0 += 1;
@@ -294,43 +294,6 @@ fn gate_server(hold: usize, patience: Duration) -> (u16, Gate) {
         }
     });
     (port, state)
-}
-
-/// Reads one request into `got` (false: the connection closed).
-fn read_one(s: &mut TcpStream, got: &Arc<Mutex<Vec<Got>>>) -> bool {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 65536];
-    let i = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        match s.read(&mut b) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => buf.extend_from_slice(&b[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..i]).to_string();
-    let mut lines = head.split("\r\n");
-    let first: Vec<String> = lines.next().unwrap_or("").split(' ').map(str::to_string).collect();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))).collect();
-    let len: usize =
-        headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = buf[i + 4..].to_vec();
-    while body.len() < len {
-        match s.read(&mut b) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => body.extend_from_slice(&b[..n]),
-        }
-    }
-    body.truncate(len);
-    got.lock().unwrap().push(Got {
-        method: first[0].clone(),
-        path: first.get(1).cloned().unwrap_or_default(),
-        headers,
-        body,
-    });
-    true
 }
 
 /// `flush_thread_count 3`: one shard posts its three chunks (three tags) at once, each

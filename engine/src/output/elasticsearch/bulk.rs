@@ -309,7 +309,8 @@ impl Vals<'_> {
 }
 
 impl Encoder<'_> {
-    fn expanded(&self, ctx: &ChunkCtx<'_>) -> Expanded {
+    /// The chunk's expanded placeholders; `data_len`: its entries' bytes.
+    fn expanded(&self, ctx: &ChunkCtx<'_>, data_len: usize) -> Expanded {
         let c = self.conf;
         let type_field = match c.flavor {
             Flavor::OpenSearch => {
@@ -340,17 +341,16 @@ impl Encoder<'_> {
             pipeline: c.pipeline.as_deref().map(|p| expand(p, ctx)),
             chunk_id_hex: hex(ctx.chunk_id),
             data_stream: c.data_stream.as_ref().map(|d| expand(&d.name, ctx)),
-            body_hint: 0,
+            // Untouched capacity costs no memory: 2x the msgpack covers JSON plus the
+            // action lines for usual records (a bigger body grows as any Vec).
+            body_hint: data_len.saturating_mul(2).min(256 << 20),
         }
     }
 
     /// Encodes the entries of `data` (packed `[time, record]`); with `only`, just the
     /// entries whose byte ranges are listed (a retry of failed items).
     pub fn encode(&self, ctx: &ChunkCtx<'_>, data: &[u8], only: Option<&[Range<usize>]>, s: &mut Scratch) -> Encoded {
-        let mut x = self.expanded(ctx);
-        // Untouched capacity costs no memory: 2x the msgpack covers JSON plus the
-        // action lines for usual records (a bigger body grows as any Vec).
-        x.body_hint = data.len().saturating_mul(2).min(256 << 20);
+        let x = self.expanded(ctx, data.len());
         let mut out = Encoded::default();
         let mut groups: Vec<Group> = Vec::new();
         let base = data.as_ptr() as usize;
@@ -522,9 +522,8 @@ impl Encoder<'_> {
                 } else {
                     None
                 };
-                // The first request gets room for about the whole chunk as JSON (a
-                // source line is about 1.3x its msgpack, plus the action line), so its
-                // body is not copied at every doubling.
+                // The first request gets room for about the whole chunk as JSON
+                // (`body_hint`), so its body is not copied at every doubling.
                 let body = if groups.is_empty() { Vec::with_capacity(x.body_hint) } else { Vec::new() };
                 groups.push(Group {
                     index: s.index.clone(),
