@@ -524,7 +524,7 @@ impl ShardCtx {
             shard,
             workers,
             hostname: Arc::from(hostname),
-            syncer: Rc::new(Syncer::default()),
+            syncer: Rc::new(Syncer::for_shard(shard as u32)),
             outputs: RefCell::new(Vec::new()),
             keyed: RefCell::new(Vec::new()),
             previous: RefCell::new(Vec::new()),

@@ -8,7 +8,12 @@
 //! ```text
 //! header:  "SPATECK2" | id (16) | timekey i64 LE (i64::MIN: none) | tag_len u16 LE | tag | vars_len u16 LE | vars | crc32 u32 LE (of all before)
 //! segment: "SEG1" | len u32 LE | count u32 LE | crc32 u32 LE (of len, count, data) | data (packed [time, record] entries)
+//!      or: "SEG2" | len u32 LE | count u32 LE | crc32 u32 LE (of len, count, tag, data) | tag: generation u64 LE, epoch u64 LE | data
 //! ```
+//!
+//! `SEG2` is written by a commit that in_forward's `deduplicate` journals (see
+//! [`super::journal`]): a restart cuts the segments of a commit that a `kill -9`
+//! interrupted after its events and before its frame ids were written.
 //!
 //! A torn write (kill -9 or power loss during a commit) leaves a short or corrupt last
 //! segment: recovery cuts the file at the last good segment and says so in the log.
@@ -24,11 +29,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::chunk::{recovered_chunk, Chunk, ChunkDisk};
+use super::journal::CommitTag;
 use super::sync::CommitWork;
+use std::collections::HashSet;
 
 pub(crate) const MAGIC: &[u8; 8] = b"SPATECK2";
 const SEG_MAGIC: &[u8; 4] = b"SEG1";
+const SEG2_MAGIC: &[u8; 4] = b"SEG2";
 pub(crate) const SEG_HEADER: usize = 16;
+/// A `SEG2` header: [`SEG_HEADER`] and the commit tag.
+pub(crate) const SEG2_HEADER: usize = 32;
 pub(crate) const SUFFIX: &str = ".chunk";
 /// A segment longer than this is corrupt whatever its checksum says.
 const MAX_SEGMENT: u32 = 1 << 30;
@@ -61,9 +71,64 @@ pub(crate) fn segment_header(data: &[u8], count: u32) -> [u8; SEG_HEADER] {
     h
 }
 
+/// A segment header with its commit tag (`SEG2`).
+pub(crate) fn segment_header_tagged(data: &[u8], count: u32, tag: CommitTag) -> [u8; SEG2_HEADER] {
+    let mut h = [0u8; SEG2_HEADER];
+    h[..4].copy_from_slice(SEG2_MAGIC);
+    h[4..8].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&count.to_le_bytes());
+    h[16..24].copy_from_slice(&tag.0.to_le_bytes());
+    h[24..32].copy_from_slice(&tag.1.to_le_bytes());
+    let mut c = crc32fast::Hasher::new();
+    c.update(&h[4..12]);
+    c.update(&h[16..32]);
+    c.update(data);
+    h[12..16].copy_from_slice(&c.finalize().to_le_bytes());
+    h
+}
+
+/// What a segment header says: (header length, data length, count, crc, tag, the
+/// header bytes the crc covers besides the data). `None`: not a segment marker.
+fn parse_segment_header(h: &[u8; SEG2_HEADER], have: usize) -> Option<SegHead> {
+    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap_or([0; 8]));
+    let (hlen, tag) = match &h[..4] {
+        m if m == SEG_MAGIC => (SEG_HEADER, None),
+        m if m == SEG2_MAGIC && have >= SEG2_HEADER => (SEG2_HEADER, Some((u64_at(16), u64_at(24)))),
+        _ => return None,
+    };
+    Some(SegHead { hlen, len: u32_at(4), count: u32_at(8), crc: u32_at(12), tag })
+}
+
+struct SegHead {
+    hlen: usize,
+    len: u32,
+    count: u32,
+    crc: u32,
+    tag: Option<CommitTag>,
+}
+
+impl SegHead {
+    /// A crc over the header fields it covers; the data is added by the caller.
+    fn hasher(&self, h: &[u8; SEG2_HEADER]) -> crc32fast::Hasher {
+        let mut c = crc32fast::Hasher::new();
+        c.update(&h[4..12]);
+        if self.hlen == SEG2_HEADER {
+            c.update(&h[16..32]);
+        }
+        c
+    }
+}
+
 /// Reads a chunk file: header, then segments until the end or the first bad one, which
 /// is cut off (logged). `Ok(None)`: nothing recoverable in it (deleted).
 pub(crate) fn recover(p: &Path) -> Result<Option<Chunk>, String> {
+    recover_cutting(p, super::journal::cuts())
+}
+
+/// [`recover`], also cutting a tail of segments written by the interrupted commits
+/// `cuts` (see [`super::journal`]).
+pub(crate) fn recover_cutting(p: &Path, cuts: &HashSet<CommitTag>) -> Result<Option<Chunk>, String> {
     let mut f = OpenOptions::new().read(true).write(true).open(p).map_err(|e| e.to_string())?;
     let file_len = f.metadata().map_err(|e| e.to_string())?.len();
     let mut head = [0u8; 34];
@@ -109,25 +174,31 @@ pub(crate) fn recover(p: &Path) -> Result<Option<Chunk>, String> {
     let mut pos = header_len;
     let (mut count, mut size) = (0u32, 0usize);
     let mut buf = vec![0u8; 64 << 10];
+    // Where a run of segments of interrupted commits began, and the counts before it.
+    let mut interrupted: Option<(u64, u32, usize)> = None;
     let cut_reason = loop {
         if pos == file_len {
             break None;
         }
-        let mut sh = [0u8; SEG_HEADER];
-        if f.read_exact(&mut sh).is_err() {
+        let mut sh = [0u8; SEG2_HEADER];
+        if f.read_exact(&mut sh[..SEG_HEADER]).is_err() {
             break Some(format!("incomplete segment header at offset {pos}"));
         }
-        if &sh[..4] != SEG_MAGIC {
-            break Some(format!("bad segment marker at offset {pos}"));
+        let mut have = SEG_HEADER;
+        if &sh[..4] == SEG2_MAGIC {
+            if f.read_exact(&mut sh[SEG_HEADER..]).is_err() {
+                break Some(format!("incomplete segment header at offset {pos}"));
+            }
+            have = SEG2_HEADER;
         }
-        let len = u32::from_le_bytes(sh[4..8].try_into().unwrap_or([0; 4]));
-        let n = u32::from_le_bytes(sh[8..12].try_into().unwrap_or([0; 4]));
-        let want = u32::from_le_bytes(sh[12..16].try_into().unwrap_or([0; 4]));
-        if len > MAX_SEGMENT || pos + SEG_HEADER as u64 + len as u64 > file_len {
+        let Some(head) = parse_segment_header(&sh, have) else {
+            break Some(format!("bad segment marker at offset {pos}"));
+        };
+        let (len, n, want) = (head.len, head.count, head.crc);
+        if len > MAX_SEGMENT || pos + head.hlen as u64 + len as u64 > file_len {
             break Some(format!("segment at offset {pos} declares {len} bytes past the end of the file"));
         }
-        let mut c = crc32fast::Hasher::new();
-        c.update(&sh[4..12]);
+        let mut c = head.hasher(&sh);
         let mut left = len as usize;
         let mut ok = true;
         while left > 0 {
@@ -142,9 +213,17 @@ pub(crate) fn recover(p: &Path) -> Result<Option<Chunk>, String> {
         if !ok || c.finalize() != want {
             break Some(format!("segment checksum mismatch at offset {pos}"));
         }
+        // Only a tail of them is cut: a commit interrupted by the crash is the last
+        // one, so its segments end their files. One followed by segments of other
+        // commits is left (a duplicate at worst, never a loss).
+        if head.tag.is_some_and(|t| cuts.contains(&t)) {
+            interrupted.get_or_insert((pos, count, size));
+        } else {
+            interrupted = None;
+        }
         count = count.saturating_add(n);
         size += len as usize;
-        pos += SEG_HEADER as u64 + len as u64;
+        pos += head.hlen as u64 + len as u64;
     };
     if let Some(reason) = cut_reason {
         crate::warn!(
@@ -155,6 +234,17 @@ pub(crate) fn recover(p: &Path) -> Result<Option<Chunk>, String> {
         );
         f.set_len(pos).map_err(|e| format!("cannot cut the torn tail: {e}"))?;
         let _ = f.sync_data();
+    }
+    if let Some((at, c0, s0)) = interrupted {
+        crate::warn!(
+            "file buffer: chunk {}: cutting {} events ({} bytes) written by a group commit that a crash interrupted before it recorded their frames' ids (never acked: their senders resend them; deduplicate)",
+            p.display(),
+            count - c0,
+            pos - at
+        );
+        f.set_len(at).map_err(|e| format!("cannot cut an interrupted commit's segments: {e}"))?;
+        let _ = f.sync_data();
+        (pos, count, size) = (at, c0, s0);
     }
     if count == 0 {
         let _ = std::fs::remove_file(p);
@@ -199,20 +289,26 @@ pub fn load_blocking(path: &Path, file: Option<&Arc<File>>, len: u64) -> Result<
     let mut pos = 34 + tag_len + 2 + vars_len + 4;
     let mut out = Vec::with_capacity(raw.len().saturating_sub(pos));
     while pos < raw.len() {
-        let sh = raw.get(pos..pos + SEG_HEADER).ok_or_else(|| format!("{}: short segment", path.display()))?;
-        let n = u32::from_le_bytes(sh[4..8].try_into().unwrap_or([0; 4])) as usize;
-        let want = u32::from_le_bytes(sh[12..16].try_into().unwrap_or([0; 4]));
+        let short = || format!("{}: short segment", path.display());
+        let mut sh = [0u8; SEG2_HEADER];
+        let have = (raw.len() - pos).min(SEG2_HEADER);
+        sh[..have].copy_from_slice(&raw[pos..pos + have]);
+        if have < SEG_HEADER {
+            return Err(short());
+        }
+        let head = parse_segment_header(&sh, have)
+            .ok_or_else(|| format!("{}: bad segment marker at offset {pos}", path.display()))?;
+        let n = head.len as usize;
         let data = raw
-            .get(pos + SEG_HEADER..pos + SEG_HEADER + n)
+            .get(pos + head.hlen..pos + head.hlen + n)
             .ok_or_else(|| format!("{}: segment past the end", path.display()))?;
-        let mut c = crc32fast::Hasher::new();
-        c.update(&sh[4..12]);
+        let mut c = head.hasher(&sh);
         c.update(data);
-        if c.finalize() != want {
+        if c.finalize() != head.crc {
             return Err(format!("{}: segment checksum mismatch at offset {pos}", path.display()));
         }
         out.extend_from_slice(data);
-        pos += SEG_HEADER + n;
+        pos += head.hlen + n;
     }
     Ok(out)
 }
@@ -238,6 +334,8 @@ pub(crate) struct Job {
     offset: u64,
     data: Vec<u8>,
     pub count: u32,
+    /// The commit's tag when it is journaled (`SEG2`).
+    tag: Option<CommitTag>,
 }
 
 /// What a job did.
@@ -255,7 +353,7 @@ pub(crate) struct Done {
 }
 
 /// Takes a chunk's unwritten entries for a commit (marks the chunk as syncing).
-pub(crate) fn job_for(c: &mut Chunk) -> Option<Job> {
+pub(crate) fn job_for(c: &mut Chunk, tag: Option<CommitTag>) -> Option<Job> {
     let d = c.disk.as_mut()?;
     if d.syncing || c.data.is_empty() {
         return None;
@@ -271,6 +369,7 @@ pub(crate) fn job_for(c: &mut Chunk) -> Option<Job> {
         offset: d.len,
         data: std::mem::take(&mut c.data),
         count,
+        tag,
     })
 }
 
@@ -346,7 +445,7 @@ pub(crate) fn write_jobs(jobs: Vec<Job>, dirs: &mut Vec<PathBuf>) -> Vec<Done> {
         let mut created = false;
         let mut file = j.file.clone();
         let mut offset = j.offset;
-        let r = (|| -> std::io::Result<()> {
+        let r = (|| -> std::io::Result<usize> {
             if file.is_none() {
                 let mut f = OpenOptions::new().write(true).read(true).create_new(true).open(&j.path)?;
                 let h = j.header.as_deref().unwrap_or(&[]);
@@ -361,13 +460,21 @@ pub(crate) fn write_jobs(jobs: Vec<Job>, dirs: &mut Vec<PathBuf>) -> Vec<Done> {
                 }
             }
             let f = file.as_ref().ok_or_else(|| std::io::Error::other("no file"))?;
-            let sh = segment_header(&j.data, j.count);
-            f.write_all_at(&sh, offset)?;
-            f.write_all_at(&j.data, offset + SEG_HEADER as u64)?;
-            Ok(())
+            let hlen = match j.tag {
+                Some(tag) => {
+                    f.write_all_at(&segment_header_tagged(&j.data, j.count, tag), offset)?;
+                    SEG2_HEADER
+                }
+                None => {
+                    f.write_all_at(&segment_header(&j.data, j.count), offset)?;
+                    SEG_HEADER
+                }
+            };
+            f.write_all_at(&j.data, offset + hlen as u64)?;
+            Ok(hlen)
         })();
         let (len, err) = match r {
-            Ok(()) => (offset + (SEG_HEADER + bytes) as u64, None),
+            Ok(hlen) => (offset + (hlen + bytes) as u64, None),
             Err(e) => {
                 // Cut whatever part of the segment made it, so the file stays valid.
                 if let Some(f) = &file {

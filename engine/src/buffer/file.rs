@@ -270,7 +270,7 @@ mod tests {
         c.count = 1;
         c.size = 5;
         c.disk.as_mut().unwrap().pending_count = 1;
-        let j = job_for(&mut c).unwrap();
+        let j = job_for(&mut c, None).unwrap();
         let d = run_jobs(vec![j]);
         assert!(d[0].err.is_none() && d[0].created);
         apply(&mut c, &d[0]);
@@ -278,7 +278,7 @@ mod tests {
         c.count += 2;
         c.size += 6;
         c.disk.as_mut().unwrap().pending_count = 2;
-        let d = run_jobs(vec![job_for(&mut c).unwrap()]);
+        let d = run_jobs(vec![job_for(&mut c, None).unwrap()]);
         apply(&mut c, &d[0]);
         let disk = c.disk.as_ref().unwrap();
         assert_eq!(load_blocking(&disk.path, None, disk.len).unwrap(), b"firstsecond");
@@ -286,6 +286,55 @@ mod tests {
         let (_, chunks) = FileStore::open(&root, 0, 1, Rc::new(Syncer::default())).unwrap();
         assert_eq!((chunks[0].count, chunks[0].size), (3, 11));
         assert_eq!(chunks[0].var(0), Some(&b"ns"[..]), "record-field chunk keys survive a restart");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn segments_of_an_interrupted_commit_are_cut_from_the_tail_only() {
+        use super::super::chunk_file::{recover_cutting, segment_header_tagged};
+        let root = tmp("journal");
+        let dir = root.join("shard-0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (done, killed) = ((7u64 << 32, 10u64), (7u64 << 32, 11u64));
+        let cuts: std::collections::HashSet<_> = [killed].into_iter().collect();
+        type Seg<'a> = (&'a [u8], u32, Option<super::super::journal::CommitTag>);
+        let chunk = |id: u8, segs: &[Seg]| {
+            let p = dir.join(format!("{}{SUFFIX}", hex(&[id; 16])));
+            let mut f = File::create(&p).unwrap();
+            f.write_all(&header_bytes(&[id; 16], b"t", None, &[])).unwrap();
+            for (d, n, tag) in segs {
+                match tag {
+                    Some(t) => f.write_all(&segment_header_tagged(d, *n, *t)).unwrap(),
+                    None => f.write_all(&segment_header(d, *n)).unwrap(),
+                }
+                f.write_all(d).unwrap();
+            }
+            p
+        };
+        // Untagged, a finished commit, then the interrupted one: the last is cut.
+        let p = chunk(1, &[(b"old", 1, None), (b"kept", 2, Some(done)), (b"gone", 3, Some(killed))]);
+        let c = recover_cutting(&p, &cuts).unwrap().unwrap();
+        assert_eq!((c.count, c.size), (3, 7));
+        let d = c.disk.as_ref().unwrap();
+        assert_eq!(d.len, std::fs::metadata(&p).unwrap().len(), "the file is cut where the commit began");
+        assert_eq!(load_blocking(&p, None, d.len).unwrap(), b"oldkept");
+        // A file holding only that commit's events is deleted.
+        let p = chunk(2, &[(b"gone", 1, Some(killed))]);
+        assert!(recover_cutting(&p, &cuts).unwrap().is_none());
+        assert!(!p.exists());
+        // A tagged segment followed by others is not a crash's tail: nothing is cut.
+        let p = chunk(3, &[(b"odd", 1, Some(killed)), (b"later", 1, Some(done))]);
+        let c = recover_cutting(&p, &cuts).unwrap().unwrap();
+        assert_eq!((c.count, c.size), (2, 8));
+        // No cuts known: everything is recovered, and a SEG2 checksum still guards it.
+        let p = chunk(4, &[(b"all", 1, Some(killed))]);
+        let c = recover_cutting(&p, &Default::default()).unwrap().unwrap();
+        assert_eq!(load_blocking(&p, None, c.disk.as_ref().unwrap().len).unwrap(), b"all");
+        let mut raw = std::fs::read(&p).unwrap();
+        let n = raw.len();
+        raw[n - 10] ^= 1; // inside the tag
+        std::fs::write(&p, &raw).unwrap();
+        assert!(recover_cutting(&p, &Default::default()).unwrap().is_none(), "a bad tag fails the checksum");
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -14,6 +14,7 @@ pub mod conf;
 pub mod error;
 pub mod file;
 pub mod fluentd_import;
+pub mod journal;
 pub mod placeholders;
 pub mod progress;
 pub mod queue;

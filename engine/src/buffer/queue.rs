@@ -470,9 +470,9 @@ impl Buffer {
 }
 
 impl CommitSource for Buffer {
-    fn prepare(&mut self) -> Option<Box<dyn CommitWork>> {
+    fn prepare(&mut self, tag: Option<super::journal::CommitTag>) -> Option<Box<dyn CommitWork>> {
         let jobs: Vec<_> =
-            self.staged.values_mut().chain(self.queue.iter_mut()).filter_map(chunk_file::job_for).collect();
+            self.staged.values_mut().chain(self.queue.iter_mut()).filter_map(|c| chunk_file::job_for(c, tag)).collect();
         (!jobs.is_empty()).then(|| Box::new(chunk_file::Jobs::new(jobs)) as Box<dyn CommitWork>)
     }
 

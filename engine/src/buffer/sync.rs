@@ -17,6 +17,10 @@
 //! own fdatasync when the events are durable; take back what they wrote when not).
 //! So a follower's record is never on disk without its events after a `kill -9` (the
 //! page cache keeps write order), and after a power loss only sealed records count.
+//! The other way round (events on disk without the follower's record, a `kill -9`
+//! between the two writes) is closed by [`super::journal`]: a journaling follower
+//! writes a begin record before the buffers write, their segments carry the commit's
+//! tag, and a restart cuts the segments of a commit that began and did not end.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -73,7 +77,9 @@ pub struct SyncStats {
 /// this file knows nothing of chunks or files.
 pub trait CommitSource {
     /// Takes the buffer's unwritten entries as blocking work (`None`: nothing dirty).
-    fn prepare(&mut self) -> Option<Box<dyn CommitWork>>;
+    /// `tag`: the commit's identity when a follower journals it (see
+    /// [`super::journal`]); the segments written carry it.
+    fn prepare(&mut self, tag: Option<super::journal::CommitTag>) -> Option<Box<dyn CommitWork>>;
     /// Applies the finished work on the shard. `Err(reason)`: some of it was not
     /// stored; the events of this commit must not be acked.
     fn finish(&mut self, work: Box<dyn CommitWork>) -> Result<(), String>;
@@ -106,6 +112,13 @@ pub trait Follower {
 
 /// The blocking part of a follower's share of a commit.
 pub trait FollowWork: Send {
+    /// Whether [`FollowWork::begin`] writes a record that brackets the commit (see
+    /// [`super::journal`]).
+    fn journals(&self) -> bool {
+        false
+    }
+    /// Before any buffer writes: marks commit `tag` as begun.
+    fn begin(&mut self, _tag: super::journal::CommitTag) {}
     /// After every buffer wrote its segments; `written`: all of them succeeded (if not,
     /// nothing may be written).
     fn write(&mut self, written: bool);
@@ -136,9 +149,18 @@ pub struct Syncer {
     stats: Cell<SyncStats>,
     /// Duration of each group commit.
     pub latency: crate::metrics::Histogram,
+    /// This shard's generation in commit tags ([`super::journal`]).
+    generation: Cell<u64>,
 }
 
 impl Syncer {
+    /// The syncer of shard `shard`.
+    pub fn for_shard(shard: u32) -> Syncer {
+        let s = Syncer::default();
+        s.generation.set(super::journal::generation(shard));
+        s
+    }
+
     /// An append went to a file buffer: it needs a commit.
     #[inline]
     pub fn written(&self) {
@@ -270,7 +292,7 @@ impl Syncer {
             }
             let target = self.written.get();
             let t0 = std::time::Instant::now();
-            let r = self.commit().await;
+            let r = self.commit(target).await;
             self.latency.observe_duration(t0.elapsed());
             let from = self.durable.get() + 1;
             if let Err(why) = r {
@@ -289,24 +311,10 @@ impl Syncer {
     }
 
     /// One group commit over every registered buffer, and then its followers.
-    async fn commit(&self) -> Result<(), String> {
-        let mut works = Vec::new();
-        let mut owners = Vec::new();
-        let mut flushers = Vec::new();
-        {
-            let mut regs = self.buffers.borrow_mut();
-            regs.retain(|(b, _)| b.strong_count() > 0);
-            for (b, n) in regs.iter() {
-                if let Some(b) = b.upgrade() {
-                    let work = b.borrow_mut().prepare();
-                    if let Some(w) = work {
-                        works.push(w);
-                        owners.push(b);
-                    }
-                    flushers.push(n.clone());
-                }
-            }
-        }
+    /// `target`: the newest epoch it covers (with the generation, its tag).
+    async fn commit(&self, target: u64) -> Result<(), String> {
+        // Followers first (all of this runs without yielding, so the order changes
+        // nothing about what is taken): whether one journals decides the segments' tag.
         let mut follows = Vec::new();
         let mut followers = Vec::new();
         {
@@ -320,12 +328,35 @@ impl Syncer {
                 }
             }
         }
+        let tag = follows.iter().any(|f| f.journals()).then(|| (self.generation.get(), target));
+        let mut works = Vec::new();
+        let mut owners = Vec::new();
+        let mut flushers = Vec::new();
+        {
+            let mut regs = self.buffers.borrow_mut();
+            regs.retain(|(b, _)| b.strong_count() > 0);
+            for (b, n) in regs.iter() {
+                if let Some(b) = b.upgrade() {
+                    let work = b.borrow_mut().prepare(tag);
+                    if let Some(w) = work {
+                        works.push(w);
+                        owners.push(b);
+                    }
+                    flushers.push(n.clone());
+                }
+            }
+        }
         if works.is_empty() && follows.is_empty() {
             return Ok(());
         }
         let (works, follows, durable) = glommio::executor()
             .spawn_blocking(move || {
                 let (mut works, mut follows) = (works, follows);
+                if let Some(tag) = tag {
+                    for f in follows.iter_mut() {
+                        f.begin(tag);
+                    }
+                }
                 for w in works.iter_mut() {
                     w.write();
                 }

@@ -208,7 +208,10 @@ fn dedup(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Option<std::sync::Arc<sup
         return Err(e.error("deduplicate_window_time must be at least 1s"));
     }
     match &path {
-        Some(p) => ctx.claim_dir(e, p, "deduplicate_path")?,
+        Some(p) => {
+            ctx.claim_dir(e, p, "deduplicate_path")?;
+            crate::buffer::journal::register_dir(p.clone());
+        }
         None => crate::warn!(
             "{}: deduplicate without deduplicate_path keeps the window of acked ids in memory only: after a restart of spate, resends are stored again",
             e.pos

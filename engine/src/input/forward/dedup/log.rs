@@ -25,12 +25,21 @@
 //! `vm.dirty_expire_centisecs`), so the resend of a frame acked just before the power
 //! went is stored again: a duplicate, never a loss. `kill -9` loses nothing of it.
 //!
+//! The other order (events on disk, the id not: a `kill -9` between the buffers' writes
+//! and this log's) would make the unacked frame's resend a duplicate. So each commit is
+//! also bracketed here: a *begin* record before any event is written and an *end*
+//! record written with the ids; the commit's chunk segments carry the same tag. A
+//! restart in the same boot cuts the segments of a commit that began and did not end,
+//! and drops its ids (see [`crate::buffer::journal`]).
+//!
 //! Formats (little endian):
 //!
 //! ```text
 //! header (32): "SPATEIDS" | version u32 = 1 | boot id (16) | crc32 u32 (of all before)
-//! record (40): kind u8 (1 id, 2 seal) | 0 0 0 | crc32 u32 (of the other 36 bytes) | seq u64 | unix secs u64 | key (16)
+//! record (40): kind u8 (1 id, 2 seal, 3 begin, 4 end) | 0 0 0 | crc32 u32 (of the other 36 bytes) | seq u64 | unix secs u64 | key (16)
 //! ```
+//!
+//! Begin and end records hold the commit's tag (generation, epoch) in `seq` and `secs`.
 //!
 //! A segment is closed after `seg_limit` ids and deleted once the window evicted every
 //! id in it (count or age), so the disk holds about the window and one segment per shard.
@@ -44,6 +53,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::buffer::journal::CommitTag;
 use crate::buffer::sync::{FollowWork, Follower};
 
 use super::window::{now_secs, Key, Window};
@@ -54,6 +64,8 @@ pub(crate) const HEADER: usize = 32;
 pub(crate) const RECORD: usize = 40;
 const KIND_ID: u8 = 1;
 const KIND_SEAL: u8 = 2;
+const KIND_BEGIN: u8 = 3;
+const KIND_END: u8 = 4;
 const SUFFIX: &str = ".ids";
 
 fn header(boot: &[u8; 16]) -> [u8; HEADER] {
@@ -103,6 +115,10 @@ pub(crate) struct Read {
     pub dropped: usize,
     /// Why reading stopped early (damage other than a torn last record), if it did.
     pub damage: Option<String>,
+    /// Commits whose end is here, and the range of `ids` each wrote.
+    pub finished: Vec<(CommitTag, std::ops::Range<usize>)>,
+    /// Commits begun and not ended, in a segment of this boot (their ids are left out).
+    pub unfinished: Vec<CommitTag>,
 }
 
 /// Reads one segment. `boot`: this boot's id (`None`: unknown, so nothing unsealed counts).
@@ -125,26 +141,53 @@ pub(crate) fn read_segment(raw: &[u8], boot: Option<&[u8; 16]>) -> Read {
     let mut ids = Vec::new();
     let mut sealed = 0;
     let mut pos = HEADER;
+    // The commit begun and not yet ended, and where its ids start.
+    let mut open: Option<(CommitTag, usize)> = None;
     while let Some(r) = raw.get(pos..pos + RECORD) {
         let mut rec = [0u8; RECORD];
         rec.copy_from_slice(r);
         let crc = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
-        if record_crc(&rec) != crc || !(rec[0] == KIND_ID || rec[0] == KIND_SEAL) {
+        if record_crc(&rec) != crc || !(KIND_ID..=KIND_END).contains(&rec[0]) {
             if pos + RECORD < raw.len() {
                 out.damage = Some(format!("bad record at offset {pos}"));
             }
             break;
         }
-        if rec[0] == KIND_SEAL {
-            sealed = ids.len();
-        } else {
-            let seq = u64::from_le_bytes(rec[8..16].try_into().unwrap_or([0; 8]));
-            let secs = u64::from_le_bytes(rec[16..24].try_into().unwrap_or([0; 8]));
-            let mut key = [0u8; 16];
-            key.copy_from_slice(&rec[24..40]);
-            ids.push((key, seq, secs));
+        let seq = u64::from_le_bytes(rec[8..16].try_into().unwrap_or([0; 8]));
+        let secs = u64::from_le_bytes(rec[16..24].try_into().unwrap_or([0; 8]));
+        match rec[0] {
+            KIND_SEAL => sealed = ids.len(),
+            KIND_BEGIN => {
+                // A begin while another is open: that one never ended (its end write
+                // failed and so did taking its begin back).
+                if let Some((t, at)) = open.take() {
+                    ids.truncate(at);
+                    sealed = sealed.min(at);
+                    out.unfinished.push(t);
+                }
+                open = Some(((seq, secs), ids.len()));
+            }
+            KIND_END => match open.take() {
+                Some((t, at)) if t == (seq, secs) => out.finished.push((t, at..ids.len())),
+                other => open = other,
+            },
+            _ => {
+                let mut key = [0u8; 16];
+                key.copy_from_slice(&rec[24..40]);
+                ids.push((key, seq, secs));
+            }
         }
         pos += RECORD;
+    }
+    if let Some((t, at)) = open {
+        // Begun, not ended: a crash came between its events and its ids.
+        ids.truncate(at);
+        sealed = sealed.min(at);
+        out.unfinished.push(t);
+    }
+    if !same_boot {
+        // Only the page cache of this boot keeps the order the cut relies on.
+        out.unfinished.clear();
     }
     let tail = ids.len() - sealed;
     if same_boot {
@@ -154,6 +197,20 @@ pub(crate) fn read_segment(raw: &[u8], boot: Option<&[u8; 16]>) -> Read {
         ids.truncate(sealed);
     }
     out.ids = ids;
+    out
+}
+
+/// The commits that began and did not end in the segments of `dir` written in this
+/// boot (see [`crate::buffer::journal`]). Unreadable files name none.
+pub fn unfinished_commits(dir: &Path) -> Vec<CommitTag> {
+    let boot = crate::sys::boot_id();
+    let Ok(files) = segment_files(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for p in files {
+        if let Ok(raw) = std::fs::read(&p) {
+            out.extend(read_segment(&raw, boot.as_ref()).unfinished);
+        }
+    }
     out
 }
 
@@ -261,7 +318,12 @@ struct Disk {
     file: Option<Arc<File>>,
     path: PathBuf,
     header: Option<[u8; HEADER]>,
+    /// Where this commit's records start.
     offset: u64,
+    /// Where the next of them goes (after the begin record, once written).
+    at: u64,
+    /// The commit's tag, once its begin record is written.
+    begun: Option<CommitTag>,
     /// Segments to delete (outside the window).
     delete: Vec<PathBuf>,
     wrote: bool,
@@ -316,6 +378,8 @@ impl Follower for IdLog {
                     path: seg.path.clone(),
                     header: None,
                     offset: s.len,
+                    at: s.len,
+                    begun: None,
                     delete,
                     wrote: false,
                     sealed: false,
@@ -330,6 +394,8 @@ impl Follower for IdLog {
                         path: s.dir.join(format!("shard-{}-{t:032x}{SUFFIX}", s.shard)),
                         header: Some(header(&s.boot)),
                         offset: HEADER as u64,
+                        at: HEADER as u64,
+                        begun: None,
                         delete,
                         wrote: false,
                         sealed: false,
@@ -380,7 +446,7 @@ impl Follower for IdLog {
             s.records = 0;
         }
         if d.sealed {
-            s.len = d.offset + w.records.len() as u64;
+            s.len = d.at;
             s.records += w.ids.len();
             if let Some((_, cur)) = &mut s.current {
                 cur.max_seq = cur.max_seq.max(w.max_seq);
@@ -393,26 +459,61 @@ impl Follower for IdLog {
     }
 }
 
+impl Disk {
+    /// The open segment file, created with its header the first time.
+    fn file(&mut self) -> std::io::Result<Arc<File>> {
+        if let Some(f) = &self.file {
+            return Ok(f.clone());
+        }
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&self.path)?;
+        f.write_all(self.header.as_ref().map_or(&[][..], |h| &h[..]))?;
+        let f = Arc::new(f);
+        self.file = Some(f.clone());
+        Ok(f)
+    }
+}
+
 impl FollowWork for Work {
+    fn journals(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    fn begin(&mut self, tag: CommitTag) {
+        let Some(d) = self.disk.as_mut() else { return };
+        let r = d.file().and_then(|f| f.write_all_at(&record(KIND_BEGIN, tag.0, tag.1, &[0; 16]), d.offset));
+        match r {
+            Ok(()) => {
+                d.begun = Some(tag);
+                d.at = d.offset + RECORD as u64;
+            }
+            Err(e) => {
+                // Without its begin the commit is not journaled: a crash before its
+                // ids makes a resend a duplicate, as without the journal.
+                d.err = Some(format!("writing {}: {e}", d.path.display()));
+                cut(d);
+            }
+        }
+    }
+
     fn write(&mut self, written: bool) {
         let Some(d) = self.disk.as_mut() else { return };
-        if !written {
+        if !written || d.abandon {
             return;
         }
-        let r = (|| -> std::io::Result<()> {
-            if d.file.is_none() {
-                let mut f = OpenOptions::new().write(true).create_new(true).open(&d.path)?;
-                f.write_all(d.header.as_ref().map_or(&[][..], |h| &h[..]))?;
-                d.file = Some(Arc::new(f));
-            }
-            let f = d.file.as_ref().ok_or_else(|| std::io::Error::other("no file"))?;
-            // Without the seal record: it is written once the events are durable.
-            let ids = self.records.len() - RECORD;
-            f.write_all_at(&self.records[..ids], d.offset)?;
-            Ok(())
-        })();
+        // The ids and the end record in one write; the seal waits for the events'
+        // fdatasync.
+        let ids = self.records.len() - RECORD;
+        let mut buf = Vec::with_capacity(ids + RECORD);
+        buf.extend_from_slice(&self.records[..ids]);
+        if let Some(tag) = d.begun {
+            buf.extend_from_slice(&record(KIND_END, tag.0, tag.1, &[0; 16]));
+        }
+        let r = d.file().and_then(|f| f.write_all_at(&buf, d.at));
         match r {
-            Ok(()) => d.wrote = true,
+            Ok(()) => {
+                d.wrote = true;
+                d.at += buf.len() as u64;
+            }
             Err(e) => {
                 d.err = Some(format!("writing {}: {e}", d.path.display()));
                 cut(d);
@@ -422,7 +523,7 @@ impl FollowWork for Work {
 
     fn seal(&mut self, durable: bool) {
         let Some(d) = self.disk.as_mut() else { return };
-        if d.wrote && !durable {
+        if (d.wrote || d.begun.is_some()) && !durable {
             // The events are not durable: take the ids back.
             cut(d);
         } else if d.wrote {
@@ -433,9 +534,12 @@ impl FollowWork for Work {
                 .file
                 .as_ref()
                 .ok_or_else(|| std::io::Error::other("no file"))
-                .and_then(|f| f.write_all_at(&self.records[ids..], d.offset + ids as u64));
+                .and_then(|f| f.write_all_at(&self.records[ids..], d.at));
             match r {
-                Ok(()) => d.sealed = true,
+                Ok(()) => {
+                    d.sealed = true;
+                    d.at += RECORD as u64;
+                }
                 // The ids name durable events, so they may stay (unsealed, they count
                 // in this boot only), but nothing is appended after a failed write.
                 Err(e) => {
@@ -467,6 +571,7 @@ impl FollowWork for Work {
 fn cut(d: &mut Disk) {
     d.abandon = true;
     d.wrote = false;
+    d.begun = None;
     let Some(f) = &d.file else { return };
     if f.set_len(d.offset).and_then(|()| f.sync_data()).is_ok() {
         return;
@@ -513,6 +618,34 @@ mod tests {
         let r = read_segment(&bad, Some(&boot));
         assert!(r.ids.is_empty() && r.damage.is_some());
         assert!(read_segment(b"junk", Some(&boot)).damage.is_some());
+    }
+
+    #[test]
+    fn a_commit_begun_and_not_ended_is_named_and_its_ids_left_out() {
+        let boot = [7u8; 16];
+        let (a, b) = ((5u64 << 32, 10u64), (5u64 << 32, 11u64));
+        let mut raw = header(&boot).to_vec();
+        raw.extend_from_slice(&record(KIND_ID, 1, 100, &key(1))); // before journaling
+        raw.extend_from_slice(&record(KIND_BEGIN, a.0, a.1, &[0; 16]));
+        raw.extend_from_slice(&record(KIND_ID, 2, 100, &key(2)));
+        raw.extend_from_slice(&record(KIND_END, a.0, a.1, &[0; 16]));
+        raw.extend_from_slice(&record(KIND_SEAL, 2, 100, &[0; 16]));
+        let whole = raw.len();
+        raw.extend_from_slice(&record(KIND_BEGIN, b.0, b.1, &[0; 16]));
+        raw.extend_from_slice(&record(KIND_ID, 3, 101, &key(3))); // killed before its end
+        let r = read_segment(&raw, Some(&boot));
+        assert_eq!(r.ids.iter().map(|i| i.1).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(r.finished, vec![(a, 1..2)]);
+        assert_eq!(r.unfinished, vec![b], "same boot: the interrupted commit is named for the cut");
+        let other = read_segment(&raw, Some(&[8u8; 16]));
+        assert!(other.unfinished.is_empty(), "after a reboot nothing is cut (the log was not fsynced)");
+        assert_eq!(other.ids.len(), 2);
+        // A finished commit is not named; a torn end record is no end.
+        assert!(read_segment(&raw[..whole], Some(&boot)).unfinished.is_empty());
+        let mut torn = raw[..whole - RECORD].to_vec(); // without the seal
+        torn.truncate(torn.len() - 3); // the end record torn
+        let r = read_segment(&torn, Some(&boot));
+        assert_eq!((r.unfinished.clone(), r.ids.len()), (vec![a], 1));
     }
 
     #[test]

@@ -129,7 +129,16 @@ fn load(id: &str, dir: &Path, window: &Window) -> Result<Vec<Segment>, String> {
                 continue;
             }
         };
-        let r = log::read_segment(&raw, boot.as_ref());
+        let mut r = log::read_segment(&raw, boot.as_ref());
+        // Ids of a commit another log names unfinished: its events are cut from the
+        // chunk files (see `crate::buffer::journal`), so the ids must not count.
+        let cuts = crate::buffer::journal::cuts();
+        for (tag, range) in r.finished.iter().rev() {
+            let end = range.end.min(r.ids.len());
+            if cuts.contains(tag) && range.start < end {
+                r.ids.drain(range.start..end);
+            }
+        }
         if let Some(why) = &r.damage {
             crate::warn!(
                 "{id}: {}: {why}; the {} ids before it are used, the rest not (their resends are stored again)",
