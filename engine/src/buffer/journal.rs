@@ -22,15 +22,20 @@
 //! commit of this process), from every `deduplicate_path` the configuration named.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 /// A group commit's identity: (the shard's generation, the commit's epoch). The
 /// generation is unique per shard per process ([`generation`]), the epoch per commit.
 pub type CommitTag = (u64, u64);
 
-/// Directories of id logs (`deduplicate_path`), registered as the configuration is read.
-static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Reads the commits begun and not ended from an id log directory (the id log's format
+/// belongs to in_forward, a layer above: it hands its reader in).
+pub type Scan = fn(&Path) -> Vec<CommitTag>;
+
+/// Directories of id logs (`deduplicate_path`) and their readers, registered as the
+/// configuration is read.
+static DIRS: Mutex<Vec<(PathBuf, Scan)>> = Mutex::new(Vec::new());
 static CUTS: OnceLock<HashSet<CommitTag>> = OnceLock::new();
 
 /// The high 32 bits of every generation of this process.
@@ -55,11 +60,11 @@ pub fn generation(shard: u32) -> u64 {
     run_id() | u64::from(shard)
 }
 
-/// Notes an id log directory (the configuration names it).
-pub fn register_dir(dir: PathBuf) {
+/// Notes an id log directory (the configuration names it) and how to read it.
+pub fn register_dir(dir: PathBuf, scan: Scan) {
     let mut d = DIRS.lock().unwrap_or_else(|e| e.into_inner());
-    if !d.contains(&dir) {
-        d.push(dir);
+    if !d.iter().any(|(p, _)| *p == dir) {
+        d.push((dir, scan));
     }
 }
 
@@ -69,8 +74,8 @@ pub fn cuts() -> &'static HashSet<CommitTag> {
     CUTS.get_or_init(|| {
         let dirs = DIRS.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut set = HashSet::new();
-        for d in dirs {
-            set.extend(crate::input::forward::dedup::log::unfinished_commits(&d));
+        for (d, scan) in dirs {
+            set.extend(scan(&d));
         }
         set.retain(|t| t.0 & !0xffff_ffff != run_id());
         if !set.is_empty() {

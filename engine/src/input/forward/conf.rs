@@ -210,7 +210,7 @@ fn dedup(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Option<std::sync::Arc<sup
     match &path {
         Some(p) => {
             ctx.claim_dir(e, p, "deduplicate_path")?;
-            crate::buffer::journal::register_dir(p.clone());
+            crate::buffer::journal::register_dir(p.clone(), super::dedup::log::unfinished_commits);
         }
         None => crate::warn!(
             "{}: deduplicate without deduplicate_path keeps the window of acked ids in memory only: after a restart of spate, resends are stored again",
