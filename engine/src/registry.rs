@@ -47,6 +47,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::elasticsearch::PLUGIN_DATA_STREAM,
     crate::output::elasticsearch::PLUGIN_DYNAMIC,
     crate::output::http::PLUGIN,
+    crate::output::loki::PLUGIN,
     crate::output::kafka2::PLUGIN,
     crate::output::s3::PLUGIN,
     // secondary-only writers

@@ -20,6 +20,7 @@ pub mod forward;
 pub mod http;
 pub mod kafka2;
 pub mod label_router;
+pub mod loki;
 pub mod null;
 pub mod prometheus;
 pub mod relabel;

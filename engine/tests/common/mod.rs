@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod http;
+pub mod http_server;
 
 use std::net::SocketAddr;
 use std::process::{Command, ExitStatus, Stdio};
