@@ -216,6 +216,15 @@ impl Element {
         ConfigError::at(&self.pos, msg)
     }
 
+    /// A configuration error located at parameter `key` if it is written here, else at
+    /// this section (a missing required parameter has no line of its own).
+    pub fn error_at(&self, key: &str, msg: impl Into<String>) -> ConfigError {
+        match self.get(key) {
+            Some(a) => ConfigError::at(&a.pos, msg),
+            None => self.error(msg),
+        }
+    }
+
     /// `<name arg>` as written (for messages).
     pub fn header(&self) -> String {
         if self.arg.is_empty() {

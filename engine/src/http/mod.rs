@@ -102,6 +102,14 @@ impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
+
+    /// `"<status> <reason> <first 500 bytes of the body>"`, for log lines and retry
+    /// reasons about a response that was not a success (the body is the server's own
+    /// explanation, cut so that a huge error page cannot flood the log).
+    pub fn summary(&self) -> String {
+        let body = String::from_utf8_lossy(&self.body[..self.body.len().min(500)]);
+        format!("{} {} {}", self.status, self.reason.trim(), body.trim()).trim_end().to_string()
+    }
 }
 
 struct Idle {

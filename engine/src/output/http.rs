@@ -48,17 +48,10 @@ pub struct HttpPlan {
     pub timekey_zone: Zone,
 }
 
-fn at(e: &Element, key: &str, m: impl Into<String>) -> ConfigError {
-    match e.get(key) {
-        Some(a) => ConfigError::at(&a.pos, m),
-        None => e.error(m),
-    }
-}
-
 fn secs(e: &Element, key: &str, default: u64) -> Result<Duration, ConfigError> {
     Ok(match e.int(key)? {
         Some(v) if v >= 0 => Duration::from_secs(v as u64),
-        Some(v) => return Err(at(e, key, format!("{key} {v}: must not be negative"))),
+        Some(v) => return Err(e.error_at(key, format!("{key} {v}: must not be negative"))),
         None => Duration::from_secs(default),
     })
 }
@@ -85,9 +78,10 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
         s.push_str(rest);
         s
     };
-    let url = Url::parse(&probe).map_err(|x| at(e, "endpoint", format!("Invalid endpoint URI: {endpoint} ({x})")))?;
+    let url =
+        Url::parse(&probe).map_err(|x| e.error_at("endpoint", format!("Invalid endpoint URI: {endpoint} ({x})")))?;
     if let Some(p) = e.str("proxy") {
-        return Err(at(e, "proxy", format!("proxy {p:?}: HTTP proxies are not supported by spate")));
+        return Err(e.error_at("proxy", format!("proxy {p:?}: HTTP proxies are not supported by spate")));
     }
     let method = match e.enum_of("http_method", &["put", "post"])?.as_deref() {
         Some("put") => "PUT",
@@ -107,7 +101,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
     };
     let json_array = e.bool("json_array")?.unwrap_or(false);
     if json_array && fmt_type != "json" {
-        return Err(at(e, "json_array", "json_array option could be used with json formatter only"));
+        return Err(e.error_at("json_array", "json_array option could be used with json formatter only"));
     }
     let content_type = match e.str("content_type") {
         Some(c) => c.to_string(),
@@ -167,7 +161,10 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
             .iter()
             .map(|c| {
                 c.parse::<u16>().map_err(|_| {
-                    at(e, "retryable_response_codes", format!("retryable_response_codes: {c:?} is not a status code"))
+                    e.error_at(
+                        "retryable_response_codes",
+                        format!("retryable_response_codes: {c:?} is not a status code"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?,
@@ -248,13 +245,7 @@ impl HttpWriter {
     }
 
     async fn write_chunk(&self, chunk: &Chunk, vars: &ChunkVars) -> Result<usize, WriteError> {
-        let cx = crate::output::elasticsearch::bulk::ChunkCtx {
-            tag: &chunk.tag,
-            timekey: chunk.timekey,
-            timekey_zone: self.plan.timekey_zone,
-            vars,
-            chunk_id: &chunk.id,
-        };
+        let cx = crate::output::elasticsearch::bulk::ChunkCtx::of(chunk, self.plan.timekey_zone, vars);
         let endpoint = crate::output::elasticsearch::bulk::expand(&self.plan.endpoint, &cx);
         let url = Url::parse(&endpoint).map_err(|e| WriteError::Fatal(e.to_string()))?;
         if url.host != self.plan.endpoint_host {
@@ -287,12 +278,7 @@ impl HttpWriter {
             crate::debug!("{}: {} {} to {url}", self.id, resp.status, resp.reason);
             return Ok(body.len());
         }
-        let msg = format!(
-            "{} {} {}",
-            resp.status,
-            resp.reason.trim_end(),
-            String::from_utf8_lossy(&resp.body[..resp.body.len().min(500)]).trim_start()
-        );
+        let msg = resp.summary();
         if self.plan.retryable.contains(&resp.status) {
             return Err(WriteError::Retry(msg));
         }

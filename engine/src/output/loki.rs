@@ -69,13 +69,6 @@ pub struct LokiPlan {
     pub timekey_zone: crate::format::Zone,
 }
 
-fn at(e: &Element, key: &str, m: impl Into<String>) -> ConfigError {
-    match e.get(key) {
-        Some(a) => ConfigError::at(&a.pos, m),
-        None => e.error(m),
-    }
-}
-
 /// The plugin's label name rule: `.`, `-` and `/` become `_`.
 fn sanitize(name: &[u8], out: &mut Vec<u8>) {
     out.extend(name.iter().map(|&b| if matches!(b, b'.' | b'-' | b'/') { b'_' } else { b }));
@@ -85,7 +78,7 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
     let base = e.str("url").unwrap_or(DEFAULT_URL).to_string();
     let endpoint = format!("{}/loki/api/v1/push", base.trim_end_matches('/'));
     let url = Url::parse(&endpoint)
-        .map_err(|x| at(e, "url", format!("URL parameter must have HTTP/HTTPS scheme: {base:?} ({x})")))?;
+        .map_err(|x| e.error_at("url", format!("URL parameter must have HTTP/HTTPS scheme: {base:?} ({x})")))?;
     if let Some(a) = e.get("ciphers") {
         return Err(ConfigError::at(
             &a.pos,
@@ -103,11 +96,11 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
     }
     if let Some(f) = e.str("bearer_token_file") {
         let tok = std::fs::read_to_string(f)
-            .map_err(|x| at(e, "bearer_token_file", format!("bearer_token_file {f} not found ({x})")))?;
+            .map_err(|x| e.error_at("bearer_token_file", format!("bearer_token_file {f} not found ({x})")))?;
         // The plugin sends the file as it is; a trailing newline cannot go in a header.
         let tok = tok.trim_end_matches(['\r', '\n']);
         if tok.is_empty() {
-            return Err(at(e, "bearer_token_file", format!("bearer_token_file {f} is empty")));
+            return Err(e.error_at("bearer_token_file", format!("bearer_token_file {f} is empty")));
         }
         headers.push(("Authorization".into(), format!("Bearer {tok}")));
     }
@@ -126,13 +119,13 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
         .array("remove_keys")?
         .unwrap_or_default()
         .iter()
-        .map(|k| Accessor::parse(k).map_err(|x| at(e, "remove_keys", x.to_string())))
+        .map(|k| Accessor::parse(k).map_err(|x| e.error_at("remove_keys", x.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let json_lines = e.enum_of("line_format", &["json", "key_value"])?.as_deref() == Some("json");
     let tls = if url.scheme == Scheme::Https || e.get("ca_cert").is_some() || e.get("cert").is_some() {
         if let Some(c) = e.str("ca_cert") {
             if !std::path::Path::new(c).exists() {
-                return Err(at(e, "ca_cert", format!("CA certificate file {c} not found")));
+                return Err(e.error_at("ca_cert", format!("CA certificate file {c} not found")));
             }
         }
         let verify = !e.bool("insecure_tls")?.unwrap_or(false);
@@ -140,8 +133,7 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
             Some("TLS1_3") | Some("TLSv1_3") => ("TLSv1_3", None, None),
             Some("TLS1_2") | Some("TLSv1_2") | None => ("TLSv1_2", Some("TLSv1_2"), Some("TLSv1_3")),
             Some(v) => {
-                return Err(at(
-                    e,
+                return Err(e.error_at(
                     "min_version",
                     format!("min_version {v}: rustls implements TLS 1.2 and 1.3; supported: TLS1_2, TLS1_3"),
                 ))
@@ -469,13 +461,7 @@ impl LokiWriter {
         let mut headers = self.plan.headers.clone();
         headers.push(("Content-Type".into(), "application/json".into()));
         if let Some(t) = &self.plan.tenant {
-            let cx = crate::output::elasticsearch::bulk::ChunkCtx {
-                tag: &chunk.tag,
-                timekey: chunk.timekey,
-                timekey_zone: self.plan.timekey_zone,
-                vars,
-                chunk_id: &chunk.id,
-            };
+            let cx = crate::output::elasticsearch::bulk::ChunkCtx::of(chunk, self.plan.timekey_zone, vars);
             headers.push(("X-Scope-OrgID".into(), crate::output::elasticsearch::bulk::expand(t, &cx)));
         }
         if self.plan.gzip {
@@ -489,12 +475,7 @@ impl LokiWriter {
             crate::debug!("{}: {} {} from {}", self.id, resp.status, resp.reason, self.plan.endpoint);
             return Ok(body.len());
         }
-        let summary = format!(
-            "{} {} {}",
-            resp.status,
-            resp.reason.trim_end(),
-            String::from_utf8_lossy(&resp.body[..resp.body.len().min(500)]).trim()
-        );
+        let summary = resp.summary();
         if resp.status == 429 || (500..600).contains(&resp.status) {
             return Err(WriteError::Retry(summary));
         }

@@ -38,6 +38,14 @@ pub struct ChunkCtx<'a> {
     pub chunk_id: &'a [u8; 16],
 }
 
+impl<'a> ChunkCtx<'a> {
+    /// The placeholder context of `chunk` (every HTTP-based output expands its
+    /// `${tag}`/`${key}`/`%Y` placeholders from the same fields).
+    pub fn of(chunk: &'a crate::buffer::chunk::Chunk, timekey_zone: Zone, vars: &'a [(String, String)]) -> Self {
+        ChunkCtx { tag: &chunk.tag, timekey: chunk.timekey, timekey_zone, vars, chunk_id: &chunk.id }
+    }
+}
+
 /// One bulk request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Request {

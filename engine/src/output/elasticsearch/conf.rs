@@ -100,13 +100,6 @@ fn err(e: &Element, m: impl Into<String>) -> ConfigError {
     ConfigError::at(&e.pos, m)
 }
 
-fn at(e: &Element, key: &str, m: impl Into<String>) -> ConfigError {
-    match e.get(key) {
-        Some(a) => ConfigError::at(&a.pos, m),
-        None => err(e, m),
-    }
-}
-
 /// fluent-plugin-elasticsearch's `convert_compat_id_key`: `a.b` means `$.a.b`.
 fn compat_key(k: &str) -> String {
     if k.contains('.') && !k.starts_with("$[") && !k.starts_with("$.") {
@@ -119,7 +112,7 @@ fn compat_key(k: &str) -> String {
 fn accessor(e: &Element, key: &str) -> Result<Option<Accessor>, ConfigError> {
     match e.str(key) {
         None => Ok(None),
-        Some(v) => Accessor::parse(&compat_key(v)).map(Some).map_err(|x| at(e, key, format!("{key}: {x}"))),
+        Some(v) => Accessor::parse(&compat_key(v)).map(Some).map_err(|x| e.error_at(key, format!("{key}: {x}"))),
     }
 }
 
@@ -202,12 +195,12 @@ impl DocConf {
         };
         let time_key_format = match e.str("time_key_format") {
             None => None,
-            Some(f) => Some(TimeParser::new(f).map_err(|x| at(e, "time_key_format", x.to_string()))?),
+            Some(f) => Some(TimeParser::new(f).map_err(|x| e.error_at("time_key_format", x.to_string()))?),
         };
         let time_precision = match e.int("time_precision")? {
             None => 9,
             Some(p) if (0..=64).contains(&p) => p as u32,
-            Some(p) => return Err(at(e, "time_precision", format!("time_precision {p}: expected 0 to 64"))),
+            Some(p) => return Err(e.error_at("time_precision", format!("time_precision {p}: expected 0 to 64"))),
         };
         let chunk_id_key = match e.elements_named("metadata").next() {
             Some(m) => {
@@ -245,11 +238,11 @@ impl DocConf {
                     ("data_stream_template_name", &ds.template_name),
                     ("data_stream_ilm_name", &ds.ilm_name),
                 ] {
-                    validate_data_stream_name(p, v).map_err(|m| at(e, p, m))?;
+                    validate_data_stream_name(p, v).map_err(|m| e.error_at(p, m))?;
                 }
             }
             if serde_json::from_str::<serde_json::Value>(&ds.ilm_policy).is_err() {
-                return Err(at(e, "data_stream_ilm_policy", "data_stream_ilm_policy: not valid JSON"));
+                return Err(e.error_at("data_stream_ilm_policy", "data_stream_ilm_policy: not valid JSON"));
             }
             Some(ds)
         } else {
@@ -308,7 +301,7 @@ impl DocConf {
             bulk_message_request_threshold,
         };
         if c.logstash_dateformat.is_empty() && c.logstash_format {
-            return Err(at(e, "logstash_dateformat", "logstash_dateformat must not be empty"));
+            return Err(e.error_at("logstash_dateformat", "logstash_dateformat must not be empty"));
         }
         Ok(c)
     }

@@ -37,13 +37,6 @@ pub struct ConnConf {
     pub resurrect_after: Duration,
 }
 
-fn at(e: &Element, key: &str, m: impl Into<String>) -> ConfigError {
-    match e.get(key) {
-        Some(a) => ConfigError::at(&a.pos, m),
-        None => e.error(m),
-    }
-}
-
 /// `%{...}` around a user or password means "URL-escape this" in fluent-plugin-elasticsearch;
 /// spate sends credentials in a header, so the value is used as written inside.
 fn unwrap_escape(s: &str) -> String {
@@ -73,7 +66,7 @@ impl ConnConf {
         };
         let port = match e.int("port")? {
             None => 9200,
-            Some(p) => u16::try_from(p).map_err(|_| at(e, "port", format!("port {p}: out of range")))?,
+            Some(p) => u16::try_from(p).map_err(|_| e.error_at("port", format!("port {p}: out of range")))?,
         };
         let mut user = e.str("user").map(unwrap_escape);
         let mut password = e.str("password").map(unwrap_escape);
@@ -89,7 +82,7 @@ impl ConnConf {
             user = Some(u.to_string());
             password = Some(p.to_string());
             hosts.push(cloud_url(id).ok_or_else(|| {
-                at(e, "cloud_id", format!("cloud_id {id:?}: expected name:base64(host$es_uuid$kibana_uuid)"))
+                e.error_at("cloud_id", format!("cloud_id {id:?}: expected name:base64(host$es_uuid$kibana_uuid)"))
             })?);
         } else if let Some(list) = e.str("hosts") {
             for h in list.split(',').map(str::trim).filter(|h| !h.is_empty()) {
@@ -97,9 +90,10 @@ impl ConnConf {
                     !h.contains("://") && !h.contains('/') && h.matches(':').count() <= 1 && !h.starts_with('[');
                 let url = if legacy {
                     let (hn, p) = match h.split_once(':') {
-                        Some((a, b)) => {
-                            (a, b.parse::<u16>().map_err(|_| at(e, "hosts", format!("hosts: bad port in {h:?}")))?)
-                        }
+                        Some((a, b)) => (
+                            a,
+                            b.parse::<u16>().map_err(|_| e.error_at("hosts", format!("hosts: bad port in {h:?}")))?,
+                        ),
                         None => (h, port),
                     };
                     Url::parse(&format!("{}://{hn}:{p}", scheme.as_str()))
@@ -110,20 +104,20 @@ impl ConnConf {
                     // %{user}:%{password} escapes in URLs.
                     Url::parse(&h.replace("%{", "").replace('}', ""))
                 };
-                hosts.push(url.map_err(|x| at(e, "hosts", format!("hosts: {x}")))?);
+                hosts.push(url.map_err(|x| e.error_at("hosts", format!("hosts: {x}")))?);
             }
             if hosts.is_empty() {
-                return Err(at(e, "hosts", "hosts: no host in the list"));
+                return Err(e.error_at("hosts", "hosts: no host in the list"));
             }
         } else {
             let host = e.str("host").unwrap_or("localhost");
             let h = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
             if host.contains("${") {
-                return Err(at(e, "host", "placeholders in host are not supported"));
+                return Err(e.error_at("host", "placeholders in host are not supported"));
             }
             hosts.push(
                 Url::parse(&format!("{}://{h}:{port}", scheme.as_str()))
-                    .map_err(|x| at(e, "host", format!("host: {x}")))?,
+                    .map_err(|x| e.error_at("host", format!("host: {x}")))?,
             );
         }
         for h in &mut hosts {

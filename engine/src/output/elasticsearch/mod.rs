@@ -422,13 +422,7 @@ impl EsWriter {
 
     async fn write_chunk(&self, chunk: &Chunk, vars: &ChunkVars) -> Result<usize, WriteError> {
         let major = self.version().await?;
-        let cx = ChunkCtx {
-            tag: &chunk.tag,
-            timekey: chunk.timekey,
-            timekey_zone: self.timekey_zone,
-            vars,
-            chunk_id: &chunk.id,
-        };
+        let cx = ChunkCtx::of(chunk, self.timekey_zone, vars);
         let enc = {
             let encoder = Encoder { conf: &self.doc, ops: &self.ops, major };
             let mut s = self.scratch.borrow_mut();
@@ -491,12 +485,7 @@ impl EsWriter {
                 if self.conn.reconnect_on_error {
                     self.client.reset();
                 }
-                reasons.push(format!(
-                    "bulk request to {url} answered {} {}: {}",
-                    resp.status,
-                    resp.reason,
-                    String::from_utf8_lossy(&resp.body[..resp.body.len().min(300)])
-                ));
+                reasons.push(format!("bulk request to {url} answered {}", resp.summary()));
                 retry.extend(req.items.iter().cloned());
                 continue;
             }
