@@ -14,7 +14,6 @@ use std::time::Duration;
 use bulk_server::{Answer, BulkServer};
 use common::*;
 use serde_json::{json, Value};
-use spate_protocol::encode::{self, EntriesType, OptionsOut};
 use spate_protocol::EventTime;
 
 /// 2023-11-14 22:13:20 UTC.
@@ -22,17 +21,8 @@ const T: u32 = 1_700_000_000;
 
 /// Sends JSON records (one PackedForward frame, acked).
 fn send(spate: &Spate, tag: &str, recs: &[Value], id: &str) {
-    let mut entries = Vec::new();
-    for (i, r) in recs.iter().enumerate() {
-        let m = spate_protocol::json::to_msgpack(r.to_string().as_bytes()).unwrap();
-        encode::entry(&mut entries, EventTime::new(T + i as u32, 0), encode::TimeFormat::EventTime, &m);
-    }
-    let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
-    let mut f = Vec::new();
-    encode::packed_forward(&mut f, tag.as_bytes(), &entries, EntriesType::Bin, &opt);
-    let mut c = Client::connect(spate.addr());
-    c.send(&f).unwrap();
-    assert_eq!(c.read_ack().unwrap(), id.as_bytes());
+    let recs: Vec<String> = recs.iter().map(Value::to_string).collect();
+    send_json(spate, tag, EventTime::new(T, 0), &recs, id)
 }
 
 fn source() -> &'static str {

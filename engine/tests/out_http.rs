@@ -20,17 +20,8 @@ use spate_protocol::EventTime;
 const T: u32 = 1_700_000_000;
 
 fn send(spate: &Spate, tag: &str, n: u32, id: &str) {
-    let mut entries = Vec::new();
-    for i in 0..n {
-        let r = spate_protocol::json::to_msgpack(format!(r#"{{"n":{i},"m":"x"}}"#).as_bytes()).unwrap();
-        encode::entry(&mut entries, EventTime::new(T + i, 0), encode::TimeFormat::EventTime, &r);
-    }
-    let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
-    let mut f = Vec::new();
-    encode::packed_forward(&mut f, tag.as_bytes(), &entries, EntriesType::Bin, &opt);
-    let mut c = Client::connect(spate.addr());
-    c.send(&f).unwrap();
-    assert_eq!(c.read_ack().unwrap(), id.as_bytes());
+    let recs: Vec<String> = (0..n).map(|i| format!(r#"{{"n":{i},"m":"x"}}"#)).collect();
+    send_json(spate, tag, EventTime::new(T, 0), &recs, id)
 }
 
 // The <match>es name the tags sent: with `**`, spate's own log lines (fluent.* events,

@@ -12,7 +12,6 @@ use std::process::Stdio;
 
 use common::http_server::*;
 use common::*;
-use spate_protocol::encode::{self, EntriesType, OptionsOut};
 use spate_protocol::EventTime;
 
 const T: u32 = 1_700_000_000;
@@ -21,17 +20,7 @@ const BUF: &str = "<buffer>\n    flush_mode interval\n    flush_interval 100ms\n
 
 /// Sends `records` (JSON) as one acked PackedForward frame, times T+i (with `nsec`).
 fn send(spate: &Spate, tag: &str, records: &[&str], id: &str) {
-    let mut entries = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        let r = spate_protocol::json::to_msgpack(r.as_bytes()).unwrap();
-        encode::entry(&mut entries, EventTime::new(T + i as u32, 5), encode::TimeFormat::EventTime, &r);
-    }
-    let opt = OptionsOut { chunk: Some(id.as_bytes()), size: None, compressed: None };
-    let mut f = Vec::new();
-    encode::packed_forward(&mut f, tag.as_bytes(), &entries, EntriesType::Bin, &opt);
-    let mut c = Client::connect(spate.addr());
-    c.send(&f).unwrap();
-    assert_eq!(c.read_ack().unwrap(), id.as_bytes());
+    send_json(spate, tag, EventTime::new(T, 5), records, id)
 }
 
 fn ns(i: u32) -> String {

@@ -208,6 +208,21 @@ pub fn peak_rss_kb(pid: u32) -> u64 {
 }
 
 /// 1000 idle connections plus everything else need file descriptors on both sides.
+/// Sends `records` (JSON objects) to `spate` as one PackedForward frame with ack id
+/// `id`, record `i` at `first` + `i` seconds (same nanoseconds), and waits for the ack:
+/// once it returns, the events are in spate's buffers.
+pub fn send_json<S: AsRef<str>>(spate: &Spate, tag: &str, first: spate_protocol::EventTime, records: &[S], id: &str) {
+    let events = records.iter().enumerate().map(|(i, r)| {
+        let m = spate_protocol::json::to_msgpack(r.as_ref().as_bytes()).expect("test records are JSON");
+        let t = spate_protocol::EventTime::new(first.sec + i as u32, first.nsec);
+        (t, spate_protocol::encode::TimeFormat::EventTime, m)
+    });
+    let f = acked_frame(tag.as_bytes(), &wire::entries(events), records.len() as u64, id);
+    let mut c = Client::connect(spate.addr());
+    c.send(&f).unwrap();
+    assert_eq!(c.read_ack().unwrap(), id.as_bytes());
+}
+
 pub fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit on a live local rlimit.
     unsafe {
