@@ -48,6 +48,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::elasticsearch::PLUGIN_DYNAMIC,
     crate::output::http::PLUGIN,
     crate::output::loki::PLUGIN,
+    crate::output::gelf::PLUGIN,
     crate::output::kafka2::PLUGIN,
     crate::output::s3::PLUGIN,
     // secondary-only writers
