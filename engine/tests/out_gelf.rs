@@ -1,4 +1,5 @@
-//! out_gelf (fluent-plugin-gelf-hs's `@type gelf`) through a live spate, against
+//! out_gelf (`@type gelf`: fluent-plugin-gelf-hs's, and fluent-plugin-gelf-best's when
+//! the config uses what only it accepts) through a live spate, against
 //! test receivers standing in for Graylog's GELF inputs (Graylog is not packaged for
 //! Debian, PyPI or crates.io; see the README): UDP datagrams are zlib-inflated and
 //! GELF chunks reassembled as Graylog does, TCP messages split at their NUL bytes. The
@@ -176,12 +177,37 @@ fn tcp_messages_are_nul_terminated_and_use_the_record_host() {
 }
 
 #[test]
+fn gelf_best_is_chosen_by_its_config_and_builds_its_messages() {
+    let (port, got) = tcp_receiver();
+    // logging-operator's shape: chunk keys, which only gelf-best accepts.
+    let conf = format!(
+        "{SRC}<match app.**>\n  @type gelf\n  host 127.0.0.1\n  port {port}\n  protocol tcp\n  max_bytes 12\n  <buffer tag,time>\n    timekey 1\n    timekey_wait 0\n    flush_interval 100ms\n  </buffer>\n</match>\n"
+    );
+    let spate = Spate::start("gelf-best", &conf, Stdio::null());
+    let recs = [
+        r#"{"hostname":"web-3","level":"verbose","message":"   ","log":"0123456789abcdef","version":"1.1"}"#,
+        r#"{"time":"2024-01-02T03:04:05.678+09:00","short_message":"s","level":"trace"}"#,
+    ];
+    send_json(&spate, "app.best", EventTime::new(T, 0), &recs, "b1");
+    let msgs = wait(&got, 1);
+    assert_eq!(
+        msgs,
+        vec![
+            r#"{"facility":"fluentd","protocol":1,"version":"1.1","host":"web-3","level":1,"_fluentd_tag":"app.best","timestamp":1700000000.0,"_host":"web-3","_message":"   ","short_message":"012345678..."}"#
+        ]
+    );
+    let (_, _, err) = spate.stop();
+    assert!(err.contains("read as fluent-plugin-gelf-best's (the config uses <buffer tag,time>"), "{err}");
+    assert!(err.contains("its level is neither a known level nor a number"), "{err}");
+}
+
+#[test]
 fn config_errors_name_the_parameter() {
     for (body, want, line) in [
         ("port 1\n", "'host' parameter (hostname or address of Graylog2 server) is required", 1),
         ("host h\n  protocol http\n", "'protocol' parameter should be either 'udp' (default) or 'tcp'", 4),
         ("host h\n  tls true\n", "tls true is not supported", 4),
-        ("host h\n  <buffer tag>\n  </buffer>\n", "cannot handle arguments for <buffer ...> section", 4),
+        ("host h\n  udp_transport_type MAN\n", "'udp_transport_type' parameter should be either 'WAN' or 'LAN'", 4),
     ] {
         let dir = tempdir::Dir::new("gelf-conf");
         let p = dir.path().join("fluent.conf");

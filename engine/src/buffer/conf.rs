@@ -280,7 +280,7 @@ fn v012_buffer_params(e: &Element, b: &mut BufferConf) -> Result<(), ConfigError
 /// Parses `<buffer>`. `default_keys` are the plugin's chunk keys when the section
 /// has no argument; `tag` is required for out_forward (as in fluentd).
 pub fn buffer_conf(b: &Element, default_keys: &[&str], tag_required: bool) -> Result<BufferConf, ConfigError> {
-    buffer_conf_with(b, &BufferDefaults { keys: default_keys, tag_required, file_path: None, timekey: None })
+    buffer_conf_with(b, &BufferDefaults { keys: default_keys, tag_required, ..Default::default() })
 }
 
 /// A plugin's `<buffer>` defaults (fluentd's `config_section :buffer` overrides).
@@ -292,6 +292,8 @@ pub struct BufferDefaults<'a> {
     pub file_path: Option<&'a str>,
     /// Default `timekey` in seconds.
     pub timekey: Option<u64>,
+    /// Default `timekey_wait` in seconds (fluentd's is 600).
+    pub timekey_wait: Option<u64>,
 }
 
 pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferConf, ConfigError> {
@@ -355,7 +357,9 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
         };
         Some(TimeKey {
             secs: secs.as_secs() as i64,
-            wait: b.time("timekey_wait")?.unwrap_or(std::time::Duration::from_secs(600)),
+            wait: b
+                .time("timekey_wait")?
+                .unwrap_or(std::time::Duration::from_secs(defaults.timekey_wait.unwrap_or(600))),
             utc_offset,
         })
     } else {
@@ -455,10 +459,15 @@ mod tests {
         root.elements.into_iter().next().unwrap()
     }
 
-    const FILE: BufferDefaults<'static> =
-        BufferDefaults { keys: &["time"], tag_required: false, file_path: Some("/tmp/x"), timekey: Some(86400) };
+    const FILE: BufferDefaults<'static> = BufferDefaults {
+        keys: &["time"],
+        tag_required: false,
+        file_path: Some("/tmp/x"),
+        timekey: Some(86400),
+        timekey_wait: None,
+    };
     const FWD: BufferDefaults<'static> =
-        BufferDefaults { keys: &["tag"], tag_required: false, file_path: None, timekey: None };
+        BufferDefaults { keys: &["tag"], tag_required: false, file_path: None, timekey: None, timekey_wait: None };
 
     #[test]
     fn flush_thread_count_and_v012_num_threads() {

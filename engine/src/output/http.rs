@@ -150,9 +150,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
     };
     let buffer = match setup.primary_buffer() {
         Some(b) => Some(b.clone()),
-        None => {
-            setup.buffer(e, &BufferDefaults { keys: &["tag"], tag_required: false, file_path: None, timekey: None })?
-        }
+        None => setup.buffer(e, &BufferDefaults { keys: &["tag"], ..Default::default() })?,
     };
     let timekey_zone =
         buffer.as_ref().and_then(|b| b.timekey.as_ref()).map_or(Zone::Local, |k| Zone::Fixed(k.utc_offset));

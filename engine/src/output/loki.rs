@@ -162,7 +162,7 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
     };
     let buffer = match setup.primary_buffer() {
         Some(b) => Some(b.clone()),
-        None => setup.buffer(e, &BufferDefaults { keys: &[], tag_required: false, file_path: None, timekey: None })?,
+        None => setup.buffer(e, &BufferDefaults { keys: &[], ..Default::default() })?,
     };
     let threads = buffer.as_ref().map_or(1, |b| b.flush_thread_count);
     let thread_label = if e.bool("include_thread_label")?.unwrap_or(true) && threads > 1 { threads } else { 0 };
