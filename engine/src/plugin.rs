@@ -552,6 +552,34 @@ impl ShardCtx {
         Some(router.emit(label, batch))
     }
 
+    /// [`ShardCtx::emit_error`] of one event: `record` (a msgpack map) at `time` under
+    /// `tag` (fluentd's `router.emit_error_event(tag, time, record, error)`).
+    pub fn emit_error_record(
+        &self,
+        tag: &[u8],
+        time: spate_protocol::EventTime,
+        record: &[u8],
+    ) -> Option<Result<(), EmitError>> {
+        if !self.has_error_route() {
+            return None;
+        }
+        let mut entries = Vec::with_capacity(record.len() + 16);
+        spate_protocol::encode::raw::array_header(&mut entries, 2);
+        spate_protocol::encode::raw::event_time(&mut entries, time);
+        entries.extend_from_slice(record);
+        let batch = EventBatch {
+            tag: bytes::Bytes::copy_from_slice(tag),
+            wire_len: entries.len(),
+            entries: bytes::Bytes::from(entries),
+            format: spate_protocol::EntriesFormat::Packed,
+            count: 1,
+            invalid: 0,
+            mode: spate_protocol::Mode::PackedForward,
+            option: Default::default(),
+        };
+        self.emit_error(batch)
+    }
+
     /// Whether an `@ERROR` label receives error events.
     pub fn has_error_route(&self) -> bool {
         self.error_route.borrow().is_some()

@@ -49,6 +49,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::http::PLUGIN,
     crate::output::loki::PLUGIN,
     crate::output::gelf::PLUGIN,
+    crate::output::tdlog::PLUGIN,
     crate::output::kafka2::PLUGIN,
     crate::output::s3::PLUGIN,
     // secondary-only writers

@@ -294,13 +294,21 @@ pub struct BufferDefaults<'a> {
     pub timekey: Option<u64>,
     /// Default `timekey_wait` in seconds (fluentd's is 600).
     pub timekey_wait: Option<u64>,
+    /// The default `@type` is `file` (the path must then be given).
+    pub file_type: bool,
+    /// Default `flush_interval` in seconds.
+    pub flush_interval: Option<u64>,
+    /// Default `chunk_limit_size` in bytes.
+    pub chunk_limit_size: Option<usize>,
+    /// Default `chunk_limit_records`.
+    pub chunk_limit_records: Option<u32>,
 }
 
 pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferConf, ConfigError> {
     let default_keys = defaults.keys;
     let tag_required = defaults.tag_required;
     let mut d = BufferConf::default();
-    let ty = b.plugin_type().or(defaults.file_path.map(|_| "file"));
+    let ty = b.plugin_type().or(defaults.file_path.map(|_| "file")).or(defaults.file_type.then_some("file"));
     match ty {
         None | Some("memory") => {}
         Some("file") => {
@@ -317,6 +325,12 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
             }
         }
         Some(other) => return Err(b.error(format!("unknown buffer type '{other}'; supported: memory, file"))),
+    }
+    if let Some(n) = defaults.chunk_limit_size {
+        d.chunk_limit_size = n;
+    }
+    if let Some(s) = defaults.flush_interval {
+        d.flush_interval = std::time::Duration::from_secs(s);
     }
     let keys: Vec<&str> = if b.arg.trim().is_empty() {
         default_keys.to_vec()
@@ -406,7 +420,10 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
         retry_secondary_threshold: b.float("retry_secondary_threshold")?.unwrap_or(d.retry_secondary_threshold),
         flush_thread_count,
         chunk_limit_size: b.size("chunk_limit_size")?.map_or(d.chunk_limit_size, |v| v as usize),
-        chunk_limit_records: b.int("chunk_limit_records")?.map(|v| v.clamp(1, u32::MAX as i64) as u32),
+        chunk_limit_records: b
+            .int("chunk_limit_records")?
+            .map(|v| v.clamp(1, u32::MAX as i64) as u32)
+            .or(defaults.chunk_limit_records),
         total_limit_size: b.size("total_limit_size")?.map_or(d.total_limit_size, |v| v as usize),
         flush_mode,
         flush_interval: b.time("flush_interval")?.unwrap_or(d.flush_interval),
@@ -465,9 +482,22 @@ mod tests {
         file_path: Some("/tmp/x"),
         timekey: Some(86400),
         timekey_wait: None,
+        file_type: false,
+        flush_interval: None,
+        chunk_limit_size: None,
+        chunk_limit_records: None,
     };
-    const FWD: BufferDefaults<'static> =
-        BufferDefaults { keys: &["tag"], tag_required: false, file_path: None, timekey: None, timekey_wait: None };
+    const FWD: BufferDefaults<'static> = BufferDefaults {
+        keys: &["tag"],
+        tag_required: false,
+        file_path: None,
+        timekey: None,
+        timekey_wait: None,
+        file_type: false,
+        flush_interval: None,
+        chunk_limit_size: None,
+        chunk_limit_records: None,
+    };
 
     #[test]
     fn flush_thread_count_and_v012_num_threads() {

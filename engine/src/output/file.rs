@@ -155,7 +155,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
             tag_required: false,
             file_path: Some(path),
             timekey: Some(DEFAULT_TIMEKEY),
-            timekey_wait: None,
+            ..Default::default()
         };
         match setup.buffer(e, &defaults)?.and_then(|b| b.timekey) {
             Some(k) => (Some(k.secs), Zone::Fixed(k.utc_offset)),

@@ -8,7 +8,7 @@
 //! Unbuffered outputs (`null`, `stdout`, `copy`, `relabel`, and the re-routing ones:
 //! `rewrite_tag_filter`...) implement
 //! [`crate::plugin::Output`] themselves; buffered ones implement only a
-//! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `http`, `loki`, `gelf`, `kafka2`, `s3`,
+//! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `http`, `loki`, `gelf`, `tdlog`, `kafka2`, `s3`,
 //! `secondary_file`) and are wrapped by
 //! the generic [`buffered::BufferedOutput`] (buffer, flush task, retries, `<secondary>`).
 
@@ -30,3 +30,4 @@ pub mod route;
 pub mod s3;
 pub mod secondary_file;
 pub mod stdout;
+pub mod tdlog;

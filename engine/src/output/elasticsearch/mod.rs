@@ -21,8 +21,6 @@ use std::ops::Range;
 use std::rc::{Rc, Weak};
 use std::time::Instant;
 
-use spate_protocol::{EntriesFormat, EventBatch, Mode};
-
 use crate::buffer::{BufferDefaults, Chunk};
 use crate::config::{ConfigError, Element};
 use crate::format::Zone;
@@ -398,21 +396,7 @@ impl EsWriter {
         }
         let Some(ctx) = self.ctx.upgrade() else { return };
         for ev in events {
-            let mut entries = Vec::with_capacity(ev.record.len() + 16);
-            spate_protocol::encode::raw::array_header(&mut entries, 2);
-            spate_protocol::encode::raw::event_time(&mut entries, ev.time);
-            entries.extend_from_slice(&ev.record);
-            let batch = EventBatch {
-                tag: bytes::Bytes::copy_from_slice(&ev.tag),
-                wire_len: entries.len(),
-                entries: bytes::Bytes::from(entries),
-                format: EntriesFormat::Packed,
-                count: 1,
-                invalid: 0,
-                mode: Mode::PackedForward,
-                option: Default::default(),
-            };
-            if let Some(Err(e)) = ctx.emit_error(batch) {
+            if let Some(Err(e)) = ctx.emit_error_record(&ev.tag, ev.time, &ev.record) {
                 crate::warn!("{}: @ERROR did not take an error event: {e}", self.id);
             }
         }
