@@ -13,13 +13,27 @@
 //! event, or to the `@ERROR` label when there is one (fluentd's error event), else they
 //! are logged and dropped. At shutdown every held stream is flushed the same way.
 //!
+//! The docker/CRI partial-message modes, as the plugin's `process_partial*`:
+//! - `partial_key`/`partial_value`: events whose `partial_key` equals `partial_value`
+//!   are held; the next event that does not is joined with them. Events without
+//!   `partial_key` pass through. `buffer_overflow_method` (`ignore`, `truncate`, `drop`,
+//!   `new`) decides what a stream past `buffer_limit_size` does (the plugin's own byte
+//!   count: keys plus values' `to_s`).
+//! - `use_partial_metadata` (Docker's fluentd or journald log driver,
+//!   `partial_metadata_format`): each partial message is its own stream (its
+//!   `partial_id`), joined in `partial_ordinal` order when `partial_last` is `"true"`;
+//!   events without the format's indicator field pass through; the metadata fields are
+//!   removed unless `keep_partial_metadata`.
+//! - `use_partial_cri_logtag`: CRI lines are held until one whose
+//!   `partial_cri_logtag_key` starts with `F`; that key (unless `keep_partial_key`) and
+//!   `partial_cri_stream_key` are removed from the joined event.
+//!
 //! Bounds (spate's, since lines come from clients): a stream holds at most
 //! `buffer_limit_size` bytes of records (default 500 KiB; beyond it the held lines are
-//! emitted joined, as if the multi-line event had ended) and at most 65536 streams are
-//! held per shard (an event of a new stream beyond that passes through unjoined, with a
-//! warning). The docker/CRI partial-message modes (`partial_key`, `use_partial_metadata`,
-//! `use_partial_cri_logtag`) and `buffer_overflow_method` are not supported: config
-//! errors.
+//! emitted joined, as if the multi-line event had ended; in `partial_key` mode this is
+//! what `buffer_overflow_method ignore` does here, where the plugin holds without bound)
+//! and at most 65536 streams are held per shard (an event of a new stream beyond that
+//! passes through unjoined, with a warning).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -42,7 +56,7 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Filter,
     build: Build::Filter(plan),
-    params: "`key`, `separator`, `n_lines`, `multiline_start_regexp`, `multiline_end_regexp`, `continuous_line_regexp`, `stream_identity_key`, `flush_interval`, `timeout_label`, `use_first_timestamp`, `buffer_limit_size` (held lines are in memory, as in fluentd); the partial-message modes are not supported",
+    params: "`key`, `separator`, `n_lines`, `multiline_start_regexp`, `multiline_end_regexp`, `continuous_line_regexp`, `stream_identity_key`, `flush_interval`, `timeout_label`, `use_first_timestamp`, `buffer_limit_size`, `partial_key`/`partial_value`/`keep_partial_key`, `buffer_overflow_method`, `use_partial_metadata`/`partial_metadata_format`/`keep_partial_metadata`, `use_partial_cri_logtag`/`partial_cri_logtag_key`/`partial_cri_stream_key` (held lines are in memory, as in fluentd)",
 };
 
 /// Streams held per shard.
@@ -52,6 +66,29 @@ const MAX_STREAMS: usize = 65536;
 enum Mode {
     Lines(usize),
     Regexp { start: Option<RubyRegex>, end: Option<RubyRegex>, cont: Option<RubyRegex> },
+    Partial { key: Vec<u8>, value: Vec<u8>, keep: bool, overflow: Overflow },
+    PartialMeta { fields: MetaFields, keep: bool },
+    PartialCri { logtag_key: Option<Vec<u8>>, stream_key: Vec<u8>, keep: bool },
+}
+
+/// `buffer_overflow_method` (partial_key mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Overflow {
+    Ignore,
+    Truncate,
+    Drop,
+    New,
+}
+
+/// The field names of a `partial_metadata_format`.
+#[derive(Debug)]
+struct MetaFields {
+    message: &'static [u8],
+    id: &'static [u8],
+    ordinal: &'static [u8],
+    last: &'static [u8],
+    /// The field whose presence marks a partial message.
+    indicator: &'static [u8],
 }
 
 #[derive(Debug)]
@@ -86,33 +123,90 @@ fn slashed(e: &Element, key: &str) -> Result<Option<RubyRegex>, ConfigError> {
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn FilterPlan>, ConfigError> {
     let id = ctx.id(e, "concat");
     let key = e.str("key").ok_or_else(|| e.error("'key' parameter is required"))?.as_bytes().to_vec();
-    for p in ["partial_key", "use_partial_metadata", "use_partial_cri_logtag", "partial_cri_logtag_key"] {
-        if e.str(p).is_some() {
-            return Err(e.error(format!(
-                "concat {p}: the docker/CRI partial-message modes are not supported yet; supported: n_lines, \
-                 multiline_start_regexp, multiline_end_regexp"
-            )));
-        }
-    }
-    if e.str("buffer_overflow_method").is_some() {
-        return Err(e.error("concat buffer_overflow_method applies to partial_key mode, which spate does not support"));
-    }
     let n_lines = e.int("n_lines")?;
     let (start, end) = (slashed(e, "multiline_start_regexp")?, slashed(e, "multiline_end_regexp")?);
     let cont = slashed(e, "continuous_line_regexp")?;
-    let mode =
-        match n_lines {
-            Some(_) if start.is_some() || end.is_some() => {
-                return Err(e.error("n_lines and multiline_start_regexp/multiline_end_regexp are exclusive"))
-            }
-            Some(n) if n >= 1 => Mode::Lines(n as usize),
-            Some(n) => return Err(e.error(format!("n_lines must be at least 1, got {n}"))),
-            None if start.is_none() && end.is_none() => return Err(e.error(
-                "Either n_lines, multiline_start_regexp, multiline_end_regexp, partial_key, use_partial_metadata or \
-                 use_partial_cri_logtag is required",
-            )),
-            None => Mode::Regexp { start, end, cont },
-        };
+    let partial_key = e.str("partial_key");
+    let use_meta = e.bool("use_partial_metadata")?.unwrap_or(false);
+    let use_cri = e.bool("use_partial_cri_logtag")?.unwrap_or(false);
+    let regexp = start.is_some() || end.is_some();
+    // The plugin's configure checks, in its order and words.
+    let exclusive = [
+        (n_lines.is_some() && regexp, "n_lines and multiline_start_regexp/multiline_end_regexp are exclusive"),
+        (partial_key.is_some() && n_lines.is_some(), "partial_key and n_lines are exclusive"),
+        (partial_key.is_some() && regexp, "partial_key and multiline_start_regexp/multiline_end_regexp are exclusive"),
+        (
+            partial_key.is_some() && e.str("partial_value").is_none(),
+            "partial_value is required when partial_key is specified",
+        ),
+        (use_meta && n_lines.is_some(), "use_partial_metadata and n_lines are exclusive"),
+        (use_meta && regexp, "use_partial_metadata and multiline_start_regexp/multiline_end_regexp are exclusive"),
+        (use_meta && partial_key.is_some(), "use_partial_metadata and partial_key are exclusive"),
+        (use_cri && n_lines.is_some(), "use_partial_cri_logtag and n_lines are exclusive"),
+        (use_cri && regexp, "use_partial_cri_logtag and multiline_start_regexp/multiline_end_regexp are exclusive"),
+        (use_cri && partial_key.is_some(), "use_partial_cri_logtag and partial_key are exclusive"),
+    ];
+    if n_lines.is_none() && !regexp && partial_key.is_none() && !use_meta && !use_cri {
+        return Err(e.error(
+            "Either n_lines, multiline_start_regexp, multiline_end_regexp, partial_key, use_partial_metadata or \
+             use_partial_cri_logtag is required",
+        ));
+    }
+    if let Some((_, m)) = exclusive.iter().find(|(bad, _)| *bad) {
+        return Err(e.error(*m));
+    }
+    let overflow = match e.enum_of("buffer_overflow_method", &["ignore", "truncate", "drop", "new"])?.as_deref() {
+        Some("truncate") => Overflow::Truncate,
+        Some("drop") => Overflow::Drop,
+        Some("new") => Overflow::New,
+        _ => Overflow::Ignore,
+    };
+    let format =
+        e.enum_of("partial_metadata_format", &["docker-fluentd", "docker-journald", "docker-journald-lowercase"])?;
+    let keep = e.bool("keep_partial_key")?.unwrap_or(false);
+    let mode = match n_lines {
+        Some(n) if n >= 1 => Mode::Lines(n as usize),
+        Some(n) => return Err(e.error(format!("n_lines must be at least 1, got {n}"))),
+        None if partial_key.is_some() => Mode::Partial {
+            key: partial_key.unwrap_or_default().as_bytes().to_vec(),
+            value: e.str("partial_value").unwrap_or_default().as_bytes().to_vec(),
+            keep,
+            overflow,
+        },
+        None if use_meta => Mode::PartialMeta {
+            fields: match format.as_deref() {
+                Some("docker-journald") => MetaFields {
+                    message: b"CONTAINER_PARTIAL_MESSAGE",
+                    id: b"CONTAINER_PARTIAL_ID",
+                    ordinal: b"CONTAINER_PARTIAL_ORDINAL",
+                    last: b"CONTAINER_PARTIAL_LAST",
+                    // The journald driver leaves CONTAINER_PARTIAL_MESSAGE off the last part.
+                    indicator: b"CONTAINER_PARTIAL_ID",
+                },
+                Some("docker-journald-lowercase") => MetaFields {
+                    message: b"container_partial_message",
+                    id: b"container_partial_id",
+                    ordinal: b"container_partial_ordinal",
+                    last: b"container_partial_last",
+                    indicator: b"container_partial_id",
+                },
+                _ => MetaFields {
+                    message: b"partial_message",
+                    id: b"partial_id",
+                    ordinal: b"partial_ordinal",
+                    last: b"partial_last",
+                    indicator: b"partial_message",
+                },
+            },
+            keep: e.bool("keep_partial_metadata")?.unwrap_or(false),
+        },
+        None if use_cri => Mode::PartialCri {
+            logtag_key: e.str("partial_cri_logtag_key").map(|k| k.as_bytes().to_vec()),
+            stream_key: e.str("partial_cri_stream_key").unwrap_or("stream").as_bytes().to_vec(),
+            keep,
+        },
+        None => Mode::Regexp { start, end, cont },
+    };
     let timeout_label = match e.str("timeout_label") {
         None => None,
         Some(l) => {
@@ -161,6 +255,8 @@ struct Stream {
     tag: Bytes,
     events: Vec<Held>,
     bytes: usize,
+    /// The plugin's `@buffer_size` (partial_key mode's overflow count).
+    psize: usize,
     last: Instant,
 }
 
@@ -183,10 +279,49 @@ enum Out {
 
 /// Why an event failed (fluentd emits it as an error event).
 #[derive(Debug, thiserror::Error)]
-#[error("concat: the value of {key:?} is {class}, not a String (Ruby raises TypeError in Regexp#match?)")]
-struct NotText {
-    key: String,
-    class: &'static str,
+enum NotText {
+    #[error("concat: the value of {key:?} is {class}, not a String (Ruby raises TypeError in Regexp#match?)")]
+    Class { key: String, class: &'static str },
+    #[error("concat: the record has no String {0:?} (the CRI logtag; Ruby raises NoMethodError on its split)")]
+    NoLogtag(String),
+    #[error("concat: the partial buffer overflowed and held nothing to flush (the plugin raises on the empty buffer)")]
+    EmptyFlush,
+}
+
+/// `rec` without `key` (Ruby's `Hash#delete`).
+fn without(rec: &[u8], key: &[u8]) -> Vec<u8> {
+    let Some(r) = RecordRef::new(rec) else { return rec.to_vec() };
+    if r.get(key).is_none() {
+        return rec.to_vec();
+    }
+    let mut fields = Vec::with_capacity(rec.len());
+    let mut n = 0u32;
+    for (k, v) in r.fields() {
+        if k.as_str() == Some(key) {
+            continue;
+        }
+        fields.extend_from_slice(k.as_bytes());
+        fields.extend_from_slice(v.as_bytes());
+        n += 1;
+    }
+    let mut out = Vec::with_capacity(fields.len() + 5);
+    raw::map_header(&mut out, n);
+    out.extend_from_slice(&fields);
+    out
+}
+
+/// The plugin's `record_bytesize`: keys' bytes plus values' `to_s` bytes.
+fn record_bytesize(rec: RecordRef<'_>, scratch: &mut Vec<u8>) -> usize {
+    rec.fields()
+        .map(|(k, v)| {
+            scratch.clear();
+            write_to_s(k, scratch);
+            let kl = scratch.len();
+            scratch.clear();
+            write_to_s(v, scratch);
+            kl + scratch.len()
+        })
+        .sum()
 }
 
 /// Ruby's `Hash#merge`: `a`'s keys (values from `b` where `b` has them), then `b`'s
@@ -218,7 +353,19 @@ impl Concat {
     fn join(&self, events: &[Held]) -> Option<(EventTime, Vec<u8>)> {
         let first = events.first()?;
         let mut text = Vec::new();
-        for (i, h) in events.iter().enumerate() {
+        // partial_metadata: the parts in `partial_ordinal.to_i` order.
+        let mut order: Vec<&Held> = events.iter().collect();
+        if let Mode::PartialMeta { fields, .. } = &self.conf.mode {
+            let mut t = Vec::new();
+            order.sort_by_key(|h| {
+                t.clear();
+                if let Some(v) = RecordRef::new(&h.record).and_then(|r| r.get(fields.ordinal)) {
+                    write_to_s(v, &mut t);
+                }
+                crate::ruby::value::ruby_to_i(&t)
+            });
+        }
+        for (i, h) in order.iter().enumerate() {
             if i > 0 {
                 text.extend_from_slice(&self.conf.separator);
             }
@@ -248,7 +395,14 @@ impl Concat {
                     write_to_s(v, out);
                 }
             }
-            None => out.extend_from_slice(b"default"),
+            None if !matches!(self.conf.mode, Mode::PartialMeta { .. }) => out.extend_from_slice(b"default"),
+            None => {}
+        }
+        // partial_metadata: `"#{tag}:#{record[stream_identity_key]}#{record[partial_id]}"`.
+        if let Mode::PartialMeta { fields, .. } = &self.conf.mode {
+            if let Some(v) = rec.get(fields.id) {
+                write_to_s(v, out);
+            }
         }
     }
 
@@ -264,7 +418,7 @@ impl Concat {
             Some(v) if v.is_nil() => Ok(false),
             Some(v) => match v.as_str() {
                 Some(s) => Ok(re.is_match(s, scratch)),
-                None => Err(NotText {
+                None => Err(NotText::Class {
                     key: String::from_utf8_lossy(key).into_owned(),
                     class: match v.kind() {
                         spate_protocol::msgpack::Kind::UInt | spate_protocol::msgpack::Kind::NegInt => "an Integer",
@@ -295,11 +449,82 @@ impl Concat {
             s.events.clear();
             s.bytes = 0;
         };
-        // spate's memory bound: a stream never holds more than buffer_limit_size.
-        if !s.events.is_empty() && s.bytes + rec.as_bytes().len() > c.buffer_limit {
+        // spate's memory bound: a stream never holds more than buffer_limit_size (in
+        // partial_key mode, buffer_overflow_method other than ignore bounds it as the
+        // plugin does).
+        let plugin_bound = matches!(&c.mode, Mode::Partial { overflow, .. } if *overflow != Overflow::Ignore);
+        if !plugin_bound && !s.events.is_empty() && s.bytes + rec.as_bytes().len() > c.buffer_limit {
             flush(s, outs);
         }
+        // The partial modes drop their marker key from the joined record before the
+        // plugin merges it into the completing record (`new_record.delete(...)`).
+        let flush_without = |s: &mut Stream, outs: &mut Vec<Out>, key: Option<&[u8]>| {
+            if let Some((t, r)) = self.join(&s.events) {
+                let r = key.map_or(r.clone(), |k| without(&r, k));
+                outs.push(Out::Joined(pick(t), r));
+            }
+            s.events.clear();
+            s.bytes = 0;
+            s.psize = 0;
+        };
         match &c.mode {
+            Mode::Partial { key, value, overflow, .. } => {
+                let mut scratch = Vec::new();
+                let size = record_bytesize(rec, &mut scratch);
+                // `overflow?`: the count restarts when it would pass the limit.
+                let over = if s.psize + size > c.buffer_limit {
+                    s.psize = 0;
+                    true
+                } else {
+                    s.psize += size;
+                    false
+                };
+                let mut force = false;
+                if over {
+                    match overflow {
+                        Overflow::Ignore => hold(s),
+                        Overflow::Truncate | Overflow::New => force = true,
+                        Overflow::Drop => {
+                            s.events.clear();
+                            s.bytes = 0;
+                        }
+                    }
+                } else {
+                    hold(s);
+                }
+                let is_partial = rec.get(key).and_then(|v| v.as_str()) == Some(&value[..]);
+                if force || !is_partial {
+                    if s.events.is_empty() {
+                        return Err(NotText::EmptyFlush);
+                    }
+                    flush_without(s, outs, Some(key));
+                }
+                if force && *overflow == Overflow::New {
+                    hold(s);
+                    s.psize = size;
+                    if !is_partial {
+                        flush_without(s, outs, Some(key));
+                    }
+                }
+            }
+            Mode::PartialMeta { fields, .. } => {
+                hold(s);
+                if rec.get(fields.last).and_then(|v| v.as_str()) == Some(b"true") {
+                    flush_without(s, outs, None);
+                }
+            }
+            Mode::PartialCri { logtag_key, .. } => {
+                let tag = logtag_key.as_deref().and_then(|k| rec.get(k)).and_then(|v| v.as_str());
+                let Some(tag) = tag else {
+                    return Err(NotText::NoLogtag(
+                        logtag_key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+                    ));
+                };
+                hold(s);
+                if tag.split(|&b| b == b':').next() == Some(b"F") {
+                    flush_without(s, outs, logtag_key.as_deref());
+                }
+            }
             Mode::Lines(n) => {
                 hold(s);
                 if s.events.len() >= *n {
@@ -436,7 +661,14 @@ impl Filter for Concat {
         let now = Instant::now();
         let push_same = |out: &mut Vec<u8>, raw: &[u8]| batch.format.append_packed(out, raw);
         for ev in batch.events() {
-            if ev.record.get(&self.conf.key).is_none() {
+            // Events without `key` (and, in the partial modes, without their marker)
+            // pass through.
+            let marker: Option<&[u8]> = match &self.conf.mode {
+                Mode::Partial { key, .. } => Some(key),
+                Mode::PartialMeta { fields, .. } => Some(fields.indicator),
+                _ => None,
+            };
+            if ev.record.get(&self.conf.key).is_none() || marker.is_some_and(|k| ev.record.get(k).is_none()) {
                 push_same(&mut out, ev.raw);
                 count += 1;
                 continue;
@@ -454,13 +686,21 @@ impl Filter for Concat {
                 continue;
             }
             if !m.contains_key(&ident) {
-                m.insert(ident.clone(), Stream { tag: batch.tag.clone(), events: Vec::new(), bytes: 0, last: now });
+                m.insert(
+                    ident.clone(),
+                    Stream { tag: batch.tag.clone(), events: Vec::new(), bytes: 0, psize: 0, last: now },
+                );
             }
             let Some(s) = m.get_mut(&ident) else { continue };
             s.last = now;
             outs.clear();
             changed = true;
-            if let Err(e) = self.process(s, ev.time, ev.record, &mut outs) {
+            let r = self.process(s, ev.time, ev.record, &mut outs);
+            // partial_metadata streams are one message each: forget them once joined.
+            if matches!(self.conf.mode, Mode::PartialMeta { .. }) && s.events.is_empty() {
+                m.remove(&ident);
+            }
+            if let Err(e) = r {
                 errors += 1;
                 first_err.get_or_insert(e);
                 continue;
@@ -474,6 +714,22 @@ impl Filter for Concat {
                         match RecordRef::new(&rec) {
                             Some(r) => merge(ev.record, r, &mut merged),
                             None => merged = rec,
+                        }
+                        // The partial modes' markers, from the merged record.
+                        match &self.conf.mode {
+                            Mode::Partial { key, keep: false, .. } => merged = without(&merged, key),
+                            Mode::PartialMeta { fields, keep: false } => {
+                                for k in [fields.message, fields.id, fields.ordinal, fields.last] {
+                                    merged = without(&merged, k);
+                                }
+                            }
+                            Mode::PartialCri { logtag_key, stream_key, keep } => {
+                                if let (Some(k), false) = (logtag_key, keep) {
+                                    merged = without(&merged, k);
+                                }
+                                merged = without(&merged, stream_key);
+                            }
+                            _ => {}
                         }
                         out.push(0x92);
                         raw::event_time(&mut out, t);

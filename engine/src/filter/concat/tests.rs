@@ -1,4 +1,5 @@
-//! concat's tests: the "lines", "regexp" and "use first timestamp" cases of the plugin's
+//! concat's tests: the "lines", "regexp", "use first timestamp", "partial_key", "partial
+//! meta" and "CRI-O format log" cases of the plugin's
 //! test/plugin/test_filter_concat.rb (expected records from that file; Ruby fluentd is not
 //! installed here), timeouts and shutdown through the filter hooks.
 
@@ -36,8 +37,13 @@ fn config_errors() {
     assert!(plan_err(&conf("")).contains("'key' parameter is required"));
     assert!(plan_err(&conf("  key message\n")).contains("Either n_lines, multiline_start_regexp"));
     assert!(plan_err(&conf("  key m\n  n_lines 3\n  multiline_start_regexp /^s/\n")).contains("exclusive"));
-    assert!(plan_err(&conf("  key m\n  partial_key p\n  partial_value true\n"))
-        .contains("partial-message modes are not supported"));
+    assert!(plan_err(&conf("  key m\n  partial_key p\n")).contains("partial_value is required when partial_key"));
+    assert!(plan_err(&conf("  key m\n  partial_key p\n  partial_value t\n  n_lines 2\n"))
+        .contains("partial_key and n_lines are exclusive"));
+    assert!(plan_err(&conf("  key m\n  use_partial_metadata true\n  partial_key p\n  partial_value t\n"))
+        .contains("use_partial_metadata and partial_key are exclusive"));
+    assert!(plan_err(&conf("  key m\n  use_partial_cri_logtag true\n  multiline_end_regexp /x/\n"))
+        .contains("use_partial_cri_logtag and multiline_start_regexp/multiline_end_regexp are exclusive"));
     assert!(plan_err(&conf("  key m\n  multiline_start_regexp ^s\n")).contains("expected /regexp/"));
     assert!(
         plan_err(&conf("  key m\n  n_lines 2\n  timeout_label @NOPE\n")).contains("timeout_label @NOPE refers to no")
@@ -215,4 +221,129 @@ fn fluent_tags_pass_and_bounds_hold() {
     let out =
         run("  key message\n  n_lines 100\n  buffer_limit_size 60\n", &[&host("aaaa"), &host("bbbb"), &host("cccc")]);
     assert_eq!(out, [host("aaaa"), host("bbbb")], "each record is ~31 bytes: two never fit in 60");
+}
+
+fn docker(m: &str, partial: Option<&str>) -> String {
+    match partial {
+        Some(p) => format!(r#"{{"container_id":"1","message":"{m}","partial_message":"{p}"}}"#),
+        None => format!(r#"{{"container_id":"1","message":"{m}"}}"#),
+    }
+}
+
+#[test]
+fn partial_key() {
+    let cfg = "  key message\n  partial_key partial_message\n  partial_value true\n";
+    let parts = |end: &str| -> Vec<String> {
+        ["start", " message 1", " message 2"]
+            .iter()
+            .map(|m| docker(m, Some("true")))
+            .chain([docker(end, Some("false"))])
+            .collect()
+    };
+    let mut v = parts("end");
+    v.push(docker("single line", None));
+    v.extend(parts("end"));
+    assert_eq!(
+        run(cfg, &strs(&v)),
+        [
+            docker("start\\n message 1\\n message 2\\nend", None),
+            docker("single line", None),
+            docker("start\\n message 1\\n message 2\\nend", None)
+        ]
+    );
+    // keep_partial_key: the completing event's value stays.
+    assert_eq!(
+        run(&format!("{cfg}  keep_partial_key true\n"), &strs(&parts("end"))),
+        [docker("start\\n message 1\\n message 2\\nend", Some("false"))]
+    );
+    // containerd/CRI flags parsed into a field.
+    let cri: Vec<String> = ["P", "P", "F"]
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!(r#"{{"container_id":"1","message":"m{i}","flag":"{f}"}}"#))
+        .collect();
+    assert_eq!(
+        run("  key message\n  partial_key flag\n  partial_value P\n", &strs(&cri)),
+        [r#"{"container_id":"1","message":"m0\nm1\nm2"}"#]
+    );
+    // buffer_overflow_method new: the overflowing part starts the next event (the
+    // plugin's count: keys and values, 44 + 49 + 49 bytes passes 100).
+    let small = format!("{cfg}  buffer_limit_size 100\n  buffer_overflow_method new\n");
+    assert_eq!(
+        run(&small, &strs(&parts("end"))),
+        [docker("start\\n message 1", None), docker(" message 2\\nend", None)]
+    );
+    // drop: the held parts and the overflowing one are thrown away.
+    let drop = format!("{cfg}  buffer_limit_size 100\n  buffer_overflow_method drop\n");
+    assert_eq!(run(&drop, &strs(&parts("end"))), [docker("end", None)]);
+}
+
+fn meta(fields: [&str; 4], m: &str, id: &str, ord: u32, last: bool) -> String {
+    format!(
+        r#"{{"container_id":"1","message":"{m}","{}":"true","{}":"{id}","{}":"{ord}","{}":"{last}"}}"#,
+        fields[0], fields[1], fields[2], fields[3]
+    )
+}
+
+#[test]
+fn partial_metadata() {
+    for (format, fields) in [
+        ("docker-fluentd", ["partial_message", "partial_id", "partial_ordinal", "partial_last"]),
+        (
+            "docker-journald",
+            [
+                "CONTAINER_PARTIAL_MESSAGE",
+                "CONTAINER_PARTIAL_ID",
+                "CONTAINER_PARTIAL_ORDINAL",
+                "CONTAINER_PARTIAL_LAST",
+            ],
+        ),
+        (
+            "docker-journald-lowercase",
+            [
+                "container_partial_message",
+                "container_partial_id",
+                "container_partial_ordinal",
+                "container_partial_last",
+            ],
+        ),
+    ] {
+        let cfg = format!("  key message\n  use_partial_metadata true\n  partial_metadata_format {format}\n");
+        // Two interleaved messages, parts out of order: joined by ordinal.
+        let v = [
+            meta(fields, "b1", "p2", 1, false),
+            meta(fields, " a2", "p1", 2, false),
+            meta(fields, "a1", "p1", 1, false),
+            r#"{"container_id":"1","message":"whole"}"#.to_string(),
+            meta(fields, " a3", "p1", 3, true),
+            meta(fields, " b2", "p2", 2, true),
+        ];
+        assert_eq!(
+            run(&cfg, &strs(&v)),
+            [
+                r#"{"container_id":"1","message":"whole"}"#.to_string(),
+                r#"{"container_id":"1","message":"a1\n a2\n a3"}"#.to_string(),
+                r#"{"container_id":"1","message":"b1\n b2"}"#.to_string(),
+            ],
+            "{format}"
+        );
+    }
+}
+
+#[test]
+fn partial_cri_logtag() {
+    let cfg = "  key message\n  use_partial_cri_logtag true\n  partial_cri_logtag_key logtag\n";
+    let v = [
+        r#"{"stream":"stdout","logtag":"F","message":"The content of the log entry 1"}"#,
+        r#"{"stream":"stdout","logtag":"P","message":"First line of log entry 2"}"#,
+        r#"{"stream":"stdout","logtag":"P","message":"Second line of the log entry 2"}"#,
+        r#"{"stream":"stderr","logtag":"F","message":"Last line of the log entry 2"}"#,
+    ];
+    assert_eq!(
+        run(cfg, &v),
+        [
+            r#"{"message":"The content of the log entry 1"}"#,
+            r#"{"message":"First line of log entry 2\nSecond line of the log entry 2\nLast line of the log entry 2"}"#
+        ]
+    );
 }
