@@ -119,4 +119,14 @@ fn config_errors_name_the_parameter() {
             "{body}: {err}"
         );
     }
+    // td-agent 2's default block: v0.12 buffer parameters on the output.
+    let dir = tempdir::Dir::new("tdlog-v012");
+    let p = dir.path().join("fluent.conf");
+    let conf = format!(
+        "<match td.*.*>\n  type tdlog\n  apikey k\n  auto_create_table\n  buffer_type file\n  buffer_path {}/td\n</match>\n",
+        dir.path().display()
+    );
+    std::fs::write(&p, conf).unwrap();
+    let out = spate_cmd(&p, 1).arg("--dry-run").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -161,10 +161,29 @@ pub fn from_output(e: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferC
         Some(b) => buffer_conf_with(b, defaults)?,
         None => match v012_time_sliced(e, defaults)? {
             Some(synth) => buffer_conf_with(&synth, defaults)?,
-            None if defaults.file_path.is_some() || !defaults.keys.is_empty() => buffer_conf_with(
-                &Element::new("buffer".into(), defaults.keys.join(","), Vec::new(), Vec::new(), e.pos.clone()),
-                defaults,
-            )?,
+            None if defaults.file_path.is_some()
+                || !defaults.keys.is_empty()
+                || defaults.file_type
+                || defaults.flush_interval.is_some()
+                || defaults.chunk_limit_size.is_some()
+                || defaults.chunk_limit_records.is_some() =>
+            {
+                // fluentd's compat layer turns v0.12's `buffer_type`/`buffer_path` into
+                // the section's `@type`/`path` before the plugin's defaults apply.
+                if e.str("buffer_type") == Some("file") && e.get("buffer_path").is_none() {
+                    return Err(e.error("buffer_type file needs buffer_path"));
+                }
+                let mut attrs = Vec::new();
+                for (old, new) in [("buffer_type", "@type"), ("buffer_path", "path")] {
+                    if let Some(a) = e.get(old) {
+                        attrs.push(Attr { key: new.into(), value: a.value.clone(), pos: a.pos.clone() });
+                    }
+                }
+                buffer_conf_with(
+                    &Element::new("buffer".into(), defaults.keys.join(","), attrs, Vec::new(), e.pos.clone()),
+                    defaults,
+                )?
+            }
             None => BufferConf::default(),
         },
     };
@@ -235,6 +254,8 @@ pub fn v012_time_sliced(e: &Element, defaults: &BufferDefaults<'_>) -> Result<Op
 fn v012_buffer_params(e: &Element, b: &mut BufferConf) -> Result<(), ConfigError> {
     match e.str("buffer_type") {
         None | Some("memory") => {}
+        // Already a file buffer: the synthesized section took `buffer_path` as its path.
+        Some("file") if b.path.is_some() => {}
         Some("file") => {
             let path = e.str("buffer_path").ok_or_else(|| e.error("buffer_type file needs buffer_path"))?;
             b.path = Some(std::path::PathBuf::from(path));

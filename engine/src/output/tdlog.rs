@@ -214,6 +214,7 @@ impl WriterPlan for TdPlan {
             client: Client::new(self.client.clone()),
             plan: self.clone(),
             ctx: Rc::downgrade(ctx),
+            reported: Default::default(),
         }))
     }
 }
@@ -223,7 +224,13 @@ pub struct TdWriter {
     client: Client,
     plan: TdPlan,
     ctx: Weak<ShardCtx>,
+    /// Chunks whose error events went out already: the plugin emits them once, in
+    /// `format`; spate builds the body on every attempt.
+    reported: std::cell::RefCell<std::collections::VecDeque<[u8; 16]>>,
 }
+
+/// Chunk ids remembered in [`TdWriter::reported`].
+const REPORTED: usize = 256;
 
 /// How an answer is handled (td-client's `raise_error` classes, as the plugin rescues
 /// them).
@@ -241,12 +248,17 @@ impl TdWriter {
     /// after another.
     fn body(&self, chunk: &Chunk) -> Vec<u8> {
         let mut out = Vec::with_capacity(chunk.data.len() + chunk.count as usize * 8);
+        let report = !self.reported.borrow().contains(&chunk.id);
+        let mut any = false;
         for ev in Events::new(&chunk.data, EntriesFormat::Packed) {
             let n = ev.record.len();
             let has_time = ev.record.get(b"time").is_some();
             let keys = n + usize::from(!has_time);
             if keys > KEY_NUM_LIMIT {
-                self.error_event(&chunk.tag, ev.time, ev.record.as_bytes(), keys);
+                if report {
+                    self.error_event(&chunk.tag, ev.time, ev.record.as_bytes(), keys);
+                }
+                any = true;
                 continue;
             }
             raw::map_header(&mut out, keys as u32);
@@ -262,6 +274,13 @@ impl TdWriter {
                 raw::str(&mut out, b"time");
                 raw::int(&mut out, i64::from(ev.time.sec));
             }
+        }
+        if any && report {
+            let mut r = self.reported.borrow_mut();
+            if r.len() >= REPORTED {
+                r.pop_front();
+            }
+            r.push_back(chunk.id);
         }
         out
     }
@@ -328,7 +347,8 @@ impl TdWriter {
             Some((d, t)) => (d.clone(), t.clone()),
             None => {
                 let tag = String::from_utf8_lossy(&chunk.tag);
-                let parts: Vec<&str> = tag.split('.').collect();
+                // Ruby's `split('.')` drops trailing empty parts.
+                let parts: Vec<&str> = tag.trim_end_matches('.').split('.').collect();
                 let named = match parts.as_slice() {
                     [.., d, t] => normalize_name(d).zip(normalize_name(t)),
                     _ => None,
