@@ -514,13 +514,14 @@ impl Concat {
                 }
             }
             Mode::PartialCri { logtag_key, .. } => {
+                // The plugin holds the record before it reads the logtag (and raises).
+                hold(s);
                 let tag = logtag_key.as_deref().and_then(|k| rec.get(k)).and_then(|v| v.as_str());
                 let Some(tag) = tag else {
                     return Err(NotText::NoLogtag(
                         logtag_key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
                     ));
                 };
-                hold(s);
                 if tag.split(|&b| b == b':').next() == Some(b"F") {
                     flush_without(s, outs, logtag_key.as_deref());
                 }
@@ -700,10 +701,10 @@ impl Filter for Concat {
             if matches!(self.conf.mode, Mode::PartialMeta { .. }) && s.events.is_empty() {
                 m.remove(&ident);
             }
+            // What `process` produced before failing (a size-bound flush) still goes out.
             if let Err(e) = r {
                 errors += 1;
                 first_err.get_or_insert(e);
-                continue;
             }
             for o in outs.drain(..) {
                 match o {

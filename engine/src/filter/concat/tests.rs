@@ -347,3 +347,12 @@ fn partial_cri_logtag() {
         ]
     );
 }
+
+#[test]
+fn a_failing_event_does_not_lose_a_size_bound_flush() {
+    // The second event overflows the bound (the held line goes out joined) and then
+    // fails the regexp (an Integer): the held line must still come out.
+    let cfg = "  key message\n  multiline_start_regexp /^s/\n  buffer_limit_size 40\n";
+    let v = [host("s1"), r#"{"host":"example.com","message":123}"#.to_string()];
+    assert_eq!(run(cfg, &strs(&v)), [host("s1")]);
+}
