@@ -12,6 +12,36 @@ fn write_int(v: ValueRef<'_>, out: &mut Vec<u8>) {
     }
 }
 
+/// Ruby's `Float#round(ndigits)` for `ndigits` 1 to 14 (float.c's `rb_float_round` with
+/// `round_half_up`): half away from zero, with Ruby's correction for products that land
+/// just below a half (`0.5005.round(3)` is `0.501`, where `(x * 1000).round() / 1000`
+/// gives `0.5`). Values too large to have such digits come back unchanged, values too
+/// small become 0.
+pub fn ruby_round(x: f64, ndigits: i32) -> f64 {
+    if x == 0.0 || !x.is_finite() || !(1..=14).contains(&ndigits) {
+        return x;
+    }
+    // frexp's exponent: x = m * 2^binexp with 0.5 <= |m| < 1.
+    let binexp = if x.abs() >= f64::MIN_POSITIVE { ((x.abs().log2().floor()) as i32) + 1 } else { -1022 };
+    // float_round_overflow / float_round_underflow (C division truncates toward 0).
+    if ndigits >= 17 - if binexp > 0 { binexp / 4 } else { binexp / 3 - 1 } {
+        return x;
+    }
+    if x > 0.0 && ndigits < -(if binexp > 0 { binexp / 3 + 1 } else { binexp / 4 }) {
+        return 0.0;
+    }
+    let s = 10f64.powi(ndigits);
+    let mut f = (x * s).round();
+    if x > 0.0 {
+        if (f + 0.5) / s <= x {
+            f += 1.0;
+        }
+    } else if (f - 0.5) / s >= x {
+        f -= 1.0;
+    }
+    f / s
+}
+
 /// Ruby's `Float#to_s` (shortest round-trip digits; exponent form below 1e-4 and from
 /// 1e16 on: `1.0e+16`, `1.0e-05`).
 pub fn write_ruby_float(f: f64, out: &mut Vec<u8>) {
@@ -346,6 +376,17 @@ pub fn ruby_to_i(s: &[u8]) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ruby_round_corrects_half_products() {
+        assert_eq!(ruby_round(0.5005, 3), 0.501);
+        assert_eq!(ruby_round(0.1235, 3), 0.124);
+        assert_eq!(ruby_round(0.1234, 3), 0.123);
+        assert_eq!(ruby_round(-0.5005, 3), -0.501);
+        assert_eq!(ruby_round(2.675, 2), 2.68);
+        assert_eq!(ruby_round(1e-9, 3), 0.0);
+        assert_eq!(ruby_round(1.5e300, 3), 1.5e300);
+    }
 
     #[test]
     fn ruby_float_and_inspect_text() {

@@ -21,6 +21,7 @@
 //! number; gelf-best with `add_msec_time` and an `msec` field, where its format
 //! raises a NameError) is refused with its reason; the caller logs and skips it.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::ops::Range;
 
@@ -160,11 +161,34 @@ pub struct Builder<'a> {
     text: Vec<u8>,
     /// Cut strings (`Val::Cut` ranges).
     cut: Vec<u8>,
+    /// Key -> field position, kept for records with many fields so that a record of
+    /// thousands of keys is not quadratic (`indexed`: it matches `fields`).
+    index: HashMap<Vec<u8>, usize>,
+    indexed: bool,
 }
 
+/// Fields up to which lookups scan.
+const SCAN: usize = 32;
+
 impl<'a> Builder<'a> {
-    fn pos(&self, k: &[u8]) -> Option<usize> {
-        self.fields.iter().position(|(r, _)| self.keys.get(r.clone()) == Some(k))
+    fn pos(&mut self, k: &[u8]) -> Option<usize> {
+        if self.fields.len() <= SCAN {
+            return self.fields.iter().position(|(r, _)| self.keys.get(r.clone()) == Some(k));
+        }
+        if !self.indexed {
+            self.index.clear();
+            for (i, (r, _)) in self.fields.iter().enumerate() {
+                self.index.entry(self.keys.get(r.clone()).unwrap_or_default().to_vec()).or_insert(i);
+            }
+            self.indexed = true;
+        }
+        self.index.get(k).copied()
+    }
+
+    /// Forgets the index (after fields moved).
+    fn unindex(&mut self) {
+        self.indexed = false;
+        self.index.clear();
     }
 
     /// A Ruby Hash assignment: an existing key keeps its place.
@@ -175,6 +199,9 @@ impl<'a> Builder<'a> {
         }
         let at = self.keys.len();
         self.keys.extend_from_slice(k);
+        if self.indexed {
+            self.index.insert(k.to_vec(), self.fields.len());
+        }
         self.fields.push((at..self.keys.len(), v));
     }
 
@@ -191,12 +218,13 @@ impl<'a> Builder<'a> {
         self.key = key;
     }
 
-    fn get(&self, k: &[u8]) -> Option<Val<'a>> {
+    fn get(&mut self, k: &[u8]) -> Option<Val<'a>> {
         self.pos(k).map(|i| self.fields[i].1)
     }
 
     fn take(&mut self, k: &[u8]) -> Option<Val<'a>> {
         let i = self.pos(k)?;
+        self.unindex();
         Some(self.fields.remove(i).1)
     }
 
@@ -205,10 +233,11 @@ impl<'a> Builder<'a> {
         self.fields.clear();
         self.keys.clear();
         self.cut.clear();
+        self.unindex();
         // The plugins' `format`: for an EventTime `time.to_i + (nsec / 1e9).round(3)`, a
         // Float; an integer time stays an Integer.
         let timestamp = if matches!(ev.time_raw.first(), Some(0xd7 | 0xc7)) {
-            Val::Float(ev.time.sec as f64 + (f64::from(ev.time.nsec) / 1e9 * 1000.0).round() / 1000.0)
+            Val::Float(ev.time.sec as f64 + crate::ruby::value::ruby_round(f64::from(ev.time.nsec) / 1e9, 3))
         } else {
             Val::Int(i64::from(ev.time.sec))
         };
@@ -217,6 +246,7 @@ impl<'a> Builder<'a> {
             Flavor::Best => self.gelf_best(o, tag, ev, timestamp)?,
         }
         self.fields.retain(|(_, v)| !v.is_nil());
+        self.unindex();
         self.notify(o, out)
     }
 
@@ -330,6 +360,7 @@ impl<'a> Builder<'a> {
             *slot = *v;
             false
         });
+        self.unindex();
         for (name, v) in [("version", version), ("host", host)] {
             if v.blank(false, &mut self.text) {
                 return Err(Skip::Missing(name));
@@ -525,6 +556,22 @@ mod tests {
         assert!(m.ends_with(r#""short_message":"(no message)"}"#), "{m}");
         let rh = Opts { use_record_host: true, ..opts(Flavor::Hs) };
         assert!(msg(&rh, ET, r#"{"host":"","m":"x"}"#).unwrap_err().contains("host is missing"));
+    }
+
+    #[test]
+    fn many_keys_keep_hash_semantics() {
+        // Past the scan limit lookups go through the index: duplicates, `_` collisions
+        // and the short_message fallback must behave as with few keys.
+        let mut j = String::from("{");
+        for i in 0..200 {
+            j.push_str(&format!(r#""k{i}":{i},"#));
+        }
+        j.push_str(r#""_k5":"x","k5":"again","msg":"m","level":"warn"}"#);
+        let m = msg(&opts(Flavor::Hs), ET, &j).unwrap();
+        assert!(m.contains(r#""_k4":4,"_k5":"again","_k6":6,"#), "{m}");
+        assert!(m.ends_with(r#""_k199":199,"short_message":"m"}"#), "{m}");
+        assert!(m.contains(r#""level":4,"_tag""#), "{m}");
+        assert_eq!(m.matches(r#""_k5":"#).count(), 1, "{m}");
     }
 
     #[test]

@@ -17,7 +17,6 @@
 //! implemented).
 
 use std::cell::RefCell;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -168,20 +167,44 @@ impl GelfWriter {
         let tag = String::from_utf8_lossy(&chunk.tag);
         let mut b = Builder::default();
         let (mut out, mut json) = (Vec::new(), Vec::new());
-        let mut datagrams: Vec<Vec<u8>> = Vec::new();
         let mut skipped = 0usize;
         let tcp = self.plan.opts.tcp;
+        let addr = self.resolve().await?;
+        let mut udp = match tcp {
+            true => None,
+            false => {
+                Some((bind_for(addr).map_err(|e| WriteError::Retry(format!("UDP socket: {e}")))?, Deflater::new()))
+            }
+        };
+        let mut sent = 0;
+        let mut dgram = Vec::with_capacity(self.plan.chunk + 12);
         for ev in Events::new(&chunk.data, EntriesFormat::Packed) {
             json.clear();
-            let r = b.message(&self.plan.opts, &tag, &ev, &mut json).and_then(|()| {
-                if tcp {
+            let r = b.message(&self.plan.opts, &tag, &ev, &mut json);
+            let r = match (&mut udp, r) {
+                (_, Err(why)) => Err(why),
+                (None, Ok(())) => {
                     out.extend_from_slice(&json);
                     out.push(0);
                     Ok(())
-                } else {
-                    udp_datagrams(&json, self.plan.chunk, &mut datagrams)
                 }
-            });
+                // Sent as built: one deflate state for the chunk, one datagram buffer.
+                (Some((sock, z)), Ok(())) => match z.deflate(&json).and_then(|d| chunks(d.len(), self.plan.chunk)) {
+                    Err(why) => Err(why),
+                    Ok(1) => {
+                        sent += send(sock, z.data(), addr).await?;
+                        Ok(())
+                    }
+                    Ok(count) => {
+                        let id = crate::sys::random16();
+                        for (i, slice) in z.data().chunks(self.plan.chunk).enumerate() {
+                            chunk_datagram(&id, i, count, slice, &mut dgram);
+                            sent += send(sock, &dgram, addr).await?;
+                        }
+                        Ok(())
+                    }
+                },
+            };
             if let Err(why) = r {
                 skipped += 1;
                 if skipped <= 3 {
@@ -192,18 +215,11 @@ impl GelfWriter {
         if skipped > 3 {
             crate::warn!("{}: {skipped} events of this chunk were not sent (first reasons above)", self.id);
         }
-        let addr = self.resolve().await?;
         if tcp {
             self.send_tcp(addr, &out).await?;
-            Ok(out.len())
-        } else {
-            let sock = bind_for(addr).map_err(|e| WriteError::Retry(format!("UDP socket: {e}")))?;
-            let mut n = 0;
-            for d in &datagrams {
-                n += sock.send_to(d, addr).await.map_err(|e| WriteError::Retry(format!("send to {addr}: {e}")))?;
-            }
-            Ok(n)
+            return Ok(out.len());
         }
+        Ok(sent)
     }
 
     async fn resolve(&self) -> Result<SocketAddr, WriteError> {
@@ -257,34 +273,60 @@ fn bind_for(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::bind(any).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-/// gelf-rb's UDP datagrams of one message: the zlib-deflated JSON, as one datagram or
-/// as GELF chunks (`0x1e 0x0f`, an 8-byte message id, sequence number and count).
-fn udp_datagrams(json: &[u8], chunk: usize, out: &mut Vec<Vec<u8>>) -> Result<(), Skip> {
-    let mut z =
-        flate2::write::ZlibEncoder::new(Vec::with_capacity(json.len() / 2 + 16), flate2::Compression::default());
-    let data = match z.write_all(json).and_then(|()| z.finish()) {
-        Ok(d) => d,
-        Err(_) => return Err(Skip::Deflate),
-    };
-    if data.len() <= chunk {
-        out.push(data);
-        return Ok(());
+async fn send(sock: &UdpSocket, d: &[u8], addr: SocketAddr) -> Result<usize, WriteError> {
+    sock.send_to(d, addr).await.map_err(|e| WriteError::Retry(format!("send to {addr}: {e}")))
+}
+
+/// zlib (RFC 1950) deflate as gelf-rb's `Zlib::Deflate.deflate`, with one compressor
+/// state reused for the messages of a chunk.
+struct Deflater {
+    z: flate2::Compress,
+    out: Vec<u8>,
+}
+
+impl Deflater {
+    fn new() -> Self {
+        Deflater { z: flate2::Compress::new(flate2::Compression::default(), true), out: Vec::new() }
     }
-    let count = data.len().div_ceil(chunk);
+
+    fn deflate(&mut self, input: &[u8]) -> Result<&[u8], Skip> {
+        self.z.reset();
+        self.out.clear();
+        self.out.reserve(input.len() / 2 + 64);
+        loop {
+            let read = usize::try_from(self.z.total_in()).map_err(|_| Skip::Deflate)?;
+            let rest = input.get(read..).ok_or(Skip::Deflate)?;
+            match self.z.compress_vec(rest, &mut self.out, flate2::FlushCompress::Finish) {
+                Ok(flate2::Status::StreamEnd) => return Ok(&self.out),
+                Ok(_) => self.out.reserve(self.out.capacity().max(64)),
+                Err(_) => return Err(Skip::Deflate),
+            }
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.out
+    }
+}
+
+/// How many GELF chunks a deflated message of `len` bytes takes (1: sent whole).
+fn chunks(len: usize, chunk: usize) -> Result<usize, Skip> {
+    let count = len.div_ceil(chunk.max(1)).max(1);
     if count > MAX_CHUNKS {
         return Err(Skip::TooBig(count));
     }
-    let id = crate::sys::random16();
-    for (i, slice) in data.chunks(chunk).enumerate() {
-        let mut d = Vec::with_capacity(12 + slice.len());
-        d.extend_from_slice(&[0x1e, 0x0f]);
-        d.extend_from_slice(&id[..8]);
-        d.push(i as u8);
-        d.push(count as u8);
-        d.extend_from_slice(slice);
-        out.push(d);
-    }
-    Ok(())
+    Ok(count)
+}
+
+/// GELF chunk `i` of `count`: `0x1e 0x0f`, the 8-byte message id, sequence number and
+/// count, then the slice.
+fn chunk_datagram(id: &[u8; 16], i: usize, count: usize, slice: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0x1e, 0x0f]);
+    out.extend_from_slice(&id[..8]);
+    out.push(i as u8);
+    out.push(count as u8);
+    out.extend_from_slice(slice);
 }
 
 impl Writer for GelfWriter {
@@ -307,7 +349,6 @@ mod tests {
 
     #[test]
     fn udp_chunks() {
-        let mut d = Vec::new();
         // Letters deflate cannot squeeze: over 128 chunks of 1420 bytes.
         let mut x = 0x2545_f491_4f6c_dd1du64;
         let big: Vec<u8> = (0..400_000)
@@ -318,13 +359,22 @@ mod tests {
                 b'!' + (x % 90) as u8
             })
             .collect();
-        assert!(matches!(udp_datagrams(&big, 1420, &mut d), Err(Skip::TooBig(_))));
-        udp_datagrams(&big[..5000], 1420, &mut d).unwrap();
-        assert!(d.len() > 1 && d.iter().all(|c| c.len() <= 1420 + 12 && c[..2] == [0x1e, 0x0f]));
-        assert!(d.iter().enumerate().all(|(i, c)| c[10] as usize == i && c[11] as usize == d.len()));
-        assert!(d.windows(2).all(|w| w[0][2..10] == w[1][2..10]), "one message id");
-        d.clear();
-        udp_datagrams(&big[..5000], 8154, &mut d).unwrap();
-        assert_eq!(d.len(), 1, "LAN: one datagram");
+        let mut z = Deflater::new();
+        let n = z.deflate(&big).unwrap().len();
+        assert!(matches!(chunks(n, 1420), Err(Skip::TooBig(_))));
+        // The state is reused: a second message deflates on its own.
+        let small = z.deflate(&big[..5000]).unwrap().to_vec();
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&small[..]), &mut back).unwrap();
+        assert_eq!(back, &big[..5000]);
+        let count = chunks(small.len(), 1420).unwrap();
+        assert!(count > 1);
+        assert_eq!(chunks(small.len(), 8154).unwrap(), 1, "LAN: one datagram");
+        let mut d = Vec::new();
+        chunk_datagram(&[7; 16], 1, count, &small[1420..2840], &mut d);
+        assert_eq!(
+            (&d[..2], &d[2..10], d[10], d[11] as usize, d.len()),
+            (&[0x1e, 0x0f][..], &[7; 8][..], 1, count, 1432)
+        );
     }
 }

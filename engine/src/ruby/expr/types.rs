@@ -60,6 +60,9 @@ fn round_to(f: f64, digits: i64) -> f64 {
     if digits <= 0 {
         return f.round();
     }
+    if digits <= 14 {
+        return crate::ruby::value::ruby_round(f, digits as i32);
+    }
     let s = 10f64.powi(digits.min(300) as i32);
     let r = (f * s).round() / s;
     if r.is_finite() {
