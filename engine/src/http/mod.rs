@@ -214,7 +214,10 @@ impl Client {
     }
 }
 
-async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, HttpError> {
+/// The addresses of `host` (a name, an IP literal, or an IPv6 literal in brackets),
+/// looked up on a blocking thread so that the shard does not wait on DNS. Also used by
+/// outputs that are not HTTP (out_gelf).
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, HttpError> {
     let h = host.trim_start_matches('[').trim_end_matches(']').to_string();
     if let Ok(ip) = h.parse::<std::net::IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);

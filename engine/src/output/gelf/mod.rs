@@ -57,7 +57,7 @@ pub struct GelfPlan {
     opts: Opts,
 }
 
-fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
+fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
     let host = e
         .str("host")
         .ok_or_else(|| e.error("'host' parameter (hostname or address of Graylog2 server) is required"))?
@@ -132,7 +132,7 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
             use_record_host: e.bool("use_record_host")?.unwrap_or(false),
             add_msec_time: e.bool("add_msec_time")?.unwrap_or(false),
             max_bytes,
-            hostname: crate::config::hostname(),
+            hostname: ctx.hostname.clone(),
         },
     }))
 }
@@ -223,22 +223,13 @@ impl GelfWriter {
     }
 
     async fn resolve(&self) -> Result<SocketAddr, WriteError> {
-        let (host, port) = (self.plan.host.clone(), self.plan.port);
-        let h = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        if let Ok(ip) = h.parse::<std::net::IpAddr>() {
-            return Ok(SocketAddr::new(ip, port));
-        }
-        let r = glommio::executor()
-            .spawn_blocking(move || {
-                use std::net::ToSocketAddrs;
-                (h.as_str(), port).to_socket_addrs().map(|mut a| a.next())
-            })
-            .await;
-        match r {
-            Ok(Some(a)) => Ok(a),
-            Ok(None) => Err(WriteError::Retry(format!("cannot resolve {host}: no address"))),
-            Err(e) => Err(WriteError::Retry(format!("cannot resolve {host}: {e}"))),
-        }
+        let addrs = crate::http::resolve(&self.plan.host, self.plan.port)
+            .await
+            .map_err(|e| WriteError::Retry(e.to_string()))?;
+        addrs
+            .into_iter()
+            .next()
+            .ok_or_else(|| WriteError::Retry(format!("cannot resolve {}: no address", self.plan.host)))
     }
 
     /// Writes `bytes` on the kept connection (opening one if needed); on failure the
