@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -209,15 +209,7 @@ fn config_errors_name_the_parameter() {
         ("host h\n  tls true\n", "tls true is not supported", 4),
         ("host h\n  udp_transport_type MAN\n", "'udp_transport_type' parameter should be either 'WAN' or 'LAN'", 4),
     ] {
-        let dir = tempdir::Dir::new("gelf-conf");
-        let p = dir.path().join("fluent.conf");
-        std::fs::write(&p, format!("<match x>\n  @type gelf\n  {body}</match>\n")).unwrap();
-        let out = spate_cmd(&p, 1).arg("--dry-run").output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains(want) && err.contains(&format!("fluent.conf:{line}")),
-            "{body}: {err}"
-        );
+        let (ok, err) = dry_run(&format!("<match x>\n  @type gelf\n  {body}</match>\n"));
+        assert!(!ok && err.contains(want) && err.contains(&format!("fluent.conf:{line}")), "{body}: {err}");
     }
-    let _ = std::io::stdout().flush();
 }

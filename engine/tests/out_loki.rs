@@ -129,11 +129,7 @@ fn config_errors_name_the_parameter() {
         ("bearer_token_file /nonexistent/token\n", "bearer_token_file /nonexistent/token not found"),
         ("line_format xml\n", "line_format"),
     ] {
-        let dir = tempdir::Dir::new("loki-conf");
-        let p = dir.path().join("fluent.conf");
-        std::fs::write(&p, format!("<match x>\n  @type loki\n  {body}</match>\n")).unwrap();
-        let out = spate_cmd(&p, 1).arg("--dry-run").output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains(want) && err.contains("fluent.conf:3"), "{body}: {err}");
+        let (ok, err) = dry_run(&format!("<match x>\n  @type loki\n  {body}</match>\n"));
+        assert!(!ok && err.contains(want) && err.contains("fluent.conf:3"), "{body}: {err}");
     }
 }

@@ -109,24 +109,12 @@ fn config_errors_name_the_parameter() {
         ("apikey k\n  http_proxy http://proxy:3128\n", "http_proxy is not supported", 4),
         ("apikey k\n", "<buffer @type file> needs path", 1),
     ] {
-        let dir = tempdir::Dir::new("tdlog-conf");
-        let p = dir.path().join("fluent.conf");
-        std::fs::write(&p, format!("<match td.*.*>\n  @type tdlog\n  {body}</match>\n")).unwrap();
-        let out = spate_cmd(&p, 1).arg("--dry-run").output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains(want) && err.contains(&format!("fluent.conf:{line}")),
-            "{body}: {err}"
-        );
+        let (ok, err) = dry_run(&format!("<match td.*.*>\n  @type tdlog\n  {body}</match>\n"));
+        assert!(!ok && err.contains(want) && err.contains(&format!("fluent.conf:{line}")), "{body}: {err}");
     }
     // td-agent 2's default block: v0.12 buffer parameters on the output.
-    let dir = tempdir::Dir::new("tdlog-v012");
-    let p = dir.path().join("fluent.conf");
-    let conf = format!(
-        "<match td.*.*>\n  type tdlog\n  apikey k\n  auto_create_table\n  buffer_type file\n  buffer_path {}/td\n</match>\n",
-        dir.path().display()
+    let (ok, err) = dry_run(
+        "<match td.*.*>\n  type tdlog\n  apikey k\n  auto_create_table\n  buffer_type file\n  buffer_path {DIR}/td\n</match>\n",
     );
-    std::fs::write(&p, conf).unwrap();
-    let out = spate_cmd(&p, 1).arg("--dry-run").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(ok, "{err}");
 }

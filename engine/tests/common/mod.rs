@@ -223,6 +223,17 @@ pub fn send_json<S: AsRef<str>>(spate: &Spate, tag: &str, first: spate_protocol:
     assert_eq!(c.read_ack().unwrap(), id.as_bytes());
 }
 
+/// `spate --dry-run` on `config` (`{DIR}` replaced by a temp dir, written there as
+/// `fluent.conf`, so errors read `fluent.conf:<line>`): whether it was accepted, and
+/// its stderr.
+pub fn dry_run(config: &str) -> (bool, String) {
+    let dir = tempdir::Dir::new("dry-run");
+    let p = dir.path().join("fluent.conf");
+    std::fs::write(&p, config.replace("{DIR}", &dir.path().display().to_string())).unwrap();
+    let out = spate_cmd(&p, 1).arg("--dry-run").output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 pub fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit on a live local rlimit.
     unsafe {
