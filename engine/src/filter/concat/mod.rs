@@ -47,6 +47,7 @@ use spate_protocol::{EntriesFormat, EventBatch, EventTime, RecordRef, ValueRef};
 
 use crate::config::{ConfigError, Element};
 use crate::plugin::{Build, BuildError, Emitter, Filter, FilterPlan, Kind, PlanCtx, Registration, ShardCtx};
+use crate::ruby::accessor::{delete_nest, Step};
 use crate::ruby::regex::RubyRegex;
 use crate::ruby::value::write_to_s;
 
@@ -288,26 +289,13 @@ enum NotText {
     EmptyFlush,
 }
 
-/// `rec` without `key` (Ruby's `Hash#delete`).
+/// `rec` without `key` (Ruby's `Hash#delete`, through the record accessor's delete).
 fn without(rec: &[u8], key: &[u8]) -> Vec<u8> {
-    let Some(r) = RecordRef::new(rec) else { return rec.to_vec() };
-    if r.get(key).is_none() {
-        return rec.to_vec();
+    let mut out = Vec::with_capacity(rec.len());
+    match ValueRef::new(rec) {
+        Some(v) if delete_nest(v, &[Step::Key(key.to_vec())], &mut out) => out,
+        _ => rec.to_vec(),
     }
-    let mut fields = Vec::with_capacity(rec.len());
-    let mut n = 0u32;
-    for (k, v) in r.fields() {
-        if k.as_str() == Some(key) {
-            continue;
-        }
-        fields.extend_from_slice(k.as_bytes());
-        fields.extend_from_slice(v.as_bytes());
-        n += 1;
-    }
-    let mut out = Vec::with_capacity(fields.len() + 5);
-    raw::map_header(&mut out, n);
-    out.extend_from_slice(&fields);
-    out
 }
 
 /// The plugin's `record_bytesize`: keys' bytes plus values' `to_s` bytes.
