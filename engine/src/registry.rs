@@ -50,6 +50,8 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::loki::PLUGIN,
     crate::output::gelf::PLUGIN,
     crate::output::tdlog::PLUGIN,
+    crate::output::loggly::PLUGIN,
+    crate::output::loggly::PLUGIN_BUFFERED,
     crate::output::kafka2::PLUGIN,
     crate::output::s3::PLUGIN,
     // secondary-only writers

@@ -166,7 +166,8 @@ pub fn from_output(e: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferC
                 || defaults.file_type
                 || defaults.flush_interval.is_some()
                 || defaults.chunk_limit_size.is_some()
-                || defaults.chunk_limit_records.is_some() =>
+                || defaults.chunk_limit_records.is_some()
+                || defaults.flush_immediate =>
             {
                 // fluentd's compat layer turns v0.12's `buffer_type`/`buffer_path` into
                 // the section's `@type`/`path` before the plugin's defaults apply.
@@ -188,6 +189,10 @@ pub fn from_output(e: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferC
         },
     };
     v012_buffer_params(e, &mut b)?;
+    if defaults.flush_immediate && b.flush_mode == FlushMode::Immediate && e.get("flush_interval").is_some() {
+        // v0.12's flat `flush_interval` asks for interval flushes, as in a <buffer>.
+        b.flush_mode = FlushMode::Default;
+    }
     Ok(b)
 }
 
@@ -323,6 +328,10 @@ pub struct BufferDefaults<'a> {
     pub chunk_limit_size: Option<usize>,
     /// Default `chunk_limit_records`.
     pub chunk_limit_records: Option<u32>,
+    /// Without `flush_mode` and `flush_interval`, flush every append at once: the
+    /// buffered stand-in for a v0.12 unbuffered `Fluent::Output`, whose `emit` sends
+    /// synchronously.
+    pub flush_immediate: bool,
 }
 
 pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferConf, ConfigError> {
@@ -406,6 +415,7 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
         None
     };
     let flush_mode = match b.str("flush_mode") {
+        None if defaults.flush_immediate && b.get("flush_interval").is_none() => FlushMode::Immediate,
         None | Some("default") => FlushMode::Default,
         Some("interval") => FlushMode::Interval,
         Some("immediate") => FlushMode::Immediate,
@@ -507,6 +517,7 @@ mod tests {
         flush_interval: None,
         chunk_limit_size: None,
         chunk_limit_records: None,
+        flush_immediate: false,
     };
     const FWD: BufferDefaults<'static> = BufferDefaults {
         keys: &["tag"],
@@ -518,7 +529,19 @@ mod tests {
         flush_interval: None,
         chunk_limit_size: None,
         chunk_limit_records: None,
+        flush_immediate: false,
     };
+
+    #[test]
+    fn flush_immediate_default_yields_to_flush_mode_and_flush_interval() {
+        let d = BufferDefaults { flush_immediate: true, keys: &[], ..FWD };
+        let mode = |body: &str| from_output(&out(body), &d).unwrap().flush_mode;
+        assert_eq!(mode(""), FlushMode::Immediate);
+        assert_eq!(mode("  <buffer>\n    flush_interval 5s\n  </buffer>\n"), FlushMode::Default);
+        assert_eq!(mode("  flush_interval 5s\n"), FlushMode::Default, "v0.12's flat parameter");
+        assert_eq!(mode("  <buffer>\n    flush_mode lazy\n  </buffer>\n"), FlushMode::Lazy);
+        assert_eq!(from_output(&out(""), &FWD).unwrap().flush_mode, FlushMode::Default);
+    }
 
     #[test]
     fn flush_thread_count_and_v012_num_threads() {

@@ -8,7 +8,7 @@
 //! Unbuffered outputs (`null`, `stdout`, `copy`, `relabel`, and the re-routing ones:
 //! `rewrite_tag_filter`...) implement
 //! [`crate::plugin::Output`] themselves; buffered ones implement only a
-//! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `http`, `loki`, `gelf`, `tdlog`, `kafka2`, `s3`,
+//! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `http`, `loki`, `gelf`, `tdlog`, `loggly`, `kafka2`, `s3`,
 //! `secondary_file`) and are wrapped by
 //! the generic [`buffered::BufferedOutput`] (buffer, flush task, retries, `<secondary>`).
 
@@ -21,6 +21,7 @@ pub mod gelf;
 pub mod http;
 pub mod kafka2;
 pub mod label_router;
+pub mod loggly;
 pub mod loki;
 pub mod null;
 pub mod prometheus;
