@@ -1,0 +1,94 @@
+//! out_exec (fluentd core) through a live spate with real commands run by /bin/sh: the
+//! chunk formatted into a file whose path is the command's last argument (`<format>`
+//! default tsv, `<inject>` time as a UTC string), a failing command retried until it
+//! succeeds (each event delivered once), and the configuration errors.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use spate_protocol::EventTime;
+
+const T: u32 = 1_700_000_000;
+const SRC: &str = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n";
+const BUF: &str = "<buffer>\n    flush_interval 100ms\n    retry_wait 0.1s\n    retry_randomize false\n  </buffer>\n";
+
+fn wait_for(path: &std::path::Path, lines: usize) -> String {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = std::fs::read_to_string(path).unwrap_or_default();
+        if s.lines().count() >= lines || Instant::now() > until {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_formatted_chunk_goes_to_the_command() {
+    let dir = tempdir::Dir::new("exec-out");
+    let out = dir.path().join("got.tsv");
+    // The path is appended: `cat >> got.tsv < /tmp/fluent-plugin-out-exec-...`.
+    let conf = format!(
+        "{SRC}<match app.**>\n  @type exec\n  command cat >> {} <\n  <format>\n    @type tsv\n    keys a,t,tag,missing\n  </format>\n  <inject>\n    time_key t\n    tag_key tag\n  </inject>\n  {BUF}</match>\n",
+        out.display()
+    );
+    let spate = Spate::start("exec-tsv", &conf, Stdio::null());
+    send_json(&spate, "app.x", EventTime::new(T, 500_000_000), &[r#"{"a":1,"b":"x"}"#, r#"{"a":"é"}"#], "x1");
+    // Ruby fluentd 1.19.3 wrote the same lines for these events (out_exec, tsv).
+    let got = wait_for(&out, 2);
+    assert_eq!(got, "1\t2023-11-14T22:13:20Z\tapp.x\t\né\t2023-11-14T22:13:21Z\tapp.x\t\n");
+    drop(spate);
+    let leftovers = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("fluent-plugin-out-exec-"))
+        .count();
+    // Other tests may be running commands at the same time; ours removed its file.
+    assert!(leftovers <= 2, "{leftovers} temporary files left");
+}
+
+#[test]
+fn a_failing_command_is_retried_and_each_event_arrives_once() {
+    let dir = tempdir::Dir::new("exec-retry");
+    let out = dir.path().join("got.json");
+    let mark = dir.path().join("failed-once");
+    let script = dir.path().join("cmd.sh");
+    // Fails the first time (exit 3), then appends the file it is given.
+    std::fs::write(
+        &script,
+        format!(
+            "if [ ! -e {m} ]; then touch {m}; exit 3; fi\ncat \"$1\" >> {o}\n",
+            m = mark.display(),
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    let conf = format!(
+        "{SRC}<match app.**>\n  @type exec\n  command sh {}\n  <format>\n    @type json\n  </format>\n  {BUF}</match>\n",
+        script.display()
+    );
+    let spate = Spate::start("exec-retry", &conf, Stdio::null());
+    send_json(&spate, "app.y", EventTime::new(T, 0), &[r#"{"n":1}"#, r#"{"n":2}"#], "r1");
+    let got = wait_for(&out, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, _, err) = spate.stop();
+    assert!(mark.exists());
+    assert_eq!(got, "{\"n\":1}\n{\"n\":2}\n");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), got, "delivered once");
+    assert!(err.contains("command exits with error code") && err.contains("status=3"), "{err}");
+}
+
+#[test]
+fn config_errors_name_the_parameter() {
+    for (body, want) in [
+        ("<format>\n    @type json\n  </format>\n", "'command' parameter is required"),
+        ("command cat\n", "keys"),
+        ("command cat\n  command_timeout x\n", "command_timeout"),
+    ] {
+        let (ok, err) = dry_run(&format!("<match **>\n  @type exec\n  {body}</match>\n"));
+        assert!(!ok && err.contains(want) && err.contains("fluent.conf:"), "{body}: {err}");
+    }
+}
