@@ -23,6 +23,7 @@
 
 pub mod log;
 
+pub mod aws;
 pub mod buffer;
 pub mod calendar;
 pub mod config;

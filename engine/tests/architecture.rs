@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("http", 5),
     ("security", 5),
     ("s3", 5),
+    ("aws", 5),
     ("kafka", 5),
     ("plugin", 6),
     ("router", 7),

@@ -8,11 +8,12 @@
 //! Unbuffered outputs (`null`, `stdout`, `copy`, `relabel`, and the re-routing ones:
 //! `rewrite_tag_filter`...) implement
 //! [`crate::plugin::Output`] themselves; buffered ones implement only a
-//! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `http`, `loki`, `gelf`, `tdlog`, `loggly`, `exec`, `kafka2`, `s3`,
+//! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `http`, `loki`, `gelf`, `tdlog`, `loggly`, `exec`, `cloudwatch_logs`, `kafka2`, `s3`,
 //! `secondary_file`) and are wrapped by
 //! the generic [`buffered::BufferedOutput`] (buffer, flush task, retries, `<secondary>`).
 
 pub mod buffered;
+pub mod cloudwatch_logs;
 pub mod copy;
 pub mod elasticsearch;
 pub mod exec;

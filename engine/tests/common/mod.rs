@@ -58,12 +58,24 @@ impl Spate {
 
     /// [`Spate::start`] with another build of the binary.
     pub fn start_bin(bin: &std::path::Path, name: &str, config: &str, stdout: Stdio) -> Spate {
+        Self::start_env(bin, name, config, stdout, &[])
+    }
+
+    /// [`Spate::start_bin`] with extra environment variables (`""` removes one).
+    pub fn start_env(bin: &std::path::Path, name: &str, config: &str, stdout: Stdio, env: &[(&str, &str)]) -> Spate {
         let port = free_port();
         let dir = tempdir::Dir::new(name);
         let path = dir.path().join("fluent.conf");
         std::fs::write(&path, config.replace("{PORT}", &port.to_string())).expect("write fluent.conf");
         let mut cmd = Command::new(bin);
         cmd.arg("-c").arg(&path).args(["--workers", "2"]);
+        for (k, v) in env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
         let mut proc = Proc::spawn("spate", cmd.stdout(stdout).stderr(Stdio::piped()));
         proc.wait_listening(port, Duration::from_secs(20));
         Spate { proc, port, dir }

@@ -40,6 +40,23 @@ pub fn s3s_fs_bin() -> Option<PathBuf> {
     find("SPATE_S3S_FS", "s3s-fs", "SPATE_REQUIRE_S3", "cargo install --locked s3s-fs@0.14.1 --features binary")
 }
 
+/// moto's server (PyPI `moto[server]`): AWS APIs (CloudWatch Logs, STS) on one port.
+pub fn moto_server_bin() -> Option<PathBuf> {
+    find("SPATE_MOTO_SERVER", "moto_server", "SPATE_REQUIRE_MOTO", "pip install 'moto[server]==5.1.22'")
+}
+
+/// moto_server on `port`.
+pub fn start_moto(bin: &Path, port: u16) -> Server {
+    let mut child = Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    wait_port(port, &mut child, "moto_server");
+    Server { child, port }
+}
+
 /// Python with the given modules (a skip, or a failure under `require`=1, otherwise).
 pub fn python_with(modules: &[&str], require: &str) -> Option<String> {
     let script = modules.iter().map(|m| format!("import {m}")).collect::<Vec<_>>().join("; ");
