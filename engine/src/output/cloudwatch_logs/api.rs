@@ -7,10 +7,16 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::LogEvent;
 use crate::aws::creds::Provider;
 use crate::http::{Client, ClientConf, Request, Url};
 use crate::s3::sigv4::{self, SignInput};
+
+/// One log event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEvent {
+    pub timestamp: i64,
+    pub message: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -49,6 +49,7 @@ use crate::plugin::{
 };
 use crate::s3::sigv4::Credentials;
 
+pub use api::LogEvent;
 use api::{Api, ApiError};
 
 pub const PLUGIN: Registration = Registration {
@@ -303,13 +304,6 @@ pub struct CwWriter {
     /// Groups known to exist, with their streams' next sequence tokens (the plugin's
     /// `@sequence_tokens`).
     known: RefCell<HashMap<String, HashMap<String, Option<String>>>>,
-}
-
-/// One log event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogEvent {
-    pub timestamp: i64,
-    pub message: String,
 }
 
 /// Events of one group and stream, with what creating the group takes from the first
