@@ -285,3 +285,68 @@ fn spate_archives_to_s3_and_survives_the_server_being_down() {
         keys.len()
     );
 }
+
+/// A stand-in for the EC2 instance metadata service (it cannot be installed): IMDSv2's
+/// session token, one role, and the given keys for it.
+fn imds(access: &'static str, secret: &'static str) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = Vec::new();
+            while let Some(r) = common::http_server::read_request(&mut s, &mut buf) {
+                let body = match (r.method.as_str(), r.path.as_str()) {
+                    ("PUT", "/latest/api/token") => "sess".to_string(),
+                    (_, "/latest/meta-data/iam/security-credentials/") => "role-a".to_string(),
+                    (_, "/latest/meta-data/iam/security-credentials/role-a") => format!(
+                        r#"{{"Code":"Success","AccessKeyId":"{access}","SecretAccessKey":"{secret}","Token":"session-tok","Expiration":"2099-01-01T00:00:00Z"}}"#
+                    ),
+                    _ => String::new(),
+                };
+                s2.lock().unwrap().push(format!("{} {}", r.method, r.path));
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            }
+        }
+    });
+    (port, seen)
+}
+
+/// No keys in the config: `<instance_profile_credentials>` fetches them from the
+/// instance metadata, and s3s-fs (which checks every signature) accepts the uploads.
+#[test]
+fn spate_signs_with_instance_metadata_credentials() {
+    let Some(bin) = stores::s3s_fs_bin() else { return };
+    let Some(_) = stores::python_with(&["boto3"], "SPATE_REQUIRE_S3") else { return };
+    let data = common::tempdir::Dir::new("s3-imds-data");
+    let port = common::free_port();
+    let _server = stores::start_s3s(&bin, data.path(), port, "AKTEST", "SKTEST/secret");
+    let (md, seen) = imds("AKTEST", "SKTEST/secret");
+    let conf = format!(
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<match app.**>\n  @type s3\n  s3_bucket spate-imds\n  s3_endpoint http://127.0.0.1:{port}\n  force_path_style true\n  path logs/\n  <instance_profile_credentials>\n    ip_address 127.0.0.1\n    port {md}\n  </instance_profile_credentials>\n  <buffer>\n    flush_interval 100ms\n    retry_wait 0.2s\n  </buffer>\n</match>\n"
+    );
+    let spate = common::Spate::start("s3-imds", &conf, std::process::Stdio::null());
+    common::send_json(
+        &spate,
+        "app.x",
+        spate_protocol::EventTime::new(1_700_000_000, 0),
+        &[r#"{"m":1}"#, r#"{"m":2}"#],
+        "m1",
+    );
+    let got = wait_lines(port, "spate-imds", 2);
+    let (_, _, err) = spate.stop();
+    assert_eq!(got.values().map(Vec::len).sum::<usize>(), 2, "{got:?}\n{err}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen[..3],
+        [
+            "PUT /latest/api/token",
+            "GET /latest/meta-data/iam/security-credentials/",
+            "GET /latest/meta-data/iam/security-credentials/role-a"
+        ],
+        "the credentials are fetched once and kept until they expire"
+    );
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}

@@ -36,6 +36,12 @@ pub enum Source {
     WebIdentity(WebIdentity),
     /// ECS only (`aws_ecs_authentication`).
     Ecs,
+    /// EC2 instance metadata only (out_s3's `<instance_profile_credentials>`), at this
+    /// endpoint when given.
+    Imds(Option<String>),
+    /// A shared credentials file (out_s3's `<shared_credentials>`): path and profile,
+    /// else the defaults.
+    SharedFile(Option<String>, Option<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +51,9 @@ pub struct WebIdentity {
     pub token_file: String,
     pub policy: Option<String>,
     pub duration_seconds: Option<u64>,
+    /// STS's endpoint (out_s3's `sts_endpoint_url`); else `AWS_ENDPOINT_URL_STS`, else
+    /// the region's.
+    pub sts_endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +98,17 @@ fn xml_text<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
     let s = body.find(&open)? + open.len();
     let e = body[s..].find(&format!("</{tag}>"))? + s;
     Some(&body[s..e])
+}
+
+/// The shared credentials file and profile: given, else `AWS_SHARED_CREDENTIALS_FILE`
+/// (`~/.aws/credentials`) and `AWS_PROFILE` (`default`).
+fn shared_file_of(path: Option<&str>, profile: Option<&str>) -> (String, String) {
+    let file = path
+        .map(str::to_string)
+        .or_else(|| env("AWS_SHARED_CREDENTIALS_FILE"))
+        .or_else(|| env("HOME").map(|h| format!("{h}/.aws/credentials")))
+        .unwrap_or_default();
+    (file, profile.map(str::to_string).or_else(|| env("AWS_PROFILE")).unwrap_or_else(|| "default".into()))
 }
 
 /// `[profile]` `key = value` lines of an AWS credentials file.
@@ -171,6 +191,14 @@ impl Provider {
             Source::Static(c) => Ok((c.clone(), None)),
             Source::WebIdentity(w) => Box::pin(self.web_identity(w)).await.map_err(CredError),
             Source::Ecs => Box::pin(self.ecs()).await.map_err(CredError),
+            Source::Imds(at) => Box::pin(self.imds(at.as_deref())).await.map_err(CredError),
+            Source::SharedFile(path, profile) => {
+                let (file, profile) = shared_file_of(path.as_deref(), profile.as_deref());
+                let t = std::fs::read_to_string(&file).map_err(|e| CredError(format!("{file}: {e}")))?;
+                shared_file_credentials(&t, &profile)
+                    .map(|c| (c, None))
+                    .ok_or_else(|| CredError(format!("{file}: no keys in profile {profile}")))
+            }
             Source::Chain => {
                 let mut tried = Vec::new();
                 if let (Some(k), Some(s)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
@@ -180,10 +208,7 @@ impl Provider {
                     ));
                 }
                 tried.push("AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY unset".to_string());
-                let file = env("AWS_SHARED_CREDENTIALS_FILE")
-                    .or_else(|| env("HOME").map(|h| format!("{h}/.aws/credentials")))
-                    .unwrap_or_default();
-                let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
+                let (file, profile) = shared_file_of(None, None);
                 match std::fs::read_to_string(&file) {
                     Ok(t) => match shared_file_credentials(&t, &profile) {
                         Some(c) => return Ok((c, None)),
@@ -198,6 +223,7 @@ impl Provider {
                         session_name: env("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| format!("spate-{}", now())),
                         policy: None,
                         duration_seconds: None,
+                        sts_endpoint: None,
                     };
                     match Box::pin(self.web_identity(&w)).await {
                         Ok(c) => return Ok(c),
@@ -219,7 +245,7 @@ impl Provider {
                 if env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
                     tried.push("instance metadata disabled (AWS_EC2_METADATA_DISABLED)".into());
                 } else {
-                    match Box::pin(self.imds()).await {
+                    match Box::pin(self.imds(None)).await {
                         Ok(c) => return Ok(c),
                         Err(e) => tried.push(e),
                     }
@@ -263,8 +289,11 @@ impl Provider {
         from_json(&body, "ECS")
     }
 
-    async fn imds(&self) -> Result<(Credentials, Option<i64>), String> {
-        let base = env("AWS_EC2_METADATA_SERVICE_ENDPOINT").unwrap_or_else(|| "http://169.254.169.254".into());
+    async fn imds(&self, at: Option<&str>) -> Result<(Credentials, Option<i64>), String> {
+        let base = at
+            .map(str::to_string)
+            .or_else(|| env("AWS_EC2_METADATA_SERVICE_ENDPOINT"))
+            .unwrap_or_else(|| "http://169.254.169.254".into());
         let base = base.trim_end_matches('/');
         let ttl = [("X-aws-ec2-metadata-token-ttl-seconds".to_string(), "21600".to_string())];
         let token = self

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::aws::creds::Provider;
 use crate::buffer::{BufferDefaults, Chunk};
 use crate::config::{ConfigError, Element};
 use crate::http::{Client, ClientConf, Scheme, Url};
@@ -30,13 +31,14 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Output,
     build: Build::Buffered(plan),
-    params: "`aws_key_id`, `aws_sec_key` (else `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`), `s3_bucket`, `s3_region` (else `AWS_REGION`), `s3_endpoint`, `force_path_style`, `path`, `s3_object_key_format` (`%{path}`, `%{time_slice}`, `%{index}`, `%{file_extension}`, `%{uuid_flush}`, `%{hex_random}`, `%{hostname}`, `${tag}`, `${tag[N]}`, `${chunk_id}`, chunk-key and time placeholders), `index_format`, `hex_random_length`, `store_as` (`gzip` default, `json`, `text`, `zstd` with `<compress> level`; `gzip_command` writes gzip), `time_slice_format`, `check_apikey_on_start`, `check_bucket`, `auto_create_bucket`, `check_object`, `overwrite`, `ssl_verify_peer`, `ssl_ca_bundle`, `storage_class`, `reduced_redundancy`, `acl`, `use_server_side_encryption`, `ssekms_key_id`, `tagging`, `s3_metadata`, `warn_for_delay`, `signature_version v4`, `<format>` (default `out_file`), `<inject>`; default `<buffer time>` with `timekey 1d`. One chunk is one object; it leaves the buffer only after S3 answered 2xx to its PutObject",
+    params: "`aws_key_id`, `aws_sec_key`, `<web_identity_credentials>` (`role_arn`, `role_session_name`, `web_identity_token_file`, `policy`, `duration_seconds`, `sts_endpoint_url`), `<instance_profile_credentials>` (`ip_address`, `port`), `<shared_credentials>` (`path`, `profile_name`), else the AWS default chain (environment, shared credentials file, web identity from the environment, ECS, EC2 instance metadata; `<assume_role_credentials>` is a config error), `s3_bucket`, `s3_region` (else `AWS_REGION`), `s3_endpoint`, `force_path_style`, `path`, `s3_object_key_format` (`%{path}`, `%{time_slice}`, `%{index}`, `%{file_extension}`, `%{uuid_flush}`, `%{hex_random}`, `%{hostname}`, `${tag}`, `${tag[N]}`, `${chunk_id}`, chunk-key and time placeholders), `index_format`, `hex_random_length`, `store_as` (`gzip` default, `json`, `text`, `zstd` with `<compress> level`; `gzip_command` writes gzip), `time_slice_format`, `check_apikey_on_start`, `check_bucket`, `auto_create_bucket`, `check_object`, `overwrite`, `ssl_verify_peer`, `ssl_ca_bundle`, `storage_class`, `reduced_redundancy`, `acl`, `use_server_side_encryption`, `ssekms_key_id`, `tagging`, `s3_metadata`, `warn_for_delay`, `signature_version v4`, `<format>` (default `out_file`), `<inject>`; default `<buffer time>` with `timekey 1d`. One chunk is one object; it leaves the buffer only after S3 answered 2xx to its PutObject",
 };
 
 #[derive(Debug)]
 pub struct S3Plan {
     conf: Arc<S3Conf>,
     client: ClientConf,
+    sts_tls: Option<crate::tls::ClientTls>,
 }
 
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
@@ -77,7 +79,27 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
         max_body: 1 << 20,
         ..Default::default()
     };
-    Ok(Box::new(S3Plan { conf: Arc::new(conf), client }))
+    // STS (web identity credentials) is https with the system roots, whatever the
+    // S3 endpoint is.
+    let sts_tls = match conf.source {
+        crate::aws::creds::Source::WebIdentity(_) | crate::aws::creds::Source::Chain => {
+            let p = crate::tls::HttpTlsParams {
+                ca_files: Vec::new(),
+                client_cert: None,
+                client_key: None,
+                client_key_pass: None,
+                verify: true,
+                verify_hostname: true,
+                version: "TLSv1_2",
+                min_version: None,
+                max_version: None,
+                names: ("", "", ""),
+            };
+            Some(crate::tls::http_client_tls(e, &p)?)
+        }
+        _ => None,
+    };
+    Ok(Box::new(S3Plan { conf: Arc::new(conf), client, sts_tls }))
 }
 
 impl WriterPlan for S3Plan {
@@ -99,8 +121,10 @@ impl WriterPlan for S3Plan {
     }
 
     fn build(&self, id: &str, _ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Writer>, BuildError> {
+        let sts_tls = self.sts_tls.clone();
         Ok(Rc::new(S3Writer {
             id: id.to_string(),
+            creds: Provider::new(self.conf.source.clone(), &self.conf.client.region, sts_tls),
             out: S3Out::new(id.to_string(), (*self.conf).clone()),
             http: Http(Client::new(self.client.clone())),
         }))
@@ -146,6 +170,7 @@ impl Transport for Http {
 
 pub struct S3Writer {
     id: String,
+    creds: Provider,
     out: S3Out,
     http: Http,
 }
@@ -167,7 +192,8 @@ impl Writer for S3Writer {
             let n = body.len();
             let tag = String::from_utf8_lossy(&chunk.tag);
             let up = UploadChunk { id: &chunk.id, tag: &tag, timekey: chunk.timekey, vars };
-            match self.out.upload(&self.http, &up, Bytes::from(body)).await {
+            let creds = self.creds.get().await.map_err(|e| WriteError::Retry(e.to_string()))?;
+            match Box::pin(self.out.upload_signed(&self.http, &up, Bytes::from(body), creds)).await {
                 Ok(key) => {
                     crate::debug!(
                         "{}: wrote chunk {} ({n} bytes) to s3://{}/{key}",

@@ -6,8 +6,9 @@
 //!
 //! One chunk is one object, written with one PutObject: the chunk may leave the buffer
 //! only after S3 answered 2xx to that PUT ([`S3Out::upload`] returns Ok only then).
-//! Credentials come from `aws_key_id`/`aws_sec_key`, else from the environment
-//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+//! Credentials come from `aws_key_id`/`aws_sec_key`, `<web_identity_credentials>`,
+//! `<instance_profile_credentials>` or `<shared_credentials>`, else from the AWS SDK's
+//! default chain ([`crate::aws::creds`]); the writer asks for them before each upload.
 
 pub mod client;
 pub mod key;
@@ -49,18 +50,15 @@ const UNSUPPORTED: &[&str] = &[
     "compute_checksums",
     "checksum_algorithm",
 ];
-const UNSUPPORTED_SECTIONS: &[&str] = &[
-    "assume_role_credentials",
-    "web_identity_credentials",
-    "instance_profile_credentials",
-    "shared_credentials",
-    "bucket_lifecycle_rule",
-];
+const UNSUPPORTED_SECTIONS: &[&str] = &["assume_role_credentials", "bucket_lifecycle_rule"];
 
 /// out_s3's configuration.
 #[derive(Debug, Clone)]
 pub struct S3Conf {
+    /// The bucket's client; its `creds` are the static keys when the config has them
+    /// (else empty: [`S3Conf::source`] gives them per upload).
     pub client: S3Client,
+    pub source: crate::aws::creds::Source,
     pub key: KeyFormat,
     pub store: StoreAs,
     pub format: FormatConf,
@@ -80,6 +78,60 @@ pub struct S3Conf {
 
 fn err(e: &Element, m: impl Into<String>) -> ConfigError {
     ConfigError::at(&e.pos, m.into())
+}
+
+/// fluent-plugin-s3's credential options, in its order: the keys, then one of the
+/// credential sections, else the SDK's default chain. Environment keys are taken now
+/// (fixed for the process), the rest when an upload needs them.
+fn credential_source(
+    e: &Element,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::aws::creds::Source, ConfigError> {
+    use crate::aws::creds::{Source, WebIdentity};
+    match (e.str("aws_key_id"), e.str("aws_sec_key")) {
+        (Some(k), Some(s)) => {
+            return Ok(Source::Static(Credentials { access_key: k.into(), secret_key: s.into(), session_token: None }))
+        }
+        (Some(_), None) | (None, Some(_)) => return Err(err(e, "out_s3: aws_key_id and aws_sec_key go together")),
+        (None, None) => {}
+    }
+    if let Some(w) = e.single("web_identity_credentials")? {
+        let req = |k: &str| w.str(k).map(str::to_string).ok_or_else(|| w.error(format!("'{k}' parameter is required")));
+        if let Some(a) = w.get("sts_http_proxy") {
+            return Err(ConfigError::at(&a.pos, "out_s3: sts_http_proxy is not supported by spate"));
+        }
+        let _ = w.str("sts_region");
+        return Ok(Source::WebIdentity(WebIdentity {
+            role_arn: req("role_arn")?,
+            session_name: req("role_session_name")?,
+            token_file: req("web_identity_token_file")?,
+            policy: w.str("policy").map(str::to_string),
+            duration_seconds: w.time("duration_seconds")?.map(|d| d.as_secs()),
+            sts_endpoint: w.str("sts_endpoint_url").map(str::to_string),
+        }));
+    }
+    if let Some(i) = e.single("instance_profile_credentials")? {
+        for k in ["retries", "http_open_timeout", "http_read_timeout"] {
+            if let Some(a) = i.get(k) {
+                crate::info!("{}: {k} has no effect: spate asks the instance metadata once per renewal", a.pos);
+            }
+        }
+        let _ = (i.int("retries")?, i.time("http_open_timeout")?, i.time("http_read_timeout")?);
+        let at = match (i.str("ip_address"), i.int("port")?) {
+            (None, None) => None,
+            (ip, port) => Some(format!("http://{}:{}", ip.unwrap_or("169.254.169.254"), port.unwrap_or(80))),
+        };
+        return Ok(Source::Imds(at));
+    }
+    if let Some(c) = e.single("shared_credentials")? {
+        return Ok(Source::SharedFile(c.str("path").map(str::to_string), c.str("profile_name").map(str::to_string)));
+    }
+    match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        (Some(k), Some(s)) => {
+            Ok(Source::Static(Credentials { access_key: k, secret_key: s, session_token: env("AWS_SESSION_TOKEN") }))
+        }
+        _ => Ok(Source::Chain),
+    }
 }
 
 impl S3Conf {
@@ -131,22 +183,10 @@ impl S3Conf {
             Some(u) => Endpoint::parse(u).map_err(|m| err(e, m))?,
             None => Endpoint::aws(&region),
         };
-        let creds = match (e.str("aws_key_id"), e.str("aws_sec_key")) {
-            (Some(k), Some(s)) => Credentials { access_key: k.into(), secret_key: s.into(), session_token: None },
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(err(e, "out_s3: aws_key_id and aws_sec_key go together"));
-            }
-            (None, None) => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-                (Some(k), Some(s)) => {
-                    Credentials { access_key: k, secret_key: s, session_token: env("AWS_SESSION_TOKEN") }
-                }
-                _ => {
-                    return Err(err(
-                        e,
-                        "out_s3: no credentials: set aws_key_id and aws_sec_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
-                    ))
-                }
-            },
+        let source = credential_source(e, env)?;
+        let creds = match &source {
+            crate::aws::creds::Source::Static(c) => c.clone(),
+            _ => Credentials { access_key: String::new(), secret_key: String::new(), session_token: None },
         };
         let path_style = e.bool("force_path_style")?.unwrap_or(false);
         let client = S3Client { endpoint, bucket, region, path_style, creds };
@@ -232,6 +272,7 @@ impl S3Conf {
         }
         let format = crate::format::format_conf(e, "out_file", hostname)?;
         Ok(S3Conf {
+            source,
             client,
             key,
             store,
@@ -282,19 +323,23 @@ impl S3Out {
     /// fluent-plugin-s3's start-up checks (`check_apikey_on_start`, `check_bucket` with
     /// `auto_create_bucket`), run before the first upload.
     pub async fn ensure_ready<T: Transport>(&self, t: &T) -> Result<(), S3Error> {
+        self.ensure_ready_as(t, &self.conf.client).await
+    }
+
+    async fn ensure_ready_as<T: Transport>(&self, t: &T, client: &S3Client) -> Result<(), S3Error> {
         if self.ready.get() {
             return Ok(());
         }
         let c = &self.conf;
         if c.check_apikey_on_start {
-            c.client.check_access(t, &c.key.path).await?;
+            client.check_access(t, &c.key.path).await?;
         }
-        if c.check_bucket && !c.client.bucket_exists(t).await? {
+        if c.check_bucket && !client.bucket_exists(t).await? {
             if !c.auto_create_bucket {
-                return Err(S3Error::NoBucket(c.client.bucket.clone()));
+                return Err(S3Error::NoBucket(client.bucket.clone()));
             }
-            crate::info!("{}: Creating bucket {} on {}", self.id, c.client.bucket, c.client.endpoint.host);
-            c.client.create_bucket(t).await?;
+            crate::info!("{}: Creating bucket {} on {}", self.id, client.bucket, client.endpoint.host);
+            client.create_bucket(t).await?;
         }
         self.ready.set(true);
         Ok(())
@@ -302,7 +347,29 @@ impl S3Out {
 
     /// Uploads one chunk's body; Ok (with the key) only once S3 stored it.
     pub async fn upload<T: Transport>(&self, t: &T, chunk: &UploadChunk<'_>, body: Bytes) -> Result<String, S3Error> {
-        self.ensure_ready(t).await.inspect_err(|_| self.ready.set(false))?;
+        self.upload_as(t, chunk, body, &self.conf.client).await
+    }
+
+    /// [`S3Out::upload`] signed with `creds` (from the conf's credential source).
+    pub async fn upload_signed<T: Transport>(
+        &self,
+        t: &T,
+        chunk: &UploadChunk<'_>,
+        body: Bytes,
+        creds: Credentials,
+    ) -> Result<String, S3Error> {
+        let client = S3Client { creds, ..self.conf.client.clone() };
+        self.upload_as(t, chunk, body, &client).await
+    }
+
+    async fn upload_as<T: Transport>(
+        &self,
+        t: &T,
+        chunk: &UploadChunk<'_>,
+        body: Bytes,
+        client: &S3Client,
+    ) -> Result<String, S3Error> {
+        self.ensure_ready_as(t, client).await.inspect_err(|_| self.ready.set(false))?;
         let c = &self.conf;
         let kc = KeyChunk { tag: chunk.tag, timekey: chunk.timekey, chunk_id: chunk.id, vars: chunk.vars };
         let uuid = if c.key.uses_uuid_flush() { key::uuid_v4() } else { String::new() };
@@ -319,7 +386,7 @@ impl S3Out {
                     }
                     return Err(S3Error::DuplicatePath(k));
                 }
-                if !c.client.object_exists(t, &k).await? {
+                if !client.object_exists(t, &k).await? {
                     break k;
                 }
                 i += 1;
@@ -328,10 +395,10 @@ impl S3Out {
         } else {
             c.key.key(&kc, 0, &uuid, now)
         };
-        c.client.put_object(t, &key, body, &c.put_headers).await?;
+        client.put_object(t, &key, body, &c.put_headers).await?;
         if let (Some(d), Some(tk)) = (c.warn_for_delay, chunk.timekey) {
             if tk < now - d.as_secs() as i64 {
-                crate::warn!("{}: delayed events were put to s3://{}/{key}", self.id, c.client.bucket);
+                crate::warn!("{}: delayed events were put to s3://{}/{key}", self.id, client.bucket);
             }
         }
         Ok(key)

@@ -80,10 +80,42 @@ fn credentials_from_the_environment() {
     assert_eq!(c.client.creds.access_key, "EK");
     assert_eq!(c.client.creds.session_token.as_deref(), Some("ET"));
     assert_eq!(c.client.region, "eu-west-1");
-    assert!(S3Conf::parse(&elem("s3_bucket b"), &daily(), "h", &no_env)
-        .unwrap_err()
-        .to_string()
-        .contains("no credentials"));
+    // No keys anywhere: the SDK's default chain, asked when an upload needs it.
+    use crate::aws::creds::Source;
+    let c = S3Conf::parse(&elem("s3_bucket b"), &daily(), "h", &no_env).unwrap();
+    assert!(matches!(c.source, Source::Chain), "{:?}", c.source);
+    let c = S3Conf::parse(
+        &elem("s3_bucket b\n<instance_profile_credentials>\n ip_address 10.0.0.1\n port 8080\n</instance_profile_credentials>"),
+        &daily(),
+        "h",
+        &no_env,
+    )
+    .unwrap();
+    assert!(matches!(&c.source, Source::Imds(Some(u)) if u == "http://10.0.0.1:8080"), "{:?}", c.source);
+    let c = S3Conf::parse(
+        &elem("s3_bucket b\n<web_identity_credentials>\n role_arn r\n role_session_name s\n web_identity_token_file /t\n sts_endpoint_url http://sts\n</web_identity_credentials>"),
+        &daily(),
+        "h",
+        &no_env,
+    )
+    .unwrap();
+    assert!(matches!(&c.source, Source::WebIdentity(w) if w.sts_endpoint.as_deref() == Some("http://sts")));
+    let c = S3Conf::parse(
+        &elem("s3_bucket b\n<shared_credentials>\n path /c\n profile_name p\n</shared_credentials>"),
+        &daily(),
+        "h",
+        &no_env,
+    )
+    .unwrap();
+    assert!(matches!(&c.source, Source::SharedFile(Some(f), Some(p)) if f == "/c" && p == "p"));
+    let e = S3Conf::parse(
+        &elem("s3_bucket b\n<assume_role_credentials>\n role_arn r\n</assume_role_credentials>"),
+        &daily(),
+        "h",
+        &no_env,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("assume_role_credentials"), "{e}");
 }
 
 #[test]

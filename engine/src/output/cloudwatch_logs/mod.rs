@@ -219,6 +219,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
             token_file: req("web_identity_token_file")?,
             policy: w.str("policy").map(str::to_string),
             duration_seconds: w.time("duration_seconds")?.map(|d| d.as_secs()),
+            sts_endpoint: None,
         })
     } else if e.bool("aws_ecs_authentication")?.unwrap_or(false) {
         Source::Ecs
