@@ -533,6 +533,9 @@ pub fn build_graph(plan: &Plan, ctx: &Rc<ShardCtx>, prev: Option<&ShardGraph>) -
         Some(p) => p.slot.clone(),
         None => RouterSlot::new(router.clone()),
     };
+    let weak: std::rc::Weak<dyn crate::plugin::Emitter> =
+        Rc::downgrade(&(slot.clone() as Rc<dyn crate::plugin::Emitter>));
+    ctx.set_router(weak);
     // Error events go through the slot, so they follow a reload to the new routes.
     match plan.labels.iter().position(|l| l.name == "@ERROR") {
         Some(i) => {

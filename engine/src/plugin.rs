@@ -504,6 +504,9 @@ pub struct ShardCtx {
     /// The `@ERROR` label and the shard's router, when the configuration has that label
     /// (weak: the router owns the outputs that hold this context).
     error_route: RefCell<Option<(usize, std::rc::Weak<dyn Emitter>)>>,
+    /// The shard's router (weak, as above), for plugins that emit events of their own
+    /// from a timer (flowcounter).
+    router: RefCell<Option<std::rc::Weak<dyn Emitter>>>,
 }
 
 /// An output built from a keyed plan and the outputs built inside it.
@@ -531,12 +534,25 @@ impl ShardCtx {
             previous_all: RefCell::new(Vec::new()),
             hub,
             error_route: RefCell::new(None),
+            router: RefCell::new(None),
         })
     }
 
     /// Where error events go (fluentd's `router.emit_error_event`): the `@ERROR` label.
     pub fn set_error_route(&self, label: usize, router: std::rc::Weak<dyn Emitter>) {
         *self.error_route.borrow_mut() = Some((label, router));
+    }
+
+    /// The router (its reload-following slot) plugins emit their own events through.
+    pub fn set_router(&self, router: std::rc::Weak<dyn Emitter>) {
+        *self.router.borrow_mut() = Some(router);
+    }
+
+    /// Emits `batch` into `label` (0: the root) as fluentd's `router.emit` from a
+    /// plugin; None before the router exists (or after it is gone).
+    pub fn emit_to(&self, label: usize, batch: EventBatch) -> Option<Result<(), EmitError>> {
+        let r = self.router.borrow().clone()?.upgrade()?;
+        Some(r.emit(label, batch))
     }
 
     /// The configuration has no `@ERROR` label (any more: a reload removed it).

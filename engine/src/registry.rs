@@ -54,6 +54,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::loggly::PLUGIN_BUFFERED,
     crate::output::exec::PLUGIN,
     crate::output::cloudwatch_logs::PLUGIN,
+    crate::output::flowcounter::PLUGIN,
     crate::output::kafka2::PLUGIN,
     crate::output::s3::PLUGIN,
     // secondary-only writers

@@ -18,6 +18,7 @@ pub mod copy;
 pub mod elasticsearch;
 pub mod exec;
 pub mod file;
+pub mod flowcounter;
 pub mod forward;
 pub mod gelf;
 pub mod http;
