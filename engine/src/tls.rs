@@ -502,6 +502,25 @@ pub struct HttpTlsParams<'a> {
 }
 
 /// A rustls client configuration for an HTTP output.
+/// A client config that checks servers against the system roots (TLS 1.2 and up), for
+/// HTTPS endpoints a plugin has no TLS parameters for (AWS STS, Loggly, Treasure
+/// Data...). `verify false` is a plugin's `ssl_verify_peer false`.
+pub fn system_client_tls(e: &Element, verify: bool) -> Result<ClientTls, ConfigError> {
+    let p = HttpTlsParams {
+        ca_files: Vec::new(),
+        client_cert: None,
+        client_key: None,
+        client_key_pass: None,
+        verify,
+        verify_hostname: verify,
+        version: "TLSv1_2",
+        min_version: None,
+        max_version: None,
+        names: ("", "", ""),
+    };
+    http_client_tls(e, &p)
+}
+
 pub fn http_client_tls(e: &Element, p: &HttpTlsParams<'_>) -> Result<ClientTls, ConfigError> {
     let vs = versions(e, p.version, p.min_version, p.max_version)?;
     let prov = provider();

@@ -151,6 +151,8 @@ fn web_identity_credentials_from_the_environment_through_sts() {
         ("AWS_ACCESS_KEY_ID", ""),
         ("AWS_SECRET_ACCESS_KEY", ""),
         ("AWS_SESSION_TOKEN", ""),
+        ("AWS_SHARED_CREDENTIALS_FILE", ""),
+        ("AWS_PROFILE", ""),
         ("HOME", home.as_str()),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/spate"),
@@ -218,11 +220,19 @@ fn instance_metadata_and_ecs_credentials_sign_the_calls() {
         );
         let imds = format!("http://127.0.0.1:{port}");
         let full = format!("http://127.0.0.1:{port}/ecs-creds");
+        // Nothing of the runner's own AWS setup may take part.
         let mut env = vec![
             ("AWS_ACCESS_KEY_ID", ""),
             ("AWS_SECRET_ACCESS_KEY", ""),
+            ("AWS_SESSION_TOKEN", ""),
+            ("AWS_SHARED_CREDENTIALS_FILE", ""),
+            ("AWS_PROFILE", ""),
             ("HOME", home.as_str()),
             ("AWS_ROLE_ARN", ""),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", ""),
+            ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", ""),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", ""),
+            ("AWS_EC2_METADATA_DISABLED", ""),
             ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()),
         ];
         if ecs {
@@ -296,4 +306,48 @@ fn config_errors_name_the_parameter() {
         let (ok, err) = dry_run(&format!("<match **>\n  @type cloudwatch_logs\n  {body}</match>\n"));
         assert!(!ok && err.contains(want) && err.contains("fluent.conf:"), "{body}: {err}");
     }
+}
+
+/// `<web_identity_credentials>` (the section, not the environment) and out_s3's
+/// `sts_endpoint_url`: the exchange goes to the configured STS (moto's), which answers
+/// with temporary credentials.
+#[test]
+fn web_identity_section_and_sts_endpoint() {
+    let Some(m) = moto() else { return };
+    let dir = tempdir::Dir::new("cw-wi2");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJ-another-token").unwrap();
+    let url = format!("http://127.0.0.1:{}", m.port);
+    // The provider as out_s3 builds it from `sts_endpoint_url`.
+    let w = spate_engine::aws::creds::WebIdentity {
+        role_arn: "arn:aws:iam::123456789012:role/s3".into(),
+        session_name: "spate-test".into(),
+        token_file: token.display().to_string(),
+        policy: None,
+        duration_seconds: Some(900),
+        sts_endpoint: Some(url.clone()),
+        sts_region: None,
+    };
+    let c = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .spawn(move || async move {
+            spate_engine::aws::creds::Provider::new(spate_engine::aws::creds::Source::WebIdentity(w), "us-east-1", None)
+                .get()
+                .await
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .expect("credentials from moto's STS");
+    assert!(!c.access_key.is_empty() && c.session_token.is_some(), "{c:?}");
+    // The section in a config, with STS found through AWS_ENDPOINT_URL_STS.
+    let conf = format!(
+        "{SRC}<match app.**>\n  @type cloudwatch_logs\n  region us-east-1\n  endpoint {url}\n  log_group_name wi2\n  log_stream_name s\n  auto_create_stream true\n  aws_key_id ignored-when-the-section-is-there\n  aws_sec_key x\n  <web_identity_credentials>\n    role_arn arn:aws:iam::123456789012:role/cw\n    role_session_name sess\n    web_identity_token_file {}\n  </web_identity_credentials>\n  {BUF}</match>\n",
+        token.display()
+    );
+    let env = [("AWS_ENDPOINT_URL_STS", url.as_str()), ("AWS_EC2_METADATA_DISABLED", "true")];
+    let spate = Spate::start_env(std::path::Path::new(spate_bin()), "cw-wi2", &conf, Stdio::null(), &env);
+    send_json(&spate, "app.x", now().0, &[r#"{"via":"section"}"#], "w2");
+    let d = wait_dump(m.port, |d| events(d, "wi2", "s").len() == 1);
+    let (_, _, err) = spate.stop();
+    assert_eq!(events(&d, "wi2", "s").len(), 1, "{err}");
 }

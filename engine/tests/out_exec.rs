@@ -30,10 +30,13 @@ fn wait_for(path: &std::path::Path, lines: usize) -> String {
 fn the_formatted_chunk_goes_to_the_command() {
     let dir = tempdir::Dir::new("exec-out");
     let out = dir.path().join("got.tsv");
-    // The path is appended: `cat >> got.tsv < /tmp/fluent-plugin-out-exec-...`.
+    let paths = dir.path().join("paths");
+    let script = dir.path().join("rec.sh");
+    // Appends the file it is given, and remembers its path.
+    std::fs::write(&script, format!("cat \"$1\" >> {}\necho \"$1\" >> {}\n", out.display(), paths.display())).unwrap();
     let conf = format!(
-        "{SRC}<match app.**>\n  @type exec\n  command cat >> {} <\n  <format>\n    @type tsv\n    keys a,t,tag,missing\n  </format>\n  <inject>\n    time_key t\n    tag_key tag\n  </inject>\n  {BUF}</match>\n",
-        out.display()
+        "{SRC}<match app.**>\n  @type exec\n  command sh {}\n  <format>\n    @type tsv\n    keys a,t,tag,missing\n  </format>\n  <inject>\n    time_key t\n    tag_key tag\n  </inject>\n  {BUF}</match>\n",
+        script.display()
     );
     let spate = Spate::start("exec-tsv", &conf, Stdio::null());
     send_json(&spate, "app.x", EventTime::new(T, 500_000_000), &[r#"{"a":1,"b":"x"}"#, r#"{"a":"é"}"#], "x1");
@@ -41,13 +44,11 @@ fn the_formatted_chunk_goes_to_the_command() {
     let got = wait_for(&out, 2);
     assert_eq!(got, "1\t2023-11-14T22:13:20Z\tapp.x\t\né\t2023-11-14T22:13:21Z\tapp.x\t\n");
     drop(spate);
-    let leftovers = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("fluent-plugin-out-exec-"))
-        .count();
-    // Other tests may be running commands at the same time; ours removed its file.
-    assert!(leftovers <= 2, "{leftovers} temporary files left");
+    let files = std::fs::read_to_string(&paths).unwrap();
+    for f in files.lines() {
+        assert!(f.contains("fluent-plugin-out-exec-"), "{f}");
+        assert!(!std::path::Path::new(f).exists(), "{f} was not removed");
+    }
 }
 
 #[test]

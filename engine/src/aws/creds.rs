@@ -54,6 +54,8 @@ pub struct WebIdentity {
     /// STS's endpoint (out_s3's `sts_endpoint_url`); else `AWS_ENDPOINT_URL_STS`, else
     /// the region's.
     pub sts_endpoint: Option<String>,
+    /// STS's region (out_s3's `sts_region`), else the plugin's.
+    pub sts_region: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,8 @@ pub struct CredError(pub String);
 
 /// Temporary credentials are renewed this long before they expire.
 const RENEW_BEFORE: i64 = 300;
+/// Temporary credentials without an expiry are kept this long (plus RENEW_BEFORE).
+const UNKNOWN_EXPIRY: i64 = 900 + RENEW_BEFORE;
 
 /// A source and the credentials it last gave. Shard-local.
 pub struct Provider {
@@ -69,9 +73,12 @@ pub struct Provider {
     region: String,
     client: Client,
     cached: RefCell<Option<(Credentials, Option<i64>)>>,
+    /// A resolve is under way (one at a time per provider).
+    resolving: std::cell::Cell<bool>,
 }
 
-fn env(k: &str) -> Option<String> {
+/// An environment variable, unless unset or empty.
+pub(crate) fn env(k: &str) -> Option<String> {
     std::env::var(k).ok().filter(|v| !v.is_empty())
 }
 
@@ -109,6 +116,12 @@ fn shared_file_of(path: Option<&str>, profile: Option<&str>) -> (String, String)
         .or_else(|| env("HOME").map(|h| format!("{h}/.aws/credentials")))
         .unwrap_or_default();
     (file, profile.map(str::to_string).or_else(|| env("AWS_PROFILE")).unwrap_or_else(|| "default".into()))
+}
+
+/// Reads a small file (credentials, token) off the shard.
+async fn read_file(path: &str) -> std::io::Result<String> {
+    let p = path.to_string();
+    glommio::executor().spawn_blocking(move || std::fs::read_to_string(p)).await
 }
 
 /// `[profile]` `key = value` lines of an AWS credentials file.
@@ -164,24 +177,43 @@ impl Provider {
             max_body: 1 << 20,
             ..Default::default()
         };
-        Provider { source, region: region.to_string(), client: Client::new(conf), cached: RefCell::new(None) }
-    }
-
-    /// Whether credentials are fixed (config or environment keys) and known now.
-    pub fn known_now(source: &Source) -> bool {
-        matches!(source, Source::Static(_))
-            || matches!(source, Source::Chain if env("AWS_ACCESS_KEY_ID").is_some() && env("AWS_SECRET_ACCESS_KEY").is_some())
+        Provider {
+            source,
+            region: region.to_string(),
+            client: Client::new(conf),
+            cached: RefCell::new(None),
+            resolving: std::cell::Cell::new(false),
+        }
     }
 
     /// The credentials to sign the next request with.
     pub async fn get(&self) -> Result<Credentials, CredError> {
-        if let Some((c, exp)) = &*self.cached.borrow() {
-            if exp.is_none_or(|e| now() < e - RENEW_BEFORE) {
-                return Ok(c.clone());
+        loop {
+            if let Some((c, exp)) = &*self.cached.borrow() {
+                if exp.is_none_or(|e| now() < e - RENEW_BEFORE) {
+                    return Ok(c.clone());
+                }
+            }
+            if !self.resolving.replace(true) {
+                break;
+            }
+            // Another write of this shard is asking already: wait for its answer.
+            glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Cleared however this ends (also when the write is cancelled).
+        struct Done<'a>(&'a std::cell::Cell<bool>);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
             }
         }
+        let _done = Done(&self.resolving);
         // Boxed: the sources' HTTP exchanges would otherwise sit in every caller's future.
-        let (c, exp) = Box::pin(self.resolve()).await?;
+        let (c, mut exp) = Box::pin(self.resolve()).await?;
+        if exp.is_none() && c.session_token.is_some() {
+            // Temporary credentials whose expiry was not given: ask again in 15 minutes.
+            exp = Some(now() + UNKNOWN_EXPIRY);
+        }
         *self.cached.borrow_mut() = Some((c.clone(), exp));
         Ok(c)
     }
@@ -194,7 +226,7 @@ impl Provider {
             Source::Imds(at) => Box::pin(self.imds(at.as_deref())).await.map_err(CredError),
             Source::SharedFile(path, profile) => {
                 let (file, profile) = shared_file_of(path.as_deref(), profile.as_deref());
-                let t = std::fs::read_to_string(&file).map_err(|e| CredError(format!("{file}: {e}")))?;
+                let t = read_file(&file).await.map_err(|e| CredError(format!("{file}: {e}")))?;
                 shared_file_credentials(&t, &profile)
                     .map(|c| (c, None))
                     .ok_or_else(|| CredError(format!("{file}: no keys in profile {profile}")))
@@ -209,7 +241,7 @@ impl Provider {
                 }
                 tried.push("AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY unset".to_string());
                 let (file, profile) = shared_file_of(None, None);
-                match std::fs::read_to_string(&file) {
+                match read_file(&file).await {
                     Ok(t) => match shared_file_credentials(&t, &profile) {
                         Some(c) => return Ok((c, None)),
                         None => tried.push(format!("{file}: no keys in profile {profile}")),
@@ -224,6 +256,7 @@ impl Provider {
                         policy: None,
                         duration_seconds: None,
                         sts_endpoint: None,
+                        sts_region: None,
                     };
                     match Box::pin(self.web_identity(&w)).await {
                         Ok(c) => return Ok(c),
@@ -281,7 +314,7 @@ impl Provider {
             (None, None) => return Err("ECS: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is not set".into()),
         };
         let token = match env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
-            Some(f) => std::fs::read_to_string(&f).ok().map(|t| t.trim().to_string()),
+            Some(f) => read_file(&f).await.ok().map(|t| t.trim().to_string()),
             None => env("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
         };
         let headers: Vec<(String, String)> = token.into_iter().map(|t| ("Authorization".to_string(), t)).collect();
@@ -314,10 +347,14 @@ impl Provider {
     }
 
     async fn web_identity(&self, w: &WebIdentity) -> Result<(Credentials, Option<i64>), String> {
-        let token = std::fs::read_to_string(&w.token_file)
-            .map_err(|e| format!("web identity token file {}: {e}", w.token_file))?;
-        let endpoint =
-            env("AWS_ENDPOINT_URL_STS").unwrap_or_else(|| format!("https://sts.{}.amazonaws.com", self.region));
+        let token =
+            read_file(&w.token_file).await.map_err(|e| format!("web identity token file {}: {e}", w.token_file))?;
+        let region = w.sts_region.as_deref().unwrap_or(&self.region);
+        let endpoint = w
+            .sts_endpoint
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT_URL_STS"))
+            .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"));
         let u = Url::parse(&endpoint).map_err(|e| format!("STS endpoint: {e}"))?;
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("Action", "AssumeRoleWithWebIdentity")

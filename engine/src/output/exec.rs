@@ -9,8 +9,9 @@
 //!
 //! Difference: with a file buffer fluentd passes the chunk file itself, which holds the
 //! formatted lines; spate's chunk files hold msgpack, so the command always gets a
-//! temporary file (`$TMPDIR/fluent-plugin-out-exec-<chunk id>`, removed when the command
-//! exits), as fluentd does for a memory buffer.
+//! temporary file (`$TMPDIR/fluent-plugin-out-exec-<random>`, created new and removed
+//! when the command exits), as fluentd does for a memory buffer. The wait runs on the
+//! shard's timers, so a slow command holds no thread.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -46,16 +47,21 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
     let command = e.str("command").ok_or_else(|| e.error("'command' parameter is required"))?.to_string();
     let timeout = e.time("command_timeout")?.unwrap_or(Duration::from_secs(270));
     let mut format = crate::format::format_conf(e, "tsv", &ctx.hostname)?;
-    // out_exec's <inject> defaults: time as a string, in UTC.
-    if let Some(i) = e.elements_named("inject").next() {
-        if i.get("time_type").is_none() {
-            format.inject.time_type = Some(TimeType::String);
+    // out_exec's <inject> defaults: time as a string, in UTC (also for v0.12's flat
+    // include_time_key, which fluentd turns into an <inject> with these defaults).
+    let section = e.elements_named("inject").next();
+    let src = section.unwrap_or(e);
+    if section.is_some() && src.get("time_type").is_none() {
+        format.inject.time_type = Some(TimeType::String);
+    }
+    if ["localtime", "utc", "timezone"].iter().all(|k| src.get(k).is_none()) {
+        if let Some(t) = &mut format.inject.time {
+            t.zone = Zone::Utc;
         }
-        if ["localtime", "utc", "timezone"].iter().all(|k| i.get(k).is_none()) {
-            if let Some(t) = &mut format.inject.time {
-                t.zone = Zone::Utc;
-            }
-        }
+    }
+    // fluentd: a text formatter's line, chomped, and "\n" (msgpack is written as is).
+    if !matches!(format.formatter, crate::format::Formatter::Msgpack) {
+        format.newline = "\n";
     }
     if setup.primary_buffer().is_none() {
         setup.buffer(e, &BufferDefaults::default())?;
@@ -90,8 +96,20 @@ enum Ended {
     TimedOut,
 }
 
-/// Runs `command path` through the shell, waiting at most `timeout` (then SIGKILL).
-fn run(command: &str, path: &std::path::Path, timeout: Duration) -> std::io::Result<Ended> {
+/// Writes `body` to a new file of its own in the temporary directory (never an
+/// existing one: `create_new` with a random name); returns its path.
+fn write_temp(body: &[u8]) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    let name = format!("fluent-plugin-out-exec-{}", spate_protocol::hex(&crate::sys::random16()));
+    let path = std::env::temp_dir().join(name);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+    f.write_all(body)?;
+    Ok(path)
+}
+
+/// Runs `command path` through the shell and waits (on the shard, with timers: the
+/// blocking thread stays free) at most `timeout`, then SIGKILL.
+async fn run(command: &str, path: &std::path::Path, timeout: Duration) -> std::io::Result<Ended> {
     use std::os::unix::process::ExitStatusExt;
     let mut child = Command::new("/bin/sh")
         .arg("-c")
@@ -101,6 +119,7 @@ fn run(command: &str, path: &std::path::Path, timeout: Duration) -> std::io::Res
         .stderr(Stdio::inherit())
         .spawn()?;
     let until = Instant::now() + timeout;
+    let mut wait = Duration::from_millis(1);
     loop {
         if let Some(s) = child.try_wait()? {
             return Ok(if s.success() { Ended::Ok } else { Ended::Status(s.code(), s.signal()) });
@@ -110,7 +129,8 @@ fn run(command: &str, path: &std::path::Path, timeout: Duration) -> std::io::Res
             let _ = child.wait();
             return Ok(Ended::TimedOut);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        glommio::timer::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(50));
     }
 }
 
@@ -121,20 +141,15 @@ impl ExecWriter {
             self.plan.format.format(&mut body, &chunk.tag, ev.time, ev.record.as_bytes());
         }
         let len = body.len();
-        let id: String = chunk.id.iter().map(|b| format!("{b:02x}")).collect();
-        let path: PathBuf = std::env::temp_dir().join(format!("fluent-plugin-out-exec-{id}"));
-        let (command, timeout) = (self.plan.command.clone(), self.plan.timeout);
-        let p = path.clone();
-        // Writing the file and waiting for the command block: off the shard.
-        let r = glommio::executor()
-            .spawn_blocking(move || {
-                std::fs::write(&p, &body)?;
-                let r = run(&command, &p, timeout);
-                let _ = std::fs::remove_file(&p);
-                r
-            })
-            .await;
+        // Writing the file blocks: off the shard.
+        let path = glommio::executor()
+            .spawn_blocking(move || write_temp(&body))
+            .await
+            .map_err(|e| WriteError::Retry(format!("{}: cannot write the chunk's file: {e}", self.id)))?;
         let prog = format!("{} {}", self.plan.command, path.display());
+        let r = run(&self.plan.command, &path, self.plan.timeout).await;
+        let p = path.clone();
+        let _ = glommio::executor().spawn_blocking(move || std::fs::remove_file(p)).await;
         match r {
             Ok(Ended::Ok) => Ok(len),
             Ok(Ended::Status(code, signal)) => Err(WriteError::Retry(format!(

@@ -100,23 +100,7 @@ fn plan(
             e.error_at("loggly_url", format!("{raw:?} has no path (Loggly's is /inputs/<token> or /bulk/<token>)"))
         );
     }
-    let tls = if url.scheme == Scheme::Https {
-        let p = crate::tls::HttpTlsParams {
-            ca_files: Vec::new(),
-            client_cert: None,
-            client_key: None,
-            client_key_pass: None,
-            verify: true,
-            verify_hostname: true,
-            version: "TLSv1_2",
-            min_version: None,
-            max_version: None,
-            names: ("", "", ""),
-        };
-        Some(crate::tls::http_client_tls(e, &p)?)
-    } else {
-        None
-    };
+    let tls = if url.scheme == Scheme::Https { Some(crate::tls::system_client_tls(e, true)?) } else { None };
     if setup.primary_buffer().is_none() {
         let defaults = BufferDefaults { flush_immediate: flavour == Flavour::Single, ..Default::default() };
         setup.buffer(e, &defaults)?;

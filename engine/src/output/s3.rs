@@ -83,19 +83,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
     // S3 endpoint is.
     let sts_tls = match conf.source {
         crate::aws::creds::Source::WebIdentity(_) | crate::aws::creds::Source::Chain => {
-            let p = crate::tls::HttpTlsParams {
-                ca_files: Vec::new(),
-                client_cert: None,
-                client_key: None,
-                client_key_pass: None,
-                verify: true,
-                verify_hostname: true,
-                version: "TLSv1_2",
-                min_version: None,
-                max_version: None,
-                names: ("", "", ""),
-            };
-            Some(crate::tls::http_client_tls(e, &p)?)
+            Some(crate::tls::system_client_tls(e, true)?)
         }
         _ => None,
     };

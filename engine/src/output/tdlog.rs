@@ -145,19 +145,7 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
     let connect_timeout = secs("connect_timeout", 60)?;
     let timeout = secs("read_timeout", 600)?.max(secs("send_timeout", 600)?);
     let tls = if import.scheme == Scheme::Https || api.scheme == Scheme::Https {
-        let p = crate::tls::HttpTlsParams {
-            ca_files: Vec::new(),
-            client_cert: None,
-            client_key: None,
-            client_key_pass: None,
-            verify: true,
-            verify_hostname: true,
-            version: "TLSv1_2",
-            min_version: None,
-            max_version: None,
-            names: ("", "", ""),
-        };
-        Some(crate::tls::http_client_tls(e, &p)?)
+        Some(crate::tls::system_client_tls(e, true)?)
     } else {
         None
     };

@@ -100,7 +100,6 @@ fn credential_source(
         if let Some(a) = w.get("sts_http_proxy") {
             return Err(ConfigError::at(&a.pos, "out_s3: sts_http_proxy is not supported by spate"));
         }
-        let _ = w.str("sts_region");
         return Ok(Source::WebIdentity(WebIdentity {
             role_arn: req("role_arn")?,
             session_name: req("role_session_name")?,
@@ -108,6 +107,7 @@ fn credential_source(
             policy: w.str("policy").map(str::to_string),
             duration_seconds: w.time("duration_seconds")?.map(|d| d.as_secs()),
             sts_endpoint: w.str("sts_endpoint_url").map(str::to_string),
+            sts_region: w.str("sts_region").map(str::to_string),
         }));
     }
     if let Some(i) = e.single("instance_profile_credentials")? {

@@ -42,12 +42,29 @@ impl Api {
         Api { client: Client::new(conf), url, region, creds }
     }
 
+    /// One operation, tried up to 3 times on connection errors and 5xx answers (as the
+    /// AWS SDK retries before the plugin sees an error).
     async fn call(&self, op: &'static str, body: Value) -> Result<Value, ApiError> {
-        let creds = self.creds.get().await?;
         let body = body.to_string().into_bytes();
+        let mut attempt = 0;
+        loop {
+            match Box::pin(self.call_once(op, &body)).await {
+                Err((e, true)) if attempt < 2 => {
+                    crate::debug!("CloudWatch Logs {op}: {e}; trying again");
+                    glommio::timer::sleep(Duration::from_millis(300 << attempt)).await;
+                    attempt += 1;
+                }
+                r => return r.map_err(|(e, _)| e),
+            }
+        }
+    }
+
+    /// One attempt; the error says whether another may succeed.
+    async fn call_once(&self, op: &'static str, body: &[u8]) -> Result<Value, (ApiError, bool)> {
+        let creds = self.creds.get().await.map_err(|e| (ApiError::from(e), false))?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let date = sigv4::amz_date(now);
-        let payload = sigv4::sha256_hex(&body);
+        let payload = sigv4::sha256_hex(body);
         let host = if self.url.port == self.url.scheme.default_port() {
             self.url.host.clone()
         } else {
@@ -80,15 +97,16 @@ impl Api {
         // The client writes Host itself.
         headers.retain(|(k, _)| k != "Host");
         headers.push(("Authorization".to_string(), auth));
-        let req = Request { method: "POST", url: &self.url, target: &path, headers: &headers, body: &body };
-        let r = self.client.send(&req).await.map_err(|e| ApiError::Transport { op, reason: e.to_string() })?;
+        let req = Request { method: "POST", url: &self.url, target: &path, headers: &headers, body };
+        let r = self.client.send(&req).await.map_err(|e| (ApiError::Transport { op, reason: e.to_string() }, true))?;
+        let retryable = r.status >= 500;
         let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
         if r.status == 200 {
             return Ok(v);
         }
         let code = v.get("__type").and_then(Value::as_str).map(|t| t.rsplit('#').next().unwrap_or(t).to_string());
-        match code {
-            Some(code) => Err(ApiError::Aws {
+        let e = match code {
+            Some(code) => ApiError::Aws {
                 op,
                 code,
                 message: v
@@ -98,13 +116,14 @@ impl Api {
                     .unwrap_or_default()
                     .to_string(),
                 expected_token: v.get("expectedSequenceToken").and_then(Value::as_str).map(str::to_string),
-            }),
-            None => Err(ApiError::Status {
+            },
+            None => ApiError::Status {
                 op,
                 status: r.status,
                 body: String::from_utf8_lossy(&r.body).chars().take(500).collect(),
-            }),
-        }
+            },
+        };
+        Err((e, retryable))
     }
 
     /// Pages of a Describe* call until `found` says yes or there is no next page.

@@ -38,7 +38,7 @@ use std::time::Duration;
 use spate_protocol::encode::raw;
 use spate_protocol::{EntriesFormat, EventTime, Events, RecordRef};
 
-use crate::aws::creds::{Provider, Source, WebIdentity};
+use crate::aws::creds::{env, Provider, Source, WebIdentity};
 use crate::buffer::{BufferDefaults, Chunk};
 use crate::config::{ConfigError, Element};
 use crate::format::{FormatConf, Zone};
@@ -102,12 +102,9 @@ pub struct CwPlan {
     region: String,
     url: Url,
     source: Source,
+    sts_tls: Option<crate::tls::ClientTls>,
     client: ClientConf,
     timekey_zone: Zone,
-}
-
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
 }
 
 /// One of `keys` must be set (fluentd counts a key that is present, even `false`).
@@ -194,24 +191,9 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
         None => Url::parse(&format!("https://logs.{region}.amazonaws.com")).map_err(|x| e.error(x.to_string()))?,
     };
     let verify = e.bool("ssl_verify_peer")?.unwrap_or(true);
-    let tls = {
-        let p = crate::tls::HttpTlsParams {
-            ca_files: Vec::new(),
-            client_cert: None,
-            client_key: None,
-            client_key_pass: None,
-            verify,
-            verify_hostname: verify,
-            version: "TLSv1_2",
-            min_version: None,
-            max_version: None,
-            names: ("", "", ""),
-        };
-        Some(crate::tls::http_client_tls(e, &p)?)
-    };
-    let source = if let (Some(k), Some(s)) = (e.str("aws_key_id"), e.str("aws_sec_key")) {
-        Source::Static(Credentials { access_key: k.into(), secret_key: s.into(), session_token: None })
-    } else if let Some(w) = e.single("web_identity_credentials")? {
+    let tls = Some(crate::tls::system_client_tls(e, verify)?);
+    // The plugin's order: (aws_use_sts,) web identity, ECS, then the keys.
+    let source = if let Some(w) = e.single("web_identity_credentials")? {
         let req = |k: &str| w.str(k).map(str::to_string).ok_or_else(|| w.error(format!("'{k}' parameter is required")));
         Source::WebIdentity(WebIdentity {
             role_arn: req("role_arn")?,
@@ -220,11 +202,20 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
             policy: w.str("policy").map(str::to_string),
             duration_seconds: w.time("duration_seconds")?.map(|d| d.as_secs()),
             sts_endpoint: None,
+            sts_region: None,
         })
     } else if e.bool("aws_ecs_authentication")?.unwrap_or(false) {
         Source::Ecs
+    } else if let (Some(k), Some(s)) = (e.str("aws_key_id"), e.str("aws_sec_key")) {
+        Source::Static(Credentials { access_key: k.into(), secret_key: s.into(), session_token: None })
     } else {
         Source::Chain
+    };
+    // STS and ECS endpoints: verified against the system roots, whatever the
+    // CloudWatch endpoint and ssl_verify_peer say.
+    let sts_tls = match source {
+        Source::Static(_) => None,
+        _ => Some(crate::tls::system_client_tls(e, true)?),
     };
     let format = match e.elements_named("format").next() {
         Some(_) => {
@@ -234,7 +225,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
         }
         None => None,
     };
-    let inject = crate::format::format_conf(e, "json", &ctx.hostname)?.inject;
+    let inject = crate::format::inject::inject_conf(e, &ctx.hostname)?;
     let buffer = match setup.primary_buffer() {
         Some(b) => Some(b.clone()),
         None => setup.buffer(e, &BufferDefaults::default())?,
@@ -261,6 +252,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
         region,
         url,
         source,
+        sts_tls,
         client: ClientConf {
             tls: tls_for_client,
             connect_timeout: Duration::from_secs(60),
@@ -286,9 +278,7 @@ impl WriterPlan for CwPlan {
     }
 
     fn build(&self, id: &str, _ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Writer>, BuildError> {
-        // STS (web identity) goes over https with the default roots.
-        let sts_tls = self.client.tls.clone();
-        let creds = Provider::new(self.source.clone(), &self.region, sts_tls);
+        let creds = Provider::new(self.source.clone(), &self.region, self.sts_tls.clone());
         Ok(Rc::new(CwWriter {
             id: id.to_string(),
             api: Api::new(self.client.clone(), self.url.clone(), self.region.clone(), creds),
@@ -337,26 +327,27 @@ fn text(v: spate_protocol::ValueRef<'_>) -> Option<String> {
 }
 
 /// Splits events (sorted) into PutLogEvents batches: count, bytes and a span under a day.
-pub fn batches(events: Vec<LogEvent>, max_events: usize) -> Result<Vec<(Vec<LogEvent>, usize)>, String> {
+pub fn batches(events: &[LogEvent], max_events: usize) -> Result<Vec<(std::ops::Range<usize>, usize)>, String> {
     let mut out = Vec::new();
-    let (mut cur, mut bytes): (Vec<LogEvent>, usize) = (Vec::new(), 0);
-    for ev in events {
+    let (mut start, mut bytes) = (0usize, 0usize);
+    for (i, ev) in events.iter().enumerate() {
         let size = ev.message.len() + EVENT_HEADER_SIZE;
         if size > MAX_EVENT_SIZE {
             return Err(format!(
                 "Log event is discarded because it is too large: {size} bytes exceeds limit of {MAX_EVENT_SIZE}"
             ));
         }
-        let span = cur.first().is_some_and(|f| ev.timestamp - f.timestamp >= DAY_MS);
-        if !cur.is_empty() && (bytes + size > MAX_EVENTS_SIZE || span || cur.len() >= max_events) {
-            out.push((std::mem::take(&mut cur), bytes));
+        let n = i - start;
+        let span = n > 0 && ev.timestamp - events[start].timestamp >= DAY_MS;
+        if n > 0 && (bytes + size > MAX_EVENTS_SIZE || span || n >= max_events) {
+            out.push((start..i, bytes));
+            start = i;
             bytes = 0;
         }
         bytes += size;
-        cur.push(ev);
     }
-    if !cur.is_empty() {
-        out.push((cur, bytes));
+    if start < events.len() {
+        out.push((start..events.len(), bytes));
     }
     Ok(out)
 }
@@ -375,10 +366,18 @@ impl CwWriter {
         let p = &self.plan;
         let injected = p.inject.fields(tag, t, scratch);
         let tag_s = String::from_utf8_lossy(tag).into_owned();
+        // The plugin injects before it groups: an injected key is seen as the record's.
         let pick = |n: &Name| match n {
             Name::Fixed(_) => None,
             Name::Tag => Some(tag_s.clone()),
-            Name::Key { key, .. } => rec.get(key.as_bytes()).and_then(text),
+            Name::Key { key, .. } => match injected.get(key.as_bytes()) {
+                Some(iv) => {
+                    let mut o = Vec::new();
+                    iv.write_to_s(&mut o);
+                    Some(String::from_utf8_lossy(&o).into_owned())
+                }
+                None => rec.get(key.as_bytes()).and_then(text),
+            },
         };
         let names = [pick(&p.group), pick(&p.stream)];
         let tags = match &p.tags {
@@ -427,7 +426,7 @@ impl CwWriter {
             n += 1;
         }
         for (k, v) in injected.iter() {
-            if rec.get(k.as_bytes()).is_none() {
+            if rec.get(k.as_bytes()).is_none() && !removed(k.as_bytes()) {
                 raw::str(&mut body, k.as_bytes());
                 v.write_msgpack(&mut body);
                 n += 1;
@@ -484,6 +483,7 @@ impl CwWriter {
         };
         let (fixed_group, fixed_stream) = (fixed(&self.plan.group), fixed(&self.plan.stream));
         let mut batches: Vec<Batch> = Vec::new();
+        let mut index: HashMap<(String, String), usize> = HashMap::new();
         let mut scratch = Vec::new();
         let (mut no_group, mut no_stream, mut empty) = (0u64, 0u64, 0u64);
         for ev in Events::new(&chunk.data, EntriesFormat::Packed) {
@@ -503,13 +503,29 @@ impl CwWriter {
                 continue;
             };
             let timestamp = (ev.time.sec as i64) * 1000 + (ev.time.nsec / 1_000_000) as i64;
-            let b = match batches.iter_mut().position(|b| b.group == g && b.stream == s) {
-                Some(i) => &mut batches[i],
+            let i = match index.get(&(g.clone(), s.clone())) {
+                Some(&i) => i,
                 None => {
+                    // Tags from the config may hold chunk placeholders (the plugin expands them).
+                    let tags = match (&self.plan.tags, tags) {
+                        (FromRecord::Fixed(_), Some(t)) => Some(
+                            t.into_iter()
+                                .map(|(k, v)| {
+                                    (
+                                        crate::output::elasticsearch::bulk::expand(&k, &cx),
+                                        crate::output::elasticsearch::bulk::expand(&v, &cx),
+                                    )
+                                })
+                                .collect(),
+                        ),
+                        (_, t) => t,
+                    };
+                    index.insert((g.clone(), s.clone()), batches.len());
                     batches.push(Batch { group: g, stream: s, tags, retention, events: Vec::new() });
-                    batches.last_mut().expect("just pushed")
+                    batches.len() - 1
                 }
             };
+            let b = &mut batches[i];
             b.events.push(LogEvent { timestamp, message });
         }
         if no_stream > 0 {
@@ -636,7 +652,7 @@ impl CwWriter {
                         return Ok(());
                     }
                     let base = self.plan.retry_wait.as_secs_f64() * 2f64.powi(tries.min(30) as i32);
-                    let jitter = base * 0.25 * (fastrand_unit() - 0.5);
+                    let jitter = base * 0.25 * (unit_random() - 0.5);
                     crate::warn!(
                         "{}: failed to PutLogEvents: {code}: {message}; next retry in {:.2}s",
                         self.id,
@@ -654,10 +670,10 @@ impl CwWriter {
         if !self.ensure_group(b).await? || !self.ensure_stream(&b.group, &b.stream).await? {
             return Ok(());
         }
-        let parts = batches(b.events.clone(), self.plan.max_events_per_batch)
+        let parts = batches(&b.events, self.plan.max_events_per_batch)
             .map_err(|m| WriteError::Fatal(format!("{m} (log group {})", b.group)))?;
-        for (events, bytes) in parts {
-            self.put(&b.group, &b.stream, &events, bytes).await?;
+        for (range, bytes) in parts {
+            self.put(&b.group, &b.stream, &b.events[range], bytes).await?;
         }
         Ok(())
     }
@@ -683,9 +699,9 @@ impl CwWriter {
 }
 
 /// A number in [0, 1) for jitter.
-fn fastrand_unit() -> f64 {
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    (n % 1_000_000) as f64 / 1_000_000.0
+fn unit_random() -> f64 {
+    let r = crate::sys::random16();
+    (u64::from_le_bytes(r[..8].try_into().unwrap_or_default()) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Polls every future until all are done (the `concurrency` workers of one chunk).
@@ -739,16 +755,16 @@ mod tests {
 
     #[test]
     fn batches_follow_the_put_log_events_limits() {
-        let b = batches(vec![ev(1, 10), ev(2, 10), ev(3, 10)], 2).unwrap();
+        let b = batches(&[ev(1, 10), ev(2, 10), ev(3, 10)], 2).unwrap();
         assert_eq!(b.iter().map(|(e, n)| (e.len(), *n)).collect::<Vec<_>>(), [(2, 72), (1, 36)]);
         // 1,048,576 bytes with the 26-byte headers.
         let big = MAX_EVENTS_SIZE / 2 - EVENT_HEADER_SIZE;
-        let b = batches(vec![ev(1, big), ev(2, big), ev(3, 1)], 10000).unwrap();
+        let b = batches(&[ev(1, big), ev(2, big), ev(3, 1)], 10000).unwrap();
         assert_eq!(b.iter().map(|(e, _)| e.len()).collect::<Vec<_>>(), [2, 1]);
         // A span of 24 h or more starts a new batch.
-        let b = batches(vec![ev(0, 1), ev(DAY_MS - 1, 1), ev(DAY_MS, 1)], 10000).unwrap();
+        let b = batches(&[ev(0, 1), ev(DAY_MS - 1, 1), ev(DAY_MS, 1)], 10000).unwrap();
         assert_eq!(b.iter().map(|(e, _)| e.len()).collect::<Vec<_>>(), [2, 1]);
-        assert!(batches(vec![ev(0, MAX_EVENT_SIZE)], 10).unwrap_err().contains("too large"));
+        assert!(batches(&[ev(0, MAX_EVENT_SIZE)], 10).unwrap_err().contains("too large"));
     }
 
     #[test]
