@@ -11,6 +11,7 @@ use crate::plugin::{Build, Kind, Registration};
 pub static PLUGINS: &[Registration] = &[
     // inputs
     crate::input::forward::PLUGIN,
+    crate::input::forward::secure::PLUGIN,
     crate::input::sample::PLUGIN,
     crate::input::tcp::PLUGIN,
     crate::input::udp::PLUGIN,

@@ -224,3 +224,40 @@ fn spate_authenticates_to_ruby_fluentd() {
     );
     spate.stop();
 }
+
+/// fluent-plugin-secure-forward's input, `secure false`: the same handshake (its
+/// `authentication` and `<user>`), then events; and its configuration rules.
+#[test]
+fn in_secure_forward_insecure_mode_authenticates() {
+    let s = sink::start(SinkConfig::default()).unwrap();
+    let conf = format!(
+        "<source>\n  @type secure_forward\n  secure no\n  bind 127.0.0.1\n  port {{PORT}}\n  self_hostname sf-${{hostname}}\n  shared_key s3cret\n  authentication yes\n  <user>\n    username alice\n    password wonderland\n  </user>\n</source>\n<match fluent.**>\n  @type null\n</match>\n<match **>\n  @type forward\n  <server>\n    host 127.0.0.1\n    port {}\n  </server>\n  <buffer>\n    flush_interval 50ms\n  </buffer>\n</match>\n",
+        s.addr().port()
+    );
+    let spate = Spate::start("secure-forward", &conf, Stdio::null());
+    let (mut c, v) = login(spate.addr(), &cred("s3cret", "wonderland"));
+    assert_eq!(v, Ok(()));
+    let f = acked_frame(b"sf", &packed_entries(5, 0), 5, "s1");
+    c.write_all(&f).unwrap();
+    assert_eq!(Client::new(c).read_ack().unwrap(), b"s1");
+    let (_, v) = login(spate.addr(), &cred("s3cret", "nope"));
+    assert_eq!(v, Err("authentication failed: username/password mismatch".to_string()));
+    assert!(s.wait_for(5, Duration::from_secs(10)));
+    let (st, _, err) = spate.stop();
+    assert!(st.success(), "{err}");
+    assert!(err.contains("'insecure' mode has vulnerability"), "{err}");
+
+    for (body, want) in [
+        ("self_hostname h\n  shared_key k\n", "'secure' parameter is required"),
+        ("secure true\n  self_hostname h\n  shared_key k\n", "cert_path or ca_cert_path required"),
+        ("secure true\n  self_hostname h\n  shared_key k\n  cert_path /c\n  private_key_path /k\n", "private_key_passphrase required"),
+        (
+            "secure true\n  self_hostname h\n  shared_key k\n  ca_cert_path /c\n  ca_private_key_path /k\n  ca_private_key_passphrase p\n",
+            "ca_cert_path is not supported",
+        ),
+        ("secure false\n  shared_key k\n", "'self_hostname' parameter is required"),
+    ] {
+        let (ok, err) = dry_run(&format!("<source>\n  @type secure_forward\n  {body}</source>\n"));
+        assert!(!ok && err.contains(want) && err.contains("fluent.conf:"), "{body}: {err}");
+    }
+}

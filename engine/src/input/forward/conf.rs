@@ -118,7 +118,7 @@ pub const PLUGIN: Registration = Registration {
     params: "`bind`, `port`, `backlog`, `linger_timeout`, `<transport tcp>` / `<transport tls>` (below), `resolve_hostname`, `deny_keepalive`, `send_keepalive_packet`, `chunk_size_limit`, `chunk_size_warn_limit`, `decompression_size_limit`, `skip_invalid_event`, `source_address_key`, `source_hostname_key`, `tag`, `add_tag_prefix`, `@label`, `<security>` (below); spate's own `max_connections` (per shard, default 10000) and `idle_timeout` (default none) and `handshake_timeout` (default 10 s) and `inflate_memory_limit` (per shard, default 32 MiB, see Security), `deduplicate` (default false; with `deduplicate_path`, `deduplicate_window_size` default 100000 ids, `deduplicate_window_time` default 1h: exactly once between spate hops, see Durability). Every Forward mode (Message, Forward, PackedForward, CompressedPackedForward gzip/zstd), JSON on the same port, acks, the UDP heartbeat (replies `\\0`).",
 };
 
-fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
+pub(super) fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
     let d = ForwardInConf::default();
     let mut c = ForwardInConf { id: ctx.id(e, "forward"), ..d.clone() };
     c.bind = e.str("bind").unwrap_or(&d.bind).to_string();

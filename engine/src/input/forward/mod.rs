@@ -17,6 +17,7 @@ pub mod dedup;
 mod frame;
 mod inflate;
 mod message_run;
+pub mod secure;
 mod wire;
 
 use frame::{inc, Held, Seen};
