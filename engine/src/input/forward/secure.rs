@@ -1,7 +1,8 @@
 //! `in_secure_forward` (fluent-plugin-secure-forward 0.4): the handshake fluentd v1's
 //! in_forward `<security>` took from it (HELO with nonce and auth salt, PING with the
-//! shared-key digest and user credentials, PONG), then Forward messages; over TLS with
-//! `secure true`, plain TCP with `secure false`. spate serves it with in_forward: this
+//! shared-key digest and user credentials, PONG), then Forward messages, always over
+//! TLS (`secure false` is TLS with a certificate clients do not verify, self-signed
+//! when none is given). spate serves it with in_forward: this
 //! file turns the plugin's parameters into in_forward's (`port` 24284, `<security>`
 //! with `self_hostname`, `shared_key`, `authentication` as `user_auth`,
 //! `allow_anonymous_source`, `<user>` and `<client>`; `allow_keepalive false` as
@@ -9,8 +10,9 @@
 //!
 //! `secure true` needs a certificate: the plugin's `cert_path` requires a
 //! `private_key_passphrase`, and `ca_cert_path` signs one with an encrypted CA key;
-//! spate reads neither encrypted keys nor signs with a CA, so such configs are refused
-//! with the TLS layer's error naming the parameter.
+//! spate reads neither encrypted keys nor signs with a CA, so such configs (and
+//! `secure false` ones that name either) are refused with the TLS layer's error naming
+//! the parameter.
 
 use crate::config::{Attr, ConfigError, Element};
 use crate::plugin::{Build, InputPlan, Kind, PlanCtx, Registration};
@@ -20,7 +22,7 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Input,
     build: Build::Input(plan),
-    params: "fluent-plugin-secure-forward: `secure` (required), `self_hostname` and `shared_key` (required; `${hostname}`/`__HOSTNAME__` replaced by `hostname`, else the host's name), `bind` (0.0.0.0), `port` (24284), `allow_keepalive`, `allow_anonymous_source`, `authentication`, `<user>` (`username`, `password`), `<client>` (`host` or `network`, `shared_key`, `users`); with `secure true`: `cert_path`, `private_key_path`, `private_key_passphrase` (encrypted keys and `ca_cert_path` certificate generation are not supported: config error), `ssl_version`. `read_length`, `read_interval_msec`, `socket_interval_msec` and the `generate_*` parameters have no effect",
+    params: "fluent-plugin-secure-forward: `secure` (required), `self_hostname` and `shared_key` (required; `${hostname}`/`__HOSTNAME__` replaced by `hostname`, else the host's name), `bind` (0.0.0.0), `port` (24284), `allow_keepalive`, `allow_anonymous_source`, `authentication`, `<user>` (`username`, `password`), `<client>` (`host` or `network`, `shared_key`, `users`); always TLS: `cert_path`, `private_key_path`, `private_key_passphrase` (encrypted keys and `ca_cert_path` certificate generation are not supported: config error), else a self-signed certificate; `ssl_version`. `read_length`, `read_interval_msec`, `socket_interval_msec` and the `generate_*` parameters have no effect",
 };
 
 fn attr(e: &Element, key: &str, value: &str) -> Attr {
@@ -89,26 +91,24 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
                 }
             }
         }
-        let mut t: Vec<Attr> = tls_keys.iter().filter_map(|k| e.str(k).map(|v| attr(e, k, v))).collect();
-        t.push(attr(e, "version", e.str("ssl_version").unwrap_or("TLSv1_2")));
-        if let Some(c) = e.str("ssl_ciphers") {
-            t.push(attr(e, "ciphers", c));
-        }
-        // Errors about the certificate point at its parameter.
-        let at = ["cert_path", "ca_cert_path"]
-            .iter()
-            .find_map(|k| e.get(k))
-            .map_or_else(|| e.pos.clone(), |a| a.pos.clone());
-        elements.push(Element::new("transport".into(), "tls".into(), t, Vec::new(), at));
     } else {
         crate::warn!(
             "{}: 'insecure' mode has vulnerability for man-in-the-middle attacks for clients (output plugins).",
             e.pos
         );
-        for k in tls_keys.iter().chain(&["ssl_version", "ssl_ciphers"]) {
-            let _ = e.str(k);
-        }
     }
+    // Always TLS (`secure false` only means clients do not verify the server): the
+    // certificate from cert_path, else one signed with ca_cert_path's key, else a
+    // self-signed one, as the plugin picks it whatever `secure` says.
+    let mut t: Vec<Attr> = tls_keys.iter().filter_map(|k| e.str(k).map(|v| attr(e, k, v))).collect();
+    t.push(attr(e, "version", e.str("ssl_version").unwrap_or("TLSv1_2")));
+    if let Some(c) = e.str("ssl_ciphers") {
+        t.push(attr(e, "ciphers", c));
+    }
+    // Errors about the certificate point at its parameter.
+    let at =
+        ["cert_path", "ca_cert_path"].iter().find_map(|k| e.get(k)).map_or_else(|| e.pos.clone(), |a| a.pos.clone());
+    elements.push(Element::new("transport".into(), "tls".into(), t, Vec::new(), at));
     for a in e.attrs.iter().filter(|a| a.key.starts_with("generate_")) {
         let _ = e.str(&a.key);
     }
