@@ -129,13 +129,21 @@ fn private_key(
     path: &str,
     passphrase: Option<&str>,
 ) -> Result<PrivateKeyDer<'static>, ConfigError> {
-    if passphrase.is_some_and(|p| !p.is_empty()) {
+    // OpenSSL ignores a passphrase for a key that is not encrypted (configs often carry
+    // one anyway); only an encrypted key is refused.
+    let text = std::fs::read(path).map_err(|x| err(e, format!("{key} {path}: {x}")))?;
+    let encrypted = memchr::memmem::find(&text, b"ENCRYPTED PRIVATE KEY").is_some()
+        || memchr::memmem::find(&text, b"Proc-Type: 4,ENCRYPTED").is_some();
+    if encrypted {
         return Err(err(
             e,
-            "encrypted private keys (a *_passphrase) are not supported; decrypt the key first, e.g. `openssl pkey -in key.pem -out plain.pem`",
+            format!("{key} {path}: encrypted private keys are not supported; decrypt the key first, e.g. `openssl pkey -in key.pem -out plain.pem`"),
         ));
     }
-    PrivateKeyDer::from_pem_file(path)
+    if passphrase.is_some_and(|p| !p.is_empty()) {
+        crate::debug!("{}: {key} {path} is not encrypted: its passphrase is not needed", e.pos);
+    }
+    PrivateKeyDer::from_pem_slice(&text)
         .map_err(|x| err(e, format!("{key} {path}: {x} (expected an unencrypted PEM private key)")))
 }
 

@@ -60,3 +60,19 @@ fn config_errors_name_the_parameter() {
         assert!(!ok && err.contains(want) && err.contains("fluent.conf:"), "{body}: {err}");
     }
 }
+
+/// Without `@label`, the counts go to the label the plugin is in (fluentd's router of
+/// that label), not to the top level.
+#[test]
+fn counts_stay_in_the_plugins_label() {
+    let dir = tempdir::Dir::new("fc-label");
+    let p = dir.path().join("fluent.conf");
+    std::fs::write(
+        &p,
+        "<source>\n  @type forward\n</source>\n<match **>\n  @type relabel\n  @label @in\n</match>\n<label @in>\n  <match **>\n    @type flowcounter\n  </match>\n</label>\n",
+    )
+    .unwrap();
+    let out = spate_cmd(&p, 1).arg("--dry-run").output().unwrap();
+    let graph = String::from_utf8_lossy(&out.stdout);
+    assert!(graph.contains("flowcounter every 60s -> flowcount @in"), "{graph}");
+}

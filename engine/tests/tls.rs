@@ -239,11 +239,27 @@ fn out_forward_refuses_a_server_its_ca_did_not_sign() {
 fn tls_config_errors_name_the_line() {
     let dir = tempdir::Dir::new("tls-conf");
     let p = pki(dir.path());
+    // A PKCS#8 encrypted key's armour (its contents are never read).
+    let encrypted = dir.path().join("encrypted.pem");
+    std::fs::write(&encrypted, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n")
+        .unwrap();
+    // A passphrase for a key that is not encrypted is not needed, as with OpenSSL.
+    let f = dir.path().join("ok.conf");
+    std::fs::write(
+        &f,
+        format!("<source>\n  @type forward\n  <transport tls>\n    cert_path {}\n    private_key_path {}\n    private_key_passphrase x\n  </transport>\n</source>\n", p.server_cert, p.server_key),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(["--dry-run", "-c", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cases = [
         (format!("<source>\n  @type forward\n  <transport tls>\n    private_key_path {}\n  </transport>\n</source>\n", p.server_key), "cert_path and private_key_path go together"),
         (format!("<source>\n  @type forward\n  <transport tls>\n    cert_path {}\n    private_key_path {}\n    version TLSv1_1\n  </transport>\n</source>\n", p.server_cert, p.server_key), "TLS version TLSv1_1 is not supported"),
         (format!("<source>\n  @type forward\n  <transport tls>\n    cert_path /nonexistent.pem\n    private_key_path {}\n  </transport>\n</source>\n", p.server_key), "cert_path /nonexistent.pem"),
-        (format!("<source>\n  @type forward\n  <transport tls>\n    cert_path {}\n    private_key_path {}\n    private_key_passphrase x\n  </transport>\n</source>\n", p.server_cert, p.server_key), "encrypted private keys"),
+        (format!("<source>\n  @type forward\n  <transport tls>\n    cert_path {}\n    private_key_path {}\n    private_key_passphrase x\n  </transport>\n</source>\n", p.server_cert, encrypted.display()), "encrypted private keys are not supported"),
         ("<match **>\n  @type forward\n  transport tls\n  tls_ca_cert_path /nonexistent.pem\n  <server>\n    host 127.0.0.1\n  </server>\n</match>\n".to_string(), "tls_ca_cert_path /nonexistent.pem"),
     ];
     for (conf, want) in cases {

@@ -189,13 +189,21 @@ impl Provider {
     /// The credentials to sign the next request with.
     pub async fn get(&self) -> Result<Credentials, CredError> {
         loop {
-            if let Some((c, exp)) = &*self.cached.borrow() {
+            let still_valid = if let Some((c, exp)) = &*self.cached.borrow() {
                 if exp.is_none_or(|e| now() < e - RENEW_BEFORE) {
                     return Ok(c.clone());
                 }
-            }
+                // In the renewal window: still good until they expire.
+                exp.is_some_and(|e| now() < e).then(|| c.clone())
+            } else {
+                None
+            };
             if !self.resolving.replace(true) {
                 break;
+            }
+            if let Some(c) = still_valid {
+                // Another write of this shard is renewing them.
+                return Ok(c);
             }
             // Another write of this shard is asking already: wait for its answer.
             glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
@@ -209,7 +217,19 @@ impl Provider {
         }
         let _done = Done(&self.resolving);
         // Boxed: the sources' HTTP exchanges would otherwise sit in every caller's future.
-        let (c, mut exp) = Box::pin(self.resolve()).await?;
+        let (c, mut exp) = match Box::pin(self.resolve()).await {
+            Ok(v) => v,
+            Err(e) => {
+                // A failed renewal: the old credentials serve while they last.
+                if let Some((c, Some(exp))) = &*self.cached.borrow() {
+                    if now() < *exp {
+                        crate::warn!("renewing AWS credentials failed ({e}); using the current ones until they expire");
+                        return Ok(c.clone());
+                    }
+                }
+                return Err(e);
+            }
+        };
         if exp.is_none() && c.session_token.is_some() {
             // Temporary credentials whose expiry was not given: ask again in 15 minutes.
             exp = Some(now() + UNKNOWN_EXPIRY);

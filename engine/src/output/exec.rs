@@ -102,31 +102,56 @@ fn write_temp(body: &[u8]) -> std::io::Result<PathBuf> {
     use std::io::Write;
     let name = format!("fluent-plugin-out-exec-{}", spate_protocol::hex(&crate::sys::random16()));
     let path = std::env::temp_dir().join(name);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // 0600, as Ruby's Tempfile: the records are nobody else's to read.
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
     f.write_all(body)?;
     Ok(path)
 }
 
+/// The command's process and its file: killed and removed however the write ends
+/// (also when the write is dropped at shutdown).
+struct Running {
+    child: Option<std::process::Child>,
+    path: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(None) = c.try_wait() {
+                let _ = c.kill();
+                // Reaped later by a thread of its own: waiting here could block the shard.
+                std::thread::spawn(move || {
+                    let _ = c.wait();
+                });
+            }
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Runs `command path` through the shell and waits (on the shard, with timers: the
 /// blocking thread stays free) at most `timeout`, then SIGKILL.
-async fn run(command: &str, path: &std::path::Path, timeout: Duration) -> std::io::Result<Ended> {
+async fn run(command: &str, running: &mut Running, timeout: Duration) -> std::io::Result<Ended> {
     use std::os::unix::process::ExitStatusExt;
-    let mut child = Command::new("/bin/sh")
+    let child = Command::new("/bin/sh")
         .arg("-c")
-        .arg(format!("{command} {}", path.display()))
+        .arg(format!("{command} {}", running.path.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;
+    let child = running.child.insert(child);
     let until = Instant::now() + timeout;
     let mut wait = Duration::from_millis(1);
     loop {
         if let Some(s) = child.try_wait()? {
+            running.child = None;
             return Ok(if s.success() { Ended::Ok } else { Ended::Status(s.code(), s.signal()) });
         }
         if Instant::now() >= until {
-            let _ = child.kill();
-            let _ = child.wait();
+            // Running's Drop kills and reaps it.
             return Ok(Ended::TimedOut);
         }
         glommio::timer::sleep(wait).await;
@@ -147,9 +172,9 @@ impl ExecWriter {
             .await
             .map_err(|e| WriteError::Retry(format!("{}: cannot write the chunk's file: {e}", self.id)))?;
         let prog = format!("{} {}", self.plan.command, path.display());
-        let r = run(&self.plan.command, &path, self.plan.timeout).await;
-        let p = path.clone();
-        let _ = glommio::executor().spawn_blocking(move || std::fs::remove_file(p)).await;
+        let mut running = Running { child: None, path };
+        let r = run(&self.plan.command, &mut running, self.plan.timeout).await;
+        drop(running);
         match r {
             Ok(Ended::Ok) => Ok(len),
             Ok(Ended::Status(code, signal)) => Err(WriteError::Retry(format!(

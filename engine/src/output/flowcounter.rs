@@ -9,7 +9,7 @@
 //!   the byte size of their string values (missing keys count 0).
 //! - Rates are per second over the interval really elapsed, floored to two decimals;
 //!   `timestamp_counting` aligns intervals to the clock (the event time is the
-//!   interval's start) and divides by the unit.
+//!   boundary that ends the counted interval) and divides by the unit.
 //! - Tags seen once keep being reported with 0 until `delete_idle`.
 //!
 //! Each shard counts what it receives and emits its own counts, as each fluentd worker
@@ -113,7 +113,8 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn OutputPlan>, Confi
         delimiter: e.str("delimiter").unwrap_or("_").to_string(),
         delete_idle: e.bool("delete_idle")?.unwrap_or(false),
         aligned,
-        label: ctx.label_ref(e)?.unwrap_or(0),
+        // Without @label, fluentd's `router` is the one of the label the plugin is in.
+        label: ctx.label_ref(e)?.unwrap_or_else(|| ctx.current_label()),
     }))
 }
 
@@ -136,6 +137,7 @@ impl OutputPlan for FlowPlan {
             plan: self.clone(),
             metrics: OutputMetrics::default(),
             counts: RefCell::new(Vec::new()),
+            index: RefCell::new(std::collections::HashMap::new()),
             ctx: Rc::downgrade(ctx),
             timer: RefCell::new(None),
         }))
@@ -154,6 +156,8 @@ pub struct FlowCounter {
     plan: FlowPlan,
     metrics: OutputMetrics,
     counts: RefCell<Vec<Count>>,
+    /// Where each name is in `counts` (tags come from input: no linear search).
+    index: RefCell<std::collections::HashMap<String, usize>>,
     ctx: Weak<ShardCtx>,
     timer: RefCell<Option<glommio::task::JoinHandle<()>>>,
 }
@@ -188,6 +192,7 @@ impl FlowCounter {
             let out = c.clone();
             if p.delete_idle {
                 c.clear();
+                self.index.borrow_mut().clear();
             } else {
                 for x in c.iter_mut() {
                     x.count = 0;
@@ -342,13 +347,17 @@ impl Output for FlowCounter {
             }
         }
         let mut c = self.counts.borrow_mut();
+        let mut index = self.index.borrow_mut();
         let key = if p.all { "" } else { name };
-        match c.iter_mut().find(|x| x.name == key) {
-            Some(x) => {
-                x.count += u64::from(batch.count);
-                x.bytes += bytes;
+        match index.get(key) {
+            Some(&i) => {
+                c[i].count += u64::from(batch.count);
+                c[i].bytes += bytes;
             }
-            None => c.push(Count { name: key.to_string(), count: u64::from(batch.count), bytes }),
+            None => {
+                index.insert(key.to_string(), c.len());
+                c.push(Count { name: key.to_string(), count: u64::from(batch.count), bytes });
+            }
         }
         Ok(())
     }

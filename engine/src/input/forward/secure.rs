@@ -5,8 +5,7 @@
 //! when none is given). spate serves it with in_forward: this
 //! file turns the plugin's parameters into in_forward's (`port` 24284, `<security>`
 //! with `self_hostname`, `shared_key`, `authentication` as `user_auth`,
-//! `allow_anonymous_source`, `<user>` and `<client>`; `allow_keepalive false` as
-//! `deny_keepalive`; `<transport tls>` from `cert_path`/`private_key_path`).
+//! `allow_anonymous_source`, `<user>` and `<client>`; `<transport tls>` from `cert_path`/`private_key_path`).
 //!
 //! `secure true` needs a certificate: the plugin's `cert_path` requires a
 //! `private_key_passphrase`, and `ca_cert_path` signs one with an encrypted CA key;
@@ -22,7 +21,7 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Input,
     build: Build::Input(plan),
-    params: "fluent-plugin-secure-forward: `secure` (required), `self_hostname` and `shared_key` (required; `${hostname}`/`__HOSTNAME__` replaced by `hostname`, else the host's name), `bind` (0.0.0.0), `port` (24284), `allow_keepalive`, `allow_anonymous_source`, `authentication`, `<user>` (`username`, `password`), `<client>` (`host` or `network`, `shared_key`, `users`); always TLS: `cert_path`, `private_key_path`, `private_key_passphrase` (encrypted keys and `ca_cert_path` certificate generation are not supported: config error), else a self-signed certificate; `ssl_version`. `read_length`, `read_interval_msec`, `socket_interval_msec` and the `generate_*` parameters have no effect",
+    params: "fluent-plugin-secure-forward: `secure` (required), `self_hostname` and `shared_key` (required; `${hostname}`/`__HOSTNAME__` replaced by `hostname`, else the host's name), `bind` (0.0.0.0), `port` (24284), `allow_anonymous_source`, `authentication`, `<user>` (`username`, `password`), `<client>` (`host` or `network`, `shared_key`, `users`); always TLS: `cert_path`, `private_key_path`, `private_key_passphrase` (encrypted keys and `ca_cert_path` certificate generation are not supported: config error), else a self-signed certificate; `ssl_version`. `allow_keepalive`, `read_length`, `read_interval_msec`, `socket_interval_msec` and the `generate_*` parameters have no effect (`${hostname}`/`__HOSTNAME__` are replaced in every value)",
 };
 
 fn attr(e: &Element, key: &str, value: &str) -> Attr {
@@ -33,7 +32,27 @@ fn attr(e: &Element, key: &str, value: &str) -> Attr {
     }
 }
 
-fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
+/// The plugin's `replace_hostname_placeholder`: `${hostname}` and `__HOSTNAME__` in
+/// every value, nested sections too.
+fn with_hostname(e: &Element, host: &str) -> Element {
+    let attrs = e
+        .attrs
+        .iter()
+        .map(|a| Attr {
+            key: a.key.clone(),
+            value: a.value.replace("${hostname}", host).replace("__HOSTNAME__", host),
+            pos: a.pos.clone(),
+        })
+        .collect();
+    let elements = e.elements.iter().map(|c| with_hostname(c, host)).collect();
+    Element::new(e.name.clone(), e.arg.clone(), attrs, elements, e.pos.clone())
+}
+
+fn plan(orig: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
+    let host = orig.str("hostname").map(str::to_string).unwrap_or_else(|| ctx.hostname.to_string());
+    orig.mark_all_used();
+    let e = &with_hostname(orig, &host);
+    let _ = e.str("hostname");
     let secure = e.bool("secure")?.ok_or_else(|| e.error("'secure' parameter is required"))?;
     let host = e.str("hostname").map(str::to_string).unwrap_or_else(|| ctx.hostname.to_string());
     let placeholder = |v: &str| v.replace("${hostname}", &host).replace("__HOSTNAME__", &host);
@@ -48,8 +67,11 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
     let mut src = Vec::new();
     src.push(attr(e, "bind", e.str("bind").unwrap_or("0.0.0.0")));
     src.push(attr(e, "port", e.str("port").unwrap_or("24284")));
-    if !e.bool("allow_keepalive")?.unwrap_or(true) {
-        src.push(attr(e, "deny_keepalive", "true"));
+    // The plugin only announces allow_keepalive in HELO (`#TODO: implement`), and its
+    // output keeps the session open anyway: closing after one frame would lose the rest.
+    if let Some(a) = e.get("allow_keepalive") {
+        let _ = e.bool("allow_keepalive")?;
+        crate::info!("{}: allow_keepalive has no effect (as in the plugin, which only announces it)", a.pos);
     }
     for k in ["@id", "@label", "@log_level"] {
         if let Some(v) = e.str(k) {
@@ -114,4 +136,28 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
     }
     let fwd = Element::new(e.name.clone(), e.arg.clone(), src, elements, e.pos.clone());
     super::conf::plan(&fwd, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostname_placeholders_in_every_value_and_section() {
+        let pos = crate::config::Pos { file: "t".into(), line: 1, col: 1 };
+        let a = |k: &str, v: &str| Attr { key: k.into(), value: v.into(), pos: pos.clone() };
+        let user =
+            Element::new("user".into(), String::new(), vec![a("username", "u-__HOSTNAME__")], Vec::new(), pos.clone());
+        let e = Element::new(
+            "source".into(),
+            String::new(),
+            vec![a("self_hostname", "${hostname}.x"), a("shared_key", "k-__HOSTNAME__")],
+            vec![user],
+            pos.clone(),
+        );
+        let r = with_hostname(&e, "h1");
+        assert_eq!(r.str("self_hostname"), Some("h1.x"));
+        assert_eq!(r.str("shared_key"), Some("k-h1"));
+        assert_eq!(r.elements[0].str("username"), Some("u-h1"));
+    }
 }

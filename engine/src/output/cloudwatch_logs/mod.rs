@@ -392,7 +392,11 @@ impl CwWriter {
         let retention = match &p.retention {
             FromRecord::None => None,
             FromRecord::Fixed(d) => Some(*d),
-            FromRecord::Key { key, .. } => rec.get(key.as_bytes()).and_then(|v| v.as_i64()),
+            FromRecord::Key { key, .. } => match injected.get(key.as_bytes()) {
+                Some(crate::format::InjectValue::Int(i)) => Some(i),
+                Some(_) => None,
+                None => rec.get(key.as_bytes()).and_then(|v| v.as_i64()),
+            },
         };
         let removed = |k: &[u8]| {
             matches!(&p.group, Name::Key { key, remove: true } if key.as_bytes() == k)
