@@ -509,7 +509,6 @@ pub struct HttpTlsParams<'a> {
     pub names: (&'a str, &'a str, &'a str),
 }
 
-/// A rustls client configuration for an HTTP output.
 /// A client config that checks servers against the system roots (TLS 1.2 and up), for
 /// HTTPS endpoints a plugin has no TLS parameters for (AWS STS, Loggly, Treasure
 /// Data...). `verify false` is a plugin's `ssl_verify_peer false`.
@@ -529,6 +528,7 @@ pub fn system_client_tls(e: &Element, verify: bool) -> Result<ClientTls, ConfigE
     http_client_tls(e, &p)
 }
 
+/// A rustls client configuration for an HTTP output.
 pub fn http_client_tls(e: &Element, p: &HttpTlsParams<'_>) -> Result<ClientTls, ConfigError> {
     let vs = versions(e, p.version, p.min_version, p.max_version)?;
     let prov = provider();

@@ -21,7 +21,9 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
+use crate::buffer::queue::unix_now as now;
 use crate::http::{Client, ClientConf, Request, Url};
+use crate::s3::client::xml_text;
 use crate::s3::sigv4::Credentials;
 use crate::tls::ClientTls;
 
@@ -58,6 +60,35 @@ pub struct WebIdentity {
     pub sts_region: Option<String>,
 }
 
+impl WebIdentity {
+    /// A `<web_identity_credentials>` section's parameters both plugins share (out_s3
+    /// adds its STS endpoint and region).
+    pub fn from_section(w: &crate::config::Element) -> Result<WebIdentity, crate::config::ConfigError> {
+        let req = |k: &str| w.str(k).map(str::to_string).ok_or_else(|| w.error(format!("'{k}' parameter is required")));
+        Ok(WebIdentity {
+            role_arn: req("role_arn")?,
+            session_name: req("role_session_name")?,
+            token_file: req("web_identity_token_file")?,
+            policy: w.str("policy").map(str::to_string),
+            duration_seconds: w.time("duration_seconds")?.map(|d| d.as_secs()),
+            sts_endpoint: None,
+            sts_region: None,
+        })
+    }
+}
+
+impl Source {
+    /// The TLS a source's HTTPS endpoints need (STS; an ECS full URI): checked against
+    /// the system roots, whatever the plugin's own endpoint says. None for sources
+    /// that make no HTTPS request.
+    pub fn tls(&self, e: &crate::config::Element) -> Result<Option<ClientTls>, crate::config::ConfigError> {
+        Ok(match self {
+            Source::Chain | Source::WebIdentity(_) | Source::Ecs => Some(crate::tls::system_client_tls(e, true)?),
+            Source::Static(_) | Source::Imds(_) | Source::SharedFile(..) => None,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("no AWS credentials: {0}")]
 pub struct CredError(pub String);
@@ -82,10 +113,6 @@ pub(crate) fn env(k: &str) -> Option<String> {
     std::env::var(k).ok().filter(|v| !v.is_empty())
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 /// `YYYY-MM-DDTHH:MM:SS[.fff](Z|+00:00)` as Unix seconds (the sources' `Expiration`).
 pub fn parse_expiration(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -97,14 +124,6 @@ pub fn parse_expiration(s: &str) -> Option<i64> {
     let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let days = crate::calendar::days_from_civil(y, u32::try_from(m).ok()?, u32::try_from(d).ok()?);
     Some(days * 86400 + hh * 3600 + mm * 60 + ss)
-}
-
-/// Text between `<tag>` and `</tag>` (STS answers in XML).
-fn xml_text<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let s = body.find(&open)? + open.len();
-    let e = body[s..].find(&format!("</{tag}>"))? + s;
-    Some(&body[s..e])
 }
 
 /// The shared credentials file and profile: given, else `AWS_SHARED_CREDENTIALS_FILE`
@@ -393,12 +412,12 @@ impl Provider {
         let target = u.target("/");
         let req = Request { method: "POST", url: &u, target: &target, headers: &headers, body: body.as_bytes() };
         let r = self.client.send(&req).await.map_err(|e| format!("STS {endpoint}: {e}"))?;
-        let text = String::from_utf8_lossy(&r.body);
+        let text = &r.body[..];
         if r.status != 200 {
-            let why = xml_text(&text, "Message").unwrap_or_default();
+            let why = xml_text(text, "Message").unwrap_or_default();
             return Err(format!("STS AssumeRoleWithWebIdentity for {}: {} {why}", w.role_arn, r.status));
         }
-        let field = |t: &str| xml_text(&text, t).map(str::to_string);
+        let field = |t: &str| xml_text(text, t).map(str::to_string);
         match (field("AccessKeyId"), field("SecretAccessKey")) {
             (Some(access_key), Some(secret_key)) => Ok((
                 Credentials { access_key, secret_key, session_token: field("SessionToken") },

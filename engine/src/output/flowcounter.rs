@@ -24,6 +24,7 @@ use bytes::Bytes;
 use spate_protocol::encode::raw;
 use spate_protocol::{EntriesFormat, EventBatch, EventTime, Mode, Options};
 
+use crate::buffer::queue::unix_now;
 use crate::config::{ConfigError, Element};
 use crate::plugin::{
     Build, BuildError, EmitError, Emitter, Kind, Output, OutputMetrics, OutputPlan, PlanCtx, Registration, ShardCtx,
@@ -165,10 +166,6 @@ pub struct FlowCounter {
 /// `((n * 100.0) / step).floor / 100.0`.
 fn rate(n: u64, step: f64) -> f64 {
     ((n as f64 * 100.0) / step).floor() / 100.0
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 impl FlowCounter {

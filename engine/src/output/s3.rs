@@ -79,14 +79,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
         max_body: 1 << 20,
         ..Default::default()
     };
-    // STS (web identity credentials) is https with the system roots, whatever the
-    // S3 endpoint is.
-    let sts_tls = match conf.source {
-        crate::aws::creds::Source::WebIdentity(_) | crate::aws::creds::Source::Chain => {
-            Some(crate::tls::system_client_tls(e, true)?)
-        }
-        _ => None,
-    };
+    let sts_tls = conf.source.tls(e)?;
     Ok(Box::new(S3Plan { conf: Arc::new(conf), client, sts_tls }))
 }
 

@@ -129,7 +129,7 @@ pub struct S3Client {
 
 /// Text between `<tag>` and `</tag>` in an S3 error document (no entity decoding needed
 /// for codes; messages are shown as sent).
-fn xml_text<'a>(body: &'a [u8], tag: &str) -> Option<&'a str> {
+pub(crate) fn xml_text<'a>(body: &'a [u8], tag: &str) -> Option<&'a str> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
     let s = memchr::memmem::find(body, open.as_bytes())? + open.len();

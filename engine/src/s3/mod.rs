@@ -96,19 +96,13 @@ fn credential_source(
         (None, None) => {}
     }
     if let Some(w) = e.single("web_identity_credentials")? {
-        let req = |k: &str| w.str(k).map(str::to_string).ok_or_else(|| w.error(format!("'{k}' parameter is required")));
         if let Some(a) = w.get("sts_http_proxy") {
             return Err(ConfigError::at(&a.pos, "out_s3: sts_http_proxy is not supported by spate"));
         }
-        return Ok(Source::WebIdentity(WebIdentity {
-            role_arn: req("role_arn")?,
-            session_name: req("role_session_name")?,
-            token_file: req("web_identity_token_file")?,
-            policy: w.str("policy").map(str::to_string),
-            duration_seconds: w.time("duration_seconds")?.map(|d| d.as_secs()),
-            sts_endpoint: w.str("sts_endpoint_url").map(str::to_string),
-            sts_region: w.str("sts_region").map(str::to_string),
-        }));
+        let mut wi = WebIdentity::from_section(w)?;
+        wi.sts_endpoint = w.str("sts_endpoint_url").map(str::to_string);
+        wi.sts_region = w.str("sts_region").map(str::to_string);
+        return Ok(Source::WebIdentity(wi));
     }
     if let Some(i) = e.single("instance_profile_credentials")? {
         for k in ["retries", "http_open_timeout", "http_read_timeout"] {

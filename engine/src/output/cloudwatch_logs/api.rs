@@ -62,8 +62,7 @@ impl Api {
     /// One attempt; the error says whether another may succeed.
     async fn call_once(&self, op: &'static str, body: &[u8]) -> Result<Value, (ApiError, bool)> {
         let creds = self.creds.get().await.map_err(|e| (ApiError::from(e), false))?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        let date = sigv4::amz_date(now);
+        let date = sigv4::amz_date(crate::buffer::queue::unix_now());
         let payload = sigv4::sha256_hex(body);
         let host = if self.url.port == self.url.scheme.default_port() {
             self.url.host.clone()

@@ -194,16 +194,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
     let tls = Some(crate::tls::system_client_tls(e, verify)?);
     // The plugin's order: (aws_use_sts,) web identity, ECS, then the keys.
     let source = if let Some(w) = e.single("web_identity_credentials")? {
-        let req = |k: &str| w.str(k).map(str::to_string).ok_or_else(|| w.error(format!("'{k}' parameter is required")));
-        Source::WebIdentity(WebIdentity {
-            role_arn: req("role_arn")?,
-            session_name: req("role_session_name")?,
-            token_file: req("web_identity_token_file")?,
-            policy: w.str("policy").map(str::to_string),
-            duration_seconds: w.time("duration_seconds")?.map(|d| d.as_secs()),
-            sts_endpoint: None,
-            sts_region: None,
-        })
+        Source::WebIdentity(WebIdentity::from_section(w)?)
     } else if e.bool("aws_ecs_authentication")?.unwrap_or(false) {
         Source::Ecs
     } else if let (Some(k), Some(s)) = (e.str("aws_key_id"), e.str("aws_sec_key")) {
@@ -211,12 +202,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
     } else {
         Source::Chain
     };
-    // STS and ECS endpoints: verified against the system roots, whatever the
-    // CloudWatch endpoint and ssl_verify_peer say.
-    let sts_tls = match source {
-        Source::Static(_) => None,
-        _ => Some(crate::tls::system_client_tls(e, true)?),
-    };
+    let sts_tls = source.tls(e)?;
     let format = match e.elements_named("format").next() {
         Some(_) => {
             let mut f = crate::format::format_conf(e, "json", &ctx.hostname)?;
