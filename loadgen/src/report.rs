@@ -297,8 +297,9 @@ pub struct SinkReport {
     pub acks_sent: u64,
     pub connections: u64,
     pub bad_frames: u64,
-    /// Sampled frames whose `size` option disagreed with their entries (the sink counts
-    /// unsampled PackedForward frames by `size`: any mismatch makes its counts suspect).
+    /// Sampled frames whose `size` option disagreed with their entries, plus large
+    /// frames discarded unread that had no `size` (the sink counts unsampled
+    /// PackedForward frames by `size`: any mismatch makes its counts suspect).
     #[serde(default)]
     pub size_mismatches: u64,
     /// CPU seconds the sink's worker threads used (published every 20 ms while busy):

@@ -6,7 +6,12 @@
 //! A PackedForward frame that carries the `size` option is counted by it without its
 //! events being walked (`FrameDecoder::decode_sized`); one frame in `sample_every`,
 //! drawn at random, is decoded whole, which samples its stamps and checks its `size`
-//! (mismatches are reported). So the sink costs little more than the kernel's copy for what relays send.
+//! (mismatches are reported). A large frame not sampled (entries of 64 KiB or more, once
+//! a walked frame showed the sender sends `size`) is not even kept: its header is read,
+//! its entries are read into a reused scratch buffer and dropped, and its options give
+//! its count (`FrameDecoder::skip_entries_head`); a relay's 8 MiB chunks then cost the
+//! sink the kernel's copy into a buffer that stays in cache, not fresh memory for every
+//! chunk.
 //!
 //! An acceptor thread hands connections round-robin to a few worker threads, each an
 //! epoll loop (mio) over its share: thousands of connections cost no threads, and a few
@@ -23,11 +28,12 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Buf;
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use spate_protocol::{encode, parse_frame, EventBatch, Frame, FrameDecoder, Limits};
+use spate_protocol::{encode, parse_frame, EventBatch, Frame, FrameDecoder, Limits, SkippedHead};
 
 use crate::capture::Recorder;
 use crate::report::{new_hist, Latency, SinkReport, TagCount};
@@ -42,8 +48,9 @@ pub struct SinkConfig {
     /// Never send acks (for testing clients' ack timeouts).
     pub no_ack: bool,
     /// Read the send stamps of one frame in N only, drawn at random (1: every frame),
-    /// and walk only those frames when the others carry `size`. Sampling keeps the
-    /// sink much faster than what it measures; the histogram stays representative.
+    /// and walk only those frames when the others carry `size` (large frames: one a
+    /// second, see `Tally::sample_next`). Sampling keeps the sink much faster than what
+    /// it measures; the histogram stays representative.
     pub sample_every: u32,
     /// Worker threads (0: one per CPU).
     pub threads: u32,
@@ -190,6 +197,11 @@ struct SConn {
     out: Vec<u8>,
     out_pos: usize,
     writable: bool,
+    /// A large frame not sampled whose entries are being discarded unread
+    /// (`FrameDecoder::skip_entries_head`): its header, and the entries' bytes still to
+    /// come off the socket (read into scratch, never kept).
+    skipping: Option<SkippedHead>,
+    skip_left: usize,
 }
 
 struct Worker {
@@ -228,14 +240,26 @@ struct Tally {
     /// sampled when none was for [`SAMPLE_GAP_NS`], so a relay that sends a few large
     /// chunks (fluentd's out_forward: 7 frames for 350 k events) still gets latencies.
     last_sample_ns: u64,
+    /// The last frame walked carried `size`: the next large ones may be counted by it
+    /// without being kept. Per worker, not per connection: a relay may connect per chunk.
+    /// (A skipped frame without `size` counts as a size mismatch: the run is invalid.)
+    sized: bool,
 }
 
 /// Longest time without a sampled frame (100 ms).
 const SAMPLE_GAP_NS: u64 = 100_000_000;
 
+/// Longest time without a sampled large frame (1 s): one holds thousands of stamps, and
+/// walking one stalls the sink's reading for milliseconds, which the relay it measures
+/// feels.
+const SAMPLE_GAP_LARGE_NS: u64 = 1_000_000_000;
+
 impl Tally {
     /// Whether the frame under way is sampled; `at`: when its last bytes were read.
-    fn sample_next(&mut self, every: u64, at: u64) -> bool {
+    /// `large`: its entries are [`SKIP_MIN`] bytes or more (a relay's chunk): such a
+    /// frame holds thousands of stamps, and is sampled only when none was for
+    /// [`SAMPLE_GAP_LARGE_NS`].
+    fn sample_next(&mut self, every: u64, at: u64, large: bool) -> bool {
         if every <= 1 {
             return true;
         }
@@ -245,7 +269,9 @@ impl Tally {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        let sampled = self.rng.is_multiple_of(every) || at.saturating_sub(self.last_sample_ns) >= SAMPLE_GAP_NS;
+        let since = at.saturating_sub(self.last_sample_ns);
+        let sampled =
+            if large { since >= SAMPLE_GAP_LARGE_NS } else { self.rng.is_multiple_of(every) || since >= SAMPLE_GAP_NS };
         if sampled {
             self.last_sample_ns = at;
         }
@@ -263,7 +289,7 @@ impl Worker {
             rx,
             sh,
             stamp: cfg.stamp_field.as_bytes().to_vec(),
-            tmp: if cfg.raw { vec![0; READ] } else { Vec::new() },
+            tmp: vec![0; READ],
             cfg,
             conns: Vec::new(),
             free: Vec::new(),
@@ -276,6 +302,7 @@ impl Worker {
                 // Any odd seed will do; the clock makes workers differ.
                 rng: wall_ns() | 1,
                 last_sample_ns: 0,
+                sized: false,
             },
             last_tags: Instant::now(),
             last_merge: Instant::now(),
@@ -337,6 +364,8 @@ impl Worker {
                 out: Vec::new(),
                 out_pos: 0,
                 writable: false,
+                skipping: None,
+                skip_left: 0,
             });
             // Data may have arrived before registration; edge-triggered polls would
             // not report it.
@@ -370,6 +399,9 @@ impl Worker {
             // gone, so it reads into scratch.
             let res = if self.cfg.raw {
                 c.sock.read(&mut self.tmp).map(|n| (n, self.tmp.len()))
+            } else if c.skip_left > 0 {
+                let want = c.skip_left.min(self.tmp.len());
+                c.sock.read(&mut self.tmp[..want]).map(|n| (n, want))
             } else {
                 // A frame is reserved whole only up to what the decoder accepts anyway.
                 read_into(&c.sock, &mut c.buf, READ, MAX_HINT.min(c.dec.limits().max_frame_size))
@@ -390,6 +422,15 @@ impl Worker {
             self.sh.bytes.fetch_add(n as u64, Ordering::Relaxed);
             if self.cfg.raw {
                 continue;
+            }
+            if let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) {
+                if c.skip_left > 0 {
+                    c.skip_left -= n;
+                    if n < asked && !closed {
+                        return;
+                    }
+                    continue;
+                }
             }
             let at = wall_ns();
             let ok = {
@@ -476,9 +517,52 @@ fn decode_all(c: &mut SConn, sh: &Shared, cfg: &SinkConfig, stamp: &[u8], st: &m
     let every = cfg.sample_every.max(1) as u64;
     let recording = cfg.record.is_some();
     loop {
+        if let Some(head) = &c.skipping {
+            // The entries are gone: count the frame by the `size` in its options.
+            match c.dec.finish_skipped(head, &mut c.buf) {
+                Ok(Some(f)) => {
+                    c.skipping = None;
+                    st.draw = None;
+                    if f.option.size.is_none() {
+                        st.sized = false;
+                        sh.size_mismatches.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let events = f.option.size.unwrap_or(0);
+                    count(st, sh, &f.tag, events, f.wire_len);
+                    if let Some(ch) = &f.option.chunk {
+                        ack(c, sh, cfg, ch);
+                    }
+                    continue;
+                }
+                Ok(None) => return true,
+                Err(_) => {
+                    sh.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+            }
+        }
         // Frames whose stamps are sampled are also walked whole: their `size` option,
         // trusted for the others, is checked against their entries.
-        let sampled = st.sample_next(every, at);
+        // Draw only once the frame's header is here: it tells a large frame.
+        let large = match packed_head(&c.buf) {
+            Head::Incomplete => return true,
+            Head::Sized(n) => n >= SKIP_MIN,
+            Head::Other => false,
+        };
+        let sampled = st.sample_next(every, at, large);
+        if !sampled && !recording && st.sized {
+            if let Some(head) = c.dec.skip_entries_head(&mut c.buf, SKIP_MIN) {
+                // Discard the entries already read; the rest is read into scratch.
+                let here = head.entries_len.min(c.buf.len());
+                c.buf.advance(here);
+                c.skip_left = head.entries_len - here;
+                c.skipping = Some(head);
+                if c.skip_left > 0 {
+                    return true;
+                }
+                continue;
+            }
+        }
         let frame = if recording {
             match c.dec.next_value(&mut c.buf) {
                 Ok(Some(raw)) => {
@@ -507,6 +591,7 @@ fn decode_all(c: &mut SConn, sh: &Shared, cfg: &SinkConfig, stamp: &[u8], st: &m
         };
         match frame {
             Ok(Some(Frame::Events(b))) => {
+                st.sized = b.option.size.is_some();
                 if sampled {
                     sample(&b, stamp, &mut st.local);
                     // Trusted frames count `size`, which would include invalid entries:
@@ -516,25 +601,9 @@ fn decode_all(c: &mut SConn, sh: &Shared, cfg: &SinkConfig, stamp: &[u8], st: &m
                     }
                 }
                 st.draw = None;
-                match st.tags.get_mut(&b.tag[..]) {
-                    Some(t) => {
-                        t.events += b.count as u64;
-                        t.bytes += b.wire_len as u64;
-                    }
-                    None => {
-                        st.tags.insert(b.tag.to_vec(), TagCount { events: b.count as u64, bytes: b.wire_len as u64 });
-                    }
-                }
-                sh.frames.fetch_add(1, Ordering::Relaxed);
+                count(st, sh, &b.tag, b.count as u64, b.wire_len);
                 if let Some(ch) = &b.option.chunk {
-                    if !cfg.no_ack {
-                        if c.dec.is_json() {
-                            encode::ack_json(&mut c.out, ch);
-                        } else {
-                            encode::ack(&mut c.out, ch);
-                        }
-                        sh.acks.fetch_add(1, Ordering::Relaxed);
-                    }
+                    ack(c, sh, cfg, ch);
                 }
             }
             Ok(Some(Frame::Heartbeat)) => {}
@@ -546,6 +615,38 @@ fn decode_all(c: &mut SConn, sh: &Shared, cfg: &SinkConfig, stamp: &[u8], st: &m
         }
     }
 }
+
+/// Adds a frame's events and bytes to its tag's counts.
+fn count(st: &mut Tally, sh: &Shared, tag: &[u8], events: u64, wire_len: usize) {
+    match st.tags.get_mut(tag) {
+        Some(t) => {
+            t.events += events;
+            t.bytes += wire_len as u64;
+        }
+        None => {
+            st.tags.insert(tag.to_vec(), TagCount { events, bytes: wire_len as u64 });
+        }
+    }
+    sh.frames.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Queues the ack a frame's `chunk` option asks for (unless `--no-ack`).
+fn ack(c: &mut SConn, sh: &Shared, cfg: &SinkConfig, chunk: &[u8]) {
+    if cfg.no_ack {
+        return;
+    }
+    if c.dec.is_json() {
+        encode::ack_json(&mut c.out, chunk);
+    } else {
+        encode::ack(&mut c.out, chunk);
+    }
+    sh.acks.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Entries at least this large, in a frame not sampled, are discarded unread rather than
+/// kept in the connection's buffer: a relay's multi-megabyte chunks would otherwise be
+/// written to fresh memory and walked by nobody.
+const SKIP_MIN: usize = 64 << 10;
 
 /// The calling thread's CPU time (user and system), in ns.
 fn thread_cpu_ns() -> u64 {
@@ -594,6 +695,42 @@ fn read_into(sock: &TcpStream, buf: &mut BytesMut, want: usize, max_hint: usize)
 
 /// The most [`packed_frame_len`] may make a read reserve.
 const MAX_HINT: usize = 64 << 20;
+
+/// What the start of a buffer says about the frame there.
+enum Head {
+    /// Nothing yet, or a PackedForward header cut short.
+    Incomplete,
+    /// A PackedForward frame with str 32 / bin 32 entries: its length (see
+    /// [`packed_frame_len`]).
+    Sized(usize),
+    /// Any other frame (or not a frame).
+    Other,
+}
+
+fn packed_head(buf: &[u8]) -> Head {
+    if let Some(n) = packed_frame_len(buf) {
+        return Head::Sized(n);
+    }
+    let Some(&first) = buf.first() else { return Head::Incomplete };
+    if !matches!(first, 0x92..=0x94) {
+        return Head::Other;
+    }
+    // `[tag, entries, ...]` as packed_frame_len reads it: cut short, or another kind.
+    let at = match buf.get(1) {
+        None => return Head::Incomplete,
+        Some(&m @ 0xa0..=0xbf) => 2 + (m & 0x1f) as usize,
+        Some(0xd9) => match buf.get(2) {
+            None => return Head::Incomplete,
+            Some(&n) => 3 + n as usize,
+        },
+        Some(_) => return Head::Other,
+    };
+    match buf.get(at) {
+        None => Head::Incomplete,
+        Some(0xdb | 0xc6) if buf.len() < at + 5 => Head::Incomplete,
+        Some(_) => Head::Other,
+    }
+}
 
 /// The length of the PackedForward frame at the start of `buf` as far as its header
 /// tells (tag and entries; the options, not yet seen, not counted), when the header is

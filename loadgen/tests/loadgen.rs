@@ -360,3 +360,60 @@ fn an_invalid_entry_in_a_sized_frame_counts_as_a_mismatch() {
     let rep = s.stop();
     assert_eq!((rep.events_received, rep.size_mismatches, rep.bad_frames), (1, 1, 0));
 }
+
+#[test]
+fn large_frames_not_sampled_are_counted_by_size_unread_acked_and_a_missing_size_is_reported() {
+    use spate_protocol::encode::{self, EntriesType, OptionsOut, TimeFormat};
+    use std::io::{Read, Write};
+    // A relay's chunks: ~1 MB frames, most of them discarded unread (their `size` counts
+    // them); their `chunk` ids are acked all the same. The first one is walked (it shows
+    // the sender sends `size`); the last lacks `size` and must be reported.
+    let mut rec = Vec::new();
+    encode::raw::map_header(&mut rec, 1);
+    encode::raw::str(&mut rec, b"message");
+    encode::raw::str(&mut rec, &[b'x'; 200]);
+    let n = 5_000u32;
+    let mut entries = Vec::new();
+    for i in 0..n {
+        encode::entry(&mut entries, spate_protocol::EventTime::new(i, 0), TimeFormat::EventTime, &rec);
+    }
+    let frame = |id: &str, size: Option<u64>| {
+        let mut f = Vec::new();
+        let opt = OptionsOut { chunk: Some(id.as_bytes()), size, ..Default::default() };
+        encode::packed_forward(&mut f, b"relay", &entries, EntriesType::Str32, &opt);
+        f
+    };
+    let s = sink::start(SinkConfig { sample_every: 1000, ..Default::default() }).unwrap();
+    let mut c = std::net::TcpStream::connect(s.addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut acks = Vec::new();
+    let mut wait_ack = |c: &mut std::net::TcpStream, id: &str| {
+        while !acks.windows(id.len()).any(|w| w == id.as_bytes()) {
+            let mut b = [0u8; 4096];
+            let k = c.read(&mut b).unwrap();
+            assert!(k > 0, "closed before the ack of {id}");
+            acks.extend_from_slice(&b[..k]);
+        }
+    };
+    for i in 0..8 {
+        let id = format!("chunk-{i:02}");
+        // In pieces, so the sink sees the header before the entries.
+        for piece in frame(&id, Some(u64::from(n))).chunks(100_003) {
+            c.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        wait_ack(&mut c, &id);
+    }
+    c.write_all(&frame("chunk-nosize", None)).unwrap();
+    wait_ack(&mut c, "chunk-nosize");
+    std::thread::sleep(Duration::from_millis(30));
+    let rep = s.stop();
+    assert_eq!(rep.events_received, 8 * u64::from(n));
+    assert_eq!((rep.frames_received, rep.acks_sent, rep.size_mismatches, rep.bad_frames), (9, 9, 1, 0));
+    // Had the frame without `size` been walked, it would have counted its 5,000 events
+    // and no mismatch. Every byte is counted, read or not.
+    assert_eq!(
+        rep.bytes_received,
+        8 * frame("chunk-00", Some(u64::from(n))).len() as u64 + frame("chunk-nosize", None).len() as u64
+    );
+}

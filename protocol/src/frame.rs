@@ -395,10 +395,99 @@ impl FrameDecoder {
         self.decode_inner(buf, false, true).and_then(undeferred)
     }
 
+    /// For receivers that only count, as [`FrameDecoder::decode_sized`], and would rather
+    /// not hold a large frame's entries at all: when `buf` starts with the header of a
+    /// `[tag, entries (str 32 or bin 32), option]` frame whose entries are at least
+    /// `min_entries` bytes, takes the header (array, tag and the entries' own header) off
+    /// `buf` and returns it. The caller then discards the next
+    /// [`SkippedHead::entries_len`] bytes of the stream itself (the ones already in `buf`
+    /// and the rest as they arrive), and finishes the frame with
+    /// [`FrameDecoder::finish_skipped`]. `None`: not such a frame, or its header is not
+    /// complete yet; decode it as usual. Only between frames (JSON streams never qualify).
+    pub fn skip_entries_head(&mut self, buf: &mut BytesMut, min_entries: usize) -> Option<SkippedHead> {
+        if self.kind == StreamKind::Json || self.skipper.pos() != 0 || buf.first() != Some(&0x93) {
+            return None;
+        }
+        let (tag_at, tag_len) = match *buf.get(1)? {
+            m @ 0xa0..=0xbf => (2, (m & 0x1f) as usize),
+            0xd9 => (3, *buf.get(2)? as usize),
+            _ => return None,
+        };
+        let at = tag_at + tag_len;
+        if !matches!(*buf.get(at)?, 0xdb | 0xc6) {
+            return None;
+        }
+        let n = buf.get(at + 1..at + 5)?;
+        let entries_len = u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize;
+        let head_len = at + 5;
+        // A frame the decoder would refuse is left to it, to be refused the same way.
+        if entries_len < min_entries || head_len + entries_len > self.limits.max_frame_size {
+            return None;
+        }
+        self.kind = StreamKind::Msgpack;
+        let tag = Bytes::copy_from_slice(&buf[tag_at..at]);
+        let _ = buf.split_to(head_len);
+        self.consumed += (head_len + entries_len) as u64;
+        Some(SkippedHead { tag, entries_len, head_len })
+    }
+
+    /// Reads the option map that ends a frame begun with
+    /// [`FrameDecoder::skip_entries_head`], once the caller has discarded its entries:
+    /// `Ok(None)` until the whole map is in `buf`. The frame's events are then counted
+    /// by the map's `size` (which the caller should check is there).
+    pub fn finish_skipped(&mut self, head: &SkippedHead, buf: &mut BytesMut) -> Result<Option<SkippedFrame>> {
+        let base = self.consumed;
+        // The frame as a whole stays within the limit, as decode would have it.
+        let room = self.limits.max_frame_size.saturating_sub(head.head_len + head.entries_len);
+        let len = match self.skipper.advance(buf, room, self.limits.max_depth) {
+            Ok(None) => return Ok(None),
+            Ok(Some(len)) => len,
+            Err(mut e) => {
+                e.offset += base;
+                return Err(e);
+            }
+        };
+        let raw = buf.split_to(len).freeze();
+        self.consumed += len as u64;
+        self.last_wire_len = head.head_len + head.entries_len + len;
+        let mut c = Cursor::new(&raw);
+        let option = parse_options(&mut c, &raw).map_err(|mut e| {
+            e.offset += base;
+            e
+        })?;
+        if !c.at_end() {
+            return Err(DecodeError { offset: base + c.pos as u64, kind: ErrorKind::Trailing });
+        }
+        Ok(Some(SkippedFrame { tag: head.tag.clone(), option, wire_len: self.last_wire_len }))
+    }
+
     fn decode_inner(&mut self, buf: &mut BytesMut, defer: bool, trust_size: bool) -> Result<Option<Decoded>> {
         let Some(raw) = self.next_value(buf)? else { return Ok(None) };
         self.parse_taken(raw, defer, trust_size).map(Some)
     }
+}
+
+/// The header of a frame whose entries the receiver discards unread
+/// ([`FrameDecoder::skip_entries_head`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedHead {
+    /// The frame's tag.
+    pub tag: Bytes,
+    /// Bytes of entries that follow, to discard.
+    pub entries_len: usize,
+    /// Bytes of the header taken off the buffer.
+    head_len: usize,
+}
+
+/// A frame whose entries were discarded unread: its tag, options and wire size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedFrame {
+    /// The frame's tag.
+    pub tag: Bytes,
+    /// Its options (`size` counts its events, `chunk` asks for an ack).
+    pub option: Options,
+    /// Its bytes on the wire, header, entries and options.
+    pub wire_len: usize,
 }
 
 /// A frame decoded without deferring: a compressed one never comes back deferred.

@@ -648,3 +648,84 @@ fn decode_sized_counts_packed_forward_by_its_size_option_and_nothing_else() {
     let mut buf = BytesMut::from(&f[..f.len() - 2]);
     assert!(FrameDecoder::new(Limits::default()).decode_sized(&mut buf).unwrap().is_none());
 }
+
+#[test]
+fn skipped_entries_frames_are_counted_by_their_options_byte_for_byte() {
+    use bytes::Buf;
+    let entries: Vec<u8> = (0..200).flat_map(|i| entry(EventTime::new(i, 0))).collect();
+    let opt = OptionsOut { chunk: Some(b"c1"), size: Some(200), ..Default::default() };
+    let mut f = Vec::new();
+    encode::packed_forward(&mut f, b"relay.tag", &entries, EntriesType::Str32, &opt);
+    // Two frames back to back, fed a byte at a time: the header is taken only once
+    // complete, the entries are dropped by the caller, the options end the frame.
+    let stream = [f.clone(), f.clone()].concat();
+    let mut dec = FrameDecoder::new(Limits::default());
+    let (mut buf, mut fed, mut head, mut skip, mut frames) = (BytesMut::new(), 0, None, 0usize, Vec::new());
+    while fed < stream.len() {
+        buf.extend_from_slice(&stream[fed..fed + 1]);
+        fed += 1;
+        if skip > 0 {
+            let n = skip.min(buf.len());
+            buf.advance(n);
+            skip -= n;
+            continue;
+        }
+        match &head {
+            None => {
+                if let Some(h) = dec.skip_entries_head(&mut buf, 64) {
+                    assert_eq!((&h.tag[..], h.entries_len), (&b"relay.tag"[..], entries.len()));
+                    assert!(buf.is_empty());
+                    skip = h.entries_len;
+                    head = Some(h);
+                }
+            }
+            Some(h) => {
+                if let Some(done) = dec.finish_skipped(h, &mut buf).unwrap() {
+                    frames.push(done);
+                    head = None;
+                }
+            }
+        }
+    }
+    assert_eq!(frames.len(), 2);
+    for fr in &frames {
+        assert_eq!((&fr.tag[..], fr.option.size, fr.wire_len), (&b"relay.tag"[..], Some(200), f.len()));
+        assert_eq!(fr.option.chunk.as_deref(), Some(&b"c1"[..]));
+    }
+    assert_eq!(dec.consumed(), stream.len() as u64);
+    // Entries below the threshold, another layout, or a frame over the limit: left to
+    // decode (nothing taken off the buffer).
+    let mut buf = BytesMut::from(&f[..]);
+    assert!(FrameDecoder::new(Limits::default()).skip_entries_head(&mut buf, entries.len() + 1).is_none());
+    let small = Limits { max_frame_size: f.len() - opt_len(&f, entries.len()) - 1, ..Limits::default() };
+    assert!(FrameDecoder::new(small).skip_entries_head(&mut buf, 64).is_none());
+    let mut fw = Vec::new();
+    encode::forward(&mut fw, b"t", &entries, 200, &opt);
+    let mut fwb = BytesMut::from(&fw[..]);
+    assert!(FrameDecoder::new(Limits::default()).skip_entries_head(&mut fwb, 64).is_none());
+    assert_eq!((buf.len(), fwb.len()), (f.len(), fw.len()));
+    // Options that are not a map: an error with the stream offset of the options.
+    let mut bad = f[..f.len() - opt_len(&f, entries.len())].to_vec();
+    bad.push(0x01);
+    let mut dec = FrameDecoder::new(Limits::default());
+    let mut buf = BytesMut::from(&bad[..]);
+    let h = dec.skip_entries_head(&mut buf, 64).unwrap();
+    buf.advance(h.entries_len);
+    let e = dec.finish_skipped(&h, &mut buf).unwrap_err();
+    assert_eq!(e.offset, (bad.len() - 1) as u64, "{e}");
+    // Options that take the frame past the limit: refused as decode refuses the frame.
+    let tight = Limits { max_frame_size: f.len() - 1, ..Limits::default() };
+    let mut dec = FrameDecoder::new(tight);
+    let mut buf = BytesMut::from(&f[..]);
+    let h = dec.skip_entries_head(&mut buf, 64).unwrap();
+    buf.advance(h.entries_len);
+    let e = dec.finish_skipped(&h, &mut buf).unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::FrameTooLarge { .. }), "{e}");
+    assert!(FrameDecoder::new(tight).decode(&mut BytesMut::from(&f[..])).is_err());
+}
+
+/// Bytes of the options at the end of a `[tag (fixstr), entries (str 32), options]` frame.
+fn opt_len(f: &[u8], entries: usize) -> usize {
+    let tag = (f[1] & 0x1f) as usize;
+    f.len() - (2 + tag + 5 + entries)
+}

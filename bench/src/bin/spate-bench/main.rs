@@ -451,7 +451,7 @@ fn run_once(sys: &System, sc: &str, pipeline_kind: &str, g: &Gen, ctx: &Ctx) -> 
     };
     let errors = f(&gen, "errors") as u64;
     let mut status = if size_mismatches > 0 {
-        format!("invalid: {size_mismatches} sampled frames' size option disagreed with their entries (the sink's counts are not reliable)")
+        format!("invalid: {size_mismatches} frames' size option disagreed with their entries or was missing (the sink's counts are not reliable)")
     } else if lost > 0 {
         format!("invalid: lost {lost} acked events")
     } else if lost < 0 {
