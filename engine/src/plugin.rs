@@ -177,8 +177,8 @@ pub struct PlannedPlugin {
     pub label: usize,
     /// `@log_level` of the plugin, if set.
     pub log_level: Option<crate::log::Level>,
-    /// The section as text (without the `<match>` pattern): equal keys mean an
-    /// unchanged plugin across a reload.
+    /// The section as text (without the `<match>` pattern) and the label table: equal
+    /// keys mean an unchanged plugin across a reload.
     pub key: String,
 }
 
@@ -231,7 +231,11 @@ impl<'a> PlanCtx<'a> {
         id: &str,
         label: usize,
     ) -> Result<String, ConfigError> {
-        let key = format!("{id}\u{0}{}", crate::config::dump::section_key(e));
+        // Plugins hold label indices (their own label, `@label` targets, where they
+        // re-emit), and indices are positions: a reload that adds, removes or moves a
+        // `<label>` renumbers them, so the label table is part of every key and such a
+        // reload builds every plugin anew.
+        let key = format!("{id}\u{0}{}\u{0}{}", crate::config::dump::section_key(e), self.label_names.join("\u{1}"));
         let log_level = match e.str("@log_level") {
             None => None,
             Some(l) => Some(crate::log::Level::parse(l).ok_or_else(|| {

@@ -1,7 +1,8 @@
 //! One shard's side of a configuration reload. The new configuration was validated
 //! before it got here (an invalid one never leaves the reloader). The shard builds the
 //! new generation next to the running one (unchanged inputs, filters and outputs are
-//! the running instances; a buffered output with the same `@id` or file-buffer path
+//! the running instances; a change to the `<label>` table changes them all, since they
+//! hold label positions; a buffered output with the same `@id` or file-buffer path
 //! takes over the previous one's buffer), then commits in one step without yielding:
 //! the router slot points at the new routes, new outputs start, replaced outputs that
 //! handed their buffer over retire (finishing the chunk they are writing) and the

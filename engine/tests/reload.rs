@@ -326,3 +326,52 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A reload that adds a `<label>` before existing ones renumbers them: the inputs,
+/// relabel outputs and flowcounters kept from the running generation must still reach
+/// the labels they name, not whatever label now has their old position.
+#[test]
+fn a_label_added_before_others_leaves_kept_plugins_on_their_labels() {
+    let (b, a) = (sink(), sink());
+    let dir = tempdir::Dir::new("reload-labels");
+    let (port, port2) = (free_port(), free_port());
+    let out = |p: u16| {
+        format!(
+            "  <match **>\n    @type forward\n    <server>\n      host 127.0.0.1\n      port {p}\n    </server>\n    <buffer>\n      flush_interval 100ms\n    </buffer>\n  </match>\n"
+        )
+    };
+    let conf = |extra: &str| {
+        format!(
+            "<source>\n  @type forward\n  @id labelled\n  bind 127.0.0.1\n  port {port}\n  @label @B\n</source>\n<source>\n  @type forward\n  @id top\n  bind 127.0.0.1\n  port {port2}\n</source>\n<match relay.**>\n  @type relabel\n  @label @B\n</match>\n<match fluent.**>\n  @type null\n</match>\n{extra}<label @B>\n{}</label>\n",
+            out(b.addr().port())
+        )
+    };
+    let path = dir.path().join("fluent.conf");
+    let log = dir.path().join("spate.log");
+    std::fs::write(&path, conf("")).unwrap();
+    let mut spate = Proc::spawn(
+        "spate",
+        spate_cmd(&path, 2).stdout(std::process::Stdio::null()).stderr(std::fs::File::create(&log).unwrap()),
+    );
+    spate.wait_listening(port, Duration::from_secs(20));
+    spate.wait_listening(port2, Duration::from_secs(20));
+    one_frame(loopback(port), b"direct.before", 10, "d0").unwrap();
+    one_frame(loopback(port2), b"relay.before", 10, "r0").unwrap();
+    // @A now comes first: @B moves from the first label to the second.
+    std::fs::write(&path, conf(&format!("<label @A>\n{}</label>\n", out(a.addr().port())))).unwrap();
+    spate.signal(libc::SIGHUP);
+    wait_log(&log, "configuration generation 1 is running", Duration::from_secs(10));
+    one_frame(loopback(port), b"direct.after", 10, "d1").unwrap();
+    one_frame(loopback(port2), b"relay.after", 10, "r1").unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    let want = ["direct.before", "relay.before", "direct.after", "relay.after"];
+    while want.iter().any(|t| count(&b, t) < 10) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, _, _) = spate.stop(Duration::from_secs(30));
+    assert!(st.success());
+    for t in want {
+        assert_eq!((t, count(&b, t), count(&a, t)), (t, 10, 0), "{}", std::fs::read_to_string(&log).unwrap());
+    }
+}

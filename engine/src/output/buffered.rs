@@ -619,6 +619,9 @@ pub fn drain_on_shutdown(o: &dyn Output) {
 #[derive(Debug)]
 pub struct BufferedPlan {
     pub id: String,
+    /// The id was written (`@id`), not counted (`type#n`): only a written id names the
+    /// same output across a reload (a counted one moves when an output is added before).
+    pub explicit_id: bool,
     pub type_name: &'static str,
     pub writer: Box<dyn WriterPlan>,
     pub buffer: BufferConf,
@@ -637,6 +640,7 @@ pub fn plan(
     f: WriterBuilder,
 ) -> Result<Box<dyn OutputPlan>, ConfigError> {
     let id = ctx.id(e, name);
+    let explicit_id = e.get("@id").is_some();
     let mut setup = WriterSetup::primary();
     let writer = f(e, ctx, &mut setup)?;
     let buffer = match setup.take_buffer() {
@@ -660,7 +664,7 @@ pub fn plan(
         Some(f) => return Err(e.error(format!("slow_flush_log_threshold {f} must not be negative"))),
         None => Duration::from_secs(20),
     };
-    Ok(Box::new(BufferedPlan { id, type_name: name, writer, buffer, secondary, slow_flush }))
+    Ok(Box::new(BufferedPlan { id, explicit_id, type_name: name, writer, buffer, secondary, slow_flush }))
 }
 
 impl BufferedPlan {
@@ -704,13 +708,14 @@ impl OutputPlan for BufferedPlan {
 
     fn build(&self, ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Output>, BuildError> {
         let shard = ctx.shard as u32;
-        // A reload: take over the previous generation's buffer of the same @id (and
-        // buffer type) or the same file path, as it is.
+        // A reload: take over the previous generation's buffer of the same written @id
+        // (and buffer type) or the same file path, as it is.
         let adopted = ctx.previous_outputs().into_iter().find_map(|o| {
             let b = o.as_any().downcast_ref::<BufferedOutput>()?;
             let old = b.buffer.borrow();
             let same_path = self.buffer.path.is_some() && old.conf().path == self.buffer.path;
-            let same_id = b.id == self.id && old.conf().path.is_none() && self.buffer.path.is_none();
+            let same_id =
+                self.explicit_id && b.id == self.id && old.conf().path.is_none() && self.buffer.path.is_none();
             (same_path || same_id).then(|| b.buffer.clone())
         });
         if let Some(buf) = adopted {
