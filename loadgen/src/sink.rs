@@ -33,7 +33,7 @@ use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use spate_protocol::{encode, parse_frame, EventBatch, Frame, FrameDecoder, Limits, SkippedHead};
+use spate_protocol::{encode, packed_frame_len, parse_frame, EventBatch, Frame, FrameDecoder, Limits, SkippedHead};
 
 use crate::capture::Recorder;
 use crate::report::{new_hist, Latency, SinkReport, TagCount};
@@ -729,28 +729,6 @@ fn packed_head(buf: &[u8]) -> Head {
         None => Head::Incomplete,
         Some(0xdb | 0xc6) if buf.len() < at + 5 => Head::Incomplete,
         Some(_) => Head::Other,
-    }
-}
-
-/// The length of the PackedForward frame at the start of `buf` as far as its header
-/// tells (tag and entries; the options, not yet seen, not counted), when the header is
-/// there: `[tag (fixstr or str 8), entries (str 32 or bin 32), ...]`, what relays send.
-fn packed_frame_len(buf: &[u8]) -> Option<usize> {
-    if !matches!(buf.first()?, 0x92..=0x94) {
-        return None;
-    }
-    let (tag_at, tag_len) = match *buf.get(1)? {
-        m @ 0xa0..=0xbf => (2, (m & 0x1f) as usize),
-        0xd9 => (3, *buf.get(2)? as usize),
-        _ => return None,
-    };
-    let at = tag_at + tag_len;
-    match *buf.get(at)? {
-        0xdb | 0xc6 => {
-            let n = buf.get(at + 1..at + 5)?;
-            (at + 5).checked_add(u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
-        }
-        _ => None,
     }
 }
 

@@ -408,18 +408,9 @@ impl FrameDecoder {
         if self.kind == StreamKind::Json || self.skipper.pos() != 0 || buf.first() != Some(&0x93) {
             return None;
         }
-        let (tag_at, tag_len) = match *buf.get(1)? {
-            m @ 0xa0..=0xbf => (2, (m & 0x1f) as usize),
-            0xd9 => (3, *buf.get(2)? as usize),
-            _ => return None,
-        };
-        let at = tag_at + tag_len;
-        if !matches!(*buf.get(at)?, 0xdb | 0xc6) {
-            return None;
-        }
-        let n = buf.get(at + 1..at + 5)?;
-        let entries_len = u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize;
-        let head_len = at + 5;
+        let h = packed_head(buf)?;
+        let (tag_at, head_len, entries_len) = (h.tag_at, h.head_len, h.entries_len);
+        let at = h.tag_at + h.tag_len;
         // A frame the decoder would refuse is left to it, to be refused the same way.
         if entries_len < min_entries || head_len + entries_len > self.limits.max_frame_size {
             return None;
@@ -465,6 +456,48 @@ impl FrameDecoder {
         let Some(raw) = self.next_value(buf)? else { return Ok(None) };
         self.parse_taken(raw, defer, trust_size).map(Some)
     }
+}
+
+/// Where the parts of a `[tag, entries, ...]` frame's header are.
+struct PackedHead {
+    tag_at: usize,
+    tag_len: usize,
+    /// Bytes of the array, tag and entries headers.
+    head_len: usize,
+    entries_len: usize,
+}
+
+/// The header of the frame at the start of `buf` when it is `[tag (fixstr or str 8),
+/// entries (str 32 or bin 32), ...]` (what relays and fluent-bit send) and all there.
+fn packed_head(buf: &[u8]) -> Option<PackedHead> {
+    if !matches!(buf.first()?, 0x92..=0x94) {
+        return None;
+    }
+    let (tag_at, tag_len) = match *buf.get(1)? {
+        m @ 0xa0..=0xbf => (2, (m & 0x1f) as usize),
+        0xd9 => (3, *buf.get(2)? as usize),
+        _ => return None,
+    };
+    let at = tag_at + tag_len;
+    if !matches!(*buf.get(at)?, 0xdb | 0xc6) {
+        return None;
+    }
+    let n = buf.get(at + 1..at + 5)?;
+    Some(PackedHead {
+        tag_at,
+        tag_len,
+        head_len: at + 5,
+        entries_len: u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize,
+    })
+}
+
+/// The length of the frame at the start of `buf` as far as its header tells (array,
+/// tag and entries; not the options that may follow), when it is `[tag (fixstr or
+/// str 8), entries (str 32 or bin 32), ...]` and that header is all there: what relays
+/// send. For a receiver sizing its reads (the header is not checked further).
+pub fn packed_frame_len(buf: &[u8]) -> Option<usize> {
+    let h = packed_head(buf)?;
+    h.head_len.checked_add(h.entries_len)
 }
 
 /// The header of a frame whose entries the receiver discards unread

@@ -46,8 +46,8 @@ pub use compress::Compression;
 pub use error::{DecodeError, ErrorKind, Result};
 pub use event::{EntriesFormat, Event, EventTime, Events, RecordRef, ValueRef};
 pub use frame::{
-    parse_frame, CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits, Mode, Options, Scan, SkippedFrame,
-    SkippedHead,
+    packed_frame_len, parse_frame, CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits, Mode, Options,
+    Scan, SkippedFrame, SkippedHead,
 };
 pub use hex::hex;
 pub use inflate::{Inflater, Slice};
