@@ -33,7 +33,9 @@ use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use spate_protocol::{encode, packed_frame_len, parse_frame, EventBatch, Frame, FrameDecoder, Limits, SkippedHead};
+use spate_protocol::{
+    encode, packed_frame_len, parse_frame, EventBatch, Frame, FrameDecoder, Limits, PackedLen, SkippedHead,
+};
 
 use crate::capture::Recorder;
 use crate::report::{new_hist, Latency, SinkReport, TagCount};
@@ -544,10 +546,10 @@ fn decode_all(c: &mut SConn, sh: &Shared, cfg: &SinkConfig, stamp: &[u8], st: &m
         // Frames whose stamps are sampled are also walked whole: their `size` option,
         // trusted for the others, is checked against their entries.
         // Draw only once the frame's header is here: it tells a large frame.
-        let large = match packed_head(&c.buf) {
-            Head::Incomplete => return true,
-            Head::Sized(n) => n >= SKIP_MIN,
-            Head::Other => false,
+        let large = match packed_frame_len(&c.buf) {
+            PackedLen::Incomplete => return true,
+            PackedLen::Len(n) => n >= SKIP_MIN,
+            PackedLen::Other => false,
         };
         let sampled = st.sample_next(every, at, large);
         if !sampled && !recording && st.sized {
@@ -672,7 +674,10 @@ fn read_into(sock: &TcpStream, buf: &mut BytesMut, want: usize, max_hint: usize)
     // multi-megabyte chunk would otherwise be copied again at every doubling.
     // While that frame is incomplete, read no further than its end (plus room for its
     // options): asking for a full `want` near its end would copy it all to a new block.
-    let frame = packed_frame_len(buf).unwrap_or(0).min(max_hint);
+    let frame = match packed_frame_len(buf) {
+        PackedLen::Len(n) => n.min(max_hint),
+        _ => 0,
+    };
     if frame > buf.len() {
         buf.reserve(frame - buf.len() + 256);
     } else {
@@ -695,42 +700,6 @@ fn read_into(sock: &TcpStream, buf: &mut BytesMut, want: usize, max_hint: usize)
 
 /// The most [`packed_frame_len`] may make a read reserve.
 const MAX_HINT: usize = 64 << 20;
-
-/// What the start of a buffer says about the frame there.
-enum Head {
-    /// Nothing yet, or a PackedForward header cut short.
-    Incomplete,
-    /// A PackedForward frame with str 32 / bin 32 entries: its length (see
-    /// [`packed_frame_len`]).
-    Sized(usize),
-    /// Any other frame (or not a frame).
-    Other,
-}
-
-fn packed_head(buf: &[u8]) -> Head {
-    if let Some(n) = packed_frame_len(buf) {
-        return Head::Sized(n);
-    }
-    let Some(&first) = buf.first() else { return Head::Incomplete };
-    if !matches!(first, 0x92..=0x94) {
-        return Head::Other;
-    }
-    // `[tag, entries, ...]` as packed_frame_len reads it: cut short, or another kind.
-    let at = match buf.get(1) {
-        None => return Head::Incomplete,
-        Some(&m @ 0xa0..=0xbf) => 2 + (m & 0x1f) as usize,
-        Some(0xd9) => match buf.get(2) {
-            None => return Head::Incomplete,
-            Some(&n) => 3 + n as usize,
-        },
-        Some(_) => return Head::Other,
-    };
-    match buf.get(at) {
-        None => Head::Incomplete,
-        Some(0xdb | 0xc6) if buf.len() < at + 5 => Head::Incomplete,
-        Some(_) => Head::Other,
-    }
-}
 
 fn sample(b: &EventBatch, stamp: &[u8], local: &mut Histogram<u64>) {
     let now = wall_ns();

@@ -408,15 +408,15 @@ impl FrameDecoder {
         if self.kind == StreamKind::Json || self.skipper.pos() != 0 || buf.first() != Some(&0x93) {
             return None;
         }
-        let h = packed_head(buf)?;
-        let (tag_at, head_len, entries_len) = (h.tag_at, h.head_len, h.entries_len);
-        let at = h.tag_at + h.tag_len;
+        let HeadScan::Packed(PackedHead { tag_at, tag_len, head_len, entries_len }) = packed_head(buf) else {
+            return None;
+        };
         // A frame the decoder would refuse is left to it, to be refused the same way.
         if entries_len < min_entries || head_len + entries_len > self.limits.max_frame_size {
             return None;
         }
         self.kind = StreamKind::Msgpack;
-        let tag = Bytes::copy_from_slice(&buf[tag_at..at]);
+        let tag = Bytes::copy_from_slice(&buf[tag_at..tag_at + tag_len]);
         let _ = buf.split_to(head_len);
         self.consumed += (head_len + entries_len) as u64;
         Some(SkippedHead { tag, entries_len, head_len })
@@ -467,23 +467,38 @@ struct PackedHead {
     entries_len: usize,
 }
 
-/// The header of the frame at the start of `buf` when it is `[tag (fixstr or str 8),
-/// entries (str 32 or bin 32), ...]` (what relays and fluent-bit send) and all there.
-fn packed_head(buf: &[u8]) -> Option<PackedHead> {
-    if !matches!(buf.first()?, 0x92..=0x94) {
-        return None;
+/// What the start of a buffer says about a `[tag (fixstr or str 8), entries (str 32 or
+/// bin 32), ...]` frame (what relays and fluent-bit send).
+enum HeadScan {
+    /// Nothing yet, or such a header cut short.
+    Cut,
+    /// Another kind of frame (or not a frame).
+    Other,
+    Packed(PackedHead),
+}
+
+fn packed_head(buf: &[u8]) -> HeadScan {
+    let Some(&first) = buf.first() else { return HeadScan::Cut };
+    if !matches!(first, 0x92..=0x94) {
+        return HeadScan::Other;
     }
-    let (tag_at, tag_len) = match *buf.get(1)? {
-        m @ 0xa0..=0xbf => (2, (m & 0x1f) as usize),
-        0xd9 => (3, *buf.get(2)? as usize),
-        _ => return None,
+    let (tag_at, tag_len) = match buf.get(1) {
+        None => return HeadScan::Cut,
+        Some(&m @ 0xa0..=0xbf) => (2, (m & 0x1f) as usize),
+        Some(0xd9) => match buf.get(2) {
+            None => return HeadScan::Cut,
+            Some(&n) => (3, n as usize),
+        },
+        Some(_) => return HeadScan::Other,
     };
     let at = tag_at + tag_len;
-    if !matches!(*buf.get(at)?, 0xdb | 0xc6) {
-        return None;
+    match buf.get(at) {
+        None => return HeadScan::Cut,
+        Some(0xdb | 0xc6) => {}
+        Some(_) => return HeadScan::Other,
     }
-    let n = buf.get(at + 1..at + 5)?;
-    Some(PackedHead {
+    let Some(n) = buf.get(at + 1..at + 5) else { return HeadScan::Cut };
+    HeadScan::Packed(PackedHead {
         tag_at,
         tag_len,
         head_len: at + 5,
@@ -491,13 +506,28 @@ fn packed_head(buf: &[u8]) -> Option<PackedHead> {
     })
 }
 
-/// The length of the frame at the start of `buf` as far as its header tells (array,
-/// tag and entries; not the options that may follow), when it is `[tag (fixstr or
-/// str 8), entries (str 32 or bin 32), ...]` and that header is all there: what relays
-/// send. For a receiver sizing its reads (the header is not checked further).
-pub fn packed_frame_len(buf: &[u8]) -> Option<usize> {
-    let h = packed_head(buf)?;
-    h.head_len.checked_add(h.entries_len)
+/// The length of the frame at the start of a buffer as far as its header tells
+/// ([`packed_frame_len`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackedLen {
+    /// Nothing yet, or the header of a `[tag, entries (str 32 or bin 32), ...]` frame
+    /// cut short: more bytes will tell.
+    Incomplete,
+    /// Such a frame: its array, tag and entries (not the options that may follow).
+    Len(usize),
+    /// Another kind of frame: its header does not tell its length.
+    Other,
+}
+
+/// The length of the frame at the start of `buf` when it is `[tag (fixstr or str 8),
+/// entries (str 32 or bin 32), ...]`: what relays send. For a receiver sizing its reads
+/// (the header is not checked further).
+pub fn packed_frame_len(buf: &[u8]) -> PackedLen {
+    match packed_head(buf) {
+        HeadScan::Cut => PackedLen::Incomplete,
+        HeadScan::Other => PackedLen::Other,
+        HeadScan::Packed(h) => PackedLen::Len(h.head_len + h.entries_len),
+    }
 }
 
 /// The header of a frame whose entries the receiver discards unread

@@ -47,7 +47,7 @@ pub use error::{DecodeError, ErrorKind, Result};
 pub use event::{EntriesFormat, Event, EventTime, Events, RecordRef, ValueRef};
 pub use frame::{
     packed_frame_len, parse_frame, CompressedFrame, Decoded, EventBatch, Frame, FrameDecoder, Limits, Mode, Options,
-    Scan, SkippedFrame, SkippedHead,
+    PackedLen, Scan, SkippedFrame, SkippedHead,
 };
 pub use hex::hex;
 pub use inflate::{Inflater, Slice};
