@@ -65,14 +65,9 @@ fn config_errors_name_the_parameter() {
 /// that label), not to the top level.
 #[test]
 fn counts_stay_in_the_plugins_label() {
-    let dir = tempdir::Dir::new("fc-label");
-    let p = dir.path().join("fluent.conf");
-    std::fs::write(
-        &p,
+    let out = dry_run_output(
         "<source>\n  @type forward\n</source>\n<match **>\n  @type relabel\n  @label @in\n</match>\n<label @in>\n  <match **>\n    @type flowcounter\n  </match>\n</label>\n",
-    )
-    .unwrap();
-    let out = spate_cmd(&p, 1).arg("--dry-run").output().unwrap();
+    );
     let graph = String::from_utf8_lossy(&out.stdout);
     assert!(graph.contains("flowcounter every 60s -> flowcount @in"), "{graph}");
 }

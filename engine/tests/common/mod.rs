@@ -239,11 +239,16 @@ pub fn send_json<S: AsRef<str>>(spate: &Spate, tag: &str, first: spate_protocol:
 /// `fluent.conf`, so errors read `fluent.conf:<line>`): whether it was accepted, and
 /// its stderr.
 pub fn dry_run(config: &str) -> (bool, String) {
+    let out = dry_run_output(config);
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// [`dry_run`]'s whole output: the plan it prints goes to stdout.
+pub fn dry_run_output(config: &str) -> std::process::Output {
     let dir = tempdir::Dir::new("dry-run");
     let p = dir.path().join("fluent.conf");
     std::fs::write(&p, config.replace("{DIR}", &dir.path().display().to_string())).unwrap();
-    let out = spate_cmd(&p, 1).arg("--dry-run").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    spate_cmd(&p, 1).arg("--dry-run").output().unwrap()
 }
 
 pub fn raise_fd_limit() {
