@@ -117,23 +117,29 @@ impl Shape {
         // mask changes nothing when the entry is at most WINDOW long: every step's
         // offset is below the entry's length, whatever the string widths (each step
         // lies before the steps after it, and a string is at least 1 byte wide).
-        let win = buf.get(pos..pos.wrapping_add(WINDOW + 8)).and_then(|w| <&[u8; WINDOW + 8]>::try_from(w).ok());
+        // An entry that grew past the window, or whose layout was learned from an entry
+        // longer than half of it, takes the checked loads.
+        let checked = || self.steps(|o| load8(buf, pos.wrapping_add(o)));
+        let win = match self.len <= WINDOW / 2 {
+            true => buf.get(pos..pos.wrapping_add(WINDOW + 8)).and_then(|w| <&[u8; WINDOW + 8]>::try_from(w).ok()),
+            false => None,
+        };
         let (len, diff) = match win {
-            Some(win) => {
-                let (len, diff) = self.steps(|o| {
-                    let i = o & (WINDOW - 1);
-                    win.get(i..i + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
-                })?;
-                (if len <= WINDOW { len } else { return None }, diff)
-            }
-            None => self.steps(|o| load8(buf, pos.wrapping_add(o)))?,
+            Some(win) => match self.steps(|o| {
+                let i = o & (WINDOW - 1);
+                win.get(i..i + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+            })? {
+                (len, diff) if len <= WINDOW => (len, diff),
+                _ => checked()?,
+            },
+            None => checked()?,
         };
         (diff == 0 && pos.checked_add(len + 8)? <= buf.len()).then_some(len)
     }
 
     /// Goes through the steps with `load(offset)` giving the 8 bytes at an offset in
     /// the entry: the entry's length (the strings' widths applied) and the header bits
-    /// that differ (0 if none). None when a string value is not one any more.
+    /// that differ (0 if none; a string value that is not one any more differs too).
     #[inline(always)]
     fn steps(&self, load: impl Fn(usize) -> u64) -> Option<(usize, u64)> {
         let (mut shift, mut diff) = (0isize, 0u64);
@@ -142,10 +148,15 @@ impl Shape {
             if self.width[i] == 0 {
                 diff |= (w & self.mask[i]) ^ self.head[i];
             } else {
+                // Not a string any more: a miss, noted in `diff` (not returned early,
+                // so a windowed load past the window is still found out by the length).
+                let Some(width) = str_width(w) else {
+                    diff |= 1;
+                    continue;
+                };
                 // A branch, not arithmetic: when strings keep their width (as a host
                 // or a level mostly does), the branch is predicted and the steps after
                 // it load without waiting for this one.
-                let width = str_width(w)?;
                 if width != self.width[i] as usize {
                     shift += width as isize - self.width[i] as isize;
                 }
@@ -371,6 +382,25 @@ mod tests {
     }
 
     #[test]
+    fn entries_longer_than_the_window_match_too() {
+        let long = |n: usize| {
+            let (a, b, c) = (str8(&vec![b'a'; n]), str8(&vec![b'b'; n]), str8(&vec![b'c'; n]));
+            entry(T, &[(b"a", &a), (b"b", &b), (b"status", b"\xcc\xc8"), (b"c", &c)])
+        };
+        // Learned long, learned short and grown past the window, shrunk back: each at
+        // the start of a buffer with room for the window and without.
+        for (learn, other) in [(250, 250), (250, 10), (10, 250), (10, 10)] {
+            let s = Shape::learn(&long(learn), 0).expect("learned");
+            let b = long(other);
+            for pad in [8, WINDOW, 2 * WINDOW] {
+                let mut buf = b.clone();
+                buf.extend(std::iter::repeat_n(0xc0, pad));
+                assert_eq!(s.matches(&buf, 0), Some(b.len()), "learned {learn}, other {other}, pad {pad}");
+            }
+        }
+    }
+
+    #[test]
     fn a_header_byte_that_differs_is_a_miss() {
         let a = r1(b"web", b"\xcc\xc8", &[b'a'; 40]);
         let s = Shape::learn(&a, 0).unwrap();
@@ -577,7 +607,8 @@ mod tests {
             assert_eq!(used, s.len(), "{a:x?}");
             // b, followed by bytes of the next entry (or cut anywhere).
             let mut buf = b.clone();
-            let pad = 8 + r.below(8);
+            // Short of the window or past it (both ways of loading).
+            let pad = if r.below(2) == 0 { 8 + r.below(8) } else { WINDOW + r.below(600) };
             buf.extend(r.bytes(pad));
             if r.below(8) == 0 {
                 buf.truncate(r.below(buf.len() + 1));
