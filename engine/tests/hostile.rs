@@ -223,3 +223,49 @@ fn hostile_input_while_a_good_client_is_served() {
         assert!(log.to_lowercase().contains(want), "log mentions {want:?}:\n{}", &log[..log.len().min(4000)]);
     }
 }
+
+/// A sender whose data never runs out (frames without acks, written as fast as the
+/// socket takes them) must not keep its shard from another connection: with one shard,
+/// a second client's acked frame is acked while the flood goes on. Before connections
+/// took turns, the shard read the flood's socket for as long as it had data and the
+/// second frame waited until the flood stopped (here: forever, so its ack timed out).
+#[test]
+fn a_connection_that_never_runs_dry_does_not_keep_its_shard_from_another() {
+    let port = free_port();
+    let dir = tempdir::Dir::new("turns");
+    let path = dir.path().join("fluent.conf");
+    let conf = format!(
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {port}\n</source>\n<match **>\n  @type null\n</match>\n"
+    );
+    std::fs::write(&path, conf).expect("write fluent.conf");
+    let mut proc = Proc::spawn("spate", spate_cmd(&path, 1).stdout(Stdio::null()).stderr(Stdio::null()));
+    proc.wait_listening(port, Duration::from_secs(20));
+    let addr = loopback(port);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut f = Vec::new();
+            encode::packed_forward(&mut f, b"flood", &packed_entries(100, 0), EntriesType::Bin, &OptionsOut::default());
+            let mut s = TcpStream::connect(addr).expect("connect the flood");
+            let mut frames = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                s.write_all(&f).expect("the flood is read");
+                frames += 1;
+            }
+            frames
+        })
+    };
+    // The flood has the shard (and a full socket buffer) before the second client comes.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut c = Client::connect(addr);
+    let (f, id) = good_frame(0);
+    c.send(&f).expect("send");
+    let ack = c.read_ack();
+    stop.store(true, Ordering::Relaxed);
+    let frames = flood.join().expect("flood thread");
+    assert_eq!(ack.expect("the second client's frame is acked while the flood goes on"), id.as_bytes());
+    assert!(frames > 0);
+    proc.stop(Duration::from_secs(30));
+}

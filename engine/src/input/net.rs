@@ -7,6 +7,9 @@
 //! the socket and its queue stay: connections that arrive during the swap wait in the
 //! queue (or the kernel's backlog) for the new input, so nothing is refused. Sockets no
 //! input holds any more are closed by [`release_unused`] once a reload is done.
+//!
+//! [`take_turns`] keeps one busy connection from holding its shard: the connection
+//! loops of in_forward and in_tcp call it after each read they handled.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -170,5 +173,26 @@ pub fn release_unused() {
             t.cancel();
         }
         s.queue.borrow_mut().clear();
+    }
+}
+
+/// How long a connection keeps its shard before letting the shard's other connections
+/// run (see [`take_turns`]).
+pub(crate) const TURN: Duration = Duration::from_millis(2);
+
+/// Yields to the shard's other tasks once `turn` (when this connection last got the
+/// shard) is [`TURN`] old. A connection loop calls it after each read it handled: under
+/// load its next read finds data waiting (a non-blocking recv) and never yields, so a
+/// sender that keeps data coming kept the shard to itself. In S3 (4 forward
+/// connections) some frames waited 1-6 s for their ack and one connection got 3-15x
+/// another's events; with 2 ms turns the slowest ack was 110-170 ms and the connections
+/// got within 1.2x of each other. Not after every read: that cost S3 15-19% by hand. At
+/// overload the turns may still cost some throughput (S4 by hand, 6 alternated pairs:
+/// 7.29 M mean without, 6.73 M with; within this VM's noise, 10 ms turns did not
+/// measurably differ), which fairness is worth.
+pub(crate) async fn take_turns(turn: &mut std::time::Instant, now: std::time::Instant) {
+    if now.duration_since(*turn) >= TURN {
+        futures_lite::future::yield_now().await;
+        *turn = std::time::Instant::now();
     }
 }

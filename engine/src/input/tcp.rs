@@ -353,6 +353,7 @@ impl TextServer {
             Framing::OctetCount { limit } => (None, Some(OctetCounter::new(*limit))),
         };
         let mut buf: Vec<u8> = Vec::new();
+        let mut turn = Instant::now();
         loop {
             let start = buf.len();
             // What is waiting is taken without zero-filling the window first.
@@ -412,6 +413,8 @@ impl TextServer {
             if self.stopping.get() {
                 return;
             }
+            // Fairness between the shard's connections.
+            crate::input::net::take_turns(&mut turn, Instant::now()).await;
         }
     }
 

@@ -227,6 +227,7 @@ impl ForwardInput {
         }
         let peer = &*peer;
         let mut logged = (0, 0);
+        let mut turn = Instant::now();
         loop {
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
@@ -330,6 +331,8 @@ impl ForwardInput {
                 let _ = stream.close().await;
                 return;
             }
+            // Fairness between the shard's connections.
+            crate::input::net::take_turns(&mut turn, read_at).await;
             // A burst is over (reads come back small and nothing is pending): give the
             // large read buffer back, so a fleet of mostly quiet connections stays small.
             if small_read && want > READ_MIN {
