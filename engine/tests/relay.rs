@@ -95,3 +95,36 @@ fn fluent_bit_out_forward_into_spate() {
         format!("[SERVICE]\n    Flush 1\n    Log_Level warn\n\n[INPUT]\n    Name forward\n    Listen 127.0.0.1\n    Port {p}\n\n[OUTPUT]\n    Name forward\n    Match *\n    Host 127.0.0.1\n    Port {sp}\n    Require_ack_response true\n")
     });
 }
+
+/// Frames of 1000 events relayed by out_forward without acks (a chunk is one frame):
+/// every event arrives once and intact, in every mode, also when the entries are
+/// rewritten on the way out (`time_as_integer`, `compress gzip`).
+#[test]
+fn large_frames_relayed_without_acks_arrive_intact() {
+    for extra in ["", "  time_as_integer true\n", "  compress gzip\n"] {
+        let s = sink::start(SinkConfig::default()).unwrap();
+        let conf = format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<match **>\n  @type forward\n{extra}  <server>\n    host 127.0.0.1\n    port {}\n  </server>\n  <buffer>\n    flush_interval 50ms\n    chunk_limit_size 1m\n  </buffer>\n</match>\n", s.addr().port());
+        let spate = Spate::start("lg-relay-noack", &conf, Stdio::null());
+        let mut total = 0;
+        for mode in [SendMode::Forward, SendMode::Packed, SendMode::Compressed] {
+            let cfg = RunConfig {
+                targets: vec![spate.addr()],
+                connections: 2,
+                mode,
+                batch: 1000,
+                ack: true,
+                events: Some(30_000),
+                quiet: true,
+                ..Default::default()
+            };
+            let r = run(cfg).unwrap();
+            assert_eq!((r.events_acked, r.errors), (30_000, 0), "{mode:?} {extra}");
+            total += 30_000;
+            assert_eq!(wait_loadgen_events(&s, total), total, "{mode:?} {extra}: exactly once at the sink");
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(s.report().e2e_latency_us.count, total, "{extra}: every record kept its send stamp");
+        let (st, _, _) = spate.stop();
+        assert!(st.success());
+    }
+}
