@@ -231,16 +231,10 @@ fn hostile_input_while_a_good_client_is_served() {
 /// second frame waited until the flood stopped (here: forever, so its ack timed out).
 #[test]
 fn a_connection_that_never_runs_dry_does_not_keep_its_shard_from_another() {
-    let port = free_port();
-    let dir = tempdir::Dir::new("turns");
-    let path = dir.path().join("fluent.conf");
-    let conf = format!(
-        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {port}\n</source>\n<match **>\n  @type null\n</match>\n"
-    );
-    std::fs::write(&path, conf).expect("write fluent.conf");
-    let mut proc = Proc::spawn("spate", spate_cmd(&path, 1).stdout(Stdio::null()).stderr(Stdio::null()));
-    proc.wait_listening(port, Duration::from_secs(20));
-    let addr = loopback(port);
+    let conf =
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n<match **>\n  @type null\n</match>\n";
+    let spate = Spate::start_workers("turns", conf, 1);
+    let addr = spate.addr();
 
     let stop = Arc::new(AtomicBool::new(false));
     let flood = {
@@ -267,5 +261,5 @@ fn a_connection_that_never_runs_dry_does_not_keep_its_shard_from_another() {
     let frames = flood.join().expect("flood thread");
     assert_eq!(ack.expect("the second client's frame is acked while the flood goes on"), id.as_bytes());
     assert!(frames > 0);
-    proc.stop(Duration::from_secs(30));
+    spate.stop();
 }

@@ -120,9 +120,10 @@ impl Shape {
         // An entry that grew past the window, or whose layout was learned from an entry
         // longer than half of it, takes the checked loads.
         let checked = || self.steps(|o| load8(buf, pos.wrapping_add(o)));
-        let win = match self.len <= WINDOW / 2 {
-            true => buf.get(pos..pos.wrapping_add(WINDOW + 8)).and_then(|w| <&[u8; WINDOW + 8]>::try_from(w).ok()),
-            false => None,
+        let win = if self.len <= WINDOW / 2 {
+            buf.get(pos..pos.wrapping_add(WINDOW + 8)).and_then(|w| <&[u8; WINDOW + 8]>::try_from(w).ok())
+        } else {
+            None
         };
         let (len, diff) = match win {
             Some(win) => match self.steps(|o| {

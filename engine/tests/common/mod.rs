@@ -63,12 +63,28 @@ impl Spate {
 
     /// [`Spate::start_bin`] with extra environment variables (`""` removes one).
     pub fn start_env(bin: &std::path::Path, name: &str, config: &str, stdout: Stdio, env: &[(&str, &str)]) -> Spate {
+        Self::launch(bin, name, config, stdout, env, 2)
+    }
+
+    /// [`Spate::start`] with `workers` workers (shards) and stdout discarded.
+    pub fn start_workers(name: &str, config: &str, workers: u32) -> Spate {
+        Self::launch(std::path::Path::new(spate_bin()), name, config, Stdio::null(), &[], workers)
+    }
+
+    fn launch(
+        bin: &std::path::Path,
+        name: &str,
+        config: &str,
+        stdout: Stdio,
+        env: &[(&str, &str)],
+        workers: u32,
+    ) -> Spate {
         let port = free_port();
         let dir = tempdir::Dir::new(name);
         let path = dir.path().join("fluent.conf");
         std::fs::write(&path, config.replace("{PORT}", &port.to_string())).expect("write fluent.conf");
         let mut cmd = Command::new(bin);
-        cmd.arg("-c").arg(&path).args(["--workers", "2"]);
+        cmd.arg("-c").arg(&path).args(["--workers", &workers.to_string()]);
         for (k, v) in env {
             if v.is_empty() {
                 cmd.env_remove(k);
