@@ -18,6 +18,7 @@ pub mod journal;
 pub mod placeholders;
 pub mod progress;
 pub mod queue;
+pub mod stream_copy;
 pub mod sync;
 
 pub use chunk::Chunk;

@@ -247,8 +247,15 @@ impl Buffer {
             if chunk.count > 0 && (chunk.size + add > limit || chunk.count.saturating_add(batch.count) > rec_limit) {
                 self.rotate_key();
             }
+            let streaming = self.store.is_none();
             let chunk = self.staged_for(&batch.tag, None, add);
-            chunk.data.extend_from_slice(&batch.entries);
+            if streaming {
+                // Not read again until the chunk is sent: past the cache (see stream_copy).
+                super::stream_copy::extend_streaming(&mut chunk.data, &batch.entries);
+            } else {
+                // The group commit writes it to the file within milliseconds.
+                chunk.data.extend_from_slice(&batch.entries);
+            }
             chunk.count += batch.count;
             chunk.size += add;
             if let Some(d) = &mut chunk.disk {
