@@ -460,6 +460,10 @@ fn hostile_http_never_disturbs_the_forward_listener() {
         "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<source>\n  @type monitor_agent\n  bind 127.0.0.1\n  port {mport}\n</source>\n<source>\n  @type prometheus\n  bind 127.0.0.1\n  port {pport}\n</source>\n<match **>\n  @type null\n</match>\n"
     );
     let (mut p, port, _dir) = start("hostile-http", &conf, 2);
+    // `start` waits for the forward port only; the HTTP listeners may bind a moment later
+    // (a loaded CI runner once refused the first request below).
+    p.wait_listening(mport, Duration::from_secs(20));
+    p.wait_listening(pport, Duration::from_secs(20));
     let addr = loopback(port);
     let m = loopback(mport);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
