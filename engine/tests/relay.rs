@@ -14,8 +14,15 @@ use spate_loadgen::generator::{run, RunConfig};
 use spate_loadgen::records::SendMode;
 use spate_loadgen::sink::{self, SinkConfig};
 
+/// in_forward -> out_forward (acks on both hops) -> the sink on `sink_port`.
 fn relay_conf(sink_port: u16) -> String {
-    format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<match **>\n  @type forward\n  require_ack_response true\n  <server>\n    host 127.0.0.1\n    port {sink_port}\n  </server>\n  <buffer>\n    flush_interval 50ms\n  </buffer>\n</match>\n")
+    relay_conf_with(sink_port, "  require_ack_response true\n", "")
+}
+
+/// in_forward -> out_forward with `params` (lines of the `<match>`) and `buffer` (lines of
+/// its `<buffer>`, after `flush_interval 50ms`) -> the sink on `sink_port`.
+fn relay_conf_with(sink_port: u16, params: &str, buffer: &str) -> String {
+    format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<match **>\n  @type forward\n{params}  <server>\n    host 127.0.0.1\n    port {sink_port}\n  </server>\n  <buffer>\n    flush_interval 50ms\n{buffer}  </buffer>\n</match>\n")
 }
 
 #[test]
@@ -103,7 +110,7 @@ fn fluent_bit_out_forward_into_spate() {
 fn large_frames_relayed_without_acks_arrive_intact() {
     for extra in ["", "  time_as_integer true\n", "  compress gzip\n"] {
         let s = sink::start(SinkConfig::default()).unwrap();
-        let conf = format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n<match **>\n  @type forward\n{extra}  <server>\n    host 127.0.0.1\n    port {}\n  </server>\n  <buffer>\n    flush_interval 50ms\n    chunk_limit_size 1m\n  </buffer>\n</match>\n", s.addr().port());
+        let conf = relay_conf_with(s.addr().port(), extra, "    chunk_limit_size 1m\n");
         let spate = Spate::start("lg-relay-noack", &conf, Stdio::null());
         let mut total = 0;
         for mode in [SendMode::Forward, SendMode::Packed, SendMode::Compressed] {
