@@ -112,6 +112,13 @@ pub enum Build {
     Buffered(WriterBuilder),
     /// A writer that is only valid inside `<secondary>` (secondary_file).
     SecondaryOnly(WriterBuilder),
+    /// Not buffered unless its section has a `<buffer>` (then the writer, wrapped as
+    /// [`Build::Buffered`] is); valid as a `<secondary>`: fluentd's plugins that
+    /// implement both `process` and `write` and prefer unbuffered processing (null).
+    Either {
+        output: OutputBuilder,
+        writer: WriterBuilder,
+    },
 }
 
 /// One row of the plugin registry: a plugin's names, how it is built, and what the
@@ -137,7 +144,7 @@ impl Registration {
     /// Whether the plugin may appear where `kind` is expected.
     pub fn fits(&self, kind: Kind) -> bool {
         match (kind, self.build) {
-            (Kind::Secondary, Build::Buffered(_) | Build::SecondaryOnly(_)) => true,
+            (Kind::Secondary, Build::Buffered(_) | Build::SecondaryOnly(_) | Build::Either { .. }) => true,
             (k, _) => k == self.kind,
         }
     }
@@ -370,6 +377,10 @@ impl<'a> PlanCtx<'a> {
         let plan = match reg.build {
             Build::Output(f) => f(e, self)?,
             Build::Buffered(f) => (self.buffered)(e, self, reg.name, f)?,
+            Build::Either { writer, .. } if e.elements_named("buffer").next().is_some() => {
+                (self.buffered)(e, self, reg.name, writer)?
+            }
+            Build::Either { output, .. } => output(e, self)?,
             _ => return Err(e.error(format!("{} cannot be used in {}", reg.name, e.header()))),
         };
         e.warn_unused();
@@ -398,7 +409,7 @@ impl<'a> PlanCtx<'a> {
                 .find(|r| r.named(primary) && r.fits(Kind::Secondary))
                 .ok_or_else(|| s.error(format!("<secondary> has no @type and the primary's type '{primary}' cannot be a secondary; spate supports secondary types: {}", self.supported(Kind::Secondary).join(", "))))?,
         };
-        let (Build::Buffered(f) | Build::SecondaryOnly(f)) = reg.build else {
+        let (Build::Buffered(f) | Build::SecondaryOnly(f) | Build::Either { writer: f, .. }) = reg.build else {
             return Err(s.error(format!("{} cannot be a <secondary>", reg.name)));
         };
         if s.elements_named("buffer").next().is_some() {

@@ -70,8 +70,10 @@ pub fn markdown_table() -> String {
         for a in r.aliases {
             name.push_str(&format!(" (`{a}`)"));
         }
-        if matches!(r.build, Build::Buffered(_)) {
-            name.push_str(" (buffered)");
+        match r.build {
+            Build::Buffered(_) => name.push_str(" (buffered)"),
+            Build::Either { .. } => name.push_str(" (buffered with a `<buffer>`)"),
+            _ => {}
         }
         if r.kind == Kind::Secondary {
             name.push_str(" (`<secondary>` only)");

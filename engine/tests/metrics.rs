@@ -689,3 +689,105 @@ fn debug_agent_and_tail_monitor_are_accepted() {
     assert_eq!(err.matches("debug_agent").count(), 1, "one warning line: {err}");
     assert!(err.contains("spate runs no Ruby"), "{err}");
 }
+
+/// fluentd's out_null in its three shapes, seen through monitor_agent: unbuffered with
+/// `never_flush` (nothing acked), buffered (`<buffer>`: chunks queued, written,
+/// emptied), buffered with `never_flush` (acked into the buffer, every write retried),
+/// and as a `<secondary>` (out_forward's chunk whose retries ran out is discarded there,
+/// not dropped with an error line).
+#[test]
+fn out_null_buffered_never_flush_and_secondary_as_in_fluentd() {
+    let mport = free_port();
+    let dead = free_port();
+    let conf = format!(
+        r#"<source>
+  @type forward
+  bind 127.0.0.1
+  port {{PORT}}
+</source>
+<source>
+  @type monitor_agent
+  bind 127.0.0.1
+  port {mport}
+</source>
+<match refuse.**>
+  @type null
+  @id refuse
+  never_flush true
+</match>
+<match buffered.**>
+  @type null
+  @id buffered
+  <buffer>
+    flush_mode interval
+    flush_interval 100ms
+  </buffer>
+</match>
+<match stuck.**>
+  @type null
+  @id stuck
+  never_flush true
+  <buffer>
+    flush_mode interval
+    flush_interval 100ms
+    retry_wait 0.1s
+    retry_forever true
+  </buffer>
+</match>
+<match gone.**>
+  @type forward
+  @id gone
+  connect_timeout 1s
+  <server>
+    host 127.0.0.1
+    port {dead}
+  </server>
+  <buffer>
+    flush_interval 100ms
+    retry_wait 0.1s
+    retry_max_times 1
+  </buffer>
+  <secondary>
+    @type null
+    @id gone_null
+  </secondary>
+</match>
+"#
+    );
+    let (p, port, dir) = start("out-null", &conf, 1);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let m = SocketAddr::from(([127, 0, 0, 1], mport));
+    let _ = get_until(m, "/api/plugins.json", Duration::from_secs(10), |r| r.status == 200);
+
+    // Unbuffered with never_flush: fluentd's process raises, so the frame is not acked.
+    let mut c = Client::connect(addr);
+    c.send(&acked_frame(b"refuse.a", &packed_entries(5, 0), 5, "r-0")).unwrap();
+    assert!(c.read_ack().is_err(), "a frame never_flush refused was acked");
+
+    send_acked(addr, b"buffered.a", 300, 100, "b");
+    send_acked(addr, b"stuck.a", 200, 100, "s");
+    send_acked(addr, b"gone.a", 50, 50, "g");
+
+    let r = get_until(m, "/api/plugins.json", Duration::from_secs(20), |r| {
+        let list = plugins(r);
+        let n =
+            |id: &str, k: &str| list.iter().find(|p| p["plugin_id"] == id).map_or(0, |p| p[k].as_u64().unwrap_or(0));
+        n("buffered", "write_count") > 0
+            && n("buffered", "buffer_total_queued_size") == 0
+            && n("stuck", "retry_count") >= 3
+            && n("gone", "write_secondary_count") > 0
+    });
+    let list = plugins(&r);
+    let (refuse, buffered, stuck) = (by_id(&list, "refuse"), by_id(&list, "buffered"), by_id(&list, "stuck"));
+    assert_eq!(refuse["emit_records"], 0, "{refuse}");
+    assert!(refuse.get("buffer_queue_length").is_none(), "unbuffered: {refuse}");
+    assert_eq!(buffered["emit_records"], 300, "{buffered}");
+    assert_eq!(buffered["buffer_total_queued_size"], 0, "{buffered}");
+    assert_eq!(stuck["emit_records"], 200, "{stuck}");
+    assert!(stuck["buffer_total_queued_size"].as_u64().unwrap_or(0) > 0, "never_flush keeps its chunks: {stuck}");
+    assert_eq!(stuck["write_count"], 0, "{stuck}");
+    drop(p);
+    let log = std::fs::read_to_string(dir.path().join("spate.log")).unwrap_or_default();
+    assert!(log.contains("failed to flush (never_flush true)"), "{log}");
+    assert!(log.contains("written to <secondary> null"), "{log}");
+}

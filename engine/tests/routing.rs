@@ -199,3 +199,21 @@ fn unknown_labels_types_and_bad_workers_are_config_errors() {
     }
     let _ = Rc::new(());
 }
+
+/// out_copy takes fluentd's four copy modes and v0.12's deep_copy (each store gets the
+/// events whatever the mode); another mode is an error at its line.
+#[test]
+fn copy_modes_of_fluentd_are_accepted_and_others_located() {
+    let conf = |param: &str| {
+        format!("<match **>\n  @type copy\n  {param}\n  <store>\n    @type null\n    @id a\n  </store>\n  <store>\n    @type null\n    @id b\n  </store>\n</match>\n")
+    };
+    let ctx = EvalContext { hostname: "h".into(), worker_id: None, env: Box::new(|_| None) };
+    for p in ["copy_mode no_copy", "copy_mode shallow", "copy_mode deep", "copy_mode marshal", "deep_copy true"] {
+        let g = graph(&conf(p), 0);
+        g.router.emit(0, batch("x", &["m1", "m2"])).unwrap();
+        assert_eq!((count(&g, "a"), count(&g, "b")), (2, 2), "{p}");
+    }
+    let root = parse_str(&conf("copy_mode fast"), "t.conf", Path::new("."), &ctx).unwrap();
+    let e = plan(&root, Some(2), "h").unwrap_err().to_string();
+    assert_eq!(e, "t.conf:3:3: copy_mode \"fast\": expected no_copy, shallow, deep or marshal");
+}

@@ -154,41 +154,35 @@ impl BufferConf {
     }
 }
 
-/// The parameters of a buffered output (its `<buffer>` and v0.12's flat parameters on
-/// the output itself), with the plugin's defaults.
+/// The parameters of a buffered output (its `<buffer>`, or v0.12's flat parameters on
+/// the output mapped onto one as fluentd v1's compat layer does), with the plugin's
+/// defaults.
 pub fn from_output(e: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferConf, ConfigError> {
-    let mut b = match e.single("buffer")? {
-        Some(b) => buffer_conf_with(b, defaults)?,
-        None => match v012_time_sliced(e, defaults)? {
-            Some(synth) => buffer_conf_with(&synth, defaults)?,
-            None if defaults.file_path.is_some()
-                || !defaults.keys.is_empty()
-                || defaults.file_type
-                || defaults.flush_interval.is_some()
-                || defaults.chunk_limit_size.is_some()
-                || defaults.chunk_limit_records.is_some()
-                || defaults.flush_immediate =>
-            {
-                // fluentd's compat layer turns v0.12's `buffer_type`/`buffer_path` into
-                // the section's `@type`/`path` before the plugin's defaults apply.
-                if e.str("buffer_type") == Some("file") && e.get("buffer_path").is_none() {
-                    return Err(e.error("buffer_type file needs buffer_path"));
-                }
-                let mut attrs = Vec::new();
-                for (old, new) in [("buffer_type", "@type"), ("buffer_path", "path")] {
-                    if let Some(a) = e.get(old) {
-                        attrs.push(Attr { key: new.into(), value: a.value.clone(), pos: a.pos.clone() });
-                    }
-                }
-                buffer_conf_with(
-                    &Element::new("buffer".into(), defaults.keys.join(","), attrs, Vec::new(), e.pos.clone()),
-                    defaults,
-                )?
-            }
-            None => BufferConf::default(),
-        },
+    let synth;
+    let section = match e.single("buffer")? {
+        Some(b) => Some(b),
+        None => {
+            synth = v012_section(e, defaults)?;
+            synth.as_ref()
+        }
     };
-    v012_buffer_params(e, &mut b)?;
+    let mut b = match section {
+        Some(b) => buffer_conf_with(b, defaults)?,
+        None if defaults.file_path.is_some()
+            || !defaults.keys.is_empty()
+            || defaults.file_type
+            || defaults.flush_interval.is_some()
+            || defaults.chunk_limit_size.is_some()
+            || defaults.chunk_limit_records.is_some()
+            || defaults.flush_immediate =>
+        {
+            buffer_conf_with(
+                &Element::new("buffer".into(), defaults.keys.join(","), Vec::new(), Vec::new(), e.pos.clone()),
+                defaults,
+            )?
+        }
+        None => BufferConf::default(),
+    };
     if defaults.flush_immediate && b.flush_mode == FlushMode::Immediate && e.get("flush_interval").is_some() {
         // v0.12's flat `flush_interval` asks for interval flushes, as in a <buffer>.
         b.flush_mode = FlushMode::Default;
@@ -196,20 +190,51 @@ pub fn from_output(e: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferC
     Ok(b)
 }
 
-/// v0.12's time-sliced output parameters as fluentd v1's compat layer maps them onto a
-/// `<buffer>` (`plugin_helper/compat_parameters.rb`, only when the output has no
-/// `<buffer>`): `time_slice_format` makes `time` the chunk key with `timekey` 1 (`%S`),
-/// 60 (`%M`), 3600 (`%H`) or 86400 (`%d`), `localtime`/`utc` set `timekey_use_utc`;
-/// `time_slice_wait` is `timekey_wait` and `timezone` is `timekey_zone`. None when the
-/// output has none of them.
-pub fn v012_time_sliced(e: &Element, defaults: &BufferDefaults<'_>) -> Result<Option<Element>, ConfigError> {
+/// fluentd v0.12's flat buffer parameters and the `<buffer>` parameters fluentd v1's
+/// compat layer turns them into (`plugin_helper/compat_parameters.rb`, BUFFER_PARAMS).
+/// `retry_wait` is not in fluentd's table (fluentd warns it is unused); spate maps it,
+/// as v0.12 read it.
+const V012_BUFFER_PARAMS: [(&str, &str); 14] = [
+    ("buffer_type", "@type"),
+    ("buffer_path", "path"),
+    ("num_threads", "flush_thread_count"),
+    ("flush_interval", "flush_interval"),
+    ("try_flush_interval", "flush_thread_interval"),
+    ("queued_chunk_flush_interval", "flush_thread_burst_interval"),
+    ("disable_retry_limit", "retry_forever"),
+    ("retry_limit", "retry_max_times"),
+    ("max_retry_wait", "retry_max_interval"),
+    ("retry_wait", "retry_wait"),
+    ("buffer_chunk_limit", "chunk_limit_size"),
+    ("buffer_queue_limit", "queue_limit_length"),
+    ("buffer_queue_full_action", "overflow_action"),
+    ("flush_at_shutdown", "flush_at_shutdown"),
+];
+
+/// The `<buffer>` fluentd v1's compat layer makes of an output's v0.12 parameters when
+/// it has no `<buffer>` (None when it has none of them): the flat parameters above
+/// under their new names, and the time-sliced ones: `time_slice_format` makes `time`
+/// the chunk key with `timekey` 1 (`%S`), 60 (`%M`), 3600 (`%H`) or 86400 (`%d`),
+/// `localtime`/`utc` set `timekey_use_utc`; `time_slice_wait` is `timekey_wait` and
+/// `timezone` is `timekey_zone`. Otherwise the chunk keys are the plugin's.
+fn v012_section(e: &Element, defaults: &BufferDefaults<'_>) -> Result<Option<Element>, ConfigError> {
     let tsf = e.get("time_slice_format").cloned();
     let tsw = e.get("time_slice_wait").cloned();
     let tz = if tsf.is_some() || tsw.is_some() { e.get("timezone").cloned() } else { None };
-    if tsf.is_none() && tsw.is_none() {
+    let mut attrs = Vec::new();
+    for (old, new) in V012_BUFFER_PARAMS {
+        if let Some(a) = e.get(old) {
+            // compat_parameters.rb: v0.12's `exception` is v1's `throw_exception`.
+            let value = match (old, a.value.as_str()) {
+                ("buffer_queue_full_action", "exception") => "throw_exception".to_string(),
+                _ => a.value.clone(),
+            };
+            attrs.push(Attr { key: new.into(), value, pos: a.pos.clone() });
+        }
+    }
+    if attrs.is_empty() && tsf.is_none() && tsw.is_none() {
         return Ok(None);
     }
-    let mut attrs = Vec::new();
     let arg = match &tsf {
         Some(f) => {
             let secs = if f.value.contains("%S") {
@@ -255,54 +280,6 @@ pub fn v012_time_sliced(e: &Element, defaults: &BufferDefaults<'_>) -> Result<Op
     Ok(Some(Element::new("buffer".into(), arg, attrs, Vec::new(), e.pos.clone())))
 }
 
-/// fluentd v0.12's flat buffer parameters, which fluentd v1 still maps onto `<buffer>`.
-fn v012_buffer_params(e: &Element, b: &mut BufferConf) -> Result<(), ConfigError> {
-    match e.str("buffer_type") {
-        None | Some("memory") => {}
-        // Already a file buffer: the synthesized section took `buffer_path` as its path.
-        Some("file") if b.path.is_some() => {}
-        Some("file") => {
-            let path = e.str("buffer_path").ok_or_else(|| e.error("buffer_type file needs buffer_path"))?;
-            b.path = Some(std::path::PathBuf::from(path));
-            b.chunk_limit_size = FILE_CHUNK_LIMIT_SIZE;
-            b.total_limit_size = FILE_TOTAL_LIMIT_SIZE;
-            b.flush_at_shutdown = false;
-        }
-        Some(o) => return Err(e.error(format!("unknown buffer_type '{o}'; supported: memory, file"))),
-    }
-    if let Some(v) = e.bool("flush_at_shutdown")? {
-        b.flush_at_shutdown = v;
-    }
-    if let Some(v) = e.time("flush_interval")? {
-        b.flush_interval = v;
-    }
-    if let Some(v) = e.size("buffer_chunk_limit")? {
-        b.chunk_limit_size = v as usize;
-    }
-    if let Some(v) = e.int("buffer_queue_limit")? {
-        b.total_limit_size = b.chunk_limit_size.saturating_mul(v.max(1) as usize);
-    }
-    if let Some(v) = e.time("retry_wait")? {
-        b.retry_wait = v;
-    }
-    if let Some(v) = e.time("max_retry_wait")? {
-        b.retry_max_interval = Some(v);
-    }
-    if let Some(v) = e.int("retry_limit")? {
-        b.retry_max_times = Some(v.clamp(0, u32::MAX as i64) as u32);
-    }
-    if let Some(v) = e.bool("disable_retry_limit")? {
-        b.retry_forever = v;
-    }
-    if let Some(n) = e.int("num_threads")? {
-        if !(1..=MAX_FLUSH_THREADS).contains(&n) {
-            return Err(e.error(format!("num_threads {n}: expected 1 to {MAX_FLUSH_THREADS} (chunks written at once)")));
-        }
-        b.flush_thread_count = n as u32;
-    }
-    Ok(())
-}
-
 /// Parses `<buffer>`. `default_keys` are the plugin's chunk keys when the section
 /// has no argument; `tag` is required for out_forward (as in fluentd).
 pub fn buffer_conf(b: &Element, default_keys: &[&str], tag_required: bool) -> Result<BufferConf, ConfigError> {
@@ -332,6 +309,8 @@ pub struct BufferDefaults<'a> {
     /// buffered stand-in for a v0.12 unbuffered `Fluent::Output`, whose `emit` sends
     /// synchronously.
     pub flush_immediate: bool,
+    /// Default `flush_at_shutdown`, over the buffer type's (out_null: true).
+    pub flush_at_shutdown: Option<bool>,
 }
 
 pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<BufferConf, ConfigError> {
@@ -358,6 +337,9 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
     }
     if let Some(n) = defaults.chunk_limit_size {
         d.chunk_limit_size = n;
+    }
+    if let Some(f) = defaults.flush_at_shutdown {
+        d.flush_at_shutdown = f;
     }
     if let Some(s) = defaults.flush_interval {
         d.flush_interval = std::time::Duration::from_secs(s);
@@ -427,7 +409,12 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
         Some("block") => OverflowAction::Block,
         Some("drop_oldest_chunk") => OverflowAction::DropOldestChunk,
         Some(o) => {
-            return Err(b.error(format!("overflow_action {o:?}: expected throw_exception, block or drop_oldest_chunk")))
+            // At the parameter: for v0.12's flat buffer_queue_full_action, the line it is on.
+            let pos = b.get("overflow_action").map_or(&b.pos, |a| &a.pos);
+            return Err(ConfigError::at(
+                pos,
+                format!("overflow_action {o:?}: expected throw_exception, block or drop_oldest_chunk"),
+            ));
         }
     };
     let retry_type = match b.str("retry_type") {
@@ -444,7 +431,7 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
             )
         }
     };
-    let c = BufferConf {
+    let mut c = BufferConf {
         path: d.path.clone(),
         timekey,
         vars,
@@ -471,6 +458,25 @@ pub fn buffer_conf_with(b: &Element, defaults: &BufferDefaults<'_>) -> Result<Bu
         retry_forever: b.bool("retry_forever")?.unwrap_or(false),
         retry_randomize: b.bool("retry_randomize")?.unwrap_or(true),
     };
+    // buffer.rb: `queue_limit_length` (v0.12's `buffer_queue_limit`), when given, makes
+    // total_limit_size chunk_limit_size times that many chunks, whatever it said.
+    if let Some(n) = b.int("queue_limit_length")? {
+        if n < 1 {
+            return Err(b.error(format!("queue_limit_length {n}: expected at least 1 (chunks)")));
+        }
+        c.total_limit_size = c.chunk_limit_size.saturating_mul(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    // fluentd's flush threads poll: every flush_thread_interval, and with chunks queued
+    // every flush_thread_burst_interval. spate's flush task wakes on its flush timer and
+    // on every enqueue, and writes queued chunks back to back: there is no poll to pace.
+    for k in ["flush_thread_interval", "flush_thread_burst_interval"] {
+        if let Some(v) = b.float(k)? {
+            crate::warn!(
+                "{}: {k} {v} has no effect: spate's flush task does not poll (it wakes on flush_interval and when a chunk is queued)",
+                b.pos
+            );
+        }
+    }
     if c.chunk_limit_size == 0 || c.total_limit_size < c.chunk_limit_size {
         return Err(b.error(format!(
             "total_limit_size ({}) must be at least chunk_limit_size ({})",
@@ -518,6 +524,7 @@ mod tests {
         chunk_limit_size: None,
         chunk_limit_records: None,
         flush_immediate: false,
+        flush_at_shutdown: None,
     };
     const FWD: BufferDefaults<'static> = BufferDefaults {
         keys: &["tag"],
@@ -530,6 +537,7 @@ mod tests {
         chunk_limit_size: None,
         chunk_limit_records: None,
         flush_immediate: false,
+        flush_at_shutdown: None,
     };
 
     #[test]
@@ -581,7 +589,57 @@ mod tests {
         let e = out("  time_slice_format %Y%m%d\n  utc\n  localtime\n");
         assert!(from_output(&e, &FILE).unwrap_err().to_string().contains("both of utc and localtime"));
         // With a <buffer> section the flat parameters are not mapped (as in fluentd).
+        let b = from_output(&out("  buffer_chunk_limit 1m\n  <buffer>\n  </buffer>\n"), &FWD).unwrap();
+        assert_eq!(b.chunk_limit_size, 8 << 20);
         let b = from_output(&out("  time_slice_format %Y%m%d%H\n  <buffer>\n  </buffer>\n"), &FWD).unwrap();
         assert!(b.timekey.is_none());
+    }
+
+    #[test]
+    fn v012_flat_parameters_become_one_buffer_section() {
+        // docs' out_file example: buffer_type/buffer_path and time_slice_format together
+        // make one <buffer time> with @type file and that path.
+        let body = "  buffer_type file\n  buffer_path /b/access.*.log\n  time_slice_format %Y-%m-%d.%H%M\n  time_slice_wait 1m\n";
+        let b = from_output(&out(body), &FILE).unwrap();
+        assert_eq!(b.path.as_deref(), Some(std::path::Path::new("/b/access.*.log")));
+        let k = b.timekey.unwrap();
+        assert_eq!((k.secs, k.wait), (60, Duration::from_secs(60)));
+        assert_eq!(b.chunk_limit_size, FILE_CHUNK_LIMIT_SIZE);
+        // buffer_queue_full_action: v0.12's `exception` is throw_exception.
+        for (v, want) in [
+            ("exception", OverflowAction::ThrowException),
+            ("block", OverflowAction::Block),
+            ("drop_oldest_chunk", OverflowAction::DropOldestChunk),
+        ] {
+            let b = from_output(&out(&format!("  buffer_queue_full_action {v}\n")), &FWD).unwrap();
+            assert_eq!(b.overflow_action, want, "{v}");
+        }
+        let e = from_output(&out("  buffer_queue_full_action wait\n"), &FWD).unwrap_err().to_string();
+        assert!(
+            e.starts_with("t.conf:3:") && e.contains("expected throw_exception, block or drop_oldest_chunk"),
+            "{e}"
+        );
+        // buffer_queue_limit is queue_limit_length: chunks of chunk_limit_size.
+        let b = from_output(&out("  buffer_chunk_limit 2m\n  buffer_queue_limit 64\n"), &FWD).unwrap();
+        assert_eq!((b.chunk_limit_size, b.total_limit_size), (2 << 20, 128 << 20));
+        let b =
+            from_output(&out("  retry_limit 5\n  max_retry_wait 30s\n  disable_retry_limit false\n"), &FWD).unwrap();
+        assert_eq!(
+            (b.retry_max_times, b.retry_max_interval, b.retry_forever),
+            (Some(5), Some(Duration::from_secs(30)), false)
+        );
+    }
+
+    #[test]
+    fn queue_limit_length_sets_total_limit_size_over_it() {
+        // buffer.rb: total_limit_size = chunk_limit_size * queue_limit_length.
+        let body =
+            "  <buffer>\n    chunk_limit_size 4m\n    total_limit_size 1g\n    queue_limit_length 8\n  </buffer>\n";
+        let b = from_output(&out(body), &FWD).unwrap();
+        assert_eq!(b.total_limit_size, 32 << 20);
+        let b = from_output(&out("  <buffer>\n    queue_limit_length 4\n  </buffer>\n"), &FWD).unwrap();
+        assert_eq!(b.total_limit_size, 32 << 20, "the default 8m chunks");
+        let e = from_output(&out("  <buffer>\n    queue_limit_length 0\n  </buffer>\n"), &FWD).unwrap_err();
+        assert!(e.to_string().contains("queue_limit_length 0: expected at least 1"), "{e}");
     }
 }

@@ -20,12 +20,23 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Output,
     build: Build::Output(plan),
-    params: "`<store>` (any output, buffered or not), `copy_mode`, `ignore_error`",
+    params: "`<store>` (any output, buffered or not), `copy_mode` (every mode gives each store its own events, as `deep` does), `deep_copy`, `ignore_error`",
 };
 
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn OutputPlan>, ConfigError> {
     let id = ctx.id(e, "copy");
-    let _ = e.str("copy_mode");
+    // fluentd's copy_mode says how much of the event stream each store gets to itself
+    // (`deep_copy true` was `shallow`). spate's stores share one immutable batch, and a
+    // store that changes events (relabel into filters) changes its own copy: whatever
+    // the mode, a store never sees another's changes, which is what `deep` gives.
+    match e.str("copy_mode") {
+        None | Some("no_copy" | "shallow" | "deep" | "marshal") => {}
+        Some(o) => {
+            let pos = e.get("copy_mode").map_or(&e.pos, |a| &a.pos);
+            return Err(ConfigError::at(pos, format!("copy_mode {o:?}: expected no_copy, shallow, deep or marshal")));
+        }
+    }
+    let _ = e.bool("deep_copy")?;
     let mut stores = Vec::new();
     for s in e.elements_named("store") {
         let _ = s.bool("ignore_error")?;
