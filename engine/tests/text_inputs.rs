@@ -360,3 +360,66 @@ fn filter_parser_sends_failures_to_the_error_label() {
     assert!(recs.iter().filter(|r| r["other"] == json!(1)).count() >= 2, "{recs:?}");
     spate.stop();
 }
+
+/// v0.12's flat parser parameters (`format`, `time_format`, `time_key`...) work as the
+/// `<parse>` fluentd's compat layer makes of them: each flat source below is paired with
+/// the same source written with `<parse>`, and both must give the same events (in_syslog
+/// `format none`, in_tcp `format /regexp/` + `time_format`, filter_parser `format ltsv`);
+/// in_http's flat `time_key`/`time_format` set the event time from the JSON body. (The
+/// filters keep in_tcp's time: `reserve_time`, else ltsv's missing time would be now.)
+#[test]
+fn v012_flat_parser_parameters_equal_their_parse_sections() {
+    let sink = Sink::start();
+    let (sf, ss, tf, ts, hp) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let re = r"/^(?<host>[^ ]+) (?<at>[^ ]+) (?<msg>.*)$/";
+    let re_bare = &re[1..re.len() - 1];
+    let sources = format!(
+        "<source>\n@type syslog\ntag flat\nbind 127.0.0.1\nport {{P1}}\n<transport tcp>\n</transport>\nformat none\n</source>\n\
+         <source>\n@type syslog\ntag sect\nbind 127.0.0.1\nport {{P2}}\n<transport tcp>\n</transport>\n<parse>\n@type none\n</parse>\n</source>\n\
+         <source>\n@type tcp\ntag tflat\nbind 127.0.0.1\nport {{P3}}\nformat {re}\ntime_key at\ntime_format %Y-%m-%dT%H:%M:%S%z\n</source>\n\
+         <source>\n@type tcp\ntag tsect\nbind 127.0.0.1\nport {{P4}}\n<parse>\n@type regexp\nexpression {re_bare}\ntime_key at\ntime_format %Y-%m-%dT%H:%M:%S%z\n</parse>\n</source>\n\
+         <source>\n@type http\nbind 127.0.0.1\nport {{P5}}\ntime_key date\ntime_format %Y-%m-%dT%H:%M:%S%z\n</source>\n\
+         <filter tflat>\n@type parser\nkey_name msg\nreserve_data true\nreserve_time true\nformat ltsv\n</filter>\n\
+         <filter tsect>\n@type parser\nkey_name msg\nreserve_data true\nreserve_time true\n<parse>\n@type ltsv\n</parse>\n</filter>"
+    );
+    let spate = start("v012-parse", &sources, &[sf, ss, tf, ts, hp], &sink);
+    for p in [sf, ss, tf, ts, hp] {
+        wait_port(p);
+    }
+    for p in [sf, ss] {
+        let mut c = TcpStream::connect(("127.0.0.1", p)).unwrap();
+        c.write_all(b"<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick\n").unwrap();
+    }
+    for p in [tf, ts] {
+        let mut c = TcpStream::connect(("127.0.0.1", p)).unwrap();
+        c.write_all(b"web1 2020-01-02T03:04:05+0000 user:alice\tstatus:200\n").unwrap();
+    }
+    let body = r#"{"date":"2021-06-07T08:09:10+0000","k":1}"#;
+    let mut c = TcpStream::connect(("127.0.0.1", hp)).unwrap();
+    write!(c, "POST /app.http HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut resp = String::new();
+    let _ = std::io::Read::read_to_string(&mut c, &mut resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let got = wait(&sink, 5);
+    assert_eq!(got.len(), 5);
+    let by = |prefix: &str| {
+        got.iter().find(|r| r.tag.starts_with(prefix.as_bytes())).unwrap_or_else(|| {
+            panic!(
+                "no {prefix}: {:?}",
+                got.iter().map(|r| String::from_utf8_lossy(&r.tag).into_owned()).collect::<Vec<_>>()
+            )
+        })
+    };
+    let (f, s) = (by("flat."), by("sect."));
+    assert_eq!(to_json(f), to_json(s));
+    assert_eq!(f.tag, b"flat.auth.crit");
+    assert_eq!(to_json(f)["message"], json!("Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick"));
+    let (f, s) = (by("tflat"), by("tsect"));
+    assert_eq!((to_json(f), f.time), (to_json(s), s.time));
+    assert_eq!(f.time.sec, 1577934245);
+    assert_eq!(to_json(f), json!({"host": "web1", "msg": "user:alice\tstatus:200", "user": "alice", "status": "200"}));
+    let h = by("app.http");
+    assert_eq!((h.time.sec, to_json(h)), (1623053350, json!({"k": 1})));
+    let (_, _, err) = spate.stop();
+    assert!(!err.contains("is not used"), "{err}");
+}

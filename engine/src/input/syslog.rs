@@ -93,9 +93,11 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
     }))
 }
 
-/// `<parse>` with in_syslog's defaults: `@type syslog`, `with_priority true`.
+/// `<parse>` (or the one fluentd's compat layer makes of v0.12's flat `format`, ...)
+/// with in_syslog's defaults: `@type syslog`, `with_priority true`.
 fn parser(e: &Element) -> Result<ParserConf, ConfigError> {
-    let Some(p) = e.single("parse")? else {
+    let v012 = crate::parser::v012_section(e)?;
+    let Some(p) = e.single("parse")?.or(v012.as_ref()) else {
         let attrs = vec![Attr { key: "with_priority".into(), value: "true".into(), pos: e.pos.clone() }];
         return ParserConf::with_type(
             &Element::new("parse".into(), String::new(), attrs, Vec::new(), e.pos.clone()),

@@ -100,18 +100,17 @@ pub fn source_keys(e: &Element) -> SourceKeys {
     }
 }
 
-/// `<parse>` (required), or v0.12's `format` parameter.
+/// `<parse>` (required), or the one fluentd's compat layer makes of v0.12's flat
+/// `format` (`/regexp/` or a type), `time_format`, ... parameters.
 pub fn parse_section(e: &Element, default: Option<&str>) -> Result<ParserConf, ConfigError> {
-    if let Some(p) = e.single("parse")? {
+    let v012 = crate::parser::v012_section(e)?;
+    if let Some(p) = e.single("parse")?.or(v012.as_ref()) {
         let conf = match (p.plugin_type(), default) {
             (None, Some(d)) => ParserConf::with_type(p, d)?,
             _ => ParserConf::from_element(p)?,
         };
         p.warn_unused();
         return Ok(conf);
-    }
-    if let Some(f) = e.str("format") {
-        return ParserConf::with_type(e, f);
     }
     match default {
         Some(d) => ParserConf::with_type(e, d),

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use spate_protocol::EventTime;
 
-use crate::config::{ConfigError, Element};
+use crate::config::{Attr, ConfigError, Element};
 use crate::ruby::regex::RubyRegex;
 use record::{Common, Conv, Ctx};
 use time::{TimeConf, TimeError, TimeSettings};
@@ -190,6 +190,84 @@ pub(crate) fn regexp_param(e: &Element, key: &str) -> Result<Option<Arc<RubyRege
             .map(|r| Some(Arc::new(r)))
             .map_err(|m| ConfigError::at(&a.pos, format!("{key} {:?}: invalid regexp: {m}", a.value))),
     }
+}
+
+/// fluentd v0.12's flat parser parameters that fluentd v1's compat layer copies into
+/// `<parse>` under the same name (`plugin_helper/compat_parameters.rb`, PARSER_PARAMS;
+/// `format`, `types`, `localtime` and `utc` are handled apart).
+const V012_PARSER_PARAMS: [&str; 14] = [
+    "keys",
+    "time_key",
+    "time_format",
+    "delimiter",
+    "keep_time_key",
+    "null_empty_string",
+    "null_value_pattern",
+    "json_parser",
+    "label_delimiter",
+    "format_firstline",
+    "message_key",
+    "with_priority",
+    "message_format",
+    "rfc5424_time_format",
+];
+
+/// The `<parse>` fluentd v1's compat layer makes of a plugin's v0.12 flat parser
+/// parameters (in_tcp, in_udp, in_syslog, in_http, filter_parser call it): None when
+/// the plugin has a `<parse>` or none of them. `format /re/` is `@type regexp` with that
+/// expression, another `format` is the `@type`; `types` with `types_delimiter` /
+/// `types_label_delimiter` becomes a JSON hash. The section's parameters count as used
+/// (fluentd reads them all off the plugin's own section, which some also use, such as
+/// in_tcp's `delimiter`): what the parser ignores is not warned about, as in fluentd.
+pub fn v012_section(e: &Element) -> Result<Option<Element>, ConfigError> {
+    if e.single("parse")?.is_some() {
+        return Ok(None);
+    }
+    let mut attrs = Vec::new();
+    for k in V012_PARSER_PARAMS {
+        if let Some(a) = e.get(k) {
+            attrs.push(a.clone());
+        }
+    }
+    if let Some(f) = e.get("format") {
+        let v = f.value.as_str();
+        match v.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
+            Some(re) if v.len() >= 2 => {
+                attrs.push(Attr { key: "@type".into(), value: "regexp".into(), pos: f.pos.clone() });
+                attrs.push(Attr { key: "expression".into(), value: re.to_string(), pos: f.pos.clone() });
+            }
+            _ => attrs.push(Attr { key: "@type".into(), value: v.to_string(), pos: f.pos.clone() }),
+        }
+    }
+    let (td, tld) = (e.get("types_delimiter").cloned(), e.get("types_label_delimiter").cloned());
+    if let Some(t) = e.get("types") {
+        let value = if td.is_some() || tld.is_some() {
+            let (d, l) =
+                (td.as_ref().map_or(",", |a| a.value.as_str()), tld.as_ref().map_or(":", |a| a.value.as_str()));
+            let mut m = serde_json::Map::new();
+            for pair in t.value.split(d) {
+                let (k, v) = pair.split_once(l).unwrap_or((pair, ""));
+                m.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+            }
+            serde_json::Value::Object(m).to_string()
+        } else {
+            t.value.clone()
+        };
+        attrs.push(Attr { key: "types".into(), value, pos: t.pos.clone() });
+    }
+    match (e.get("localtime").cloned(), e.get("utc").cloned()) {
+        (Some(_), Some(u)) => {
+            return Err(ConfigError::at(&u.pos, "both of utc and localtime are specified, use only one of them"))
+        }
+        (Some(a), None) | (None, Some(a)) => attrs.push(a),
+        (None, None) => {}
+    }
+    if attrs.is_empty() && td.is_none() && tld.is_none() {
+        return Ok(None);
+    }
+    let p = Element::new("parse".into(), String::new(), attrs, Vec::new(), e.pos.clone());
+    p.mark_all_used();
+    Ok(Some(p))
 }
 
 impl ParserConf {

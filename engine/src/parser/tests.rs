@@ -1280,3 +1280,30 @@ fn json_direct_path_writes_what_the_serde_json_path_writes() {
     assert_eq!(direct, serde);
     assert!(matches!(direct.1[..], [Err(ParseError::Json { .. })]), "{:?}", direct.1);
 }
+
+/// compat_parameters.rb's parser mapping: what the synthesized `<parse>` holds.
+#[test]
+fn v012_flat_parameters_make_a_parse_section() {
+    // `element` wraps the body in <parse>; the flat parameters sit on it as on a plugin.
+    let attrs = |body: &str| -> Vec<(String, String)> {
+        let p = v012_section(&element(body)).unwrap().expect("a section");
+        p.attrs.iter().map(|a| (a.key.clone(), a.value.clone())).collect()
+    };
+    let a = attrs("format /^(?<a>\\d+)$/\ntime_format %s\nkeep_time_key true");
+    assert!(a.contains(&("@type".into(), "regexp".into())), "{a:?}");
+    assert!(a.contains(&("expression".into(), "^(?<a>\\d+)$".into())), "{a:?}");
+    assert!(a.contains(&("time_format".into(), "%s".into())) && a.contains(&("keep_time_key".into(), "true".into())));
+    assert!(attrs("format ltsv").contains(&("@type".into(), "ltsv".into())));
+    // types with its own delimiters becomes a JSON hash; without them it is copied.
+    let a = attrs("format csv\nkeys a,b\ntypes a=integer;b=float\ntypes_delimiter ;\ntypes_label_delimiter =");
+    let types = a.iter().find(|(k, _)| k == "types").map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&types).unwrap(), json!({"a": "integer", "b": "float"}));
+    assert!(attrs("types a:integer").contains(&("types".into(), "a:integer".into())));
+    // Nothing to map: no section. Both utc and localtime: fluentd's error.
+    assert!(v012_section(&element("tag x")).unwrap().is_none());
+    let e = v012_section(&element("format json\nutc true\nlocaltime true")).unwrap_err().to_string();
+    assert!(e.contains("both of utc and localtime are specified"), "{e}");
+    // The regexp the section names builds, as the section itself would.
+    let p = v012_section(&element("format /^(?<k>[a-z]+)=(?<v>.*)$/")).unwrap().unwrap();
+    assert!(ParserConf::from_element(&p).is_ok());
+}

@@ -63,10 +63,11 @@ impl FilterParserConf {
         let key_name =
             e.str("key_name").ok_or_else(|| ConfigError::at(&e.pos, "'key_name' parameter is required"))?.to_string();
         let accessor = Accessor::parse(&key_name).map_err(|m| ConfigError::at(&at("key_name"), m.to_string()))?;
-        let parser = match (e.elements_named("parse").next(), e.str("format")) {
-            (Some(p), _) => ParserConf::from_element(p)?,
-            (None, Some(f)) => ParserConf::with_type(e, f)?,
-            (None, None) => return Err(ConfigError::at(&e.pos, "<parse> section is required")),
+        // Or the <parse> fluentd's compat layer makes of v0.12's flat `format`, ...
+        let v012 = crate::parser::v012_section(e)?;
+        let parser = match e.elements_named("parse").next().or(v012.as_ref()) {
+            Some(p) => ParserConf::from_element(p)?,
+            None => return Err(ConfigError::at(&e.pos, "<parse> section is required")),
         };
         let remove = e.bool("remove_key_name_field")?.unwrap_or(false);
         if remove && accessor.simple_key().is_none() {

@@ -117,7 +117,10 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         }
         t.warn_unused();
     }
-    let parse = e.single("parse")?;
+    // Or the <parse> fluentd's compat layer makes of v0.12's flat `format`,
+    // `time_key`, `time_format`, ...
+    let v012 = crate::parser::v012_section(e)?;
+    let parse = e.single("parse")?.or(v012.as_ref());
     let custom = match parse.and_then(|p| p.plugin_type()) {
         Some("in_http") | None => None,
         Some(_) => Some(ParserConf::from_element(parse.unwrap_or(e))?),
