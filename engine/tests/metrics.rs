@@ -791,3 +791,19 @@ fn out_null_buffered_never_flush_and_secondary_as_in_fluentd() {
     assert!(log.contains("failed to flush (never_flush true)"), "{log}");
     assert!(log.contains("written to <secondary> null"), "{log}");
 }
+
+/// An input's @label is resolved by fluentd whether the input emits or not (helm
+/// charts put one on in_prometheus): it must name a <label>, and is not "unused".
+#[test]
+fn label_on_prometheus_inputs_is_checked_not_ignored() {
+    for ty in ["prometheus", "prometheus_monitor", "prometheus_output_monitor"] {
+        let ok = format!("<source>\n  @type {ty}\n  @label @PROM\n</source>\n<label @PROM>\n  <match **>\n    @type null\n  </match>\n</label>\n");
+        let (accepted, err) = dry_run(&ok);
+        assert!(accepted && !err.contains("not used"), "{ty}: {err}");
+        let (accepted, err) = dry_run(&format!("<source>\n  @type {ty}\n  @label @NOPE\n</source>\n"));
+        assert!(
+            !accepted && err.contains("fluent.conf:1:1: @label @NOPE refers to no <label @NOPE> section"),
+            "{ty}: {err}"
+        );
+    }
+}

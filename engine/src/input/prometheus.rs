@@ -117,6 +117,9 @@ pub(crate) fn refuse_tls(e: &Element) -> Result<(), ConfigError> {
 
 fn plan_endpoint(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
     let id = ctx.id(e, "prometheus");
+    // fluentd resolves every input's @label (event_emitter.rb), so it must name a
+    // <label>; this input emits no events, so nothing goes there.
+    ctx.label_ref(e)?;
     refuse_tls(e)?;
     let bind = e.string_or("bind", "0.0.0.0");
     let port = port(e, 24231)?;
@@ -272,6 +275,8 @@ fn plan_monitor(
     which: Which,
 ) -> Result<Box<dyn InputPlan>, ConfigError> {
     let id = ctx.id(e, name);
+    // As the endpoint's: checked, and no events go there.
+    ctx.label_ref(e)?;
     let interval = e.time("interval")?.unwrap_or(Duration::from_secs(5));
     if interval.is_zero() {
         return Err(e.error("interval must be greater than 0"));
