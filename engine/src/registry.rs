@@ -38,6 +38,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::copy::PLUGIN,
     crate::output::relabel::PLUGIN,
     crate::output::rewrite_tag_filter::PLUGIN,
+    crate::output::parser::PLUGIN,
     crate::output::label_router::PLUGIN,
     crate::output::route::PLUGIN,
     crate::output::forward::PLUGIN,

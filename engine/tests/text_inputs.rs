@@ -423,3 +423,50 @@ fn v012_flat_parser_parameters_equal_their_parse_sections() {
     let (_, _, err) = spate.stop();
     assert!(!err.contains("is not used"), "{err}");
 }
+
+/// fluent-plugin-parser's out_parser as real configs write it (v0.12 `type`, in a copy
+/// `<store>`, flat `format`): parsed events are re-emitted under the new tag and routed
+/// again; a parsed record without a time keeps the event's; a missing key is a warning;
+/// with `reserve_data` an unmatched event goes on unparsed.
+#[test]
+fn out_parser_reemits_parsed_events_under_the_new_tag() {
+    let sink = Sink::start();
+    let (p1, p2) = (free_port(), free_port());
+    let sources = "<source>\n@type tcp\ntag fwg001.a\nbind 127.0.0.1\nport {P1}\n<parse>\n@type json\n</parse>\n</source>\n\
+         <source>\n@type tcp\ntag ns001.a\nbind 127.0.0.1\nport {P2}\n<parse>\n@type json\n</parse>\n</source>\n\
+         <match fwg001.*>\n  type copy\n  <store>\n    type parser\n    format ltsv\n    time_key time\n    time_format %Y-%m-%dT%H:%M:%S%:z\n    add_prefix parsed\n    key_name message\n  </store>\n</match>\n\
+         <match ns001.*>\n  @type parser\n  format /^(?<user>[a-z]+) (?<code>\\d+)$/\n  key_name message\n  reserve_data true\n  remove_prefix ns001\n  add_prefix parsed\n</match>";
+    let spate = start("out-parser", sources, &[p1, p2], &sink);
+    wait_port(p1);
+    wait_port(p2);
+    let mut c = TcpStream::connect(("127.0.0.1", p1)).unwrap();
+    c.write_all(b"{\"message\":\"time:2020-01-02T03:04:05+00:00\\tuser:alice\",\"host\":\"h\"}\n{\"time\":1362020400,\"message\":\"user:bob\"}\n{\"other\":1}\n").unwrap();
+    drop(c);
+    let mut c = TcpStream::connect(("127.0.0.1", p2)).unwrap();
+    c.write_all(b"{\"time\":1362020400,\"message\":\"carol 200\"}\n{\"time\":1362020401,\"message\":\"nomatch\"}\n")
+        .unwrap();
+    drop(c);
+    let got = wait(&sink, 4);
+    assert_eq!(got.len(), 4, "{:?}", got.iter().map(to_json).collect::<Vec<_>>());
+    let find =
+        |k: &str, v: &str| got.iter().find(|r| to_json(r)[k] == json!(v)).unwrap_or_else(|| panic!("no {k}={v}"));
+    let a = find("user", "alice");
+    assert_eq!(
+        (a.tag.as_slice(), a.time.sec, to_json(a)),
+        (&b"parsed.fwg001.a"[..], 1577934245, json!({"user": "alice"}))
+    );
+    let b = find("user", "bob");
+    assert_eq!((b.tag.as_slice(), b.time.sec), (&b"parsed.fwg001.a"[..], 1362020400), "no time: the event's");
+    let c = find("user", "carol");
+    assert_eq!((c.tag.as_slice(), c.time.sec), (&b"parsed.a"[..], 1362020400));
+    assert_eq!(to_json(c), json!({"message": "carol 200", "user": "carol", "code": "200"}));
+    let n = find("message", "nomatch");
+    assert_eq!(
+        (n.tag.as_slice(), n.time.sec, to_json(n)),
+        (&b"parsed.a"[..], 1362020401, json!({"message": "nomatch"}))
+    );
+    let (_, _, err) = spate.stop();
+    assert!(err.contains("message does not exist"), "{err}");
+    assert!(err.contains("pattern not matched with data 'nomatch'"), "{err}");
+    assert!(!err.contains("is not used"), "{err}");
+}

@@ -6,7 +6,7 @@
 //! it durable).
 //!
 //! Unbuffered outputs (`null`, `stdout`, `copy`, `relabel`, and the re-routing ones:
-//! `rewrite_tag_filter`...) implement
+//! `rewrite_tag_filter`, `parser`...) implement
 //! [`crate::plugin::Output`] themselves; buffered ones implement only a
 //! [`crate::plugin::Writer`] (`forward`, `file`, `elasticsearch`, `http`, `loki`, `gelf`, `tdlog`, `loggly`, `exec`, `cloudwatch_logs`, `kafka2`, `s3`,
 //! `secondary_file`) and are wrapped by
@@ -27,6 +27,7 @@ pub mod label_router;
 pub mod loggly;
 pub mod loki;
 pub mod null;
+pub mod parser;
 pub mod prometheus;
 pub mod relabel;
 pub mod rewrite_tag_filter;

@@ -341,6 +341,18 @@ impl ParserConf {
         Parser { ctx: Ctx::new(self.common.clone()), kind, dedup: record::Dedup::default() }
     }
 
+    /// No time taken from the record (fluent-plugin-parser's `time_parse false`: the
+    /// time field stays in the record).
+    pub fn without_time_key(&mut self) {
+        self.common.time_key = None;
+    }
+
+    /// Whether a record without a time gets the current time (`true`, fluentd's
+    /// default) or none, so the caller keeps the event's.
+    pub fn set_estimate_current_event(&mut self, on: bool) {
+        self.common.estimate_current_event = on;
+    }
+
     /// Whether the parser takes binary input (msgpack) rather than text.
     pub fn is_binary(&self) -> bool {
         matches!(self.kind, KindConf::Msgpack)
