@@ -22,6 +22,7 @@ pub mod flowcounter;
 pub mod forward;
 pub mod gelf;
 pub mod http;
+pub mod irc;
 pub mod kafka2;
 pub mod label_router;
 pub mod loggly;
