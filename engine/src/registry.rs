@@ -59,6 +59,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::cloudwatch_logs::PLUGIN,
     crate::output::flowcounter::PLUGIN,
     crate::output::kafka2::PLUGIN,
+    crate::output::kafka2::PLUGIN_RDKAFKA2,
     crate::output::s3::PLUGIN,
     // secondary-only writers
     crate::output::secondary_file::PLUGIN,

@@ -303,3 +303,32 @@ fn source_address_key_and_tag_options_rewrite_events() {
     }
     spate.stop();
 }
+
+/// out_stdout with a `<buffer>` prints each chunk when it is flushed (not at emit), and
+/// as a `<secondary>` prints the chunk out_forward could not deliver, as fluentd's does.
+#[test]
+fn stdout_buffered_and_as_a_secondary() {
+    let dead = free_port();
+    let conf = format!(
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n\
+         <match later.**>\n  @type stdout\n  <buffer>\n    flush_mode interval\n    flush_interval 1s\n  </buffer>\n</match>\n\
+         <match lost.**>\n  @type forward\n  connect_timeout 1s\n  <server>\n    host 127.0.0.1\n    port {dead}\n  </server>\n  <buffer>\n    flush_interval 0.1s\n    retry_wait 0.1s\n    retry_max_times 1\n  </buffer>\n  <secondary>\n    @type stdout\n  </secondary>\n</match>\n"
+    );
+    let mut spate = Spate::start("stdout-buffered", &conf, Stdio::piped());
+    let out = collect_stdout(spate.proc.child_mut());
+    let t0 = spate_protocol::EventTime::new(1362020400, 0);
+    send_json(&spate, "later.a", t0, &[r#"{"k":"buffered"}"#], "l1");
+    // Acked into the buffer, not printed yet: the flush is a second away.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!out.lock().unwrap().contains("buffered"), "printed at emit: {}", out.lock().unwrap());
+    send_json(&spate, "lost.a", t0, &[r#"{"k":"undeliverable"}"#], "s1");
+    let end = Instant::now() + Duration::from_secs(20);
+    while !(out.lock().unwrap().contains(r#"later.a: {"k":"buffered"}"#)
+        && out.lock().unwrap().contains(r#"lost.a: {"k":"undeliverable"}"#))
+    {
+        assert!(Instant::now() < end, "stdout: {}", out.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, _, err) = spate.stop();
+    assert!(err.contains("written to <secondary> stdout"), "{err}");
+}

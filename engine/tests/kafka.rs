@@ -642,3 +642,66 @@ fn sasl_scram_to_an_authenticating_broker() {
     assert_eq!(msgs.len(), 200);
     assert_eq!(record_of(&msgs[0]), serde_json::json!({"k": 0, "msg": "event 0"}));
 }
+
+/// out_rdkafka2 as a real config writes it (`rdkafka_options` carrying librdkafka's
+/// SASL settings, a `<format>`) against the authenticating broker: the options reach
+/// librdkafka (without them tansu refuses the producer), and what Python reads back is
+/// what was sent. Its config checks follow the plugin's.
+#[test]
+fn rdkafka2_with_rdkafka_options_to_an_authenticating_broker() {
+    let (ok, err) = dry_run("<match **>\n  @type rdkafka2\n  brokers 127.0.0.1:9092\n  default_topic t\n</match>\n");
+    assert!(!ok && err.contains("fluent.conf:1:1: <format> section is required."), "{err}");
+    let (ok, err) = dry_run(
+        "<match **>\n  @type rdkafka2\n  default_topic t\n  <format>\n    add_newline false\n  </format>\n</match>\n",
+    );
+    assert!(!ok && err.contains("format/@type is required."), "{err}");
+    let (ok, err) = dry_run("<match **>\n  @type rdkafka2\n  default_topic t\n  max_enqueue_bytes_per_second 1m\n  <format>\n    @type json\n  </format>\n</match>\n");
+    assert!(!ok && err.contains("max_enqueue_bytes_per_second: an enqueue rate limit is not implemented"), "{err}");
+    let (ok, err) = dry_run("<match **>\n  @type rdkafka2\n  default_topic t\n  rdkafka_options {\"no.such.property\": \"1\"}\n  <format>\n    @type json\n  </format>\n</match>\n");
+    assert!(
+        !ok && err.contains("rdkafka2:") && err.contains("no.such.property"),
+        "librdkafka checks the options: {err}"
+    );
+
+    let Some(bin) = need_peers() else { return };
+    let mut broker = Broker::start(&bin, "kafka-rdkafka2");
+    broker.topic("rd-out", 1);
+    stores::create_user(&bin, broker.port, "bob", "rd-pw");
+    broker.stop();
+    broker.server = Some(stores::start_tansu_with(&bin, broker.dir.path(), broker.port, &["--authentication"]));
+    let conf = format!(
+        r#"<source>
+  @type forward
+  bind 127.0.0.1
+  port {{PORT}}
+</source>
+<match app.**>
+  @type rdkafka2
+  brokers {b}
+  default_topic rd-out
+  <format>
+    @type json
+  </format>
+  <buffer>
+    flush_interval 0.2s
+    retry_wait 0.5s
+  </buffer>
+  rdkafka_options {{
+    "security.protocol" : "sasl_plaintext",
+    "sasl.mechanisms": "SCRAM-SHA-512",
+    "sasl.username": "bob",
+    "sasl.password": "rd-pw"
+  }}
+  rdkafka_buffering_max_ms 10
+</match>
+"#,
+        b = broker.addr()
+    );
+    let spate = Spate::start("kafka-rdkafka2", &conf, Stdio::null());
+    send_acked(spate.addr(), "app.rd", 0, 150);
+    let msgs = broker.read_as("rd-out", 1, 150, &["bob", "rd-pw"]);
+    let (st, _, err) = spate.stop();
+    assert!(st.success(), "{err}");
+    assert_eq!(msgs.len(), 150, "{err}");
+    assert_eq!(record_of(&msgs[0]), serde_json::json!({"k": 0, "msg": "event 0"}));
+}

@@ -88,6 +88,18 @@ impl ClientConf {
     /// Reads the connection settings. `brokers` is an array for out_kafka2 and a
     /// comma-separated string for in_kafka_group (both accept either form here).
     pub fn parse(e: &Element, default_client_id: &str, default_brokers: &str) -> Result<ClientConf, ConfigError> {
+        Self::parse_with(e, default_client_id, default_brokers, false)
+    }
+
+    /// [`ClientConf::parse`]; `rdkafka2`: out_rdkafka2's SASL rules (`username` and
+    /// `password` mean PLAIN over whatever `security.protocol` the SSL settings give:
+    /// `scram_mechanism` and `sasl_over_ssl` are not read by that plugin).
+    pub fn parse_with(
+        e: &Element,
+        default_client_id: &str,
+        default_brokers: &str,
+        rdkafka2: bool,
+    ) -> Result<ClientConf, ConfigError> {
         for (p, why) in UNSUPPORTED {
             if let Some(a) = e.get(p) {
                 return Err(ConfigError::at(&a.pos, format!("{p}: {why}")));
@@ -153,7 +165,20 @@ impl ClientConf {
         } else {
             None
         };
+        if rdkafka2 {
+            for p in ["scram_mechanism", "sasl_over_ssl"] {
+                if let Some(a) = e.get(p) {
+                    crate::warn!(
+                        "{}: {p} has no effect with rdkafka2 (the plugin sends SASL PLAIN; set sasl.mechanism and security.protocol in rdkafka_options)",
+                        a.pos
+                    );
+                }
+            }
+        }
         let sasl = match (e.str("username"), e.str("password")) {
+            (Some(u), Some(p)) if rdkafka2 => {
+                Some(Sasl { username: u.to_string(), password: p.to_string(), mechanism: "PLAIN" })
+            }
             (Some(u), Some(p)) => {
                 let mechanism = match e.str("scram_mechanism") {
                     None => "PLAIN",
@@ -166,7 +191,7 @@ impl ClientConf {
             (None, None) => None,
             _ => return Err(e.error("username and password go together (SASL PLAIN or SCRAM)")),
         };
-        let sasl_over_ssl = e.bool("sasl_over_ssl")?.unwrap_or(true);
+        let sasl_over_ssl = !rdkafka2 && e.bool("sasl_over_ssl")?.unwrap_or(true);
         if sasl.is_some() && ssl.is_none() && sasl_over_ssl {
             // ruby-kafka: "SASL authentication requires that SSL is configured".
             return Err(e.error(

@@ -6,6 +6,11 @@
 //! acknowledged by the broker with `required_acks` (default -1, all in-sync replicas);
 //! otherwise the chunk stays in the buffer and is retried (or goes to `<secondary>`).
 //! The default chunk key is `topic` (the record field), as in fluent-plugin-kafka.
+//!
+//! `rdkafka2` (out_rdkafka2.rb, the plugin's librdkafka-based output) is the same
+//! writer with that plugin's parameters: `<format>` required, librdkafka properties
+//! from `rdkafka_options` and the `rdkafka_*` parameters, SASL PLAIN from
+//! `username`/`password`.
 
 pub mod message;
 pub mod producer;
@@ -34,6 +39,25 @@ pub const PLUGIN: Registration = Registration {
     params: "`brokers`, `topic` (placeholders), `topic_key`, `default_topic`, `use_default_for_unknown_topic`, `message_key_key`, `default_message_key`, `partition_key_key`, `default_partition_key`, `partition_key`, `default_partition`, `partitioner_hash_function` (`crc32`, `murmur2`), `exclude_topic_key`, `exclude_partition_key`, `exclude_partition`, `exclude_message_key`, `exclude_fields`, `record_key`, `headers`, `headers_from_record`, `use_event_time`, `required_acks` (default -1), `ack_timeout`, `max_send_retries`, `compression_codec` (`gzip`, `snappy`, `lz4`, `zstd`), `max_send_limit_bytes`, `discard_kafka_delivery_failed`, `idempotent`, `client_id`, `connect_timeout`, `socket_timeout`, `get_kafka_client_log`, SSL (`ssl_ca_cert`, `ssl_client_cert`, `ssl_client_cert_key`, `ssl_client_cert_key_password`, `ssl_ca_certs_from_system`, `ssl_verify_hostname`), SASL (`username`, `password`, `scram_mechanism`, `sasl_over_ssl`), `<format>` (default `json`), `<inject>`; default `<buffer topic>`, `${topic}`/`${tag}` placeholders in `topic`. A chunk leaves the buffer only when the broker acknowledged every message with `required_acks`",
 };
 
+/// The registry row of out_rdkafka2 (fluent-plugin-kafka's librdkafka-based output):
+/// the same writer, with that plugin's parameters.
+pub const PLUGIN_RDKAFKA2: Registration = Registration {
+    name: "rdkafka2",
+    aliases: &[],
+    kind: Kind::Output,
+    build: Build::Buffered(plan_rdkafka2),
+    params: "fluent-plugin-kafka's out_rdkafka2: as `out_kafka2` (the same writer and delivery promise), with `<format>` required (with `@type`), `rdkafka_options` (any librdkafka property, set last), `rdkafka_buffering_max_ms`, `rdkafka_buffering_max_messages`, `rdkafka_message_max_bytes`, `rdkafka_message_max_num`, `service_name`; `username`/`password` are SASL PLAIN (`security.protocol` from the SSL settings); `ack_timeout` defaults to librdkafka's 30 s. `rdkafka_delivery_handle_poll_timeout`, `max_enqueue_retries`, `enqueue_retry_backoff` have no effect. Not supported (config error): `max_enqueue_bytes_per_second`, `discard_kafka_delivery_failed_regex`, `unrecoverable_error_codes`, `use_default_for_unknown_partition_error true`, `principal`/`keytab` (Kerberos)",
+};
+
+/// out_rdkafka2's parameters spate rejects (with the reason).
+const RDKAFKA2_UNSUPPORTED: &[(&str, &str)] = &[
+    ("max_enqueue_bytes_per_second", "an enqueue rate limit is not implemented; use the buffer's flush settings"),
+    ("discard_kafka_delivery_failed_regex", "not implemented; discard_kafka_delivery_failed discards every failure"),
+    ("unrecoverable_error_codes", "not implemented: every delivery error is retried with the buffer's retry policy"),
+    ("principal", "Kerberos (GSSAPI) is not supported; use SASL PLAIN or SCRAM (rdkafka_options)"),
+    ("keytab", "Kerberos (GSSAPI) is not supported; use SASL PLAIN or SCRAM (rdkafka_options)"),
+];
+
 /// fluent-plugin-kafka parameters spate rejects (with the reason).
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("ignore_exceptions", "Ruby exception classes do not exist in spate; use <secondary> for chunks that keep failing"),
@@ -43,18 +67,84 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 
 #[derive(Debug)]
 pub struct Kafka2Plan {
+    /// `kafka2` or `rdkafka2`.
+    name: &'static str,
     conf: Arc<ProducerConf>,
     /// The zone of the buffer's time chunk key, for time formats in `topic`.
     time_zone: Option<Zone>,
 }
 
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
+    plan_flavour(e, ctx, setup, false)
+}
+
+fn plan_rdkafka2(
+    e: &Element,
+    ctx: &mut PlanCtx<'_>,
+    setup: &mut WriterSetup,
+) -> Result<Box<dyn WriterPlan>, ConfigError> {
+    plan_flavour(e, ctx, setup, true)
+}
+
+/// out_rdkafka2's own parameters: the librdkafka properties they set, in the plugin's
+/// order (`rdkafka_options` last).
+fn rdkafka2_properties(e: &Element) -> Result<Vec<(String, String)>, ConfigError> {
+    for (p, why) in RDKAFKA2_UNSUPPORTED {
+        if let Some(a) = e.get(p) {
+            return Err(ConfigError::at(&a.pos, format!("{p}: {why}")));
+        }
+    }
+    if e.bool("use_default_for_unknown_partition_error")?.unwrap_or(false) {
+        return Err(
+            e.error("use_default_for_unknown_partition_error: not implemented (unknown partitions are retried)")
+        );
+    }
+    // The plugin: "<format> section is required." / "format/@type is required."
+    let f = e.single("format")?.ok_or_else(|| e.error("<format> section is required."))?;
+    if f.plugin_type().is_none() {
+        return Err(f.error("format/@type is required."));
+    }
+    for p in ["rdkafka_delivery_handle_poll_timeout", "max_enqueue_retries", "enqueue_retry_backoff"] {
+        if let Some(a) = e.get(p) {
+            crate::warn!(
+                "{}: {p} {} has no effect: spate hands librdkafka a whole chunk and waits for its delivery reports (no enqueue loop to pace)",
+                a.pos,
+                a.value
+            );
+        }
+    }
+    let mut props = Vec::new();
+    for (p, prop) in [
+        ("rdkafka_buffering_max_ms", "queue.buffering.max.ms"),
+        ("rdkafka_buffering_max_messages", "queue.buffering.max.messages"),
+        ("rdkafka_message_max_bytes", "message.max.bytes"),
+        ("rdkafka_message_max_num", "batch.num.messages"),
+    ] {
+        if let Some(v) = e.int(p)? {
+            props.push((prop.to_string(), v.to_string()));
+        }
+    }
+    if let Some(s) = e.str("service_name") {
+        props.push(("sasl.kerberos.service.name".to_string(), s.to_string()));
+    }
+    props.extend(e.hash("rdkafka_options")?.unwrap_or_default());
+    Ok(props)
+}
+
+fn plan_flavour(
+    e: &Element,
+    ctx: &mut PlanCtx<'_>,
+    setup: &mut WriterSetup,
+    rdkafka2: bool,
+) -> Result<Box<dyn WriterPlan>, ConfigError> {
     for (p, why) in UNSUPPORTED {
         if let Some(a) = e.get(p) {
             return Err(ConfigError::at(&a.pos, format!("{p}: {why}")));
         }
     }
-    let client = ClientConf::parse(e, "fluentd", "localhost:9092")?;
+    let name = if rdkafka2 { "rdkafka2" } else { "kafka2" };
+    let extra = if rdkafka2 { rdkafka2_properties(e)? } else { Vec::new() };
+    let client = ClientConf::parse_with(e, if rdkafka2 { "rdkafka" } else { "fluentd" }, "localhost:9092", rdkafka2)?;
     let message = MessageConf::parse(e, &ctx.hostname)?;
     let required_acks = e.int("required_acks")?.unwrap_or(-1);
     if !(-1..=1).contains(&required_acks) {
@@ -73,8 +163,9 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
     if !(0..=1_000_000).contains(&max_send_retries) {
         return Err(e.error("max_send_retries must be within 0..1000000"));
     }
-    // ruby-kafka's default ack timeout.
-    let ack_timeout = e.time("ack_timeout")?.unwrap_or(Duration::from_secs(5)).max(Duration::from_millis(1));
+    // ruby-kafka's default ack timeout (out_rdkafka2 leaves librdkafka's 30 s).
+    let default_ack = Duration::from_secs(if rdkafka2 { 30 } else { 5 });
+    let ack_timeout = e.time("ack_timeout")?.unwrap_or(default_ack).max(Duration::from_millis(1));
     let use_default_for_unknown_topic = e.bool("use_default_for_unknown_topic")?.unwrap_or(false);
     if use_default_for_unknown_topic && message.default_topic.is_none() {
         return Err(e.error("default_topic must be set when use_default_for_unknown_topic is true"));
@@ -101,15 +192,16 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
         discard_delivery_failed: e.bool("discard_kafka_delivery_failed")?.unwrap_or(false),
         use_default_for_unknown_topic,
         message,
+        extra,
     };
     // librdkafka checks each property: a bad value fails here, not at start.
-    conf.rdkafka().create_native_config().map_err(|x| e.error(format!("kafka2: {x}")))?;
-    Ok(Box::new(Kafka2Plan { conf: Arc::new(conf), time_zone }))
+    conf.rdkafka().create_native_config().map_err(|x| e.error(format!("{name}: {x}")))?;
+    Ok(Box::new(Kafka2Plan { name, conf: Arc::new(conf), time_zone }))
 }
 
 impl WriterPlan for Kafka2Plan {
     fn type_name(&self) -> &'static str {
-        "kafka2"
+        self.name
     }
 
     fn describe(&self) -> String {
@@ -124,11 +216,18 @@ impl WriterPlan for Kafka2Plan {
     fn build(&self, id: &str, ctx: &Rc<ShardCtx>) -> Result<Rc<dyn Writer>, BuildError> {
         let producer = Producer::start(id, ctx.shard, self.conf.clone())
             .map_err(|source| BuildError::Io { plugin: id.to_string(), source })?;
-        Ok(Rc::new(Kafka2Writer { id: id.to_string(), conf: self.conf.clone(), time_zone: self.time_zone, producer }))
+        Ok(Rc::new(Kafka2Writer {
+            name: self.name,
+            id: id.to_string(),
+            conf: self.conf.clone(),
+            time_zone: self.time_zone,
+            producer,
+        }))
     }
 }
 
 pub struct Kafka2Writer {
+    name: &'static str,
     id: String,
     conf: Arc<ProducerConf>,
     time_zone: Option<Zone>,
@@ -137,7 +236,7 @@ pub struct Kafka2Writer {
 
 impl Writer for Kafka2Writer {
     fn type_name(&self) -> &'static str {
-        "kafka2"
+        self.name
     }
 
     fn write<'a>(&'a self, chunk: &'a Chunk, vars: &'a ChunkVars) -> LocalFuture<'a, Result<usize, WriteError>> {

@@ -33,6 +33,9 @@ pub struct ProducerConf {
     pub discard_delivery_failed: bool,
     pub use_default_for_unknown_topic: bool,
     pub message: MessageConf,
+    /// librdkafka properties set last, over the ones above (out_rdkafka2's
+    /// `rdkafka_*` parameters and `rdkafka_options`).
+    pub extra: Vec<(String, String)>,
 }
 
 impl ProducerConf {
@@ -53,6 +56,9 @@ impl ProducerConf {
         c.set("partitioner", self.message.hash.rdkafka_partitioner());
         // A chunk is sent at once: a short linger lets librdkafka batch it.
         c.set("linger.ms", "5");
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
         c
     }
 }
