@@ -49,6 +49,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::elasticsearch::PLUGIN_OPENSEARCH,
     crate::output::elasticsearch::PLUGIN_DATA_STREAM,
     crate::output::elasticsearch::PLUGIN_DYNAMIC,
+    crate::output::elasticsearch::PLUGIN_UNSUPPORTED,
     crate::output::http::PLUGIN,
     crate::output::loki::PLUGIN,
     crate::output::gelf::PLUGIN,

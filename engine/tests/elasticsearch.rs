@@ -221,7 +221,10 @@ fn data_stream_is_created_then_written() {
 #[test]
 fn unsupported_types_and_parameters_are_config_errors() {
     for (body, want) in [
-        ("@type elasticsearch_dynamic", "elasticsearch_dynamic is not supported"),
+        (
+            "@type elasticsearch_dynamic\n  logstash_format true\n  logstash_prefix ${record[\"logType\"] || 'fluentd'}",
+            "elasticsearch_dynamic evaluates ${...} as Ruby per record",
+        ),
         ("@type aws-elasticsearch-service", "AWS SigV4"),
         ("@type elasticsearch\n  template_file /t.json\n  template_name t", "template_file is not supported"),
         ("@type elasticsearch\n  enable_ilm true", "enable_ilm is not supported"),
@@ -238,4 +241,25 @@ fn unsupported_types_and_parameters_are_config_errors() {
         assert!(err.contains(want), "{body}: {err}");
         assert!(err.contains("f.conf:"), "file:line in {err}");
     }
+}
+
+/// elasticsearch_dynamic without `${...}` (as github configs use it) writes what
+/// out_elasticsearch writes, with the plugin's deprecation warning.
+#[test]
+fn elasticsearch_dynamic_without_expressions_runs_as_elasticsearch() {
+    let es = BulkServer::start("8.11.0", Box::new(|_, _, _, _| Answer::Store));
+    let conf = format!(
+        "{}<match app.**>\n  @type elasticsearch_dynamic\n  hosts 127.0.0.1:{}\n  logstash_format true\n  logstash_prefix fluentd\n  logstash_dateformat %Y%m%d\n  include_tag_key true\n  tag_key @log_name\n  include_timestamp true\n  {FAST}</match>\n",
+        source(),
+        es.port
+    );
+    let spate = Spate::start("es-dynamic", &conf, Stdio::null());
+    send(&spate, "app.web", &[json!({"n": 1})], "d1");
+    let stored = es.wait_stored(1, Duration::from_secs(20));
+    assert_eq!(stored.len(), 1, "{:?}", es.violations());
+    assert_eq!(stored[0].0, "fluentd-20231114");
+    assert_eq!(stored[0].2["@log_name"], json!("app.web"));
+    let (st, _, err) = spate.stop();
+    assert!(st.success(), "{err}");
+    assert!(err.contains("Elasticsearch dynamic plugin will be deprecated"), "{err}");
 }

@@ -59,23 +59,52 @@ pub const PLUGIN_DATA_STREAM: Registration = Registration {
     params: "`data_stream_name` (placeholders allowed), `data_stream_template_name`, `data_stream_ilm_name`, `data_stream_ilm_policy`, `data_stream_ilm_policy_overwrite`, `data_stream_template_use_index_patterns_wildcard` (the ILM policy, index template and data stream are created on first use), `include_tag_key`, `tag_key`, `id_key`, `remove_keys`, `time_precision`, and the connection parameters of `out_elasticsearch`",
 };
 
-/// Types that exist in fluentd's plugin ecosystem but not in spate.
+/// fluent-plugin-elasticsearch's deprecated `elasticsearch_dynamic`: its one feature is
+/// `${...}` in parameters, evaluated as Ruby per record, which spate does not run. A
+/// configuration without `${` means what `out_elasticsearch` means, so it runs as that
+/// (with the plugin's deprecation warning); one with `${` is a configuration error.
 pub const PLUGIN_DYNAMIC: Registration = Registration {
     name: "elasticsearch_dynamic",
-    aliases: &["aws-elasticsearch-service", "opensearch_data_stream"],
+    aliases: &[],
+    kind: Kind::Output,
+    build: Build::Buffered(plan_dynamic),
+    params: "as `out_elasticsearch` (and `delimiter`) when no parameter has `${...}`; a `${...}` (Ruby evaluated per record) is a configuration error: use `out_elasticsearch` with `${tag}`/chunk-key placeholders",
+};
+
+/// Types that exist in fluentd's plugin ecosystem but not in spate.
+pub const PLUGIN_UNSUPPORTED: Registration = Registration {
+    name: "aws-elasticsearch-service",
+    aliases: &["opensearch_data_stream"],
     kind: Kind::Output,
     build: Build::Buffered(plan_unsupported),
-    params: "not supported (a clear configuration error): `elasticsearch_dynamic` evaluates Ruby per record (use `out_elasticsearch` with placeholders); `aws-elasticsearch-service` and `<endpoint>` sign requests with AWS SigV4; `opensearch_data_stream` is not implemented",
+    params: "not supported (a clear configuration error): `aws-elasticsearch-service` and `<endpoint>` sign requests with AWS SigV4; `opensearch_data_stream` is not implemented",
 };
 
 fn plan_unsupported(e: &Element, _: &mut PlanCtx<'_>, _: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
     let ty = e.plugin_type().unwrap_or("");
     let why = match ty {
-        "elasticsearch_dynamic" => "it evaluates Ruby expressions per record; use @type elasticsearch with ${tag}/chunk-key placeholders instead",
         "aws-elasticsearch-service" => "it signs requests with AWS SigV4, which spate does not implement; put a signing proxy in front of the domain and use @type elasticsearch",
         _ => "it is not implemented; use @type opensearch with index_name",
     };
     Err(e.error(format!("@type {ty} is not supported by spate: {why}")))
+}
+
+fn plan_dynamic(e: &Element, ctx: &mut PlanCtx<'_>, s: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
+    if let Some(a) = e.attrs.iter().find(|a| a.value.contains("${")) {
+        return Err(ConfigError::at(
+            &a.pos,
+            format!(
+                "{} {:?}: @type elasticsearch_dynamic evaluates ${{...}} as Ruby per record, which spate does not run; use @type elasticsearch with ${{tag}}/chunk-key placeholders instead",
+                a.key, a.value
+            ),
+        ));
+    }
+    let _ = e.str("delimiter");
+    crate::warn!(
+        "{}: Elasticsearch dynamic plugin will be deprecated and removed in the future. Please consider to use normal Elasticsearch plugin (without ${{...}} it runs as @type elasticsearch)",
+        e.pos
+    );
+    plan(e, ctx, s, Flavor::Elasticsearch, false, "elasticsearch_dynamic")
 }
 
 fn plan_es(e: &Element, ctx: &mut PlanCtx<'_>, s: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
