@@ -53,6 +53,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::http::PLUGIN,
     crate::output::loki::PLUGIN,
     crate::output::gelf::PLUGIN,
+    crate::output::syslog_rfc5424::PLUGIN,
     crate::output::tdlog::PLUGIN,
     crate::output::loggly::PLUGIN,
     crate::output::loggly::PLUGIN_BUFFERED,

@@ -36,4 +36,5 @@ pub mod route;
 pub mod s3;
 pub mod secondary_file;
 pub mod stdout;
+pub mod syslog_rfc5424;
 pub mod tdlog;
