@@ -140,6 +140,21 @@ fn out_irc_notices_and_privmsgs_reach_a_real_irc_server() {
     );
     assert!(privmsgs[1].ends_with("PRIVMSG #room1 : says no who"), "{lines:?}");
 
+    // The server goes away and comes back: spate reconnects (its queue kept) and the
+    // event sent meanwhile arrives, with the channel joined again.
+    let _ = server.kill();
+    drop(obs);
+    let mut server = Proc::spawn(
+        "ngircd",
+        Command::new(&bin).arg("-n").arg("-f").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()),
+    );
+    server.wait_listening(port, Duration::from_secs(20));
+    let mut obs = Irc::connect(port, "observer");
+    obs.join("#spate");
+    send_json(&spate, "alert.db", t0, &[r#"{"msg":"after the restart"}"#], "a2");
+    let back = obs.until(|l| l.contains("NOTICE #spate"));
+    assert!(back.ends_with("] after the restart"), "{back}");
+
     // The slow output's queue holds 2: a batch that finds it full is not acked.
     send_json(&spate, "slow.x", t0, &[r#"{"msg":"one"}"#, r#"{"msg":"two"}"#], "s1");
     let mut c = Client::connect(spate.addr());
@@ -150,7 +165,9 @@ fn out_irc_notices_and_privmsgs_reach_a_real_irc_server() {
     assert!(err.contains("nickname \"fluentd\" is already in use"), "{err}");
     assert!(err.contains("the specified key 'who' not found in record"), "{err}");
     assert!(err.contains("the IRC send queue is full"), "{err}");
+    assert!(err.contains("connection to IRC server 127.0.0.1"), "{err}");
     // At shutdown the slow output sent what it held, then QUIT.
     let q = obs.until(|l| l.contains("PRIVMSG #spate :two"));
+    drop(server);
     assert!(q.starts_with(":slowbot!"), "{q}");
 }
