@@ -321,3 +321,94 @@ fn fluent_bit_out_http_into_in_http() {
     assert!(got.iter().all(|r| r.tag == b"fb.events" && to_json(r)["from"] == json!("fluent-bit")));
     spate.stop();
 }
+
+/// `<transport tls>` (in_forward's TLS parameters): curl and Python's requests post
+/// over HTTPS with the CA; a client that does not trust the CA, and plain HTTP to the
+/// TLS port, get nothing in and leave the server serving; with `client_cert_auth` only
+/// a client with a certificate the CA signed gets in.
+#[test]
+fn https_with_curl_and_python_requests() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let dir = common::tempdir::Dir::new("http-tls");
+    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    cp.distinguished_name.push(DnType::CommonName, "spate test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = cp.self_signed(&ca_key).unwrap();
+    let sp = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let sk = KeyPair::generate().unwrap();
+    let server = sp.signed_by(&sk, &ca, &ca_key).unwrap();
+    let mut clp = CertificateParams::new(vec!["client.test".to_string()]).unwrap();
+    clp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let ck = KeyPair::generate().unwrap();
+    let client = clp.signed_by(&ck, &ca, &ca_key).unwrap();
+    let w = |name: &str, pem: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.display().to_string()
+    };
+    let (ca_pem, cert, key) =
+        (w("ca.pem", ca.pem()), w("server.pem", server.pem()), w("server.key", sk.serialize_pem()));
+    let (ccert, ckey) = (w("client.pem", client.pem()), w("client.key", ck.serialize_pem()));
+    let sink = Sink::start();
+    let mtls = free_port();
+    let extra = format!(
+        "<transport tls>\ncert_path {cert}\nprivate_key_path {key}\n</transport>\n</source>\n<source>\n@type http\nbind 127.0.0.1\nport {mtls}\n<transport tls>\ncert_path {cert}\nprivate_key_path {key}\nca_path {ca_pem}\nclient_cert_auth true\n</transport>"
+    );
+    let (spate, p) = start(&extra, &sink);
+    let url = |path: &str| format!("https://127.0.0.1:{p}/{path}");
+    let json = ["-H", "Content-Type: application/json"];
+    assert_eq!(
+        curl(
+            &[&["--cacert", ca_pem.as_str(), "-d", r#"{"via":"curl"}"#][..], &json, &[url("app.tls").as_str()]]
+                .concat()
+        ),
+        "200"
+    );
+    // Not trusted by the client, and plain HTTP on the TLS port: nothing gets in.
+    assert_eq!(curl(&[&["-d", r#"{"via":"untrusted"}"#][..], &json, &[url("app.tls").as_str()]].concat()), "000");
+    assert_eq!(curl(&["-d", r#"{"via":"plain"}"#, &format!("http://127.0.0.1:{p}/app.tls")]), "000");
+    let py = format!(
+        "import requests\nr = requests.post('https://127.0.0.1:{p}/app.py', json={{'via': 'requests'}}, verify='{ca_pem}')\nassert r.status_code == 200, r.status_code\n"
+    );
+    let with_py = python(&["requests"], true);
+    if with_py {
+        let st = Command::new("python3").args(["-c", &py]).status().unwrap();
+        assert!(st.success(), "requests over HTTPS");
+    }
+    // client_cert_auth: with the client certificate, and without it.
+    let murl = format!("https://127.0.0.1:{mtls}/app.mtls");
+    assert_eq!(
+        curl(
+            &[
+                &[
+                    "--cacert",
+                    ca_pem.as_str(),
+                    "--cert",
+                    ccert.as_str(),
+                    "--key",
+                    ckey.as_str(),
+                    "-d",
+                    r#"{"via":"mtls"}"#
+                ][..],
+                &json,
+                &[murl.as_str()]
+            ]
+            .concat()
+        ),
+        "200"
+    );
+    assert_eq!(
+        curl(&[&["--cacert", ca_pem.as_str(), "-d", r#"{"via":"no cert"}"#][..], &json, &[murl.as_str()]].concat()),
+        "000"
+    );
+    let got = settle(&sink, if with_py { 3 } else { 2 });
+    let vias: Vec<Value> = got.iter().map(|r| to_json(r)["via"].clone()).collect();
+    assert!(vias.contains(&json!("curl")) && vias.contains(&json!("mtls")), "{vias:?}");
+    assert!(!with_py || vias.contains(&json!("requests")), "{vias:?}");
+    assert!(
+        !vias.contains(&json!("untrusted")) && !vias.contains(&json!("plain")) && !vias.contains(&json!("no cert")),
+        "{vias:?}"
+    );
+    spate.stop();
+}

@@ -5,7 +5,9 @@
 //! `ndjson=`); `?time=` (float seconds) sets the time, else the record's `time` field
 //! (removed unless `keep_time_key`), else now. With a `<parse>` of another type the body
 //! is parsed with it. `Content-Encoding: gzip|deflate` bodies are inflated up to
-//! `decompression_size_limit`.
+//! `decompression_size_limit`. `<transport tls>` serves HTTPS with in_forward's TLS
+//! parameters ([`crate::tls::server_tls`]: `cert_path`, `private_key_path`, `ca_path`
+//! with `client_cert_auth`, ...).
 //!
 //! Requests are parsed with `httparse`; keep-alive (HTTP/1.1 unless `Connection: close`;
 //! HTTP/1.0 with `Connection: keep-alive`) and pipelining (requests answered in order)
@@ -25,7 +27,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use spate_protocol::{EntriesFormat, EventBatch, EventTime, Mode, Options};
 
@@ -40,14 +41,18 @@ use crate::parser::{ParseError, Parser, ParserConf};
 use crate::plugin::{
     Build, BuildError, Emitter, Input, InputPlan, Kind, Listening, LocalFuture, PlanCtx, Registration, ShardCtx,
 };
+use crate::tls::Stream;
 
 pub const PLUGIN: Registration = Registration {
     name: "http",
     aliases: &[],
     kind: Kind::Input,
     build: Build::Input(plan),
-    params: "`bind`, `port` (9880), `body_size_limit` (32m), `decompression_size_limit` (256m), `keepalive_timeout` (10s), `backlog`, `add_http_headers`, `add_query_params`, `add_remote_addr` (X-Forwarded-For first), `add_tag_prefix`, `cors_allow_origins` (`*` and `https://*.example.com` patterns), `cors_allow_credentials`, `respond_with_empty_img`, `use_204_response`, `dump_error_log`, `<parse>` (default: JSON/ndjson/msgpack/form bodies with `time_key`, `time_type`, `time_format`, `keep_time_key`; any parser type for other bodies). Keep-alive, pipelining, gzip/deflate bodies, `Expect: 100-continue`, chunked bodies",
+    params: "`bind`, `port` (9880), `body_size_limit` (32m), `decompression_size_limit` (256m), `keepalive_timeout` (10s), `backlog`, `add_http_headers`, `add_query_params`, `add_remote_addr` (X-Forwarded-For first), `add_tag_prefix`, `cors_allow_origins` (`*` and `https://*.example.com` patterns), `cors_allow_credentials`, `respond_with_empty_img`, `use_204_response`, `dump_error_log`, `<parse>` (default: JSON/ndjson/msgpack/form bodies with `time_key`, `time_type`, `time_format`, `keep_time_key`; any parser type for other bodies). Keep-alive, pipelining, gzip/deflate bodies, `Expect: 100-continue`, chunked bodies; `<transport tls>` (HTTPS with in_forward's TLS parameters, `client_cert_auth`)",
 };
+
+/// A TLS client that has not finished its handshake by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A 1x1 transparent GIF (fluentd's EMPTY_GIF_IMAGE).
 const EMPTY_GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\xff\x00\xff\xff\xff\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
@@ -74,6 +79,8 @@ pub struct HttpConf {
     pub json: ParserConf,
     pub msgpack: ParserConf,
     pub custom: Option<ParserConf>,
+    /// `<transport tls>`: HTTPS (rustls, in_forward's TLS parameters).
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 fn usize_param(e: &Element, key: &str, default: usize) -> Result<usize, ConfigError> {
@@ -111,11 +118,13 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
     if add_tag_prefix.as_deref() == Some("") {
         return Err(e.error("'add_tag_prefix' parameter must not be empty"));
     }
+    let mut tls = None;
     if let Some(t) = e.single("transport")? {
-        if t.arg == "tls" {
-            return Err(t.error("<transport tls> in in_http is not supported yet (supported: tcp)"));
+        // server_tls reports unused parameters of a tls section itself.
+        tls = crate::tls::server_tls(t)?;
+        if tls.is_none() {
+            t.warn_unused();
         }
-        t.warn_unused();
     }
     // Or the <parse> fluentd's compat layer makes of v0.12's flat `format`,
     // `time_key`, `time_format`, ...
@@ -151,6 +160,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         json,
         msgpack,
         custom,
+        tls,
     }))
 }
 
@@ -511,7 +521,22 @@ impl HttpInput {
             self.next.set(id + 1);
             let me = self.clone();
             let h = glommio::spawn_local(async move {
-                me.serve(s).await;
+                let peer = s.peer_addr().ok();
+                let tls = me.handler.borrow().conf.tls.clone();
+                let stream = match tls {
+                    None => Some(Stream::Plain(s)),
+                    Some(t) => match Stream::accept(s, &t, TLS_HANDSHAKE_TIMEOUT).await {
+                        Ok(st) => Some(st),
+                        Err(e) => {
+                            inc(&me.metrics.bad_requests, 1);
+                            crate::debug!("{}: TLS handshake with {peer:?} failed: {e}", me.handler.borrow().conf.id);
+                            None
+                        }
+                    },
+                };
+                if let Some(st) = stream {
+                    me.serve(st, peer).await;
+                }
                 me.conns.borrow_mut().remove(&id);
             })
             .detach();
@@ -519,9 +544,8 @@ impl HttpInput {
         }
     }
 
-    async fn serve(&self, mut s: TcpStream) {
+    async fn serve(&self, mut s: Stream, peer: Option<SocketAddr>) {
         let conf = self.conf();
-        let peer = s.peer_addr().ok();
         let mut buf: Vec<u8> = Vec::new();
         let mut chunked = Vec::new();
         let mut out = Vec::new();
@@ -632,12 +656,15 @@ impl HttpInput {
             }
             let start = buf.len();
             let window = (64 << 10).min(cap - start + 1);
-            // What is waiting is taken without zero-filling the window first.
+            // What is waiting is taken without zero-filling the window first (plain
+            // TCP: TLS records go through rustls).
             buf.reserve(window);
-            match crate::sys::recv_waiting(std::os::fd::AsRawFd::as_raw_fd(&s), &mut buf, window) {
-                Some(Ok(n)) if n > 0 => continue,
-                Some(_) => return,
-                None => {}
+            if let Some(fd) = s.plain_fd() {
+                match crate::sys::recv_waiting(fd, &mut buf, window) {
+                    Some(Ok(n)) if n > 0 => continue,
+                    Some(_) => return,
+                    None => {}
+                }
             }
             buf.resize(start + window, 0);
             let r = glommio::timer::timeout(conf.keepalive_timeout, async {
