@@ -87,11 +87,15 @@ fn out_irc_notices_and_privmsgs_reach_a_real_irc_server() {
         ),
     )
     .unwrap();
-    let mut server = Proc::spawn(
-        "ngircd",
-        Command::new(&bin).arg("-n").arg("-f").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()),
-    );
-    server.wait_listening(port, Duration::from_secs(20));
+    let start_server = || {
+        let mut p = Proc::spawn(
+            "ngircd",
+            Command::new(&bin).arg("-n").arg("-f").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()),
+        );
+        p.wait_listening(port, Duration::from_secs(20));
+        p
+    };
+    let mut server = start_server();
     let mut obs = Irc::connect(port, "observer");
     obs.join("#spate");
     obs.join("#room1");
@@ -144,11 +148,7 @@ fn out_irc_notices_and_privmsgs_reach_a_real_irc_server() {
     // event sent meanwhile arrives, with the channel joined again.
     let _ = server.kill();
     drop(obs);
-    let mut server = Proc::spawn(
-        "ngircd",
-        Command::new(&bin).arg("-n").arg("-f").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()),
-    );
-    server.wait_listening(port, Duration::from_secs(20));
+    let server = start_server();
     let mut obs = Irc::connect(port, "observer");
     obs.join("#spate");
     send_json(&spate, "alert.db", t0, &[r#"{"msg":"after the restart"}"#], "a2");

@@ -15,15 +15,14 @@
 //! - the parser comes from v0.12's flat `format`, `time_format`... (the `<parse>` fluentd's
 //!   compat layer would make) or a `<parse>`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use spate_protocol::EventBatch;
 
 use crate::config::{ConfigError, Element};
-use crate::filter::parser::{Failure, FilterParser, FilterParserConf, FilterParserError};
+use crate::filter::parser::{Failure, FailureLog, FilterParser, FilterParserConf, FilterParserError};
 use crate::plugin::{
     Build, BuildError, EmitError, Emitter, Kind, Output, OutputMetrics, OutputPlan, PlanCtx, Registration, ShardCtx,
 };
@@ -163,14 +162,10 @@ impl OutputPlan for ParserPlan {
             label: self.label,
             suppress_parse_error_log: self.suppress_parse_error_log,
             ignore_key_not_exist: self.ignore_key_not_exist,
-            unlogged: Cell::new(0),
-            last_log: Cell::new(None),
+            log: FailureLog::default(),
         }))
     }
 }
-
-/// Failures are reported at most this often (with the count since the last line).
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub struct ParserOutput {
     id: String,
@@ -181,8 +176,7 @@ pub struct ParserOutput {
     label: usize,
     suppress_parse_error_log: bool,
     ignore_key_not_exist: bool,
-    unlogged: Cell<u64>,
-    last_log: Cell<Option<Instant>>,
+    log: FailureLog,
 }
 
 impl ParserOutput {
@@ -193,20 +187,13 @@ impl ParserOutput {
         };
         let mut shown = failures.iter().filter(logged);
         let Some(first) = shown.next() else { return };
-        self.unlogged.set(self.unlogged.get() + 1 + shown.count() as u64);
-        let now = Instant::now();
-        if self.last_log.get().is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-            return;
-        }
+        let Some(n) = self.log.note(1 + shown.count() as u64) else { return };
         crate::warn!(
-            "{}: {} (tag \"{}\"; {} such events since the last report)",
+            "{}: {} (tag \"{}\"; {n} such events since the last report)",
             self.id,
             first.error,
             String::from_utf8_lossy(&batch.tag),
-            self.unlogged.get()
         );
-        self.unlogged.set(0);
-        self.last_log.set(Some(now));
     }
 }
 

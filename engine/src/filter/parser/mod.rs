@@ -59,8 +59,7 @@ impl FilterPlan for ParserPlan {
             inner: RefCell::new(self.conf.build()),
             failures: RefCell::new(Vec::new()),
             error_label: self.error_label,
-            unlogged: Cell::new(0),
-            last_log: Cell::new(None),
+            log: FailureLog::default(),
         }))
     }
 }
@@ -71,12 +70,31 @@ pub struct ParserFilter {
     inner: RefCell<FilterParser>,
     failures: RefCell<Vec<Failure>>,
     error_label: Option<usize>,
-    /// Failures not yet reported in a warning.
-    unlogged: Cell<u64>,
-    last_log: Cell<Option<Instant>>,
+    log: FailureLog,
 }
 
-const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Failures reported in a warning at most once every 10 s, with the count since the
+/// last one (filter_parser and out_parser; fluentd logs each one).
+#[derive(Default)]
+pub struct FailureLog {
+    /// Failures not yet reported in a warning.
+    unlogged: Cell<u64>,
+    last: Cell<Option<Instant>>,
+}
+
+impl FailureLog {
+    /// Counts `n` failures; the count to report now (and resets it), or None while
+    /// the last report is less than 10 s old.
+    pub fn note(&self, n: u64) -> Option<u64> {
+        self.unlogged.set(self.unlogged.get() + n);
+        let now = Instant::now();
+        if self.last.get().is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
+            return None;
+        }
+        self.last.set(Some(now));
+        Some(self.unlogged.replace(0))
+    }
+}
 
 impl ParserFilter {
     fn report(&self, batch: &EventBatch, failures: &[Failure], emitter: &dyn Emitter) {
@@ -94,21 +112,14 @@ impl ParserFilter {
             }
             return;
         }
-        self.unlogged.set(self.unlogged.get() + failures.len() as u64);
-        let now = Instant::now();
-        if self.last_log.get().is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-            return;
-        }
+        let Some(n) = self.log.note(failures.len() as u64) else { return };
         let first = &failures[0];
         crate::warn!(
-            "{}: dump an error event: error_class=Fluent::Plugin::Parser::ParserError error=\"{}\" tag=\"{}\" ({} failed events since the last report; add a <label @ERROR> to route them)",
+            "{}: dump an error event: error_class=Fluent::Plugin::Parser::ParserError error=\"{}\" tag=\"{}\" ({n} failed events since the last report; add a <label @ERROR> to route them)",
             self.id,
             first.error,
             String::from_utf8_lossy(&batch.tag),
-            self.unlogged.get()
         );
-        self.unlogged.set(0);
-        self.last_log.set(Some(now));
     }
 }
 
