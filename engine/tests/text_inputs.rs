@@ -470,3 +470,95 @@ fn out_parser_reemits_parsed_events_under_the_new_tag() {
     assert!(err.contains("pattern not matched with data 'nomatch'"), "{err}");
     assert!(!err.contains("is not used"), "{err}");
 }
+
+/// `<transport tls>` on in_syslog and in_tcp (in_forward's TLS parameters): rsyslog
+/// forwards over TLS (its openssl driver, checking spate's certificate against the test CA:
+/// `x509/certvalid`) to in_syslog, Python's ssl module sends JSON lines to in_tcp; a plain-TCP client on the TLS port gets
+/// nothing in and the port keeps serving.
+#[test]
+fn tls_syslog_from_rsyslog_and_tcp_from_python() {
+    if !tool("rsyslogd") || !tool("logger") {
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so").exists() {
+        assert!(std::env::var_os("SPATE_REQUIRE_TOOLS").is_none(), "rsyslog-openssl is required");
+        eprintln!("skipped: rsyslog's openssl driver is not installed (apt-get install rsyslog-openssl)");
+        return;
+    }
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = common::tempdir::Dir::new("tls-text");
+    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    cp.distinguished_name.push(DnType::CommonName, "spate test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = cp.self_signed(&ca_key).unwrap();
+    let sk = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&sk, &ca, &ca_key)
+        .unwrap();
+    let w = |name: &str, pem: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.display().to_string()
+    };
+    let (ca_pem, cert, key) =
+        (w("ca.pem", ca.pem()), w("server.pem", server.pem()), w("server.key", sk.serialize_pem()));
+    let sink = Sink::start();
+    let (ps, pt, rs) = (free_port(), free_port(), free_port());
+    let tls = format!("<transport tls>\ncert_path {cert}\nprivate_key_path {key}\n</transport>");
+    let spate = start(
+        "tls-text",
+        &format!(
+            "<source>\n@type syslog\ntag ts\nbind 127.0.0.1\nport {{P1}}\nframe_type octet_count\n{tls}\n<parse>\nmessage_format rfc5424\n</parse>\n</source>\n\
+             <source>\n@type tcp\ntag tt\nbind 127.0.0.1\nport {{P2}}\n{tls}\n<parse>\n@type json\n</parse>\n</source>"
+        ),
+        &[ps, pt],
+        &sink,
+    );
+    wait_port(ps);
+    wait_port(pt);
+    // Plain TCP on the TLS port: the handshake fails, nothing is emitted.
+    let mut plain = TcpStream::connect(("127.0.0.1", pt)).unwrap();
+    let _ = plain.write_all(b"{\"via\":\"plain\"}\n");
+    drop(plain);
+    let conf = dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{d}\" DefaultNetstreamDriverCAFile=\"{ca_pem}\")\nmodule(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{rs}\")\n\
+             *.* action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{ps}\" protocol=\"tcp\" StreamDriver=\"ossl\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"x509/certvalid\" TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\")\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let pid = dir.path().join("rsyslogd.pid");
+    let mut child = Command::new("rsyslogd")
+        .args(["-n", "-f", conf.to_str().unwrap(), "-i", pid.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    for i in 0..5 {
+        sh(&format!("logger --udp --rfc3164 -n 127.0.0.1 -P {rs} -t overtls -p local1.info 'tls syslog {i}'"));
+    }
+    let py = format!(
+        "import socket, ssl\nctx = ssl.create_default_context(cafile='{ca_pem}')\ns = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {pt})), server_hostname='127.0.0.1')\nfor i in range(3):\n    s.sendall(b'{{\"via\":\"python\",\"i\":%d}}\\n' % i)\ns.close()\n"
+    );
+    let st = Command::new("python3").args(["-c", &py]).status().unwrap();
+    assert!(st.success());
+    let got = wait(&sink, 8);
+    let _ = child.kill();
+    let _ = child.wait();
+    let recs: Vec<(String, Value)> =
+        got.iter().map(|r| (String::from_utf8_lossy(&r.tag).into_owned(), to_json(r))).collect();
+    let syslog: Vec<&Value> = recs.iter().filter(|(t, _)| t == "ts.local1.info").map(|(_, r)| r).collect();
+    assert_eq!(syslog.len(), 5, "{recs:?}");
+    assert!(syslog.iter().all(|r| r["ident"] == json!("overtls")), "{recs:?}");
+    let tcp: Vec<&Value> = recs.iter().filter(|(t, _)| t == "tt").map(|(_, r)| r).collect();
+    assert_eq!(tcp.len(), 3, "{recs:?}");
+    assert!(recs.iter().all(|(_, r)| r["via"] != json!("plain")), "{recs:?}");
+    let (_, _, err) = spate.stop();
+    assert!(err.contains("TLS handshake with"), "{err}");
+}

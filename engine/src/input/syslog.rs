@@ -20,20 +20,28 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Input,
     build: Build::Input(plan),
-    params: "`tag` (required), `bind`, `port` (5140), `<transport udp|tcp>` (or the old `protocol_type`), `frame_type traditional|octet_count`, `delimiter`, `message_length_limit` (2048, UDP datagrams; TCP messages are capped at 64 MiB), `severity_key` (`priority_key`), `facility_key`, `source_address_key`, `source_hostname_key` (the peer address), `include_source_host`/`source_host_key`, `emit_unmatched_lines`, `send_keepalive_packet`, `<parse>` (default `@type syslog`, `with_priority true`; `message_format auto|rfc3164|rfc5424`, `parser_engine`, `support_colonless_ident`, `time_format`, `keep_time_key`). Tags `<tag>.<facility>.<severity>`. UDP is best effort",
+    params: "`tag` (required), `bind`, `port` (5140), `<transport udp|tcp|tls>` (or the old `protocol_type`; `tls` with in_forward's TLS parameters), `frame_type traditional|octet_count`, `delimiter`, `message_length_limit` (2048, UDP datagrams; TCP messages are capped at 64 MiB), `severity_key` (`priority_key`), `facility_key`, `source_address_key`, `source_hostname_key` (the peer address), `include_source_host`/`source_host_key`, `emit_unmatched_lines`, `send_keepalive_packet`, `<parse>` (default `@type syslog`, `with_priority true`; `message_format auto|rfc3164|rfc5424`, `parser_engine`, `support_colonless_ident`, `time_format`, `keep_time_key`). Tags `<tag>.<facility>.<severity>`. UDP is best effort",
 };
 
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, ConfigError> {
     let tag = e.str("tag").ok_or_else(|| e.error("'tag' parameter is required"))?.to_string();
     let mut protocol = e.enum_of("protocol_type", &["tcp", "udp"])?;
+    let mut tls = None;
     if let Some(t) = e.single("transport")? {
         let p = if t.arg.is_empty() { "udp" } else { t.arg.as_str() };
         match p {
-            "udp" | "tcp" => protocol = Some(p.to_string()),
-            "tls" => return Err(t.error("<transport tls> in in_syslog is not supported yet (supported: udp, tcp)")),
+            "udp" | "tcp" => {
+                protocol = Some(p.to_string());
+                t.warn_unused();
+            }
+            // TCP under rustls, with in_forward's TLS parameters (which report their
+            // section's unused parameters themselves).
+            "tls" => {
+                protocol = Some("tcp".to_string());
+                tls = crate::tls::server_tls(t)?;
+            }
             other => return Err(t.error(format!("<transport {other}>: valid options are udp,tcp,tls"))),
         }
-        t.warn_unused();
     }
     let udp = protocol.as_deref() != Some("tcp");
     let frame = e.enum_of("frame_type", &["traditional", "octet_count"])?;
@@ -90,6 +98,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
             emit_unmatched: e.bool("emit_unmatched_lines")?.unwrap_or(false),
         },
         parser: parser(e)?,
+        tls,
     }))
 }
 

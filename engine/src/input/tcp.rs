@@ -29,13 +29,14 @@ use crate::parser::ParserConf;
 use crate::plugin::{
     Build, BuildError, Emitter, Input, InputPlan, Kind, Listening, LocalFuture, PlanCtx, Registration, ShardCtx,
 };
+use crate::tls::Stream;
 
 pub const PLUGIN: Registration = Registration {
     name: "tcp",
     aliases: &[],
     kind: Kind::Input,
     build: Build::Input(plan),
-    params: "`tag` (required), `bind`, `port` (5170), `delimiter` (`\\n`), `message_length_limit` (default: spate caps a message at 64 MiB), `source_address_key`, `source_hostname_key` (the peer address: no reverse DNS), `send_keepalive_packet`, `<parse>` (required; every parser below)",
+    params: "`tag` (required), `bind`, `port` (5170), `delimiter` (`\\n`), `message_length_limit` (default: spate caps a message at 64 MiB), `source_address_key`, `source_hostname_key` (the peer address: no reverse DNS), `send_keepalive_packet`, `<transport tls>` (in_forward's TLS parameters), `<parse>` (required; every parser below)",
 };
 
 /// Without `message_length_limit`, fluentd buffers a message without bound; spate
@@ -74,7 +75,12 @@ pub struct ServerConf {
     pub label: usize,
     pub tag: TagMode,
     pub parser: ParserConf,
+    /// `<transport tls>` (TCP only): rustls with in_forward's TLS parameters.
+    pub tls: Option<crate::tls::ServerTls>,
 }
+
+/// A TLS client that has not finished its handshake by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads the shared parameters: `bind`, `port`, the source keys, `<parse>`.
 pub fn parse_addr(e: &Element, default_port: u16) -> Result<SocketAddr, ConfigError> {
@@ -129,11 +135,13 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
     if delimiter.is_empty() {
         return Err(e.error("delimiter must not be empty"));
     }
+    let mut tls = None;
     if let Some(t) = e.single("transport")? {
-        if t.arg == "tls" {
-            return Err(t.error("<transport tls> in in_tcp is not supported yet (supported: tcp)"));
+        // server_tls reports unused parameters of a tls section itself.
+        tls = crate::tls::server_tls(t)?;
+        if tls.is_none() {
+            t.warn_unused();
         }
-        t.warn_unused();
     }
     if e.single("security")?.is_some() {
         return Err(e.error("<security> in in_tcp is not supported yet (use a firewall, or in_forward's <security>)"));
@@ -155,6 +163,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         label: ctx.label_ref(e)?.unwrap_or(0),
         tag: TagMode::Fixed(Bytes::copy_from_slice(tag.as_bytes())),
         parser: parse_section(e, None)?,
+        tls,
     }))
 }
 
@@ -325,7 +334,22 @@ impl TextServer {
             inc(&self.metrics.active, 1);
             let me = self.clone();
             let h = glommio::spawn_local(async move {
-                me.serve(stream).await;
+                me.keepalive(&stream);
+                let peer = stream.peer_addr().ok();
+                let stream = match &me.conf.tls {
+                    None => Some(Stream::Plain(stream)),
+                    Some(t) => match Stream::accept(stream, t, TLS_HANDSHAKE_TIMEOUT).await {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            inc(&me.metrics.bad_frames, 1);
+                            crate::warn!("{}: TLS handshake with {peer:?} failed: {e}", me.conf.id);
+                            None
+                        }
+                    },
+                };
+                if let Some(s) = stream {
+                    me.serve(s, peer).await;
+                }
                 me.metrics.active.set(me.metrics.active.get().saturating_sub(1));
                 me.conns.borrow_mut().remove(&id);
             })
@@ -334,17 +358,17 @@ impl TextServer {
         }
     }
 
-    async fn serve(&self, mut stream: TcpStream) {
+    /// `send_keepalive_packet`: SO_KEEPALIVE on the accepted socket.
+    fn keepalive(&self, stream: &TcpStream) {
         use std::os::fd::AsRawFd;
-        {
+        if self.conf.send_keepalive_packet {
             // SAFETY: the fd stays open for the duration of this borrow (we hold `stream`).
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-            let s = socket2::SockRef::from(&fd);
-            if self.conf.send_keepalive_packet {
-                let _ = s.set_keepalive(true);
-            }
+            let _ = socket2::SockRef::from(&fd).set_keepalive(true);
         }
-        let peer = stream.peer_addr().ok();
+    }
+
+    async fn serve(&self, mut stream: Stream, peer: Option<SocketAddr>) {
         let peer_s = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
         let peer_ip = peer.map_or_else(String::new, |p| p.ip().to_string());
         let (mut splitter, mut counter) = match &self.conf.framing {
@@ -355,9 +379,10 @@ impl TextServer {
         let mut turn = Instant::now();
         loop {
             let start = buf.len();
-            // What is waiting is taken without zero-filling the window first.
+            // What is waiting is taken without zero-filling the window first (plain
+            // TCP: TLS records go through rustls).
             buf.reserve(READ);
-            let waiting = crate::sys::recv_waiting(std::os::fd::AsRawFd::as_raw_fd(&stream), &mut buf, READ);
+            let waiting = stream.plain_fd().and_then(|fd| crate::sys::recv_waiting(fd, &mut buf, READ));
             let read = match waiting {
                 Some(r) => r,
                 None => {

@@ -46,5 +46,6 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>) -> Result<Box<dyn InputPlan>, Config
         label: ctx.label_ref(e)?.unwrap_or(0),
         tag: TagMode::Fixed(Bytes::copy_from_slice(tag.as_bytes())),
         parser: parse_section(e, None)?,
+        tls: None,
     }))
 }
