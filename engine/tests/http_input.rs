@@ -328,28 +328,9 @@ fn fluent_bit_out_http_into_in_http() {
 /// a client with a certificate the CA signed gets in.
 #[test]
 fn https_with_curl_and_python_requests() {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
     let dir = common::tempdir::Dir::new("http-tls");
-    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
-    cp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    cp.distinguished_name.push(DnType::CommonName, "spate test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = cp.self_signed(&ca_key).unwrap();
-    let sp = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let sk = KeyPair::generate().unwrap();
-    let server = sp.signed_by(&sk, &ca, &ca_key).unwrap();
-    let mut clp = CertificateParams::new(vec!["client.test".to_string()]).unwrap();
-    clp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let ck = KeyPair::generate().unwrap();
-    let client = clp.signed_by(&ck, &ca, &ca_key).unwrap();
-    let w = |name: &str, pem: String| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, pem).unwrap();
-        p.display().to_string()
-    };
-    let (ca_pem, cert, key) =
-        (w("ca.pem", ca.pem()), w("server.pem", server.pem()), w("server.key", sk.serialize_pem()));
-    let (ccert, ckey) = (w("client.pem", client.pem()), w("client.key", ck.serialize_pem()));
+    let pki = common::test_pki(dir.path());
+    let (ca_pem, cert, key, ccert, ckey) = (pki.ca, pki.cert, pki.key, pki.client_cert, pki.client_key);
     let sink = Sink::start();
     let mtls = free_port();
     let extra = format!(

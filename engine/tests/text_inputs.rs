@@ -223,6 +223,53 @@ fn in_syslog_with_logger() {
     assert!(err.contains("exceeds the frame limit"), "{err}");
 }
 
+/// rsyslogd relaying what arrives on UDP port `udp` to spate's port `to` over TCP,
+/// octet-counted RFC 5424; `tls`: over TLS with its openssl driver, checking spate's
+/// certificate against `tls` (a CA file). Killed on drop.
+struct RsyslogRelay {
+    child: std::process::Child,
+    _dir: common::tempdir::Dir,
+}
+
+impl RsyslogRelay {
+    fn start(udp: u16, to: u16, tls: Option<&str>) -> RsyslogRelay {
+        let dir = common::tempdir::Dir::new("rsyslog");
+        let (global, driver) = match tls {
+            Some(ca) => (
+                format!(" DefaultNetstreamDriverCAFile=\"{ca}\""),
+                " StreamDriver=\"ossl\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"x509/certvalid\"",
+            ),
+            None => (String::new(), ""),
+        };
+        let conf = dir.path().join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "global(workDirectory=\"{d}\"{global})\nmodule(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{udp}\")\n\
+                 *.* action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{to}\" protocol=\"tcp\"{driver} TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\")\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let pid = dir.path().join("rsyslogd.pid");
+        let child = Command::new("rsyslogd")
+            .args(["-n", "-f", conf.to_str().unwrap(), "-i", pid.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        RsyslogRelay { child, _dir: dir }
+    }
+}
+
+impl Drop for RsyslogRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn rsyslog_forwards_to_in_syslog() {
     if !tool("rsyslogd") || !tool("logger") {
@@ -236,31 +283,12 @@ fn rsyslog_forwards_to_in_syslog() {
         &[p],
         &sink,
     );
-    let dir = common::tempdir::Dir::new("rsyslog");
-    let conf = dir.path().join("rsyslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "global(workDirectory=\"{d}\")\nmodule(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{rs}\")\n\
-             *.* action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{p}\" protocol=\"tcp\" TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\")\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
-    let pid = dir.path().join("rsyslogd.pid");
-    let mut child = Command::new("rsyslogd")
-        .args(["-n", "-f", conf.to_str().unwrap(), "-i", pid.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let relay = RsyslogRelay::start(rs, p, None);
     for i in 0..20 {
         sh(&format!("logger --udp --rfc3164 -n 127.0.0.1 -P {rs} -t relayed -p local0.notice 'through rsyslog {i}'"));
     }
     let got = sink.wait_for(20, Duration::from_secs(20));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(relay);
     let ours: Vec<Value> = got.iter().filter(|r| r.tag == b"rs.local0.notice").map(to_json).collect();
     assert_eq!(ours.len(), 20, "{:?}", got.iter().map(to_json).collect::<Vec<_>>());
     assert!(ours.iter().all(|r| r["ident"] == json!("relayed")));
@@ -485,25 +513,9 @@ fn tls_syslog_from_rsyslog_and_tcp_from_python() {
         eprintln!("skipped: rsyslog's openssl driver is not installed (apt-get install rsyslog-openssl)");
         return;
     }
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let dir = common::tempdir::Dir::new("tls-text");
-    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
-    cp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    cp.distinguished_name.push(DnType::CommonName, "spate test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = cp.self_signed(&ca_key).unwrap();
-    let sk = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&sk, &ca, &ca_key)
-        .unwrap();
-    let w = |name: &str, pem: String| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, pem).unwrap();
-        p.display().to_string()
-    };
-    let (ca_pem, cert, key) =
-        (w("ca.pem", ca.pem()), w("server.pem", server.pem()), w("server.key", sk.serialize_pem()));
+    let pki = common::test_pki(dir.path());
+    let (ca_pem, cert, key) = (pki.ca, pki.cert, pki.key);
     let sink = Sink::start();
     let (ps, pt, rs) = (free_port(), free_port(), free_port());
     let tls = format!("<transport tls>\ncert_path {cert}\nprivate_key_path {key}\n</transport>");
@@ -522,24 +534,7 @@ fn tls_syslog_from_rsyslog_and_tcp_from_python() {
     let mut plain = TcpStream::connect(("127.0.0.1", pt)).unwrap();
     let _ = plain.write_all(b"{\"via\":\"plain\"}\n");
     drop(plain);
-    let conf = dir.path().join("rsyslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "global(workDirectory=\"{d}\" DefaultNetstreamDriverCAFile=\"{ca_pem}\")\nmodule(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{rs}\")\n\
-             *.* action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{ps}\" protocol=\"tcp\" StreamDriver=\"ossl\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"x509/certvalid\" TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\")\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
-    let pid = dir.path().join("rsyslogd.pid");
-    let mut child = Command::new("rsyslogd")
-        .args(["-n", "-f", conf.to_str().unwrap(), "-i", pid.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let relay = RsyslogRelay::start(rs, ps, Some(&ca_pem));
     for i in 0..5 {
         sh(&format!("logger --udp --rfc3164 -n 127.0.0.1 -P {rs} -t overtls -p local1.info 'tls syslog {i}'"));
     }
@@ -549,8 +544,7 @@ fn tls_syslog_from_rsyslog_and_tcp_from_python() {
     let st = Command::new("python3").args(["-c", &py]).status().unwrap();
     assert!(st.success());
     let got = wait(&sink, 8);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(relay);
     let recs: Vec<(String, Value)> =
         got.iter().map(|r| (String::from_utf8_lossy(&r.tag).into_owned(), to_json(r))).collect();
     let syslog: Vec<&Value> = recs.iter().filter(|(t, _)| t == "ts.local1.info").map(|(_, r)| r).collect();

@@ -306,3 +306,44 @@ pub fn good_client(
     }
     Ok(seq)
 }
+
+/// PEM files of a test CA, a server certificate it signed for localhost / 127.0.0.1
+/// (with its key) and a client certificate it signed (with its key), in a directory.
+pub struct TestPki {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    pub client_cert: String,
+    pub client_key: String,
+}
+
+/// Makes a [`TestPki`] in `dir` (rcgen).
+pub fn test_pki(dir: &std::path::Path) -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    cp.distinguished_name.push(DnType::CommonName, "spate test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = cp.self_signed(&ca_key).unwrap();
+    let sk = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&sk, &ca, &ca_key)
+        .unwrap();
+    let mut clp = CertificateParams::new(vec!["client.test".to_string()]).unwrap();
+    clp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let ck = KeyPair::generate().unwrap();
+    let client = clp.signed_by(&ck, &ca, &ca_key).unwrap();
+    let w = |name: &str, pem: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.display().to_string()
+    };
+    TestPki {
+        ca: w("ca.pem", ca.pem()),
+        cert: w("server.pem", server.pem()),
+        key: w("server.key", sk.serialize_pem()),
+        client_cert: w("client.pem", client.pem()),
+        client_key: w("client.key", ck.serialize_pem()),
+    }
+}
