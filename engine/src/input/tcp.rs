@@ -342,7 +342,11 @@ impl TextServer {
                         Ok(s) => Some(s),
                         Err(e) => {
                             inc(&me.metrics.bad_frames, 1);
-                            crate::warn!("{}: TLS handshake with {peer:?} failed: {e}", me.conf.id);
+                            // Rate-limited: a client can fail handshakes in a loop.
+                            me.warn("tls", || {
+                                let p = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
+                                format!("TLS handshake with {p} failed: {e}")
+                            });
                             None
                         }
                     },
