@@ -58,6 +58,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::loggly::PLUGIN,
     crate::output::loggly::PLUGIN_BUFFERED,
     crate::output::exec::PLUGIN,
+    crate::output::exec_filter::PLUGIN,
     crate::output::cloudwatch_logs::PLUGIN,
     crate::output::flowcounter::PLUGIN,
     crate::output::kafka2::PLUGIN,

@@ -1,7 +1,8 @@
 //! out_exec (fluentd core) through a live spate with real commands run by /bin/sh: the
 //! chunk formatted into a file whose path is the command's last argument (`<format>`
 //! default tsv, `<inject>` time as a UTC string), a failing command retried until it
-//! succeeds (each event delivered once), and the configuration errors.
+//! succeeds (each event delivered once), and the configuration errors; out_exec_filter
+//! piping chunks through real filter processes (sed, cat, head) and routing their output.
 
 mod common;
 
@@ -92,4 +93,57 @@ fn config_errors_name_the_parameter() {
         let (ok, err) = dry_run(&format!("<match **>\n  @type exec\n  {body}</match>\n"));
         assert!(!ok && err.contains(want) && err.contains("fluent.conf:"), "{body}: {err}");
     }
+}
+
+/// out_exec_filter (fluentd core) with real filters run by /bin/sh: sed appends a
+/// column to each tsv line (two children, taking chunks in turn), `cat` echoes JSON
+/// whose `<extract>` tag and time route the result, and a child that exits after one
+/// line (`head -n 1`) is respawned (`child_respawn inf`) for the next chunk. The
+/// results go through the router to a Forward sink.
+#[test]
+fn exec_filter_pipes_chunks_through_children_and_routes_their_output() {
+    let sink = Sink::start();
+    let s = sink.addr.port();
+    let fwd = |pattern: &str| {
+        format!("<match {pattern}>\n  @type forward\n  <server>\n    host 127.0.0.1\n    port {s}\n  </server>\n  <buffer>\n    flush_interval 0.1s\n  </buffer>\n</match>\n")
+    };
+    let conf = format!(
+        "{SRC}<match tsv.**>\n  @type exec_filter\n  command sed -u -e 's/$/\\tok/'\n  tag filtered.tsv\n  num_children 2\n  <format>\n    @type tsv\n    keys msg,n\n  </format>\n  <parse>\n    @type tsv\n    keys msg,n,status\n  </parse>\n  {BUF}</match>\n\
+         <match json.**>\n  @type exec_filter\n  command cat\n  <format>\n    @type json\n  </format>\n  <parse>\n    @type json\n  </parse>\n  <extract>\n    tag_key t\n    time_key at\n  </extract>\n  {BUF}</match>\n\
+         <match once.**>\n  @type exec_filter\n  command head -n 1\n  tag filtered.once\n  child_respawn inf\n  <format>\n    @type tsv\n    keys msg\n  </format>\n  <parse>\n    @type tsv\n    keys msg\n  </parse>\n  {BUF}</match>\n{}{}",
+        fwd("filtered.**"),
+        fwd("from.**")
+    );
+    let spate = Spate::start_workers("exec-filter", &conf, 1);
+    let t0 = EventTime::new(T, 0);
+    send_json(&spate, "tsv.a", t0, &[r#"{"msg":"one","n":1}"#, r#"{"msg":"two","n":2}"#], "t1");
+    send_json(&spate, "tsv.a", t0, &[r#"{"msg":"three","n":3}"#], "t2");
+    send_json(&spate, "json.a", t0, &[r#"{"t":"from.child","at":1362020400,"v":1}"#], "j1");
+    send_json(&spate, "once.a", t0, &[r#"{"msg":"first"}"#], "o1");
+    let got = sink.wait_for(5, Duration::from_secs(20));
+    // The respawned child takes the next chunk.
+    std::thread::sleep(Duration::from_millis(500));
+    send_json(&spate, "once.a", t0, &[r#"{"msg":"second"}"#], "o2");
+    let got = if got.len() >= 5 { sink.wait_for(6, Duration::from_secs(20)) } else { got };
+    let (_, _, err) = spate.stop();
+    let recs: Vec<(String, serde_json::Value, u32)> = got
+        .iter()
+        .map(|r| {
+            let mut j = Vec::new();
+            spate_protocol::ValueRef::new(&r.record).unwrap().write_json(&mut j);
+            (String::from_utf8_lossy(&r.tag).into_owned(), serde_json::from_slice(&j).unwrap(), r.time.sec)
+        })
+        .collect();
+    assert_eq!(recs.len(), 6, "{recs:?}\n{err}");
+    let tsv: Vec<&serde_json::Value> = recs.iter().filter(|(t, _, _)| t == "filtered.tsv").map(|(_, r, _)| r).collect();
+    assert_eq!(tsv.len(), 3, "{recs:?}");
+    assert!(tsv.contains(&&serde_json::json!({"msg": "one", "n": "1", "status": "ok"})), "{recs:?}");
+    assert!(tsv.contains(&&serde_json::json!({"msg": "three", "n": "3", "status": "ok"})), "{recs:?}");
+    let j: Vec<_> = recs.iter().filter(|(t, _, _)| t == "from.child").collect();
+    assert_eq!(j.len(), 1, "{recs:?}");
+    assert_eq!((&j[0].1, j[0].2), (&serde_json::json!({"v": 1}), 1362020400), "tag and time extracted, keys removed");
+    let once: Vec<&serde_json::Value> =
+        recs.iter().filter(|(t, _, _)| t == "filtered.once").map(|(_, r, _)| r).collect();
+    assert_eq!(once, vec![&serde_json::json!({"msg": "first"}), &serde_json::json!({"msg": "second"})], "{err}");
+    assert!(err.contains("respawning child process 0"), "{err}");
 }

@@ -17,6 +17,7 @@ pub mod cloudwatch_logs;
 pub mod copy;
 pub mod elasticsearch;
 pub mod exec;
+pub mod exec_filter;
 pub mod file;
 pub mod flowcounter;
 pub mod forward;
