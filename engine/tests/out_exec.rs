@@ -110,6 +110,7 @@ fn exec_filter_pipes_chunks_through_children_and_routes_their_output() {
     let conf = format!(
         "{SRC}<match tsv.**>\n  @type exec_filter\n  command sed -u -e 's/$/\\tok/'\n  tag filtered.tsv\n  num_children 2\n  <format>\n    @type tsv\n    keys msg,n\n  </format>\n  <parse>\n    @type tsv\n    keys msg,n,status\n  </parse>\n  {BUF}</match>\n\
          <match json.**>\n  @type exec_filter\n  command cat\n  <format>\n    @type json\n  </format>\n  <parse>\n    @type json\n  </parse>\n  <extract>\n    tag_key t\n    time_key at\n  </extract>\n  {BUF}</match>\n\
+         <match long.**>\n  @type exec_filter\n  command sh -c \"head -c 1100000 /dev/zero | tr '\\\\000' x; echo; exec cat\"\n  tag filtered.long\n  <format>\n    @type tsv\n    keys msg\n  </format>\n  <parse>\n    @type tsv\n    keys msg\n  </parse>\n  {BUF}</match>\n\
          <match once.**>\n  @type exec_filter\n  command head -n 1\n  tag filtered.once\n  child_respawn inf\n  <format>\n    @type tsv\n    keys msg\n  </format>\n  <parse>\n    @type tsv\n    keys msg\n  </parse>\n  {BUF}</match>\n{}{}",
         fwd("filtered.**"),
         fwd("from.**")
@@ -120,11 +121,13 @@ fn exec_filter_pipes_chunks_through_children_and_routes_their_output() {
     send_json(&spate, "tsv.a", t0, &[r#"{"msg":"three","n":3}"#], "t2");
     send_json(&spate, "json.a", t0, &[r#"{"t":"from.child","at":1362020400,"v":1}"#], "j1");
     send_json(&spate, "once.a", t0, &[r#"{"msg":"first"}"#], "o1");
-    let got = sink.wait_for(5, Duration::from_secs(20));
+    // A child whose first line is 1.1 MB: that line is dropped, the next ones go on.
+    send_json(&spate, "long.a", t0, &[r#"{"msg":"after the long line"}"#], "l1");
+    let got = sink.wait_for(6, Duration::from_secs(20));
     // The respawned child takes the next chunk.
     std::thread::sleep(Duration::from_millis(500));
     send_json(&spate, "once.a", t0, &[r#"{"msg":"second"}"#], "o2");
-    let got = if got.len() >= 5 { sink.wait_for(6, Duration::from_secs(20)) } else { got };
+    let got = if got.len() >= 6 { sink.wait_for(7, Duration::from_secs(20)) } else { got };
     let (_, _, err) = spate.stop();
     let recs: Vec<(String, serde_json::Value, u32)> = got
         .iter()
@@ -134,7 +137,10 @@ fn exec_filter_pipes_chunks_through_children_and_routes_their_output() {
             (String::from_utf8_lossy(&r.tag).into_owned(), serde_json::from_slice(&j).unwrap(), r.time.sec)
         })
         .collect();
-    assert_eq!(recs.len(), 6, "{recs:?}\n{err}");
+    assert_eq!(recs.len(), 7, "{recs:?}\n{err}");
+    let long: Vec<_> = recs.iter().filter(|(t, _, _)| t == "filtered.long").map(|(_, r, _)| r).collect();
+    assert_eq!(long, vec![&serde_json::json!({"msg": "after the long line"})], "{err}");
+    assert!(err.contains("a line of the command's output over 1 MiB was dropped"), "{err}");
     let tsv: Vec<&serde_json::Value> = recs.iter().filter(|(t, _, _)| t == "filtered.tsv").map(|(_, r, _)| r).collect();
     assert_eq!(tsv.len(), 3, "{recs:?}");
     assert!(tsv.contains(&&serde_json::json!({"msg": "one", "n": "1", "status": "ok"})), "{recs:?}");

@@ -270,16 +270,25 @@ impl ExecFilterWriter {
         std::thread::Builder::new().name(format!("{id}-child{i}")).spawn(move || {
             let mut r = BufReader::new(stdout);
             let mut line = Vec::new();
-            loop {
+            'lines: loop {
                 line.clear();
                 match r.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
                     Ok(0) | Err(_) => break,
                     Ok(_) if line.len() > MAX_LINE && line.last() != Some(&b'\n') => {
                         crate::warn!("{id}: a line of the command's output over 1 MiB was dropped");
-                        // Skip to the end of that line.
-                        let mut rest = Vec::new();
-                        if r.read_until(b'\n', &mut rest).unwrap_or(0) == 0 {
-                            break;
+                        // Skip to the end of that line, a buffer at a time (never held whole).
+                        loop {
+                            let (done, used) = match r.fill_buf() {
+                                Ok([]) | Err(_) => break 'lines,
+                                Ok(b) => match memchr::memchr(b'\n', b) {
+                                    Some(i) => (true, i + 1),
+                                    None => (false, b.len()),
+                                },
+                            };
+                            r.consume(used);
+                            if done {
+                                break;
+                            }
                         }
                     }
                     Ok(_) => {
