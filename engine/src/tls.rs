@@ -43,6 +43,10 @@ impl PartialEq for ServerTls {
     }
 }
 
+/// How long the text inputs and in_http wait for a client's TLS handshake (in_forward
+/// has `handshake_timeout`).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// out_forward's TLS settings.
 #[derive(Clone)]
 pub struct ClientTls {
@@ -410,6 +414,15 @@ impl Stream {
         match self {
             Stream::Plain(s) => Some(s.as_raw_fd()),
             _ => None,
+        }
+    }
+
+    /// The server side of an accepted connection: the TLS handshake when the input has
+    /// `tls` (bounded by `timeout`), else the plain stream.
+    pub async fn accept_if(tcp: TcpStream, tls: Option<&ServerTls>, timeout: Duration) -> io::Result<Stream> {
+        match tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some(t) => Stream::accept(tcp, t, timeout).await,
         }
     }
 

@@ -79,9 +79,6 @@ pub struct ServerConf {
     pub tls: Option<crate::tls::ServerTls>,
 }
 
-/// A TLS client that has not finished its handshake by then is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Reads the shared parameters: `bind`, `port`, the source keys, `<parse>`.
 pub fn parse_addr(e: &Element, default_port: u16) -> Result<SocketAddr, ConfigError> {
     let port = match e.int("port")? {
@@ -336,23 +333,16 @@ impl TextServer {
             let h = glommio::spawn_local(async move {
                 me.keepalive(&stream);
                 let peer = stream.peer_addr().ok();
-                let stream = match &me.conf.tls {
-                    None => Some(Stream::Plain(stream)),
-                    Some(t) => match Stream::accept(stream, t, TLS_HANDSHAKE_TIMEOUT).await {
-                        Ok(s) => Some(s),
-                        Err(e) => {
-                            inc(&me.metrics.bad_frames, 1);
-                            // Rate-limited: a client can fail handshakes in a loop.
-                            me.warn("tls", || {
-                                let p = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
-                                format!("TLS handshake with {p} failed: {e}")
-                            });
-                            None
-                        }
-                    },
-                };
-                if let Some(s) = stream {
-                    me.serve(s, peer).await;
+                match Stream::accept_if(stream, me.conf.tls.as_ref(), crate::tls::HANDSHAKE_TIMEOUT).await {
+                    Ok(s) => me.serve(s, peer).await,
+                    Err(e) => {
+                        inc(&me.metrics.bad_frames, 1);
+                        // Rate-limited: a client can fail handshakes in a loop.
+                        me.warn("tls", || {
+                            let p = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
+                            format!("TLS handshake with {p} failed: {e}")
+                        });
+                    }
                 }
                 me.metrics.active.set(me.metrics.active.get().saturating_sub(1));
                 me.conns.borrow_mut().remove(&id);

@@ -177,21 +177,18 @@ impl ForwardInput {
     async fn serve_peer(&self, tcp: TcpStream, peer: &mut Peer) {
         self.tune(&tcp);
         let peer_s = peer.name.clone();
-        let mut stream = match &self.conf.tls {
-            None => Stream::Plain(tcp),
-            Some(tls) => match Stream::accept(tcp, tls, self.conf.handshake_timeout).await {
-                Ok(s) => s,
-                // Closed before a ClientHello: a TCP health check, not a TLS failure.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    crate::debug!("{}: {peer_s} closed the connection before a TLS handshake", self.conf.id);
-                    return;
-                }
-                Err(e) => {
-                    inc(&self.metrics.tls_failures, 1);
-                    crate::warn!("{}: TLS handshake with {peer_s} failed, closing the connection: {e}", self.conf.id);
-                    return;
-                }
-            },
+        let mut stream = match Stream::accept_if(tcp, self.conf.tls.as_ref(), self.conf.handshake_timeout).await {
+            Ok(s) => s,
+            // Closed before a ClientHello: a TCP health check, not a TLS failure.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                crate::debug!("{}: {peer_s} closed the connection before a TLS handshake", self.conf.id);
+                return;
+            }
+            Err(e) => {
+                inc(&self.metrics.tls_failures, 1);
+                crate::warn!("{}: TLS handshake with {peer_s} failed, closing the connection: {e}", self.conf.id);
+                return;
+            }
         };
         let mut dec = FrameDecoder::new(self.conf.limits());
         // Reads start small and grow while they come back full: an idle connection

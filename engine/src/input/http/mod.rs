@@ -51,9 +51,6 @@ pub const PLUGIN: Registration = Registration {
     params: "`bind`, `port` (9880), `body_size_limit` (32m), `decompression_size_limit` (256m), `keepalive_timeout` (10s), `backlog`, `add_http_headers`, `add_query_params`, `add_remote_addr` (X-Forwarded-For first), `add_tag_prefix`, `cors_allow_origins` (`*` and `https://*.example.com` patterns), `cors_allow_credentials`, `respond_with_empty_img`, `use_204_response`, `dump_error_log`, `<parse>` (default: JSON/ndjson/msgpack/form bodies with `time_key`, `time_type`, `time_format`, `keep_time_key`; any parser type for other bodies). Keep-alive, pipelining, gzip/deflate bodies, `Expect: 100-continue`, chunked bodies; `<transport tls>` (HTTPS with in_forward's TLS parameters, `client_cert_auth`)",
 };
 
-/// A TLS client that has not finished its handshake by then is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A 1x1 transparent GIF (fluentd's EMPTY_GIF_IMAGE).
 const EMPTY_GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\xff\x00\xff\xff\xff\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
 
@@ -523,19 +520,12 @@ impl HttpInput {
             let h = glommio::spawn_local(async move {
                 let peer = s.peer_addr().ok();
                 let tls = me.handler.borrow().conf.tls.clone();
-                let stream = match tls {
-                    None => Some(Stream::Plain(s)),
-                    Some(t) => match Stream::accept(s, &t, TLS_HANDSHAKE_TIMEOUT).await {
-                        Ok(st) => Some(st),
-                        Err(e) => {
-                            inc(&me.metrics.bad_requests, 1);
-                            crate::debug!("{}: TLS handshake with {peer:?} failed: {e}", me.handler.borrow().conf.id);
-                            None
-                        }
-                    },
-                };
-                if let Some(st) = stream {
-                    me.serve(st, peer).await;
+                match Stream::accept_if(s, tls.as_ref(), crate::tls::HANDSHAKE_TIMEOUT).await {
+                    Ok(st) => me.serve(st, peer).await,
+                    Err(e) => {
+                        inc(&me.metrics.bad_requests, 1);
+                        crate::debug!("{}: TLS handshake with {peer:?} failed: {e}", me.handler.borrow().conf.id);
+                    }
                 }
                 me.conns.borrow_mut().remove(&id);
             })
