@@ -123,45 +123,28 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
             c
         }
     };
-    let extract = match e.single("extract")? {
-        Some(x) => {
-            let time_format = x.str("time_format");
-            let default_type = if time_format.is_some() { "string" } else { "float" };
-            let time_type = x.enum_of("time_type", &["float", "unixtime", "string"])?;
-            let settings = TimeSettings {
-                time_type: Some(time_type.as_deref().unwrap_or(default_type)),
-                time_format,
-                fallbacks: Vec::new(),
-                localtime: x.bool("localtime")?,
-                utc: x.bool("utc")?,
-                timezone: x.str("timezone"),
-            };
-            let ex = Extract {
-                tag_key: x.str("tag_key").map(str::to_string),
-                keep_tag_key: x.bool("keep_tag_key")?.unwrap_or(false),
-                time_key: x.str("time_key").map(str::to_string),
-                keep_time_key: x.bool("keep_time_key")?.unwrap_or(false),
-                time: TimeConf::new(&settings).map_err(|m| x.error(format!("<extract>: {m}")))?,
-            };
-            x.warn_unused();
-            ex
-        }
-        None => Extract {
-            tag_key: None,
-            keep_tag_key: false,
-            time_key: None,
-            keep_time_key: false,
-            time: TimeConf::new(&TimeSettings {
-                time_type: Some("float"),
-                time_format: None,
-                fallbacks: Vec::new(),
-                localtime: None,
-                utc: None,
-                timezone: None,
-            })
-            .map_err(|m| e.error(m))?,
-        },
+    // Without <extract>, its defaults: an empty section reads as one.
+    let empty = Element::new("extract".into(), String::new(), Vec::new(), Vec::new(), e.pos.clone());
+    let x = e.single("extract")?.unwrap_or(&empty);
+    let time_format = x.str("time_format");
+    let default_type = if time_format.is_some() { "string" } else { "float" };
+    let time_type = x.enum_of("time_type", &["float", "unixtime", "string"])?;
+    let settings = TimeSettings {
+        time_type: Some(time_type.as_deref().unwrap_or(default_type)),
+        time_format,
+        fallbacks: Vec::new(),
+        localtime: x.bool("localtime")?,
+        utc: x.bool("utc")?,
+        timezone: x.str("timezone"),
     };
+    let extract = Extract {
+        tag_key: x.str("tag_key").map(str::to_string),
+        keep_tag_key: x.bool("keep_tag_key")?.unwrap_or(false),
+        time_key: x.str("time_key").map(str::to_string),
+        keep_time_key: x.bool("keep_time_key")?.unwrap_or(false),
+        time: TimeConf::new(&settings).map_err(|m| x.error(format!("<extract>: {m}")))?,
+    };
+    x.warn_unused();
     let tag = e.str("tag").map(str::to_string);
     if tag.is_none() && extract.tag_key.is_none() {
         return Err(e.error("'tag' or '<extract> tag_key </extract>' option is required on exec_filter output"));

@@ -172,19 +172,9 @@ struct IrcConf {
 /// fluentd's compat_parameters_inject for this plugin: an `<inject>` (time as a string
 /// by default), else one made of the flat parameters when any is given.
 fn inject(e: &Element, hostname: &str) -> Result<Inject, ConfigError> {
-    let string_time = |owner: &Element| -> Result<Option<TimeFormat>, ConfigError> {
-        Ok(Some(TimeFormat { format: owner.str("time_format").map(str::to_string), zone: zone_of(owner)? }))
-    };
-    if let Some(i) = e.single("inject")? {
-        let c = Inject {
-            time_key: i.str("time_key").map(str::to_string),
-            time_type: crate::format::time::time_type(i)?.or(Some(TimeType::String)),
-            time: string_time(i)?,
-            tag_key: i.str("tag_key").map(str::to_string),
-            hostname_key: i.str("hostname_key").map(str::to_string),
-            hostname: i.str("hostname").unwrap_or(hostname).to_string(),
-        };
-        i.warn_unused();
+    if e.single("inject")?.is_some() {
+        let mut c = crate::format::inject::inject_conf(e, hostname)?;
+        c.time_type.get_or_insert(TimeType::String);
         return Ok(c);
     }
     let flat =
@@ -202,7 +192,7 @@ fn inject(e: &Element, hostname: &str) -> Result<Inject, ConfigError> {
         c.tag_key.get_or_insert_with(|| "tag".into());
     }
     c.time_type = Some(TimeType::String);
-    c.time = string_time(e)?;
+    c.time = Some(TimeFormat { format: e.str("time_format").map(str::to_string), zone: zone_of(e)? });
     Ok(c)
 }
 

@@ -96,20 +96,20 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
         }
         o => return Err(e.error(format!("transport {o:?}: expected tls, tcp or udp"))),
     };
-    let fields = match e.single("format")? {
-        None => Fields::from(e, true)?,
-        Some(f) => match f.plugin_type().unwrap_or("syslog_rfc5424") {
-            "syslog_rfc5424" => {
-                let r = Fields::from(f, false)?;
-                f.warn_unused();
-                r
-            }
-            o => {
-                return Err(f.error(format!(
-                    "<format @type {o}>: out_syslog_rfc5424 formats with syslog_rfc5424 only in spate"
-                )))
-            }
-        },
+    // Without <format>, the formatter's defaults: an empty section reads as one.
+    let empty = Element::new("format".into(), String::new(), Vec::new(), Vec::new(), e.pos.clone());
+    let f = e.single("format")?.unwrap_or(&empty);
+    let fields = match f.plugin_type().unwrap_or("syslog_rfc5424") {
+        "syslog_rfc5424" => {
+            let r = Fields::from(f)?;
+            f.warn_unused();
+            r
+        }
+        o => {
+            return Err(
+                f.error(format!("<format @type {o}>: out_syslog_rfc5424 formats with syslog_rfc5424 only in spate"))
+            )
+        }
     };
     if setup.primary_buffer().is_none() {
         setup.buffer(e, &BufferDefaults::default())?;
@@ -118,15 +118,11 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
 }
 
 impl Fields {
-    /// The formatter's parameters from `f` (the `<format>`); `defaults_only`: there is
-    /// none, so nothing is read.
-    fn from(f: &Element, defaults_only: bool) -> Result<Fields, ConfigError> {
-        let path = |k: &str, d: &str| -> Vec<String> {
-            let v = if defaults_only { d.to_string() } else { f.string_or(k, d) };
-            v.split('.').map(str::to_string).collect()
-        };
+    /// The formatter's parameters from `f` (the `<format>`).
+    fn from(f: &Element) -> Result<Fields, ConfigError> {
+        let path = |k: &str, d: &str| -> Vec<String> { f.string_or(k, d).split('.').map(str::to_string).collect() };
         Ok(Fields {
-            octet_counting: if defaults_only { true } else { f.bool("rfc6587_message_size")?.unwrap_or(true) },
+            octet_counting: f.bool("rfc6587_message_size")?.unwrap_or(true),
             hostname: path("hostname_field", "hostname"),
             app_name: path("app_name_field", "app_name"),
             proc_id: path("proc_id_field", "proc_id"),
