@@ -20,6 +20,7 @@ use std::cell::{Cell, RefCell};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use spate_protocol::encode::{self, raw};
@@ -41,7 +42,7 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Output,
     build: Build::Buffered(plan),
-    params: "`command` (required; run by /bin/sh), `tag` or `<extract>` `tag_key` (required), `num_children` (1), `child_respawn` (`none`, `inf`/`-1` or a count), `remove_prefix`/`add_prefix`, `<format>` (default `tsv`; every formatter), `<inject>` (time as unixtime, a string with `time_format`), `<parse>` (default `tsv`; line-based parsers), `<extract>` (`tag_key`, `keep_tag_key`, `time_key`, `keep_time_key`, `time_type` float/unixtime/string, `time_format`), `@label`, `read_block_size`, `suppress_error_log_interval`; default buffer: flush every 1 s. A chunk is committed once a child's stdin took it. Not supported (config errors): v0.12's `in_format`/`out_format`/`in_keys`/... (use the sections), a `<parse>` that is not line-based (`msgpack`, `multiline`); output lines over 1 MiB are dropped with a warning",
+    params: "`command` (required; run by /bin/sh), `tag` or `<extract>` `tag_key` (required), `num_children` (1), `child_respawn` (`none`, `inf`/`-1` or a count), `remove_prefix`/`add_prefix`, `<format>` (default `tsv`; every formatter), `<inject>` (time as unixtime, a string with `time_format`), `<parse>` (default `tsv`; line-based parsers), `<extract>` (`tag_key`, `keep_tag_key`, `time_key`, `keep_time_key`, `time_type` float/unixtime/string, `time_format`), `@label`, `suppress_error_log_interval` (failed emits go to `@ERROR`, logged at most once per interval); `read_block_size` warns that it has no effect (line reader); default buffer: flush every 1 s. A chunk is committed once a child's stdin took it. Not supported (config errors): v0.12's `in_format`/`out_format`/`in_keys`/... (use the sections), a `<parse>` that is not line-based (`msgpack`, `multiline`); output lines over 1 MiB are dropped with a warning",
 };
 
 /// v0.12 parameters fluentd's exec_filter maps onto sections; spate asks for the sections.
@@ -82,6 +83,9 @@ pub struct ExecFilterPlan {
     parse: ParserConf,
     extract: Extract,
     label: usize,
+    /// `suppress_error_log_interval`: after an "exec_filter failed to emit" line, the
+    /// next one waits this long (zero: every failure is logged).
+    suppress_error_log: Duration,
 }
 
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
@@ -161,8 +165,13 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
             return Err(e.error("child_respawn option argument invalid: none(or 0), inf(or -1) or positive number"))
         }
     };
-    let _ = e.size("read_block_size")?;
-    let _ = e.time("suppress_error_log_interval")?;
+    if let Some(n) = e.size("read_block_size")? {
+        // fluentd reads the output in blocks of this size for the msgpack parser only;
+        // spate's parsers here are line-based (msgpack is refused above).
+        let pos = e.get("read_block_size").map(|a| a.pos.to_string()).unwrap_or_default();
+        crate::warn!("{pos}: read_block_size {n} has no effect: spate reads the command's output line by line");
+    }
+    let suppress_error_log = e.time("suppress_error_log_interval")?.unwrap_or_default();
     let label = ctx.label_ref(e)?.unwrap_or_else(|| ctx.current_label());
     if setup.primary_buffer().is_none() {
         // exec_filter's <buffer>: interval flushes every second.
@@ -180,6 +189,7 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
         parse,
         extract,
         label,
+        suppress_error_log,
     }))
 }
 
@@ -197,6 +207,7 @@ impl WriterPlan for ExecFilterPlan {
             ctx: Rc::downgrade(ctx),
             children: RefCell::new(Vec::new()),
             next: Cell::new(0),
+            next_error_log: Cell::new(None),
             lines: flume::bounded(1024),
             task: RefCell::new(None),
         });
@@ -229,6 +240,8 @@ pub struct ExecFilterWriter {
     ctx: Weak<ShardCtx>,
     children: RefCell<Vec<ChildProc>>,
     next: Cell<usize>,
+    /// Until when "failed to emit" lines are suppressed (`suppress_error_log_interval`).
+    next_error_log: Cell<Option<Instant>>,
     lines: (flume::Sender<FromChild>, flume::Receiver<FromChild>),
     task: RefCell<Option<glommio::task::JoinHandle<()>>>,
 }
@@ -326,11 +339,9 @@ impl ExecFilterWriter {
             t.insert_str(0, p);
         }
         let Some(tag) = tag.or_else(|| self.plan.tag.clone()) else {
-            crate::warn!(
-                "{}: a record of the command's output has no tag ('{}'), dropped",
-                self.id,
-                x.tag_key.as_deref().unwrap_or("")
-            );
+            // fluentd's router.emit(nil, ...) raises; it is logged like any failed emit.
+            let why = format!("the record has no tag ('{}'), dropped", x.tag_key.as_deref().unwrap_or(""));
+            self.emit_failed(rec.as_bytes(), &why);
             return;
         };
         let time_v = x.time_key.as_deref().and_then(|k| rec.get(k.as_bytes()));
@@ -349,8 +360,9 @@ impl ExecFilterWriter {
         }
         entries.clear();
         encode::entry(entries, t, encode::TimeFormat::EventTime, &body);
+        let tag = Bytes::from(tag.into_bytes());
         let batch = EventBatch {
-            tag: Bytes::from(tag.into_bytes()),
+            tag: tag.clone(),
             wire_len: entries.len(),
             entries: Bytes::copy_from_slice(entries),
             format: EntriesFormat::Packed,
@@ -359,10 +371,29 @@ impl ExecFilterWriter {
             mode: Mode::PackedForward,
             option: Options::default(),
         };
-        let r = self.ctx.upgrade().and_then(|c| c.emit_to(self.plan.label, batch));
-        if let Some(Err(e)) = r {
-            crate::warn!("{}: exec_filter failed to emit: {e}", self.id);
+        let Some(ctx) = self.ctx.upgrade() else { return };
+        if let Some(Err(e)) = ctx.emit_to(self.plan.label, batch) {
+            self.emit_failed(&body, &e.to_string());
+            // As fluentd's router.emit_error_event: the record goes to @ERROR if any.
+            if let Some(Err(e)) = ctx.emit_error_record(&tag, t, &body) {
+                crate::warn!("{}: the record that failed to emit could not go to @ERROR either: {e}", self.id);
+            }
         }
+    }
+
+    /// Logs a record that could not be emitted, at most once per
+    /// `suppress_error_log_interval` (fluentd logs it as an error, with the record).
+    fn emit_failed(&self, record: &[u8], why: &str) {
+        let now = Instant::now();
+        if self.next_error_log.get().is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_error_log.set((!self.plan.suppress_error_log.is_zero()).then(|| now + self.plan.suppress_error_log));
+        let mut json = Vec::new();
+        if let Some(r) = RecordRef::new(record) {
+            r.write_json(&mut json);
+        }
+        crate::error!("{}: exec_filter failed to emit: {why}; record: {}", self.id, String::from_utf8_lossy(&json));
     }
 
     fn exited(&self, i: usize) {
