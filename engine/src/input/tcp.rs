@@ -335,6 +335,10 @@ impl TextServer {
                 let peer = stream.peer_addr().ok();
                 match Stream::accept_if(stream, me.conf.tls.as_ref(), crate::tls::HANDSHAKE_TIMEOUT).await {
                     Ok(s) => me.serve(s, peer).await,
+                    // Closed before a ClientHello: a TCP health check (as in_forward).
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        crate::debug!("{}: {peer:?} closed the connection before a TLS handshake", me.conf.id);
+                    }
                     Err(e) => {
                         inc(&me.metrics.bad_frames, 1);
                         // Rate-limited: a client can fail handshakes in a loop.
