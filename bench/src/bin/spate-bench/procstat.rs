@@ -99,5 +99,18 @@ pub fn machine() -> serde_json::Value {
         .ok()
         .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
         .unwrap_or(0);
-    serde_json::json!({ "cpu": cpu, "cores": cores, "kernel": kernel, "mem_kb": mem_kb })
+    // TCP's congestion control decides what a loopback send costs: BBR paces each
+    // segment with a timer when the device has no fq qdisc (loopback has none), and on
+    // a VM every timer and wakeup is an exit. Relays (S4, S5) send through it.
+    let sysctl = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/{name}")).map(|s| s.trim().to_string()).unwrap_or_default()
+    };
+    serde_json::json!({
+        "cpu": cpu,
+        "cores": cores,
+        "kernel": kernel,
+        "mem_kb": mem_kb,
+        "tcp_congestion_control": sysctl("ipv4/tcp_congestion_control"),
+        "default_qdisc": sysctl("core/default_qdisc"),
+    })
 }

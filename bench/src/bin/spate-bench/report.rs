@@ -77,10 +77,14 @@ pub fn write(dir: &Path) -> Result<(), String> {
         let m = &doc["machine"];
         let _ = writeln!(
             md,
-            "Machine: {} ({} cores), kernel {}; {}.\n",
+            "Machine: {} ({} cores), kernel {}{}; {}.\n",
             m["cpu"].as_str().unwrap_or("?"),
             m["cores"],
             m["kernel"].as_str().unwrap_or("?"),
+            match m["tcp_congestion_control"].as_str() {
+                Some(cc) if !cc.is_empty() => format!(", TCP congestion control {cc}"),
+                _ => String::new(),
+            },
             doc["pinning"].as_str().unwrap_or("?")
         );
     }
@@ -90,12 +94,16 @@ pub fn write(dir: &Path) -> Result<(), String> {
         if let Some(e) = num(c, "gen_to_sink_events_per_sec") {
             let _ = writeln!(
                 md,
-                "- `{}`: generator -> sink (R1, packed 1000, acks) {} events/s ({}B/s); loopback TCP, one connection into a byte-counting sink {}B/s; memcpy {}B/s.",
+                "- `{}`: generator -> sink (R1, packed 1000, acks) {} events/s ({}B/s); loopback TCP, one connection into a byte-counting sink {}B/s; memcpy {}B/s{}.",
                 f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
                 human(e),
                 human(num(c, "gen_to_sink_bytes_per_sec").unwrap_or(0.0)),
                 human(num(c, "loopback_one_connection_bytes_per_sec").unwrap_or(0.0)),
-                human(num(c, "memcpy_bytes_per_sec").unwrap_or(0.0))
+                human(num(c, "memcpy_bytes_per_sec").unwrap_or(0.0)),
+                match doc["machine"]["tcp_congestion_control"].as_str() {
+                    Some(cc) if !cc.is_empty() => format!("; TCP congestion control {cc}"),
+                    _ => String::new(),
+                }
             );
         }
         for (key, what) in [
