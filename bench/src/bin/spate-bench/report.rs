@@ -77,7 +77,7 @@ pub fn write(dir: &Path) -> Result<(), String> {
         let m = &doc["machine"];
         let _ = writeln!(
             md,
-            "Machine: {} ({} cores), kernel {}{}; {}.\n",
+            "Machine of the newest run (each file's is in its line below): {} ({} cores), kernel {}{}; {}.\n",
             m["cpu"].as_str().unwrap_or("?"),
             m["cores"],
             m["kernel"].as_str().unwrap_or("?"),
@@ -100,8 +100,9 @@ pub fn write(dir: &Path) -> Result<(), String> {
                 human(num(c, "gen_to_sink_bytes_per_sec").unwrap_or(0.0)),
                 human(num(c, "loopback_one_connection_bytes_per_sec").unwrap_or(0.0)),
                 human(num(c, "memcpy_bytes_per_sec").unwrap_or(0.0)),
-                match doc["machine"]["tcp_congestion_control"].as_str() {
-                    Some(cc) if !cc.is_empty() => format!("; TCP congestion control {cc}"),
+                match (doc["machine"]["cpu"].as_str(), doc["machine"]["tcp_congestion_control"].as_str()) {
+                    (Some(cpu), Some(cc)) if !cc.is_empty() => format!("; {cpu}, TCP congestion control {cc}"),
+                    (Some(cpu), _) => format!("; {cpu}"),
                     _ => String::new(),
                 }
             );
