@@ -154,28 +154,44 @@ fn exec_filter_pipes_chunks_through_children_and_routes_their_output() {
     assert!(err.contains("respawning child process 0"), "{err}");
 }
 
-/// A record of the child's output that cannot be emitted (here: it has no tag) is
-/// logged as fluentd logs it, "exec_filter failed to emit" with the record, at most
-/// once per `suppress_error_log_interval`; the records after it still go on.
-/// `read_block_size` (fluentd's msgpack reader) says it has no effect.
+/// A record of the child's output that cannot be emitted (it has no tag, or its
+/// output's buffer is full) is logged as fluentd logs it, "exec_filter failed to emit"
+/// with the record, at most once per `suppress_error_log_interval`; one refused by a full
+/// buffer goes to `@ERROR` (fluentd's `router.emit_error_event`); the records after it
+/// still go on. `read_block_size` (fluentd's msgpack reader) says it has no effect.
 #[test]
 fn exec_filter_failed_emits_are_logged_once_per_suppress_interval() {
     let sink = Sink::start();
     let s = sink.addr.port();
     let conf = format!(
         "{SRC}<match json.**>\n  @type exec_filter\n  command cat\n  suppress_error_log_interval 60\n  read_block_size 64k\n  <format>\n    @type json\n  </format>\n  <parse>\n    @type json\n  </parse>\n  <extract>\n    tag_key t\n  </extract>\n  {BUF}</match>\n\
-         <match out.**>\n  @type forward\n  <server>\n    host 127.0.0.1\n    port {s}\n  </server>\n  <buffer>\n    flush_interval 0.1s\n  </buffer>\n</match>\n"
+         <match out.**>\n  @type forward\n  <server>\n    host 127.0.0.1\n    port {s}\n  </server>\n  <buffer>\n    flush_interval 0.1s\n  </buffer>\n</match>\n\
+         <match full.**>\n  @type null\n  never_flush true\n  <buffer>\n    chunk_limit_size 100\n    total_limit_size 100\n    flush_at_shutdown false\n  </buffer>\n</match>\n\
+         <label @ERROR>\n  <match **>\n    @type forward\n    <server>\n      host 127.0.0.1\n      port {s}\n    </server>\n    <buffer>\n      flush_interval 0.1s\n    </buffer>\n  </match>\n</label>\n",
     );
     let spate = Spate::start_workers("exec-filter-errors", &conf, 1);
     let t0 = EventTime::new(T, 0);
-    let recs = [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"t":"out.a","n":3}"#, r#"{"n":4}"#];
+    let pad = "x".repeat(60);
+    let recs = [
+        r#"{"n":1}"#.to_string(),
+        r#"{"n":2}"#.to_string(),
+        r#"{"t":"out.a","n":3}"#.to_string(),
+        r#"{"n":4}"#.to_string(),
+        format!(r#"{{"t":"full.a","n":5,"pad":"{pad}"}}"#),
+        format!(r#"{{"t":"full.a","n":6,"pad":"{pad}"}}"#),
+    ];
     send_json(&spate, "json.a", t0, &recs, "e1");
-    let got = sink.wait_for(1, Duration::from_secs(20));
+    let got = sink.wait_for(2, Duration::from_secs(20));
     // The record after the third has been through the child too (cat keeps order).
     std::thread::sleep(Duration::from_millis(300));
     let (_, _, err) = spate.stop();
-    assert_eq!(got.len(), 1, "{err}");
+    assert_eq!(got.len(), 2, "{err}");
     assert_eq!(got[0].tag, b"out.a".to_vec());
+    // n 5 filled full.a's buffer; n 6 was refused and went to @ERROR, tag and all.
+    assert_eq!(got[1].tag, b"full.a".to_vec());
+    let mut j = Vec::new();
+    spate_protocol::ValueRef::new(&got[1].record).unwrap().write_json(&mut j);
+    assert!(String::from_utf8_lossy(&j).contains(r#""n":6"#), "{}", String::from_utf8_lossy(&j));
     let failed: Vec<&str> = err.lines().filter(|l| l.contains("exec_filter failed to emit")).collect();
     assert_eq!(failed.len(), 1, "{err}");
     assert!(failed[0].contains("[error]") && failed[0].contains(r#"record: {"n":1}"#), "{err}");
