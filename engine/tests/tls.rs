@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use spate_protocol::EventTime;
 
 struct Pki {
@@ -27,39 +27,23 @@ struct Pki {
     other_ca: String,
 }
 
-fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
+/// common's [`TestPki`] (a CA, a server certificate for localhost/127.0.0.1, a client
+/// certificate) and an unrelated CA, as PEM files in `dir`.
+fn pki(dir: &Path) -> Pki {
+    let t = test_pki(dir);
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    let k = KeyPair::generate().unwrap();
-    (p.self_signed(&k).unwrap(), k)
-}
-
-/// A CA, a server certificate for localhost/127.0.0.1, a client certificate, and an
-/// unrelated CA, as PEM files in `dir`.
-fn pki(dir: &Path) -> Pki {
-    let (ca_cert, ca_key) = ca("spate test CA");
-    let mut sp = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    sp.distinguished_name.push(DnType::CommonName, "spate test server");
-    let sk = KeyPair::generate().unwrap();
-    let server = sp.signed_by(&sk, &ca_cert, &ca_key).unwrap();
-    let mut cp = CertificateParams::new(vec!["client.test".to_string()]).unwrap();
-    cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let ck = KeyPair::generate().unwrap();
-    let client = cp.signed_by(&ck, &ca_cert, &ca_key).unwrap();
-    let (other, _) = ca("some other CA");
-    let w = |name: &str, pem: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, pem).unwrap();
-        p.display().to_string()
-    };
+    p.distinguished_name.push(DnType::CommonName, "some other CA");
+    let other = p.self_signed(&KeyPair::generate().unwrap()).unwrap();
+    let other_ca = dir.join("other-ca.pem");
+    std::fs::write(&other_ca, other.pem()).unwrap();
     Pki {
-        ca: w("ca.pem", ca_cert.pem()),
-        server_cert: w("server.pem", server.pem()),
-        server_key: w("server.key", sk.serialize_pem()),
-        client_cert: w("client.pem", client.pem()),
-        client_key: w("client.key", ck.serialize_pem()),
-        other_ca: w("other-ca.pem", other.pem()),
+        ca: t.ca,
+        server_cert: t.cert,
+        server_key: t.key,
+        client_cert: t.client_cert,
+        client_key: t.client_key,
+        other_ca: other_ca.display().to_string(),
     }
 }
 
