@@ -18,7 +18,9 @@ fn counts_reach_the_label_every_unit() {
     let spate = Spate::start("flowcounter", conf, Stdio::piped());
     let recs = [r#"{"log":"abc"}"#, r#"{"log":"hello","n":1}"#, r#"{"other":1}"#];
     send_json(&spate, "docker.web", EventTime::new(1_700_000_000, 0), &recs, "f1");
-    std::thread::sleep(Duration::from_millis(2600));
+    // Two emits of one shard take about 2.1 s (its watcher wakes every 500 ms and emits
+    // once a unit has passed); stdout is read only at the stop, so wait with a margin.
+    std::thread::sleep(Duration::from_millis(3600));
     let (_, out, err) = spate.stop();
     let packed: usize = recs.iter().map(|r| spate_protocol::json::to_msgpack(r.as_bytes()).unwrap().len()).sum();
     // Two shards: the events reached one of them; each shard reports what it counted.

@@ -53,9 +53,7 @@ fn loadgen_through_spate_exact_counts_every_mode() {
             assert_eq!(wait_loadgen_events(&s, total), total, "{mode:?} ack={ack}: exactly once at the sink");
         }
     }
-    // Latency samples are merged every 500 ms.
-    std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(s.report().e2e_latency_us.count, total, "every record kept its send stamp through spate");
+    assert_eq!(wait_e2e_samples(&s, total), total, "every record kept its send stamp through spate");
     let (st, _, _) = spate.stop();
     assert!(st.success());
 }
@@ -129,8 +127,7 @@ fn large_frames_relayed_without_acks_arrive_intact() {
             total += 30_000;
             assert_eq!(wait_loadgen_events(&s, total), total, "{mode:?} {extra}: exactly once at the sink");
         }
-        std::thread::sleep(Duration::from_millis(700));
-        assert_eq!(s.report().e2e_latency_us.count, total, "{extra}: every record kept its send stamp");
+        assert_eq!(wait_e2e_samples(&s, total), total, "{extra}: every record kept its send stamp");
         let (st, _, _) = spate.stop();
         assert!(st.success());
     }

@@ -48,9 +48,34 @@ fn start(name: &str, sources: &str, ports: &[u16], sink: &Sink) -> Spate {
         sink.addr.port()
     );
     let s = Spate::start(name, &cfg, Stdio::null());
-    // UDP sockets cannot be probed; every input binds during the same start-up step.
-    std::thread::sleep(Duration::from_millis(200));
+    // spate is ready once in_forward listens; the other inputs bind in the same start-up
+    // step, not necessarily before it.
+    for &p in ports {
+        wait_bound(p);
+    }
     s
+}
+
+/// Waits until some socket is bound to port `p` on this host (a TCP listener or a UDP
+/// socket), as /proc/net says: a UDP datagram sent before that is lost without an error,
+/// and probing with a connection would be a client of its own to the input under test.
+fn wait_bound(p: u16) {
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    let bound = || {
+        ["tcp", "tcp6", "udp", "udp6"].iter().any(|f| {
+            let t = std::fs::read_to_string(format!("/proc/net/{f}")).unwrap_or_default();
+            t.lines().skip(1).any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                let port = cols.get(1).and_then(|a| a.rsplit(':').next()).and_then(|h| u16::from_str_radix(h, 16).ok());
+                // TCP: in LISTEN (0A); UDP: any.
+                port == Some(p) && (f.starts_with("udp") || cols.get(3) == Some(&"0A"))
+            })
+        })
+    };
+    while !bound() {
+        assert!(std::time::Instant::now() < end, "nothing bound to port {p}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits until every shard's listener on TCP port `p` accepts (spate reports ready when
@@ -258,7 +283,7 @@ impl RsyslogRelay {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(700));
+        wait_bound(udp);
         RsyslogRelay { child, _dir: dir }
     }
 }
@@ -321,7 +346,7 @@ fn nginx_access_log_lines_parse_with_nginx_and_apache2() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_bound(np);
     for path in ["/", "/a?b=c", "/x%20y", "/missing.png"] {
         sh(&format!("curl -s -o /dev/null -A 'spate-test/1.0' -e http://ref.example/ 'http://127.0.0.1:{np}{path}'"));
     }

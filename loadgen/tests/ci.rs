@@ -3,7 +3,6 @@
 //! `merge` of two generators' reports (summed counts, merged histograms), and the
 //! `--report-svg` chart's series.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -29,13 +28,13 @@ fn read_report(p: &Path) -> RunReport {
 
 #[test]
 fn the_issues_command_sends_and_acks_exactly_20000() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = spate_testkit::free_port();
     let target = format!("127.0.0.1:{port}");
     let mut sink = Command::new(BIN)
         .args(["sink", "--bind", &target, "--expect", "20000", "--timeout", "30s", "--quiet"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    spate_testkit::net::wait_listening(port, &mut sink, Duration::from_secs(20)).expect("the sink listens");
     let out = lg(&[
         "run",
         "--target",

@@ -292,6 +292,16 @@ pub fn loadgen_events(s: &spate_loadgen::sink::SinkHandle) -> u64 {
     s.report().by_tag.get("spate.loadgen").map_or(0, |t| t.events)
 }
 
+/// Waits up to 10 s for the sink to hold `n` end-to-end latency samples (it merges its
+/// threads' histograms every 500 ms, later than it counts events); returns how many.
+pub fn wait_e2e_samples(s: &spate_loadgen::sink::SinkHandle, n: u64) -> u64 {
+    let end = Instant::now() + Duration::from_secs(10);
+    while s.report().e2e_latency_us.count < n && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.report().e2e_latency_us.count
+}
+
 /// Waits up to 30 s for `n` [`loadgen_events`]; returns how many arrived.
 pub fn wait_loadgen_events(s: &spate_loadgen::sink::SinkHandle, n: u64) -> u64 {
     let end = Instant::now() + Duration::from_secs(30);

@@ -12,7 +12,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 pub use spate_testkit::forward::{
-    loadgen_events, serve_acking, wait_loadgen_events, Client, FixedSink, Received, Sink,
+    loadgen_events, serve_acking, wait_e2e_samples, wait_loadgen_events, Client, FixedSink, Received, Sink,
 };
 pub use spate_testkit::net::loopback;
 pub use spate_testkit::process::{find_peer, peer_or_skip, python, skip, skip_unless_required, Proc};
