@@ -22,6 +22,8 @@ pub struct Control {
     pending: Mutex<Option<Arc<Plan>>>,
     reload_gen: AtomicU64,
     reloader: Mutex<Option<Reloader>>,
+    /// The generation shards last reported running, and how many of them did.
+    applied: Mutex<(u64, usize)>,
 }
 
 impl std::fmt::Debug for Control {
@@ -102,8 +104,38 @@ impl Control {
         self.pending.lock().ok().and_then(|p| p.clone())
     }
 
+    /// One shard runs generation `g` now. True for the last of the `shards` shards to
+    /// say so: a reload is running only once every shard has swapped it in (each shard
+    /// applies it on its own, at its next control poll).
+    pub fn applied(&self, g: u64, shards: usize) -> bool {
+        let Ok(mut a) = self.applied.lock() else { return false };
+        if a.0 != g {
+            *a = (g, 0);
+        }
+        a.1 += 1;
+        a.1 == shards
+    }
+
     /// Generation of the newest configuration handed over (0: the first one).
     pub fn generation(&self) -> u64 {
         self.reload_gen.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generation_is_running_once_every_shard_applied_it() {
+        let c = Control::new();
+        assert!(!c.applied(1, 2));
+        assert!(c.applied(1, 2), "the second of two shards");
+        // A shard that skips a generation (two reloads between its polls): the newer
+        // one counts from zero, the older one is never reported.
+        assert!(!c.applied(2, 2));
+        assert!(!c.applied(3, 2));
+        assert!(c.applied(3, 2));
+        assert!(c.applied(4, 1), "one shard");
     }
 }

@@ -29,11 +29,14 @@ pub struct Generation {
     pub graph: ShardGraph,
 }
 
-/// Swaps `plan` in on this shard. Outputs that keep flushing in the background are
-/// added to `retiring` (the shard waits for them at exit). Returns the addresses new
-/// inputs listen on.
+/// Swaps `plan` in on this shard (one of `shards`). Outputs that keep flushing in the
+/// background are added to `retiring` (the shard waits for them at exit). Returns the
+/// addresses new inputs listen on. The last shard to swap it in logs that the
+/// generation is running.
 pub async fn apply(
     shard: usize,
+    shards: usize,
+    control: &crate::control::Control,
     cur: &mut Generation,
     retiring: &mut Vec<Rc<dyn Output>>,
     plan: Arc<Plan>,
@@ -98,7 +101,7 @@ pub async fn apply(
     crate::input::net::release_unused();
     cur.graph = graph;
     cur.plan = plan;
-    if shard == 0 {
+    if control.applied(cur.plan.generation(), shards) {
         crate::info!("configuration generation {} is running", cur.plan.generation());
     }
     addrs

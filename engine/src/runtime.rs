@@ -238,6 +238,7 @@ async fn shard_main(
     };
     let _ = ready.send(Ok((shard, addrs)));
 
+    let shards = plan.workers.max(1);
     let mut gen = crate::reload::Generation { plan, graph };
     let mut retiring = Vec::new();
     let mut seen_flush = control.flush_gen();
@@ -255,7 +256,7 @@ async fn shard_main(
                 if p.system.rpc_endpoint != gen.plan.system.rpc_endpoint && shard == 0 {
                     crate::warn!("rpc_endpoint changed: it takes effect after a restart");
                 }
-                for l in crate::reload::apply(shard, &mut gen, &mut retiring, p).await {
+                for l in crate::reload::apply(shard, shards, &control, &mut gen, &mut retiring, p).await {
                     crate::info!("listening on {} ({})", l.addr, l.what);
                 }
                 *current.borrow_mut() = gen.plan.clone();
