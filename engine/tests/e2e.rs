@@ -91,8 +91,10 @@ s.close()
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         let got = out.lock().unwrap().clone();
-        // spate's own log lines are events too (fluentd's fluent.* events reach <match **>).
-        let lines: Vec<&str> = got.lines().filter(|l| !l.contains(" fluent.")).collect();
+        // Whole lines only (stdout is read in pieces); spate's own log lines are events
+        // too (fluentd's fluent.* events reach <match **>).
+        let whole = got.rfind('\n').map_or("", |i| &got[..i]);
+        let lines: Vec<&str> = whole.lines().filter(|l| !l.contains(" fluent.")).collect();
         if lines.len() >= want.len() {
             assert_eq!(lines, want);
             break;

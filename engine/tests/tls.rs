@@ -212,7 +212,8 @@ fn out_forward_refuses_a_server_its_ca_did_not_sign() {
     );
     let mut c = Client::connect(a.addr());
     c.send(&frame(0, 10, "w")).unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // A's flushes retry every 100 ms; the logs are read at the stop.
+    std::thread::sleep(Duration::from_millis(2000));
     let (_, _, la) = a.stop();
     let (_, _, lb) = b.stop();
     assert!(la.contains("TLS") && la.contains("failed to flush"), "A does not send to an unverified server:\n{la}");
