@@ -63,6 +63,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::flowcounter::PLUGIN,
     crate::output::kafka2::PLUGIN,
     crate::output::kafka2::PLUGIN_RDKAFKA2,
+    crate::output::kafka2::PLUGIN_KAFKA_BUFFERED,
     crate::output::s3::PLUGIN,
     // secondary-only writers
     crate::output::secondary_file::PLUGIN,

@@ -705,3 +705,109 @@ fn rdkafka2_with_rdkafka_options_to_an_authenticating_broker() {
     assert_eq!(msgs.len(), 150, "{err}");
     assert_eq!(record_of(&msgs[0]), serde_json::json!({"k": 0, "msg": "event 0"}));
 }
+
+/// fluent-plugin-kafka's out_kafka_buffered as fluentd-kubernetes-daemonset's kafka
+/// image writes it (v0.12 flat buffer parameters): the topic is the record's `topic`
+/// (removed with exclude_topic_key), else `default_topic`; `output_include_time` and
+/// `output_include_tag` set `time` (an integer) then `tag` on the record; a formatter
+/// named by `output_data_type` takes the output's own parameters. ZooKeeper discovery,
+/// `attr:` and `topic` are config errors.
+#[test]
+fn kafka_buffered_v012_config_to_a_broker() {
+    for (extra, want) in [
+        ("zookeeper zk:2181\n", "zookeeper: broker discovery through ZooKeeper is not supported"),
+        ("output_data_type attr:a,b\n", "output_data_type \"attr:a,b\": attr: is not supported"),
+        ("output_data_type yaml\n", "output_data_type \"yaml\": expected json, ltsv, msgpack or a formatter name"),
+        ("topic t\n", "topic: kafka_buffered has no `topic` parameter"),
+        ("monitoring_list [\"statsd\"]\n", "monitoring_list: ruby-kafka's statsd/datadog monitoring"),
+    ] {
+        let (ok, err) = dry_run(&format!("<match **>\n  @type kafka_buffered\n  default_topic t\n  {extra}</match>\n"));
+        assert!(!ok && err.contains("fluent.conf:") && err.contains(want), "{extra}: {err}");
+    }
+    let (ok, err) = dry_run("<match **>\n  @type kafka_buffered\n  brokers 127.0.0.1:9092\n  monitoring_list []\n  ack_timeout_ms 3000\n  kafka_agg_max_bytes 8k\n</match>\n");
+    assert!(
+        ok && err.contains("'ack_timeout_ms' parameter is deprecated") && err.contains("Use kafka2 instead"),
+        "{err}"
+    );
+
+    let Some(bin) = need_peers() else { return };
+    let broker = Broker::start(&bin, "kafka-buffered");
+    for t in ["kb-default", "kb-other", "kb-single"] {
+        broker.topic(t, 1);
+    }
+    let conf = format!(
+        r#"<source>
+  @type forward
+  bind 127.0.0.1
+  port {{PORT}}
+</source>
+<match kb.**>
+  @type kafka_buffered
+  @id out_kafka
+  brokers {b}
+  default_topic kb-default
+  output_data_type json
+  output_include_tag true
+  output_include_time true
+  exclude_topic_key true
+  exclude_partition_key false
+  get_kafka_client_log false
+  max_send_retries 1
+  required_acks -1
+  ack_timeout 5
+  kafka_agg_max_messages 2
+  discard_kafka_delivery_failed false
+  flush_interval 0.5s
+  buffer_queue_limit 128
+  num_threads 2
+</match>
+<match single.**>
+  @type kafka_buffered
+  brokers {b}
+  default_topic kb-single
+  output_data_type single_value
+  message_key msg
+  add_newline false
+  flush_interval 0.5s
+</match>
+"#,
+        b = broker.addr()
+    );
+    let spate = Spate::start("kafka-buffered", &conf, Stdio::null());
+    let t0 = spate_protocol::EventTime::new(1_700_000_000, 5);
+    let recs = [
+        r#"{"k":0,"time":"old"}"#,
+        r#"{"k":1,"topic":"kb-other"}"#,
+        r#"{"k":2}"#,
+        r#"{"k":3,"topic":"kb-other","tag":"x"}"#,
+        r#"{"k":4}"#,
+    ];
+    send_json(&spate, "kb.app", t0, &recs, "kb1");
+    send_json(&spate, "single.app", t0, &[r#"{"msg":"hello","other":1}"#], "kb2");
+    let default = broker.read("kb-default", 1, 3);
+    let other = broker.read("kb-other", 1, 2);
+    let single = broker.read("kb-single", 1, 1);
+    let (st, _, err) = spate.stop();
+    assert!(st.success(), "{err}");
+    let values = |ms: &[serde_json::Value]| -> Vec<String> {
+        let mut v: Vec<String> = ms.iter().map(|m| m["value"].as_str().unwrap_or_default().to_string()).collect();
+        v.sort();
+        v
+    };
+    // Raw values: the key order is part of it (an existing key keeps its place).
+    assert_eq!(
+        values(&default),
+        [
+            r#"{"k":0,"time":1700000000,"tag":"kb.app"}"#,
+            r#"{"k":2,"time":1700000002,"tag":"kb.app"}"#,
+            r#"{"k":4,"time":1700000004,"tag":"kb.app"}"#,
+        ],
+        "{err}"
+    );
+    assert_eq!(
+        values(&other),
+        [r#"{"k":1,"time":1700000001,"tag":"kb.app"}"#, r#"{"k":3,"tag":"kb.app","time":1700000003}"#],
+        "{err}"
+    );
+    assert_eq!(values(&single), ["hello"], "{err}");
+}

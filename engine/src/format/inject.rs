@@ -22,6 +22,9 @@ pub struct Inject {
     pub tag_key: Option<String>,
     pub hostname_key: Option<String>,
     pub hostname: String,
+    /// The time before the tag (fluent-plugin-kafka's kafka_buffered sets `time`, then
+    /// `tag`); fluentd's inject puts the tag first.
+    pub time_first: bool,
 }
 
 /// One injected value.
@@ -76,6 +79,7 @@ pub(crate) fn inject_conf(owner: &Element, hostname: &str) -> Result<Inject, Con
             tag_key: i.str("tag_key").map(str::to_string),
             hostname_key: i.str("hostname_key").map(str::to_string),
             hostname: i.str("hostname").unwrap_or(hostname).to_string(),
+            time_first: false,
         };
         i.warn_unused();
         return Ok(c);
@@ -109,8 +113,9 @@ impl Inject {
         if let Some(k) = &self.hostname_key {
             r.items[0] = Some((k, InjectValue::Str(self.hostname.as_bytes())));
         }
+        let (tag_at, time_at) = if self.time_first { (2, 1) } else { (1, 2) };
         if let Some(k) = &self.tag_key {
-            r.items[1] = Some((k, InjectValue::Str(tag)));
+            r.items[tag_at] = Some((k, InjectValue::Str(tag)));
         }
         if let Some(k) = &self.time_key {
             let val = match self.time_type.unwrap_or(TimeType::Float) {
@@ -128,7 +133,7 @@ impl Inject {
                     InjectValue::Str(scratch)
                 }
             };
-            r.items[2] = Some((k, val));
+            r.items[time_at] = Some((k, val));
         }
         r
     }

@@ -112,7 +112,7 @@ fn newline_of(src: &Element) -> Result<&'static str, ConfigError> {
 }
 
 /// One formatter of type `ty` configured from `src`, with its line end.
-fn formatter_of(src: &Element, ty: &str) -> Result<(Formatter, &'static str), ConfigError> {
+pub(crate) fn formatter_of(src: &Element, ty: &str) -> Result<(Formatter, &'static str), ConfigError> {
     // Every fluentd formatter takes the TimeMixin parameters; out_file and stdout use them.
     let tt = src.enum_of("time_type", &["string", "unixtime", "float"])?;
     let time_format = match tt.as_deref() {

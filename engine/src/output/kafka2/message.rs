@@ -123,6 +123,13 @@ fn accessor(e: &Element, param: &str, v: &str) -> Result<Accessor, ConfigError> 
 
 impl MessageConf {
     pub fn parse(e: &Element, hostname: &str) -> Result<MessageConf, ConfigError> {
+        let format = crate::format::format_conf(e, "json", hostname)?;
+        MessageConf::parse_with(e, format)
+    }
+
+    /// [`MessageConf::parse`] with the formatting (and `<inject>`) decided by the caller
+    /// (kafka_buffered's `output_data_type`).
+    pub fn parse_with(e: &Element, mut format: FormatConf) -> Result<MessageConf, ConfigError> {
         let hash = match e.str("partitioner_hash_function") {
             None | Some("crc32") => HashFn::Crc32,
             Some("murmur2") => HashFn::Murmur2,
@@ -145,7 +152,6 @@ impl MessageConf {
         for (k, v) in e.hash("headers_from_record")?.unwrap_or_default() {
             headers_from_record.push((k, accessor(e, "headers_from_record", &v)?));
         }
-        let mut format = crate::format::format_conf(e, "json", hostname)?;
         // fluent-plugin-kafka serializes json and ltsv itself (Oj.dump, LTSV.dump): no
         // newline. Other formatters keep theirs (formatter_create).
         if matches!(format.formatter, Formatter::Json | Formatter::Ltsv(_)) {

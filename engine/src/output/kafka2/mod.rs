@@ -49,6 +49,34 @@ pub const PLUGIN_RDKAFKA2: Registration = Registration {
     params: "fluent-plugin-kafka's out_rdkafka2: as `out_kafka2` (the same writer and delivery promise), with `<format>` required (with `@type`), `rdkafka_options` (any librdkafka property, set last), `rdkafka_buffering_max_ms`, `rdkafka_buffering_max_messages`, `rdkafka_message_max_bytes`, `rdkafka_message_max_num`, `service_name`; `username`/`password` are SASL PLAIN (`security.protocol` from the SSL settings); `ack_timeout` defaults to librdkafka's 30 s. `rdkafka_delivery_handle_poll_timeout`, `max_enqueue_retries`, `enqueue_retry_backoff` have no effect. Not supported (config error): `max_enqueue_bytes_per_second`, `discard_kafka_delivery_failed_regex`, `unrecoverable_error_codes`, `use_default_for_unknown_partition_error true`, `principal`/`keytab` (Kerberos)",
 };
 
+/// The registry row of fluent-plugin-kafka's out_kafka_buffered (its v0.12-API output,
+/// still what fluentd-kubernetes-daemonset's kafka image configures): the same writer,
+/// with that plugin's parameters.
+pub const PLUGIN_KAFKA_BUFFERED: Registration = Registration {
+    name: "kafka_buffered",
+    aliases: &[],
+    kind: Kind::Output,
+    build: Build::Buffered(plan_kafka_buffered),
+    params: "fluent-plugin-kafka's out_kafka_buffered: as `out_kafka2` (the same writer and delivery promise) without `topic`, `<format>` and `<inject>`: `output_data_type` (`json` default, `ltsv`, `msgpack` or a formatter name, configured by the output's own parameters), `output_include_tag` and `output_include_time` (`time` before `tag`, an integer or `time_format` in local time), `ack_timeout_ms` (deprecated), `kafka_agg_max_bytes` and `kafka_agg_max_messages` (librdkafka's `batch.size` and `batch.num.messages`), v0.12 buffer parameters (`flush_interval`, `buffer_queue_limit`, `num_threads`, `buffer_type`...); chunks per tag and record topic (the topic is the record's `topic_key`, else `default_topic`, else the tag). Not supported (config error): `zookeeper` (set `brokers`), `output_data_type attr:...`, `monitoring_list`",
+};
+
+/// out_kafka_buffered's parameters spate rejects (with the reason).
+const BUFFERED_UNSUPPORTED: &[(&str, &str)] = &[
+    ("zookeeper", "broker discovery through ZooKeeper is not supported; list the brokers in `brokers`"),
+    (
+        "monitoring_list",
+        "ruby-kafka's statsd/datadog monitoring does not exist in spate; see spate's metrics endpoints",
+    ),
+];
+
+/// Which of fluent-plugin-kafka's outputs a plan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    Kafka2,
+    Rdkafka2,
+    Buffered,
+}
+
 /// out_rdkafka2's parameters spate rejects (with the reason).
 const RDKAFKA2_UNSUPPORTED: &[(&str, &str)] = &[
     ("max_enqueue_bytes_per_second", "an enqueue rate limit is not implemented; use the buffer's flush settings"),
@@ -67,7 +95,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 
 #[derive(Debug)]
 pub struct Kafka2Plan {
-    /// `kafka2` or `rdkafka2`.
+    /// `kafka2`, `rdkafka2` or `kafka_buffered`.
     name: &'static str,
     conf: Arc<ProducerConf>,
     /// The zone of the buffer's time chunk key, for time formats in `topic`.
@@ -75,7 +103,68 @@ pub struct Kafka2Plan {
 }
 
 fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<Box<dyn WriterPlan>, ConfigError> {
-    plan_flavour(e, ctx, setup, false)
+    plan_flavour(e, ctx, setup, Flavour::Kafka2)
+}
+
+fn plan_kafka_buffered(
+    e: &Element,
+    ctx: &mut PlanCtx<'_>,
+    setup: &mut WriterSetup,
+) -> Result<Box<dyn WriterPlan>, ConfigError> {
+    plan_flavour(e, ctx, setup, Flavour::Buffered)
+}
+
+/// out_kafka_buffered's formatting: `output_data_type`, and `output_include_time` /
+/// `output_include_tag` (set on the record before formatting, time first).
+fn buffered_format(e: &Element) -> Result<crate::format::FormatConf, ConfigError> {
+    let ty = e.str("output_data_type").unwrap_or("json");
+    if ty.starts_with("attr:") {
+        return Err(e.error(format!(
+            "output_data_type {ty:?}: attr: is not supported by spate; use json, ltsv, msgpack or a formatter name ({})",
+            crate::format::FORMAT_TYPES.join(", ")
+        )));
+    }
+    if !crate::format::FORMAT_TYPES.contains(&ty) {
+        return Err(e.error(format!(
+            "output_data_type {ty:?}: expected json, ltsv, msgpack or a formatter name ({})",
+            crate::format::FORMAT_TYPES.join(", ")
+        )));
+    }
+    // A formatter plugin gets the output's own parameters (formatter.configure(conf)).
+    let (formatter, newline) = crate::format::formatter_of(e, ty)?;
+    let mut inject = crate::format::Inject { time_first: true, ..Default::default() };
+    if e.bool("output_include_time")?.unwrap_or(false) {
+        inject.time_key = Some("time".to_string());
+        // v0.12 chunks hold integer times; with time_format, Time.at(time).strftime in
+        // the process's zone.
+        match e.str("time_format") {
+            Some(f) => {
+                inject.time_type = Some(crate::format::TimeType::String);
+                inject.time = Some(crate::format::TimeFormat { format: Some(f.to_string()), zone: Zone::Local });
+            }
+            None => inject.time_type = Some(crate::format::TimeType::Unixtime),
+        }
+    } else if e.str("time_format").is_some() {
+        crate::warn!("{}: time_format has no effect without output_include_time true", e.pos);
+    }
+    if e.bool("output_include_tag")?.unwrap_or(false) {
+        inject.tag_key = Some("tag".to_string());
+    }
+    Ok(crate::format::FormatConf { formatter, newline, inject })
+}
+
+/// out_kafka_buffered's own parameters: librdkafka properties.
+fn buffered_properties(e: &Element) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut props = Vec::new();
+    // ruby-kafka delivered a chunk's messages in batches of these; librdkafka batches
+    // by the same measures.
+    if let Some(b) = e.size("kafka_agg_max_bytes")? {
+        props.push(("batch.size".to_string(), b.max(1).to_string()));
+    }
+    if let Some(n) = e.int("kafka_agg_max_messages")? {
+        props.push(("batch.num.messages".to_string(), n.max(1).to_string()));
+    }
+    Ok(props)
 }
 
 fn plan_rdkafka2(
@@ -83,7 +172,7 @@ fn plan_rdkafka2(
     ctx: &mut PlanCtx<'_>,
     setup: &mut WriterSetup,
 ) -> Result<Box<dyn WriterPlan>, ConfigError> {
-    plan_flavour(e, ctx, setup, true)
+    plan_flavour(e, ctx, setup, Flavour::Rdkafka2)
 }
 
 /// out_rdkafka2's own parameters: the librdkafka properties they set, in the plugin's
@@ -135,17 +224,47 @@ fn plan_flavour(
     e: &Element,
     ctx: &mut PlanCtx<'_>,
     setup: &mut WriterSetup,
-    rdkafka2: bool,
+    flavour: Flavour,
 ) -> Result<Box<dyn WriterPlan>, ConfigError> {
-    for (p, why) in UNSUPPORTED {
+    let rdkafka2 = flavour == Flavour::Rdkafka2;
+    let buffered = flavour == Flavour::Buffered;
+    let unsupported = UNSUPPORTED.iter().chain(if buffered { BUFFERED_UNSUPPORTED } else { &[] });
+    for (p, why) in unsupported {
         if let Some(a) = e.get(p) {
+            // monitoring_list's default is [], which asks for nothing.
+            if *p == "monitoring_list" && matches!(e.array(p)?.as_deref(), Some([])) {
+                continue;
+            }
             return Err(ConfigError::at(&a.pos, format!("{p}: {why}")));
         }
     }
-    let name = if rdkafka2 { "rdkafka2" } else { "kafka2" };
-    let extra = if rdkafka2 { rdkafka2_properties(e)? } else { Vec::new() };
+    let name = match flavour {
+        Flavour::Kafka2 => "kafka2",
+        Flavour::Rdkafka2 => "rdkafka2",
+        Flavour::Buffered => "kafka_buffered",
+    };
+    let extra = match flavour {
+        Flavour::Kafka2 => Vec::new(),
+        Flavour::Rdkafka2 => rdkafka2_properties(e)?,
+        Flavour::Buffered => buffered_properties(e)?,
+    };
     let client = ClientConf::parse_with(e, if rdkafka2 { "rdkafka" } else { "fluentd" }, "localhost:9092", rdkafka2)?;
-    let message = MessageConf::parse(e, &ctx.hostname)?;
+    let message = if buffered {
+        if let Some(a) = e.get("topic") {
+            return Err(ConfigError::at(
+                &a.pos,
+                "topic: kafka_buffered has no `topic` parameter (use default_topic, or kafka2's topic)",
+            ));
+        }
+        crate::warn!(
+            "{}: kafka_buffered: Support of fluentd v0.12 has ended. Use kafka2 instead. kafka_buffered will be an alias of kafka2",
+            e.pos
+        );
+        let _ = e.str("zookeeper_path");
+        MessageConf::parse_with(e, buffered_format(e)?)?
+    } else {
+        MessageConf::parse(e, &ctx.hostname)?
+    };
     let required_acks = e.int("required_acks")?.unwrap_or(-1);
     if !(-1..=1).contains(&required_acks) {
         return Err(e.error(format!("required_acks {required_acks}: expected -1 (all in-sync replicas), 0 or 1")));
@@ -165,7 +284,14 @@ fn plan_flavour(
     }
     // ruby-kafka's default ack timeout (out_rdkafka2 leaves librdkafka's 30 s).
     let default_ack = Duration::from_secs(if rdkafka2 { 30 } else { 5 });
-    let ack_timeout = e.time("ack_timeout")?.unwrap_or(default_ack).max(Duration::from_millis(1));
+    let mut ack_timeout = e.time("ack_timeout")?.unwrap_or(default_ack).max(Duration::from_millis(1));
+    if buffered {
+        if let Some(ms) = e.int("ack_timeout_ms")? {
+            crate::warn!("{}: 'ack_timeout_ms' parameter is deprecated. Use second unit 'ack_timeout' instead", e.pos);
+            // out_kafka_buffered: `ack_timeout_ms.to_i / 1000` whole seconds.
+            ack_timeout = Duration::from_secs((ms.max(0) / 1000) as u64).max(Duration::from_millis(1));
+        }
+    }
     let use_default_for_unknown_topic = e.bool("use_default_for_unknown_topic")?.unwrap_or(false);
     if use_default_for_unknown_topic && message.default_topic.is_none() {
         return Err(e.error("default_topic must be set when use_default_for_unknown_topic is true"));
@@ -178,7 +304,11 @@ fn plan_flavour(
     let time_zone = match setup.primary_buffer() {
         Some(b) => b.timekey.as_ref().map(|k| Zone::Fixed(k.utc_offset)),
         None => {
-            let defaults = BufferDefaults { keys: &["topic"], ..Default::default() };
+            // kafka_buffered's chunks are per tag (a v0.12 BufferedOutput), its topic
+            // per record: keyed by both, each chunk has one topic.
+            let buffered_keys = ["tag", message.topic_key.as_str()];
+            let keys: &[&str] = if buffered { &buffered_keys } else { &["topic"] };
+            let defaults = BufferDefaults { keys, ..Default::default() };
             setup.buffer(e, &defaults)?.and_then(|b| b.timekey).map(|k| Zone::Fixed(k.utc_offset))
         }
     };
