@@ -19,7 +19,6 @@ use common::http_server::{read_request, Got};
 use common::*;
 use spate_protocol::EventTime;
 
-const SRC: &str = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n";
 const BUF: &str =
     "<buffer tag>\n    flush_interval 100ms\n    retry_wait 0.1s\n    retry_randomize false\n  </buffer>\n";
 

@@ -170,12 +170,7 @@ fn out_kafka2_records_read_by_an_independent_consumer() {
     }
     let b = broker.addr();
     let conf = format!(
-        r#"<source>
-  @type forward
-  bind 127.0.0.1
-  port {{PORT}}
-</source>
-<match gz.**>
+        r#"{SRC}<match gz.**>
   @type kafka2
   brokers {b}
   default_topic out-gzip
@@ -270,12 +265,7 @@ fn in_kafka_group_reads_what_python_produced() {
     }
     let sink = Sink::start();
     let conf = format!(
-        r#"<source>
-  @type forward
-  bind 127.0.0.1
-  port {{PORT}}
-</source>
-<source>
+        r#"{SRC}<source>
   @type kafka_group
   brokers {b}
   consumer_group spate-in-{g}
@@ -394,12 +384,7 @@ impl Load {
 
 fn edge_conf(brokers: &str, topic: &str, buffer_dir: &Path) -> String {
     format!(
-        r#"<source>
-  @type forward
-  bind 127.0.0.1
-  port {{PORT}}
-</source>
-<match app.**>
+        r#"{SRC}<match app.**>
   @type kafka2
   brokers {brokers}
   default_topic {topic}
@@ -580,12 +565,7 @@ fn sasl_scram_to_an_authenticating_broker() {
     let sink = Sink::start();
     let conf = |pw: &str, group: &str| {
         format!(
-            r#"<source>
-  @type forward
-  bind 127.0.0.1
-  port {{PORT}}
-</source>
-<source>
+            r#"{SRC}<source>
   @type kafka_group
   brokers {b}
   consumer_group {group}
@@ -670,12 +650,7 @@ fn rdkafka2_with_rdkafka_options_to_an_authenticating_broker() {
     broker.stop();
     broker.server = Some(stores::start_tansu_with(&bin, broker.dir.path(), broker.port, &["--authentication"]));
     let conf = format!(
-        r#"<source>
-  @type forward
-  bind 127.0.0.1
-  port {{PORT}}
-</source>
-<match app.**>
+        r#"{SRC}<match app.**>
   @type rdkafka2
   brokers {b}
   default_topic rd-out
@@ -736,12 +711,7 @@ fn kafka_buffered_v012_config_to_a_broker() {
         broker.topic(t, 1);
     }
     let conf = format!(
-        r#"<source>
-  @type forward
-  bind 127.0.0.1
-  port {{PORT}}
-</source>
-<match kb.**>
+        r#"{SRC}<match kb.**>
   @type kafka_buffered
   @id out_kafka
   brokers {b}

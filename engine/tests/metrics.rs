@@ -700,12 +700,7 @@ fn out_null_buffered_never_flush_and_secondary_as_in_fluentd() {
     let mport = free_port();
     let dead = free_port();
     let conf = format!(
-        r#"<source>
-  @type forward
-  bind 127.0.0.1
-  port {{PORT}}
-</source>
-<source>
+        r#"{SRC}<source>
   @type monitor_agent
   bind 127.0.0.1
   port {mport}

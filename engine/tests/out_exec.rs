@@ -13,7 +13,6 @@ use common::*;
 use spate_protocol::EventTime;
 
 const T: u32 = 1_700_000_000;
-const SRC: &str = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n";
 const BUF: &str = "<buffer>\n    flush_interval 100ms\n    retry_wait 0.1s\n    retry_randomize false\n  </buffer>\n";
 
 fn wait_for(path: &std::path::Path, lines: usize) -> String {

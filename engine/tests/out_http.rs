@@ -26,7 +26,6 @@ fn send(spate: &Spate, tag: &str, n: u32, id: &str) {
 
 // The <match>es name the tags sent: with `**`, spate's own log lines (fluent.* events,
 // as fluentd routes its logs) would be posted too.
-const SRC: &str = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n";
 const BUF: &str = "<buffer>\n    flush_mode interval\n    flush_interval 100ms\n    retry_wait 0.1s\n    retry_randomize false\n  </buffer>\n";
 
 #[test]

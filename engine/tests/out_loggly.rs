@@ -14,7 +14,6 @@ use common::*;
 use spate_protocol::EventTime;
 
 const T: u32 = 1_700_000_000;
-const SRC: &str = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n";
 
 fn conf(ty: &str, port: u16, extra: &str) -> String {
     format!(

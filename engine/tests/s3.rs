@@ -9,6 +9,7 @@ mod stores;
 use std::path::Path;
 
 use bytes::Bytes;
+use common::SRC;
 use spate_engine::buffer::{BufferConf, TimeKey};
 use spate_engine::config::{parse_str, EvalContext};
 use spate_engine::s3::client::{Request, Response, Transport, TransportError};
@@ -214,12 +215,7 @@ fn spate_archives_to_s3_and_survives_the_server_being_down() {
     let mut server = stores::start_s3s(&bin, data.path(), port, "AKTEST", "SKTEST/secret");
     let buf = common::tempdir::Dir::new("s3-e2e-buf");
     let conf = format!(
-        r#"<source>
-  @type forward
-  bind 127.0.0.1
-  port {{PORT}}
-</source>
-<match app.**>
+        r#"{SRC}<match app.**>
   @type s3
   aws_key_id AKTEST
   aws_sec_key SKTEST/secret

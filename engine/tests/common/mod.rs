@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+/// An in_forward source on the port spate picks (`{PORT}`): the input most tests feed.
+pub const SRC: &str = "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n";
+
 pub use spate_testkit::forward::{
     loadgen_events, serve_acking, wait_e2e_samples, wait_loadgen_events, Client, FixedSink, Received, Sink,
 };
