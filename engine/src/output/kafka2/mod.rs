@@ -144,7 +144,8 @@ fn buffered_format(e: &Element) -> Result<crate::format::FormatConf, ConfigError
             }
             None => inject.time_type = Some(crate::format::TimeType::Unixtime),
         }
-    } else if e.str("time_format").is_some() {
+    } else if matches!(ty, "json" | "ltsv" | "msgpack") && e.str("time_format").is_some() {
+        // (A formatter named by output_data_type may read time_format itself.)
         crate::warn!("{}: time_format has no effect without output_include_time true", e.pos);
     }
     if e.bool("output_include_tag")?.unwrap_or(false) {
