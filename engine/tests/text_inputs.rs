@@ -78,16 +78,6 @@ fn wait_bound(p: u16) {
     }
 }
 
-/// Waits until every shard's listener on TCP port `p` accepts (spate reports ready when
-/// its in_forward listens; the other inputs bind at the same time, not necessarily before).
-fn wait_port(p: u16) {
-    let end = std::time::Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", p)).is_err() {
-        assert!(std::time::Instant::now() < end, "nothing listens on {p}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn wait(sink: &Sink, n: usize) -> Vec<Received> {
     let got = sink.wait_for(n, Duration::from_secs(15));
     assert!(
@@ -398,7 +388,7 @@ fn filter_parser_sends_failures_to_the_error_label() {
         s = sink.addr.port()
     );
     let spate = Spate::start("filter_parser", &cfg, Stdio::null());
-    wait_port(p);
+    wait_bound(p);
     let mut c = TcpStream::connect(("127.0.0.1", p)).unwrap();
     c.write_all(b"{\"log\":\"192.168.0.1 - - [28/Feb/2013:12:00:00 +0900] \\\"GET / HTTP/1.1\\\" 200 777 \\\"-\\\" \\\"Opera/12.0\\\"\",\"stream\":\"stdout\"}\n{\"log\":\"not an access log\",\"stream\":\"stderr\"}\n{\"other\":1}\n").unwrap();
     drop(c);
@@ -436,9 +426,6 @@ fn v012_flat_parser_parameters_equal_their_parse_sections() {
          <filter tsect>\n@type parser\nkey_name msg\nreserve_data true\nreserve_time true\n<parse>\n@type ltsv\n</parse>\n</filter>"
     );
     let spate = start("v012-parse", &sources, &[sf, ss, tf, ts, hp], &sink);
-    for p in [sf, ss, tf, ts, hp] {
-        wait_port(p);
-    }
     for p in [sf, ss] {
         let mut c = TcpStream::connect(("127.0.0.1", p)).unwrap();
         c.write_all(b"<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick\n").unwrap();
@@ -490,8 +477,6 @@ fn out_parser_reemits_parsed_events_under_the_new_tag() {
          <match fwg001.*>\n  type copy\n  <store>\n    type parser\n    format ltsv\n    time_key time\n    time_format %Y-%m-%dT%H:%M:%S%:z\n    add_prefix parsed\n    key_name message\n  </store>\n</match>\n\
          <match ns001.*>\n  @type parser\n  format /^(?<user>[a-z]+) (?<code>\\d+)$/\n  key_name message\n  reserve_data true\n  remove_prefix ns001\n  add_prefix parsed\n</match>";
     let spate = start("out-parser", sources, &[p1, p2], &sink);
-    wait_port(p1);
-    wait_port(p2);
     let mut c = TcpStream::connect(("127.0.0.1", p1)).unwrap();
     c.write_all(b"{\"message\":\"time:2020-01-02T03:04:05+00:00\\tuser:alice\",\"host\":\"h\"}\n{\"time\":1362020400,\"message\":\"user:bob\"}\n{\"other\":1}\n").unwrap();
     drop(c);
@@ -554,8 +539,6 @@ fn tls_syslog_from_rsyslog_and_tcp_from_python() {
         &[ps, pt],
         &sink,
     );
-    wait_port(ps);
-    wait_port(pt);
     // Plain TCP on the TLS port: the handshake fails, nothing is emitted.
     let mut plain = TcpStream::connect(("127.0.0.1", pt)).unwrap();
     let _ = plain.write_all(b"{\"via\":\"plain\"}\n");
