@@ -39,6 +39,7 @@ pub static PLUGINS: &[Registration] = &[
     crate::output::relabel::PLUGIN,
     crate::output::rewrite_tag_filter::PLUGIN,
     crate::output::parser::PLUGIN,
+    crate::output::record_reformer::PLUGIN,
     crate::output::irc::PLUGIN,
     crate::output::label_router::PLUGIN,
     crate::output::route::PLUGIN,

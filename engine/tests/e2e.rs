@@ -54,6 +54,25 @@ fn collect_stdout(child: &mut std::process::Child) -> Arc<Mutex<String>> {
     out
 }
 
+/// Waits (10 s at most) until `want.len()` whole event lines are on stdout, then
+/// requires exactly those. spate's own log lines are events too (fluentd's fluent.*
+/// events reach `<match **>`), so they are left out; stdout is read in pieces, so only
+/// whole lines count.
+fn expect_stdout_lines(out: &Mutex<String>, want: &[&str]) {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = out.lock().unwrap().clone();
+        let whole = got.rfind('\n').map_or("", |i| &got[..i]);
+        let lines: Vec<&str> = whole.lines().filter(|l| !l.contains(" fluent.")).collect();
+        if lines.len() >= want.len() {
+            assert_eq!(lines, want);
+            return;
+        }
+        assert!(Instant::now() < end, "stdout so far: {got:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn python_fluent_logger_to_stdout_line_by_line() {
     if !python(&["fluent.sender", "msgpack"], true) {
@@ -88,20 +107,7 @@ s.close()
         "2023-11-14 22:13:21.000000000 +0000 app.int: {\"level\":\"info\",\"big\":12345678901234}",
         "2023-11-14 22:13:22.000000000 +0000 app.int: {\"neg\":-5}",
     ];
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = out.lock().unwrap().clone();
-        // Whole lines only (stdout is read in pieces); spate's own log lines are events
-        // too (fluentd's fluent.* events reach <match **>).
-        let whole = got.rfind('\n').map_or("", |i| &got[..i]);
-        let lines: Vec<&str> = whole.lines().filter(|l| !l.contains(" fluent.")).collect();
-        if lines.len() >= want.len() {
-            assert_eq!(lines, want);
-            break;
-        }
-        assert!(Instant::now() < end, "stdout so far: {got:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    expect_stdout_lines(&out, &want);
     let (st, _, _) = spate.stop(Duration::from_secs(30));
     assert!(st.success(), "spate exit status {st:?}");
 }
@@ -333,4 +339,56 @@ fn stdout_buffered_and_as_a_secondary() {
     }
     let (_, _, err) = spate.stop();
     assert!(err.contains("written to <secondary> stdout"), "{err}");
+}
+
+/// out_record_reformer between a real client and stdout: the new tag from the tag's parts
+/// and a record field, flat parameters as fields, Ruby on by default (a bare name is the
+/// record's field), `remove_keys`.
+#[test]
+fn record_reformer_retags_python_fluent_logger_events() {
+    if !python(&["fluent.sender", "msgpack"], true) {
+        return;
+    }
+    let cfg = r#"<source>
+  @type forward
+  bind 127.0.0.1
+  port {PORT}
+</source>
+<match app.**>
+  @type record_reformer
+  tag reformed.${tag_parts[1]}.${level}
+  container_id ${tag_parts[-1]}
+  shout ${message.upcase}
+  remove_keys level
+</match>
+<match reformed.**>
+  @type stdout
+</match>
+"#;
+    let port = free_port();
+    let dir = tempdir::Dir::new("reformer");
+    let path = dir.path().join("fluent.conf");
+    std::fs::write(&path, cfg.replace("{PORT}", &port.to_string())).unwrap();
+    let mut spate =
+        Proc::spawn("spate", spate_cmd(&path, 1).env("TZ", "UTC").stdout(Stdio::piped()).stderr(Stdio::null()));
+    let out = collect_stdout(spate.child_mut());
+    spate.wait_listening(port, Duration::from_secs(20));
+    let script = format!(
+        r#"
+from fluent import sender
+s = sender.FluentSender('app', host='127.0.0.1', port={port})
+assert s.emit_with_time('web', 1700000000, {{'level': 'info', 'message': 'hi'}}), s.last_error
+assert s.emit_with_time('db.x', 1700000001, {{'level': 'warn', 'message': 'disk'}}), s.last_error
+s.close()
+"#
+    );
+    let st = Command::new("python3").args(["-c", &script]).status().unwrap();
+    assert!(st.success(), "python client failed");
+    let want = [
+        "2023-11-14 22:13:20.000000000 +0000 reformed.web.info: {\"message\":\"hi\",\"container_id\":\"web\",\"shout\":\"HI\"}",
+        "2023-11-14 22:13:21.000000000 +0000 reformed.db.warn: {\"message\":\"disk\",\"container_id\":\"x\",\"shout\":\"DISK\"}",
+    ];
+    expect_stdout_lines(&out, &want);
+    let (st, _, _) = spate.stop(Duration::from_secs(30));
+    assert!(st.success(), "spate exit status {st:?}");
 }

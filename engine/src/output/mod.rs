@@ -31,6 +31,7 @@ pub mod loki;
 pub mod null;
 pub mod parser;
 pub mod prometheus;
+pub mod record_reformer;
 pub mod relabel;
 pub mod rewrite_tag_filter;
 pub mod route;

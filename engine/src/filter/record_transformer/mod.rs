@@ -17,6 +17,10 @@
 //! `Hash#merge!` does. Each record is re-encoded once into a buffer reused across the
 //! batch; a batch that comes out byte-identical is returned as is.
 //!
+//! The same machinery serves out_record_reformer ([`RecordTransformer::reform`], set up by
+//! `RecordTransformerConf::reformer_tag`): a tag template per event, bare `${field}`
+//! placeholders, and that plugin's rules (see `crate::output::record_reformer`).
+//!
 //! Files: this one holds the parameters and the filter (per-batch and per-event flow);
 //! `template.rs` compiles and renders `<record>` values; `record.rs` holds
 //! `renew_time_key`'s conversion; `tests.rs` the tests.
@@ -60,6 +64,9 @@ pub struct RecordTransformerConf {
     pub auto_typecast: bool,
     /// The value of `${hostname}` (fluentd: `Socket.gethostname`).
     pub hostname: String,
+    /// record_reformer (the output in [`crate::output::record_reformer`]): its new `tag`
+    /// (a template); set only there.
+    pub reformer_tag: Option<String>,
 }
 
 impl Default for RecordTransformerConf {
@@ -73,6 +80,7 @@ impl Default for RecordTransformerConf {
             enable_ruby: false,
             auto_typecast: true,
             hostname: String::new(),
+            reformer_tag: None,
         }
     }
 }
@@ -89,6 +97,20 @@ struct Work {
     keys: Vec<(usize, usize, usize)>,
     matched: Vec<bool>,
     time_text: TimeText,
+    /// record_reformer: the current event's new tag.
+    tag: Vec<u8>,
+    /// record_reformer: values whose Ruby raised (they become nil), and the first error.
+    nil_values: u32,
+    first_nil: Option<ExpandError>,
+}
+
+/// record_reformer's events of one new tag (see [`RecordTransformer::reform`]).
+#[derive(Debug, Default)]
+pub struct TagGroup {
+    pub tag: Vec<u8>,
+    /// Packed entries, in the order of the events.
+    pub entries: Vec<u8>,
+    pub count: u32,
 }
 
 /// Where a field's value comes from.
@@ -117,6 +139,9 @@ pub struct RecordTransformer {
     noop: bool,
     /// Only `remove_keys`: records without those keys pass without re-encoding.
     remove_only: bool,
+    /// record_reformer: the compiled `tag`; also switches its semantics on (a value whose
+    /// Ruby raises is nil, `renew_time_key` is `to_i`, `remove_keys` are top-level keys).
+    reformer_tag: Option<Vec<Part>>,
     /// Boxed: keeps `Filter` variants of similar size.
     work: RefCell<Box<Work>>,
 }
@@ -151,7 +176,9 @@ impl RecordTransformer {
             ruby: conf.enable_ruby.then(|| conf.hostname.clone()),
             exprs: Vec::new(),
             error: None,
+            reformer: conf.reformer_tag.is_some(),
         };
+        let plugin = if conf.reformer_tag.is_some() { "record_reformer" } else { "record_transformer" };
         let mut map: Vec<(Vec<Part>, Tpl)> = Vec::new();
         for (k, v) in &conf.record {
             let key = c.parts(k);
@@ -165,9 +192,19 @@ impl RecordTransformer {
                 None => map.push((key, tpl)),
             }
         }
+        let reformer_tag = match &conf.reformer_tag {
+            Some(t) => {
+                let parts = c.parts(t);
+                if let Some(error) = c.error.take() {
+                    return Err(FilterError::Ruby { key: "tag".into(), error });
+                }
+                Some(parts)
+            }
+            None => None,
+        };
         for u in &c.unknown {
             crate::warn!(
-                "record_transformer: unknown placeholder `{u}` found; it expands to nil (spate supports \
+                "{plugin}: unknown placeholder `{u}` found; it expands to nil (spate supports \
                  ${{tag}}, ${{tag_parts[N]}}, ${{tag_prefix[N]}}, ${{tag_suffix[N]}}, ${{hostname}}, ${{time}}, \
                  ${{record[\"key\"]}})"
             );
@@ -182,6 +219,11 @@ impl RecordTransformer {
         }
         let (mut remove_top, mut remove_nested) = (Vec::new(), Vec::new());
         for k in &conf.remove_keys {
+            if reformer_tag.is_some() {
+                // record_reformer's `new_record.delete(k)`: a top-level key as written.
+                remove_top.push(k.as_bytes().to_vec());
+                continue;
+            }
             let a = Accessor::parse(k)?;
             match a.simple_key() {
                 Some(s) => remove_top.push(s.to_vec()),
@@ -207,6 +249,7 @@ impl RecordTransformer {
             exprs: c.exprs,
             noop,
             remove_only: map_empty && !conf.renew_record && conf.renew_time_key.is_none(),
+            reformer_tag,
             work: RefCell::new(Box::default()),
         })
     }
@@ -263,7 +306,8 @@ impl RecordTransformer {
         if self.static_keys.is_none() {
             self.event_keys(w, &ev)?;
         }
-        let Work { fields, rec: rec_out, alt, tmp, keybuf, keys, matched, time_text } = w;
+        let Work { fields, rec: rec_out, alt, tmp, keybuf, keys, matched, time_text, nil_values, first_nil, .. } = w;
+        let reformer = self.reformer_tag.is_some();
         fields.clear();
         matched.clear();
         matched.resize(keys.len(), false);
@@ -291,7 +335,16 @@ impl RecordTransformer {
                 Val::Raw(b) => fields.extend_from_slice(b),
                 Val::Tpl(i) => {
                     if let Some((_, tpl)) = self.map.get(i) {
-                        template::write_tpl(tpl, &ev, time_text, tmp, fields)?;
+                        if let Err(e) = template::write_tpl(tpl, &ev, time_text, tmp, fields) {
+                            if !reformer {
+                                return Err(e);
+                            }
+                            // record_reformer's expander rescues: the field is nil.
+                            fields.truncate(vstart);
+                            raw::nil(fields);
+                            *nil_values += 1;
+                            first_nil.get_or_insert(e);
+                        }
                     }
                 }
             }
@@ -300,7 +353,9 @@ impl RecordTransformer {
                 return Ok(());
             };
             if self.renew_time_key.as_deref() == Some(key) {
-                renew = Some(renew_time(&fields[vstart..]));
+                let t = renew_time(&fields[vstart..]);
+                // record_reformer: `record[key].to_i`, whole seconds.
+                renew = Some(if reformer { t.map(|t| EventTime::new(t.sec, 0)) } else { t });
             }
             if self.remove_top.iter().any(|r| r == key) {
                 fields.truncate(start);
@@ -312,13 +367,19 @@ impl RecordTransformer {
 
         if self.renew_record {
             for k in &self.keep_keys {
-                let Some(v) = rec.get(k) else { continue };
+                // record_transformer keeps the keys the record has; record_reformer's
+                // `new_record[k] = record[k]` sets a missing one to nil.
+                let v = match rec.get(k) {
+                    Some(v) => v.as_bytes(),
+                    None if reformer => &[0xc0][..],
+                    None => continue,
+                };
                 match find(k) {
                     Some(j) => {
                         matched[j] = true;
                         emit(None, Some(k), Val::Tpl(keys[j].2), fields, tmp)?;
                     }
-                    None => emit(None, Some(k), Val::Raw(v.as_bytes()), fields, tmp)?,
+                    None => emit(None, Some(k), Val::Raw(v), fields, tmp)?,
                 }
             }
         } else {
@@ -357,6 +418,85 @@ impl RecordTransformer {
         Ok(renew)
     }
 
+    /// Fills `w.keybuf` / `w.keys` once per batch when no `<record>` key has placeholders.
+    fn static_event_keys(&self, w: &mut Work) {
+        if let Some(sk) = &self.static_keys {
+            w.keybuf.clear();
+            w.keys.clear();
+            for (k, i) in sk {
+                let start = w.keybuf.len();
+                w.keybuf.extend_from_slice(k);
+                w.keys.push((start, w.keybuf.len(), *i));
+            }
+        }
+    }
+
+    /// record_reformer's `process`: every event of `batch` gets its new tag and record;
+    /// `groups` receives one [`TagGroup`] per distinct new tag, events in their order. An event whose tag's Ruby raised is dropped (the plugin skips a nil
+    /// tag); a value whose Ruby raised is nil; both are logged once per batch.
+    pub fn reform(&self, batch: &EventBatch, groups: &mut Vec<TagGroup>) {
+        let Some(tag_tpl) = &self.reformer_tag else { return };
+        let mut guard = self.work.borrow_mut();
+        let w = &mut *guard;
+        let ctx = self.resolve(&batch.tag);
+        self.static_event_keys(w);
+        w.nil_values = 0;
+        w.first_nil = None;
+        let (mut dropped, mut bad_time) = (0u32, 0u32);
+        let mut first_drop: Option<ExpandError> = None;
+        for ev in batch.events() {
+            w.tag.clear();
+            let expanded = {
+                let e = Event { ctx: &ctx, exprs: &self.exprs, rec: ev.record, t: ev.time };
+                template::expand(tag_tpl, &e, &mut w.time_text, &mut w.tag)
+            };
+            let renew = expanded.and_then(|()| self.transform(w, &ctx, ev.record, ev.time));
+            let time = match renew {
+                Ok(None) => None,
+                Ok(Some(Ok(t))) => Some(t),
+                Ok(Some(Err(()))) => {
+                    bad_time += 1;
+                    continue;
+                }
+                Err(e) => {
+                    dropped += 1;
+                    first_drop.get_or_insert(e);
+                    continue;
+                }
+            };
+            let g = match groups.iter().position(|g| g.tag == w.tag) {
+                Some(g) => g,
+                None => {
+                    let entries = Vec::with_capacity(batch.entries.len() / 2 + 64);
+                    groups.push(TagGroup { tag: w.tag.clone(), entries, count: 0 });
+                    groups.len() - 1
+                }
+            };
+            let TagGroup { entries: out, count: n, .. } = &mut groups[g];
+            out.push(0x92);
+            match time {
+                Some(t) => raw::event_time(out, t),
+                None => out.extend_from_slice(ev.time_raw),
+            }
+            out.extend_from_slice(&w.rec);
+            *n += 1;
+        }
+        let tag = String::from_utf8_lossy(&batch.tag);
+        if let Some(e) = &w.first_nil {
+            crate::warn!("record_reformer: {} value(s) of tag {tag} set to nil: {e}", w.nil_values);
+        }
+        if let Some(e) = first_drop {
+            crate::warn!("record_reformer: dropped {dropped} event(s) of tag {tag}: {e}");
+        }
+        if bad_time > 0 {
+            crate::warn!(
+                "record_reformer: dropped {bad_time} event(s) of tag {tag}: renew_time_key {} holds a value \
+                 without `to_i` (the plugin logs the error and emits nothing more of that batch)",
+                String::from_utf8_lossy(self.renew_time_key.as_deref().unwrap_or_default())
+            );
+        }
+    }
+
     /// Whether `remove_keys` deletes anything from this record.
     fn touches(&self, rec: RecordRef<'_>) -> bool {
         rec.fields().any(|(k, _)| k.as_str().is_some_and(|k| self.remove_top.iter().any(|r| r == k)))
@@ -370,15 +510,7 @@ impl RecordTransformer {
         let mut guard = self.work.borrow_mut();
         let w = &mut *guard;
         let ctx = self.resolve(&batch.tag);
-        if let Some(sk) = &self.static_keys {
-            w.keybuf.clear();
-            w.keys.clear();
-            for (k, i) in sk {
-                let start = w.keybuf.len();
-                w.keybuf.extend_from_slice(k);
-                w.keys.push((start, w.keybuf.len(), *i));
-            }
-        }
+        self.static_event_keys(w);
         // `out` stays empty (unallocated) while every event comes out unchanged.
         let mut out: Vec<u8> = Vec::new();
         let (mut count, mut errors, mut started) = (0u32, 0u32, false);
@@ -507,6 +639,7 @@ pub fn conf_from_element(e: &Element, hostname: &str) -> Result<RecordTransforme
         auto_typecast: e.bool("auto_typecast")?.unwrap_or(true),
         hostname: hostname.to_string(),
         record: Vec::new(),
+        reformer_tag: None,
     };
     for r in e.elements_named("record") {
         r.mark_all_used();

@@ -87,7 +87,14 @@ pub(super) struct Compiler {
     pub(super) exprs: Vec<Program>,
     /// The first Ruby expression that does not compile.
     pub(super) error: Option<ExprError>,
+    /// record_reformer's placeholders: `${tags[N]}`, `${field}` for a record field (any
+    /// name but the reserved ones), and with `enable_ruby` bare names as record fields.
+    pub(super) reformer: bool,
 }
+
+/// The names record_reformer's `${name}` never reads from the record.
+const REFORMER_RESERVED: [&str; 8] =
+    ["tag", "tags", "tag_parts", "tag_prefix", "tag_suffix", "hostname", "time", "record"];
 
 /// A Ruby exception while expanding a value (fluentd: "failed to expand `code` : error =
 /// ...", and the event becomes an error event).
@@ -165,7 +172,9 @@ impl Compiler {
             Some("hostname") => self.batch_ph(BatchPh::Hostname),
             Some("time") => Ph::Time,
             Some(inner) => {
-                if let Some(n) = indexed(inner, "tag_parts") {
+                if let Some(n) =
+                    indexed(inner, "tag_parts").or_else(|| indexed(inner, "tags").filter(|_| self.reformer))
+                {
                     self.batch_ph(BatchPh::Part(n))
                 } else if let Some(n) = indexed(inner, "tag_prefix") {
                     self.batch_ph(BatchPh::Prefix(n))
@@ -177,6 +186,8 @@ impl Compiler {
                     .or_else(|| inner.strip_prefix("record['").and_then(|r| r.strip_suffix("']")))
                 {
                     Ph::Record(k.as_bytes().to_vec())
+                } else if self.reformer && !REFORMER_RESERVED.contains(&inner) {
+                    Ph::Record(inner.as_bytes().to_vec())
                 } else {
                     Ph::Nil
                 }
@@ -189,10 +200,18 @@ impl Compiler {
         ph
     }
 
+    fn locals(&self) -> &'static [Local] {
+        if self.reformer {
+            &Local::REFORMER
+        } else {
+            &Local::ALL
+        }
+    }
+
     fn compile_expr(&mut self, code: &str) -> Option<usize> {
         let host = self.ruby.clone().unwrap_or_default();
         let env = |k: &str| std::env::var(k).ok();
-        match Program::compile(code, &CompileCx { locals: &Local::ALL, env: &env, hostname: &host }) {
+        match Program::compile(code, &CompileCx { locals: self.locals(), env: &env, hostname: &host }) {
             Ok(p) => {
                 self.exprs.push(p);
                 Some(self.exprs.len() - 1)
@@ -209,7 +228,7 @@ impl Compiler {
         let host = self.ruby.clone().unwrap_or_default();
         let env = |k: &str| std::env::var(k).ok();
         let text = s.replace("${", "#{");
-        let cx = CompileCx { locals: &Local::ALL, env: &env, hostname: &host };
+        let cx = CompileCx { locals: self.locals(), env: &env, hostname: &host };
         let segs = match expr::compile_interpolation(&text, &cx) {
             Ok(segs) => segs,
             Err(e) => {

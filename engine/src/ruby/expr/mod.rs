@@ -63,6 +63,11 @@ pub enum Local {
     Hostname,
     /// `time` as a `Fluent::EventTime` (record_modifier) rather than a Time.
     EventTime,
+    /// record_reformer's `tags` (its old name for `tag_parts`).
+    Tags,
+    /// Not a local: record_reformer resolves any other bare name to the record's field of
+    /// that name (its `method_missing`), raising NameError when the record has none.
+    RecordFields,
 }
 
 impl Local {
@@ -76,12 +81,28 @@ impl Local {
             Local::TagSuffix => "tag_suffix",
             Local::Hostname => "hostname",
             Local::EventTime => "time",
+            Local::Tags => "tags",
+            // Never matches an identifier.
+            Local::RecordFields => "<record fields>",
         }
     }
 
     /// Every local record_transformer provides.
     pub const ALL: [Local; 7] =
         [Local::Record, Local::Tag, Local::Time, Local::TagParts, Local::TagPrefix, Local::TagSuffix, Local::Hostname];
+
+    /// What record_reformer's `CleanroomExpander` provides.
+    pub const REFORMER: [Local; 9] = [
+        Local::Record,
+        Local::Tag,
+        Local::Time,
+        Local::TagParts,
+        Local::TagPrefix,
+        Local::TagSuffix,
+        Local::Hostname,
+        Local::Tags,
+        Local::RecordFields,
+    ];
 }
 
 /// What compiling may consult: the locals in scope, `ENV` and the host name (both read
@@ -150,6 +171,9 @@ pub enum RubyError {
     Key(String),
     #[error("{0}")]
     Index(String),
+    /// record_reformer's `method_missing` for a field the record does not have.
+    #[error("undefined local variable or method `{0}'")]
+    Name(String),
 }
 
 /// A compiled expression.

@@ -57,6 +57,8 @@ pub(super) enum Node {
     Array(Vec<Node>),
     Hash(Vec<(Node, Node)>),
     Local(Local),
+    /// A bare name read as the record's field (record_reformer).
+    Field(Box<[u8]>),
     Call(Box<Call>),
     Not(Box<Node>),
     /// `a && b && ...` (flat: long chains need no deep recursion).

@@ -217,6 +217,9 @@ impl P<'_, '_, '_> {
         if self.is_op("(") {
             return Err(self.unsupported(format!("method `{name}`")));
         }
+        if self.cx.locals.contains(&Local::RecordFields) {
+            return Ok(Node::Field(name.as_bytes().into()));
+        }
         let hint = if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             format!("; the v0.12 style `${{{name}}}` for a record field is `${{record[\"{name}\"]}}` in fluentd v1")
         } else {
