@@ -54,6 +54,19 @@ fn collect_stdout(child: &mut std::process::Child) -> Arc<Mutex<String>> {
     out
 }
 
+/// Starts spate on `cfg` (its `{PORT}` replaced by a free port) from a file in `dir`,
+/// with TZ=UTC and its stdout collected; returns once the port listens.
+fn spawn_to_stdout(cfg: &str, dir: &tempdir::Dir) -> (Proc, Arc<Mutex<String>>, u16) {
+    let port = free_port();
+    let path = dir.path().join("fluent.conf");
+    std::fs::write(&path, cfg.replace("{PORT}", &port.to_string())).unwrap();
+    let mut spate =
+        Proc::spawn("spate", spate_cmd(&path, 1).env("TZ", "UTC").stdout(Stdio::piped()).stderr(Stdio::null()));
+    let out = collect_stdout(spate.child_mut());
+    spate.wait_listening(port, Duration::from_secs(20));
+    (spate, out, port)
+}
+
 /// Waits (10 s at most) until `want.len()` whole event lines are on stdout, then
 /// requires exactly those. spate's own log lines are events too (fluentd's fluent.*
 /// events reach `<match **>`), so they are left out; stdout is read in pieces, so only
@@ -80,14 +93,8 @@ fn python_fluent_logger_to_stdout_line_by_line() {
     }
     let cfg =
         "<source>\n  @type forward\n  bind 127.0.0.1\n  port {PORT}\n</source>\n<match **>\n  @type stdout\n</match>\n";
-    let port = free_port();
     let dir = tempdir::Dir::new("stdout");
-    let path = dir.path().join("fluent.conf");
-    std::fs::write(&path, cfg.replace("{PORT}", &port.to_string())).unwrap();
-    let mut spate =
-        Proc::spawn("spate", spate_cmd(&path, 1).env("TZ", "UTC").stdout(Stdio::piped()).stderr(Stdio::null()));
-    let out = collect_stdout(spate.child_mut());
-    spate.wait_listening(port, Duration::from_secs(20));
+    let (mut spate, out, port) = spawn_to_stdout(cfg, &dir);
     let script = format!(
         r#"
 from fluent import sender
@@ -365,14 +372,8 @@ fn record_reformer_retags_python_fluent_logger_events() {
   @type stdout
 </match>
 "#;
-    let port = free_port();
     let dir = tempdir::Dir::new("reformer");
-    let path = dir.path().join("fluent.conf");
-    std::fs::write(&path, cfg.replace("{PORT}", &port.to_string())).unwrap();
-    let mut spate =
-        Proc::spawn("spate", spate_cmd(&path, 1).env("TZ", "UTC").stdout(Stdio::piped()).stderr(Stdio::null()));
-    let out = collect_stdout(spate.child_mut());
-    spate.wait_listening(port, Duration::from_secs(20));
+    let (mut spate, out, port) = spawn_to_stdout(cfg, &dir);
     let script = format!(
         r#"
 from fluent import sender
