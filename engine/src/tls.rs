@@ -520,6 +520,23 @@ pub struct HttpTlsParams<'a> {
     pub max_version: Option<&'a str>,
     /// The names of the parameters, for error messages: (ca, cert, key).
     pub names: (&'a str, &'a str, &'a str),
+    /// Accept a server certificate no CA signed (out_forward's
+    /// `tls_allow_self_signed_cert` reading).
+    pub allow_self_signed: bool,
+    /// When the system's CA bundle is trusted.
+    pub system_roots: SystemRoots,
+}
+
+/// When a client trusts the system's CA bundle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SystemRoots {
+    /// Only when no CA file is given (the HTTP outputs).
+    #[default]
+    UnlessCaFiles,
+    /// Besides the CA files (fluentd's socket helper with `enable_system_cert_store`).
+    Also,
+    /// Never (`enable_system_cert_store false`).
+    Never,
 }
 
 /// A client config that checks servers against the system roots (TLS 1.2 and up), for
@@ -537,6 +554,8 @@ pub fn system_client_tls(e: &Element, verify: bool) -> Result<ClientTls, ConfigE
         min_version: None,
         max_version: None,
         names: ("", "", ""),
+        allow_self_signed: false,
+        system_roots: SystemRoots::UnlessCaFiles,
     };
     http_client_tls(e, &p)
 }
@@ -545,11 +564,16 @@ pub fn system_client_tls(e: &Element, verify: bool) -> Result<ClientTls, ConfigE
 pub fn http_client_tls(e: &Element, p: &HttpTlsParams<'_>) -> Result<ClientTls, ConfigError> {
     let vs = versions(e, p.version, p.min_version, p.max_version)?;
     let prov = provider();
-    let root_store = if p.ca_files.is_empty() { system_roots() } else { roots(e, p.names.0, &p.ca_files)? };
+    let mut root_store = if p.ca_files.is_empty() { RootCertStore::empty() } else { roots(e, p.names.0, &p.ca_files)? };
+    match p.system_roots {
+        SystemRoots::UnlessCaFiles if p.ca_files.is_empty() => root_store = system_roots(),
+        SystemRoots::Also => root_store.roots.extend(system_roots().roots),
+        _ => {}
+    }
     let b = ClientConfig::builder_with_provider(prov.clone())
         .with_protocol_versions(&vs)
         .map_err(|x| err(e, format!("TLS versions: {x}")))?;
-    let b = if !p.verify || !p.verify_hostname {
+    let b = if !p.verify || !p.verify_hostname || p.allow_self_signed {
         let inner = if p.verify {
             Some(
                 rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(root_store), prov.clone())
@@ -562,15 +586,16 @@ pub fn http_client_tls(e: &Element, p: &HttpTlsParams<'_>) -> Result<ClientTls, 
         b.dangerous().with_custom_certificate_verifier(Arc::new(Relaxed {
             inner,
             verify_hostname: p.verify_hostname,
-            allow_self_signed: false,
+            allow_self_signed: p.allow_self_signed,
             provider: prov,
         }))
     } else {
         if root_store.is_empty() {
-            return Err(err(
-                e,
-                format!("https: no CA to verify servers with: set {} (no system CA bundle found)", p.names.0),
-            ));
+            let why = match p.system_roots {
+                SystemRoots::Never => "the system's CAs are off",
+                _ => "no system CA bundle found",
+            };
+            return Err(err(e, format!("no CA to verify servers with: set {} ({why})", p.names.0)));
         }
         b.with_root_certificates(root_store)
     };

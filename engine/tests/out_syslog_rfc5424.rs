@@ -29,19 +29,22 @@ fn have(cmd: &str) -> bool {
     ok && driver
 }
 
-#[test]
-fn rfc5424_messages_over_tls_tcp_and_udp_reach_rsyslog() {
-    if !have("rsyslogd") || !have("openssl") {
-        return;
-    }
-    let dir = tempdir::Dir::new("rsyslog-out");
-    let d = dir.path().display().to_string();
+/// Makes, in directory `d`, a CA (`ca.pem`), a server certificate for localhost and
+/// 127.0.0.1 it signed (`cert.pem`, `key.pem`) and a client certificate it signed
+/// (`client.pem`, `client.key`), with the openssl CLI.
+fn certificates(d: &str) {
+    let dir = std::path::Path::new(d);
     // A CA, and a server certificate for 127.0.0.1 it signed.
-    std::fs::write(dir.path().join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    // Extensions make it an X.509 v3 certificate (rustls takes no v1 ones).
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
     for args in [
         format!("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=spate-test-ca -keyout {d}/ca.key -out {d}/ca.pem"),
         format!("req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout {d}/key.pem -out {d}/srv.csr"),
         format!("x509 -req -in {d}/srv.csr -CA {d}/ca.pem -CAkey {d}/ca.key -CAcreateserial -days 2 -extfile {d}/san.ext -out {d}/cert.pem"),
+        // A client certificate for mutual TLS, signed by the same CA.
+        format!("req -newkey rsa:2048 -nodes -subj /CN=spate-client -keyout {d}/client.key -out {d}/client.csr"),
+        format!("x509 -req -in {d}/client.csr -CA {d}/ca.pem -CAkey {d}/ca.key -CAcreateserial -days 2 -extfile {d}/client.ext -out {d}/client.pem"),
     ] {
         let st = Command::new("openssl")
             .args(args.split(' '))
@@ -51,6 +54,16 @@ fn rfc5424_messages_over_tls_tcp_and_udp_reach_rsyslog() {
             .unwrap();
         assert!(st.success(), "openssl {args}");
     }
+}
+
+#[test]
+fn rfc5424_messages_over_tls_tcp_and_udp_reach_rsyslog() {
+    if !have("rsyslogd") || !have("openssl") {
+        return;
+    }
+    let dir = tempdir::Dir::new("rsyslog-out");
+    let d = dir.path().display().to_string();
+    certificates(&d);
     let (pt, pp, pu) = (free_port(), free_port(), free_port());
     let conf = dir.path().join("rsyslog.conf");
     std::fs::write(
@@ -78,11 +91,16 @@ fn rfc5424_messages_over_tls_tcp_and_udp_reach_rsyslog() {
     server.wait_listening(pt, Duration::from_secs(20));
 
     let buf = "<buffer>\n    flush_interval 0.2s\n    retry_wait 0.3s\n  </buffer>\n";
+    // What a server refuses stays in the buffer; not flushed at the stop.
+    let refused = "<buffer>\n    flush_interval 0.2s\n    retry_wait 0.3s\n    flush_at_shutdown false\n  </buffer>\n";
     let cfg = format!(
         "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n\
          <match tls.**>\n  @type syslog_rfc5424\n  host 127.0.0.1\n  port {pt}\n  trusted_ca_path {d}/ca.pem\n  {buf}</match>\n\
          <match insecure.**>\n  @type syslog_rfc5424\n  host 127.0.0.1\n  port {pt}\n  insecure true\n  {buf}</match>\n\
-         <match untrusted.**>\n  @type syslog_rfc5424\n  host 127.0.0.1\n  port {pt}\n  <buffer>\n    flush_interval 0.2s\n    retry_wait 0.3s\n    flush_at_shutdown false\n  </buffer>\n</match>\n\
+         <match untrusted.**>\n  @type syslog_rfc5424\n  host 127.0.0.1\n  port {pt}\n  {refused}</match>\n\
+         <match fqdn.**>\n  @type syslog_rfc5424\n  host 127.0.0.1\n  port {pt}\n  trusted_ca_path {d}/ca.pem\n  fqdn localhost\n  version TLSv1_2\n  {buf}</match>\n\
+         <match wrongname.**>\n  @type syslog_rfc5424\n  host 127.0.0.1\n  port {pt}\n  trusted_ca_path {d}/ca.pem\n  fqdn wrong.example\n  {refused}</match>\n\
+         <match nofqdn.**>\n  @type syslog_rfc5424\n  host 127.0.0.1\n  port {pt}\n  trusted_ca_path {d}/ca.pem\n  fqdn wrong.example\n  verify_fqdn false\n  {buf}</match>\n\
          <match tcp.**>\n  @type syslog_rfc5424\n  host 127.0.0.1\n  port {pp}\n  transport tcp\n  <format>\n    @type syslog_rfc5424\n    app_name_field k8s.app\n    proc_id_field k8s.pod\n  </format>\n  {buf}</match>\n\
          <match udp.**>\n  @type syslog_rfc5424\n  host 127.0.0.1\n  port {pu}\n  transport udp\n  <format>\n    rfc6587_message_size false\n  </format>\n  {buf}</match>\n"
     );
@@ -94,6 +112,9 @@ fn rfc5424_messages_over_tls_tcp_and_udp_reach_rsyslog() {
     send_json(&spate, "tls.a", t0, &[rec("over tls"), rec("caf\u{e9} \u{fc}ber tls")], "t1");
     send_json(&spate, "insecure.a", t0, &[rec("insecure tls")], "i1");
     send_json(&spate, "untrusted.a", t0, &[rec("never")], "u0");
+    send_json(&spate, "fqdn.a", t0, &[rec("fqdn localhost")], "f1");
+    send_json(&spate, "wrongname.a", t0, &[rec("never")], "w0");
+    send_json(&spate, "nofqdn.a", t0, &[rec("verify_fqdn false")], "n1");
     send_json(
         &spate,
         "tcp.a",
@@ -109,11 +130,14 @@ fn rfc5424_messages_over_tls_tcp_and_udp_reach_rsyslog() {
     let end = Instant::now() + Duration::from_secs(30);
     let text = loop {
         let t = std::fs::read_to_string(&out).unwrap_or_default();
-        if t.lines().count() >= 5 {
+        if t.lines().count() >= 7 {
             std::thread::sleep(Duration::from_millis(500));
             break std::fs::read_to_string(&out).unwrap_or_default();
         }
-        assert!(Instant::now() < end, "rsyslog got: {t}");
+        if Instant::now() >= end {
+            let (_, _, err) = spate.stop();
+            panic!("rsyslog got: {t}\nspate: {err}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut lines: Vec<&str> = text.lines().collect();
@@ -125,12 +149,74 @@ fn rfc5424_messages_over_tls_tcp_and_udp_reach_rsyslog() {
             format!("tcp|web-2|cart|cart-7|-|[ex@32473 a=\"1\"]|over tcp|{time}"),
             // send_json puts record i at i seconds after the first.
             "tls|web-1|shop|42|ID7|-|caf\u{e9} \u{fc}ber tls|2013-02-28T03:00:01.123456+00:00".to_string(),
+            format!("tls|web-1|shop|42|ID7|-|fqdn localhost|{time}"),
             format!("tls|web-1|shop|42|ID7|-|insecure tls|{time}"),
             format!("tls|web-1|shop|42|ID7|-|over tls|{time}"),
+            format!("tls|web-1|shop|42|ID7|-|verify_fqdn false|{time}"),
             format!("udp|web-1|shop|42|ID7|-|over udp|{time}"),
         ],
-        "non-ASCII text framed by its byte count; the untrusted server refused"
+        "non-ASCII text framed by its byte count; the untrusted server, the wrong name and the missing client \
+         certificate refused"
     );
     let (_, _, err) = spate.stop();
     assert!(err.contains("TLS handshake with 127.0.0.1"), "{err}");
+    assert!(err.contains("not valid for name \"wrong.example\""), "the fqdn was checked: {err}");
+}
+
+/// Mutual TLS (`client_cert_path`, `private_key_path`) against `openssl s_server`
+/// requiring a client certificate (`-Verify`), which prints what it receives (and checks
+/// `fqdn`, `enable_system_cert_store false` and `version`). (rsyslog's
+/// x509/certvalid input stopped taking messages on its other inputs in this test.)
+#[test]
+fn client_certificate_to_openssl_s_server() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = tempdir::Dir::new("syslog-mtls");
+    let d = dir.path().display().to_string();
+    certificates(&d);
+    let port = free_port();
+    let mut server = Proc::spawn(
+        "openssl s_server",
+        Command::new("openssl")
+            .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-Verify", "1", "-quiet"])
+            .args(["-cert", &format!("{d}/cert.pem"), "-key", &format!("{d}/key.pem")])
+            .args(["-CAfile", &format!("{d}/ca.pem")])
+            // s_server ends a session when its stdin ends: a pipe kept open.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let mut out = server.child_mut().stdout.take().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut b = [0u8; 4096];
+        while let Ok(n @ 1..) = out.read(&mut b) {
+            g.lock().unwrap().extend_from_slice(&b[..n]);
+        }
+    });
+    server.wait_listening(port, Duration::from_secs(20));
+    let cfg = format!(
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {{PORT}}\n</source>\n\
+         <match mtls.**>\n  @type syslog_rfc5424\n  host 127.0.0.1\n  port {port}\n  fqdn localhost\n  \
+         trusted_ca_path {d}/ca.pem\n  enable_system_cert_store false\n  client_cert_path {d}/client.pem\n  \
+         private_key_path {d}/client.key\n  version TLSv1_3\n  <buffer>\n    flush_interval 0.2s\n  </buffer>\n</match>\n"
+    );
+    let spate = Spate::start_workers("syslog-mtls", &cfg, 1);
+    let t0 = spate_protocol::EventTime::new(1362020400, 0);
+    send_json(&spate, "mtls.a", t0, &[r#"{"hostname":"web-1","log":"with a client certificate"}"#], "m1");
+    let end = Instant::now() + Duration::from_secs(20);
+    let want = "1 2013-02-28T03:00:00.000000+00:00 web-1 - - - - with a client certificate";
+    loop {
+        let text = String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
+        if text.contains(want) {
+            break;
+        }
+        assert!(Instant::now() < end, "s_server got: {text:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (st, _, _) = spate.stop();
+    assert!(st.success());
 }

@@ -143,6 +143,8 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
             min_version: None,
             max_version: None,
             names: ("tls_ca_cert_path", "tls_client_cert_path", "tls_private_key_path"),
+            allow_self_signed: false,
+            system_roots: Default::default(),
         };
         Some(crate::tls::http_client_tls(e, &p)?)
     } else {

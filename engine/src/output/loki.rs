@@ -153,6 +153,8 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
             min_version: min,
             max_version: max,
             names: ("ca_cert", "cert", "key"),
+            allow_self_signed: false,
+            system_roots: Default::default(),
         };
         let t = crate::tls::http_client_tls(e, &p)?;
         (url.scheme == Scheme::Https).then_some(t)

@@ -64,6 +64,8 @@ fn plan(e: &Element, ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<B
             min_version: None,
             max_version: None,
             names: ("ssl_ca_bundle", "", ""),
+            allow_self_signed: false,
+            system_roots: Default::default(),
         };
         Some(crate::tls::http_client_tls(e, &p)?)
     } else {

@@ -8,6 +8,11 @@
 //! over a stream framed with RFC 6587 octet counting (`rfc6587_message_size`, default)
 //! or a newline.
 //!
+//! TLS takes the plugin's current parameters as fluentd's socket helper reads them
+//! (`socket_create_tls`): `insecure`, `trusted_ca_path` plus the system's CAs
+//! (`enable_system_cert_store`), `verify_fqdn`, `fqdn` (the name checked and sent as
+//! SNI), `allow_self_signed_cert`, a client certificate and `version`.
+//!
 //! A chunk leaves the buffer only when all its messages were written to the connection
 //! (syslog has no acknowledgement); a failed write drops the connection and retries the
 //! chunk, as the plugin does. The host is resolved at connect time.
@@ -32,7 +37,7 @@ use crate::plugin::{
     Build, BuildError, ChunkVars, Kind, LocalFuture, PlanCtx, Registration, ShardCtx, WriteError, Writer, WriterPlan,
     WriterSetup,
 };
-use crate::tls::{ClientTls, HttpTlsParams, Stream};
+use crate::tls::{ClientTls, HttpTlsParams, Stream, SystemRoots};
 
 /// The registry row.
 pub const PLUGIN: Registration = Registration {
@@ -40,14 +45,16 @@ pub const PLUGIN: Registration = Registration {
     aliases: &[],
     kind: Kind::Output,
     build: Build::Buffered(plan),
-    params: "fluent-plugin-syslog_rfc5424: `host`, `port` (required), `transport` (`tls` default, `tcp`, `udp`), `insecure` (no certificate check), `trusted_ca_path` (else the system's CAs); `<format @type syslog_rfc5424>` (the default): `rfc6587_message_size` (true: octet counting, else a newline), `hostname_field` (hostname), `app_name_field` (app_name), `proc_id_field` (proc_id), `message_id_field` (message_id), `structured_data_field` (structured_data), `log_field` (log), dotted paths for nested fields. A chunk is committed once all its messages were written",
+    params: "fluent-plugin-syslog_rfc5424: `host`, `port` (required), `transport` (`tls` default, `tcp`, `udp`), `insecure` (no certificate check), `trusted_ca_path` (and the system's CAs unless `enable_system_cert_store false`), `verify_fqdn` (default: not `insecure`), `fqdn` (the name checked, else `host`), `allow_self_signed_cert`, `client_cert_path`/`private_key_path`/`private_key_passphrase`, `version` (TLSv1_2); `<format @type syslog_rfc5424>` (the default): `rfc6587_message_size` (true: octet counting, else a newline), `hostname_field` (hostname), `app_name_field` (app_name), `proc_id_field` (proc_id), `message_id_field` (message_id), `structured_data_field` (structured_data), `log_field` (log), dotted paths for nested fields. A chunk is committed once all its messages were written",
 };
 
 /// How messages travel.
 #[derive(Debug, Clone)]
 enum Transport {
     Tcp,
-    Tls(ClientTls),
+    /// The config, and the name the server's certificate is checked against (`fqdn`, else
+    /// `host`).
+    Tls(ClientTls, String),
     Udp,
 }
 
@@ -83,16 +90,32 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
         "tcp" => Transport::Tcp,
         "udp" => Transport::Udp,
         "tls" => {
+            // The plugin's socket_options, read by fluentd's socket helper
+            // (socket_create_tls).
             let ca: Vec<String> = e.str("trusted_ca_path").map(|p| vec![p.to_string()]).unwrap_or_default();
+            let system = if e.bool("enable_system_cert_store")?.unwrap_or(true) {
+                SystemRoots::Also
+            } else {
+                SystemRoots::Never
+            };
             let p = HttpTlsParams {
                 ca_files: ca,
+                client_cert: e.str("client_cert_path"),
+                client_key: e.str("private_key_path"),
+                client_key_pass: e.str("private_key_passphrase"),
                 verify: !insecure,
-                verify_hostname: !insecure,
-                version: "TLSv1_2",
-                names: ("trusted_ca_path", "", ""),
+                verify_hostname: !insecure && e.bool("verify_fqdn")?.unwrap_or(!insecure),
+                version: e.str("version").unwrap_or("TLSv1_2"),
+                names: ("trusted_ca_path", "client_cert_path", "private_key_path"),
+                allow_self_signed: e.bool("allow_self_signed_cert")?.unwrap_or(false),
+                system_roots: system,
                 ..Default::default()
             };
-            Transport::Tls(crate::tls::http_client_tls(e, &p)?)
+            let name = e.str("fqdn").unwrap_or(&host).to_string();
+            if let Err(x) = rustls::pki_types::ServerName::try_from(name.clone()) {
+                return Err(e.error(format!("fqdn {name:?}: not a host name or IP address: {x}")));
+            }
+            Transport::Tls(crate::tls::http_client_tls(e, &p)?, name)
         }
         o => return Err(e.error(format!("transport {o:?}: expected tls, tcp or udp"))),
     };
@@ -209,7 +232,7 @@ impl WriterPlan for SyslogPlan {
     fn describe(&self) -> String {
         let t = match self.transport {
             Transport::Tcp => "tcp",
-            Transport::Tls(_) => "tls",
+            Transport::Tls(..) => "tls",
             Transport::Udp => "udp",
         };
         format!("{t}://{}:{}", self.host, self.port)
@@ -266,9 +289,9 @@ impl SyslogWriter {
                 let tcp =
                     TcpStream::connect_timeout(addr, TIMEOUT).await.map_err(|e| retry("cannot connect to", &e))?;
                 let s = match t {
-                    Transport::Tls(tls) => Stream::connect(tcp, tls, &self.host, TIMEOUT)
-                        .await
-                        .map_err(|e| retry("TLS handshake with", &e))?,
+                    Transport::Tls(tls, name) => {
+                        Stream::connect(tcp, tls, name, TIMEOUT).await.map_err(|e| retry("TLS handshake with", &e))?
+                    }
                     _ => Stream::Plain(tcp),
                 };
                 Ok(Conn::Stream(Box::new(s)))
@@ -359,5 +382,21 @@ mod tests {
         f.format(RecordRef::new(&rec).unwrap(), EventTime::new(0, 0), &mut out, &mut msg);
         let s = String::from_utf8(out).unwrap();
         assert_eq!(s, format!("<14>1 1970-01-01T00:00:00.000000+00:00 {} - - - - x\n", "é".repeat(255)));
+    }
+
+    #[test]
+    fn tls_parameters_are_checked_at_load() {
+        let conf =
+            |body: &str| format!("<match **>\n  @type syslog_rfc5424\n  host 127.0.0.1\n  port 6514\n{body}</match>\n");
+        let e = crate::test_support::plan_err(&conf("  enable_system_cert_store false\n"));
+        assert!(e.contains("no CA to verify servers with: set trusted_ca_path (the system's CAs are off)"), "{e}");
+        let e = crate::test_support::plan_err(&conf("  fqdn \"bad name\"\n"));
+        assert!(e.contains("fqdn \"bad name\": not a host name"), "{e}");
+        let e = crate::test_support::plan_err(&conf("  version TLSv9\n"));
+        assert!(e.contains("TLSv9"), "{e}");
+        let e = crate::test_support::plan_err(&conf("  client_cert_path /nonexistent.pem\n"));
+        assert!(e.contains("client_cert_path and private_key_path go together"), "{e}");
+        // Without TLS, fluentd's socket helper never reads them.
+        assert!(crate::test_support::plan_of(&conf("  transport tcp\n  enable_system_cert_store false\n")).is_ok());
     }
 }

@@ -160,6 +160,8 @@ impl ConnConf {
                 min_version: e.str("ssl_min_version"),
                 max_version: e.str("ssl_max_version"),
                 names: ("ca_file", "client_cert", "client_key"),
+                allow_self_signed: false,
+                system_roots: Default::default(),
             };
             // fluent-plugin-elasticsearch's default is TLS 1.2 up to 1.3.
             let p = if p.min_version.is_none() && p.max_version.is_none() && e.str("ssl_version").is_none() {
