@@ -104,7 +104,8 @@ fn plan(e: &Element, _ctx: &mut PlanCtx<'_>, setup: &mut WriterSetup) -> Result<
                 client_key: e.str("private_key_path"),
                 client_key_pass: e.str("private_key_passphrase"),
                 verify: !insecure,
-                verify_hostname: !insecure && e.bool("verify_fqdn")?.unwrap_or(!insecure),
+                // verify_fqdn defaults to `!insecure`; insecure verifies nothing.
+                verify_hostname: !insecure && e.bool("verify_fqdn")?.unwrap_or(true),
                 version: e.str("version").unwrap_or("TLSv1_2"),
                 names: ("trusted_ca_path", "client_cert_path", "private_key_path"),
                 allow_self_signed: e.bool("allow_self_signed_cert")?.unwrap_or(false),

@@ -432,8 +432,9 @@ impl RecordTransformer {
     }
 
     /// record_reformer's `process`: every event of `batch` gets its new tag and record;
-    /// `groups` receives one [`TagGroup`] per distinct new tag, events in their order. An event whose tag's Ruby raised is dropped (the plugin skips a nil
-    /// tag); a value whose Ruby raised is nil; both are logged once per batch.
+    /// `groups` receives one [`TagGroup`] per distinct new tag, events in their order.
+    /// An event whose tag's Ruby raised is dropped (the plugin skips a nil tag); a value
+    /// whose Ruby raised is nil; both are logged once per batch.
     pub fn reform(&self, batch: &EventBatch, groups: &mut Vec<TagGroup>) {
         let Some(tag_tpl) = &self.reformer_tag else { return };
         let mut guard = self.work.borrow_mut();
