@@ -29,13 +29,13 @@ fn local<'a>(l: Local, s: &Scope<'a>) -> Val<'a> {
         Local::Tag => Val::Str(Cow::Borrowed(s.tag)),
         Local::Time => Val::Time(RTime::from_event(s.time)),
         Local::EventTime => Val::Time(RTime { event: true, ..RTime::from_event(s.time) }),
-        Local::TagParts | Local::Tags => Val::Array(s.tag_parts.iter().map(|p| Val::Str(Cow::Borrowed(*p))).collect()),
+        Local::TagParts => Val::Array(s.tag_parts.iter().map(|p| Val::Str(Cow::Borrowed(*p))).collect()),
         Local::TagPrefix | Local::TagSuffix => {
             let pre = l == Local::TagPrefix;
             Val::Array((0..s.tag_parts.len()).map(|i| tag_join(s.tag_parts, pre, i)).collect())
         }
-        // Folded to a string at compile time; never a node.
-        Local::Hostname | Local::RecordFields => Val::Nil,
+        // Folded to a string, or read as another local, at compile time: never a node.
+        Local::Hostname | Local::Tags | Local::RecordFields => Val::Nil,
     }
 }
 
@@ -218,16 +218,13 @@ fn overflow() -> RubyError {
 
 fn call<'a>(c: &'a Call, s: &Env<'_, 'a>) -> R<'a> {
     // `tag_parts[N]` and friends without building the array.
-    if let (
-        Node::Local(l @ (Local::TagParts | Local::Tags | Local::TagPrefix | Local::TagSuffix)),
-        M::Aref,
-        [Node::Int(i)],
-    ) = (&c.recv, c.m.m, c.args.as_slice())
+    if let (Node::Local(l @ (Local::TagParts | Local::TagPrefix | Local::TagSuffix)), M::Aref, [Node::Int(i)]) =
+        (&c.recv, c.m.m, c.args.as_slice())
     {
         let parts = s.tag_parts;
         return Ok(match ruby_index(parts.len(), *i) {
             None => Val::Nil,
-            Some(k) if matches!(l, Local::TagParts | Local::Tags) => Val::Str(Cow::Borrowed(parts[k])),
+            Some(k) if *l == Local::TagParts => Val::Str(Cow::Borrowed(parts[k])),
             Some(k) => tag_join(parts, *l == Local::TagPrefix, k),
         });
     }

@@ -209,7 +209,8 @@ impl P<'_, '_, '_> {
             if *l == Local::Hostname {
                 return Ok(Node::Str(self.cx.hostname.as_bytes().to_vec()));
             }
-            return Ok(Node::Local(*l));
+            // record_reformer's `tags` is `tag_parts` under its old name.
+            return Ok(Node::Local(if *l == Local::Tags { Local::TagParts } else { *l }));
         }
         if KEYWORDS.contains(&name) {
             return Err(self.unsupported(format!("`{name}`")));
